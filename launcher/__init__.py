@@ -1,0 +1,1 @@
+"""Launcher: the JobSpec, the backends (local, slurm, kubernetes) and the job registry."""

@@ -1,0 +1,31 @@
+"""Where scalectl keeps its state on this machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def scalectl_home() -> Path:
+    """``$SCALECTL_HOME``, or ``~/.local/state/scalectl`` (XDG state directory)."""
+    configured = os.environ.get("SCALECTL_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    state = os.environ.get("XDG_STATE_HOME")
+    base = Path(state).expanduser() if state else Path.home() / ".local" / "state"
+    return base / "scalectl"
+
+
+def default_jobs_root() -> Path:
+    """``$SCALECTL_JOBS_ROOT``, or ``<scalectl_home>/jobs``.
+
+    On a cluster this must be a shared file system visible from every node.
+    """
+    configured = os.environ.get("SCALECTL_JOBS_ROOT")
+    if configured:
+        return Path(configured).expanduser()
+    return scalectl_home() / "jobs"
+
+
+def registry_path() -> Path:
+    return scalectl_home() / "registry.sqlite3"

@@ -1,0 +1,1 @@
+"""Terminal UI (Textual): jobs, telemetry, logs, and plan against reality."""
