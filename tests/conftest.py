@@ -1,0 +1,74 @@
+"""Session-wide fixtures: the real local Slurm cluster, and the CI-strict skip policy.
+
+Tests marked ``slurm`` get the ``slurm_cluster`` fixture automatically. On a laptop
+without root (or without Debian packages) they skip with the reason; under ``CI=true``
+a cluster that cannot come up fails them instead, because CI must exercise real Slurm.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SLURM_SCRIPT = REPO_ROOT / "scripts" / "slurm-local.sh"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """What tests need to know about the running local cluster."""
+
+    nodes: tuple[str, ...]
+    partition: str
+
+
+def _cluster_ready() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%N %t"], capture_output=True, text=True, timeout=30
+    )
+    states = dict(line.split() for line in result.stdout.splitlines() if line.strip())
+    return result.returncode == 0 and all(
+        states.get(node) in {"idle", "mix", "alloc"} for node in ("node1", "node2")
+    )
+
+
+def _bring_up() -> str | None:
+    """Start the cluster if we can; return why not, or None when it is up."""
+    if _cluster_ready():
+        return None
+    if os.geteuid() != 0:
+        return "the local Slurm cluster is not running and starting it needs root (sudo make test)"
+    result = subprocess.run(
+        [str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        return f"scripts/slurm-local.sh up failed (exit {result.returncode}): {' | '.join(tail)}"
+    return None if _cluster_ready() else "cluster started but nodes are not idle"
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    reason = _bring_up()
+    if reason is not None:
+        if in_ci():
+            pytest.fail(f"CI=true requires the local Slurm cluster: {reason}", pytrace=False)
+        pytest.skip(f"no Slurm: {reason}")
+    return SlurmCluster(nodes=("node1", "node2"), partition="debug")
+
+
+@pytest.fixture(autouse=True)
+def _slurm_marker(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("slurm") is not None:
+        request.getfixturevalue("slurm_cluster")
