@@ -22,6 +22,7 @@ yet) and count, rather than raise on, lines that are not valid JSON objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -267,10 +268,8 @@ def write_json_atomic(path: Path, value: Any) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
 
 

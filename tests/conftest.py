@@ -49,9 +49,7 @@ def _bring_up() -> str | None:
         return None
     if os.geteuid() != 0:
         return "the local Slurm cluster is not running and starting it needs root (sudo make test)"
-    result = subprocess.run(
-        [str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run([str(SLURM_SCRIPT), "up"], capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         return f"scripts/slurm-local.sh up failed (exit {result.returncode}): {' | '.join(tail)}"

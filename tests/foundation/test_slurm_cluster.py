@@ -27,11 +27,15 @@ def test_sbatch_runs_on_both_nodes_and_sacct_reads_it(tmp_path: Path) -> None:
     script.write_text(
         "#!/bin/bash\n"
         f"#SBATCH --nodes=2 --ntasks-per-node=1 --output={out} --job-name=foundation-check\n"
-        'srun bash -c \'echo "node=$SLURMD_NODENAME rank=$SLURM_PROCID"\'\n'
+        "srun bash -c 'echo \"node=$SLURMD_NODENAME rank=$SLURM_PROCID\"'\n"
     )
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", str(script)], capture_output=True, text=True, check=True
-    ).stdout.strip().split(";")[0]
+    job_id = (
+        subprocess.run(
+            ["sbatch", "--parsable", str(script)], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     deadline = time.monotonic() + 120
     state = ""
     while time.monotonic() < deadline:
@@ -39,7 +43,8 @@ def test_sbatch_runs_on_both_nodes_and_sacct_reads_it(tmp_path: Path) -> None:
         if state in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"}:
             break
         time.sleep(0.5)
-    assert state == "COMPLETED", f"job {job_id} ended {state!r}: {out.read_text() if out.exists() else ''}"
+    output = out.read_text() if out.exists() else ""
+    assert state == "COMPLETED", f"job {job_id} ended {state!r}: {output}"
     lines = sorted(out.read_text().split())
     assert "node=node1" in lines and "node=node2" in lines
     steps = subprocess.run(
