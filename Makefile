@@ -38,7 +38,7 @@ unit: $(STAMP)
 test: $(STAMP) lint typecheck
 	@if [ "$$(id -u)" = 0 ]; then scripts/slurm-local.sh up; \
 	 else echo "make test: not root, the local Slurm cluster cannot be started; Slurm tests will skip"; fi
-	$(BIN)/pytest
+	$(BIN)/pytest -v --durations=20
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
