@@ -1,0 +1,257 @@
+"""Trainer configuration: defaults, then a Plan file (``--plan``), then flags; validated.
+
+Precedence: a flag given on the command line beats the Plan, which beats the default.
+From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``,
+``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
+``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
+``training.seq_len`` and ``layout.micro_batch``; other fields are ignored. Every error
+names the flag or Plan field that holds the bad value and how to fix it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from runtime.progress import JOB_DIR_ENV
+from runtime.train.data import MIN_VOCAB
+from runtime.train.model import ModelConfig
+
+
+class ConfigError(ValueError):
+    """Bad flags or Plan; the trainer prints ``error: <message>`` and exits 2."""
+
+    user_error = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; fields map one-to-one to flags (``_`` → ``-``)."""
+
+    layers: int = 4
+    """Transformer blocks."""
+    hidden: int = 128
+    """Model width."""
+    heads: int = 4
+    """Query heads."""
+    kv_heads: int = 2
+    """Key/value heads (GQA); divides ``heads``."""
+    ffn_hidden: int = 0
+    """SwiGLU inner width; 0 picks 8/3 * hidden rounded up to a multiple of 32 (Llama)."""
+    vocab: int = MIN_VOCAB
+    """Embedding rows; at least 257 (bytes + end-of-document)."""
+    tied_embeddings: bool = False
+    """Share the input embedding with the output projection."""
+    seq_len: int = 128
+    """Tokens per training sequence."""
+    micro_batch: int = 8
+    """Sequences per rank per micro-step."""
+    grad_accum: int = 1
+    """Micro-steps per optimizer step; global batch = world size * grad_accum * micro_batch."""
+    lr: float = 3e-3
+    """Peak learning rate (after warm-up)."""
+    min_lr: float = 3e-4
+    """Learning rate at the end of the cosine decay."""
+    warmup_steps: int = 20
+    """Linear warm-up steps."""
+    steps: int = 200
+    """Total optimizer steps of the job (across restarts)."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay on matrices (not on norms)."""
+    clip_grad_norm: float = 1.0
+    """Clip the global gradient 2-norm to this; 0 turns clipping off."""
+    ckpt_every: int = 50
+    """Checkpoint every N steps; 0: only at the end and on SIGTERM/SIGUSR2."""
+    keep_checkpoints: int = 3
+    """Complete checkpoints kept; older ones are deleted after each commit."""
+    seed: int = 0
+    """Seeds the initial weights and the data order."""
+    eval_every: int = 50
+    """Held-out loss every N steps (and before the first step of a fresh run); 0: never."""
+    eval_sequences: int = 32
+    """Held-out windows per evaluation (the same ones every time)."""
+    log_every: int = 10
+    """Print a progress line on rank 0 every N steps."""
+    data: str = "pydoc"
+    """Corpus: ``pydoc`` (the Python Language Reference) or a text file / directory path."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
+    dist_timeout_s: float = 600.0
+    """Timeout of collectives before a rank gives up on a peer."""
+    job_dir: str = ""
+    """Job directory (``--job-dir`` or ``$SCALECTL_JOB_DIR``); empty: write no files."""
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            layers=self.layers,
+            hidden=self.hidden,
+            heads=self.heads,
+            kv_heads=self.kv_heads,
+            ffn_hidden=self.ffn_hidden,
+            vocab=self.vocab,
+            seq_len=self.seq_len,
+            tied=self.tied_embeddings,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings")
+"""Fields that fix the shapes of the parameters: a checkpoint only loads if they match."""
+
+_PLAN_FIELDS: dict[str, tuple[str, str]] = {
+    "layers": ("model", "num_layers"),
+    "hidden": ("model", "hidden_size"),
+    "heads": ("model", "num_attention_heads"),
+    "kv_heads": ("model", "num_kv_heads"),
+    "ffn_hidden": ("model", "ffn_hidden_size"),
+    "vocab": ("model", "vocab_size"),
+    "tied_embeddings": ("model", "tied_embeddings"),
+    "seq_len": ("training", "seq_len"),
+    "micro_batch": ("layout", "micro_batch"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m runtime.train",
+        description="Reference FSDP2 trainer (run under torchrun, or alone for one process).",
+    )
+    parser.add_argument("--plan", help="planner Plan JSON to take the model shape from")
+    docs = _field_docs()
+    for item in fields(TrainConfig):
+        help_text = f"{docs.get(item.name, '')} (default: {item.default!r})"
+        if item.type in ("bool", bool):
+            parser.add_argument(
+                _flag(item.name),
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(item.type)]
+            parser.add_argument(_flag(item.name), type=kind, default=None, help=help_text)
+    return parser
+
+
+def _field_docs() -> dict[str, str]:
+    """Attribute docstrings of TrainConfig, for --help (read from the source once)."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(after.value.value).replace("%", "%%")
+    return docs
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """Parse flags (and the Plan they name) into a validated TrainConfig."""
+    args = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    plan_path = args.pop("plan")
+    if plan_path:
+        for name, (value, where) in _read_plan(Path(plan_path)).items():
+            values[name], origin[name] = value, where
+    for name, value in args.items():
+        if value is not None:
+            values[name], origin[name] = value, _flag(name)
+    if not values.get("job_dir"):
+        values["job_dir"] = os.environ.get(JOB_DIR_ENV, "")
+    config = TrainConfig(**values)
+    if config.ffn_hidden == 0:
+        config = replace(config, ffn_hidden=_default_ffn_hidden(config.hidden))
+    _validate(config, lambda name: origin.get(name, _flag(name)))
+    return config
+
+
+def _default_ffn_hidden(hidden: int) -> int:
+    """8/3 * hidden rounded up to a multiple of 32 (Touvron et al. 2023, section 2.2)."""
+    return -(-(8 * hidden // 3) // 32) * 32
+
+
+def _read_plan(path: Path) -> dict[str, tuple[Any, str]]:
+    try:
+        plan = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"--plan {path}: no such file; pass the plan.json the planner wrote"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--plan {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(plan, dict):
+        raise ConfigError(f"--plan {path}: expected a JSON object (a planner Plan)")
+    found: dict[str, tuple[Any, str]] = {}
+    for name, (section, key) in _PLAN_FIELDS.items():
+        part = plan.get(section)
+        if isinstance(part, dict) and part.get(key) is not None:
+            found[name] = (part[key], f"plan {section}.{key}")
+    if "hidden" not in found or "layers" not in found:
+        raise ConfigError(
+            f"--plan {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
+        )
+    return found
+
+
+def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
+    def need(ok: bool, name: str, message: str) -> None:
+        if not ok:
+            value = getattr(cfg, name)
+            raise ConfigError(f"{where(name)} {value}: {message}")
+
+    expected_types: dict[str, tuple[type, ...]] = {
+        "int": (int,),
+        "float": (int, float),
+        "str": (str,),
+        "bool": (bool,),
+    }
+    for item in fields(TrainConfig):
+        value = getattr(cfg, item.name)
+        expected = expected_types[str(item.type)]
+        if not isinstance(value, expected) or (expected == (int,) and isinstance(value, bool)):
+            raise ConfigError(f"{where(item.name)} {value!r}: expected {item.type}")
+    for name in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "seq_len", "micro_batch"):
+        need(getattr(cfg, name) > 0, name, "must be a positive integer")
+    for name in ("grad_accum", "steps", "keep_checkpoints", "eval_sequences", "log_every"):
+        need(getattr(cfg, name) >= 1, name, "must be at least 1")
+    for name in ("warmup_steps", "ckpt_every", "eval_every", "seed"):
+        need(getattr(cfg, name) >= 0, name, "must be 0 or more")
+    need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
+    need((cfg.hidden // cfg.heads) % 2 == 0, "heads", "hidden / heads must be even (rotary pairs)")
+    need(cfg.heads % cfg.kv_heads == 0, "kv_heads", f"must divide the {cfg.heads} query heads")
+    need(
+        cfg.vocab >= MIN_VOCAB,
+        "vocab",
+        f"must be at least {MIN_VOCAB} (256 bytes + end of document)",
+    )
+    need(cfg.lr > 0, "lr", "must be positive")
+    need(0 <= cfg.min_lr <= cfg.lr, "min_lr", f"must be between 0 and --lr {cfg.lr}")
+    need(cfg.weight_decay >= 0, "weight_decay", "must be 0 or more")
+    need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
+    need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
+    need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")

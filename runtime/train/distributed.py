@@ -1,0 +1,85 @@
+"""Process group, device and FSDP2 sharding for the reference trainer.
+
+Under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) it joins the job's process
+group; run alone it makes a one-process group over an in-memory store, so
+``python -m runtime.train`` works without a launcher. CUDA → NCCL on ``cuda:LOCAL_RANK``;
+otherwise gloo on the CPU. The training code is the same for both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int
+    """Global rank."""
+    world_size: int
+    """Number of training processes."""
+    local_rank: int
+    """Rank on this node (selects the GPU)."""
+    device: torch.device
+    """Device the model lives on."""
+
+
+def init(device_choice: str, timeout_s: float) -> DistInfo:
+    """Initialise the default process group (idempotent) and pick the device."""
+    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    backend = "nccl" if use_cuda else "gloo"
+    if not dist.is_initialized():
+        timeout = timedelta(seconds=timeout_s)
+        if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            dist.init_process_group(backend, timeout=timeout)
+        else:
+            dist.init_process_group(
+                backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout
+            )
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+def shard(model: nn.Module, blocks: nn.ModuleList, device: torch.device) -> None:
+    """FSDP2: one ``fully_shard`` unit per transformer block, then the root.
+
+    The root unit holds the embedding, the final norm and the output projection (so a
+    tied embedding/output weight lives in one unit). On CUDA, parameters are gathered in
+    bf16 and gradients reduced in fp32; on the CPU everything stays fp32.
+    """
+    kwargs: dict[str, Any] = {}
+    if device.type == "cuda":
+        kwargs["mp_policy"] = MixedPrecisionPolicy(
+            param_dtype=torch.bfloat16, reduce_dtype=torch.float32
+        )
+    for block in blocks:
+        fully_shard(block, **kwargs)
+    fully_shard(model, **kwargs)
+
+
+def broadcast(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a small picklable object)."""
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(info: DistInfo) -> None:
+    if info.device.type == "cuda":
+        dist.barrier(device_ids=[info.local_rank])
+    else:
+        dist.barrier()

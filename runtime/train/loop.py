@@ -1,0 +1,435 @@
+"""The training loop: resume, steps, evaluation, checkpoints, signals, progress.
+
+Exit codes of ``python -m runtime.train``:
+
+* 0: the job reached ``--steps`` (or had already reached it) and left a final checkpoint;
+* 1: an unhandled exception (including an injected ``crash``);
+* 2: bad input: flags, Plan, ``SCALECTL_FAULTS``, corpus, job directory, or a checkpoint
+  written for a different model shape (one ``error:`` line on stderr);
+* 128 + signum (143 for SIGTERM, 140 for SIGUSR2): stopped by that signal after
+  finishing the current step and committing a checkpoint of it. A second signal while
+  that is under way exits at once with the same code.
+
+Signals are handled at step boundaries and agreed on by all ranks: each step ends with
+one all-reduce that carries the loss, the gradient norm and a per-signal flag, so a
+signal delivered to any one rank stops every rank after the same step.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.distributed.tensor import DTensor
+
+from launcher.jobdir import JobDir
+from runtime import faults, progress
+from runtime.train import checkpoint, data, distributed
+from runtime.train.config import MODEL_FIELDS, ConfigError, TrainConfig
+from runtime.train.model import Transformer, count_parameters
+from runtime.train.schedule import lr_at
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+"""Signals that mean "checkpoint at the next step boundary, then exit 128 + signum"."""
+
+DUMP_STATE_ENV = "SCALECTL_TRAIN_DUMP_STATE"
+"""When "1", rank 0 also writes the full (gathered) model and optimizer state to
+``<job_dir>/debug/{saved,resumed}_step_<n>.pt`` at every save and resume: a verification
+aid (tests compare them) that costs a full gather, so it is off by default."""
+
+SOURCE = "trainer"
+"""``source`` field of the trainer's events (the launcher and agent write events too)."""
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step measured."""
+
+    loss: float
+    """Mean training loss over the global batch."""
+    grad_norm: float
+    """Global gradient 2-norm before clipping."""
+    step_time_s: float
+    """This rank's wall time for the step, data to synchronised optimizer update."""
+    stop_signal: int
+    """A stop signal any rank received by the end of the step, else 0."""
+
+
+class Trainer:
+    """One rank of the reference trainer; ``run`` returns the process exit code."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.job = JobDir(Path(cfg.job_dir).absolute()) if cfg.job_dir else None
+        self._pending_signal = 0
+        self._stopping = False
+        self.step = 0
+        self.tokens = 0
+        self.last_checkpoint_step = -1
+
+    # ---- setup -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        cfg = self.cfg
+        if self.job is not None:
+            try:
+                self.job.create()
+            except OSError as exc:
+                raise ConfigError(
+                    f"--job-dir {cfg.job_dir}: cannot create it ({exc.strerror}); "
+                    "pass a writable directory"
+                ) from None
+        injector_faults = faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        self.dist = distributed.init(cfg.device, cfg.dist_timeout_s)
+        self.rank, self.world_size, self.device = (
+            self.dist.rank,
+            self.dist.world_size,
+            self.dist.device,
+        )
+        self.injector = faults.Injector(
+            injector_faults, self.rank, self.job.root if self.job else None
+        )
+        progress.configure(self.job.root if self.job else None, self.rank, self.world_size)
+
+        self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
+        if distributed.broadcast(self.corpus.fingerprint) != self.corpus.fingerprint:
+            raise data.DataError(
+                f"--data {cfg.data}: rank {self.rank} built a different corpus than rank 0 "
+                "(different Python versions on the nodes?); pass --data PATH to a shared file"
+            )
+        self.eval_set = data.eval_windows(self.corpus.val, cfg.eval_sequences, cfg.seq_len)
+
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
+        with torch.device(self.device):
+            self.model = Transformer(cfg.model_config())
+        self.n_params = count_parameters(self.model)
+        distributed.shard(self.model, self.model.layers, self.device)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": cfg.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=cfg.lr,
+            betas=(0.9, 0.95),
+            eps=1e-8,
+        )
+        self.tokens_per_step = self.world_size * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping or self._pending_signal:
+            # Second signal: the graceful stop is taking too long for the sender.
+            os._exit(128 + signum)
+        self._pending_signal = signum
+
+    def log(self, message: str) -> None:
+        if self.rank == 0:
+            print(f"[train] {message}", flush=True)
+
+    def event(self, name: str, **fields: Any) -> None:
+        if self.rank == 0:
+            progress.event(name, source=SOURCE, **fields)
+
+    # ---- resume ------------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Load the newest complete checkpoint, or start fresh; emits resumed/started."""
+        found: tuple[int, str] | None = None
+        if self.job is not None:
+            if self.rank == 0:
+                removed = checkpoint.clean_stale(self.job)
+                if removed:
+                    self.log(f"removed incomplete checkpoint debris: {', '.join(removed)}")
+                latest = checkpoint.find_latest(self.job)
+                found = (latest[0], str(latest[1])) if latest else None
+            found = distributed.broadcast(found)
+        if found is None:
+            eval_loss = self.evaluate() if self.cfg.eval_every else None
+            self.log(
+                f"starting fresh: {self.n_params:,} parameters, world size {self.world_size}, "
+                f"{self.tokens_per_step:,} tokens/step, corpus {self.corpus.source} "
+                f"({len(self.corpus.train):,} train / {len(self.corpus.val):,} held-out tokens)"
+                + (f", held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
+            )
+            self.event(
+                "started",
+                step=0,
+                world_size=self.world_size,
+                params=self.n_params,
+                tokens_per_step=self.tokens_per_step,
+                corpus=self.corpus.fingerprint,
+                eval_loss=eval_loss,
+            )
+            return
+        path = Path(found[1])
+        saved = checkpoint.read_trainer_state(path)
+        self._check_compatible(saved, path)
+        start = time.perf_counter()
+        checkpoint.load(path, self.model, self.optimizer)
+        for group, decay in zip(
+            self.optimizer.param_groups, (self.cfg.weight_decay, 0.0), strict=True
+        ):
+            group["weight_decay"] = decay  # flags of this run win over the saved ones
+        self.step, self.tokens = int(saved["step"]), int(saved["tokens"])
+        self.last_checkpoint_step = self.step
+        then = int(saved["world_size"])
+        corpus_changed = saved.get("corpus") != self.corpus.fingerprint
+        self.log(
+            f"resumed from {path} at step {self.step} (world size {then} then, "
+            f"{self.world_size} now; {time.perf_counter() - start:.2f}s to load)"
+        )
+        if corpus_changed:
+            self.log("warning: the corpus differs from the one the checkpoint was trained on")
+        self.event(
+            "resumed",
+            step=self.step,
+            checkpoint=str(path),
+            world_size_then=then,
+            world_size=self.world_size,
+            tokens=self.tokens,
+            corpus_changed=corpus_changed,
+        )
+        self._maybe_dump("resumed")
+
+    def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
+        old = saved.get("config", {})
+        for name in MODEL_FIELDS:
+            if name in old and old[name] != getattr(self.cfg, name):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"checkpoint {path} holds a model with {name}={old[name]} but this run has "
+                    f"{flag} {getattr(self.cfg, name)}; use the same model shape or a new --job-dir"
+                )
+
+    # ---- one step ----------------------------------------------------------------------
+
+    def train_step(self, step: int) -> StepResult:
+        cfg = self.cfg
+        start = time.perf_counter()
+        lr = self.lr(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        for micro in range(cfg.grad_accum):
+            window = data.micro_batch_windows(
+                self.corpus.train,
+                seed=cfg.seed,
+                step=step,
+                micro_step=micro,
+                rank=self.rank,
+                world_size=self.world_size,
+                micro_batch=cfg.micro_batch,
+                seq_len=cfg.seq_len,
+            )
+            batch = torch.from_numpy(window).to(self.device, non_blocking=True)
+            if cfg.grad_accum > 1:
+                # Reduce-scatter gradients only on the last micro-step.
+                self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
+            logits = self.model(batch[:, :-1])
+            loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+            (loss / cfg.grad_accum).backward()
+            loss_sum += loss.detach()
+        max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if isinstance(norm, DTensor):
+            norm = norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        signum = self._pending_signal
+        stats = torch.stack(
+            [
+                loss_sum / cfg.grad_accum,
+                norm.to(loss_sum.dtype),
+                *(torch.tensor(float(signum == s), device=self.device) for s in STOP_SIGNALS),
+            ]
+        )
+        dist.all_reduce(stats)  # one collective: loss, norm and stop flags of every rank
+        values = stats.tolist()
+        stop = next((int(s) for s, n in zip(STOP_SIGNALS, values[2:], strict=True) if n > 0), 0)
+        return StepResult(
+            loss=values[0] / self.world_size,
+            grad_norm=values[1] / self.world_size,
+            step_time_s=time.perf_counter() - start,
+            stop_signal=stop,
+        )
+
+    def lr(self, step: int) -> float:
+        cfg = self.cfg
+        return lr_at(
+            step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps
+        )
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean per-token loss over the fixed held-out windows, the same at any world size."""
+        self.model.eval()
+        windows = self.eval_set
+        per_rank = -(-len(windows) // self.world_size)
+        mine = windows[self.rank * per_rank : (self.rank + 1) * per_rank]
+        chunks = -(-per_rank // self.cfg.micro_batch)
+        totals = torch.zeros(2, device=self.device, dtype=torch.float64)
+        for index in range(chunks):
+            rows = mine[index * self.cfg.micro_batch : (index + 1) * self.cfg.micro_batch]
+            weight = 1.0
+            if len(rows) == 0:
+                # Every rank must run the same number of forwards (FSDP gathers inside them).
+                rows, weight = windows[:1], 0.0
+            batch = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
+            logits = self.model(batch[:, :-1])
+            loss = F.cross_entropy(
+                logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
+            )
+            totals[0] += weight * loss.double()
+            totals[1] += weight * batch[:, 1:].numel()
+        dist.all_reduce(totals)
+        self.model.train()
+        return float(totals[0] / totals[1])
+
+    # ---- checkpoints -------------------------------------------------------------------
+
+    def save(self, reason: str) -> None:
+        if self.job is None:
+            return
+        start = time.perf_counter()
+        state = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "world_size": self.world_size,
+            "reason": reason,
+            "saved_ts": time.time(),
+            "config": self.cfg.to_json(),
+            "corpus": self.corpus.fingerprint,
+            "torch": torch.__version__,
+        }
+        step = self.step
+        path = checkpoint.save(
+            self.job,
+            step,
+            self.model,
+            self.optimizer,
+            state,
+            keep=self.cfg.keep_checkpoints,
+            after_shards=lambda: self.injector.fire(faults.CHECKPOINT, step),
+        )
+        self.last_checkpoint_step = step
+        seconds = time.perf_counter() - start
+        self.log(f"checkpoint step {step} saved to {path} in {seconds:.2f}s ({reason})")
+        self.event(
+            "checkpoint_saved",
+            step=step,
+            path=str(path),
+            seconds=round(seconds, 4),
+            reason=reason,
+            world_size=self.world_size,
+        )
+        self._maybe_dump("saved")
+
+    def _maybe_dump(self, kind: str) -> None:
+        if os.environ.get(DUMP_STATE_ENV) != "1" or self.job is None:
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_state, optim_state = get_state_dict(self.model, self.optimizer, options=options)
+        if self.rank == 0:
+            target = self.job.root / "debug" / f"{kind}_step_{self.step}.pt"
+            target.parent.mkdir(exist_ok=True)
+            torch.save({"model": model_state, "optim": optim_state}, target)
+
+    # ---- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        cfg = self.cfg
+        self.setup()
+        self.resume()
+        wall_start = time.perf_counter()
+        last: StepResult | None = None
+        eval_loss: float | None = None
+        if self.step >= cfg.steps:
+            self.log(f"already at step {self.step} of {cfg.steps}: nothing to do")
+        while self.step < cfg.steps:
+            step = self.step + 1
+            self.injector.fire(faults.STEP, step)
+            last = self.train_step(step)
+            self.step, self.tokens = step, self.tokens + self.tokens_per_step
+            eval_now = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
+            eval_loss = self.evaluate() if eval_now else None
+            progress.report(
+                step=step,
+                loss=last.loss,
+                tokens=self.tokens,
+                step_time_s=last.step_time_s,
+                lr=self.lr(step),
+                grad_norm=last.grad_norm,
+                tokens_per_s=self.tokens_per_step / last.step_time_s,
+                **({"eval_loss": eval_loss} if eval_loss is not None else {}),
+            )
+            if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):
+                self.log(
+                    f"step {step}/{cfg.steps} loss {last.loss:.4f} lr {self.lr(step):.2e} "
+                    f"grad_norm {last.grad_norm:.3f} "
+                    f"tok/s {self.tokens_per_step / last.step_time_s:,.0f} "
+                    f"step {last.step_time_s * 1000:.1f}ms"
+                    + (f" held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
+                )
+            if last.stop_signal and step < cfg.steps:
+                return self._stop(last.stop_signal)
+            if step == cfg.steps:
+                self.save("final")
+            elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
+                self.save("interval")
+        self.event(
+            "training_complete",
+            step=self.step,
+            tokens=self.tokens,
+            loss=last.loss if last else None,
+            eval_loss=eval_loss,
+            wall_s=round(time.perf_counter() - wall_start, 3),
+        )
+        self.log(f"training complete at step {self.step}")
+        return 0
+
+    def _stop(self, signum: int) -> int:
+        self._stopping = True
+        name = signal.Signals(signum).name
+        self.log(f"{name} received: checkpointing step {self.step}, then exiting")
+        if self.last_checkpoint_step != self.step:
+            self.save("signal")
+        code = 128 + signum
+        self.event("preempted", step=self.step, signal=name, exit_code=code)
+        # Nobody exits before rank 0 has recorded the event: torchrun stops the other
+        # ranks as soon as the first one exits with a non-zero code.
+        distributed.barrier(self.dist)
+        return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m runtime.train``; returns the exit code."""
+    from runtime.train.config import parse_config
+
+    try:
+        cfg = parse_config(argv)
+        faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        trainer = Trainer(cfg)
+        code = trainer.run()
+    except (ConfigError, faults.FaultSpecError, data.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return code

@@ -1,0 +1,175 @@
+"""A decoder-only transformer in plain torch: RMSNorm, rotary embeddings, GQA, SwiGLU.
+
+The blocks are the Llama layout (Touvron et al. 2023, "LLaMA", section 2.2):
+pre-normalisation with RMSNorm (Zhang & Sennrich 2019, eq. 4), rotary position
+embeddings on queries and keys (Su et al. 2021, "RoFormer", section 3.4.2), grouped-query
+attention where ``kv_heads`` key/value heads are shared by ``heads / kv_heads`` query heads
+each (Ainslie et al. 2023, "GQA", section 2), causal scaled dot-product attention
+(``torch.nn.functional.scaled_dot_product_attention``), and a SwiGLU feed-forward
+(Shazeer 2020, "GLU Variants Improve Transformer", eq. 6).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the model; validated by ``runtime.train.config``."""
+
+    layers: int
+    """Number of transformer blocks."""
+    hidden: int
+    """Model width d_model."""
+    heads: int
+    """Query heads; ``hidden`` must be a multiple, with an even head size (rotary pairs)."""
+    kv_heads: int
+    """Key/value heads (GQA); divides ``heads``. Equal to ``heads`` is plain multi-head."""
+    ffn_hidden: int
+    """Inner width of the SwiGLU feed-forward."""
+    vocab: int
+    """Embedding rows; at least 257 for byte tokens plus the end-of-document token."""
+    seq_len: int
+    """Longest sequence the rotary tables cover."""
+    tied: bool
+    """Whether the output projection shares the input embedding's weight."""
+    rope_theta: float = 10_000.0
+    """Rotary base (RoFormer section 3.4.2 uses 10000)."""
+    norm_eps: float = 1e-5
+    """RMSNorm epsilon."""
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * g  (Zhang & Sennrich 2019, eq. 4)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def rotary_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of angle position * theta^(-2i/d) for each pair i (RoFormer eq. 15), [T, d/2]."""
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (even, odd) pair of ``x`` [B, H, T, D] by its position's angle."""
+    even, odd = x[..., 0::2].float(), x[..., 1::2].float()
+    rotated = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.head_dim
+        self.wq = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=False)
+        self.wk = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=False)
+        self.wv = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q = self.wq(x).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if self.kv_heads != self.heads:
+            # Each group of heads/kv_heads query heads reads the same key/value head (GQA).
+            repeat = self.heads // self.kv_heads
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.wo(out.transpose(1, 2).reshape(batch, seq, self.heads * self.head_dim))
+
+
+class SwiGLU(nn.Module):
+    """FFN(x) = W2 (SiLU(W1 x) * W3 x)  (Shazeer 2020, eq. 6)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(cfg.hidden, cfg.ffn_hidden, bias=False)
+        self.w3 = nn.Linear(cfg.hidden, cfg.ffn_hidden, bias=False)
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.hidden, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.hidden, cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab, cfg.hidden)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.norm = RMSNorm(cfg.hidden, cfg.norm_eps)
+        self.output = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
+        if cfg.tied:
+            self.output.weight = self.embed.weight
+        cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
+        # Not persistent: recomputed from the config, so checkpoints hold only parameters.
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """N(0, 0.02) weights; residual output projections scaled by 1/sqrt(2 * layers).
+
+        The scaled residual init is GPT-2's (Radford et al. 2019, section 2.3).
+        """
+        std = 0.02
+        for name, param in self.named_parameters():
+            if param.dim() < 2:
+                continue  # RMSNorm gains stay at 1
+            scale = (
+                1 / math.sqrt(2 * self.cfg.layers)
+                if name.endswith(("wo.weight", "w2.weight"))
+                else 1.0
+            )
+            nn.init.normal_(param, mean=0.0, std=std * scale)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, vocab] for token ids [B, T]."""
+        seq = tokens.shape[1]
+        rope_cos: torch.Tensor = self.rope_cos  # type: ignore[assignment]
+        rope_sin: torch.Tensor = self.rope_sin  # type: ignore[assignment]
+        cos, sin = rope_cos[:seq], rope_sin[:seq]
+        x = self.embed(tokens)
+        for block in self.layers:
+            x = block(x, cos, sin)
+        return self.output(self.norm(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Unique parameters (a tied weight counts once), full size even when sharded."""
+    return sum(p.numel() for p in model.parameters())
