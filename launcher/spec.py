@@ -1,0 +1,537 @@
+"""``JobSpec``: everything needed to run one training job on any backend.
+
+One spec, three backends: the local backend runs it on this machine, the Slurm backend
+renders it to an sbatch script, the Kubernetes backend to manifests. Fields that only
+one backend understands live in that backend's options sub-model (``local``,
+``slurm``, ``kubernetes``); the others ignore it, so one YAML can be sent anywhere by
+changing ``backend``.
+
+Loaded from YAML (:func:`load_spec_file`) or built from ``scalectl launch`` flags; both
+go through :func:`spec_from_mapping`, so every error reads the same: one line naming the
+key and the fix, raised as :class:`~launcher.errors.LaunchInputError`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from launcher.errors import LaunchInputError
+
+BackendName = Literal["local", "slurm", "kubernetes"]
+BACKENDS: tuple[str, ...] = ("local", "slurm", "kubernetes")
+
+REFERENCE_TRAINER_MODULE = "runtime.train"
+"""The reference trainer's module (issue 4); ``entrypoint: {module: runtime.train}``."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_ENV = frozenset(
+    {
+        "SCALECTL_JOB_ID",
+        "SCALECTL_JOB_DIR",
+        "SCALECTL_NODE",
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "LOCAL_WORLD_SIZE",
+        "GROUP_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    }
+)
+"""Variables the launcher and torchrun set for every rank; a spec may not override them."""
+
+_FROZEN = ConfigDict(extra="forbid", frozen=True)
+
+
+class FromEnv(BaseModel):
+    """An env value copied at launch from the submitting shell's environment.
+
+    The value itself is never written to job.json, sbatch scripts or manifests.
+    """
+
+    model_config = _FROZEN
+    from_env: str
+    """Name of the variable to read from the environment of ``scalectl launch``."""
+
+    @field_validator("from_env")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+
+class SecretRef(BaseModel):
+    """An env value taken from a named secret (a Kubernetes Secret) by the backend."""
+
+    model_config = _FROZEN
+    secret: str
+    """Name of the secret object."""
+    key: str
+    """Key inside the secret whose value becomes the variable."""
+
+
+EnvValue = str | FromEnv | SecretRef
+
+
+class NodeRange(BaseModel):
+    """Elastic node count: the job runs with any number of nodes from ``min`` to ``max``.
+
+    Written ``"MIN:MAX"``, ``"N"`` (fixed), an integer, or ``{min: .., max: ..}``.
+    """
+
+    model_config = _FROZEN
+    min: int = Field(ge=1)
+    """Fewest nodes the job runs with (torchrun ``--nnodes=MIN:...``)."""
+    max: int = Field(ge=1)
+    """Most nodes the job grows to; equal to ``min`` for a fixed-size job."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("write nodes as MIN:MAX, e.g. 1:2")
+        if isinstance(value, int):
+            return {"min": value, "max": value}
+        if isinstance(value, str):
+            parts = value.strip().split(":")
+            if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+                raise ValueError(f"{value!r} is not MIN:MAX; write e.g. 1:2 or 2")
+            low = int(parts[0])
+            return {"min": low, "max": int(parts[-1])}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NodeRange:
+        if self.min > self.max:
+            raise ValueError(
+                f"min {self.min} is greater than max {self.max}; write MIN:MAX with MIN <= MAX"
+            )
+        return self
+
+    def __str__(self) -> str:
+        return str(self.min) if self.min == self.max else f"{self.min}:{self.max}"
+
+
+class Entrypoint(BaseModel):
+    """What every rank runs: exactly one of ``module``, ``script`` or ``command``."""
+
+    model_config = _FROZEN
+    module: str | None = None
+    """Python module run as ``python -m MODULE`` (``runtime.train`` is the reference trainer)."""
+    script: Path | None = None
+    """Python script run as ``python SCRIPT`` (relative paths are from ``workdir``)."""
+    command: list[str] | None = None
+    """Any executable and its leading arguments, run as given (looked up on ``PATH``)."""
+    python: str | None = None
+    """Interpreter for ``module``/``script``; default: the Python that runs scalectl."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Entrypoint:
+        given = [n for n in ("module", "script", "command") if getattr(self, n) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) if given else "none"
+            raise ValueError(f"give exactly one of module, script or command (found {found})")
+        if self.command is not None and not self.command:
+            raise ValueError("command is empty; give the executable to run")
+        if self.module is not None and not re.match(r"^[A-Za-z_][\w.]*$", self.module):
+            raise ValueError(f"module {self.module!r} is not a Python module name")
+        if self.python is not None and self.command is not None:
+            raise ValueError("python applies to module and script entrypoints, not command")
+        return self
+
+    @property
+    def is_reference_trainer(self) -> bool:
+        return self.module == REFERENCE_TRAINER_MODULE
+
+    def argv(self, args: list[str], default_python: str) -> list[str]:
+        """The full command line a rank executes (pure)."""
+        python = self.python or default_python
+        if self.module is not None:
+            return [python, "-m", self.module, *args]
+        if self.script is not None:
+            return [python, str(self.script), *args]
+        assert self.command is not None
+        return [*self.command, *args]
+
+    def describe(self) -> str:
+        if self.module is not None:
+            return f"-m {self.module}"
+        if self.script is not None:
+            return str(self.script)
+        assert self.command is not None
+        return " ".join(self.command)
+
+
+class CheckpointPolicy(BaseModel):
+    """How often the job checkpoints and how many checkpoints it keeps.
+
+    Passed to every rank as ``SCALECTL_CKPT_EVERY_STEPS`` / ``SCALECTL_CKPT_KEEP_LAST``;
+    the reference trainer also gets ``--ckpt-every``. Checkpoints are also written on
+    SIGTERM/SIGUSR2 by trainers that follow the runtime contract.
+    """
+
+    model_config = _FROZEN
+    every_steps: int | None = Field(default=None, ge=1)
+    """Checkpoint every this many optimizer steps; None leaves it to the entrypoint."""
+    keep_last: int | None = Field(default=None, ge=1)
+    """Keep only the newest this many complete checkpoints; None keeps all."""
+
+
+class LocalOptions(BaseModel):
+    """Options of the local backend (this machine)."""
+
+    model_config = _FROZEN
+    nodes: int | None = Field(default=None, ge=1)
+    """Node agents (torchrun instances) to start on this machine; default ``nodes.min``.
+
+    More than one simulates a multi-node elastic job on one host (each is a "node"
+    named ``<host>-<i>``), which is how the elastic paths are tested without a cluster.
+    """
+    rdzv_port: int | None = Field(default=None, ge=1024, le=65535)
+    """c10d rendezvous port on 127.0.0.1; default: a free port picked at start."""
+    stop_grace_s: float = Field(default=30.0, ge=0)
+    """Seconds between SIGTERM and SIGKILL when the job is cancelled or times out."""
+
+
+class SlurmOptions(BaseModel):
+    """Options of the Slurm backend (issue 6). One task (node agent) runs per node."""
+
+    model_config = _FROZEN
+    partition: str | None = None
+    """``--partition``."""
+    account: str | None = None
+    """``--account``."""
+    qos: str | None = None
+    """``--qos``."""
+    constraint: str | None = None
+    """``--constraint`` (node features, e.g. ``h100``)."""
+    exclusive: bool = False
+    """``--exclusive``: whole nodes, shared with no other job."""
+    extra_sbatch: list[str] = Field(default_factory=list)
+    """Extra sbatch options, one per item without ``#SBATCH`` (e.g. ``--reservation=big``)."""
+    setup: list[str] = Field(default_factory=list)
+    """Shell lines run before the job step (``module load ...``, ``source venv/bin/activate``)."""
+    container_image: str | None = None
+    """pyxis/enroot ``--container-image`` for the job step; None runs on the host."""
+    container_mounts: list[str] = Field(default_factory=list)
+    """pyxis ``--container-mounts`` entries, ``SRC:DST[:FLAGS]``."""
+    signal: str = "USR2"
+    """Signal Slurm sends before the time limit (``--signal``) so ranks can checkpoint."""
+    signal_before_end_s: int = Field(default=120, ge=0)
+    """Seconds before the time limit at which ``signal`` is sent."""
+    requeue: bool = True
+    """Requeue after preemption or the pre-time-limit signal (``--requeue``)."""
+    max_requeues: int = Field(default=3, ge=0)
+    """Requeue budget; the job stops requeueing after this many."""
+
+
+class Toleration(BaseModel):
+    """A Kubernetes pod toleration (core/v1 Toleration)."""
+
+    model_config = _FROZEN
+    key: str | None = None
+    """Taint key the toleration matches; None with ``Exists`` matches every taint."""
+    operator: Literal["Exists", "Equal"] = "Equal"
+    """``Equal`` compares ``value``; ``Exists`` matches any value."""
+    value: str | None = None
+    """Taint value for ``Equal``."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    """Taint effect matched; None matches all effects."""
+    toleration_seconds: int | None = None
+    """For ``NoExecute``: how long the pod stays bound after the taint appears."""
+
+
+class KubernetesOptions(BaseModel):
+    """Options of the Kubernetes backend (issue 9)."""
+
+    model_config = _FROZEN
+    image: str | None = None
+    """Container image with scalectl and the training code; required by this backend."""
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """``imagePullPolicy`` of the training containers."""
+    namespace: str = "default"
+    """Namespace the objects are created in."""
+    flavor: Literal["pytorchjob", "jobset", "indexed-job"] = "pytorchjob"
+    """Which kind of object runs the job (Kubeflow PyTorchJob, JobSet, Indexed Job)."""
+    queue: str | None = None
+    """Kueue LocalQueue name (``kueue.x-k8s.io/queue-name`` label); None: no Kueue."""
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Pod ``nodeSelector`` (e.g. ``nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3``)."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    """Pod tolerations, e.g. for tainted GPU nodes."""
+    pvc: str | None = None
+    """PersistentVolumeClaim holding the job directory and checkpoints."""
+    job_dir_mount: str = "/scalectl"
+    """Where ``pvc`` is mounted in the pods; job directories live under it."""
+    service_account: str | None = None
+    """Pod ``serviceAccountName``; None uses the namespace default."""
+    shm_size_gib: float | None = Field(default=None, gt=0)
+    """Size of the memory-backed ``/dev/shm`` emptyDir; None leaves it unbounded."""
+
+
+class JobSpec(BaseModel):
+    """One training job, as the user asked for it. Backend-neutral; see module docstring."""
+
+    model_config = _FROZEN
+
+    name: str
+    """Human name (letters, digits, ``. _ -``; at most 63); need not be unique."""
+    entrypoint: Entrypoint
+    """What every rank runs: the reference trainer, a script, a module or a command."""
+    args: list[str] = Field(default_factory=list)
+    """Arguments appended to the entrypoint's command line."""
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    """Extra environment of every rank: plain values, ``{from_env: NAME}`` or
+    ``{secret: NAME, key: KEY}``. References are resolved by the backend and their
+    values never written to job files, scripts or manifests."""
+    nodes: NodeRange = Field(default_factory=lambda: NodeRange(min=1, max=1))
+    """Elastic node range ``MIN:MAX``; one node agent per node."""
+    procs_per_node: int = Field(default=1, ge=1)
+    """Training processes (ranks) per node (torchrun ``--nproc-per-node``)."""
+    gpus_per_node: int = Field(default=0, ge=0)
+    """GPUs requested per node; 0 for a CPU job (gloo)."""
+    cpus_per_node: int | None = Field(default=None, ge=1)
+    """CPU cores requested per node (Slurm ``--cpus-per-task`` of the one task per node);
+    also sets each rank's ``OMP_NUM_THREADS`` to ``cpus_per_node // procs_per_node``."""
+    mem_gib: float | None = Field(default=None, gt=0)
+    """Host memory requested per node, GiB; None: the scheduler's default."""
+    time_limit_s: int | None = Field(default=None, ge=1)
+    """Wall-clock limit in seconds (also ``"90m"``, ``"2h"``, ``"1-00:00:00"``); None: none."""
+    workdir: Path | None = None
+    """Working directory of every rank; default: where ``scalectl launch`` ran."""
+    jobs_root: Path | None = None
+    """Directory holding job directories; default ``$SCALECTL_JOBS_ROOT`` or
+    ``$SCALECTL_HOME/jobs``. Must be shared by all nodes on a cluster."""
+    job_dir: Path | None = None
+    """This job's directory; default ``<jobs_root>/<job id>``. Reusing the directory of a
+    finished job resumes from its checkpoints."""
+    max_restarts: int = Field(default=0, ge=0)
+    """Restart budget: how many times failed ranks are restarted (torchrun
+    ``--max-restarts``) before the job fails."""
+    checkpoint: CheckpointPolicy = Field(default_factory=CheckpointPolicy)
+    """Checkpoint cadence and retention."""
+    backend: BackendName = "local"
+    """Where it runs: ``local`` (this machine), ``slurm`` or ``kubernetes``."""
+    local: LocalOptions = Field(default_factory=LocalOptions)
+    """Options used when ``backend`` is ``local``."""
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+    """Options used when ``backend`` is ``slurm``."""
+    kubernetes: KubernetesOptions = Field(default_factory=KubernetesOptions)
+    """Options used when ``backend`` is ``kubernetes``."""
+    plan: dict[str, Any] | None = None
+    """The planner's Plan this job was made from (a planner ``Plan`` or its JSON form);
+    written to ``plan.json`` in the job directory."""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a job name; use letters, digits, '.', '_' or '-' "
+                "(at most 63, starting with a letter or digit)"
+            )
+        return value
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_scalar_to_str(item, "args") for item in value]
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            key = str(key)
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not an environment variable name")
+            if key in RESERVED_ENV:
+                raise ValueError(f"{key} is set by scalectl for every rank; remove it")
+            out[key] = _env_value(key, item)
+        return out
+
+    @field_validator("time_limit_s", mode="before")
+    @classmethod
+    def _time_limit(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_duration_s(value)
+        return value
+
+    @field_validator("plan", mode="before")
+    @classmethod
+    def _plan(cls, value: Any) -> Any:
+        if value is not None and hasattr(value, "model_dump"):
+            return value.model_dump(mode="json")
+        return value
+
+    @model_validator(mode="after")
+    def _local_nodes(self) -> JobSpec:
+        count = self.local.nodes
+        if count is not None and not self.nodes.min <= count <= self.nodes.max:
+            raise ValueError(
+                f"local.nodes {count} is outside nodes {self.nodes}; pick a count in that range"
+            )
+        return self
+
+    def env_plain(self) -> dict[str, str]:
+        """Env entries given as plain values (safe to write anywhere)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
+
+    def env_refs(self) -> dict[str, FromEnv | SecretRef]:
+        """Env entries given as references, resolved by the backend."""
+        return {k: v for k, v in self.env.items() if not isinstance(v, str)}
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (job.json's ``spec``), read back by :func:`spec_from_mapping`."""
+        return self.model_dump(mode="json")
+
+
+def _env_value(key: str, item: Any) -> Any:
+    if not isinstance(item, dict):
+        return _scalar_to_str(item, f"env.{key}")
+    model: type[BaseModel] | None = (
+        FromEnv if "from_env" in item else SecretRef if "secret" in item else None
+    )
+    shapes = "a value, {from_env: NAME} or {secret: NAME, key: KEY}"
+    if model is None:
+        raise ValueError(f"{key}: write {shapes}")
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        bad = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("type") == "extra_forbidden":
+            raise ValueError(f"{key}: unknown key {bad!r}; write {shapes}") from None
+        if first.get("type") == "missing":
+            raise ValueError(f"{key}: {bad} is missing; write {shapes}") from None
+        msg = str(first.get("msg", "")).removeprefix("Value error, ")
+        raise ValueError(f"{key}: {msg}") from None
+
+
+def _scalar_to_str(value: Any, where: str) -> Any:
+    # YAML turns `--steps 50` into an int and `1e-3` into a float; a bool is nearly
+    # always a mistake (`yes` -> True), so it must be quoted.
+    if isinstance(value, bool):
+        raise ValueError(f"{where}: {value!r} is a boolean; quote it if you mean the text")
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration_s(text: str) -> int:
+    """Seconds in ``"90"``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1d"``, ``"H:MM:SS"`` or
+    ``"D-HH:MM:SS"`` (Slurm's form with days). A bare number is seconds."""
+    raw = text.strip().lower()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd]?)", raw)
+    if match:
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+        return max(1, round(seconds))
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2})", raw)
+    if match:
+        days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        return days * 86400 + hours * 3600 + minutes * 60 + secs
+    raise ValueError(f"{text!r} is not a duration; write e.g. 90m, 2h, 1:30:00 or 1-00:00:00")
+
+
+def spec_from_mapping(data: Any, source: str = "job spec") -> JobSpec:
+    """Validate a mapping into a JobSpec; any problem becomes one LaunchInputError line."""
+    if not isinstance(data, dict):
+        raise LaunchInputError(f"{source}: expected a mapping of keys to values at the top")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise LaunchInputError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> JobSpec:
+    """Read a YAML (or JSON) job spec and apply ``overrides`` (dotted keys) on top."""
+    return spec_from_mapping(read_spec_mapping(path, overrides), source=str(path))
+
+
+def read_spec_mapping(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw mapping of a spec file with ``overrides`` applied; not validated yet."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LaunchInputError(f"{path}: no such job spec file") from None
+    except OSError as exc:
+        raise LaunchInputError(f"{path}: cannot read the job spec ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise LaunchInputError(f"{path}: not valid YAML{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise LaunchInputError(f"{path}: expected a mapping of keys to values at the top")
+    return apply_overrides(data, overrides or {})
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with dotted keys (``local.nodes``) set to the given values."""
+    result: dict[str, Any] = {**data}
+    for dotted, value in overrides.items():
+        target = result
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = target.get(part)
+            child = {**child} if isinstance(child, dict) else {}
+            target[part] = child
+            target = child
+        target[parts[-1]] = value
+    return result
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first offending key and the fix."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
+    # Union members (str | FromEnv | SecretRef) add their type name to the location.
+    loc = [p for p in loc if p not in {"str", "FromEnv", "SecretRef"}]
+    where = ".".join(loc)
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f"; known keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key {where!r}; remove it or check its spelling{hint}"
+    if kind == "missing":
+        if where == "entrypoint":
+            return (
+                "entrypoint is missing: set entrypoint.module, entrypoint.script or "
+                "entrypoint.command (flags: --module, --script, or -- COMMAND)"
+            )
+        return f"{where}: required, but missing"
+    message = str(first.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{where}: {message}" if where else message
+
+
+def _allowed_keys(loc: list[str]) -> list[str]:
+    model: Any = JobSpec
+    for part in loc:
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)
