@@ -1,0 +1,225 @@
+"""The local backend: the job runs on this machine as an elastic torchrun.
+
+``submit`` starts a small detached supervisor (``launcher.backends.local_supervisor``)
+in a session of its own, so the job outlives the CLI and the terminal. The supervisor
+starts one torchrun node agent per simulated node (``local.nodes``, default
+``nodes.min``), records ``started``/``finished`` events and the job's state, enforces the
+time limit, and on SIGTERM stops the agents gracefully (torchrun forwards SIGTERM to
+the ranks, which checkpoint) before killing what is left.
+
+The registry's ``backend_job_id`` is the supervisor's pid; since pids are reused, a
+process only counts as the job's when its environment carries ``SCALECTL_JOB_ID``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+
+from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
+from launcher.commands import Rendezvous, node_command, rank_environment
+from launcher.errors import BackendUnavailableError, LaunchInputError
+from launcher.jobdir import JobDir, tail_jsonl
+from launcher.procs import job_processes, process_of_job, stop_processes
+from launcher.spec import JobSpec
+from launcher.states import JobState, parse_state
+from launcher.store import JobRecord
+
+SUPERVISOR_MODULE = "launcher.backends.local_supervisor"
+LAST_CALL_TIMEOUT_S = 2
+"""c10d ``last_call_timeout`` for local jobs: after ``min`` agents joined, wait this long
+for more before starting (torch's default, 30 s, is tuned for clusters)."""
+
+
+def host_name() -> str:
+    """This machine's short host name, made safe for a file name."""
+    short = socket.gethostname().split(".")[0]
+    return re.sub(r"[^A-Za-z0-9._-]", "-", short).strip(".-") or "localhost"
+
+
+def local_node_names(host: str, count: int) -> list[str]:
+    """Node names of ``count`` agents on one host: the host itself, or ``host-<i>``."""
+    return [host] if count == 1 else [f"{host}-{i}" for i in range(count)]
+
+
+def local_agent_count(spec: JobSpec) -> int:
+    return spec.local.nodes if spec.local.nodes is not None else spec.nodes.min
+
+
+def local_rendezvous(job_id: str, port: int) -> Rendezvous:
+    return Rendezvous(
+        endpoint=f"127.0.0.1:{port}",
+        run_id=job_id,
+        conf={"last_call_timeout": LAST_CALL_TIMEOUT_S},
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def visible_gpus() -> int:
+    """NVIDIA GPUs on this machine, counted from the driver's /proc entries (no import)."""
+    try:
+        return len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        return 0
+
+
+class LocalBackend(Backend):
+    """Runs jobs on this machine. See the module docstring."""
+
+    name = "local"
+
+    def check(self, spec: JobSpec) -> None:
+        gpus = visible_gpus()
+        if spec.gpus_per_node > gpus:
+            raise LaunchInputError(
+                f"gpus_per_node is {spec.gpus_per_node} but this machine has {gpus} GPUs; "
+                "lower it (0 for a CPU job) or use another backend"
+            )
+
+    def describe(self, request: SubmitRequest) -> str:
+        spec = request.spec
+        port = spec.local.rdzv_port or 0
+        lines = [f"# local job {request.job_id}: {local_agent_count(spec)} node agent(s)"]
+        for node in local_node_names(host_name(), local_agent_count(spec)):
+            env = rank_environment(
+                spec, request.job_id, request.job_dir.root, node, cpus_available()
+            )
+            argv = node_command(
+                spec,
+                request.job_dir.root,
+                local_rendezvous(request.job_id, port),
+                sys.executable,
+            )
+            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+            lines.append(f"{exports} {shlex.join(argv)}")
+        if port == 0:
+            lines.append("# port 0 stands for a free port picked when the job starts")
+        return "\n".join(lines)
+
+    def submit(self, request: SubmitRequest) -> str:
+        """Start the detached supervisor; returns its pid."""
+        root = request.job_dir.root
+        env = {**os.environ, **request.secret_env, "SCALECTL_JOB_ID": request.job_id}
+        argv = [
+            sys.executable,
+            "-m",
+            SUPERVISOR_MODULE,
+            "--detach",
+            "--registry",
+            str(request.registry_path),
+            str(root),
+        ]
+        try:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=str(request.spec.workdir or root),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+            out, err = proc.communicate(timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendUnavailableError(f"could not start the local supervisor: {exc}") from None
+        pid_text = out.decode(errors="replace").strip()
+        if proc.returncode != 0 or not pid_text.isdigit():
+            detail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise BackendUnavailableError(
+                f"the local supervisor failed to start (exit {proc.returncode}): {detail[0]}"
+            )
+        return pid_text
+
+    def status(self, record: JobRecord) -> BackendStatus:
+        if record.state.is_terminal:
+            return BackendStatus(record.state, record.reason, record.exit_code)
+        pid = _pid(record)
+        if pid is not None and process_of_job(pid, record.id) is not None:
+            return BackendStatus(record.state, record.reason, record.exit_code)
+        finished = last_finished_event(JobDir(record.job_dir), record.id)
+        if finished is not None:
+            return BackendStatus(
+                parse_state(str(finished.get("state", "UNKNOWN"))),
+                str(finished.get("reason", "")),
+                _int_or_none(finished.get("exit_code")),
+            )
+        if pid is None:
+            if record.age_s() < 60:
+                return BackendStatus(JobState.PENDING, "starting")
+            return BackendStatus(JobState.FAILED, "the supervisor never started")
+        leftovers = job_processes(record.id)
+        if leftovers:
+            return BackendStatus(
+                JobState.UNKNOWN,
+                f"supervisor (pid {pid}) is gone but {len(leftovers)} job processes run; "
+                f"`scalectl cancel {record.id}` stops them",
+            )
+        return BackendStatus(
+            JobState.FAILED, f"supervisor (pid {pid}) ended without recording an exit (killed?)"
+        )
+
+    def cancel(self, record: JobRecord, grace_s: float | None = None) -> CancelReport:
+        grace = grace_s if grace_s is not None else _spec_grace_s(record)
+        procs = job_processes(record.id)
+        if not procs:
+            return CancelReport(0, note="no process of the job was running")
+        pid = _pid(record)
+        supervisor = process_of_job(pid, record.id) if pid is not None else None
+        if supervisor is not None:
+            # The supervisor stops torchrun (which stops the ranks) within its own grace
+            # period; we wait a little longer, then kill whatever is left.
+            supervisor.send_signal(signal.SIGTERM)
+            report = stop_processes(procs, grace + 5.0, term=False)
+        else:
+            report = stop_processes(procs, grace)
+        killed, survivors = report.killed, report.survivors
+        # A rank restarting at the moment of the sweep may have escaped it.
+        late = job_processes(record.id)
+        if late:
+            again = stop_processes(late, 1.0)
+            killed += again.killed + again.exited_on_term
+            survivors = again.survivors
+        return CancelReport(signalled=len(procs), killed=killed, survivors=survivors)
+
+
+def last_finished_event(job_dir: JobDir, job_id: str) -> dict[str, object] | None:
+    """The supervisor's ``finished`` (or ``failed``) event for this job, if written."""
+    for event in reversed(tail_jsonl(job_dir.events, 200)):
+        if event.get("job_id") == job_id and event.get("event") in ("finished", "failed"):
+            return event
+    return None
+
+
+def _pid(record: JobRecord) -> int | None:
+    value = record.backend_job_id
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _spec_grace_s(record: JobRecord) -> float:
+    local = record.spec.get("local")
+    value = local.get("stop_grace_s") if isinstance(local, dict) else None
+    return float(value) if isinstance(value, int | float) else 30.0
+
+
+def cpus_available() -> int:
+    """CPUs this process may run on (affinity mask, not the machine total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

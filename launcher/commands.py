@@ -1,0 +1,147 @@
+"""Command lines and environments every backend runs: pure functions, no I/O.
+
+One place builds them, so the local supervisor, the Slurm script and the Kubernetes
+manifests start ranks the same way, and the runtime agent (issue 7) is inserted in
+one place (:func:`node_command`) between the backend and torchrun.
+
+The chain on every node::
+
+    backend ─► [scalectl agent] ─► torchrun (elastic, c10d) ─► runtime.rank_exec ─► entrypoint
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launcher.spec import JobSpec
+
+RANK_EXEC_MODULE = "runtime.rank_exec"
+"""Wrapper each rank runs under: per-rank log file, header line, then exec."""
+
+
+@dataclass(frozen=True)
+class Rendezvous:
+    """Where and how the node agents of one job meet (torch elastic c10d rendezvous)."""
+
+    endpoint: str
+    """``HOST:PORT`` of the c10d store (first node of the allocation, or 127.0.0.1)."""
+    run_id: str
+    """``--rdzv-id``: the same on every node of one job; the scalectl job id."""
+    conf: Mapping[str, int | str] = field(default_factory=dict)
+    """``--rdzv-conf`` entries (``join_timeout``, ``last_call_timeout``, ...)."""
+
+
+def entrypoint_argv(spec: JobSpec, job_dir: Path, default_python: str) -> list[str]:
+    """The command one rank executes: the entrypoint and its arguments.
+
+    For the reference trainer the policy fields become its flags unless the user's args
+    already set them: ``--ckpt-every`` from ``checkpoint.every_steps`` and
+    ``--plan <job_dir>/plan.json`` when a plan is embedded.
+    """
+    args = list(spec.args)
+    if spec.entrypoint.is_reference_trainer:
+        if spec.checkpoint.every_steps is not None and not _has_flag(args, "--ckpt-every"):
+            args += ["--ckpt-every", str(spec.checkpoint.every_steps)]
+        if spec.plan is not None and not _has_flag(args, "--plan"):
+            args += ["--plan", str(job_dir / "plan.json")]
+    return spec.entrypoint.argv(args, default_python)
+
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def torchrun_argv(
+    spec: JobSpec,
+    rank_argv: Sequence[str],
+    rendezvous: Rendezvous,
+    python: str,
+    *,
+    monitor_interval_s: float = 0.5,
+) -> list[str]:
+    """``python -m torch.distributed.run ...`` for one node agent.
+
+    ``-m runtime.rank_exec -- <rank argv>`` makes every rank run through the log
+    wrapper; ``--no-python`` is never needed because the wrapper execs any command.
+    """
+    argv = [
+        python,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={spec.nodes.min}:{spec.nodes.max}",
+        f"--nproc-per-node={spec.procs_per_node}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={rendezvous.endpoint}",
+        f"--rdzv-id={rendezvous.run_id}",
+        f"--max-restarts={spec.max_restarts}",
+        f"--monitor-interval={monitor_interval_s:g}",
+    ]
+    if rendezvous.conf:
+        conf = ",".join(f"{key}={value}" for key, value in rendezvous.conf.items())
+        argv.append(f"--rdzv-conf={conf}")
+    argv += ["-m", RANK_EXEC_MODULE, "--", *rank_argv]
+    return argv
+
+
+def node_command(
+    spec: JobSpec,
+    job_dir: Path,
+    rendezvous: Rendezvous,
+    python: str,
+    *,
+    monitor_interval_s: float = 0.5,
+) -> list[str]:
+    """What a backend starts on each node. Today: torchrun directly.
+
+    When the runtime agent lands (issue 7) it wraps the torchrun argv here, and every
+    backend picks it up.
+    """
+    rank_argv = entrypoint_argv(spec, job_dir, python)
+    return torchrun_argv(spec, rank_argv, rendezvous, python, monitor_interval_s=monitor_interval_s)
+
+
+def omp_threads(spec: JobSpec, node_cpus: int) -> int:
+    """Threads per rank: the node's CPUs split evenly between its ranks, at least one.
+
+    Uses ``cpus_per_node`` when the spec asks for a CPU count (that is what the
+    scheduler grants), else the CPUs this node has. Splitting avoids the
+    oversubscription torchrun's blanket ``OMP_NUM_THREADS=1`` avoids, without leaving
+    cores idle when there are more cores than ranks.
+    """
+    cpus = spec.cpus_per_node if spec.cpus_per_node is not None else node_cpus
+    return max(1, cpus // spec.procs_per_node)
+
+
+def rank_environment(
+    spec: JobSpec,
+    job_id: str,
+    job_dir: Path,
+    node: str,
+    node_cpus: int,
+) -> dict[str, str]:
+    """Environment added for every rank of ``node`` (plain values only, no secrets).
+
+    ``SCALECTL_JOB_ID`` also marks every process of the job, which is how the local
+    backend finds them all when it cancels (no orphan survives).
+    """
+    env: dict[str, str] = {
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": str(omp_threads(spec, node_cpus)),
+    }
+    env.update(spec.env_plain())
+    env.update(
+        {
+            "SCALECTL_JOB_ID": job_id,
+            "SCALECTL_JOB_DIR": str(job_dir),
+            "SCALECTL_NODE": node,
+        }
+    )
+    if spec.checkpoint.every_steps is not None:
+        env["SCALECTL_CKPT_EVERY_STEPS"] = str(spec.checkpoint.every_steps)
+    if spec.checkpoint.keep_last is not None:
+        env["SCALECTL_CKPT_KEEP_LAST"] = str(spec.checkpoint.keep_last)
+    if spec.plan is not None:
+        env["SCALECTL_PLAN_FILE"] = str(job_dir / "plan.json")
+    return env

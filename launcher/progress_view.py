@@ -1,0 +1,129 @@
+"""A job's training progress at a glance, read from ``progress/<rank>.jsonl``.
+
+Part of the launcher's public read API (the CLI's ``jobs`` table, ``make run``'s
+progress bar and the TUI use it). Standard library only; reads at most a small window
+at the end of each file, so it stays cheap on long runs.
+
+Record convention (``runtime.progress``): ``step`` counts optimizer steps since the
+start of the job, ``tokens`` is the cumulative token count of all ranks together (every
+rank reports the same value), ``step_time_s`` is the rank's wall time for the step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from launcher.jobdir import JobDir, tail_jsonl
+
+_WINDOW_RECORDS = 20
+_WINDOW_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    """The latest progress of a job (every field None when nothing was reported yet)."""
+
+    step: int | None = None
+    """Newest step reported by rank 0 (or the lowest rank that reported)."""
+    loss: float | None = None
+    """Loss at that step."""
+    tokens: int | None = None
+    """Cumulative tokens of all ranks at that step."""
+    tokens_per_s: float | None = None
+    """Recent throughput of the whole job: tokens over wall time across the last records."""
+    step_time_s: float | None = None
+    """Median step time over the last records of the reporting rank."""
+    world_size: int | None = None
+    """World size of the newest record."""
+    ranks_reporting: int = 0
+    """How many progress files exist."""
+    max_rss_mib: float | None = None
+    """Largest ``max_rss_mib`` any rank reported (peak resident memory of one rank)."""
+    ts: float | None = None
+    """Time of the newest record, seconds since the epoch."""
+
+
+def read_progress(job_dir: JobDir | Path) -> ProgressSnapshot:
+    """Summarise the job's progress files (tolerant of torn or corrupt lines)."""
+    jobdir = job_dir if isinstance(job_dir, JobDir) else JobDir(Path(job_dir))
+    try:
+        files = jobdir.progress_files()
+    except OSError:
+        return ProgressSnapshot()
+    if not files:
+        return ProgressSnapshot()
+    lead: list[dict[str, Any]] = []
+    max_rss: float | None = None
+    for index, path in enumerate(files):
+        records = tail_jsonl(path, _WINDOW_RECORDS, _WINDOW_BYTES)
+        if index == 0 or not lead:
+            lead = records
+        for record in records[-1:]:
+            rss = _number(record.get("max_rss_mib"))
+            if rss is not None:
+                max_rss = rss if max_rss is None else max(max_rss, rss)
+    if not lead:
+        return ProgressSnapshot(ranks_reporting=len(files), max_rss_mib=max_rss)
+    last = lead[-1]
+    return ProgressSnapshot(
+        step=_int(last.get("step")),
+        loss=_loss(last.get("loss")),
+        tokens=_int(last.get("tokens")),
+        tokens_per_s=throughput(lead),
+        step_time_s=_median([_number(r.get("step_time_s")) for r in lead]),
+        world_size=_int(last.get("world_size")),
+        ranks_reporting=len(files),
+        max_rss_mib=max_rss,
+        ts=_number(last.get("ts")),
+    )
+
+
+def throughput(records: list[dict[str, Any]]) -> float | None:
+    """Tokens per second over a run of one rank's records (cumulative ``tokens``, ``ts``).
+
+    Uses the span between the first and last record, so logging jitter averages out;
+    falls back to the newest record's own ``tokens_per_s`` when fewer than two records
+    carry tokens.
+    """
+    points = [
+        (ts, tokens)
+        for ts, tokens in ((_number(r.get("ts")), _number(r.get("tokens"))) for r in records)
+        if ts is not None and tokens is not None
+    ]
+    if len(points) >= 2:
+        (t0, k0), (t1, k1) = points[0], points[-1]
+        if t1 > t0 and k1 >= k0:
+            return (k1 - k0) / (t1 - t0)
+    return _number(records[-1].get("tokens_per_s")) if records else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _loss(value: Any) -> float | None:
+    # A NaN or infinite loss is news the reader must see, so it is kept.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None else None
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    middle = len(present) // 2
+    if len(present) % 2:
+        return present[middle]
+    return (present[middle - 1] + present[middle]) / 2

@@ -1,0 +1,92 @@
+"""``python -m runtime.rank_exec -- CMD ARGS...``: the wrapper every rank runs under torchrun.
+
+It gives each rank its own log, ``logs/<node>.<rank>.log`` in the job directory, opened
+in append mode so restarts and requeues add to it instead of replacing it; points
+stdout and stderr at it; writes one header line (time, attempt, world size); and then
+``exec``s the real entrypoint, so the rank *is* the entrypoint process (same pid,
+signals go straight to it, no extra Python interpreter stays resident).
+
+Standard library and ``launcher.jobdir`` only (it runs once per rank per restart and
+must start in milliseconds). Reads only environment variables: ``RANK``,
+``LOCAL_RANK``, ``WORLD_SIZE``, ``TORCHELASTIC_RESTART_COUNT`` (set by torchrun),
+``SCALECTL_JOB_DIR``, ``SCALECTL_JOB_ID`` and ``SCALECTL_NODE`` (set by the backend).
+
+On a restart (``TORCHELASTIC_RESTART_COUNT > 0``) global rank 0 also records a
+``restarted`` event, so the job's timeline shows every attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from launcher.jobdir import JobDir, append_event
+
+EXEC_FAILED_EXIT_CODE = 127
+
+
+def header_line(env: dict[str, str], node: str, argv: list[str], now_s: float) -> str:
+    """The first line a rank writes to its log on every start."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now_s))
+    return (
+        f"==== scalectl {stamp} job={env.get('SCALECTL_JOB_ID', '?')} node={node} "
+        f"rank={env.get('RANK', '0')} local_rank={env.get('LOCAL_RANK', '0')} "
+        f"world_size={env.get('WORLD_SIZE', '1')} "
+        f"attempt={env.get('TORCHELASTIC_RESTART_COUNT', '0')} pid={os.getpid()} "
+        f"cmd={' '.join(argv)} ====\n"
+    )
+
+
+def node_name(env: dict[str, str]) -> str:
+    node = env.get("SCALECTL_NODE") or socket.gethostname().split(".")[0] or "localhost"
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in node)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1:] if argv and argv[0] == "--" else argv
+    if not command:
+        sys.stderr.write("usage: python -m runtime.rank_exec -- COMMAND [ARGS...]\n")
+        return 2
+    env = dict(os.environ)
+    job_dir = env.get("SCALECTL_JOB_DIR")
+    node = node_name(env)
+    if job_dir:
+        path = JobDir(Path(job_dir)).log_file(node, env.get("RANK", "0"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, header_line(env, node, command, time.time()).encode())
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        _record_restart(env, job_dir)
+    try:
+        os.execvp(command[0], command)
+    except OSError as exc:
+        os.write(2, f"scalectl rank_exec: cannot run {command[0]!r}: {exc.strerror}\n".encode())
+        return EXEC_FAILED_EXIT_CODE
+    return EXEC_FAILED_EXIT_CODE  # pragma: no cover - exec does not return
+
+
+def _record_restart(env: dict[str, str], job_dir: str) -> None:
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if env.get("RANK", "0") != "0" or not attempt.isdigit() or int(attempt) == 0:
+        return
+    # The event is a courtesy; the rank must start regardless.
+    with contextlib.suppress(OSError):
+        append_event(
+            Path(job_dir),
+            "restarted",
+            job_id=env.get("SCALECTL_JOB_ID"),
+            attempt=int(attempt),
+            world_size=int(env.get("WORLD_SIZE", "1")),
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
