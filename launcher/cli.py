@@ -305,7 +305,36 @@ def _num(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def jobs_table_rows(
+    records: list[JobRecord], progress: dict[str, ProgressSnapshot], now_s: float
+) -> list[dict[str, str]]:
+    """The jobs table as text cells (pure; the TUI shows the same columns)."""
+    rows = []
+    for record in records:
+        snap = progress[record.id]
+        shape = f"{record.nodes}×{record.procs_per_node}"
+        if record.gpus_per_node:
+            shape += f" ({record.gpus_per_node} GPU/node)"
+        rows.append(
+            {
+                "ID": record.id,
+                "NAME": record.name,
+                "BACKEND": record.backend,
+                "STATE": record.state.value,
+                "REASON": record.reason,
+                "NODES": shape,
+                "STEP": _num(snap.step, "d"),
+                "LOSS": _num(snap.loss, ".4g"),
+                "TOK/S": _num(snap.tokens_per_s, ",.0f"),
+                "AGE": _age(record.age_s(now_s)),
+            }
+        )
+    return rows
+
+
 def _print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnapshot]) -> None:
+    import time
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -314,37 +343,33 @@ def _print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnap
     if not records:
         console.print("no jobs yet; `scalectl launch` starts one")
         return
+    rows = jobs_table_rows(records, progress, time.time())
+    fixed = ("ID", "BACKEND", "NODES", "STEP", "LOSS", "TOK/S", "AGE")
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in fixed}
+    # Only NAME and STATE (with its reason) give way on a narrow terminal: rich crops
+    # no_wrap columns from the right instead of shrinking them, so size them here.
+    gaps = 2 * (len(fixed) + 1)
+    spare = console.width - sum(widths.values()) - gaps
+    longest_name = max(4, *(len(r["NAME"]) for r in rows))
+    name_width = max(4, min(longest_name, 24, spare // 3))
+    state_width = max(9, spare - name_width)
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    # Only NAME and STATE (with its reason) give way on a narrow terminal: the other
-    # columns are short, and rich crops no_wrap columns rather than shrinking them.
-    fixed = {"ID": 20, "BACKEND": 7, "NODES": 5, "STEP": 6, "LOSS": 6, "TOK/S": 7, "AGE": 4}
-    spare = console.width - sum(fixed.values()) - 2 * (len(fixed) + 1)
-    name_width = max(6, min(24, spare // 3))
-    state_width = max(10, min(60, spare - name_width))
-    table.add_column("ID", no_wrap=True, min_width=fixed["ID"])
+    table.add_column("ID", no_wrap=True)
     table.add_column("NAME", no_wrap=True, overflow="ellipsis", max_width=name_width)
     table.add_column("BACKEND", no_wrap=True)
     table.add_column("STATE", no_wrap=True, overflow="ellipsis", max_width=state_width)
     for column in ("NODES", "STEP", "LOSS", "TOK/S", "AGE"):
         table.add_column(column, justify="right", no_wrap=True)
-    for record in records:
-        snap = progress[record.id]
-        state = Text(record.state.value, style=_STATE_STYLE.get(record.state.value, ""))
-        if record.reason:
-            state.append(f" {record.reason[:60]}", style="dim")
-        shape = f"{record.nodes}×{record.procs_per_node}"
-        if record.gpus_per_node:
-            shape += f" ({record.gpus_per_node} GPU/node)"
+    for row in rows:
+        state = Text(row["STATE"], style=_STATE_STYLE.get(row["STATE"], ""))
+        if row["REASON"]:
+            state.append(f" {row['REASON']}", style="dim")
         table.add_row(
-            record.id,
-            record.name,
-            record.backend,
+            row["ID"],
+            row["NAME"],
+            row["BACKEND"],
             state,
-            shape,
-            _num(snap.step, "d"),
-            _num(snap.loss, ".4g"),
-            _num(snap.tokens_per_s, ",.0f"),
-            _age(record.age_s()),
+            *(row[c] for c in ("NODES", "STEP", "LOSS", "TOK/S", "AGE")),
         )
     console.print(table)
 

@@ -37,13 +37,16 @@ def entrypoint_argv(spec: JobSpec, job_dir: Path, default_python: str) -> list[s
     """The command one rank executes: the entrypoint and its arguments.
 
     For the reference trainer the policy fields become its flags unless the user's args
-    already set them: ``--ckpt-every`` from ``checkpoint.every_steps`` and
-    ``--plan <job_dir>/plan.json`` when a plan is embedded.
+    already set them: ``--ckpt-every`` from ``checkpoint.every_steps``,
+    ``--keep-checkpoints`` from ``checkpoint.keep_last`` and ``--plan <job_dir>/plan.json``
+    when a plan is embedded.
     """
     args = list(spec.args)
     if spec.entrypoint.is_reference_trainer:
         if spec.checkpoint.every_steps is not None and not _has_flag(args, "--ckpt-every"):
             args += ["--ckpt-every", str(spec.checkpoint.every_steps)]
+        if spec.checkpoint.keep_last is not None and not _has_flag(args, "--keep-checkpoints"):
+            args += ["--keep-checkpoints", str(spec.checkpoint.keep_last)]
         if spec.plan is not None and not _has_flag(args, "--plan"):
             args += ["--plan", str(job_dir / "plan.json")]
     return spec.entrypoint.argv(args, default_python)

@@ -172,8 +172,10 @@ class CheckpointPolicy(BaseModel):
     """How often the job checkpoints and how many checkpoints it keeps.
 
     Passed to every rank as ``SCALECTL_CKPT_EVERY_STEPS`` / ``SCALECTL_CKPT_KEEP_LAST``;
-    the reference trainer also gets ``--ckpt-every``. Checkpoints are also written on
-    SIGTERM/SIGUSR2 by trainers that follow the runtime contract.
+    the reference trainer also gets ``--ckpt-every`` / ``--keep-checkpoints``. The local
+    supervisor also prunes checkpoints beyond ``keep_last`` for entrypoints that do not.
+    Checkpoints are also written on SIGTERM/SIGUSR2 by trainers that follow the runtime
+    contract.
     """
 
     model_config = _FROZEN
@@ -503,6 +505,11 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming the first offending key and the fix."""
     errors = exc.errors()
+    # A missing entrypoint explains more than anything else that is wrong (without one,
+    # even the default name cannot be derived), so it is reported first.
+    errors.sort(
+        key=lambda e: 0 if e.get("type") == "missing" and e.get("loc") == ("entrypoint",) else 1
+    )
     first = errors[0]
     loc = [str(part) for part in first.get("loc", ()) if not str(part).startswith("function-")]
     # Union members (str | FromEnv | SecretRef) add their type name to the location.

@@ -21,11 +21,19 @@ import socket
 import subprocess
 import sys
 
+import psutil
+
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import BackendUnavailableError, LaunchInputError
 from launcher.jobdir import JobDir, tail_jsonl
-from launcher.procs import job_processes, process_of_job, stop_processes
+from launcher.procs import (
+    StopReport,
+    job_processes,
+    process_of_job,
+    signal_processes,
+    stop_processes,
+)
 from launcher.spec import JobSpec
 from launcher.states import JobState, parse_state
 from launcher.store import JobRecord
@@ -183,7 +191,7 @@ class LocalBackend(Backend):
             supervisor.send_signal(signal.SIGTERM)
             report = stop_processes(procs, grace + 5.0, term=False)
         else:
-            report = stop_processes(procs, grace)
+            report = _stop_without_supervisor(procs, grace)
         killed, survivors = report.killed, report.survivors
         # A rank restarting at the moment of the sweep may have escaped it.
         late = job_processes(record.id)
@@ -192,6 +200,22 @@ class LocalBackend(Backend):
             killed += again.killed + again.exited_on_term
             survivors = again.survivors
         return CancelReport(signalled=len(procs), killed=killed, survivors=survivors)
+
+
+def _stop_without_supervisor(procs: list[psutil.Process], grace_s: float) -> StopReport:
+    """Stop a job whose supervisor is gone: SIGTERM to torchrun only where it still runs
+    (it forwards one SIGTERM to each rank; a second would cut a trainer's checkpoint
+    short), to every process otherwise; then SIGKILL what is left after the grace."""
+    agents = [p for p in procs if _is_torchrun(p)]
+    signal_processes(agents or procs, signal.SIGTERM)
+    return stop_processes(procs, grace_s, term=False)
+
+
+def _is_torchrun(proc: psutil.Process) -> bool:
+    try:
+        return "torch.distributed.run" in proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def last_finished_event(job_dir: JobDir, job_id: str) -> dict[str, object] | None:
