@@ -28,6 +28,8 @@ from launcher.states import JobState
 from launcher.store import JobIdTakenError, JobRecord, NewJob, Store
 
 _ID_ATTEMPTS = 20
+SOURCE = "launcher"
+"""``source`` of the events the launcher writes (the trainer's say ``trainer``)."""
 
 
 def resolve_paths(spec: JobSpec, cwd: Path) -> JobSpec:
@@ -115,7 +117,9 @@ def launch(
         _remove(created)
         raise
     job_id = record.id
-    append_event(jobdir, "submitted", job_id=job_id, backend=spec.backend, name=spec.name)
+    append_event(
+        jobdir, "submitted", source=SOURCE, job_id=job_id, backend=spec.backend, name=spec.name
+    )
     request = SubmitRequest(
         job_id=job_id,
         spec=spec,
@@ -127,7 +131,7 @@ def launch(
         handle = prepared.backend.submit(request)
     except Exception as exc:
         reason = f"submit failed: {exc}"
-        append_event(jobdir, "failed", job_id=job_id, state=JobState.FAILED.value, reason=reason)
+        append_event(jobdir, "failed", source=SOURCE, job_id=job_id, state="FAILED", reason=reason)
         store.transition(job_id, JobState.FAILED, reason)
         raise
     store.set_backend_job_id(job_id, handle)
@@ -265,7 +269,14 @@ def cancel(store: Store, record: JobRecord, grace_s: float | None = None) -> Can
     backend = get_backend(record.backend)
     store.transition(record.id, JobState.CANCELLED, "cancelled by user")
     # The local supervisor reads grace_s from this event when the SIGTERM arrives.
-    append_event(JobDir(record.job_dir), "cancelled", job_id=record.id, by=_user(), grace_s=grace_s)
+    append_event(
+        JobDir(record.job_dir),
+        "cancelled",
+        source=SOURCE,
+        job_id=record.id,
+        by=_user(),
+        grace_s=grace_s,
+    )
     report = backend.cancel(record, grace_s)
     return CancelOutcome(store.get(record.id) or record, report)
 

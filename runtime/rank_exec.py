@@ -82,6 +82,7 @@ def _record_restart(env: dict[str, str], job_dir: str) -> None:
         append_event(
             Path(job_dir),
             "restarted",
+            source="launcher",
             job_id=env.get("SCALECTL_JOB_ID"),
             attempt=int(attempt),
             world_size=int(env.get("WORLD_SIZE", "1")),

@@ -143,7 +143,7 @@ class Supervisor:
         from launcher.jobdir import append_event
 
         try:
-            append_event(self.jobdir, name, job_id=self.job_id, **fields)
+            append_event(self.jobdir, name, source="launcher", job_id=self.job_id, **fields)
         except OSError as exc:
             say(f"could not write event {name}: {exc}")
 
