@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -164,5 +165,8 @@ def load_model_single_process(path: Path, model: nn.Module) -> None:
     many ranks wrote it.
     """
     state = model.state_dict()
-    dcp.load({"model": state}, checkpoint_id=path, no_dist=True)
+    with warnings.catch_warnings():
+        # DCP warns that it assumes a single process; that is the point here.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp.load({"model": state}, checkpoint_id=path, no_dist=True)
     model.load_state_dict(state)

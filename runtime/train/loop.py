@@ -82,6 +82,9 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.cfg
+        injector_faults = faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        # Input checks first, so bad input leaves no file behind.
+        self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
             try:
                 self.job.create()
@@ -90,7 +93,6 @@ class Trainer:
                     f"--job-dir {cfg.job_dir}: cannot create it ({exc.strerror}); "
                     "pass a writable directory"
                 ) from None
-        injector_faults = faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
         self.dist = distributed.init(cfg.device, cfg.dist_timeout_s)
         self.rank, self.world_size, self.device = (
             self.dist.rank,
@@ -102,7 +104,6 @@ class Trainer:
         )
         progress.configure(self.job.root if self.job else None, self.rank, self.world_size)
 
-        self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if distributed.broadcast(self.corpus.fingerprint) != self.corpus.fingerprint:
             raise data.DataError(
                 f"--data {cfg.data}: rank {self.rank} built a different corpus than rank 0 "
@@ -353,6 +354,35 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
 
+    def advance(self) -> tuple[StepResult, float | None]:
+        """Run the next step, evaluate if due, report progress and log; no checkpointing."""
+        cfg = self.cfg
+        step = self.step + 1
+        self.injector.fire(faults.STEP, step)
+        result = self.train_step(step)
+        self.step, self.tokens = step, self.tokens + self.tokens_per_step
+        eval_now = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
+        eval_loss = self.evaluate() if eval_now else None
+        tokens_per_s = self.tokens_per_step / result.step_time_s
+        progress.report(
+            step=step,
+            loss=result.loss,
+            tokens=self.tokens,
+            step_time_s=result.step_time_s,
+            lr=self.lr(step),
+            grad_norm=result.grad_norm,
+            tokens_per_s=tokens_per_s,
+            **({"eval_loss": eval_loss} if eval_loss is not None else {}),
+        )
+        if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):
+            self.log(
+                f"step {step}/{cfg.steps} loss {result.loss:.4f} lr {self.lr(step):.2e} "
+                f"grad_norm {result.grad_norm:.3f} tok/s {tokens_per_s:,.0f} "
+                f"step {result.step_time_s * 1000:.1f}ms"
+                + (f" held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
+            )
+        return result, eval_loss
+
     def run(self) -> int:
         cfg = self.cfg
         self.setup()
@@ -364,29 +394,7 @@ class Trainer:
             self.log(f"already at step {self.step} of {cfg.steps}: nothing to do")
         while self.step < cfg.steps:
             step = self.step + 1
-            self.injector.fire(faults.STEP, step)
-            last = self.train_step(step)
-            self.step, self.tokens = step, self.tokens + self.tokens_per_step
-            eval_now = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
-            eval_loss = self.evaluate() if eval_now else None
-            progress.report(
-                step=step,
-                loss=last.loss,
-                tokens=self.tokens,
-                step_time_s=last.step_time_s,
-                lr=self.lr(step),
-                grad_norm=last.grad_norm,
-                tokens_per_s=self.tokens_per_step / last.step_time_s,
-                **({"eval_loss": eval_loss} if eval_loss is not None else {}),
-            )
-            if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):
-                self.log(
-                    f"step {step}/{cfg.steps} loss {last.loss:.4f} lr {self.lr(step):.2e} "
-                    f"grad_norm {last.grad_norm:.3f} "
-                    f"tok/s {self.tokens_per_step / last.step_time_s:,.0f} "
-                    f"step {last.step_time_s * 1000:.1f}ms"
-                    + (f" held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
-                )
+            last, eval_loss = self.advance()
             if last.stop_signal and step < cfg.steps:
                 return self._stop(last.stop_signal)
             if step == cfg.steps:

@@ -1,0 +1,96 @@
+"""Helpers for the reference-trainer tests: run it under torchrun (CPU, gloo), read its job dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from launcher.jobdir import JobDir, read_all_jsonl
+
+BIN = Path(sys.executable).parent
+TORCHRUN = BIN / "torchrun"
+REPO = Path(__file__).resolve().parents[2]
+
+TINY = [
+    "--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--seq-len", "64",
+    "--micro-batch", "4", "--warmup-steps", "5", "--log-every", "5", "--eval-every", "0",
+]  # fmt: skip
+"""A model small enough that a step takes tens of milliseconds on one shared core."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def trainer_env(faults: str | None = None, dump: bool = False) -> dict[str, str]:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    for name in ("SCALECTL_JOB_DIR", "SCALECTL_FAULTS", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    if faults:
+        env["SCALECTL_FAULTS"] = faults
+    if dump:
+        env["SCALECTL_TRAIN_DUMP_STATE"] = "1"
+    return env
+
+
+def torchrun_cmd(job_dir: Path, nproc: int, args: list[str]) -> list[str]:
+    return [
+        str(TORCHRUN),
+        "--nnodes=1:1",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+        "--max-restarts=0",
+        "-m",
+        "runtime.train",
+        "--job-dir",
+        str(job_dir),
+        *TINY,
+        *args,
+    ]
+
+
+def run_trainer(
+    job_dir: Path,
+    nproc: int,
+    args: list[str],
+    *,
+    faults: str | None = None,
+    dump: bool = False,
+    timeout_s: float = 240,
+) -> subprocess.CompletedProcess[str]:
+    """Run the trainer under torchrun to completion (or failure); output captured."""
+    return subprocess.run(
+        torchrun_cmd(job_dir, nproc, args),
+        env=trainer_env(faults, dump),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    out, err = proc.stdout[-4000:], proc.stderr[-4000:]
+    return f"exit {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def events(job_dir: Path, name: str | None = None) -> list[dict[str, Any]]:
+    records = read_all_jsonl(JobDir(job_dir).events)
+    return [r for r in records if name is None or r.get("event") == name]
+
+
+def progress(job_dir: Path, rank: int = 0) -> list[dict[str, Any]]:
+    return read_all_jsonl(JobDir(job_dir).progress_file(rank))
+
+
+def losses_by_step(records: list[dict[str, Any]]) -> dict[int, float]:
+    """Step → loss; when a step was run twice (before and after a resume) the later one wins."""
+    return {int(r["step"]): float(r["loss"]) for r in records if "loss" in r}
