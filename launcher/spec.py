@@ -275,6 +275,24 @@ class KubernetesOptions(BaseModel):
     """Pod ``serviceAccountName``; None uses the namespace default."""
     shm_size_gib: float | None = Field(default=None, gt=0)
     """Size of the memory-backed ``/dev/shm`` emptyDir; None leaves it unbounded."""
+    python: str = "python3"
+    """Python interpreter inside the image: runs torchrun, and module/script entrypoints
+    that set no ``entrypoint.python``."""
+    workdir: str | None = None
+    """Working directory of the containers; None keeps the image's ``WORKDIR``. (The
+    spec's ``workdir`` is a path on the submitting machine and is not used here.)"""
+    env_secret: str | None = None
+    """Secret that ``{from_env: NAME}`` entries come from on this backend: each becomes
+    ``secretKeyRef {name: env_secret, key: NAME}``. None refuses ``from_env`` entries,
+    because their values must never be written into a manifest."""
+    termination_grace_s: int = Field(default=120, ge=0)
+    """Pod ``terminationGracePeriodSeconds``: time between SIGTERM and SIGKILL when a pod
+    is deleted or preempted, for the ranks to write a checkpoint."""
+    rdzv_port: int = Field(default=29400, ge=1024, le=65535)
+    """Port of the c10d rendezvous store on the first pod."""
+    context: str | None = None
+    """kubeconfig context to use; None uses the current context (or the in-cluster
+    service account when there is no kubeconfig)."""
 
 
 class JobSpec(BaseModel):
