@@ -62,7 +62,7 @@ def torchrun_argv(
     rendezvous: Rendezvous,
     python: str,
     *,
-    monitor_interval_s: float = 0.5,
+    monitor_interval_s: float = 0.1,
 ) -> list[str]:
     """``python -m torch.distributed.run ...`` for one node agent.
 
@@ -94,7 +94,7 @@ def node_command(
     rendezvous: Rendezvous,
     python: str,
     *,
-    monitor_interval_s: float = 0.5,
+    monitor_interval_s: float = 0.1,
 ) -> list[str]:
     """What a backend starts on each node. Today: torchrun directly.
 

@@ -27,7 +27,7 @@ def test_node_command_is_an_elastic_torchrun_through_rank_exec() -> None:
         "/py", "-m", "torch.distributed.run",
         "--nnodes=1:3", "--nproc-per-node=2", "--rdzv-backend=c10d",
         "--rdzv-endpoint=127.0.0.1:29400", "--rdzv-id=job-1", "--max-restarts=4",
-        "--monitor-interval=0.5", "--rdzv-conf=last_call_timeout=2",
+        "--monitor-interval=0.1", "--rdzv-conf=last_call_timeout=2",
         "-m", "runtime.rank_exec", "--", "/py", "-m", "runtime.train", "--steps", "9",
     ]  # fmt: skip
 
