@@ -7,3 +7,39 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the runtime's commands to the root app."""
+    telemetry = typer.Typer(
+        name="telemetry",
+        help="GPU (NVML) and host telemetry of this machine.",
+        no_args_is_help=True,
+    )
+    telemetry.command("sample")(_telemetry_sample)
+    app.add_typer(telemetry, name="telemetry")
+
+
+def _telemetry_sample(
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between samples."),
+    count: int | None = typer.Option(
+        None, "--count", help="Stop after this many samples (default: until Ctrl-C)."
+    ),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print each sample as its JSON record, one line each."
+    ),
+    per_core: bool = typer.Option(False, "--per-core", help="Also sample each CPU core."),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Also serve Prometheus metrics on this port (0: any free)."
+    ),
+    metrics_addr: str = typer.Option(
+        "127.0.0.1", "--metrics-addr", help="Address the metrics server binds to."
+    ),
+) -> None:
+    """Print telemetry samples of this machine (GPUs through NVML, host through psutil)."""
+    from runtime.telemetry.command import sample_command
+
+    sample_command(
+        interval_s=interval,
+        count=count,
+        json_output=json_output,
+        per_core=per_core,
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
+    )
