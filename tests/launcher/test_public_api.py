@@ -1,0 +1,25 @@
+"""The launcher's public API is importable from the package, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import launcher
+
+
+def test_every_export_resolves() -> None:
+    for name in launcher.__all__:
+        assert getattr(launcher, name) is not None, name
+
+
+def test_importing_the_job_dir_contract_stays_light() -> None:
+    # Every rank imports launcher.jobdir (via runtime.rank_exec); it must not pay for
+    # pydantic, psutil or sqlite.
+    code = (
+        "import sys, launcher.jobdir, runtime.rank_exec; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'pydantic', 'psutil', 'sqlite3', 'torch', 'typer'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
