@@ -4,8 +4,11 @@ Precedence: a flag given on the command line beats the Plan, which beats the def
 From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``,
 ``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
-``training.seq_len`` and ``layout.micro_batch``; other fields are ignored. Every error
-names the flag or Plan field that holds the bad value and how to fix it.
+``training.seq_len`` and ``layout.micro_batch``, and derives ``grad_accum`` as
+``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the planned global batch
+at the planned data-parallel size) and ``steps`` as ``training.total_tokens /
+(training.global_batch_seqs * training.seq_len)`` rounded up; other fields are ignored.
+Every error names the flag or Plan field that holds the bad value and how to fix it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -119,6 +123,21 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
+_EPILOG = """\
+exit codes:
+  0         reached --steps (a final checkpoint is committed)
+  1         unhandled exception (including an injected crash)
+  2         bad input: flags, --plan, SCALECTL_FAULTS, --data, --job-dir, or a
+            checkpoint of another model shape in the job directory
+  128+N     stopped by signal N (143 SIGTERM, 140 SIGUSR2) after finishing the
+            step and committing its checkpoint
+environment:
+  SCALECTL_JOB_DIR           job directory when --job-dir is not given
+  SCALECTL_FAULTS            fault injection (see runtime/faults.py)
+  SCALECTL_TRAIN_DUMP_STATE  1: also dump full model/optimizer state at save/resume
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise ConfigError(message)
@@ -132,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m runtime.train",
         description="Reference FSDP2 trainer (run under torchrun, or alone for one process).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--plan", help="planner Plan JSON to take the model shape from")
     docs = _field_docs()
@@ -211,11 +232,32 @@ def _read_plan(path: Path) -> dict[str, tuple[Any, str]]:
         part = plan.get(section)
         if isinstance(part, dict) and part.get(key) is not None:
             found[name] = (part[key], f"plan {section}.{key}")
+    training, layout = plan.get("training"), plan.get("layout")
+    if isinstance(training, dict) and isinstance(layout, dict):
+        batch = _positive(training.get("global_batch_seqs"))
+        dp, micro = _positive(layout.get("dp")), _positive(layout.get("micro_batch", 1))
+        if batch and dp and micro:
+            per_step = int(dp * micro)
+            where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
+            # Not a whole number is reported by validation, unless --grad-accum overrides it.
+            accum = batch / per_step
+            found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
+        total, seq = _positive(training.get("total_tokens")), _positive(training.get("seq_len"))
+        if batch and seq and total:
+            steps = max(1, math.ceil(total / (batch * seq)))
+            found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"--plan {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
         )
     return found
+
+
+def _positive(value: Any) -> float | None:
+    """``value`` as a float when it is a positive JSON number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:

@@ -117,7 +117,8 @@ def test_resume_after_kill_with_2_then_1_then_3_processes(tmp_path: Path) -> Non
 
 def test_crash_while_writing_checkpoint_resumes_from_previous_one(tmp_path: Path) -> None:
     job = tmp_path / "job"
-    args = ["--steps", "12", "--ckpt-every", "5"]
+    # Also covers a tied embedding and gradient accumulation under FSDP2 and DCP.
+    args = ["--steps", "12", "--ckpt-every", "5", "--tied-embeddings", "--grad-accum", "2"]
     fault = "crash_in_checkpoint@step=10,rank=1"
 
     first = run_trainer(job, 2, args, faults=fault)

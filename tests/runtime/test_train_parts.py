@@ -44,7 +44,7 @@ def _plan(tmp_path: Path, **model: object) -> Path:
             "tied_embeddings": True,
             **model,
         },
-        "training": {"seq_len": 32, "global_batch_tokens": 1 << 20},
+        "training": {"seq_len": 32, "global_batch_seqs": 24},
         "layout": {"micro_batch": 2, "dp": 4},
         "estimate": {"step_time_s": 1.0},
     }
@@ -57,7 +57,7 @@ def test_plan_fields_and_flag_precedence(tmp_path: Path) -> None:
     cfg = parse_config(["--plan", str(_plan(tmp_path))])
     shape = (cfg.layers, cfg.hidden, cfg.heads, cfg.kv_heads, cfg.ffn_hidden, cfg.vocab)
     assert shape == (3, 96, 6, 2, 256, 512)
-    assert (cfg.tied_embeddings, cfg.seq_len, cfg.micro_batch) == (True, 32, 2)
+    assert (cfg.tied_embeddings, cfg.seq_len, cfg.micro_batch, cfg.grad_accum) == (True, 32, 2, 3)
     cfg = parse_config(["--plan", str(_plan(tmp_path)), "--layers", "1", "--micro-batch", "8"])
     assert (cfg.layers, cfg.hidden, cfg.micro_batch) == (1, 96, 8)
 
@@ -89,6 +89,12 @@ def test_bad_plan_values_name_the_plan_field(tmp_path: Path) -> None:
         parse_config(["--plan", str(_plan(tmp_path, num_kv_heads=4))])
     with pytest.raises(ConfigError, match=r"plan model\.num_layers '3': expected int"):
         parse_config(["--plan", str(_plan(tmp_path, num_layers="3"))])
+    plan = json.loads(_plan(tmp_path).read_text())
+    plan["training"]["global_batch_seqs"] = 20  # 20 / (4 x 2) micro-steps
+    (tmp_path / "odd.json").write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match=r"layout\.micro_batch\) 2\.5: expected int"):
+        parse_config(["--plan", str(tmp_path / "odd.json")])
+    assert parse_config(["--plan", str(tmp_path / "odd.json"), "--grad-accum", "2"]).grad_accum == 2
     (tmp_path / "not_a_plan.json").write_text('{"model": {}}')
     with pytest.raises(ConfigError, match="is this a planner Plan"):
         parse_config(["--plan", str(tmp_path / "not_a_plan.json")])
