@@ -9,7 +9,9 @@ import launcher
 
 
 def test_every_export_resolves() -> None:
-    for name in launcher.__all__:
+    exported = vars(launcher).get("__all__")
+    assert exported, (launcher.__file__, sorted(vars(launcher)), launcher.__spec__)
+    for name in exported:
         assert getattr(launcher, name) is not None, name
 
 
