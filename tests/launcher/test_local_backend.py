@@ -98,17 +98,27 @@ def test_launch_follow_jobs_logs(cli, script) -> None:
     assert "job ended: COMPLETED" in cli("logs", job_id, "--rank", "supervisor").out
 
 
-def test_env_reference_is_passed_but_never_written(cli, script, monkeypatch) -> None:
+def test_yaml_spec_with_env_reference_and_plan(cli, script, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TOKEN", "s3cr3t-value")
     path = script("reporter.py", REPORTER)
-    result = cli("launch", "--env", "TOKEN", "-f", "--", "python", str(path))
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        "name: yaml-job\n"
+        f"entrypoint: {{script: {path}}}\n"
+        "env: {TOKEN: {from_env: TOKEN}, A: 7}\n"
+        "plan: {layout: {dp: 1}, estimate: {step: {time_s: 0.01}}}\n"
+    )
+    result = cli("launch", str(spec), "-f")
     assert result.code == 0, result.out + result.err
-    job_dir = record_of(job_id_from(result.out)).job_dir
-    assert "TOKEN=s3cr3t-value" in (job_dir / "logs" / f"{HOST}.0.log").read_text()
-    for name in ("job.json", "events.jsonl"):
+    record = record_of(job_id_from(result.out))
+    job_dir = record.job_dir
+    assert record.name == "yaml-job"
+    assert json.loads((job_dir / "plan.json").read_text())["layout"] == {"dp": 1}
+    log0 = (job_dir / "logs" / f"{HOST}.0.log").read_text()
+    assert "TOKEN=s3cr3t-value" in log0 and "A=7" in log0
+    for name in ("job.json", "events.jsonl", "plan.json"):
         assert "s3cr3t" not in (job_dir / name).read_text()
-    with Store() as store:
-        assert "s3cr3t" not in store.get(job_dir.name).spec_json  # type: ignore[union-attr]
+    assert "s3cr3t" not in record.spec_json
 
 
 def test_failure_names_the_rank_and_its_error(cli, script) -> None:
