@@ -1,5 +1,97 @@
-"""Planner: will it fit, which layout is fastest, how long, how much energy, cost and CO2.
+"""Planner: will it fit, how fast, how long, how much energy, cost and CO2.
 
-Pure functions over pydantic specs and catalog data files; no torch, no I/O beyond the
-catalog. The public API is re-exported here as it lands.
+Pure functions over pydantic specs and the catalog data files; no torch, no I/O beyond
+reading ``planner/data``. The physics lives once in :mod:`planner.formulas` and works
+on Python floats (``estimate``) and numpy arrays of candidates (the layout search).
+
+Public API (imported lazily, so ``import planner`` stays cheap for the CLI)::
+
+    from planner import (ModelSpec, AcceleratorSpec, ClusterSpec, TrainingSpec, Layout,
+                         Estimate, Plan, estimate, make_plan, get_gpu, get_model,
+                         list_gpus, list_models, load_hf_config, parse_count,
+                         PlanInputError)
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "ModelSpec": "planner.specs",
+    "AcceleratorSpec": "planner.specs",
+    "ClusterSpec": "planner.specs",
+    "TrainingSpec": "planner.specs",
+    "Layout": "planner.specs",
+    "Estimate": "planner.result",
+    "MemoryGiB": "planner.result",
+    "StepEstimate": "planner.result",
+    "TrainTotals": "planner.result",
+    "Plan": "planner.result",
+    "estimate": "planner.estimator",
+    "make_plan": "planner.estimator",
+    "get_gpu": "planner.catalog",
+    "get_model": "planner.catalog",
+    "list_gpus": "planner.catalog",
+    "list_models": "planner.catalog",
+    "load_gpu_spec": "planner.catalog",
+    "load_hf_config": "planner.hf_config",
+    "validate": "planner.checks",
+    "layout_problems": "planner.checks",
+    "parse_count": "planner.units",
+    "PlanInputError": "planner.errors",
+    "Inputs": "planner.inputs",
+    "build_inputs": "planner.inputs",
+    "stack_inputs": "planner.inputs",
+    "evaluate": "planner.core",
+}
+
+__all__ = [
+    "AcceleratorSpec",
+    "ClusterSpec",
+    "Estimate",
+    "Inputs",
+    "Layout",
+    "MemoryGiB",
+    "ModelSpec",
+    "Plan",
+    "PlanInputError",
+    "StepEstimate",
+    "TrainTotals",
+    "TrainingSpec",
+    "build_inputs",
+    "estimate",
+    "evaluate",
+    "get_gpu",
+    "get_model",
+    "layout_problems",
+    "list_gpus",
+    "list_models",
+    "load_gpu_spec",
+    "load_hf_config",
+    "make_plan",
+    "parse_count",
+    "stack_inputs",
+    "validate",
+]
+
+if TYPE_CHECKING:
+    from planner.catalog import get_gpu, get_model, list_gpus, list_models, load_gpu_spec
+    from planner.checks import layout_problems, validate
+    from planner.core import evaluate
+    from planner.errors import PlanInputError
+    from planner.estimator import estimate, make_plan
+    from planner.hf_config import load_hf_config
+    from planner.inputs import Inputs, build_inputs, stack_inputs
+    from planner.result import Estimate, MemoryGiB, Plan, StepEstimate, TrainTotals
+    from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
+    from planner.units import parse_count
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'planner' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,111 @@
+"""The catalogs: accelerators (data/gpus.yaml), model presets (data/models.yaml) and the
+software constants (data/constants.yaml). Read once, on first use.
+
+Unknown names raise :class:`~planner.errors.PlanInputError` with the closest matches
+(difflib), so ``--gpu H10`` answers "did you mean H100-SXM-80GB, H100-PCIe?".
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from planner.errors import PlanInputError
+from planner.specs import AcceleratorSpec, ModelSpec
+
+
+def _read(name: str) -> Any:
+    text = resources.files("planner").joinpath("data", name).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@lru_cache(maxsize=1)
+def constants_data() -> dict[str, Any]:
+    """The raw mapping of data/constants.yaml."""
+    data: dict[str, Any] = _read("constants.yaml")
+    return data
+
+
+@lru_cache(maxsize=1)
+def _gpus() -> dict[str, AcceleratorSpec]:
+    return {entry["name"]: AcceleratorSpec(**entry) for entry in _read("gpus.yaml")["gpus"]}
+
+
+@lru_cache(maxsize=1)
+def _gpu_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for name, spec in _gpus().items():
+        for key in (name, *spec.aliases):
+            index[key.lower()] = name
+            index[key] = name
+    return index
+
+
+@lru_cache(maxsize=1)
+def _models() -> dict[str, ModelSpec]:
+    return {entry["name"]: ModelSpec(**entry) for entry in _read("models.yaml")["models"]}
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=3)
+    return f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(choices)}."
+
+
+def list_gpus() -> list[AcceleratorSpec]:
+    """Every catalog accelerator, in file order."""
+    return list(_gpus().values())
+
+
+def list_models() -> list[ModelSpec]:
+    """Every model preset, in file order."""
+    return list(_models().values())
+
+
+def get_gpu(name: str) -> AcceleratorSpec:
+    """The catalog accelerator called ``name`` (case-insensitive; aliases accepted)."""
+    found = _gpu_index().get(name)
+    if found is not None:
+        return _gpus()[found]
+    key = _gpu_index().get(name.strip().lower())
+    if key is None:
+        names = list(_gpus())
+        aliases = [alias for spec in _gpus().values() for alias in spec.aliases]
+        raise PlanInputError(
+            f"unknown GPU {name!r}; {_suggest(name, names + aliases)} "
+            "(see `scalectl plan gpus`, or pass --gpu-spec FILE.yaml)"
+        )
+    return _gpus()[key]
+
+
+def get_model(name: str) -> ModelSpec:
+    """The model preset called ``name`` (case-insensitive)."""
+    models = _models()
+    for key, spec in models.items():
+        if key.lower() == name.strip().lower():
+            return spec
+    raise PlanInputError(
+        f"unknown model preset {name!r}; {_suggest(name.lower(), list(models))} "
+        "(see `scalectl plan models`, or pass a config.json path)"
+    )
+
+
+def load_gpu_spec(path: str) -> AcceleratorSpec:
+    """An AcceleratorSpec from a YAML (or JSON) file, for accelerators not in the catalog."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise PlanInputError(f"--gpu-spec: no such file {path!r}.")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise PlanInputError(f"--gpu-spec {path}: not valid YAML ({exc}).") from exc
+    if not isinstance(data, dict):
+        raise PlanInputError(f"--gpu-spec {path}: expected a mapping of AcceleratorSpec fields.")
+    return AcceleratorSpec(**data)

@@ -1,0 +1,91 @@
+"""FLOPs per token: model FLOPs (the MFU basis) and hardware FLOPs (the HFU basis).
+
+Matmul FLOPs: 2 per weight a token multiplies through, forward; backward is twice the
+forward (activation and weight gradients), so training is 6 per active weight (Kaplan
+et al. 2020, Sec. 2.1). The output layer is a GEMM even when tied; the input embedding is
+a lookup (0 FLOPs).
+
+Attention FLOPs: QK^T and (softmax)V cost 2·s_kv·d each per query and head, forward.
+Causal masking is explicit: a model needs on average (s + 1)/2 keys per query, so the
+*model* count halves the full-matrix figure (PaLM, Chowdhery et al. 2022, App. B counts
+the full matrix; we count what a causal model needs). What the *hardware* executes
+depends on the kernel: unfused attention (Megatron-LM 2021-22) computes the whole s x s
+matrix; fused causal kernels (FlashAttention) skip fully masked tiles and compute the
+diagonal tiles in full, (s + block)/2s of the matrix. FlashAttention's backward
+recomputes QK^T, 2.5x the forward instead of 2x (Dao 2023, Sec. 3.1).
+
+Recomputation (Korthikanti et al. 2022): full recompute reruns each layer's forward
+(matmuls and attention, not the output layer); selective reruns the attention core.
+With full recompute and unfused attention the hardware count equals Narayanan et al.
+2021, eq. 3: 96·B·s·l·h²·(1 + s/6h + V/16lh) per step.
+"""
+
+from __future__ import annotations
+
+from planner.formulas.ops import Num, minimum, where
+
+RECOMPUTE_SELECTIVE = 1.0
+RECOMPUTE_FULL = 2.0
+
+
+def matmul_flops_fwd_per_token(
+    layers: Num, layer_matmul_active: Num, vocab: Num, hidden: Num
+) -> Num:
+    """Forward GEMM FLOPs per token: all layers' active weights plus the output layer."""
+    return 2 * (layers * layer_matmul_active + vocab * hidden)
+
+
+def attention_flops_fwd_per_token(
+    layers: Num, heads: Num, head_dim: Num, seq: Num, key_fraction: Num
+) -> Num:
+    """Forward QK^T and AV FLOPs per token, for the given fraction of the s keys."""
+    return 4 * layers * heads * head_dim * seq * key_fraction
+
+
+def causal_key_fraction(seq: Num) -> Num:
+    """Mean fraction of keys a causal query attends to: (s + 1) / 2s."""
+    return (seq + 1) / (2 * seq)
+
+
+def executed_key_fraction(seq: Num, flash: Num, causal_block: Num) -> Num:
+    """Fraction of the s x s score matrix the attention kernel computes."""
+    return where(flash > 0, minimum((seq + causal_block) / (2 * seq), 1.0), 1.0)
+
+
+def model_flops_per_token(
+    layers: Num,
+    layer_matmul_active: Num,
+    vocab: Num,
+    hidden: Num,
+    heads: Num,
+    head_dim: Num,
+    seq: Num,
+) -> Num:
+    """Training FLOPs the model needs per token (forward + backward, no recompute)."""
+    mm = matmul_flops_fwd_per_token(layers, layer_matmul_active, vocab, hidden)
+    attn = attention_flops_fwd_per_token(layers, heads, head_dim, seq, causal_key_fraction(seq))
+    return 3 * (mm + attn)
+
+
+def hardware_flops_per_token(
+    layers: Num,
+    layer_matmul_active: Num,
+    vocab: Num,
+    hidden: Num,
+    heads: Num,
+    head_dim: Num,
+    seq: Num,
+    flash: Num,
+    recompute: Num,
+    causal_block: Num,
+    flash_bwd_ratio: Num,
+) -> Num:
+    """FLOPs the GPUs execute per token, recomputation and masked-out scores included."""
+    mm = matmul_flops_fwd_per_token(layers, layer_matmul_active, vocab, hidden)
+    mm_recompute = where(recompute >= RECOMPUTE_FULL, 2 * layers * layer_matmul_active, 0.0)
+    attn_fwd = attention_flops_fwd_per_token(
+        layers, heads, head_dim, seq, executed_key_fraction(seq, flash, causal_block)
+    )
+    attn_bwd_ratio = where(flash > 0, flash_bwd_ratio, 2.0)
+    attn_recompute = where(recompute >= RECOMPUTE_SELECTIVE, 1.0, 0.0)
+    return 3 * mm + mm_recompute + attn_fwd * (1 + attn_bwd_ratio + attn_recompute)

@@ -1,0 +1,127 @@
+"""Time of the kernels inside one layer: GEMMs, attention, memory-bound element-wise ops.
+
+GEMM (a roofline with a shape-aware ceiling): a GEMM of M x K by K x N costs
+2·M·N·K FLOPs and moves 2(MK + KN + MN) bytes. Its time is the larger of FLOPs over the
+achievable rate and bytes over the achievable bandwidth (Williams et al. 2009, roofline).
+The achievable rate is the peak times the accelerator's best-case GEMM efficiency (the
+measured "MAMF" fraction, gpus.yaml) times a shape factor: small output dimensions
+underfill the 128 x 128 output tiles and a short reduction dimension cannot amortise the
+tile prologue/epilogue (NVIDIA, "Matrix Multiplication Background" performance guide).
+Each dimension x contributes x / (x + x_half), so GEMMs after heavy tensor parallelism,
+with few tokens per micro-batch, or attention's K = head_dim score GEMMs run below peak.
+
+Fused attention (FlashAttention) is compute-bound: FLOPs over peak x the kernel's measured
+efficiency (gpus.yaml), reduced for short sequences by s / (s + s_half).
+
+Element-wise ops (norms, activation functions, residual adds, dropout, rotary, softmax of
+unfused attention) are memory-bound: bytes moved over the achievable HBM bandwidth.
+"""
+
+from __future__ import annotations
+
+from planner.formulas.ops import Num, maximum
+
+
+def gemm_flops(m: Num, n: Num, k: Num, count: Num) -> Num:
+    """FLOPs of ``count`` GEMMs of shape (m x k) @ (k x n)."""
+    return 2 * m * n * k * count
+
+
+def gemm_shape_factor(m: Num, n: Num, k: Num, mn_half: Num, k_half: Num) -> Num:
+    """Fraction of the best-case GEMM rate reached at this shape (1 for large GEMMs)."""
+    return m / (m + mn_half) * n / (n + mn_half) * k / (k + k_half)
+
+
+def gemm_time(
+    m: Num,
+    n: Num,
+    k: Num,
+    count: Num,
+    peak_flops: Num,
+    gemm_eff: Num,
+    mem_bw: Num,
+    elem_bytes: Num,
+    mn_half: Num,
+    k_half: Num,
+) -> Num:
+    """Seconds for ``count`` GEMMs (m x k)@(k x n): roofline of compute and memory.
+
+    ``mem_bw`` is the achievable HBM bandwidth (B/s); ``elem_bytes`` the operand size.
+    """
+    compute_s = gemm_flops(m, n, k, count) / (
+        peak_flops * gemm_eff * gemm_shape_factor(m, n, k, mn_half, k_half)
+    )
+    memory_s = elem_bytes * count * (m * k + k * n + m * n) / mem_bw
+    return maximum(compute_s, memory_s)
+
+
+def fused_attention_time(
+    flops: Num, peak_flops: Num, efficiency: Num, keys: Num, seq_half: Num
+) -> Num:
+    """Seconds for a fused attention kernel doing ``flops`` over ``keys``-long sequences."""
+    return flops / (peak_flops * efficiency * keys / (keys + seq_half))
+
+
+def memory_bound_time(bytes_moved: Num, mem_bw: Num) -> Num:
+    """Seconds to stream ``bytes_moved`` through HBM at the achievable bandwidth."""
+    return bytes_moved / mem_bw
+
+
+def layer_elementwise_bytes_fwd(
+    tokens: Num,
+    hidden: Num,
+    q_dim: Num,
+    kv_dim: Num,
+    ffn_active: Num,
+    gated: Num,
+    rope: Num,
+    tp: Num,
+    sp_share: Num,
+    hidden_dropout: Num,
+    moe: Num,
+    top_k: Num,
+    fp8: Num,
+    act_bytes: Num,
+    mask_bytes: Num,
+    fp8_cast_bytes: Num,
+) -> Num:
+    """HBM bytes of one layer's element-wise kernels, forward, one micro-batch (no attention core).
+
+    ``sp_share`` is 1/tp with sequence parallelism, else 1: without it every TP rank
+    repeats the norms, residual adds and dropouts on the full activation (Korthikanti
+    et al. 2022, Sec. 4.2.2). Kernels: two norms (read + write), two residual adds with
+    fused bias and dropout (read two, write one, plus the mask), rotary on Q and K, the
+    activation function (GELU: read 1 write 1; SwiGLU: read 2 write 1, over the active FFN
+    width), MoE token permute/unpermute, and FP8 casts of the four GEMM inputs.
+    """
+    x = tokens * hidden
+    norms = 2 * 2 * act_bytes * x * sp_share
+    residual = 2 * (3 * act_bytes + mask_bytes * hidden_dropout) * x * sp_share
+    rotary = rope * 2 * act_bytes * tokens * (q_dim + kv_dim) / tp
+    activation = (2 + gated) * act_bytes * tokens * ffn_active / tp
+    permute = moe * 4 * act_bytes * x * top_k * sp_share
+    casts = fp8 * fp8_cast_bytes * (2 * x * sp_share + tokens * (q_dim + ffn_active) / tp)
+    return norms + residual + rotary + activation + permute + casts
+
+
+def attention_core_elementwise_bytes_fwd(
+    tokens: Num,
+    keys: Num,
+    heads_local: Num,
+    q_dim_local: Num,
+    attention_dropout: Num,
+    unfused: Num,
+    act_bytes: Num,
+    mask_bytes: Num,
+) -> Num:
+    """HBM bytes of unfused attention's memory-bound kernels, forward (0 when fused).
+
+    Fused scale-mask-softmax reads and writes every score; attention dropout reads and
+    writes it again and writes a byte mask; the context is copied back to [s, b, h]
+    layout (Megatron-LM's core attention).
+    """
+    scores = tokens * keys * heads_local
+    softmax = 2 * act_bytes * scores
+    dropout = attention_dropout * (2 * act_bytes + mask_bytes) * scores
+    layout_copy = 2 * act_bytes * tokens * q_dim_local
+    return unfused * (softmax + dropout + layout_copy)

@@ -1,0 +1,127 @@
+"""Memory per GPU: model states under each sharding mode, activations, and overheads.
+
+Model states (Rajbhandari et al. 2020, ZeRO, Sec. 3.1 and 5): per parameter, a BF16
+weight, a gradient buffer (FP32 in Megatron-LM and FSDP2's default reduce dtype), and the
+optimizer's FP32 master weight plus states (Adam: K = 12 bytes). ZeRO-1 shards the
+optimizer over the data-parallel group, ZeRO-2 also the gradients, ZeRO-3 (FSDP full
+shard) also the weights; HSDP does ZeRO-3 inside groups of hsdp_shard_size. Expert
+weights are sharded over the expert-data-parallel group (dp·cp / ep).
+
+Activations per layer and micro-batch follow Korthikanti et al. 2022, Sec. 4 (sbh(34 +
+5as/h) bytes for GPT with TP t and no recompute: 10sbh replicated + 24sbh/t + 5as²b/t),
+written per stored tensor so that it generalises:
+
+* norm inputs and outputs (4 x 2 bytes x s·b·h): replicated across TP unless sequence
+  parallelism shards them (Sec. 4.2.2);
+* Q, K, V (GQA: K and V are kv_heads·head_dim wide), the attention context, and the
+  MLP intermediates (GELU: FC1 output and GELU output; SwiGLU: gate, up and their
+  product; MoE: top_k routed copies plus a shared expert), all split by TP;
+* the attention core: unfused kernels store softmax output (2 bytes), dropout mask (1)
+  and dropout output (2) per score, 5·a·s²·b; fused kernels store only the FP32
+  log-sum-exp per query and head (Dao 2023);
+* dropout masks after attention and MLP (1 byte each) when dropout > 0.
+
+Selective recomputation drops the attention core; full recomputation keeps only each
+layer's input (2sbh, /t with SP). Context parallelism divides s by cp for the queries
+(scores are s/cp x s). The pipeline schedule multiplies by the micro-batches in flight:
+1F1B stage r holds min(p - r, m) (Narayanan 2021); interleaved with v chunks stage r
+holds 2(p - r - 1) + (v - 1)p + 1 chunks of L/(pv) layers (Megatron-LM's warm-up), which
+for the first stage is Korthikanti's L(1 + (p-1)/pv).
+"""
+
+from __future__ import annotations
+
+from planner.formulas.ops import Num, minimum, where
+
+RECOMPUTE_SELECTIVE = 1.0
+RECOMPUTE_FULL = 2.0
+
+
+def layer_activation_bytes(
+    tokens: Num,
+    keys: Num,
+    hidden: Num,
+    heads: Num,
+    q_dim: Num,
+    kv_dim: Num,
+    ffn: Num,
+    gated: Num,
+    moe: Num,
+    top_k: Num,
+    moe_ffn: Num,
+    shared_ffn: Num,
+    experts: Num,
+    tp: Num,
+    sp_share: Num,
+    flash: Num,
+    hidden_dropout: Num,
+    attention_dropout: Num,
+    act_bytes: Num,
+    mask_bytes: Num,
+    stat_bytes: Num,
+) -> tuple[Num, Num]:
+    """(bytes stored without recompute, bytes of the attention core) for one layer and
+    micro-batch of ``tokens`` local tokens attending over ``keys`` keys."""
+    x = tokens * hidden
+    norms = 4 * act_bytes * x * sp_share
+    qkv = act_bytes * tokens * (q_dim + 2 * kv_dim) / tp
+    context = act_bytes * tokens * q_dim / tp
+    masks = 2 * mask_bytes * hidden_dropout * x * sp_share
+    scores = tokens * keys * heads / tp
+    unfused_core = (act_bytes + attention_dropout * (mask_bytes + act_bytes)) * scores
+    fused_core = stat_bytes * tokens * heads / tp
+    core = where(flash > 0, fused_core, unfused_core)
+    dense_mlp = act_bytes * tokens * ffn * (2 + gated) / tp
+    routed = top_k * act_bytes * tokens * (moe_ffn * (2 + gated) + hidden) / tp
+    shared = act_bytes * tokens * shared_ffn * (2 + gated) / tp
+    router = 4 * tokens * experts
+    mlp = where(moe > 0, routed + shared + router, dense_mlp)
+    return norms + qkv + context + masks + core + mlp, core
+
+
+def stored_layer_activation_bytes(
+    no_recompute: Num, core: Num, tokens: Num, hidden: Num, sp_share: Num,
+    recompute: Num, act_bytes: Num,
+) -> Num:  # fmt: skip
+    """Bytes one layer keeps for backward under the recompute mode."""
+    full = act_bytes * tokens * hidden * sp_share
+    return where(
+        recompute >= RECOMPUTE_FULL,
+        full,
+        where(recompute >= RECOMPUTE_SELECTIVE, no_recompute - core, no_recompute),
+    )
+
+
+def chunks_in_flight(stage: Num, pp: Num, interleave: Num, micro_batches: Num) -> Num:
+    """Model chunks whose activations stage ``stage`` (0-based) holds at its peak."""
+    interleaved = 2 * (pp - stage - 1) + (interleave - 1) * pp + 1
+    plain = pp - stage
+    return minimum(where(interleave > 1, interleaved, plain), micro_batches * interleave)
+
+
+def model_state_bytes(
+    dense_params: Num,
+    expert_params: Num,
+    sharding: Num,
+    shard_group: Num,
+    expert_shard_group: Num,
+    weight_bytes: Num,
+    fp8_cache_bytes: Num,
+    grad_bytes: Num,
+    optimizer_bytes: Num,
+) -> tuple[Num, Num, Num]:
+    """(weights, gradients, optimizer states) in bytes on one GPU.
+
+    ``sharding`` codes: 0 none, 1 ZeRO-1, 2 ZeRO-2, 3 ZeRO-3, 4 HSDP.
+    """
+
+    def local(params_dense: Num, params_expert: Num, from_stage: float) -> Num:
+        sharded = sharding >= from_stage
+        return where(sharded, params_dense / shard_group, params_dense) + where(
+            sharded, params_expert / expert_shard_group, params_expert
+        )
+
+    weights = local(dense_params, expert_params, 3.0) * (weight_bytes + fp8_cache_bytes)
+    grads = local(dense_params, expert_params, 2.0) * grad_bytes
+    optimizer = local(dense_params, expert_params, 1.0) * optimizer_bytes
+    return weights, grads, optimizer

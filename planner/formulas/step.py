@@ -1,0 +1,64 @@
+"""One optimizer step: pipeline schedule, communication overlap, and the energy of a run.
+
+Pipeline (Narayanan et al. 2021, Sec. 2.2): with m micro-batches, p stages and v model
+chunks per stage, 1F1B and interleaved 1F1B take (m + (p - 1)/v) · t_mb, where t_mb is the
+forward + backward time of one micro-batch on the slowest stage; the bubble is
+(p - 1)/v · t_mb. Each micro-batch crosses 2v stage boundaries per stage (activations
+forward, gradients backward); with tensor parallelism each rank sends only its 1/t share
+(the scatter/gather optimisation, Sec. 4.1) and these sends sit on the critical path.
+
+Overlap of data-parallel communication is computed, not assumed: a gradient reduction
+issued bucket by bucket during backward hides under the backward compute that remains
+after each bucket is ready, i.e. the last micro-batch's backward on the stage; what
+exceeds that window, and at least the last bucket, is exposed (Li et al. 2020, PyTorch
+DDP, Sec. 3.2.3). Parameter all-gathers of ZeRO-1/2 hide under the next forward; FSDP's
+per-layer all-gather and reduce-scatter hide under that layer's compute when prefetched
+(Zhao et al. 2023, PyTorch FSDP, Sec. 3.3), the first gather and last scatter never.
+"""
+
+from __future__ import annotations
+
+from planner.formulas.ops import Num, maximum, where
+
+
+def pipeline_time(micro_batches: Num, pp: Num, interleave: Num, t_micro_batch: Num) -> Num:
+    """Compute time of one step through the pipeline, bubble included."""
+    return (micro_batches + (pp - 1) / interleave) * t_micro_batch
+
+
+def bubble_time(pp: Num, interleave: Num, t_micro_batch: Num) -> Num:
+    """Idle time of the pipeline fill and drain: (p - 1)/v · t_mb."""
+    return (pp - 1) / interleave * t_micro_batch
+
+
+def p2p_exposed_time(micro_batches: Num, pp: Num, interleave: Num, t_send: Num) -> Num:
+    """Critical-path time of stage-to-stage sends (forward and backward) in one step."""
+    return where(pp > 1, 2 * (micro_batches * interleave + pp - 1) * t_send, 0.0)
+
+
+def overlapped(t_comm: Num, t_min_exposed: Num, window: Num, overlap: Num) -> Num:
+    """Exposed part of a communication that can hide under ``window`` seconds of compute."""
+    return where(overlap > 0, maximum(t_comm - window, t_min_exposed), t_comm)
+
+
+def fsdp_exposed_per_micro_batch(
+    layers: Num, t_gather: Num, t_scatter: Num, t_fwd: Num, t_bwd: Num, overlap: Num
+) -> Num:
+    """Exposed FSDP time of one micro-batch: per layer, gather under forward, gather +
+    reduce-scatter under backward; the first gather and the last scatter stay exposed."""
+    hidden = layers * (
+        maximum(t_gather - t_fwd, 0.0) + maximum(t_gather + t_scatter - t_bwd, 0.0)
+    ) + (t_gather + t_scatter)
+    return where(overlap > 0, hidden, layers * (2 * t_gather + t_scatter))
+
+
+def gpu_power_w(
+    idle_w: Num, tdp_w: Num, busy_fraction: Num, comm_fraction: Num, comm_power: Num
+) -> Num:
+    """Mean GPU power: idle plus (TDP - idle) times how busy the GPU is.
+
+    Compute kernels run at the power limit; exposed communication draws ``comm_power`` of
+    the dynamic range; pipeline bubbles and waits draw idle power.
+    """
+    activity = busy_fraction + comm_power * comm_fraction
+    return idle_w + (tdp_w - idle_w) * where(activity < 1.0, activity, 1.0)

@@ -1,0 +1,96 @@
+"""Read a Hugging Face ``config.json`` into a :class:`~planner.specs.ModelSpec`.
+
+Two key families are understood:
+
+* Llama-style (llama, mistral, mixtral, qwen2, qwen2_moe and look-alikes):
+  ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
+  ``num_key_value_heads`` (default: MHA), ``intermediate_size``, ``vocab_size``,
+  ``tie_word_embeddings`` (default false), ``head_dim`` (optional); MoE:
+  ``num_local_experts``/``num_experts``, ``num_experts_per_tok``,
+  ``moe_intermediate_size``, ``shared_expert_intermediate_size``.
+* GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
+  transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
+  LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
+
+A required key that is missing raises :class:`~planner.errors.PlanInputError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from planner.errors import PlanInputError
+from planner.specs import ModelSpec
+
+_GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
+
+
+def _need(cfg: dict[str, Any], key: str, path: Path, what: str) -> Any:
+    if key not in cfg or cfg[key] is None:
+        raise PlanInputError(
+            f"{path}: missing key {key!r} ({what}); add it to the config.json or use a preset."
+        )
+    return cfg[key]
+
+
+def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
+    """Build a ModelSpec from an already-parsed config.json mapping."""
+    if "n_embd" in cfg or cfg.get("model_type") == "gpt2":
+        hidden = _need(cfg, "n_embd", path, "hidden size")
+        return ModelSpec(
+            name=name,
+            num_layers=_need(cfg, "n_layer", path, "number of layers"),
+            hidden_size=hidden,
+            num_attention_heads=_need(cfg, "n_head", path, "attention heads"),
+            num_kv_heads=cfg["n_head"],
+            ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
+            activation="gelu",
+            vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+            norm="layernorm",
+            bias=True,
+            position_embedding="learned",
+            max_position_embeddings=cfg.get("n_positions") or 1024,
+            hidden_dropout=float(cfg.get("resid_pdrop") or 0.0),
+            attention_dropout=float(cfg.get("attn_pdrop") or 0.0),
+        )
+    heads = _need(cfg, "num_attention_heads", path, "attention heads")
+    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
+    act = str(cfg.get("hidden_act", "silu")).lower()
+    moe_ffn = cfg.get("moe_intermediate_size")
+    return ModelSpec(
+        name=name,
+        num_layers=_need(cfg, "num_hidden_layers", path, "number of layers"),
+        hidden_size=_need(cfg, "hidden_size", path, "hidden size"),
+        num_attention_heads=heads,
+        num_kv_heads=cfg.get("num_key_value_heads") or heads,
+        head_dim=cfg.get("head_dim"),
+        ffn_hidden_size=_need(cfg, "intermediate_size", path, "MLP width"),
+        activation="swiglu" if act in _GATED_ACTIVATIONS else "gelu",
+        vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        num_experts=int(experts),
+        top_k=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
+        moe_ffn_hidden_size=moe_ffn if experts > 1 else None,
+        shared_expert_ffn_hidden_size=int(cfg.get("shared_expert_intermediate_size") or 0),
+        attention_dropout=float(cfg.get("attention_dropout") or 0.0),
+    )
+
+
+def load_hf_config(path: str | Path) -> ModelSpec:
+    """A ModelSpec from a config.json file (or a directory containing one)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / "config.json"
+    if not file.is_file():
+        raise PlanInputError(f"--model: no config.json at {str(path)!r}.")
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PlanInputError(f"{file}: not valid JSON ({exc}).") from exc
+    if not isinstance(cfg, dict):
+        raise PlanInputError(f"{file}: expected a JSON object of model settings.")
+    name = file.parent.name or file.stem
+    return model_from_hf_dict(cfg, name, file)

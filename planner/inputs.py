@@ -1,0 +1,288 @@
+"""The numeric form of a planning problem: flat tuples of numbers the formulas consume.
+
+:class:`Inputs` holds one candidate as Python floats, or many candidates as numpy arrays
+of one shape (the vectorised search fills the layout fields with arrays and leaves the
+rest scalar, which broadcasts). Categorical choices are numeric codes (below), booleans
+0.0 / 1.0. :class:`Constants` holds the software constants of ``data/constants.yaml``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from planner.formulas import params as P
+from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
+from planner.units import GIGA, TERA
+
+SHARDING_CODES = {"none": 0.0, "zero1": 1.0, "zero2": 2.0, "zero3": 3.0, "hsdp": 4.0}
+"""Numeric codes of Layout.sharding (ordered: each stage shards a superset)."""
+RECOMPUTE_CODES = {"none": 0.0, "selective": 1.0, "full": 2.0}
+"""Numeric codes of Layout.recompute."""
+
+
+class Inputs(NamedTuple):
+    """One planning problem (or many, as arrays) in numbers; units in the names."""
+
+    # model
+    layers: Any
+    hidden: Any
+    heads: Any
+    kv_heads: Any
+    head_dim: Any
+    ffn: Any
+    gated: Any
+    vocab: Any
+    tied: Any
+    experts: Any
+    top_k: Any
+    moe_ffn: Any
+    shared_ffn: Any
+    layernorm: Any
+    bias: Any
+    learned_pos_rows: Any
+    hidden_dropout: Any
+    attention_dropout: Any
+    # accelerator
+    peak_flops: Any
+    peak_fp8_flops: Any
+    gemm_eff: Any
+    fp8_gemm_eff: Any
+    sustained_clock: Any
+    hbm_gib: Any
+    hbm_bytes_s: Any
+    hbm_eff: Any
+    intra_bytes_s: Any
+    intra_eff: Any
+    inter_bytes_s: Any
+    inter_eff: Any
+    attn_fwd_eff: Any
+    attn_bwd_eff: Any
+    tdp_w: Any
+    idle_w: Any
+    node_overhead_w: Any
+    price_usd_per_gpu_hour: Any
+    # cluster
+    gpus: Any
+    gpus_per_node: Any
+    pue: Any
+    grid_kg_per_kwh: Any
+    co2_tdp_basis: Any
+    # training
+    seq: Any
+    batch_seqs: Any
+    total_tokens: Any
+    fp8: Any
+    optimizer_state_bytes: Any
+    optimizer_step_bytes: Any
+    flash: Any
+    overlap_grad_reduce: Any
+    tp_comm_overlap: Any
+    grad_bytes: Any
+    # layout
+    dp: Any
+    tp: Any
+    pp: Any
+    cp: Any
+    sharding: Any
+    hsdp_shard: Any
+    micro_batch: Any
+    recompute: Any
+    interleave: Any
+    sp: Any
+    ep: Any
+
+
+class Constants(NamedTuple):
+    """Software constants (data/constants.yaml); see that file for sources."""
+
+    weight_bytes: float
+    fp8_weight_cache_bytes: float
+    activation_bytes: float
+    mask_bytes: float
+    softmax_stat_bytes: float
+    logits_stored_bytes: float
+    loss_traffic_bytes: float
+    gemm_mn_half: float
+    gemm_k_half: float
+    attention_seq_half: float
+    flash_causal_block: float
+    flash_bwd_flops_ratio: float
+    elementwise_bwd_ratio: float
+    kernels_per_layer_fwd: float
+    kernel_overhead_s: float
+    fp8_cast_bytes: float
+    alpha_intra_s: float
+    alpha_inter_s: float
+    grad_bucket_bytes: float
+    comm_power_fraction: float
+    cuda_context_gib: float
+    nccl_gib_per_group: float
+    allocator_fragmentation: float
+
+
+@lru_cache(maxsize=1)
+def constants() -> Constants:
+    """The software constants, read once from data/constants.yaml."""
+    from planner.catalog import constants_data
+
+    data = constants_data()
+    return Constants(**{name: float(data[name]) for name in Constants._fields})
+
+
+def _f(flag: bool) -> float:
+    return 1.0 if flag else 0.0
+
+
+def model_inputs(model: ModelSpec) -> dict[str, float]:
+    """The model's fields of :class:`Inputs`."""
+    shape = P.model_shape_args(model)
+    names = Inputs._fields[: Inputs._fields.index("hidden_dropout")]
+    out = dict(zip(names, shape, strict=True))
+    out["hidden_dropout"] = _f(model.hidden_dropout > 0)
+    out["attention_dropout"] = _f(model.attention_dropout > 0)
+    return out
+
+
+def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, float]:
+    """The accelerator's fields of :class:`Inputs` (cluster overrides applied)."""
+    price = cluster.price_usd_per_gpu_hour
+    overhead = cluster.node_overhead_w
+    return {
+        "peak_flops": acc.bf16_dense_tflops * TERA,
+        "peak_fp8_flops": (acc.fp8_dense_tflops or 0.0) * TERA,
+        "gemm_eff": acc.gemm_efficiency,
+        "fp8_gemm_eff": acc.fp8_gemm_efficiency or acc.gemm_efficiency,
+        "sustained_clock": acc.sustained_clock_fraction,
+        "hbm_gib": float(acc.hbm_gib),
+        "hbm_bytes_s": acc.hbm_tb_s * TERA,
+        "hbm_eff": acc.hbm_efficiency,
+        "intra_bytes_s": acc.intra_node_gb_s * GIGA,
+        "intra_eff": acc.intra_node_efficiency,
+        "inter_bytes_s": acc.inter_node_gb_s_per_gpu * GIGA,
+        "inter_eff": acc.inter_node_efficiency,
+        "attn_fwd_eff": acc.attention_fwd_efficiency,
+        "attn_bwd_eff": acc.attention_bwd_efficiency,
+        "tdp_w": float(acc.tdp_w),
+        "idle_w": float(acc.idle_w),
+        "node_overhead_w": float(acc.node_overhead_w if overhead is None else overhead),
+        "price_usd_per_gpu_hour": float(acc.price_usd_per_gpu_hour if price is None else price),
+    }
+
+
+def cluster_inputs(cluster: ClusterSpec) -> dict[str, float]:
+    """The cluster's fields of :class:`Inputs` (catalog defaults for PUE and grid)."""
+    from planner.catalog import constants_data
+
+    data = constants_data()
+    pue = cluster.pue if cluster.pue is not None else data["default_pue"]
+    grid = cluster.grid_kg_co2_per_kwh
+    return {
+        "gpus": float(cluster.num_gpus),
+        "gpus_per_node": float(cluster.gpus_per_node),
+        "pue": float(pue),
+        "grid_kg_per_kwh": float(grid if grid is not None else data["default_grid_kg_co2_per_kwh"]),
+        "co2_tdp_basis": _f(cluster.co2_basis == "tdp"),
+    }
+
+
+def training_inputs(training: TrainingSpec) -> dict[str, float]:
+    """The training spec's fields of :class:`Inputs`."""
+    from planner.catalog import constants_data
+
+    data = constants_data()
+    return {
+        "seq": float(training.seq_len),
+        "batch_seqs": float(training.global_batch_seqs),
+        "total_tokens": float(training.total_tokens),
+        "fp8": _f(training.precision == "fp8"),
+        "optimizer_state_bytes": float(data["optimizer_state_bytes"][training.optimizer]),
+        "optimizer_step_bytes": float(data["optimizer_step_bytes"][training.optimizer]),
+        "flash": _f(training.attention_kernel == "flash"),
+        "overlap_grad_reduce": _f(training.overlap_grad_reduce),
+        "tp_comm_overlap": _f(training.tp_comm_overlap),
+        "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
+    }
+
+
+def layout_inputs(layout: Layout) -> dict[str, float]:
+    """The layout's fields of :class:`Inputs`."""
+    return {
+        "dp": float(layout.dp),
+        "tp": float(layout.tp),
+        "pp": float(layout.pp),
+        "cp": float(layout.cp),
+        "sharding": SHARDING_CODES[layout.sharding],
+        "hsdp_shard": float(layout.hsdp_shard_size or 1),
+        "micro_batch": float(layout.micro_batch),
+        "recompute": RECOMPUTE_CODES[layout.recompute],
+        "interleave": float(layout.interleave),
+        "sp": _f(layout.sequence_parallel),
+        "ep": float(layout.ep),
+    }
+
+
+_FIELD_GROUPS = (
+    tuple(Inputs._fields[: Inputs._fields.index("peak_flops")]),
+    tuple(Inputs._fields[Inputs._fields.index("peak_flops") : Inputs._fields.index("seq")]),
+    tuple(Inputs._fields[Inputs._fields.index("seq") : Inputs._fields.index("dp")]),
+    tuple(Inputs._fields[Inputs._fields.index("dp") :]),
+)
+
+_MEMO: dict[tuple[int, int], tuple[object, object, tuple[float, ...]]] = {}
+_MEMO_LIMIT = 4096
+
+
+def _memo(kind: int, spec: object, other: object, make: Any) -> tuple[float, ...]:
+    """``make()`` for this (immutable) spec object, computed once per object.
+
+    Specs are frozen, so their numbers never change; the entry keeps the objects alive,
+    so an ``id`` cannot be reused while it is cached.
+    """
+    key = (kind, id(spec))
+    entry = _MEMO.get(key)
+    if entry is not None and entry[0] is spec and entry[1] is other:
+        return entry[2]
+    if len(_MEMO) >= _MEMO_LIMIT:
+        _MEMO.clear()
+    values: tuple[float, ...] = make()
+    _MEMO[key] = (spec, other, values)
+    return values
+
+
+def _ordered(group: int, values: dict[str, float]) -> tuple[float, ...]:
+    return tuple(values[name] for name in _FIELD_GROUPS[group])
+
+
+def build_inputs(
+    model: ModelSpec,
+    accelerator: AcceleratorSpec,
+    cluster: ClusterSpec,
+    training: TrainingSpec,
+    layout: Layout,
+) -> Inputs:
+    """All of :class:`Inputs` for one candidate, as Python floats."""
+    m = _memo(0, model, None, lambda: _ordered(0, model_inputs(model)))
+    a = _memo(
+        1,
+        cluster,
+        accelerator,
+        lambda: _ordered(
+            1, {**accelerator_inputs(accelerator, cluster), **cluster_inputs(cluster)}
+        ),
+    )
+    t = _memo(2, training, None, lambda: _ordered(2, training_inputs(training)))
+    return tuple.__new__(Inputs, m + a + t + layout_values(layout))
+
+
+def layout_values(layout: Layout) -> tuple[float, ...]:
+    """The layout's fields of :class:`Inputs`, in order (memoised per Layout object)."""
+    return _memo(3, layout, None, lambda: _ordered(3, layout_inputs(layout)))
+
+
+def stack_inputs(candidates: list[Inputs]) -> Inputs:
+    """Many scalar :class:`Inputs` as one of numpy arrays (for the vectorised path)."""
+    import numpy as np
+
+    columns = zip(*candidates, strict=True)
+    return Inputs(*(np.asarray(column, dtype=float) for column in columns))

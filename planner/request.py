@@ -1,0 +1,197 @@
+"""From loose user input (CLI flags) to validated specs, with the defaults stated.
+
+Kept apart from the CLI so it can be tested without typer: :func:`run_request` returns
+the :class:`~planner.result.Plan` and the list of defaults it filled in (printed by the
+CLI on stderr with ``--json``, or under the tables otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec
+from planner.errors import PlanInputError
+from planner.estimator import estimate
+from planner.hf_config import load_hf_config
+from planner.result import Plan
+from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
+from planner.units import format_count, parse_count, parse_int_count
+
+RECOMPUTE_ORDER = ("none", "selective", "full")
+"""Tried in this order when --recompute is omitted: the first whose memory fits wins."""
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """The flags of ``scalectl plan estimate``, unparsed where they accept ``2k``/``15T``."""
+
+    model: str
+    gpus: str
+    seq_len: str
+    gpu: str | None = None
+    gpu_spec: str | None = None
+    gpus_per_node: int = 8
+    global_batch: str | None = None
+    global_batch_tokens: str | None = None
+    tokens: str | None = None
+    tp: int = 1
+    pp: int = 1
+    cp: int = 1
+    dp: int | None = None
+    ep: int = 1
+    zero: str | None = None
+    hsdp_shard: int | None = None
+    micro_batch: int = 1
+    recompute: str | None = None
+    interleave: int = 1
+    sequence_parallel: bool | None = None
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    attention: str = "flash"
+    overlap_grad_reduce: bool = True
+    grad_reduce_dtype: str = "fp32"
+    pue: float | None = None
+    grid: float | None = None
+    price: float | None = None
+
+
+def resolve_model(text: str) -> ModelSpec:
+    """A preset name, or a path to a config.json (or its directory)."""
+    path = Path(text)
+    if text.endswith(".json") or path.is_dir() or path.is_file() or "/" in text:
+        return load_hf_config(path)
+    return get_model(text)
+
+
+def resolve_accelerator(gpu: str | None, gpu_spec: str | None) -> AcceleratorSpec | str:
+    """The catalog name (checked) or the AcceleratorSpec read from --gpu-spec."""
+    if gpu and gpu_spec:
+        raise PlanInputError("give --gpu NAME or --gpu-spec FILE, not both.")
+    if gpu_spec:
+        return load_gpu_spec(gpu_spec)
+    if not gpu:
+        raise PlanInputError("--gpu: required; name a catalog GPU or pass --gpu-spec FILE.")
+    return get_gpu(gpu).name
+
+
+def _positive(value: int, flag: str) -> int:
+    if value <= 0:
+        raise PlanInputError(f"{flag}: must be a positive whole number, got {value}.")
+    return value
+
+
+def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
+    """Build the specs (stating every default used) and estimate the layout."""
+    r = request
+    defaults: list[str] = []
+    model = resolve_model(r.model)
+    accelerator = resolve_accelerator(r.gpu, r.gpu_spec)
+    gpus = parse_int_count(r.gpus, "--gpus")
+    seq_len = parse_int_count(r.seq_len, "--seq-len")
+    for flag, value in (
+        ("--tp", r.tp),
+        ("--pp", r.pp),
+        ("--cp", r.cp),
+        ("--ep", r.ep),
+        ("--micro-batch", r.micro_batch),
+        ("--interleave", r.interleave),
+        ("--gpus-per-node", r.gpus_per_node),
+    ):
+        _positive(value, flag)
+    if (r.global_batch is None) == (r.global_batch_tokens is None):
+        raise PlanInputError("give exactly one of --global-batch SEQS or --global-batch-tokens N.")
+    if r.global_batch is not None:
+        batch_seqs = parse_int_count(r.global_batch, "--global-batch")
+    else:
+        batch_tokens = parse_int_count(r.global_batch_tokens or "", "--global-batch-tokens")
+        if batch_tokens % seq_len:
+            raise PlanInputError(
+                f"--global-batch-tokens: {batch_tokens} is not a multiple of --seq-len "
+                f"{seq_len}; use {max(1, round(batch_tokens / seq_len)) * seq_len}."
+            )
+        batch_seqs = batch_tokens // seq_len
+    if r.tokens is not None:
+        tokens = parse_count(r.tokens, "--tokens")
+    else:
+        per_param = constants_data()["chinchilla_tokens_per_param"]
+        tokens = per_param * model.num_params
+        defaults.append(
+            f"--tokens {format_count(tokens)} ({per_param} x {format_count(model.num_params)} "
+            "parameters, Hoffmann et al. 2022)"
+        )
+
+    model_parallel = r.tp * r.pp * r.cp
+    if r.dp is None:
+        if gpus % model_parallel:
+            raise PlanInputError(
+                f"--tp·--pp·--cp = {model_parallel} does not divide --gpus {gpus}; "
+                "change the degrees or the GPU count."
+            )
+        dp = gpus // model_parallel
+        defaults.append(f"--dp {dp} (GPUs / (tp·pp·cp))")
+    else:
+        dp = _positive(r.dp, "--dp")
+    if r.zero is None:
+        sharding = "zero1" if dp * r.cp > 1 else "none"
+        defaults.append(f"--zero {sharding} (distributed optimizer when data-parallel)")
+    else:
+        sharding = r.zero
+    hsdp_shard = r.hsdp_shard
+    if sharding == "hsdp" and hsdp_shard is None:
+        raise PlanInputError("--zero hsdp needs --hsdp-shard N (the shard group size).")
+    if sharding != "hsdp" and hsdp_shard is not None:
+        raise PlanInputError("--hsdp-shard only applies with --zero hsdp.")
+    sequence_parallel = r.sequence_parallel
+    if sequence_parallel is None:
+        sequence_parallel = r.tp > 1
+        if r.tp > 1:
+            defaults.append("--sequence-parallel (tp > 1)")
+
+    cluster = ClusterSpec(
+        gpu=accelerator,
+        num_gpus=gpus,
+        gpus_per_node=r.gpus_per_node,
+        pue=r.pue,
+        grid_kg_co2_per_kwh=r.grid,
+        price_usd_per_gpu_hour=r.price,
+    )
+    training = TrainingSpec(
+        seq_len=seq_len,
+        global_batch_seqs=batch_seqs,
+        total_tokens=tokens,
+        precision=r.precision,
+        optimizer=r.optimizer,
+        attention_kernel=r.attention,
+        overlap_grad_reduce=r.overlap_grad_reduce,
+        grad_reduce_dtype=r.grad_reduce_dtype,
+    )
+
+    def layout(recompute: str) -> Layout:
+        return Layout(
+            dp=dp,
+            tp=r.tp,
+            pp=r.pp,
+            cp=r.cp,
+            ep=r.ep,
+            sharding=sharding,
+            hsdp_shard_size=hsdp_shard,
+            micro_batch=r.micro_batch,
+            recompute=recompute,
+            interleave=r.interleave,
+            sequence_parallel=sequence_parallel,
+        )
+
+    if r.recompute is not None:
+        chosen = layout(r.recompute)
+        result = estimate(model, cluster, training, chosen)
+    else:
+        for mode in RECOMPUTE_ORDER:
+            chosen = layout(mode)
+            result = estimate(model, cluster, training, chosen)
+            if result.fits:
+                break
+        reason = "the least recomputation that fits" if result.fits else "nothing fits"
+        defaults.append(f"--recompute {chosen.recompute} ({reason})")
+    plan = Plan(model=model, cluster=cluster, training=training, layout=chosen, estimate=result)
+    return plan, defaults
