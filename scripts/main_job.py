@@ -80,7 +80,7 @@ def plan_for_this_machine(target_s: float, cal: Any) -> tuple[Any, int]:
         )
 
     probe = planner.estimate(model, cluster, training(1), layout)
-    steps = int(min(400, max(40, target_s / probe.step.time_s)))
+    steps = int(min(400, max(20, target_s / probe.step.time_s)))
     return planner.make_plan(model, cluster, training(steps), layout), steps
 
 

@@ -1,0 +1,43 @@
+"""`make run`'s main job end to end, shortened: calibrate, plan, launch, follow, summarise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from launcher.states import JobState
+from launcher.store import Store
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_main_job_plans_trains_and_compares(scalectl_home: Path) -> None:
+    env = {**os.environ, "SCALECTL_HOME": str(scalectl_home), "COLUMNS": "160"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "main_job.py"), "--target-s", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        cwd=REPO,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    for fragment in ("1. calibrating this CPU", "2. plan", "4. job COMPLETED",
+                     "predicted against measured", "step time (ms)", "held-out loss"):  # fmt: skip
+        assert fragment in out, fragment
+    with Store() as store:
+        (record,) = store.list_jobs()
+    assert record.state is JobState.COMPLETED and record.name == "main-job"
+    plan_json = (record.job_dir / "plan.json").read_text()
+    assert '"estimate"' in plan_json and "calibrated" in plan_json
+    # the trainer took its shape and step count from the plan
+    log = next(record.job_dir.glob("logs/*.0.log")).read_text()
+    assert "--plan" in log and "plan.json" in log
+    assert "training complete at step 20" in log
