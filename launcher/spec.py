@@ -231,6 +231,12 @@ class SlurmOptions(BaseModel):
     """Requeue after preemption or the pre-time-limit signal (``--requeue``)."""
     max_requeues: int = Field(default=3, ge=0)
     """Requeue budget; the job stops requeueing after this many."""
+    stop_grace_s: float = Field(default=60.0, ge=0)
+    """Seconds the ranks get to checkpoint and exit after ``signal`` (preemption, the
+    time limit, ``scalectl cancel``) before the node task kills what is left."""
+    after: list[str] = Field(default_factory=list)
+    """Slurm job ids this job starts after, once they completed successfully
+    (``--dependency=afterok:...``); ``scalectl launch --after JOB`` fills it in."""
 
 
 class Toleration(BaseModel):
