@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command("jobs")(jobs)
     app.command("logs")(logs)
     app.command("cancel")(cancel)
+    app.command("manifests")(manifests)
 
 
 def launch(
@@ -226,6 +227,38 @@ def cancel(
     if report.survivors:
         typer.echo(f"warning: {report.survivors} process(es) survived SIGKILL", err=True)
         raise typer.Exit(1)
+
+
+def manifests(
+    spec_file: Path = typer.Argument(..., help="Job spec (YAML or JSON)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory to write into."),
+    k8s_flavor: str | None = typer.Option(
+        None,
+        "--k8s-flavor",
+        help="pytorchjob, jobset, indexed-job or all (default: the spec's kubernetes.flavor).",
+    ),
+    job_id: str | None = typer.Option(
+        None, "--job-id", help="Job id to name the objects with (default: a new one)."
+    ),
+) -> None:
+    """Write the Kubernetes manifests of a job spec as YAML, one file per flavour
+    (`<flavor>.yaml`); nothing is submitted."""
+    from launcher.errors import LaunchInputError
+    from launcher.ids import is_job_id, new_job_id
+    from launcher.render.k8s_files import flavors_from_option, write_manifests
+    from launcher.spec import load_spec_file
+
+    if job_id is not None and not is_job_id(job_id):
+        raise LaunchInputError(f"--job-id {job_id!r}: write YYYYMMDD-HHMMSS-xxxx (4 hex digits)")
+    spec = load_spec_file(spec_file, {"backend": "kubernetes"})
+    flavors = flavors_from_option(k8s_flavor, spec)
+    command = f"scalectl manifests {spec_file} -o {output}"
+    if k8s_flavor is not None:
+        command += f" --k8s-flavor {k8s_flavor}"
+    if job_id is not None:
+        command += f" --job-id {job_id}"
+    for path in write_manifests(spec, flavors, job_id or new_job_id(), output, command):
+        typer.echo(f"wrote {path}")
 
 
 # -- helpers ---------------------------------------------------------------------
