@@ -40,6 +40,11 @@ test: $(STAMP) lint typecheck
 	 else echo "make test: not root, the local Slurm cluster cannot be started; Slurm tests will skip"; fi
 	$(BIN)/pytest -v --durations=20
 
+# Example Kubernetes manifests (issue 9); tests/k8s/test_k8s_manifests.py fails on drift.
+manifests: $(STAMP)
+	$(BIN)/scalectl manifests manifests/llama3-8b.job.yaml -o manifests/llama3-8b \
+	    --k8s-flavor all --job-id 20250601-120000-8b8b
+
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 

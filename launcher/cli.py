@@ -252,12 +252,7 @@ def manifests(
         raise LaunchInputError(f"--job-id {job_id!r}: write YYYYMMDD-HHMMSS-xxxx (4 hex digits)")
     spec = load_spec_file(spec_file, {"backend": "kubernetes"})
     flavors = flavors_from_option(k8s_flavor, spec)
-    command = f"scalectl manifests {spec_file} -o {output}"
-    if k8s_flavor is not None:
-        command += f" --k8s-flavor {k8s_flavor}"
-    if job_id is not None:
-        command += f" --job-id {job_id}"
-    for path in write_manifests(spec, flavors, job_id or new_job_id(), output, command):
+    for path in write_manifests(spec, flavors, job_id or new_job_id(), output, str(spec_file)):
         typer.echo(f"wrote {path}")
 
 
