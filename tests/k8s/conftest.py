@@ -1,0 +1,66 @@
+"""Fixtures for the Kubernetes tests: a fake API server, a kubeconfig pointing at it, a
+private SCALECTL_HOME and the CLI in-process. No real cluster is ever contacted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fake_apiserver import FakeApiServer
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_SPEC = REPO / "manifests" / "llama3-8b.job.yaml"
+EXAMPLE_JOB_ID = "20250601-120000-8b8b"
+"""The fixed job id of the checked-in example manifests (so they do not drift)."""
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(autouse=True)
+def scalectl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "scalectl-home"
+    monkeypatch.setenv("SCALECTL_HOME", str(home))
+    monkeypatch.delenv("SCALECTL_JOBS_ROOT", raising=False)
+    monkeypatch.delenv("SCALECTL_JOB_ID", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    # Never fall back to a real ~/.kube/config: tests that need one write their own.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    return home
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApiServer]:
+    with FakeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(fake_api: FakeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``scalectl ARGS...`` in this process; returns exit code, stdout, stderr."""
+    from scalectl.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,42 @@
+"""Job specs for the Kubernetes tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from launcher.spec import JobSpec, spec_from_mapping
+
+JOB_ID = "20250601-120000-8b8b"
+
+BASE: dict[str, Any] = {
+    "name": "run",
+    "backend": "kubernetes",
+    "entrypoint": {"module": "runtime.train"},
+    "args": ["--steps", "100"],
+    "nodes": "2:4",
+    "procs_per_node": 8,
+    "gpus_per_node": 8,
+    "cpus_per_node": 64,
+    "mem_gib": 512,
+    "max_restarts": 2,
+    "kubernetes": {
+        "image": "ghcr.io/org/train:1",
+        "pvc": "shared",
+        "namespace": "team-a",
+    },
+}
+
+
+def mapping(**overrides: Any) -> dict[str, Any]:
+    """BASE with top-level keys replaced and ``kubernetes`` keys merged."""
+    data = copy.deepcopy(BASE)
+    k8s = overrides.pop("kubernetes", None)
+    data.update(overrides)
+    if k8s is not None:
+        data["kubernetes"] = {**data["kubernetes"], **k8s}
+    return data
+
+
+def make_spec(**overrides: Any) -> JobSpec:
+    return spec_from_mapping(mapping(**overrides))
