@@ -81,6 +81,9 @@ def launch(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what would be submitted; create nothing."
     ),
+    after: list[str] | None = typer.Option(
+        None, "--after", help="slurm: start once this job completed (id or name; repeatable)."
+    ),
 ) -> None:
     """Launch a job from a spec file and/or flags: `scalectl launch job.yaml`,
     `scalectl launch --nodes 1:2 --nproc-per-node 2 -- python train.py --lr 1e-3`,
@@ -113,7 +116,21 @@ def launch(
     )
     file_data = read_spec_mapping(spec_file) if spec_file is not None else None
     source = str(spec_file) if spec_file is not None else "launch flags"
+    if after:
+        from launcher.chain import resolve_after, with_after
+
+        file_data = with_after(file_data, resolve_after(after))
+    if file_data is not None and "sweep" in file_data:
+        from launcher.sweep import sweep_command
+
+        for line in sweep_command(file_data, flags, words, source=source, dry_run=dry_run):
+            typer.echo(line)
+        return
     spec = spec_from_mapping(build_mapping(file_data, flags, words), source=source)
+    if after:
+        from launcher.chain import check_after
+
+        check_after(spec, after)
     if dry_run:
         typer.echo(api.dry_run(spec, cwd=Path.cwd(), environ=dict(_environ())))
         return

@@ -1,0 +1,302 @@
+"""The Slurm backend: jobs become sbatch scripts, submitted through submitit's executor.
+
+* ``describe`` (``--dry-run``) and ``submit`` render the same script
+  (:func:`launcher.backends.slurm_script.render_sbatch`, a pure function); submitit's
+  ``SlurmExecutor`` writes it next to the job (``<job_dir>/slurm/<id>_submission.sh``),
+  runs ``sbatch`` and parses the id. Env references resolved at launch travel only in
+  the environment of that ``sbatch`` process (``--export=ALL``), never in a file.
+* ``submit_array``: a sweep is ONE Slurm job array; element ``i`` has its own job
+  directory and registry entry, and the handle ``<array id>_<i>``.
+* ``status``: ``squeue`` while Slurm still holds the job (live state and reason:
+  Priority, Resources, Dependency, BeginTime...), ``sacct`` once it has left the queue;
+  mapped onto :class:`JobState` by :func:`launcher.backends.slurm_state.map_slurm_state`,
+  with reasons from the job's events (requeues, node loss, the end helper's verdict).
+* ``cancel``: a running job first gets its stop signal (``slurm.signal``, steps only),
+  so the ranks checkpoint, and once the step is over (or after the grace) ``scancel``.
+
+What happens inside the allocation (signals, requeue, node loss) is
+:mod:`launcher.backends.slurm_task`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
+from launcher.backends.slurm_script import (
+    ArrayElement,
+    ScriptRequest,
+    check_slurm_spec,
+    render_sbatch,
+    slurm_signal_name,
+)
+from launcher.backends.slurm_state import (
+    SlurmRecord,
+    map_slurm_state,
+    parse_sacct,
+    parse_squeue,
+)
+from launcher.errors import BackendUnavailableError, LaunchInputError
+from launcher.jobdir import JobDir, append_event, tail_jsonl
+from launcher.spec import JobSpec
+from launcher.states import JobState
+from launcher.store import JobRecord
+
+SUBMIT_DIR = "slurm"
+"""Sub-directory of the job directory (or sweep directory) holding the submitted script."""
+POLL_S = 0.5
+_ENV_LOCK = threading.Lock()
+
+
+class SlurmBackend(Backend):
+    """Runs jobs on a Slurm cluster. See the module docstring."""
+
+    name = "slurm"
+
+    def check(self, spec: JobSpec) -> None:
+        check_slurm_spec(spec)
+
+    def script_request(self, request: SubmitRequest) -> ScriptRequest:
+        return ScriptRequest(
+            spec=request.spec,
+            elements=(ArrayElement(request.job_id, request.job_dir.root),),
+            python=sys.executable,
+        )
+
+    def describe(self, request: SubmitRequest) -> str:
+        return render_sbatch(self.script_request(request))
+
+    def submit(self, request: SubmitRequest) -> str:
+        script = self.describe(request)
+        folder = request.job_dir.root / SUBMIT_DIR
+        slurm_id = _sbatch(script, folder, request.secret_env)
+        append_event(
+            request.job_dir,
+            "slurm_submitted",
+            job_id=request.job_id,
+            slurm_job_id=slurm_id,
+            script=str(folder / f"{slurm_id}_submission.sh"),
+        )
+        return slurm_id
+
+    def describe_array(
+        self,
+        requests: Sequence[SubmitRequest],
+        sweep_dir: Path,
+        throttle: int | None,
+        name: str | None = None,
+    ) -> str:
+        return render_sbatch(_array_request(requests, sweep_dir, throttle, name))
+
+    def submit_array(
+        self,
+        requests: Sequence[SubmitRequest],
+        sweep_dir: Path,
+        throttle: int | None,
+        name: str | None = None,
+    ) -> list[str]:
+        """Submit one job array; returns ``<array id>_<i>`` for each request, in order."""
+        secrets = [dict(r.secret_env) for r in requests]
+        if any(s != secrets[0] for s in secrets):
+            raise LaunchInputError(
+                "env references must be the same for every run of a sweep; move them out "
+                "of the grid"
+            )
+        script = self.describe_array(requests, sweep_dir, throttle, name)
+        array_id = _sbatch(script, sweep_dir / SUBMIT_DIR, secrets[0] if secrets else {})
+        handles = [f"{array_id}_{index}" for index in range(len(requests))]
+        for request, handle in zip(requests, handles, strict=True):
+            append_event(
+                request.job_dir,
+                "slurm_submitted",
+                job_id=request.job_id,
+                slurm_job_id=handle,
+                script=str(sweep_dir / SUBMIT_DIR / f"{array_id}_submission.sh"),
+            )
+        return handles
+
+    def status(self, record: JobRecord) -> BackendStatus:
+        if record.state.is_terminal:
+            return BackendStatus(record.state, record.reason, record.exit_code)
+        handle = record.backend_job_id
+        if not handle:
+            if record.age_s() < 60:
+                return BackendStatus(JobState.PENDING, "submitting")
+            return BackendStatus(JobState.FAILED, "never reached Slurm (no job id recorded)")
+        events = _job_events(record)
+        try:
+            found = _query(handle)
+        except BackendUnavailableError as exc:
+            return BackendStatus(JobState.UNKNOWN, str(exc))
+        if found is None:
+            if record.age_s() < 60:
+                return BackendStatus(record.state, record.reason, record.exit_code)
+            return BackendStatus(JobState.UNKNOWN, f"Slurm has no record of job {handle}")
+        return map_slurm_state(found, events)
+
+    def cancel(self, record: JobRecord, grace_s: float | None = None) -> CancelReport:
+        handle = record.backend_job_id
+        if not handle:
+            return CancelReport(0, note="the job never reached Slurm")
+        spec = record.spec.get("slurm") or {}
+        grace = grace_s if grace_s is not None else float(spec.get("stop_grace_s", 60.0))
+        queued = _squeue(handle)
+        if queued is None:
+            return CancelReport(0, note=f"Slurm job {handle} had already left the queue")
+        if queued.state == "RUNNING" and grace > 0:
+            # The stop signal (steps only, not the batch shell): ranks checkpoint and the
+            # node tasks end the step; the end helper sees the `cancelled` event and
+            # waits for the scancel below instead of requeueing.
+            stop = slurm_signal_name(str(spec.get("signal", "USR2")))
+            _run(["scancel", f"--signal={stop}", handle])
+            _wait(lambda: _step_over(record, handle), grace)
+        _run(["scancel", handle])
+        _wait(lambda: _squeue(handle) is None or _squeue_done(handle), 60.0)
+        from launcher.procs import job_processes
+
+        survivors = job_processes(record.id)
+        return CancelReport(signalled=1, survivors=len(survivors))
+
+
+def _array_request(
+    requests: Sequence[SubmitRequest], sweep_dir: Path, throttle: int | None, name: str | None
+) -> ScriptRequest:
+    if not requests:
+        raise LaunchInputError("a sweep needs at least one run")
+    return ScriptRequest(
+        spec=requests[0].spec,
+        elements=tuple(ArrayElement(r.job_id, r.job_dir.root) for r in requests),
+        python=sys.executable,
+        array_dir=sweep_dir,
+        throttle=throttle,
+        name=name,
+    )
+
+
+# -- submission through submitit ----------------------------------------------------
+
+
+def _executor(folder: Path, script: str) -> Any:
+    """A submitit SlurmExecutor whose submission file is our rendered script."""
+    from submitit.slurm.slurm import SlurmExecutor
+
+    class ScalectlSlurmExecutor(SlurmExecutor):
+        def _make_submission_file_text(self, command: str, uid: str) -> str:
+            return script
+
+    try:
+        return ScalectlSlurmExecutor(folder=folder)
+    except RuntimeError as exc:  # submitit: "Could not detect srun"
+        raise BackendUnavailableError(
+            f"no Slurm here ({exc}); run scalectl on a Slurm login node, or use --dry-run"
+        ) from None
+
+
+@contextlib.contextmanager
+def _environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` plus ``extra`` for the sbatch child only (restored afterwards)."""
+    with _ENV_LOCK:
+        saved = {key: os.environ.get(key) for key in extra}
+        os.environ.update(extra)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _sbatch(script: str, folder: Path, secret_env: Mapping[str, str]) -> str:
+    """Write and submit ``script`` with submitit; returns the Slurm job id."""
+    if shutil.which("sbatch") is None:
+        raise BackendUnavailableError(
+            "sbatch is not on PATH; run scalectl on a Slurm login node, or use --dry-run"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    executor = _executor(folder, script)
+    try:
+        with _environment(secret_env):
+            job = executor._submit_command("")  # the script already holds the command
+    except Exception as exc:  # submitit's FailedJobError carries sbatch's stderr
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        detail = next((line for line in reversed(lines) if "error" in line.lower()), "")
+        raise BackendUnavailableError(
+            f"sbatch refused the job: {detail or (lines[-1] if lines else exc)}"
+        ) from None
+    return str(job.job_id)
+
+
+# -- querying Slurm -----------------------------------------------------------------
+
+
+def _run(argv: list[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+    except FileNotFoundError:
+        raise BackendUnavailableError(f"{argv[0]} is not on PATH; is this a Slurm host?") from None
+    except subprocess.TimeoutExpired:
+        raise BackendUnavailableError(f"{argv[0]} did not answer in {timeout_s:g} s") from None
+
+
+def _squeue(handle: str) -> SlurmRecord | None:
+    """The job as squeue sees it now; None once it has left the queue."""
+    result = _run(["squeue", "-h", "-j", handle, "-o", "%i|%T|%r"])
+    if result.returncode != 0:
+        if "Invalid job id" in result.stderr:
+            return None
+        raise BackendUnavailableError(f"squeue failed: {result.stderr.strip()[:200]}")
+    return parse_squeue(result.stdout, handle)
+
+
+def _squeue_done(handle: str) -> bool:
+    found = _squeue(handle)
+    return found is None or found.state not in {"RUNNING", "COMPLETING", "PENDING", "CONFIGURING"}
+
+
+def _sacct(handle: str) -> SlurmRecord | None:
+    result = _run(["sacct", "-X", "-n", "-P", "-j", handle, "-o", "JobID,State,ExitCode,Reason"])
+    if result.returncode != 0:
+        raise BackendUnavailableError(f"sacct failed: {result.stderr.strip()[:200]}")
+    return parse_sacct(result.stdout, handle)
+
+
+def _query(handle: str) -> SlurmRecord | None:
+    """squeue while the job is queued or running, else sacct (accounting)."""
+    live = _squeue(handle)
+    if live is not None and live.state in {"PENDING", "RUNNING", "CONFIGURING", "SUSPENDED"}:
+        return live
+    return _sacct(handle) or live
+
+
+def _job_events(record: JobRecord) -> list[dict[str, Any]]:
+    events = tail_jsonl(JobDir(record.job_dir).events, 500)
+    return [e for e in events if e.get("job_id") == record.id]
+
+
+def _step_over(record: JobRecord, handle: str) -> bool:
+    """The srun step has ended: the end helper recorded `finished`, or Slurm let go."""
+    if any(e.get("event") == "finished" for e in _job_events(record)):
+        return True
+    return _squeue(handle) is None
+
+
+def _wait(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(BackendUnavailableError):
+            if predicate():
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
