@@ -395,12 +395,16 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         x.recompute >= flops.RECOMPUTE_FULL,
         act_none,
         where(x.recompute >= flops.RECOMPUTE_SELECTIVE, act_core, 0.0),
-    ) + where(x.sharding > 2.5, (2 * c.weight_bytes + x.grad_bytes) * per_layer, 0.0)
+    ) + where(
+        (x.sharding > 2.5) & (shard_group > 1),
+        (2 * c.weight_bytes + x.grad_bytes) * per_layer,
+        0.0,
+    )
     groups = (
         where(x.tp > 1, 1.0, 0.0) + where(x.cp > 1, 1.0, 0.0) + where(dp_size > 1, 1.0, 0.0)
         + where(x.pp > 1, 1.0, 0.0) + where(x.ep > 1, 1.0, 0.0)
     )  # fmt: skip
-    fixed_other = (c.cuda_context_gib + c.nccl_gib_per_group * groups) * GIB
+    fixed_other = (x.runtime_reserved_gib + x.comm_buffer_gib_per_group * groups) * GIB
     frag = c.allocator_fragmentation
     states_b = weights_b + grads_b + optimizer_b
     # Model states on the first and last stage differ by embedding vs output layer.

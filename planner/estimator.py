@@ -10,7 +10,7 @@ microseconds; ``bench/planner_estimate.py`` measures it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -65,53 +65,89 @@ def estimate(
     """
     accelerator = cluster.accelerator()
     validate(model, cluster, training, layout, accelerator)
-    compiled = compiled_evaluate()
-    key = (id(model), id(cluster), id(training))
+    dynamic = layout_values(layout)
+    key = (id(model), id(cluster), id(training), dynamic[_SHARDING], dynamic[_RECOMPUTE],
+           dynamic[_SP])  # fmt: skip
     entry = _PREPARED.get(key)
     if entry is None or not (entry[0] is model and entry[1] is cluster and entry[2] is training):
-        static = build_inputs(model, accelerator, cluster, training, layout)[:_STATIC_INPUTS]
+        values = build_inputs(model, accelerator, cluster, training, layout)
+        compiled = compiled_for(values)
         if len(_PREPARED) >= _PREPARED_LIMIT:
             _PREPARED.clear()
-        entry = (model, cluster, training, compiled.prepare(static))
+        entry = (model, cluster, training, compiled, compiled.prepare(values[:_STATIC_INPUTS]))
         _PREPARED[key] = entry
-    return to_estimate(layout, compiled.finish(entry[3], layout_values(layout)))
+    return to_estimate(layout, entry[3].finish(entry[4], dynamic))
 
 
 _STATIC_INPUTS = Inputs._fields.index("dp")
 """Inputs before the layout's: the static stage of the compiled function."""
-_PREPARED: dict[tuple[int, int, int], tuple[Any, Any, Any, tuple[float, ...]]] = {}
+SPECIALISED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "co2_tdp_basis",
+               "sharding", "recompute", "sp")  # fmt: skip
+"""Categorical inputs each compiled variant fixes, so it holds only the branches it takes."""
+_FIXED_AT = tuple(Inputs._fields.index(name) for name in SPECIALISED)
+_SHARDING, _RECOMPUTE, _SP = (Inputs._fields.index(n) - _STATIC_INPUTS
+                              for n in ("sharding", "recompute", "sp"))  # fmt: skip
+_PREPARED: dict[tuple[Any, ...], tuple[Any, Any, Any, Compiled, tuple[float, ...]]] = {}
 _PREPARED_LIMIT = 1024
 
 
-@lru_cache(maxsize=1)
-def compiled_evaluate() -> Compiled:
-    """:func:`planner.core.evaluate` traced into flat scalar code (see planner.trace).
-
-    Its static stage (everything not depending on the layout) is computed once per
-    (model, cluster, training) object and reused across layouts.
-    """
-    return compile_function(evaluate, Inputs, "evaluate_scalar", _STATIC_INPUTS, constants())
-
-
-def to_estimate(layout: Layout, out: Sequence[Any]) -> Estimate:
-    """Pack one candidate's outputs (an :class:`~planner.core.Outputs` of floats, or the
-    plain tuple the compiled function returns) into an Estimate."""
-    memory = trusted(MemoryGiB, {key: float(out[i]) for key, i in _MEMORY})
-    step_values: dict[str, Any] = {key: float(out[i]) for key, i in _STEP}
-    step_values["breakdown"] = {key: float(out[i]) for key, i in _BREAKDOWN}
-    train_values: dict[str, Any] = {key: float(out[i]) for key, i in _TRAIN}
-    train_values["steps"] = int(out[_STEPS])
-    train_values = {key: train_values[key] for key in _TRAIN_ORDER}
-    return trusted(
-        Estimate,
-        {
-            "layout": layout,
-            "memory_gib": memory,
-            "fits": bool(out[_FITS]),
-            "step": trusted(StepEstimate, step_values),
-            "train": trusted(TrainTotals, train_values),
-        },
+@lru_cache(maxsize=64)
+def compiled_evaluate(choices: tuple[float, ...]) -> Compiled:
+    """:func:`planner.core.evaluate` traced into flat scalar code (see planner.trace), for
+    one combination of the categorical inputs in :data:`SPECIALISED` (``choices``, in
+    that order). Its static stage (everything not depending on the layout) is computed
+    once per (model, cluster, training) object and reused across layouts."""
+    fixed = dict(zip(SPECIALISED, choices, strict=True))
+    return compile_function(
+        evaluate, Inputs, "evaluate_scalar", _STATIC_INPUTS, constants(), fixed=fixed
     )
+
+
+def compiled_for(values: Sequence[float]) -> Compiled:
+    """The compiled variant for a full tuple of input values."""
+    return compiled_evaluate(tuple(values[i] for i in _FIXED_AT))
+
+
+def _packer_source() -> str:
+    """Source of the function that packs the compiled outputs into an Estimate: literal
+    dicts indexed by position, built from the mapping tables above. The compiled physics
+    returns Python floats (and a bool for ``fits``), so values are stored as they are."""
+
+    def fields(pairs: tuple[tuple[str, int], ...]) -> str:
+        return ", ".join(f"{key!r}: out[{i}]" for key, i in pairs)
+
+    train = dict(_TRAIN)
+    train_items = ", ".join(
+        f"'steps': int(out[{_STEPS}])" if key == "steps" else f"{key!r}: out[{train[key]}]"
+        for key in _TRAIN_ORDER
+    )
+    return (
+        "def pack(layout, out):\n"
+        "    return new(Estimate, {'layout': layout,\n"
+        f"        'memory_gib': new(MemoryGiB, {{{fields(_MEMORY)}}}),\n"
+        f"        'fits': bool(out[{_FITS}]),\n"
+        f"        'step': new(StepEstimate, {{{fields(_STEP)}, "
+        f"'breakdown': {{{fields(_BREAKDOWN)}}}}}),\n"
+        f"        'train': new(TrainTotals, {{{train_items}}})}})\n"
+    )
+
+
+def _compile_packer() -> Callable[[Layout, Sequence[Any]], Estimate]:
+    namespace: dict[str, Any] = {
+        "new": trusted,
+        "Estimate": Estimate,
+        "MemoryGiB": MemoryGiB,
+        "StepEstimate": StepEstimate,
+        "TrainTotals": TrainTotals,
+    }
+    exec(compile(_packer_source(), "<planner.estimator:pack>", "exec"), namespace)
+    packer: Callable[[Layout, Sequence[Any]], Estimate] = namespace["pack"]
+    return packer
+
+
+to_estimate = _compile_packer()
+"""Pack one candidate's outputs (an :class:`~planner.core.Outputs` of floats, or the
+plain tuple the compiled function returns) into an Estimate: ``to_estimate(layout, out)``."""
 
 
 def make_plan(

@@ -62,6 +62,8 @@ class Inputs(NamedTuple):
     idle_w: Any
     node_overhead_w: Any
     price_usd_per_gpu_hour: Any
+    runtime_reserved_gib: Any
+    comm_buffer_gib_per_group: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -116,8 +118,6 @@ class Constants(NamedTuple):
     alpha_inter_s: float
     grad_bucket_bytes: float
     comm_power_fraction: float
-    cuda_context_gib: float
-    nccl_gib_per_group: float
     allocator_fragmentation: float
 
 
@@ -167,6 +167,8 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "idle_w": float(acc.idle_w),
         "node_overhead_w": float(acc.node_overhead_w if overhead is None else overhead),
         "price_usd_per_gpu_hour": float(acc.price_usd_per_gpu_hour if price is None else price),
+        "runtime_reserved_gib": float(acc.runtime_reserved_gib),
+        "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
     }
 
 

@@ -92,10 +92,10 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
 def render_gpus(specs: list[AcceleratorSpec], console: Console | None = None) -> None:
     """The accelerator catalog."""
     console = console or Console()
-    table = Table(title="Accelerators (planner/data/gpus.yaml)")
-    for column in ("name", "BF16 TF", "FP8 TF", "HBM GiB", "HBM TB/s", "intra GB/s",
-                   "inter GB/s", "TDP W", "$/GPU-h", "aliases"):  # fmt: skip
-        table.add_column(column)
+    table = Table(title="Accelerators (planner/data/gpus.yaml); TFLOP/s dense, GB/s per direction")
+    table.add_column("name", no_wrap=True)
+    for column in ("BF16", "FP8", "GiB", "TB/s", "intra", "inter", "TDP W", "$/h"):
+        table.add_column(column, justify="right")
     for s in specs:
         table.add_row(
             s.name,
@@ -107,7 +107,6 @@ def render_gpus(specs: list[AcceleratorSpec], console: Console | None = None) ->
             f"{s.inter_node_gb_s_per_gpu:g}",
             f"{s.tdp_w:g}",
             f"{s.price_usd_per_gpu_hour:.2f}",
-            ", ".join(s.aliases),
         )
     console.print(table)
 
@@ -116,8 +115,9 @@ def render_models(specs: list[ModelSpec], console: Console | None = None) -> Non
     """The model presets."""
     console = console or Console()
     table = Table(title="Model presets (planner/data/models.yaml)")
-    for column in ("name", "params", "active", "layers", "hidden", "heads", "kv", "ffn",
-                   "act", "vocab", "experts"):  # fmt: skip
+    table.add_column("name", no_wrap=True)
+    for column in ("params", "active", "layers", "hidden", "heads", "kv", "ffn", "act",
+                   "vocab", "experts"):  # fmt: skip
         table.add_column(column)
     for m in specs:
         table.add_row(

@@ -176,6 +176,11 @@ class AcceleratorSpec(BaseModel):
     """Same for fused attention backward."""
     node_overhead_w: float = Field(default=0.0, ge=0)
     """Power of one node excluding its GPUs (CPUs, DRAM, NICs, fans), W."""
+    runtime_reserved_gib: float = Field(default=0.0, ge=0)
+    """Device memory the runtime takes per process before any tensor (CUDA context,
+    cuBLAS/cuDNN workspaces), GiB; 0 for a host (CPU) accelerator."""
+    comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
+    """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
 
     @model_validator(mode="after")
     def _idle_below_tdp(self) -> AcceleratorSpec:

@@ -132,11 +132,13 @@ class Sym:
     def __ne__(self, other: Any) -> Sym:  # type: ignore[override]
         return self._bin("!=", other)
 
-    def __and__(self, other: Any) -> Sym:
+    def __and__(self, other: Any) -> Any:
+        if isinstance(other, (bool, int, float)):  # a condition fixed at trace time
+            return self if other else False
         return self._bin("and", other)
 
-    def __rand__(self, other: Any) -> Sym:
-        return self._bin("and", other, reverse=True)
+    def __rand__(self, other: Any) -> Any:
+        return self.__and__(other)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -283,17 +285,31 @@ class Compiled:
 
 
 def compile_function(
-    body: Callable[..., Any], inputs_type: Any, name: str, static_inputs: int, *args: Any
+    body: Callable[..., Any],
+    inputs_type: Any,
+    name: str,
+    static_inputs: int,
+    *args: Any,
+    fixed: dict[str, float] | None = None,
 ) -> Compiled:
     """Trace ``body(inputs, *args)`` with symbolic ``inputs`` and compile the result.
 
     ``inputs_type`` is the NamedTuple class of the inputs; its first ``static_inputs``
-    fields form the static stage (see :class:`Compiled`). ``body`` must return a
-    NamedTuple (or tuple) of symbols and plain numbers.
+    fields form the static stage (see :class:`Compiled`). ``fixed`` gives inputs a
+    constant value for this compilation (categorical choices such as the sharding mode),
+    so every ``where`` on them is decided while tracing and only one side is compiled;
+    the compiled function then ignores those inputs. ``body`` must return a NamedTuple
+    (or tuple) of symbols and plain numbers.
     """
     fields: tuple[str, ...] = inputs_type._fields
+    fixed = fixed or {}
     tracer = Tracer()
-    symbols = inputs_type(*(tracer.node("input", i) for i in range(len(fields))))
+    symbols = inputs_type(
+        *(
+            float(fixed[field]) if field in fixed else tracer.node("input", i)
+            for i, field in enumerate(fields)
+        )
+    )
     outputs = list(body(symbols, *args))
     names = [f"i_{field}" for field in fields]
     static_lines, exported, dynamic_lines, returned = _emit(tracer, names, outputs, static_inputs)

@@ -35,7 +35,7 @@ _SUFFIXES = {
     "P": 1e15,
 }
 _BINARY = {"K": 2.0**10, "M": 2.0**20, "B": 2.0**30, "G": 2.0**30, "T": 2.0**40, "P": 2.0**50}
-_COUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]?)\s*$")
+_COUNT = re.compile(r"^\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]?)\s*$")
 
 
 def parse_count(text: str | float | int, field: str = "count", binary: bool = False) -> float:

@@ -27,6 +27,8 @@ def where(cond: Num, a: Num, b: Num) -> Num:
     if type(cond) in _SCALAR and type(a) in _SCALAR and type(b) in _SCALAR:
         return a if cond else b
     if isinstance(cond, _Sym) or isinstance(a, _Sym) or isinstance(b, _Sym):
+        if type(cond) in _SCALAR:  # a condition fixed at trace time: keep one side only
+            return a if cond else b
         return trace.traced_where(cond, a, b)
     return np.where(cond, a, b)
 

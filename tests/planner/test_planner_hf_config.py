@@ -1,0 +1,113 @@
+"""config.json of Llama/Mistral/Mixtral/Qwen2 and GPT-2 families; missing keys named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import planner
+from planner.errors import PlanInputError
+
+LLAMA3_8B = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "intermediate_size": 14336,
+    "vocab_size": 128256,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+}
+MIXTRAL = {
+    **LLAMA3_8B,
+    "model_type": "mixtral",
+    "vocab_size": 32000,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+}
+QWEN2_MOE = {
+    "model_type": "qwen2_moe",
+    "hidden_size": 2048,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "intermediate_size": 5632,
+    "moe_intermediate_size": 1408,
+    "shared_expert_intermediate_size": 5632,
+    "num_experts": 60,
+    "num_experts_per_tok": 4,
+    "vocab_size": 151936,
+}
+GPT2 = {
+    "model_type": "gpt2",
+    "n_embd": 768,
+    "n_layer": 12,
+    "n_head": 12,
+    "vocab_size": 50257,
+    "n_positions": 1024,
+}
+
+
+def write(tmp_path: Path, cfg: dict[str, Any], name: str = "m") -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder / "config.json"
+
+
+def test_llama_config_matches_the_preset(tmp_path: Path) -> None:
+    spec = planner.load_hf_config(write(tmp_path, LLAMA3_8B, "Meta-Llama-3-8B"))
+    preset = planner.get_model("llama3-8b")
+    assert spec.name == "Meta-Llama-3-8B"
+    assert spec.model_dump(exclude={"name"}) == preset.model_dump(exclude={"name"})
+
+
+def test_directory_and_moe(tmp_path: Path) -> None:
+    path = write(tmp_path, MIXTRAL, "mixtral")
+    spec = planner.load_hf_config(path.parent)
+    assert spec.num_experts == 8 and spec.top_k == 2
+    assert spec.num_params / 1e9 == pytest.approx(46.7, rel=2e-3)
+
+
+def test_qwen2_moe_shared_expert(tmp_path: Path) -> None:
+    spec = planner.load_hf_config(write(tmp_path, QWEN2_MOE))
+    assert (spec.num_experts, spec.top_k, spec.moe_ffn_hidden_size) == (60, 4, 1408)
+    assert spec.shared_expert_ffn_hidden_size == 5632
+    # Qwen1.5-MoE-A2.7B: 14.3B total, 2.7B active.
+    assert spec.num_params / 1e9 == pytest.approx(14.3, rel=0.02)
+    assert spec.num_active_params / 1e9 == pytest.approx(2.7, rel=0.03)
+
+
+def test_gpt2_keys(tmp_path: Path) -> None:
+    spec = planner.load_hf_config(write(tmp_path, GPT2))
+    assert spec.ffn_hidden_size == 4 * 768 and spec.activation == "gelu"
+    assert spec.tied_embeddings and spec.position_embedding == "learned"
+    assert spec.num_params / 1e6 == pytest.approx(124.4, rel=2e-3)  # GPT-2 small: 124M
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key"),
+    [
+        ({k: v for k, v in LLAMA3_8B.items() if k != "num_hidden_layers"}, "num_hidden_layers"),
+        ({k: v for k, v in LLAMA3_8B.items() if k != "intermediate_size"}, "intermediate_size"),
+        ({k: v for k, v in GPT2.items() if k != "n_layer"}, "n_layer"),
+        ({k: v for k, v in GPT2.items() if k != "n_head"}, "n_head"),
+    ],
+)
+def test_missing_key_is_named(tmp_path: Path, cfg: dict[str, Any], key: str) -> None:
+    with pytest.raises(PlanInputError, match=f"missing key '{key}'"):
+        planner.load_hf_config(write(tmp_path, cfg))
+
+
+def test_not_json_or_absent(tmp_path: Path) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text("{not json")
+    with pytest.raises(PlanInputError, match="not valid JSON"):
+        planner.load_hf_config(bad)
+    with pytest.raises(PlanInputError, match=r"no config\.json"):
+        planner.load_hf_config(tmp_path / "nowhere")
