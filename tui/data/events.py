@@ -1,0 +1,134 @@
+"""A job's state timeline from ``events.jsonl``.
+
+Events (one JSON object a line, with ``ts``, ``event`` and ``source``): ``submitted``,
+``started``, ``rank_failed``, ``restarted``, ``resized``, ``preempted``, ``resumed``,
+``checkpoint_saved``, ``hang_detected``, ``stopping``, ``cancelled``, ``finished``, ...
+New kinds appear as the runtime grows, so an unknown event is shown with its fields
+rather than dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from launcher.jobdir import JobDir
+from tui.data.follow import JsonlTail
+from tui.text import finite
+
+MAX_EVENTS = 2000
+"""Events kept (checkpoint events of a long run are many; the newest matter)."""
+
+EVENT_STYLE: dict[str, str] = {
+    "submitted": "dim",
+    "started": "green",
+    "resumed": "green",
+    "training_complete": "green",
+    "finished": "bold",
+    "rank_failed": "bold red",
+    "failed": "bold red",
+    "hang_detected": "bold red",
+    "straggler_detected": "yellow",
+    "restarted": "yellow",
+    "resized": "cyan",
+    "preempted": "magenta",
+    "requeued": "magenta",
+    "cancelled": "magenta",
+    "stopping": "magenta",
+    "checkpoint_saved": "blue",
+}
+
+_QUIET_KEYS = frozenset(
+    {"ts", "event", "source", "job_id", "command", "agents", "path", "corpus", "name"}
+)
+"""Fields left out of the one-line detail (long, or said elsewhere in the pane)."""
+
+_FIRST_KEYS = (
+    "state",
+    "reason",
+    "cause",
+    "exit_code",
+    "signal",
+    "rank",
+    "node",
+    "attempt",
+    "step",
+    "world_size_then",
+    "world_size",
+    "from",
+    "to",
+)
+"""Fields shown first, in this order, when present."""
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    ts: float | None
+    event: str
+    detail: str
+    source: str
+    style: str
+
+
+def describe(record: dict[str, Any]) -> TimelineItem:
+    """One event as a timeline line: the kind, then its telling fields as ``key=value``."""
+    event = str(record.get("event", "?"))
+    parts: list[str] = []
+    keys = [k for k in _FIRST_KEYS if k in record]
+    keys += sorted(k for k in record if k not in _QUIET_KEYS and k not in _FIRST_KEYS)
+    for key in keys:
+        value = record[key]
+        if value is None or value == "" or isinstance(value, dict | list):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        parts.append(f"{key}={value}")
+    return TimelineItem(
+        ts=finite(record.get("ts")),
+        event=event,
+        detail=" ".join(parts),
+        source=str(record.get("source", "")),
+        style=EVENT_STYLE.get(event, ""),
+    )
+
+
+@dataclass
+class EventLog:
+    """Follows ``events.jsonl``; ``poll`` each tick, then read ``items``."""
+
+    jobdir: JobDir
+    tail: JsonlTail | None = None
+    items: list[TimelineItem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def poll(self) -> bool:
+        """Read new events; True when there were any."""
+        if self.tail is None:
+            self.tail = JsonlTail(self.jobdir.events, window_bytes=1 << 20)
+        records = self.tail.poll()
+        for record in records:
+            item = describe(record)
+            self.items.append(item)
+            self.counts[item.event] = self.counts.get(item.event, 0) + 1
+        del self.items[:-MAX_EVENTS]
+        return bool(records)
+
+    @property
+    def bad_lines(self) -> int:
+        return self.tail.bad_lines if self.tail is not None else 0
+
+    def timeline(self, limit: int) -> list[TimelineItem]:
+        """The newest ``limit`` items, oldest first, checkpoint saves folded into one line
+        each run of them so restarts and failures stay in view."""
+        folded: list[TimelineItem] = []
+        run = 0
+        for item in self.items:
+            if item.event == "checkpoint_saved" and folded and folded[-1].event == item.event:
+                run += 1
+                folded[-1] = TimelineItem(
+                    item.ts, item.event, f"{item.detail} (×{run + 1})", item.source, item.style
+                )
+                continue
+            run = 0
+            folded.append(item)
+        return folded[-limit:] if limit > 0 else []

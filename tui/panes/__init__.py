@@ -1,0 +1,1 @@
+"""The four tabs of the TUI: jobs, telemetry, logs, planner."""

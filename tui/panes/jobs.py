@@ -1,0 +1,238 @@
+"""Jobs tab: master (every job of every backend) and detail (the selected one)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import ClassVar
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Input, Static
+
+from tui import text
+from tui.data.jobs import SORT_KEYS, JobRow, filter_rows, sort_rows
+from tui.data.jobview import JobSnapshot
+from tui.widgets.table import Column, VirtualTable
+
+COLUMNS = (
+    Column("name", "name", 0, min_width=16),
+    Column("backend", "backend", 10),
+    Column("state", "state (reason)", 30),
+    Column("nodes", "nodes", 5, align="right"),
+    Column("nodes", "GPUs", 5, align="right"),
+    Column("step", "step", 8, align="right"),
+    Column("tokens/s", "tok/s", 7, align="right"),
+    Column("mfu", "MFU", 6, align="right"),
+    Column("age", "age", 5, align="right"),
+)
+SORT_ORDER = list(SORT_KEYS)
+
+
+def row_cells(now: Callable[[], float]) -> Callable[[JobRow], list[Text | str]]:
+    """The cell renderer of the jobs table (age against ``now``)."""
+
+    def cells(row: JobRow) -> list[Text | str]:
+        state = Text(row.state, style=text.state_style(row.state))
+        reason = "job dir gone" if row.dir_missing else row.reason
+        if reason:
+            state.append(" " + reason, style="red" if row.dir_missing else "dim")
+        return [
+            row.name,
+            row.backend,
+            state,
+            row.nodes,
+            str(row.gpus) if row.gpus else f"{row.ranks}c",
+            text.number(row.step),
+            text.si(row.tokens_per_s),
+            text.percent(row.mfu, 1) if row.mfu is not None else text.MISSING,
+            text.age(now() - row.created_ts),
+        ]
+
+    return cells
+
+
+def spec_table(lines: Sequence[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for label, value in lines:
+        table.add_row(label, value)
+    return table
+
+
+def render_timeline(snapshot: JobSnapshot, lines: int) -> Text:
+    out = Text(no_wrap=True, overflow="ellipsis")
+    out.append("timeline\n", style="bold underline")
+    items = snapshot.timeline[-lines:] if lines > 0 else ()
+    if not items:
+        out.append("no events yet (events.jsonl)", style="dim")
+    for item in items:
+        out.append(f"{text.clock(item.ts)} ", style="dim")
+        out.append(f"{item.event:<16}", style=item.style)
+        out.append(f" {item.detail}\n" if item.detail else "\n")
+    return out
+
+
+def render_measures(snapshot: JobSnapshot) -> Group:
+    parts: list[Table | Text] = []
+    now = snapshot.progress
+    if snapshot.compare:
+        table = Table(
+            title="plan against reality",
+            title_justify="left",
+            title_style="bold underline",
+            box=None,
+            padding=(0, 1),
+            show_edge=False,
+        )
+        table.add_column("", style="bold", no_wrap=True)
+        table.add_column("plan", justify="right", no_wrap=True)
+        table.add_column("measured", justify="right", no_wrap=True)
+        table.add_column("", justify="right", no_wrap=True)
+        for row in snapshot.compare:
+            table.add_row(row.metric, row.predicted, row.measured, Text(row.ratio, row.style))
+        parts.append(table)
+        plan = snapshot.plan
+        parts.append(
+            Text(
+                f"plan: {plan.model or '?'} on {plan.num_gpus or '?'}× {plan.gpu or '?'}, "
+                f"{plan.layout or '?'}\nenergy: plan = facility (GPUs + hosts) × PUE; "
+                "measured = GPU boards (NVML)",
+                style="dim",
+            )
+        )
+    else:
+        parts.append(Text("no plan.json: nothing predicted to compare with", style="dim"))
+    progress = Text()
+    progress.append("\nprogress ", style="bold underline")
+    loss = f"{now.loss:.4f}" if now.loss is not None else text.MISSING
+    progress.append(f"\nstep {text.number(now.step)}  loss {loss}")
+    progress.append(
+        f"  tokens {text.si(now.tokens)}  {text.si(now.tokens_per_s)} tok/s  "
+        f"step {text.seconds(now.step_time_s)}  ranks reporting {now.ranks_reporting}"
+    )
+    parts.append(progress)
+    if snapshot.summary:
+        summary = Text("\nsummary.json\n", style="bold underline")
+        summary.append("  ".join(f"{k}={v}" for k, v in snapshot.summary))
+        parts.append(summary)
+    for warning in snapshot.warnings:
+        parts.append(Text(f"⚠ {warning}", style="bold yellow"))
+    return Group(*parts)
+
+
+class JobsPane(Vertical):
+    """The table, its filter and the detail pane of the highlighted job."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "filter"),
+        Binding("s", "sort_next", "sort"),
+        Binding("S", "sort_reverse", "reverse"),
+        Binding("escape", "clear_filter", "clear filter", show=False),
+    ]
+
+    def __init__(self, *, now: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.now = now
+        self.all_rows: Sequence[JobRow] = ()
+        self.filter_text = ""
+        self.sort_column = "age"
+        self.sort_descending = False
+        self.shown: list[JobRow] = []
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: words of name, id, backend, state or reason", id="filter")
+        yield VirtualTable(
+            COLUMNS,
+            row_cells(self.now),
+            key_of=lambda row: row.id,
+            empty_text="no jobs",
+            id="jobs-table",
+        )
+        with Horizontal(id="detail"):
+            with VerticalScroll(id="detail-left"):
+                yield Static("", id="detail-spec")
+                yield Static("", id="detail-timeline")
+            with VerticalScroll(id="detail-right"):
+                yield Static("select a job", id="detail-measures")
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#jobs-table", VirtualTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        self.table.set_sort(self.sort_column, self.sort_descending)
+
+    # -- rows -------------------------------------------------------------------------
+
+    def set_rows(self, rows: Sequence[JobRow], keep_key: str | None = None) -> None:
+        self.all_rows = rows
+        self.refilter(keep_key)
+
+    def refilter(self, keep_key: str | None = None) -> None:
+        """Filter and sort on the UI thread (pure, in memory) and show the result."""
+        shown = filter_rows(self.all_rows, self.filter_text)
+        self.shown = sort_rows(shown, self.sort_column, self.sort_descending)
+        self.table.set_rows(self.shown, keep_key=keep_key)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "filter":
+            self.filter_text = event.value
+            self.refilter()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.value = ""
+        self.filter_text = ""
+        field.display = False
+        self.refilter()
+        self.table.focus()
+
+    def sort_by(self, column: str, descending: bool | None = None) -> None:
+        if descending is None:
+            descending = not self.sort_descending if column == self.sort_column else False
+        self.sort_column, self.sort_descending = column, descending
+        self.table.set_sort(column, descending)
+        self.refilter()
+
+    def action_sort_next(self) -> None:
+        index = SORT_ORDER.index(self.sort_column) if self.sort_column in SORT_ORDER else -1
+        self.sort_by(SORT_ORDER[(index + 1) % len(SORT_ORDER)], False)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.sort_column, not self.sort_descending)
+
+    def on_virtual_table_header_clicked(self, event: VirtualTable.HeaderClicked) -> None:
+        self.sort_by(event.column)
+
+    # -- detail -----------------------------------------------------------------------
+
+    def show_snapshot(self, snapshot: JobSnapshot | None, message: str | None = None) -> None:
+        spec = self.query_one("#detail-spec", Static)
+        timeline = self.query_one("#detail-timeline", Static)
+        measures = self.query_one("#detail-measures", Static)
+        if snapshot is None:
+            spec.update(Text(message or "select a job", style="dim"))
+            timeline.update("")
+            measures.update("")
+            return
+        spec.update(spec_table(snapshot.spec_lines))
+        timeline.update(render_timeline(snapshot, 12))
+        measures.update(render_measures(snapshot))

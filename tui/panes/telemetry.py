@@ -1,0 +1,68 @@
+"""Telemetry tab: loss and tokens/s curves, host and per-GPU sparklines of the selected job."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from tui import text
+from tui.data.jobview import JobSnapshot
+from tui.widgets.gpugrid import GpuGrid
+from tui.widgets.plot import LinePlot
+
+
+def _loss(value: float | None) -> str:
+    return text.MISSING if value is None else f"{value:.4f}"
+
+
+class TelemetryPane(Vertical):
+    def compose(self) -> ComposeResult:
+        yield Static("select a job on the Jobs tab", id="telemetry-title")
+        with Horizontal(id="plots"):
+            yield LinePlot("loss", style="cyan", fmt=_loss, id="plot-loss")
+            yield LinePlot("tokens/s", style="green", id="plot-rate")
+        yield GpuGrid(id="gpu-grid")
+
+    def show_snapshot(self, snapshot: JobSnapshot | None, message: str | None = None) -> None:
+        title = self.query_one("#telemetry-title", Static)
+        if snapshot is None:
+            title.update(Text(message or "select a job on the Jobs tab", style="dim"))
+            return
+        record = snapshot.record
+        view = snapshot.telemetry
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{record.name} ", style="bold")
+        line.append(f"{record.id}  ", style="dim")
+        line.append(record.state.value, style=text.state_style(record.state.value))
+        line.append(
+            f"   {len(view.nodes)} node(s), {view.gpu_count} GPU(s)"
+            + (
+                f", GPU power {text.number(view.gpu_power_w())} W"
+                if view.gpu_power_w() is not None
+                else ""
+            )
+        )
+        for warning in snapshot.warnings:
+            line.append(f"\n⚠ {warning}", style="bold yellow")
+        for node in view.nodes:
+            if node.notice:
+                line.append(f"\n{node.node}: {node.notice}", style="dim")
+        title.update(line)
+        curves = snapshot.curves
+        target = (
+            f"plan {text.si(snapshot.plan.tokens_per_s)}"
+            if snapshot.plan.tokens_per_s is not None
+            else ""
+        )
+        self.query_one("#plot-loss", LinePlot).set_data(
+            curves.steps,
+            curves.loss,
+            extra=(curves.eval_steps, curves.eval_loss) if curves.eval_steps else None,
+            extra_label="eval",
+        )
+        self.query_one("#plot-rate", LinePlot).set_data(
+            curves.steps, curves.tokens_per_s, note=target
+        )
+        self.query_one("#gpu-grid", GpuGrid).set_view(view)

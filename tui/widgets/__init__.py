@@ -1,0 +1,1 @@
+"""Textual widgets of the TUI: virtual table, charts, GPU grid, log view, dialogs."""

@@ -1,0 +1,131 @@
+"""Text charts: block sparklines and braille line plots (pure functions, no Textual).
+
+A sparkline cell is one sample drawn with one of eight block heights (``▁``..``█``)
+on a fixed scale (utilisation 0–100 %, memory 0–capacity, ...), so equal heights mean
+equal values across GPUs; a missing sample (``null`` in telemetry) is a blank.
+
+A braille cell holds a 2 x 4 grid of dots (Unicode U+2800 + dot bits), so a plot of
+``w`` x ``h`` cells has ``2w`` x ``4h`` points; consecutive samples are joined with
+straight dot lines (Bresenham), and gaps (None) break the line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+BLOCKS = "▁▂▃▄▅▆▇█"
+_BRAILLE_BASE = 0x2800
+# Dot bit for (column 0..1, row 0..3) inside a braille cell (ISO/TR 11548-1 numbering).
+_DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+
+def sparkline(values: Sequence[float | None], low: float, high: float, width: int) -> str:
+    """The last ``width`` samples as block characters on the scale ``low``..``high``."""
+    if width <= 0:
+        return ""
+    recent = list(values[-width:])
+    span = high - low
+    out = []
+    for value in recent:
+        if value is None or not math.isfinite(value):
+            out.append(" ")
+            continue
+        if span <= 0:
+            level = len(BLOCKS) - 1 if value > low else 0
+        else:
+            fraction = min(1.0, max(0.0, (value - low) / span))
+            level = min(len(BLOCKS) - 1, int(fraction * len(BLOCKS)))
+        out.append(BLOCKS[level])
+    return " " * (width - len(out)) + "".join(out)
+
+
+def nice_range(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """Min and max of the finite values, widened when flat (None when there are none)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    if high == low:
+        pad = abs(high) * 0.05 or 1.0
+        low, high = low - pad, high + pad
+    return low, high
+
+
+def _line_dots(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
+    """Bresenham: the dots of a straight line from (x0, y0) to (x1, y1), both included."""
+    dots = []
+    dx, dy = abs(x1 - x0), -abs(y1 - y0)
+    sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
+    error = dx + dy
+    while True:
+        dots.append((x0, y0))
+        if x0 == x1 and y0 == y1:
+            return dots
+        doubled = 2 * error
+        if doubled >= dy:
+            error += dy
+            x0 += sx
+        if doubled <= dx:
+            error += dx
+            y0 += sy
+
+
+def braille_plot(
+    xs: Sequence[float],
+    ys: Sequence[float | None],
+    width: int,
+    height: int,
+    *,
+    x_range: tuple[float, float] | None = None,
+    y_range: tuple[float, float] | None = None,
+) -> list[str]:
+    """``height`` lines of ``width`` braille cells plotting ``ys`` against ``xs``."""
+    if width <= 0 or height <= 0:
+        return []
+    grid = [[0] * width for _ in range(height)]
+    points = [(x, y) for x, y in zip(xs, ys, strict=False)]
+    y_bounds = y_range or nice_range(ys)
+    x_values = [x for x, y in points if y is not None]
+    if y_bounds is None or not x_values:
+        return ["⠀" * width for _ in range(height)]
+    x_low, x_high = x_range or (min(x_values), max(x_values))
+    y_low, y_high = y_bounds
+    dots_w, dots_h = width * 2, height * 4
+    x_span = (x_high - x_low) or 1.0
+    y_span = (y_high - y_low) or 1.0
+
+    def place(x: float, y: float) -> tuple[int, int]:
+        col = round((x - x_low) / x_span * (dots_w - 1))
+        row = round((y_high - y) / y_span * (dots_h - 1))
+        return min(dots_w - 1, max(0, col)), min(dots_h - 1, max(0, row))
+
+    previous: tuple[int, int] | None = None
+    for x, y in points:
+        if y is None or not math.isfinite(y) or not math.isfinite(x):
+            previous = None
+            continue
+        here = place(x, y)
+        segment = _line_dots(*previous, *here) if previous is not None else [here]
+        for col, row in segment:
+            grid[row // 4][col // 2] |= _DOT_BITS[col % 2][row % 4]
+        previous = here
+    return ["".join(chr(_BRAILLE_BASE + bits) for bits in row) for row in grid]
+
+
+def downsample(
+    xs: Sequence[float], ys: Sequence[float | None], points: int
+) -> tuple[list[float], list[float | None]]:
+    """At most ``points`` (x, y) pairs: the mean of each of ``points`` equal runs."""
+    n = min(len(xs), len(ys))
+    if n <= points or points <= 0:
+        return list(xs[:n]), list(ys[:n])
+    out_x: list[float] = []
+    out_y: list[float | None] = []
+    for bucket in range(points):
+        start = bucket * n // points
+        end = max(start + 1, (bucket + 1) * n // points)
+        present = [y for y in ys[start:end] if y is not None and math.isfinite(y)]
+        out_x.append(xs[end - 1])
+        out_y.append(sum(present) / len(present) if present else None)
+    return out_x, out_y
