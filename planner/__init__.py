@@ -10,6 +10,13 @@ Public API (imported lazily, so ``import planner`` stays cheap for the CLI)::
                          Estimate, Plan, estimate, make_plan, get_gpu, get_model,
                          list_gpus, list_models, load_hf_config, parse_count,
                          PlanInputError)
+
+For many layouts at once (the layout search)::
+
+    x = planner.candidate_inputs(model, cluster.accelerator(), cluster, training,
+                                 dp=dps, tp=tps, pp=pps, sharding=["zero1", ...], ...)
+    out = planner.evaluate(x, planner.constants())      # numpy arrays, one entry each
+    best = planner.to_estimate(layout, planner.candidate(out, i))
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ _EXPORTS = {
     "build_inputs": "planner.inputs",
     "stack_inputs": "planner.inputs",
     "evaluate": "planner.core",
+    "candidate": "planner.core",
+    "constants": "planner.inputs",
+    "candidate_inputs": "planner.inputs",
+    "to_estimate": "planner.estimator",
 }
 
 __all__ = [
@@ -60,6 +71,9 @@ __all__ = [
     "TrainTotals",
     "TrainingSpec",
     "build_inputs",
+    "candidate",
+    "candidate_inputs",
+    "constants",
     "estimate",
     "evaluate",
     "get_gpu",
@@ -72,17 +86,18 @@ __all__ = [
     "make_plan",
     "parse_count",
     "stack_inputs",
+    "to_estimate",
     "validate",
 ]
 
 if TYPE_CHECKING:
     from planner.catalog import get_gpu, get_model, list_gpus, list_models, load_gpu_spec
     from planner.checks import layout_problems, validate
-    from planner.core import evaluate
+    from planner.core import candidate, evaluate
     from planner.errors import PlanInputError
-    from planner.estimator import estimate, make_plan
+    from planner.estimator import estimate, make_plan, to_estimate
     from planner.hf_config import load_hf_config
-    from planner.inputs import Inputs, build_inputs, stack_inputs
+    from planner.inputs import Inputs, build_inputs, candidate_inputs, constants, stack_inputs
     from planner.result import Estimate, MemoryGiB, Plan, StepEstimate, TrainTotals
     from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
     from planner.units import parse_count

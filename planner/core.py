@@ -74,6 +74,16 @@ class Outputs(NamedTuple):
     gpu_power_w: Any
 
 
+def candidate(outputs: Outputs, index: int) -> tuple[float, ...]:
+    """One candidate's outputs as Python floats (scalar outputs are shared by all)."""
+    import numpy as np
+
+    return tuple(
+        float(np.asarray(value).reshape(-1)[index] if np.ndim(value) else value)
+        for value in outputs
+    )
+
+
 def evaluate(x: Inputs, c: Constants) -> Outputs:
     """Memory, step time and run totals of the candidate(s) in ``x``."""
     ab = c.activation_bytes

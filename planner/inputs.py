@@ -288,3 +288,54 @@ def stack_inputs(candidates: list[Inputs]) -> Inputs:
 
     columns = zip(*candidates, strict=True)
     return Inputs(*(np.asarray(column, dtype=float) for column in columns))
+
+
+LAYOUT_DEFAULTS = {
+    "tp": 1.0,
+    "pp": 1.0,
+    "cp": 1.0,
+    "sharding": 0.0,
+    "hsdp_shard": 1.0,
+    "micro_batch": 1.0,
+    "recompute": 0.0,
+    "interleave": 1.0,
+    "sp": 0.0,
+    "ep": 1.0,
+}
+"""Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
+
+
+def candidate_inputs(
+    model: ModelSpec,
+    accelerator: AcceleratorSpec,
+    cluster: ClusterSpec,
+    training: TrainingSpec,
+    **layout: Any,
+) -> Inputs:
+    """Inputs for many layouts at once (the vectorised path of the layout search).
+
+    The model, accelerator, cluster and training fields are scalars (they broadcast);
+    each layout field (``dp``, ``tp``, ``pp``, ``cp``, ``sharding``, ``hsdp_shard``,
+    ``micro_batch``, ``recompute``, ``interleave``, ``sp``, ``ep``) is a numpy array of
+    candidates or one value for all. ``sharding`` and ``recompute`` take the strings of
+    :class:`~planner.specs.Layout` or their codes. The candidates are not validated:
+    filter them first (planner.checks states the rules).
+    """
+    import numpy as np
+
+    unknown = set(layout) - set(_FIELD_GROUPS[3])
+    if unknown:
+        raise TypeError(f"unknown layout field(s): {sorted(unknown)}")
+    if "dp" not in layout:
+        raise TypeError("candidate_inputs needs dp")
+    codes = {"sharding": SHARDING_CODES, "recompute": RECOMPUTE_CODES}
+    columns = []
+    for name in _FIELD_GROUPS[3]:
+        value = layout.get(name, LAYOUT_DEFAULTS.get(name))
+        array = np.asarray(value)
+        if name in codes and array.dtype.kind in "US":
+            array = np.vectorize(codes[name].__getitem__, otypes=[float])(array)
+        columns.append(array.astype(float))
+    layouts = np.broadcast_arrays(*columns)
+    static = build_inputs(model, accelerator, cluster, training, Layout(dp=1))
+    return Inputs(*static[: len(Inputs._fields) - len(layouts)], *layouts)

@@ -114,3 +114,36 @@ def test_all_outputs_finite() -> None:
 def test_sym_is_not_hashable() -> None:
     with pytest.raises(TypeError):
         hash(Sym(Tracer(), 0))
+
+
+def test_candidate_inputs_vectorise_the_layout() -> None:
+    model = planner.get_model("llama3-8b")
+    cl = planner.ClusterSpec(gpu="H100", num_gpus=64)
+    tr = planner.TrainingSpec(seq_len=4096, global_batch_seqs=256, total_tokens=1e12)
+    layouts = [
+        planner.Layout(
+            dp=64 // (tp * pp), tp=tp, pp=pp, sharding=sh, recompute=rc, sequence_parallel=tp > 1
+        )
+        for tp, pp, sh, rc in itertools.product(
+            (1, 2, 8), (1, 2, 4), ("zero1", "zero3"), ("none", "full")
+        )
+    ]
+    x = planner.candidate_inputs(
+        model,
+        cl.accelerator(),
+        cl,
+        tr,
+        dp=[lo.dp for lo in layouts],
+        tp=[lo.tp for lo in layouts],
+        pp=[lo.pp for lo in layouts],
+        sharding=[lo.sharding for lo in layouts],
+        recompute=[lo.recompute for lo in layouts],
+        sp=[float(lo.sequence_parallel) for lo in layouts],
+    )
+    out = evaluate(x, constants())
+    for i, lo in enumerate(layouts):
+        est = planner.estimate(model, cl, tr, lo)
+        again = planner.to_estimate(lo, planner.candidate(out, i))
+        assert again.step.time_s == pytest.approx(est.step.time_s, rel=1e-12)
+        assert again.memory_gib.total == pytest.approx(est.memory_gib.total, rel=1e-12)
+        assert again.train.co2_t == pytest.approx(est.train.co2_t, rel=1e-12)
