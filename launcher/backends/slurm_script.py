@@ -183,11 +183,13 @@ def rdzv_port(slurm_job_id: int) -> int:
 
 
 def node_task_python(spec: JobSpec, default_python: str) -> str:
-    """Interpreter on the nodes: the entrypoint's, else ``python3`` inside a container
-    (the host's venv path means nothing there), else the one that runs scalectl."""
-    if spec.entrypoint.python:
-        return spec.entrypoint.python
-    return "python3" if spec.slurm.container_image else default_python
+    """Interpreter of the node task (it needs scalectl importable): the one that runs
+    scalectl; inside a container, where the host's venv path means nothing, the
+    entrypoint's interpreter or the image's ``python3``. The end helper runs in the
+    batch shell on the host, so it always uses ``default_python``."""
+    if spec.slurm.container_image:
+        return spec.entrypoint.python or "python3"
+    return default_python
 
 
 def _sbatch_parameters(request: ScriptRequest) -> dict[str, object]:
@@ -199,9 +201,6 @@ def _sbatch_parameters(request: ScriptRequest) -> dict[str, object]:
         "requeue" if slurm.requeue else "no-requeue": True,
         "chdir": str(spec.workdir) if spec.workdir is not None else None,
     }
-    if spec.nodes.min != spec.nodes.max:
-        # Slurm's node range: as many as are free, at least min, without delaying the start.
-        additional["nodes"] = f"{spec.nodes.min}-{spec.nodes.max}"
     if slurm.after:
         additional["dependency"] = "afterok:" + ":".join(slurm.after)
         additional["kill-on-invalid-dep"] = "yes"
@@ -218,7 +217,10 @@ def _sbatch_parameters(request: ScriptRequest) -> dict[str, object]:
         "constraint": slurm.constraint,
         "exclusive": True if slurm.exclusive else None,
         "time": time_limit_minutes(spec.time_limit_s) if spec.time_limit_s else None,
-        "nodes": spec.nodes.min if spec.nodes.min == spec.nodes.max else None,
+        # The whole elastic range is allocated: Slurm grants a node range (--nodes=1-2)
+        # at its minimum even on an idle cluster, and nodes.min is the floor torchrun
+        # keeps training at when nodes are lost, not a size to start at.
+        "nodes": spec.nodes.max,
         "ntasks_per_node": 1,
         "cpus_per_task": spec.cpus_per_node,
         "gpus_per_node": spec.gpus_per_node or None,
@@ -295,7 +297,8 @@ def _node_command_comment(request: ScriptRequest) -> list[str]:
     """What each node task starts, as comment lines (documentation for --dry-run)."""
     element = request.elements[0]
     rendezvous = Rendezvous(endpoint=f"${ENDPOINT_ENV}", run_id="$SCALECTL_JOB_ID")
-    argv = node_command(request.spec, element.job_dir, rendezvous, request.python)
+    python = node_task_python(request.spec, request.python)
+    argv = node_command(request.spec, element.job_dir, rendezvous, python)
     text = shlex.join(argv)
     which = "run 0's node tasks start" if request.is_array else "each node task starts"
     lines = [f"# {which} (rendezvous conf and per-node values added at run time):"]
@@ -311,7 +314,7 @@ def render_sbatch(request: ScriptRequest) -> str:
 
     spec = request.spec
     check_slurm_spec(spec, [e.job_dir for e in request.elements])
-    python = shlex.quote(node_task_python(spec, request.python))
+    python = shlex.quote(request.python)
     command = "\n".join(
         [
             *_node_command_comment(request),

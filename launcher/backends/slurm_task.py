@@ -65,6 +65,10 @@ LAST_CALL_TIMEOUT_S = 5
 for the rest. Slurm starts every node of an allocation at once, so with all of them the
 rendezvous completes at ``max`` without waiting; this only delays a re-formed, smaller
 rendezvous after a node loss."""
+KEEP_ALIVE_INTERVAL_S = 2
+KEEP_ALIVE_MAX_ATTEMPT = 3
+"""A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
+5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
 TORCHRUN_HANDLES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 """torchrun's default ``--signals-to-handle`` (signals it forwards to its workers)."""
 END_WAIT_S = 120.0
@@ -173,7 +177,9 @@ class NodeTask:
         from launcher.backends.slurm_script import ENDPOINT_ENV
         from launcher.commands import Rendezvous, node_command, rank_environment
 
-        endpoint = os.environ.get(ENDPOINT_ENV) or f"127.0.0.1:{29500}"
+        endpoint = os.environ.get(ENDPOINT_ENV)
+        if not endpoint:
+            raise SystemExit(f"slurm_task: {ENDPOINT_ENV} is not set (the sbatch script sets it)")
         rendezvous = Rendezvous(
             endpoint=endpoint,
             run_id=self.job_id,
@@ -181,6 +187,8 @@ class NodeTask:
             # shared host (or behind one address) racing to bind it.
             conf={
                 "last_call_timeout": LAST_CALL_TIMEOUT_S,
+                "keep_alive_interval": KEEP_ALIVE_INTERVAL_S,
+                "keep_alive_max_attempt": KEEP_ALIVE_MAX_ATTEMPT,
                 "is_host": 1 if self.ctx.node_index == 0 else 0,
             },
         )
