@@ -88,12 +88,17 @@ def test_numpy_arrays_equal_scalars() -> None:
             )
 
 
-def test_estimate_uses_the_compiled_path() -> None:
+def test_estimate_compiles_a_variant_once_it_is_reused() -> None:
+    from planner import estimator
+
     model, cl, tr, lo = CANDIDATES[0]
-    est = planner.estimate(model, cl, tr, lo)
-    plain = evaluate(_inputs(CANDIDATES[0]), constants())
-    assert est.step.time_s == pytest.approx(plain.step_time_s, rel=1e-12)
-    assert est.memory_gib.total == pytest.approx(plain.total_gib, rel=1e-12)
+    model = model.model_copy(update={"name": "fresh-object"})  # not seen by other tests
+    plain = evaluate(_inputs((model, cl, tr, lo)), constants())
+    for _ in range(estimator.COMPILE_AFTER_USES + 1):
+        est = planner.estimate(model, cl, tr, lo)
+        assert est.step.time_s == pytest.approx(plain.step_time_s, rel=1e-12)
+        assert est.memory_gib.total == pytest.approx(plain.total_gib, rel=1e-12)
+    assert any(entry[0] is model for entry in estimator._PREPARED.values())
 
 
 def test_tracing_refuses_branches_on_values() -> None:
