@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ from launcher.spec import load_spec_file
 
 EXAMPLES = REPO / "manifests" / "llama3-8b"
 SPEC_ARG = str(EXAMPLE_SPEC.relative_to(REPO))
+
+
+def validate_cli() -> str:
+    """The kubernetes-validate command of the Python running the tests (the venv's)."""
+    exe = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
+    exe = exe or shutil.which("kubernetes-validate")
+    assert exe is not None, "kubernetes-validate is a dev dependency; install .[dev]"
+    return exe
 
 
 def test_make_target_uses_the_same_arguments_as_this_test() -> None:
@@ -56,8 +65,7 @@ def test_checked_in_manifests_are_what_render_gives_and_validate(flavor: str) ->
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_kubernetes_validate_cli_strict_passes_on_the_files(version: str) -> None:
     """The real `kubernetes-validate --strict` command, as a user would run it."""
-    exe = shutil.which("kubernetes-validate", path=str(Path(REPO / ".venv" / "bin")))
-    assert exe is not None, "kubernetes-validate is a dev dependency; install .[dev]"
+    exe = validate_cli()
     files = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
     result = subprocess.run(
         [exe, "--strict", "-k", version, *files], capture_output=True, text=True, timeout=120
@@ -72,8 +80,7 @@ def test_kubernetes_validate_cli_strict_passes_on_the_files(version: str) -> Non
 
 
 def test_kubernetes_validate_cli_fails_on_a_broken_file(tmp_path: Path) -> None:
-    exe = shutil.which("kubernetes-validate", path=str(Path(REPO / ".venv" / "bin")))
-    assert exe is not None
+    exe = validate_cli()
     text = (EXAMPLES / "indexed-job.yaml").read_text()
     broken = tmp_path / "broken.yaml"
     extra = "completionMode: Indexed\n  bogusField: 1"

@@ -1,0 +1,473 @@
+"""A thin layer over the official ``kubernetes`` client for the Kubernetes backend.
+
+It connects (the user's kubeconfig, else the in-cluster service account), calls the
+typed APIs by object kind, hands back plain JSON dicts, retries what is worth retrying
+(429 Too Many Requests honouring ``Retry-After``, 5xx, dropped connections; a bounded
+number of times with back-off) and turns every other failure into one line that says
+what was refused and what to do (:func:`K8sApi.explain`).
+
+The ``kubernetes`` package is imported inside functions: importing it costs ~0.6 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from launcher.errors import BackendUnavailableError
+
+T = TypeVar("T")
+
+REQUEST_TIMEOUT_S = (10.0, 60.0)
+"""(connect, read) timeout of every non-watch request."""
+ATTEMPTS = 4
+"""Tries of one request when the server throttles or fails transiently."""
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class KubernetesApiError(RuntimeError):
+    """The API server refused a request; the message says why and what to do."""
+
+    user_error = True
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WatchExpired(Exception):
+    """410 Gone: the watch's resourceVersion is too old; list again, then watch."""
+
+
+class WatchInterrupted(Exception):
+    """The watch connection dropped; watch again from the last resourceVersion."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A kind of object the backend creates, and where it lives in the REST API."""
+
+    api_version: str
+    kind: str
+    plural: str
+    installed_by: str = ""
+    """What installs the API when it is a CRD (for the 'not installed' message)."""
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def is_custom(self) -> bool:
+        return bool(self.installed_by)
+
+
+RESOURCES: dict[tuple[str, str], Resource] = {
+    ("v1", "ConfigMap"): Resource("v1", "ConfigMap", "configmaps"),
+    ("v1", "Service"): Resource("v1", "Service", "services"),
+    ("batch/v1", "Job"): Resource("batch/v1", "Job", "jobs"),
+    ("kubeflow.org/v1", "PyTorchJob"): Resource(
+        "kubeflow.org/v1",
+        "PyTorchJob",
+        "pytorchjobs",
+        "the Kubeflow Training Operator (kubeflow.org/v1)",
+    ),
+    ("jobset.x-k8s.io/v1alpha2", "JobSet"): Resource(
+        "jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", "JobSet (jobset.x-k8s.io/v1alpha2)"
+    ),
+}
+
+
+def resource_of(obj: dict[str, Any]) -> Resource:
+    try:
+        return RESOURCES[(obj["apiVersion"], obj["kind"])]
+    except KeyError:
+        raise ValueError(f"no API for {obj.get('apiVersion')} {obj.get('kind')}") from None
+
+
+def connect(context: str | None = None, *, sleep: Callable[[float], None] = time.sleep) -> K8sApi:
+    """An API handle from the kubeconfig (``$KUBECONFIG`` or ``~/.kube/config``), else the
+    in-cluster service account; BackendUnavailableError when there is neither."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    paths = [
+        os.path.expanduser(p)
+        for p in (os.environ.get("KUBECONFIG") or "~/.kube/config").split(os.pathsep)
+        if p
+    ]
+    if any(os.path.exists(p) for p in paths):
+        try:
+            # The file is named here: the library reads $KUBECONFIG once, at import time.
+            config.load_kube_config(
+                config_file=os.pathsep.join(paths),
+                context=context,
+                client_configuration=configuration,
+            )
+        except Exception as exc:  # ConfigException, YAML and file errors alike
+            raise BackendUnavailableError(
+                f"kubernetes: cannot use the kubeconfig {os.pathsep.join(paths)}: "
+                f"{' '.join(str(exc).split())}; check `kubectl config get-contexts`"
+                + (f" and kubernetes.context {context!r}" if context else "")
+            ) from None
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if context is not None:
+            raise BackendUnavailableError(
+                f"kubernetes.context {context!r} is set but there is no kubeconfig here; "
+                "remove it to use the in-cluster service account"
+            )
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except Exception as exc:
+            raise BackendUnavailableError(
+                f"kubernetes: cannot use the in-cluster service account: {exc}"
+            ) from None
+    else:
+        raise BackendUnavailableError(
+            "kubernetes: no kubeconfig found (KUBECONFIG or ~/.kube/config) and not running "
+            "inside a pod; point KUBECONFIG at your cluster's config"
+        )
+    # Our own loop retries (and knows which requests may be retried); urllib3 must not.
+    configuration.retries = 0
+    return K8sApi(client.ApiClient(configuration), sleep=sleep)
+
+
+class K8sApi:
+    """Calls by object kind; JSON dicts in and out. See module doc."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        attempts: int = ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        from kubernetes import client
+
+        self.client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.attempts = attempts
+        self.sleep = sleep
+
+    @property
+    def host(self) -> str:
+        return str(self.client.configuration.host)
+
+    def plain(self, value: Any) -> Any:
+        """A client model (or dict) as the API's JSON form."""
+        return self.client.sanitize_for_serialization(value)
+
+    # -- objects -------------------------------------------------------------------
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes.client import V1ConfigMap, V1Job, V1Service
+
+        res = resource_of(obj)
+        ns = obj["metadata"]["namespace"]
+        what = f"{res.kind} {obj['metadata']['name']} in namespace {ns}"
+        calls: dict[str, Callable[[], Any]] = {
+            "ConfigMap": lambda: self.core.create_namespaced_config_map(
+                ns, body=_model(V1ConfigMap, obj), _request_timeout=REQUEST_TIMEOUT_S
+            ),
+            "Service": lambda: self.core.create_namespaced_service(
+                ns, body=_model(V1Service, obj), _request_timeout=REQUEST_TIMEOUT_S
+            ),
+            "Job": lambda: self.batch.create_namespaced_job(
+                ns, body=_model(V1Job, obj), _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        }
+        call = calls.get(res.kind) or (
+            lambda: self.custom.create_namespaced_custom_object(
+                res.group, res.version, ns, res.plural, obj, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        return dict(self.plain(self._call("create", what, call, res)))
+
+    def get(self, res: Resource, ns: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        calls: dict[str, Callable[[], Any]] = {
+            "ConfigMap": lambda: self.core.read_namespaced_config_map(
+                name, ns, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+            "Service": lambda: self.core.read_namespaced_service(
+                name, ns, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+            "Job": lambda: self.batch.read_namespaced_job(
+                name, ns, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        }
+        call = calls.get(res.kind) or (
+            lambda: self.custom.get_namespaced_custom_object(
+                res.group, res.version, ns, res.plural, name, _request_timeout=REQUEST_TIMEOUT_S
+            )
+        )
+        try:
+            return dict(self.plain(self._call("read", f"{res.kind} {name}", call, res)))
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete(
+        self,
+        res: Resource,
+        ns: str,
+        name: str,
+        *,
+        propagation: str,
+        grace_s: int | None = None,
+    ) -> bool:
+        """Delete with ``propagationPolicy``; False when it was already gone (404)."""
+        kwargs: dict[str, Any] = {
+            "propagation_policy": propagation,
+            "_request_timeout": REQUEST_TIMEOUT_S,
+        }
+        if grace_s is not None:
+            kwargs["grace_period_seconds"] = grace_s
+        calls: dict[str, Callable[[], Any]] = {
+            "ConfigMap": lambda: self.core.delete_namespaced_config_map(name, ns, **kwargs),
+            "Service": lambda: self.core.delete_namespaced_service(name, ns, **kwargs),
+            "Job": lambda: self.batch.delete_namespaced_job(name, ns, **kwargs),
+        }
+        call = calls.get(res.kind) or (
+            lambda: self.custom.delete_namespaced_custom_object(
+                res.group, res.version, ns, res.plural, name, **kwargs
+            )
+        )
+        try:
+            self._call("delete", f"{res.kind} {name} in namespace {ns}", call, res)
+        except KubernetesApiError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def set_owner(self, obj: dict[str, Any], owner: dict[str, Any]) -> None:
+        """Make ``owner`` the owner of ``obj`` (JSON merge patch), so that deleting the
+        owner also deletes it (garbage collection)."""
+        res = resource_of(obj)
+        ns = obj["metadata"]["namespace"]
+        name = obj["metadata"]["name"]
+        meta = owner["metadata"]
+        patch = {
+            "metadata": {
+                "ownerReferences": [
+                    {
+                        "apiVersion": owner["apiVersion"],
+                        "kind": owner["kind"],
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                    }
+                ]
+            }
+        }
+        kwargs: dict[str, Any] = {
+            "_content_type": "application/merge-patch+json",
+            "_request_timeout": REQUEST_TIMEOUT_S,
+        }
+        calls: dict[str, Callable[[], Any]] = {
+            "ConfigMap": lambda: self.core.patch_namespaced_config_map(
+                name, ns, body=patch, **kwargs
+            ),
+            "Service": lambda: self.core.patch_namespaced_service(name, ns, body=patch, **kwargs),
+        }
+        self._call("patch", f"{res.kind} {name}", calls[res.kind], res)
+
+    # -- pods, events, logs --------------------------------------------------------------
+
+    def list_pods(self, ns: str, selector: str) -> tuple[list[dict[str, Any]], str]:
+        """(pods, the list's resourceVersion to watch from)."""
+        result = self._call(
+            "list",
+            f"pods in namespace {ns}",
+            lambda: self.core.list_namespaced_pod(
+                ns, label_selector=selector, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        )
+        body = self.plain(result)
+        return list(body.get("items") or []), str(
+            (body.get("metadata") or {}).get("resourceVersion", "")
+        )
+
+    def watch_pods(
+        self, ns: str, selector: str, resource_version: str, timeout_s: int
+    ) -> Iterator[dict[str, Any]]:
+        """Watch events ``{type, object}`` after ``resource_version`` for up to
+        ``timeout_s`` (server side); raises WatchExpired (410) or WatchInterrupted."""
+        import urllib3
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        stream = watch.Watch().stream(
+            self.core.list_namespaced_pod,
+            ns,
+            label_selector=selector,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=max(1, int(timeout_s)),
+            _request_timeout=(REQUEST_TIMEOUT_S[0], timeout_s + REQUEST_TIMEOUT_S[1]),
+        )
+        try:
+            for event in stream:
+                yield {"type": event["type"], "object": event["raw_object"]}
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(str(exc.reason)) from None
+            if exc.status in RETRYABLE_STATUS:
+                raise WatchInterrupted(f"{exc.status} {exc.reason}") from None
+            raise self.explain(exc, "watch", f"pods in namespace {ns}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise WatchInterrupted(str(exc)) from None
+
+    def delete_pods(self, ns: str, selector: str, grace_s: int) -> None:
+        self._call(
+            "delete",
+            f"pods in namespace {ns}",
+            lambda: self.core.delete_collection_namespaced_pod(
+                ns,
+                label_selector=selector,
+                grace_period_seconds=grace_s,
+                _request_timeout=REQUEST_TIMEOUT_S,
+            ),
+        )
+
+    def pod_log(self, ns: str, name: str, container: str) -> str | None:
+        """The container's log; None when there is none yet (waiting) or the pod is gone."""
+        try:
+            text = self._call(
+                "read the log of",
+                f"pod {name}",
+                lambda: self.core.read_namespaced_pod_log(
+                    name, ns, container=container, _request_timeout=REQUEST_TIMEOUT_S
+                ),
+            )
+        except KubernetesApiError as exc:
+            if exc.status in {400, 404}:
+                return None
+            raise
+        return text if isinstance(text, str) else str(text)
+
+    def warning_events(self, ns: str) -> list[dict[str, Any]]:
+        result = self._call(
+            "list",
+            f"events in namespace {ns}",
+            lambda: self.core.list_namespaced_event(
+                ns, field_selector="type=Warning", _request_timeout=REQUEST_TIMEOUT_S
+            ),
+        )
+        return list(self.plain(result).get("items") or [])
+
+    # -- errors and retries --------------------------------------------------------------
+
+    def _call(
+        self, action: str, what: str, call: Callable[[], T], res: Resource | None = None
+    ) -> T:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        for attempt in range(self.attempts):
+            last = attempt == self.attempts - 1
+            try:
+                return call()
+            except ApiException as exc:
+                if exc.status in RETRYABLE_STATUS and not last:
+                    wait_s = retry_after_s(exc)
+                    self.sleep(backoff_s(attempt) if wait_s is None else wait_s)
+                    continue
+                raise self.explain(exc, action, what, res) from None
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if not last:
+                    self.sleep(backoff_s(attempt))
+                    continue
+                raise BackendUnavailableError(
+                    f"kubernetes: cannot reach the API server at {self.host} to {action} "
+                    f"{what} ({_root_cause(exc)}); check the kubeconfig context "
+                    "(`kubectl cluster-info`)"
+                ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def explain(
+        self, exc: Any, action: str, what: str, res: Resource | None = None
+    ) -> KubernetesApiError:
+        """One line for a refused request: what, why (the server's message), and the fix."""
+        status = exc.status
+        message = server_message(exc)
+        if status == 401:
+            text = (
+                f"kubernetes: the API server at {self.host} refused the credentials "
+                "(401 Unauthorized); log in again or refresh the token in your kubeconfig"
+            )
+        elif status == 403:
+            text = (
+                f"kubernetes: not allowed to {action} {what}: {message}; ask a cluster admin "
+                "for RBAC permission, or set kubernetes.namespace to one you may use"
+            )
+        elif status == 404 and action == "create":
+            if "namespaces" in message and "not found" in message:
+                text = (
+                    f"kubernetes: cannot {action} {what}: {message}; create the namespace or "
+                    "set kubernetes.namespace to an existing one"
+                )
+            elif res is not None and res.is_custom:
+                text = (
+                    f"kubernetes: this cluster has no {res.kind} API ({message}); install "
+                    f"{res.installed_by}, or choose another flavour (--k8s-flavor / "
+                    "kubernetes.flavor: indexed-job needs no operator)"
+                )
+            else:
+                text = f"kubernetes: cannot {action} {what}: {message}"
+        elif status == 409:
+            text = f"kubernetes: cannot {action} {what}: it already exists ({message})"
+        elif status == 422:
+            text = f"kubernetes: the API server rejected {what}: {message}"
+        else:
+            text = f"kubernetes: cannot {action} {what}: {status} {exc.reason}: {message}"
+        return KubernetesApiError(text, status)
+
+
+def _model(cls: Any, obj: dict[str, Any]) -> Any:
+    """The client's typed model of a manifest (round-trips to the same JSON)."""
+    model = cls.from_dict(obj)
+    assert model is not None
+    return model
+
+
+def server_message(exc: Any) -> str:
+    """The ``message`` of the API server's Status body, else the HTTP reason."""
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            return " ".join(str(body).split())[:300]
+        if isinstance(data, dict) and data.get("message"):
+            return " ".join(str(data["message"]).split())
+    return str(getattr(exc, "reason", "") or "no message")
+
+
+def retry_after_s(exc: Any) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    value = headers.get("Retry-After") if hasattr(headers, "get") else None
+    try:
+        return min(30.0, max(0.0, float(value))) if value is not None else None
+    except ValueError:
+        return None
+
+
+def backoff_s(attempt: int) -> float:
+    return min(8.0, 0.5 * 2**attempt)
+
+
+def _root_cause(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return " ".join(str(reason or exc).split())[:200]
