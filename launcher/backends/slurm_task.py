@@ -10,13 +10,19 @@ lands) and owns what only Slurm makes hard:
   process tree, torchrun's workers included, although torchrun starts them in sessions
   of their own. So each rank already has the signal; whoever forwards it again makes it
   the rank's *second* signal, which the reference trainer (rightly) treats as "stop
-  now, no checkpoint". Hence torchrun is started with the stop signal ignored (and taken
-  out of the signals it forwards, ``PET_SIGNALS_TO_HANDLE``), and on the stop signal
-  this task forwards nothing: it waits for the node's ranks to checkpoint and exit,
-  then SIGKILLs torchrun before torchrun can *restart* them (with ``max_restarts`` it
-  would), and after ``slurm.stop_grace_s`` kills whatever is left. Only where Slurm
-  signals just the task's process group (proctrack/pgid) does it forward the signal to
-  the ranks, once. SIGTERM is left to torchrun, which forwards it (torchrun's default).
+  now, no checkpoint". Hence nothing between this task and the ranks may forward the
+  stop signal (``slurm.signal``): the child (torchrun, or the runtime agent) is started
+  with it ignored, torchrun is told not to handle it (``PET_SIGNALS_TO_HANDLE``), and
+  ``SCALECTL_SIGNALS_REACH_ALL=1`` tells a supervisor that installs its own handlers
+  (the agent) that the scheduler already signalled every rank. On the stop signal this
+  task waits for the node's ranks (the processes with ``LOCAL_RANK``, i.e. torchrun's
+  workers) to checkpoint and exit, then sends its child one SIGTERM — torchrun, with no
+  worker left to forward it to, just exits, instead of *restarting* them (with
+  ``max_restarts`` it would) — and after ``slurm.stop_grace_s`` kills whatever is left.
+  Only where Slurm signals just the task's process group (proctrack/pgid) does it
+  forward the signal to the ranks itself, once. SIGTERM is left to torchrun (its
+  default forwarding), so a plain ``scancel`` stops without a checkpoint; ``scalectl
+  cancel`` sends the stop signal first.
 * **Zombie ranks.** The task is a child subreaper: ranks orphaned by a dying torchrun are
   re-parented to it (so they stay in the step's process tree), and when torchrun is gone
   it kills every leftover process of this job on this node, found by the
@@ -69,6 +75,9 @@ KEEP_ALIVE_INTERVAL_S = 2
 KEEP_ALIVE_MAX_ATTEMPT = 3
 """A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
 5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
+REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
+"""Set to ``1`` for the node's supervisor: the scheduler delivers stop signals to every
+process of the job, ranks included, so a supervisor must not forward them."""
 TORCHRUN_HANDLES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 """torchrun's default ``--signals-to-handle`` (signals it forwards to its workers)."""
 END_WAIT_S = 120.0
@@ -161,7 +170,8 @@ class NodeTask:
         self.terminated_by: str | None = None
         self.deadline: float | None = None
         self.ranks_at_signal: list[Any] = []
-        self.killed_torchrun = False
+        self.asked_child_to_stop = False
+        self.killed_child = False
         self.hard_killed = False
 
     def event(self, name: str, **fields: Any) -> None:
@@ -199,6 +209,7 @@ class NodeTask:
                 self.spec, self.job_id, self.jobdir.root, self.ctx.node, self.ctx.cpus
             ),
             "PET_SIGNALS_TO_HANDLE": torchrun_signals(self.stop_name),
+            REACH_ALL_ENV: "0" if _slurm_skips_descendants() else "1",
             "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(max(1, int(self.grace_s))),
         }
         return argv, env
@@ -257,21 +268,20 @@ class NodeTask:
         return self.exit_code(outcome, code)
 
     def watch(self, proc: subprocess.Popen[bytes]) -> int:
-        import psutil
-
-        torchrun = psutil.Process(proc.pid)
         while True:
             code = proc.poll()
             if code is not None:
                 return code
             while self.handled < len(self.received):
-                self.on_received(self.received[self.handled], torchrun)
+                self.on_received(self.received[self.handled])
                 self.handled += 1
-            if self.preempted_by and not self.killed_torchrun and not self.ranks_alive():
-                # Every rank has checkpointed and exited: stop torchrun before it
-                # restarts them (SIGKILL: a handled signal would be forwarded).
-                say("ranks exited after the stop signal; stopping torchrun")
-                self.kill_torchrun(proc)
+            if self.preempted_by and not self.asked_child_to_stop and not self.ranks_alive():
+                # Every rank has checkpointed and exited: stop torchrun before it restarts
+                # them. Its SIGTERM handler forwards only to live workers: none are left.
+                say("the ranks exited after the stop signal; stopping the node's launcher")
+                self.asked_child_to_stop = True
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
             if (
                 self.deadline is not None
                 and not self.hard_killed
@@ -279,7 +289,7 @@ class NodeTask:
             ):
                 say(f"grace of {self.grace_s:g} s over; killing this node's processes")
                 self.hard_killed = True
-                self.kill_torchrun(proc)
+                self.kill_child(proc)
                 self.sweep()
             self.reap_adopted(proc.pid)
             time.sleep(POLL_S)
@@ -287,7 +297,7 @@ class NodeTask:
     def ranks_alive(self) -> bool:
         return any(_alive(p) for p in self.ranks_at_signal)
 
-    def on_received(self, signum: int, torchrun: Any) -> None:
+    def on_received(self, signum: int) -> None:
         name = signal.Signals(signum).name
         self.event("slurm_signal", signal=name, **self.ctx.tags())
         say(f"received {name}")
@@ -295,7 +305,8 @@ class NodeTask:
             self.deadline = time.monotonic() + self.grace_s
         if signum == self.stop_signal and self.preempted_by is None:
             self.preempted_by = name
-            self.ranks_at_signal = _children(torchrun)
+            self.ranks_at_signal = self.node_ranks()
+            say(f"waiting for {len(self.ranks_at_signal)} rank(s) to checkpoint and exit")
             if _slurm_skips_descendants():
                 for rank in self.ranks_at_signal:
                     with contextlib.suppress(Exception):
@@ -304,11 +315,21 @@ class NodeTask:
             # torchrun got the same SIGTERM from Slurm and forwards it to the ranks.
             self.terminated_by = name
 
-    def kill_torchrun(self, proc: subprocess.Popen[bytes]) -> None:
+    def node_ranks(self) -> list[Any]:
+        """This node's training processes: torchrun's workers carry ``LOCAL_RANK``."""
+        from launcher.procs import job_processes
+
+        return [
+            p
+            for p in job_processes(self.job_id)
+            if _node_of(p) == self.ctx.node and _env_of(p).get("LOCAL_RANK") is not None
+        ]
+
+    def kill_child(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            self.killed_torchrun = True
+            self.killed_child = True
 
     def reap_adopted(self, torchrun_pid: int) -> None:
         """Reap orphans re-parented to us (never torchrun: Popen must see its status)."""
@@ -341,7 +362,7 @@ class NodeTask:
             return "preempted"
         if self.terminated_by:
             return "stopped"
-        if code < 0 and not self.killed_torchrun:
+        if code < 0 and not self.killed_child:
             return "lost"
         return "failed"
 
@@ -356,15 +377,6 @@ class NodeTask:
         return code if 0 < code < 256 else 1
 
 
-def _children(proc: Any) -> list[Any]:
-    import psutil
-
-    try:
-        return list(proc.children())
-    except psutil.Error:
-        return []
-
-
 def _alive(proc: Any) -> bool:
     import psutil
 
@@ -374,11 +386,15 @@ def _alive(proc: Any) -> bool:
         return False
 
 
-def _node_of(proc: Any) -> str | None:
+def _env_of(proc: Any) -> dict[str, str]:
     try:
-        return str(proc.environ().get("SCALECTL_NODE"))
+        return dict(proc.environ())
     except Exception:  # psutil.Error, or the process is gone
-        return None
+        return {}
+
+
+def _node_of(proc: Any) -> str | None:
+    return _env_of(proc).get("SCALECTL_NODE")
 
 
 def _become_subreaper() -> None:

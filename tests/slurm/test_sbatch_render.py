@@ -32,6 +32,17 @@ HOSTILE = "a b'c\"d$HOME`id`\\e\nf;g|h&i*"
 shell operators: anything that breaks when quoting is wrong."""
 
 
+@pytest.fixture(autouse=True)
+def stable_node_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The golden files pin this module's rendering, not ``launcher.commands.node_command``
+    (the agent and torchrun flags there have tests of their own), so stand it in."""
+
+    def node_command(spec, job_dir, rendezvous, python, **_):
+        return [python, "<node_command>", rendezvous.endpoint, str(job_dir), *spec.args]
+
+    monkeypatch.setattr("launcher.backends.slurm_script.node_command", node_command)
+
+
 def full_spec(**overrides: object) -> JobSpec:
     data: dict[str, object] = {
         "name": "llama-pretrain",

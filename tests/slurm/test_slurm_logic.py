@@ -121,7 +121,8 @@ def test_run_outcomes_belong_to_this_run_only() -> None:
     base = {"job_id": "J", "slurm_job_id": "7"}
     events = [
         {**base, "restart": 0, "event": "slurm_node_started", "node": "node1"},
-        {**base, "restart": 0, "event": "slurm_node_ended", "node": "node1", "outcome": "preempted"},
+        {**base, "restart": 0, "event": "slurm_node_ended", "node": "node1",
+         "outcome": "preempted"},
         {**base, "restart": 1, "event": "slurm_node_started", "node": "node1"},
         {**base, "restart": 1, "event": "slurm_node_started", "node": "node2"},
         {**base, "restart": 1, "event": "slurm_node_ended", "node": "node1", "outcome": "failed"},

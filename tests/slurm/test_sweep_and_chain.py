@@ -94,9 +94,7 @@ def test_after_resolves_scalectl_jobs_and_raw_ids(scalectl_home: Path) -> None:
             ("20250101-000000-bbbb", "local", "123"),
             ("20250101-000000-cccc", "slurm", None),
         ):
-            store.add(
-                NewJob(job_id, f"n-{job_id[-4:]}", backend, Path("/x"), 1, 1, 1, 0, "{}")
-            )
+            store.add(NewJob(job_id, f"n-{job_id[-4:]}", backend, Path("/x"), 1, 1, 1, 0, "{}"))
             if handle:
                 store.set_backend_job_id(job_id, handle)
     assert resolve_after(["aaaa", "n-aaaa", "991", "12_3"]) == ["77", "77", "991", "12_3"]

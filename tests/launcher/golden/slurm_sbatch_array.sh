@@ -30,7 +30,7 @@ export SCALECTL_RDZV_ENDPOINT="${scalectl_addr:-$scalectl_head}:$((20000 + SLURM
 # command
 export SUBMITIT_EXECUTOR=slurm
 # run 0's node tasks start (rendezvous conf and per-node values added at run time):
-#   /opt/venv/bin/python -m torch.distributed.run --nnodes=1:1 --nproc-per-node=8 --rdzv-backend=c10d '--rdzv-endpoint=$SCALECTL_RDZV_ENDPOINT' '--rdzv-id=$SCALECTL_JOB_ID' --max-restarts=3 --monitor-interval=0.1 -m runtime.rank_exec -- /opt/venv/bin/python -m runtime.train --steps 1000 --lr 3e-4 --ckpt-every 200 --keep-checkpoints 2
+#   /opt/venv/bin/python '<node_command>' '$SCALECTL_RDZV_ENDPOINT' /shared/jobs/20250101-000000-0000 --steps 1000 --lr 3e-4
 srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" /opt/venv/bin/python -u -m launcher.backends.slurm_task node "$SCALECTL_JOB_DIR"
 scalectl_step_rc=$?
 

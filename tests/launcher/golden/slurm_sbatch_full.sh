@@ -38,7 +38,7 @@ source /shared/venv/bin/activate
 # command
 export SUBMITIT_EXECUTOR=slurm
 # each node task starts (rendezvous conf and per-node values added at run time):
-#   python3 -m torch.distributed.run --nnodes=2:4 --nproc-per-node=8 --rdzv-backend=c10d '--rdzv-endpoint=$SCALECTL_RDZV_ENDPOINT' '--rdzv-id=$SCALECTL_JOB_ID' --max-restarts=3 --monitor-interval=0.1 -m runtime.rank_exec -- python3 -m runtime.train --steps 1000 --lr 3e-4 --ckpt-every 200 --keep-checkpoints 2
+#   python3 '<node_command>' '$SCALECTL_RDZV_ENDPOINT' /shared/jobs/20250101-000000-abcd --steps 1000 --lr 3e-4
 srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/shared:/shared,/scratch:/scratch:rw --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" python3 -u -m launcher.backends.slurm_task node "$SCALECTL_JOB_DIR"
 scalectl_step_rc=$?
 
