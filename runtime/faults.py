@@ -21,7 +21,16 @@ kind                   what happens                                             
 ``crash_in_checkpoint`` SIGKILL while writing the checkpoint of ``step``: after     checkpoint
                        this rank's shard files are written, before the metadata
                        and the commit rename
+``slow``               from ``step`` on, every step's forward compute on this      compute
+                       rank takes ``secs=`` longer (a throttled device: a
+                       straggler); not one-shot, it lasts for the process
 =====================  =========================================================  ===========
+
+``kill`` and ``signal`` take ``target=``: ``rank`` (default, the rank itself), ``agent``
+(the node agent, ``SCALECTL_AGENT_PID``: a preemption signal arriving at a step) or
+``node`` (every process of this job on this node, found by ``SCALECTL_JOB_ID`` and
+``SCALECTL_NODE`` in ``/proc/<pid>/environ``, agent first, the rank itself last: the
+node is lost).
 
 "Step start" for ``step=N`` means before step N runs: N-1 steps are complete (and a
 checkpoint due at step N-1 is committed). The trainer calls :meth:`Injector.fire` with
@@ -39,6 +48,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -61,11 +71,18 @@ CHECKPOINT = "checkpoint"
 _KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "crash": (STEP, frozenset()),
     "exit": (STEP, frozenset({"code"})),
-    "kill": (STEP, frozenset()),
+    "kill": (STEP, frozenset({"target"})),
     "hang": (STEP, frozenset({"secs"})),
-    "signal": (STEP, frozenset({"sig"})),
+    "signal": (STEP, frozenset({"sig", "target"})),
     "crash_in_checkpoint": (CHECKPOINT, frozenset()),
+    "slow": (STEP, frozenset({"secs"})),
 }
+
+TARGETS = ("rank", "agent", "node")
+"""What ``kill``/``signal`` hit (see the module docstring)."""
+
+AGENT_PID_ENV = "SCALECTL_AGENT_PID"
+"""Set by the node agent for everything it starts: its own pid."""
 
 
 class FaultSpecError(ValueError):
@@ -94,6 +111,8 @@ class Fault:
     """Signal number for ``signal``."""
     secs: float | None = None
     """Stall length for ``hang``; ``None``: forever."""
+    target: str = "rank"
+    """Who ``kill``/``signal`` hit: ``rank``, ``agent`` or ``node``."""
     spec: str = ""
     """The fault as written (trimmed), used for its marker id and in events."""
 
@@ -159,6 +178,14 @@ def _parse_one(spec: str) -> Fault:
         if not secs > 0:
             raise FaultSpecError(f"{where}: secs={values['secs']!r} must be a positive number")
         fault = replace(fault, secs=secs)
+    elif kind == "slow":
+        raise FaultSpecError(f"{where}: 'secs=S' is required (extra compute seconds per step)")
+    if "target" in values:
+        if values["target"] not in TARGETS:
+            raise FaultSpecError(
+                f"{where}: target={values['target']!r} is not one of {', '.join(TARGETS)}"
+            )
+        fault = replace(fault, target=values["target"])
     return fault
 
 
@@ -201,8 +228,24 @@ class Injector:
     def fire(self, point: str, step: int) -> None:
         """Fire every fault of this rank registered at ``point`` for ``step``."""
         for fault in self.faults:
+            if fault.kind == "slow":
+                continue
             if fault.point == point and fault.step == step and self._claim(fault):
                 self._act(fault)
+
+    def slowdown_s(self, step: int) -> float:
+        """Extra compute seconds ``slow`` faults add to ``step`` on this rank (0.0: none).
+
+        The first slowed step records the ``fault_injected`` event (once per job).
+        """
+        extra = 0.0
+        for fault in self.faults:
+            if fault.kind == "slow" and step >= fault.step and fault.secs is not None:
+                extra += fault.secs
+                if fault not in self._fired and self._claim(fault):
+                    self._announce(fault)
+                self._fired.add(fault)
+        return extra
 
     def _claim(self, fault: Fault) -> bool:
         if fault in self._fired:
@@ -221,7 +264,7 @@ class Injector:
             handle.write(fault.spec + "\n")
         return True
 
-    def _act(self, fault: Fault) -> None:
+    def _announce(self, fault: Fault) -> str:
         what = f"{fault.kind} at step {fault.step} on rank {self.rank} ({fault.spec})"
         print(f"scalectl fault injection: {what}", file=sys.stderr, flush=True)
         if self.job_dir is not None:
@@ -232,12 +275,22 @@ class Injector:
                 step=fault.step,
                 rank=self.rank,
                 spec=fault.spec,
+                target=fault.target,
             )
         sys.stdout.flush()
+        return what
+
+    def _act(self, fault: Fault) -> None:
+        what = self._announce(fault)
         if fault.kind == "crash":
             raise FaultInjected(f"injected {what}")
         if fault.kind == "exit":
             os._exit(fault.code)
+        if fault.kind in ("kill", "signal") and fault.target != "rank":
+            sig = signal.SIGKILL if fault.kind == "kill" else fault.signum
+            _signal_target(fault.target, sig)
+            if fault.kind == "signal":
+                return
         if fault.kind in ("kill", "crash_in_checkpoint"):
             os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(60)  # SIGKILL is delivered before this returns
@@ -249,3 +302,45 @@ class Injector:
                 time.sleep(3600)
         if fault.kind == "signal":
             os.kill(os.getpid(), fault.signum)
+
+
+def _signal_target(target: str, sig: int) -> None:
+    """Send ``sig`` to the node agent, or SIGKILL the whole node (see the docstring)."""
+    if target == "agent":
+        agent = os.environ.get(AGENT_PID_ENV, "")
+        if agent.isdigit():
+            os.kill(int(agent), sig)
+        else:
+            print(
+                f"scalectl fault injection: no {AGENT_PID_ENV}; nothing signalled", file=sys.stderr
+            )
+        return
+    for pid in node_processes(os.environ.get("SCALECTL_JOB_ID"), os.environ.get("SCALECTL_NODE")):
+        if pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def node_processes(job_id: str | None, node: str | None) -> list[int]:
+    """Pids whose environment has this ``SCALECTL_JOB_ID`` and ``SCALECTL_NODE``.
+
+    The node agent comes first (its pid is ``SCALECTL_AGENT_PID``), so it cannot react
+    to the deaths of the others.
+    """
+    if not job_id or not node:
+        return []
+    want = {f"SCALECTL_JOB_ID={job_id}".encode(), f"SCALECTL_NODE={node}".encode()}
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                env = set(handle.read().split(b"\0"))
+        except OSError:
+            continue
+        if want <= env:
+            found.append(int(entry))
+    agent = os.environ.get(AGENT_PID_ENV, "")
+    found.sort(key=lambda pid: (str(pid) != agent, pid))
+    return found

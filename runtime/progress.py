@@ -38,8 +38,10 @@ Standard library only: this module must not import torch.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +51,23 @@ from launcher.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
 JOB_DIR_ENV = "SCALECTL_JOB_DIR"
 """Environment variable naming the job directory (set by every scalectl backend)."""
+
+STACK_DUMP_SIGNAL = signal.SIGUSR1
+"""Signal on which a rank that called :func:`enable_stack_dumps` writes the Python stacks
+of all its threads to stderr (its rank log). Not a stop signal: SIGTERM and SIGUSR2 mean
+"checkpoint and exit" (``runtime.train``; Slurm's ``--signal``), so USR1 is free."""
+
+
+def enable_stack_dumps() -> None:
+    """Dump every thread's Python stack to stderr on :data:`STACK_DUMP_SIGNAL`.
+
+    faulthandler's handler is C code that runs in the signal handler itself, so it works
+    while the main thread is blocked inside a collective (a hang). The node agent uses it
+    when py-spy is not installed; it sends the signal only to processes whose
+    ``/proc/<pid>/status`` shows the signal as caught, so a script that never called
+    this is never killed by it.
+    """
+    faulthandler.register(STACK_DUMP_SIGNAL, file=sys.stderr, all_threads=True, chain=False)
 
 
 class _Reporter:

@@ -64,6 +64,9 @@ class StepResult:
     """This rank's wall time for the step, data to synchronised optimizer update."""
     stop_signal: int
     """A stop signal any rank received by the end of the step, else 0."""
+    compute_s: float = 0.0
+    """This rank's forward compute time in the step, outside collectives (see
+    ``Trainer._time_compute``): what straggler detection compares across ranks."""
 
 
 class Trainer:
@@ -128,8 +131,39 @@ class Trainer:
             eps=1e-8,
         )
         self.tokens_per_step = self.world_size * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
+        self._time_compute(self.model.layers)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        progress.enable_stack_dumps()
+
+    def _time_compute(self, blocks: torch.nn.ModuleList) -> None:
+        """Time each block's forward between FSDP's unshard and its end: the rank's own
+        compute, without the time spent waiting for others in collectives.
+
+        In synchronous data parallelism every rank's step wall time is the same (the fast
+        ranks wait for the slow one inside the collectives), so the step time cannot show
+        which rank is slow; the forward compute time can (the per-kernel timing idea of
+        NVIDIA's straggler detection, nvidia-resiliency-ext, applied to whole blocks).
+        FSDP2 registers its pre-forward hook (all-gather and wait) with ``prepend=True``
+        and its post-forward hook first, so these hooks, registered after sharding, bracket
+        only computation. A ``slow`` fault adds its delay inside the bracket, where a
+        throttled device would.
+        """
+        self._compute_s = 0.0
+        self._block_start = 0.0
+        self._slow_s = 0.0
+
+        def begin(module: torch.nn.Module, args: Any) -> None:
+            self._block_start = time.perf_counter()
+
+        def end(module: torch.nn.Module, args: Any, output: Any) -> None:
+            if self._slow_s and module is blocks[0]:
+                time.sleep(self._slow_s)
+            self._compute_s += time.perf_counter() - self._block_start
+
+        for block in blocks:
+            block.register_forward_pre_hook(begin)
+            block.register_forward_hook(end)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping or self._pending_signal:
@@ -224,6 +258,8 @@ class Trainer:
         lr = self.lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self._compute_s = 0.0
+        self._slow_s = self.injector.slowdown_s(step) / cfg.grad_accum
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         for micro in range(cfg.grad_accum):
@@ -267,6 +303,7 @@ class Trainer:
             grad_norm=values[1] / self.world_size,
             step_time_s=time.perf_counter() - start,
             stop_signal=stop,
+            compute_s=self._compute_s,
         )
 
     def lr(self, step: int) -> float:
@@ -372,6 +409,7 @@ class Trainer:
             lr=self.lr(step),
             grad_norm=result.grad_norm,
             tokens_per_s=tokens_per_s,
+            compute_s=round(result.compute_s, 6),
             **({"eval_loss": eval_loss} if eval_loss is not None else {}),
         )
         if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):
