@@ -12,7 +12,9 @@ must start in milliseconds). Reads only environment variables: ``RANK``,
 ``SCALECTL_JOB_DIR``, ``SCALECTL_JOB_ID`` and ``SCALECTL_NODE`` (set by the backend).
 
 On a restart (``TORCHELASTIC_RESTART_COUNT > 0``) global rank 0 also records a
-``restarted`` event, so the job's timeline shows every attempt.
+``restarted`` event, so the job's timeline shows every attempt, unless the node agent
+runs it (``SCALECTL_AGENT_PID``): the agent records restarts with their cause. Under the
+agent it also sleeps the restart back-off (``SCALECTL_RESTART_BACKOFF``) before exec.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def main(argv: list[str]) -> int:
         os.dup2(fd, 2)
         os.close(fd)
         _record_restart(env, job_dir)
+    _restart_backoff(env)
     try:
         os.execvp(command[0], command)
     except OSError as exc:
@@ -73,10 +76,36 @@ def main(argv: list[str]) -> int:
     return EXEC_FAILED_EXIT_CODE  # pragma: no cover - exec does not return
 
 
+def backoff_s(env: dict[str, str]) -> float:
+    """Back-off before this start, for torchrun's in-place restarts under the node agent.
+
+    ``SCALECTL_RESTART_BACKOFF=base,max`` (set by the agent): restart n ≥ 2 waits
+    ``min(max, base × 2^(n-2))``; the first restart and first start wait nothing.
+    """
+    attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
+    base, _, cap = env.get("SCALECTL_RESTART_BACKOFF", "").partition(",")
+    try:
+        n, base_s, cap_s = int(attempt), float(base), float(cap)
+    except ValueError:
+        return 0.0
+    if n < 2 or base_s <= 0:
+        return 0.0
+    return min(cap_s, base_s * 2 ** (n - 2))
+
+
+def _restart_backoff(env: dict[str, str]) -> None:
+    delay = backoff_s(env)
+    if delay > 0:
+        os.write(2, f"scalectl rank_exec: restart back-off {delay:g}s\n".encode())
+        time.sleep(delay)
+
+
 def _record_restart(env: dict[str, str], job_dir: str) -> None:
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     if env.get("RANK", "0") != "0" or not attempt.isdigit() or int(attempt) == 0:
         return
+    if env.get("SCALECTL_AGENT_PID"):
+        return  # the node agent records restarts, with their cause
     # The event is a courtesy; the rank must start regardless.
     with contextlib.suppress(OSError):
         append_event(

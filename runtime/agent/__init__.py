@@ -1,0 +1,65 @@
+"""The node agent (``scalectl agent -- <torchrun args>``): one per node, started by every
+backend through ``launcher.commands.node_command``.
+
+It runs the node's elastic torchrun as a child in a process group of its own, watches
+the ranks (pids from torchrun's children, global ranks from their environment, progress
+from ``progress/<rank>.jsonl``) and acts:
+
+* **crash** (a rank exits non-zero or dies of a signal): torchrun reports the first
+  failed worker; the agent classifies it from the exit status and the rank log's tail
+  (``classify``) into ``rank_failed``, and the restart that follows into ``restarted``
+  (cause, detail, attempt, restarts left). Restart mode ``torchrun`` (default): torchrun
+  restarts the workers in place with ``--max-restarts`` = the agent's budget left, and
+  the agent restarts torchrun itself only when torchrun exits with budget left (e.g. the
+  rendezvous store died with its node). Mode ``agent``: ``--max-restarts=0`` and the
+  agent restarts torchrun. In-place restarts skip torchrun's own start (an interpreter,
+  ``import torch``, a new c10d store), measured in bench/recovery.py. Back-off: the
+  first restart at once, then ``backoff_s × 2^(n-2)`` up to ``backoff_max_s`` (in
+  torchrun mode slept by ``runtime.rank_exec`` before the entrypoint starts).
+  Ranks failing with status 2 (bad input) are not restarted.
+* **hang**: a local rank without a step for longer than the learned timeout
+  (``watch``) gets its Python stacks dumped to ``stacks/`` (``stacks``: py-spy, else
+  faulthandler) and is SIGKILLed; torchrun (or the agent) restarts the workers.
+  torchrun alone never notices: a stuck collective is a live process.
+* **straggler**: a local rank whose median compute time over a window exceeds the other
+  ranks' by the threshold is reported (``straggler_detected``, with the node).
+* **preemption**: SIGTERM/SIGINT/SIGHUP/SIGUSR2 to the agent is forwarded once to
+  torchrun, which forwards it once to every rank (the agent makes torchrun forward
+  SIGUSR2 and wait ``stop_grace_s`` instead of 30 s); the trainer finishes its step,
+  checkpoints and exits; the agent records ``stopped`` and exits 128 + signum (143 for
+  SIGTERM, 140 for SIGUSR2): the requeue status for backends.
+* **node loss**: nothing to do but survive it: the ranks of the remaining nodes fail on
+  their collectives, torchrun re-forms the rendezvous at the smaller size (``--nnodes
+  min:max``) and the agent records ``restarted``/``resized`` with cause ``node_lost``;
+  when a node joins again torchrun grows the job back (``resized``, ``node_joined``).
+
+Exit codes: 0 training finished; 1 failed (budget spent); 2 bad input (agent options,
+or ranks failed with status 2); 128 + N stopped by signal N (requeue).
+
+At the end it writes ``summary.json`` (``summary``) and prints it. It also runs the
+node's telemetry sampler (``runtime.telemetry.run_sampler``) and, with a metrics port,
+the Prometheus endpoint.
+"""
+
+from __future__ import annotations
+
+from runtime.agent.agent import NodeAgent, run_agent, stop_exit_code
+from runtime.agent.classify import FailureCause, classify
+from runtime.agent.config import AgentConfig
+from runtime.agent.errors import AgentInputError
+from runtime.agent.summary import job_summary
+from runtime.agent.watch import find_stragglers, hang_timeout_s, stalled
+
+__all__ = [
+    "AgentConfig",
+    "AgentInputError",
+    "FailureCause",
+    "NodeAgent",
+    "classify",
+    "find_stragglers",
+    "hang_timeout_s",
+    "job_summary",
+    "run_agent",
+    "stalled",
+    "stop_exit_code",
+]

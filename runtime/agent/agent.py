@@ -1,0 +1,530 @@
+"""The node agent: runs the elastic torchrun of one node and keeps it alive.
+
+See ``runtime/agent/__init__.py`` for the design; this module is the loop. One agent per
+node; it never talks to the other agents (torchrun's rendezvous does that): it sees its
+own torchrun, its own ranks and the shared job directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from launcher.jobdir import JobDir, append_event, read_all_jsonl, write_json_atomic
+from runtime.agent import classify, procs, stacks, torchrun
+from runtime.agent.config import AgentConfig
+from runtime.agent.summary import format_summary, job_summary
+from runtime.agent.watch import ProgressWatcher, find_stragglers, stalled
+from runtime.faults import AGENT_PID_ENV
+
+SOURCE = "agent"
+BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
+"""``base,max`` seconds: ``runtime.rank_exec`` sleeps the back-off of torchrun's in-place
+restarts (the agent cannot delay those itself)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+"""Also when the ranks failed with the trainer's bad-input status 2 (not restarted)."""
+
+
+def stop_exit_code(signum: int) -> int:
+    """Exit status after a stop signal: 128 + signum (143 SIGTERM, 140 SIGUSR2), the
+    status backends treat as "preempted: requeue"."""
+    return 128 + signum
+
+
+class NodeAgent:
+    def __init__(self, cfg: AgentConfig, torchrun_args: list[str], out: IO[str] | None = None):
+        self.cfg = cfg
+        self.args = torchrun.check_args(list(torchrun_args))
+        self.job = JobDir(cfg.job_dir.absolute())
+        self.out = out or sys.stdout
+        self.job_id = os.environ.get("SCALECTL_JOB_ID") or f"agent-{os.getpid()}-{int(time.time())}"
+        self.restarts_used = 0
+        self.stop_signal: int | None = None
+        self.stop_ts: float | None = None
+        self.forwarded = torchrun.forwarded_signals(torchrun.supports_signal_forwarding_option())
+        self.watcher = ProgressWatcher(self.job, cfg.straggler_window)
+        self.failures: deque[tuple[float, torchrun.FailureReport]] = deque()
+        self.pending: dict[str, Any] | None = None
+        """The incident the next restart is for: cause, detail, fault/detected ts."""
+        self.agent_killed: set[int] = set()
+        self.stragglers: set[int] = set()
+        self.workers_seen: dict[int, procs.Worker] = {}
+        self.world_size: int | None = None
+        self.final_cause: dict[str, Any] | None = None
+
+    # -- output ---------------------------------------------------------------------
+
+    def say(self, message: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        print(f"[{stamp}] scalectl agent {self.cfg.node}: {message}", file=self.out, flush=True)
+
+    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+        try:
+            return append_event(
+                self.job, name, source=SOURCE, node=self.cfg.node, job_id=self.job_id, **fields
+            )
+        except OSError as exc:
+            self.say(f"cannot write event {name}: {exc}")
+            return {}
+
+    # -- main -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        self.job.create()
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        self.event(
+            "agent_started",
+            pid=os.getpid(),
+            restarts=self.cfg.restarts,
+            restart_mode=self.cfg.restart_mode,
+            hang_floor_s=self.cfg.hang_floor_s,
+            torchrun_args=self.args,
+        )
+        telemetry = self._start_telemetry()
+        try:
+            code = self._supervise()
+        finally:
+            self._kill_leftovers()
+            if telemetry is not None:
+                with contextlib.suppress(Exception):
+                    telemetry.stop()
+        summary = job_summary(self.job, time.time())
+        summary["node"] = self.cfg.node
+        summary["exit_code"] = code
+        with contextlib.suppress(OSError):
+            write_json_atomic(self.job.summary_json, summary)
+        self.event("agent_finished", exit_code=code, restarts_used=self.restarts_used)
+        self.say("summary:\n" + format_summary(summary))
+        return code
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.stop_ts = time.time()
+
+    def _start_telemetry(self) -> Any:
+        if self.cfg.telemetry_interval_s is None:
+            return None
+        try:
+            from runtime.telemetry import run_sampler
+
+            run = run_sampler(
+                self.job,
+                node=self.cfg.node,
+                interval_s=self.cfg.telemetry_interval_s,
+                metrics_port=self.cfg.metrics_port,
+                metrics_addr=self.cfg.metrics_addr,
+                on_notice=lambda message: self.say(f"telemetry: {message}"),
+            )
+        except Exception as exc:  # telemetry must never stop training
+            self.say(f"telemetry unavailable: {type(exc).__name__}: {exc}")
+            self.event("telemetry_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return None
+        if run.metrics_port is not None:
+            self.say(f"metrics on http://{self.cfg.metrics_addr}:{run.metrics_port}/metrics")
+        return run
+
+    def _supervise(self) -> int:
+        while True:
+            remaining = self.cfg.restarts - self.restarts_used
+            in_place = remaining if self.cfg.restart_mode == "torchrun" else 0
+            code = self._run_torchrun(in_place)
+            if self.stop_signal is not None:
+                return self._finish_stop(code)
+            if code == 0:
+                self.say("training finished")
+                return EXIT_OK
+            incident = self.pending or self._torchrun_incident(code)
+            self.pending = None
+            if incident["cause"] == "bad_input":
+                self.say(f"ranks failed on bad input ({incident['detail']}); not restarting")
+                return EXIT_BAD_INPUT
+            if self.restarts_used >= self.cfg.restarts:
+                self.say(
+                    f"restart budget of {self.cfg.restarts} spent; giving up "
+                    f"({incident['cause']}: {incident['detail']})"
+                )
+                self.event("gave_up", restarts_used=self.restarts_used, **incident)
+                return EXIT_FAILED
+            self.restarts_used += 1
+            backoff = self.cfg.backoff_for(self.restarts_used)
+            self.say(
+                f"restarting torchrun ({self.restarts_used}/{self.cfg.restarts}) after "
+                f"{incident['cause']}: {incident['detail']}; back-off {backoff:g}s"
+            )
+            self._sleep(backoff)
+            if self.stop_signal is not None:
+                return self._finish_stop(code)
+            self.event(
+                "restarted",
+                by="agent",
+                attempt=self.restarts_used,
+                backoff_s=backoff,
+                restarts_left=self.cfg.restarts - self.restarts_used,
+                **incident,
+            )
+
+    def _torchrun_incident(self, code: int) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "cause": "torchrun_exit",
+            "detail": f"torchrun exited with code {code} without a rank failure "
+            "(rendezvous or store lost?)",
+            "detected_ts": round(now, 3),
+        }
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while self.stop_signal is None and time.monotonic() < end:
+            time.sleep(min(0.1, end - time.monotonic()))
+
+    # -- one torchrun -----------------------------------------------------------------
+
+    def _run_torchrun(self, max_restarts: int) -> int:
+        argv = torchrun.torchrun_argv(sys.executable, self.args, max_restarts)
+        env = dict(os.environ)
+        env.update(
+            {
+                AGENT_PID_ENV: str(os.getpid()),
+                "SCALECTL_JOB_ID": self.job_id,
+                "SCALECTL_JOB_DIR": str(self.job.root),
+                "SCALECTL_NODE": self.cfg.node,
+                "PET_SHUTDOWN_TIMEOUT": str(max(1, int(self.cfg.stop_grace_s))),
+                "PET_SIGNALS_TO_HANDLE": ",".join(self.forwarded),
+                BACKOFF_ENV: f"{self.cfg.backoff_s:g},{self.cfg.backoff_max_s:g}",
+                "PYTHONUNBUFFERED": "1",
+                # torch ≥ 2.4 shares one TCPStore across rendezvous rounds by default, so
+                # a restarted gloo rank can read the dead peer's address of the previous
+                # round (connectFullMesh: connection refused). Unshared, rank 0 of each
+                # round hosts a fresh store on a fresh port.
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
+            }
+        )
+        self.say(f"starting: {' '.join(argv)}")
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            process_group=0,  # signals reach torchrun only through the agent
+        )
+        reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
+        reader.start()
+        table = procs.WorkerTable()
+        self.watcher.new_generation(time.time())
+        generation: tuple[int, int] | None = None
+        forwarded_at: float | None = None
+        next_progress = 0.0
+        while proc.poll() is None:
+            now_m = time.monotonic()
+            workers = table.scan(proc.pid)
+            if workers:
+                for worker in workers:
+                    self.workers_seen[worker.pid] = worker
+                current = (min(w.restart_count for w in workers), workers[0].world_size)
+                if current != generation and len(workers) == len({w.local_rank for w in workers}):
+                    self._on_generation(generation, current, workers)
+                    generation = current
+            self._handle_failures()
+            if self.pending is not None and self.pending["cause"] == "bad_input":
+                self.say("bad input: stopping torchrun")
+                self._kill_tree(proc)
+                break
+            if self.stop_signal is not None:
+                if forwarded_at is None:
+                    sig = torchrun.signal_for_torchrun(self.stop_signal, self.forwarded)
+                    self.say(
+                        f"{signal.Signals(self.stop_signal).name}: forwarding "
+                        f"{signal.Signals(sig).name} to torchrun (grace {self.cfg.stop_grace_s:g}s)"
+                    )
+                    self.event(
+                        "stop_requested",
+                        signal=signal.Signals(self.stop_signal).name,
+                        forwarded=signal.Signals(sig).name,
+                        grace_s=self.cfg.stop_grace_s,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, sig)
+                    forwarded_at = now_m
+                elif now_m - forwarded_at > self.cfg.stop_grace_s + 10:
+                    self.say("grace over: killing torchrun and its ranks")
+                    self._kill_tree(proc)
+                    break
+            elif now_m >= next_progress and workers:
+                next_progress = now_m + self.cfg.poll_s
+                self.watcher.poll()
+                self._check_hang(workers)
+                self._check_stragglers(workers)
+            time.sleep(min(0.1, self.cfg.poll_s))
+        code = proc.wait()
+        reader.join(timeout=5)
+        self._handle_failures()
+        return code
+
+    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
+        """Copy torchrun's output to ours, and note its worker-failure reports."""
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            self.out.write(line)
+            self.out.flush()
+            report = torchrun.parse_failure(line)
+            if report is not None:
+                self.failures.append((time.time(), report))
+
+    # -- events from what was seen ------------------------------------------------------
+
+    def _on_generation(
+        self,
+        before: tuple[int, int] | None,
+        now: tuple[int, int],
+        workers: list[procs.Worker],
+    ) -> None:
+        self.watcher.new_generation(time.time())
+        self.stragglers.clear()
+        ranks = [w.rank for w in workers]
+        nodes = workers[0].nodes
+        self.say(
+            f"workers up: ranks {ranks} of world size {now[1]} ({nodes} node(s)), attempt {now[0]}"
+        )
+        previous_world = self.world_size
+        self.world_size = now[1]
+        if before is not None and now[0] > before[0]:
+            # torchrun restarted its workers in place after a failure
+            self.restarts_used += now[0] - before[0]
+            incident = self.pending or {"cause": "unknown", "detail": "torchrun restarted workers"}
+            self.pending = None
+            if (
+                previous_world is not None
+                and now[1] < previous_world
+                and incident["cause"]
+                in (
+                    "peer_failure",
+                    "unknown",
+                )
+            ):
+                incident = {**incident, "cause": "node_lost"}
+            self.event(
+                "restarted",
+                by="torchrun",
+                attempt=now[0],
+                restarts_left=self.cfg.restarts - self.restarts_used,
+                world_size=now[1],
+                nodes=nodes,
+                **incident,
+            )
+        if previous_world is not None and previous_world != now[1]:
+            cause = "node_lost" if now[1] < previous_world else "node_joined"
+            self.event(
+                "resized",
+                world_size_then=previous_world,
+                world_size=now[1],
+                nodes=nodes,
+                cause=cause,
+            )
+
+    def _handle_failures(self) -> None:
+        while self.failures:
+            seen_ts, report = self.failures.popleft()
+            worker = self.workers_seen.get(report.pid)
+            rank = worker.rank if worker is not None else None
+            if report.pid in self.agent_killed:
+                continue  # a hung rank the agent killed: hang_detected says why
+            log_path = self.job.log_file(
+                self.cfg.node, rank if rank is not None else report.local_rank
+            )
+            cause = classify.classify(report.exit_code, _tail(log_path))
+            signum = classify.signal_of(report.exit_code)
+            self.say(
+                f"rank {rank} (local {report.local_rank}, pid {report.pid}) failed: "
+                f"{cause.cause}: {cause.detail}"
+            )
+            self.event(
+                "rank_failed",
+                rank=rank,
+                local_rank=report.local_rank,
+                pid=report.pid,
+                exit_code=report.exit_code,
+                signal=classify.signal_name(signum) if signum else None,
+                cause=cause.cause,
+                detail=cause.detail,
+                attempt=worker.restart_count if worker else None,
+            )
+            if self.pending is None or self.pending["cause"] in ("peer_failure", "unknown"):
+                self.pending = {
+                    "cause": cause.cause,
+                    "detail": cause.detail,
+                    "rank": rank,
+                    "detected_ts": round(seen_ts, 3),
+                }
+
+    def _check_hang(self, workers: list[procs.Worker]) -> None:
+        if not self.watcher.ever_progressed or self.pending is not None:
+            return
+        timeout = self.watcher.timeout_s(self.cfg.hang_floor_s, self.cfg.hang_multiplier)
+        now = time.time()
+        stalls = stalled(
+            [w.rank for w in workers],
+            self.watcher.last_seen(),
+            self.watcher.generation_start_ts,
+            now,
+            timeout,
+            self.cfg.hang_startup_s,
+        )
+        if not stalls:
+            return
+        by_rank = {w.rank: w for w in workers}
+        stopped = [s.rank for s in stalls if procs.state(by_rank[s.rank].pid) == "T"]
+        dumps: dict[str, str] = {}
+        for stall in stalls:
+            worker = by_rank[stall.rank]
+            path, method = stacks.dump(
+                self.job,
+                self.cfg.node,
+                stall.rank,
+                worker.pid,
+                self.job.log_file(self.cfg.node, stall.rank),
+            )
+            dumps[str(stall.rank)] = str(path) if path is not None else method
+        last_ts = [self.watcher.last_seen()[s.rank][1] for s in stalls if s.last_step is not None]
+        fault_ts = max(last_ts) if last_ts else self.watcher.generation_start_ts
+        detail = (
+            f"no step from rank(s) {[s.rank for s in stalls]} for "
+            f"{max(s.silent_s for s in stalls):.1f}s (timeout {stalls[0].allowed_s:.1f}s)"
+            + (f"; stopped (SIGSTOP): {stopped}" if stopped else "")
+        )
+        self.say(f"hang: {detail}; stacks: {dumps}; killing them")
+        self.event(
+            "hang_detected",
+            ranks=[s.rank for s in stalls],
+            last_steps={str(s.rank): s.last_step for s in stalls},
+            silent_s=max(s.silent_s for s in stalls),
+            timeout_s=stalls[0].allowed_s,
+            stopped_ranks=stopped,
+            stacks=dumps,
+        )
+        for stall in stalls:
+            pid = by_rank[stall.rank].pid
+            self.agent_killed.add(pid)
+            procs.kill(pid, signal.SIGKILL)
+        self.pending = {
+            "cause": "hang",
+            "detail": detail,
+            "fault_ts": round(fault_ts, 3),
+            "detected_ts": round(now, 3),
+        }
+
+    def _check_stragglers(self, workers: list[procs.Worker]) -> None:
+        medians = self.watcher.medians()
+        live = {w.rank for w in workers}
+        slow = find_stragglers(medians, self.cfg.straggler_threshold)
+        for rank, ratio in slow.items():
+            if rank in live and rank not in self.stragglers:
+                self.stragglers.add(rank)
+                self.say(f"straggler: rank {rank} is {ratio:.2f}x the others' compute time")
+                self.event(
+                    "straggler_detected",
+                    rank=rank,
+                    ratio=ratio,
+                    median_s=round(medians[rank], 6),
+                    window=self.cfg.straggler_window,
+                    threshold=self.cfg.straggler_threshold,
+                )
+        for rank in list(self.stragglers):
+            if rank in medians and rank not in slow:
+                self.stragglers.discard(rank)
+                self.event("straggler_cleared", rank=rank, median_s=round(medians[rank], 6))
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def _finish_stop(self, code: int) -> int:
+        assert self.stop_signal is not None and self.stop_ts is not None
+        name = signal.Signals(self.stop_signal).name
+        preempted = [
+            e
+            for e in read_all_jsonl(self.job.events)
+            if e.get("event") == "preempted" and e.get("ts", 0) >= self.stop_ts
+        ]
+        latest = self.job.latest_checkpoint()
+        saved = preempted[-1].get("step") if preempted else None
+        self.event(
+            "stopped",
+            signal=name,
+            torchrun_exit_code=code,
+            checkpointed=bool(preempted),
+            checkpoint_step=saved if saved is not None else (latest[0] if latest else None),
+            seconds=round(time.time() - self.stop_ts, 3),
+            detected_ts=round(self.stop_ts, 3),
+            fault_ts=round(self.stop_ts, 3),
+        )
+        self.say(
+            f"stopped by {name}: "
+            + ("ranks checkpointed" if preempted else "ranks did not confirm a checkpoint")
+            + f"; "
+            f"exit {stop_exit_code(self.stop_signal)} (requeue)"
+        )
+        return stop_exit_code(self.stop_signal)
+
+    def _kill_tree(self, proc: subprocess.Popen[bytes]) -> None:
+        for pid in self._my_processes():
+            procs.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+    def _my_processes(self) -> list[int]:
+        """Every live process started under this agent (they carry its pid in their env)."""
+        mine = f"{AGENT_PID_ENV}={os.getpid()}".encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as handle:
+                    if mine in handle.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+        return [pid for pid in found if procs.state(pid) not in (None, "Z")]
+
+    def _kill_leftovers(self) -> None:
+        left = self._my_processes()
+        if left:
+            self.say(f"killing {len(left)} leftover process(es): {left}")
+            for pid in left:
+                procs.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while self._my_processes() and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
+def _tail(path: Path, size: int = 32768) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.seek(max(0, end - size))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def run_agent(cfg: AgentConfig, torchrun_args: list[str]) -> int:
+    """Run the node agent until training ends; returns its exit code."""
+    return NodeAgent(cfg, torchrun_args).run()

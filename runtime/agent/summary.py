@@ -1,0 +1,204 @@
+"""The job's summary, computed from its directory alone (events, progress, telemetry,
+plan), so any node agent can write it and the last one to finish has the whole story.
+
+Definitions:
+
+* ``wall_s``: from the first ``agent_started`` event of the job to the end.
+* ``productive_s``: the step times (rank 0's ``step_time_s``) of the steps that are part
+  of the final model: a step that was run again after a rollback counts once, its last
+  run. ``goodput = productive_s / wall_s`` (the "ML productivity goodput" of
+  Google's Goodput blog, 2024: time spent on progress that was kept, over wall time).
+* ``steps_lost``: step runs that a rollback threw away (rank 0's records whose step
+  was run again later).
+* ``restarts_by_cause``: the agents' ``restarted`` events by cause; ``peer_failure``
+  restarts (a node restarting because a rank elsewhere failed) are counted apart, so
+  one fault on a two-node job counts once.
+* ``faults``: per restart or stop, the time from the fault to the next completed step
+  (``fault_ts``: the injected fault's own event when there is one, else the last step
+  before a hang, else the moment the failure was seen) and the steps it cost.
+* ``energy``: GPU energy from the NVML energy counters in the telemetry files (last
+  minus first reading per GPU and node), against the plan's ``energy_mwh`` if any.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from typing import Any
+
+from launcher.jobdir import JobDir, read_all_jsonl, read_json
+
+SECONDARY_CAUSES = frozenset({"peer_failure"})
+J_PER_MWH = 3.6e9
+FAULT_MATCH_WINDOW_S = 600.0
+"""An injected fault is matched to a restart seen at most this long after it."""
+
+
+def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
+    events = read_all_jsonl(job.events)
+    rank0 = [
+        r
+        for r in read_all_jsonl(job.progress_file(0))
+        if isinstance(r.get("step"), int) and isinstance(r.get("ts"), int | float)
+    ]
+    starts = [e["ts"] for e in events if e.get("event") == "agent_started"]
+    start_ts = min(starts) if starts else (events[0]["ts"] if events else end_ts)
+    wall_s = max(0.0, end_ts - start_ts)
+
+    final: dict[int, dict[str, Any]] = {}
+    for record in rank0:
+        final[record["step"]] = record
+    productive_s = sum(float(r.get("step_time_s") or 0.0) for r in final.values())
+    restarts = [e for e in events if e.get("event") == "restarted" and e.get("source") == "agent"]
+    by_cause = Counter(str(e.get("cause")) for e in restarts)
+    secondary = sum(by_cause.pop(c, 0) for c in SECONDARY_CAUSES)
+    return {
+        "wall_s": round(wall_s, 3),
+        "productive_s": round(productive_s, 3),
+        "goodput": round(productive_s / wall_s, 4) if wall_s > 0 else None,
+        "final_step": max(final) if final else None,
+        "steps_run": len(rank0),
+        "steps_lost": len(rank0) - len(final),
+        "restarts": sum(by_cause.values()),
+        "restarts_by_cause": dict(sorted(by_cause.items())),
+        "peer_restarts": secondary,
+        "resizes": [
+            {k: e.get(k) for k in ("ts", "node", "world_size_then", "world_size", "cause")}
+            for e in events
+            if e.get("event") == "resized" and e.get("source") == "agent"
+        ],
+        "stragglers": [
+            {k: e.get(k) for k in ("ts", "node", "rank", "ratio")}
+            for e in events
+            if e.get("event") == "straggler_detected"
+        ],
+        "faults": fault_recoveries(events, rank0),
+        "energy": energy(job),
+    }
+
+
+def fault_recoveries(
+    events: list[dict[str, Any]], rank0: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per primary restart and per stop: fault time, detection, recovery, steps lost."""
+    ts_sorted = sorted(rank0, key=lambda r: r["ts"])
+    times = [r["ts"] for r in ts_sorted]
+    injected = [e for e in events if e.get("event") == "fault_injected"]
+    used: set[int] = set()
+    out: list[dict[str, Any]] = []
+    for event in events:
+        kind = event.get("event")
+        if event.get("source") != "agent" or kind not in ("restarted", "stopped"):
+            continue
+        if kind == "restarted" and event.get("cause") in SECONDARY_CAUSES:
+            continue
+        seen_ts = float(event.get("detected_ts") or event["ts"])
+        fault_ts = float(event.get("fault_ts") or seen_ts)
+        spec = None
+        for index, fault in enumerate(injected):
+            if index not in used and 0 <= seen_ts - fault["ts"] <= FAULT_MATCH_WINDOW_S:
+                used.add(index)
+                fault_ts, spec = float(fault["ts"]), fault.get("spec")
+                break
+        # Steps finished by the time the failure was seen: a rank can still write the
+        # step it finished a few milliseconds after another rank's fault fired.
+        before = bisect.bisect_right(times, max(fault_ts, seen_ts))
+        last_step = ts_sorted[before - 1]["step"] if before else 0
+        after = bisect.bisect_right(times, float(event["ts"]))
+        entry: dict[str, Any] = {
+            "kind": "preemption" if kind == "stopped" else event.get("cause"),
+            "node": event.get("node"),
+            "fault": spec,
+            "fault_ts": round(fault_ts, 3),
+            "detect_s": round(seen_ts - fault_ts, 3),
+            "last_step_before": last_step,
+        }
+        if after < len(ts_sorted):
+            nxt = ts_sorted[after]
+            entry["recovered_ts"] = round(nxt["ts"], 3)
+            entry["time_to_recover_s"] = round(nxt["ts"] - fault_ts, 3)
+            entry["resumed_at_step"] = nxt["step"] - 1
+            entry["steps_lost"] = max(0, last_step - (nxt["step"] - 1))
+        else:
+            entry["time_to_recover_s"] = None
+        out.append(entry)
+    return out
+
+
+def energy(job: JobDir) -> dict[str, Any]:
+    """Measured GPU energy (J, from NVML counters) and the plan's estimate, if any."""
+    measured_j: float | None = None
+    gpus = 0
+    for path in job.telemetry_files():
+        first: dict[tuple[str, int], float] = {}
+        last: dict[tuple[str, int], float] = {}
+        for record in read_all_jsonl(path):
+            for gpu in record.get("gpus") or []:
+                value = gpu.get("energy_j")
+                if isinstance(value, int | float):
+                    key = (str(gpu.get("uuid")), int(gpu.get("index", 0)))
+                    first.setdefault(key, float(value))
+                    last[key] = float(value)
+        for key, value in last.items():
+            measured_j = (measured_j or 0.0) + value - first[key]
+            gpus += 1
+    planned_mwh = None
+    if job.plan_json.is_file():
+        try:
+            planned_mwh = _find_number(read_json(job.plan_json), "energy_mwh")
+        except (OSError, ValueError):
+            planned_mwh = None
+    result: dict[str, Any] = {
+        "gpus_measured": gpus,
+        "measured_j": round(measured_j, 1) if measured_j is not None else None,
+        "planned_mwh": planned_mwh,
+    }
+    if measured_j is not None:
+        result["measured_mwh"] = measured_j / J_PER_MWH
+        if planned_mwh:
+            result["measured_over_planned"] = round(measured_j / J_PER_MWH / planned_mwh, 4)
+    else:
+        result["note"] = "no NVML energy counter in the telemetry (no GPU, or not sampled)"
+    return result
+
+
+def _find_number(value: Any, key: str) -> float | None:
+    if isinstance(value, dict):
+        if isinstance(value.get(key), int | float):
+            return float(value[key])
+        for item in value.values():
+            found = _find_number(item, key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = _find_number(item, key)
+            if found is not None:
+                return found
+    return None
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few lines for people (the agent prints it at the end)."""
+    goodput = summary["goodput"]
+    lines = [
+        f"wall {summary['wall_s']:.1f}s, productive {summary['productive_s']:.1f}s, "
+        f"goodput {goodput:.1%}"
+        if goodput is not None
+        else f"wall {summary['wall_s']:.1f}s",
+        f"final step {summary['final_step']}, steps lost to rollbacks {summary['steps_lost']}, "
+        f"restarts {summary['restarts']} {summary['restarts_by_cause'] or ''}".rstrip(),
+    ]
+    for fault in summary["faults"]:
+        recover = fault.get("time_to_recover_s")
+        lines.append(
+            f"  {fault['kind']} on {fault['node']}: "
+            + (f"recovered in {recover:.2f}s" if recover is not None else "not recovered")
+            + f", {fault.get('steps_lost', '?')} steps lost"
+        )
+    measured = summary["energy"].get("measured_j")
+    if measured is not None:
+        lines.append(
+            f"GPU energy {measured / 3.6e6:.3f} kWh (plan: {summary['energy']['planned_mwh']} MWh)"
+        )
+    return "\n".join(lines)

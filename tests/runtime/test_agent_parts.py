@@ -1,0 +1,262 @@
+"""The node agent's parts that need no training run: classification, hang and straggler
+policies, options, torchrun arguments, stacks, the worker table, the summary, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.jobdir import JobDir, append_jsonl
+from runtime import faults
+from runtime.agent import (
+    AgentConfig,
+    AgentInputError,
+    classify,
+    find_stragglers,
+    hang_timeout_s,
+    job_summary,
+    procs,
+    stacks,
+    stalled,
+    stop_exit_code,
+    torchrun,
+)
+from runtime.agent.watch import ProgressWatcher
+from runtime.rank_exec import backoff_s
+
+HEADER = "==== scalectl 2026-01-01T00:00:00 job=j node=n rank=1 attempt=0 ====\n"
+
+
+@pytest.mark.parametrize(
+    ("code", "tail", "cause", "detail"),
+    [
+        (1, "Traceback...\ntorch.OutOfMemoryError: CUDA out of memory. Tried", "oom", "CUDA out"),
+        (-6, "[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(...)",
+         "collective_timeout", "Watchdog"),
+        (1, "RuntimeError: CUDA error: an illegal memory access was encountered",
+         "cuda_error", "illegal memory access"),
+        (1, "RuntimeError: [../gloo/transport/tcp/pair.cc:534] Connection closed by peer [1]",
+         "peer_failure", "Connection closed by peer"),
+        (1, "Traceback (most recent call last):\n  File x\nValueError: boom on rank 1\n",
+         "exception", "ValueError: boom on rank 1"),
+        (1, "runtime.faults.FaultInjected: injected crash at step 7\n", "exception",
+         "runtime.faults.FaultInjected: injected crash at step 7"),
+        (-9, "[train] step 5 loss 4.2\n", "signal", "killed by SIGKILL"),
+        (137, "", "signal", "killed by SIGKILL"),
+        (2, "error: --steps 0: must be at least 1\n", "bad_input", "error: --steps 0"),
+        (3, "", "exit", "exited with code 3"),
+    ],
+)  # fmt: skip
+def test_classify(code: int, tail: str, cause: str, detail: str) -> None:
+    result = classify(code, HEADER + tail)
+    assert result.cause == cause and detail in result.detail
+    assert result.restartable is (cause != "bad_input")
+
+
+def test_classify_looks_only_at_the_current_attempt() -> None:
+    old = HEADER + "torch.OutOfMemoryError: CUDA out of memory\n"
+    assert classify(-9, old + HEADER + "[train] step 3\n").cause == "signal"
+
+
+def test_hang_timeout_learns_from_gaps_with_a_floor() -> None:
+    assert hang_timeout_s([], 3.0, 10.0) == 3.0
+    assert hang_timeout_s([0.05, 0.06, 0.2], 3.0, 10.0) == 3.0
+    assert hang_timeout_s([0.05, 2.0, 0.06], 3.0, 10.0) == 20.0  # a checkpoint pause
+
+
+def test_stalled_uses_the_startup_allowance_before_the_first_step() -> None:
+    seen = {0: (7, 100.0)}
+    assert stalled([0, 1], seen, 90.0, 102.0, 3.0, 60.0) == []
+    found = stalled([0, 1], seen, 90.0, 104.0, 3.0, 60.0)
+    assert [(s.rank, s.last_step, s.silent_s) for s in found] == [(0, 7, 4.0)]
+    late = stalled([0, 1], seen, 40.0, 104.0, 3.0, 60.0)
+    assert [s.rank for s in late] == [0, 1] and late[1].allowed_s == 60.0
+
+
+def test_find_stragglers() -> None:
+    assert find_stragglers({0: 0.01, 1: 0.06, 2: 0.011, 3: 0.0105}, 0.2) == {1: 5.714}
+    assert find_stragglers({0: 0.01, 1: 0.0115}, 0.2) == {}
+    assert find_stragglers({0: 0.01}, 0.2) == {}
+
+
+def test_progress_watcher_counts_gaps_within_one_generation(tmp_path: Path) -> None:
+    job = JobDir(tmp_path)
+    job.create()
+    watcher = ProgressWatcher(job, straggler_window=3)
+    watcher.new_generation(100.0)
+    for step, ts in ((1, 101.0), (2, 101.5), (3, 102.5)):
+        append_jsonl(job.progress_file(0), {"ts": ts, "rank": 0, "step": step, "compute_s": 0.1})
+    watcher.poll()
+    assert list(watcher.gaps) == [0.5, 1.0] and watcher.last_seen() == {0: (3, 102.5)}
+    assert watcher.medians() == {0: 0.1} and watcher.ever_progressed
+    watcher.new_generation(110.0)  # restarted: the gap across the restart is not a step gap
+    append_jsonl(job.progress_file(0), {"ts": 118.0, "rank": 0, "step": 4})
+    watcher.poll()
+    assert list(watcher.gaps) == [0.5, 1.0] and watcher.medians() == {}
+
+
+def test_config_rejects_bad_values_with_the_option_name(tmp_path: Path) -> None:
+    for kwargs, text in (
+        ({"restarts": -1}, "--restarts"),
+        ({"restart_mode": "magic"}, "--restart-mode"),
+        ({"hang_floor_s": 0}, "--hang-timeout-floor-s"),
+        ({"straggler_window": 1}, "--straggler-window"),
+        ({"node": "a b"}, "--node"),
+        ({"metrics_port": 70000}, "--metrics-port"),
+    ):
+        with pytest.raises(AgentInputError, match=text):
+            AgentConfig(job_dir=tmp_path, node=kwargs.pop("node", "n0"), **kwargs)  # type: ignore[arg-type]
+    cfg = AgentConfig(job_dir=tmp_path, node="n0", backoff_s=1.0, backoff_max_s=5.0)
+    assert [cfg.backoff_for(n) for n in (1, 2, 3, 4, 5)] == [0.0, 1.0, 2.0, 4.0, 5.0]
+
+
+def test_rank_exec_back_off_matches_the_agent() -> None:
+    env = {"SCALECTL_RESTART_BACKOFF": "1,5"}
+    assert [backoff_s({**env, "TORCHELASTIC_RESTART_COUNT": str(n)}) for n in range(6)] == [
+        0.0, 0.0, 1.0, 2.0, 4.0, 5.0,
+    ]  # fmt: skip
+    assert backoff_s({"TORCHELASTIC_RESTART_COUNT": "3"}) == 0.0
+
+
+def test_torchrun_arguments_and_reports() -> None:
+    args = ["--", "--nnodes=1:2", "--nproc-per-node", "2", "-m", "mod", "--max-restarts=3"]
+    assert torchrun.check_args(args) == args[1:]  # the module's own flag is left alone
+    with pytest.raises(AgentInputError, match="--restarts N"):
+        torchrun.check_args(["--max-restarts=3", "train.py"])
+    with pytest.raises(AgentInputError, match="no torchrun arguments"):
+        torchrun.check_args(["--"])
+    line = "E1125 ... failed (exitcode: -9) local_rank: 1 (pid: 4242) of binary: /py"
+    assert torchrun.parse_failure(line) == torchrun.FailureReport(-9, 1, 4242)
+    assert torchrun.parse_failure("all good") is None
+    forwarded = torchrun.forwarded_signals(False)
+    assert torchrun.signal_for_torchrun(signal.SIGUSR2, forwarded) == signal.SIGTERM
+    assert torchrun.signal_for_torchrun(signal.SIGUSR2, torchrun.forwarded_signals(True)) == (
+        signal.SIGUSR2
+    )
+    assert stop_exit_code(signal.SIGTERM) == 143 and stop_exit_code(signal.SIGUSR2) == 140
+
+
+def test_new_fault_kinds_parse() -> None:
+    parsed = faults.parse("slow@step=3,rank=1,secs=0.5;kill@step=4,target=node;"
+                          "signal@step=5,sig=TERM,target=agent")  # fmt: skip
+    assert [(f.kind, f.target, f.secs) for f in parsed] == [
+        ("slow", "rank", 0.5), ("kill", "node", None), ("signal", "agent", None),
+    ]  # fmt: skip
+    with pytest.raises(faults.FaultSpecError, match="'secs=S' is required"):
+        faults.parse("slow@step=3")
+    with pytest.raises(faults.FaultSpecError, match="target='moon'"):
+        faults.parse("kill@step=3,target=moon")
+    injector = faults.Injector(parsed, rank=1, job_dir=None)
+    assert injector.slowdown_s(2) == 0.0 and injector.slowdown_s(3) == injector.slowdown_s(9) == 0.5
+
+
+RANK_CHILD = """
+import os, sys, time
+from runtime.progress import enable_stack_dumps
+enable_stack_dumps()
+print("ready", flush=True)
+def waiting_in_a_collective():
+    time.sleep(60)
+waiting_in_a_collective()
+"""
+
+
+def test_worker_table_and_faulthandler_stacks(tmp_path: Path, monkeypatch) -> None:
+    """A parent (standing in for torchrun) with one rank child: the table finds it, and
+    without py-spy the faulthandler path dumps its stack, even while it is stopped."""
+    log = tmp_path / "n0.3.log"
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys; subprocess.run([sys.executable, '-c', sys.argv[1]])",
+         RANK_CHILD],
+        env={**os.environ, "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4",
+             "GROUP_WORLD_SIZE": "2", "TORCHELASTIC_RESTART_COUNT": "2"},
+        stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (worker,) = procs.WorkerTable().scan(parent.pid)
+        assert (worker.rank, worker.local_rank, worker.world_size, worker.nodes) == (3, 1, 4, 2)
+        assert worker.restart_count == 2
+        from runtime.progress import STACK_DUMP_SIGNAL
+
+        assert procs.catches(worker.pid, STACK_DUMP_SIGNAL)
+        assert not procs.catches(parent.pid, STACK_DUMP_SIGNAL)
+        os.kill(worker.pid, signal.SIGSTOP)
+        while procs.state(worker.pid) != "T":
+            time.sleep(0.01)
+        monkeypatch.setattr(stacks, "py_spy_path", lambda: None)
+        job = JobDir(tmp_path / "job")
+        path, method = stacks.dump(job, "n0", 3, worker.pid, log)
+        assert method == "faulthandler" and path is not None
+        assert "waiting_in_a_collective" in path.read_text()
+        monkeypatch.undo()
+        if stacks.py_spy_path() is not None:  # a [dev] dependency
+            path, method = stacks.dump(job, "n0", 3, worker.pid, log)
+            assert method == "py-spy" and path is not None
+            assert "waiting_in_a_collective" in path.read_text()
+    finally:
+        for pid in procs.children(parent.pid):
+            procs.kill(pid)
+        parent.kill()
+        parent.wait()
+
+
+def test_summary_from_a_job_directory(tmp_path: Path) -> None:
+    job = JobDir(tmp_path)
+    job.create()
+    t0 = 1000.0
+
+    def event(ts: float, name: str, **fields: object) -> None:
+        append_jsonl(job.events, {"ts": t0 + ts, "event": name, **fields})
+
+    event(0, "agent_started", source="agent", node="n0")
+    for step in range(1, 8):  # first attempt: steps 1..7, then a crash
+        append_jsonl(job.progress_file(0), {"ts": t0 + step, "step": step, "step_time_s": 0.5})
+    event(7.5, "fault_injected", kind="kill", spec="kill@step=8,rank=1")
+    event(8, "restarted", source="agent", node="n0", cause="signal", detected_ts=t0 + 7.7)
+    event(8.1, "restarted", source="agent", node="n1", cause="peer_failure")
+    for step in range(6, 11):  # resumed from step 5
+        append_jsonl(job.progress_file(0), {"ts": t0 + 20 + step, "step": step, "step_time_s": 0.5})
+    for seq, energy in enumerate((1000.0, 1600.0)):
+        gpu = {"index": 0, "uuid": "G", "energy_j": energy}
+        append_jsonl(job.telemetry_file("n0"), {"seq": seq, "gpus": [gpu]})
+    (job.root / "plan.json").write_text(json.dumps({"estimate": {"energy_mwh": 1e-6}}))
+    result = job_summary(job, t0 + 40)
+    assert result["wall_s"] == pytest.approx(40, abs=0.01)
+    assert (
+        result["productive_s"] == 5.0 and result["steps_lost"] == 2 and result["final_step"] == 10
+    )
+    assert result["restarts_by_cause"] == {"signal": 1} and result["peer_restarts"] == 1
+    (fault,) = result["faults"]
+    assert fault["fault"] == "kill@step=8,rank=1" and fault["last_step_before"] == 7
+    assert fault["resumed_at_step"] == 5 and fault["steps_lost"] == 2
+    assert fault["time_to_recover_s"] == pytest.approx(26 - 7.5)
+    assert result["energy"]["measured_j"] == 600.0
+    assert result["energy"]["measured_over_planned"] == pytest.approx(600 / 3.6e9 / 1e-6, rel=1e-3)
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "scalectl", "agent", "--job-dir", str(tmp_path),
+         "--restarts", "-2", "--", "--nproc-per-node=1", "x.py"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and run.stderr.strip().startswith("error: --restarts")
+    assert "Traceback" not in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "scalectl", "agent", "--job-dir", str(tmp_path), "--",
+         "--max-restarts=2", "x.py"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2 and "--restarts N" in run.stderr
+    assert not (tmp_path / "events.jsonl").exists()
