@@ -6,7 +6,10 @@ one place (:func:`node_command`) between the backend and torchrun.
 
 The chain on every node::
 
-    backend ─► [scalectl agent] ─► torchrun (elastic, c10d) ─► runtime.rank_exec ─► entrypoint
+    backend ─► scalectl agent ─► torchrun (elastic, c10d) ─► runtime.rank_exec ─► entrypoint
+
+The agent (``runtime.agent``) owns torchrun's ``--max-restarts`` (from ``max_restarts``),
+restarts, hang and straggler detection, preemption and telemetry.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from launcher.spec import JobSpec
 
 RANK_EXEC_MODULE = "runtime.rank_exec"
 """Wrapper each rank runs under: per-rank log file, header line, then exec."""
+
+AGENT_ARGV = ("-m", "scalectl", "agent")
+"""How a backend starts the node agent with a given Python (works in any venv)."""
 
 
 @dataclass(frozen=True)
@@ -64,21 +70,30 @@ def torchrun_argv(
     *,
     monitor_interval_s: float = 0.1,
 ) -> list[str]:
-    """``python -m torch.distributed.run ...`` for one node agent.
+    """``python -m torch.distributed.run ...`` for one node: plain torchrun, no agent
+    (what benchmarks compare the agent against)."""
+    args = torchrun_args(spec, rank_argv, rendezvous, monitor_interval_s=monitor_interval_s)
+    return [python, "-m", "torch.distributed.run", f"--max-restarts={spec.max_restarts}", *args]
+
+
+def torchrun_args(
+    spec: JobSpec,
+    rank_argv: Sequence[str],
+    rendezvous: Rendezvous,
+    *,
+    monitor_interval_s: float = 0.1,
+) -> list[str]:
+    """torchrun's arguments except ``--max-restarts`` (the agent sets that).
 
     ``-m runtime.rank_exec -- <rank argv>`` makes every rank run through the log
     wrapper; ``--no-python`` is never needed because the wrapper execs any command.
     """
     argv = [
-        python,
-        "-m",
-        "torch.distributed.run",
         f"--nnodes={spec.nodes.min}:{spec.nodes.max}",
         f"--nproc-per-node={spec.procs_per_node}",
         "--rdzv-backend=c10d",
         f"--rdzv-endpoint={rendezvous.endpoint}",
         f"--rdzv-id={rendezvous.run_id}",
-        f"--max-restarts={spec.max_restarts}",
         f"--monitor-interval={monitor_interval_s:g}",
     ]
     if rendezvous.conf:
@@ -96,13 +111,21 @@ def node_command(
     *,
     monitor_interval_s: float = 0.1,
 ) -> list[str]:
-    """What a backend starts on each node. Today: torchrun directly.
+    """What a backend starts on each node: the node agent wrapping the elastic torchrun.
 
-    When the runtime agent lands (issue 7) it wraps the torchrun argv here, and every
-    backend picks it up.
+    ``python -m scalectl agent --job-dir D --restarts N -- <torchrun args>``; the node
+    name comes from ``SCALECTL_NODE`` (``rank_environment``) or the host name.
     """
     rank_argv = entrypoint_argv(spec, job_dir, python)
-    return torchrun_argv(spec, rank_argv, rendezvous, python, monitor_interval_s=monitor_interval_s)
+    args = torchrun_args(spec, rank_argv, rendezvous, monitor_interval_s=monitor_interval_s)
+    return [
+        python,
+        *AGENT_ARGV,
+        f"--job-dir={job_dir}",
+        f"--restarts={spec.max_restarts}",
+        "--",
+        *args,
+    ]
 
 
 def omp_threads(spec: JobSpec, node_cpus: int) -> int:

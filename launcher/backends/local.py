@@ -203,12 +203,22 @@ class LocalBackend(Backend):
 
 
 def _stop_without_supervisor(procs: list[psutil.Process], grace_s: float) -> StopReport:
-    """Stop a job whose supervisor is gone: SIGTERM to torchrun only where it still runs
-    (it forwards one SIGTERM to each rank; a second would cut a trainer's checkpoint
-    short), to every process otherwise; then SIGKILL what is left after the grace."""
-    agents = [p for p in procs if _is_torchrun(p)]
-    signal_processes(agents or procs, signal.SIGTERM)
+    """Stop a job whose supervisor is gone: SIGTERM to the node agents only where they
+    still run (each forwards one SIGTERM through torchrun to each rank; a second would cut
+    a trainer's checkpoint short), else to torchrun, else to every process; then SIGKILL
+    what is left after the grace."""
+    agents = [p for p in procs if _is_agent(p)]
+    torchruns = [p for p in procs if _is_torchrun(p)]
+    signal_processes(agents or torchruns or procs, signal.SIGTERM)
     return stop_processes(procs, grace_s, term=False)
+
+
+def _is_agent(proc: psutil.Process) -> bool:
+    try:
+        cmdline = proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return "agent" in cmdline and any(part.endswith("scalectl") for part in cmdline)
 
 
 def _is_torchrun(proc: psutil.Process) -> bool:

@@ -4,13 +4,16 @@ Started by ``LocalBackend.submit`` with ``--detach``: it forks, the parent print
 child's pid and exits (so the CLI reaps it and the job never becomes anyone's zombie),
 and the child, in a session of its own, supervises the job:
 
-1. starts one torchrun node agent per local node (``launcher.commands.node_command``),
-   each in a process group of its own so a signal reaches torchrun only through us;
+1. starts one node agent (``scalectl agent``, which runs the elastic torchrun) per local
+   node (``launcher.commands.node_command``), each in a process group of its own so a
+   signal reaches it only through us;
 2. records ``started`` and the RUNNING state;
 3. every 0.2 s: reaps agents, enforces the time limit, prunes old checkpoints
-   (``checkpoint.keep_last``);
+   (``checkpoint.keep_last``); an agent killed by a signal while others still run is a
+   lost node: it is started again after ``NODE_RETURN_S`` (the node returns, as a
+   Kubernetes pod would; the job grows back), at most ``max_restarts`` times;
 4. on SIGTERM/SIGINT/SIGHUP (``scalectl cancel``) or at the time limit: SIGTERM to each
-   agent (torchrun passes it to the ranks, which checkpoint), SIGKILL to every process
+   agent (it passes it through torchrun to the ranks, which checkpoint), SIGKILL to every process
    of the job after ``local.stop_grace_s``;
 5. at the end: stops stragglers (anything still carrying the job's id), records
    ``finished`` with the exit code and the final state, and exits with that code.
@@ -35,6 +38,8 @@ from typing import Any
 
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0
+NODE_RETURN_S = 2.0
+"""Delay before a lost node's agent is started again."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +135,10 @@ class Supervisor:
         self.job_id: str = job["job_id"]
         self.spec = JobSpec.model_validate(job["spec"])
         self.agents: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.launch: dict[str, tuple[list[str], dict[str, str], str]] = {}
+        """Per node: argv, environment and working directory its agent was started with."""
+        self.node_returns = 0
+        self.lost_since: dict[str, float] = {}
         self.stop_signal: int | None = None
         self.stop_reason: str | None = None
         self.stop_state: Any = None
@@ -207,19 +216,8 @@ class Supervisor:
                 **rank_environment(spec, self.job_id, self.jobdir.root, node, cpus_available()),
             }
             argv = node_command(spec, self.jobdir.root, rendezvous, sys.executable)
-            log = self.jobdir.log_file(node, "torchrun")
-            with open(log, "ab") as out:
-                proc = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=workdir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    process_group=0,
-                )
-            self.agents.append((node, proc))
-            say(f"node {node}: torchrun pid {proc.pid}: {' '.join(argv)}")
+            self.launch[node] = (argv, env, workdir)
+            self.agents.append((node, self.spawn(node)))
         self.event(
             "started",
             supervisor_pid=os.getpid(),
@@ -229,12 +227,48 @@ class Supervisor:
         )
         self.set_state(JobState.RUNNING, "", only_from=[JobState.PENDING])
 
+    def spawn(self, node: str) -> subprocess.Popen[bytes]:
+        argv, env, workdir = self.launch[node]
+        with open(self.jobdir.log_file(node, "torchrun"), "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        say(f"node {node}: agent pid {proc.pid}: {' '.join(argv)}")
+        return proc
+
+    def return_lost_nodes(self, codes: list[int | None]) -> None:
+        """Start again the agent of a node that was killed while the job goes on."""
+        if self.stop_reason is not None or all(code is not None for code in codes):
+            return
+        now = time.monotonic()
+        for index, ((node, _), code) in enumerate(zip(self.agents, codes, strict=True)):
+            if code is None or code >= 0:
+                continue
+            if self.node_returns >= self.spec.max_restarts:
+                continue
+            since = self.lost_since.setdefault(node, now)
+            if now - since < NODE_RETURN_S:
+                continue
+            del self.lost_since[node]
+            self.node_returns += 1
+            say(f"node {node}: agent killed by signal {-code}; starting it again")
+            self.event("node_returned", node=node, lost_exit_code=code)
+            self.agents[index] = (node, self.spawn(node))
+
     def watch(self, start_s: float) -> list[int | None]:
         from launcher.states import JobState
 
         spec = self.spec
         next_prune = time.monotonic() + PRUNE_EVERY_S
         while True:
+            codes = [proc.poll() for _, proc in self.agents]
+            self.return_lost_nodes(codes)
             codes = [proc.poll() for _, proc in self.agents]
             if all(code is not None for code in codes):
                 return codes
@@ -274,7 +308,7 @@ class Supervisor:
 
     def begin_stop(self, reason: str, state: Any) -> None:
         grace_s = self.grace_s()
-        say(f"{reason}; sending SIGTERM to torchrun (grace {grace_s:g} s)")
+        say(f"{reason}; sending SIGTERM to the node agents (grace {grace_s:g} s)")
         self.stop_reason = reason
         self.stop_state = state
         self.stop_deadline = time.monotonic() + grace_s
@@ -298,7 +332,7 @@ class Supervisor:
             try:
                 proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
-                say(f"torchrun pid {proc.pid} did not exit")
+                say(f"agent pid {proc.pid} did not exit")
 
     def prune(self, keep_last: int) -> None:
         for path in checkpoints_to_prune(self.jobdir.complete_checkpoints(), keep_last):

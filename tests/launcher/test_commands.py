@@ -10,6 +10,7 @@ from launcher.commands import (
     node_command,
     omp_threads,
     rank_environment,
+    torchrun_argv,
 )
 from launcher.spec import spec_from_mapping
 
@@ -20,16 +21,23 @@ def make(**overrides: object):
     return spec_from_mapping({"name": "t", "entrypoint": {"module": "runtime.train"}, **overrides})
 
 
-def test_node_command_is_an_elastic_torchrun_through_rank_exec() -> None:
+def test_node_command_is_the_agent_around_an_elastic_torchrun_through_rank_exec() -> None:
     spec = make(nodes="1:3", procs_per_node=2, max_restarts=4, args=["--steps", "9"])
     rdzv = Rendezvous("127.0.0.1:29400", "job-1", {"last_call_timeout": 2})
     assert node_command(spec, JOB_DIR, rdzv, "/py") == [
-        "/py", "-m", "torch.distributed.run",
+        "/py", "-m", "scalectl", "agent", f"--job-dir={JOB_DIR}", "--restarts=4", "--",
         "--nnodes=1:3", "--nproc-per-node=2", "--rdzv-backend=c10d",
-        "--rdzv-endpoint=127.0.0.1:29400", "--rdzv-id=job-1", "--max-restarts=4",
+        "--rdzv-endpoint=127.0.0.1:29400", "--rdzv-id=job-1",
         "--monitor-interval=0.1", "--rdzv-conf=last_call_timeout=2",
         "-m", "runtime.rank_exec", "--", "/py", "-m", "runtime.train", "--steps", "9",
     ]  # fmt: skip
+
+
+def test_plain_torchrun_argv_keeps_the_restart_budget() -> None:
+    spec = make(max_restarts=4)
+    rdzv = Rendezvous("127.0.0.1:29400", "job-1")
+    argv = torchrun_argv(spec, ["/py", "t.py"], rdzv, "/py")
+    assert argv[:4] == ["/py", "-m", "torch.distributed.run", "--max-restarts=4"]
 
 
 def test_reference_trainer_gets_policy_flags_unless_given() -> None:

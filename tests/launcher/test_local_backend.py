@@ -185,9 +185,9 @@ def test_cancel_stops_every_process_and_leaves_no_orphan(cli, script) -> None:
     job_id = job_id_from(result.out)
     record = record_of(job_id)
     wait_for(lambda: _ready(record.job_dir, 2))
-    procs = wait_for(lambda: (found := job_processes(job_id)) and len(found) >= 5 and found)
-    # supervisor, torchrun, two ranks, and the daemon rank 0 started
-    assert len(procs) == 5, [p.cmdline() for p in procs]
+    procs = wait_for(lambda: (found := job_processes(job_id)) and len(found) >= 6 and found)
+    # supervisor, node agent, torchrun, two ranks, and the daemon rank 0 started
+    assert len(procs) == 6, [p.cmdline() for p in procs]
     assert wait_for(lambda: record_of(job_id).state is JobState.RUNNING)
 
     start = time.monotonic()
@@ -220,10 +220,10 @@ def test_time_limit_stops_gracefully_with_timeout(cli, script) -> None:
         time.sleep(120)
         """,
     )
-    result = cli("launch", "--time-limit", "3s", "-f", "--", "python", str(path))
+    result = cli("launch", "--time-limit", "8s", "-f", "--", "python", str(path))
     assert result.code == 1
     record = record_of(job_id_from(result.out))
-    assert record.state is JobState.TIMEOUT and "time limit of 3 s" in record.reason
+    assert record.state is JobState.TIMEOUT and "time limit of 8 s" in record.reason
     assert "checkpointing before exit" in (record.job_dir / "logs" / f"{HOST}.0.log").read_text()
     assert job_processes(record.id) == []
 
