@@ -323,6 +323,9 @@ class ScalectlApp(App[None]):
         line.append(f"  registry {text.short_path(self.registry, self.home)}", style="dim")
         self.query_one("#status", Static).update(line)
 
+    def on_jobs_pane_rows_shown(self, event: JobsPane.RowsShown) -> None:
+        self.update_status()
+
     # -- selection ----------------------------------------------------------------------
 
     def on_virtual_table_highlighted(self, event: VirtualTable.Highlighted) -> None:

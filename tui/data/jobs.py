@@ -201,6 +201,7 @@ class JobsSource:
     rows: dict[str, tuple[JobRecord, int, JobRow]] = field(default_factory=dict)
     message: str | None = None
     last_backend_refresh: float = 0.0
+    polled: bool = False
 
     def open(self) -> Store | None:
         if self.store is not None:
@@ -232,7 +233,8 @@ class JobsSource:
         elif self.records:
             self.records, self.order, self.signature = {}, [], None
             listed = True
-        changed = self._poll_facts() or listed or force
+        changed = self._poll_facts() or listed or force or not self.polled
+        self.polled = True
         if store is not None and self.refresh_backends:
             self._refresh_backends(store)
         rows = self._rows() if changed else None

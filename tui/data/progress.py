@@ -151,6 +151,8 @@ class ProgressSeries:
             cut = bisect.bisect_left(self.eval_steps, step)
             del self.eval_steps[cut:]
             del self.eval_loss[cut:]
+            # "Now" figures start again with the new attempt (no downtime in the rate).
+            self.recent.clear()
         loss = record.get("loss")
         self.steps.append(step)
         self.loss.append(float(loss) if isinstance(loss, int | float) else None)

@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Input, Static
 
 from tui import text
@@ -136,6 +137,9 @@ class JobsPane(Vertical):
         Binding("escape", "clear_filter", "clear filter", show=False),
     ]
 
+    class RowsShown(Message):
+        """The shown rows changed (filter, sort or new data): the status line follows."""
+
     def __init__(self, *, now: Callable[[], float] = time.time, id: str | None = None) -> None:
         super().__init__(id=id)
         self.now = now
@@ -146,7 +150,11 @@ class JobsPane(Vertical):
         self.shown: list[JobRow] = []
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: words of name, id, backend, state or reason", id="filter")
+        yield Input(
+            placeholder="filter: words of name, id, backend, state or reason (Esc clears)",
+            id="filter",
+            compact=True,
+        )
         yield VirtualTable(
             COLUMNS,
             row_cells(self.now),
@@ -180,6 +188,7 @@ class JobsPane(Vertical):
         shown = filter_rows(self.all_rows, self.filter_text)
         self.shown = sort_rows(shown, self.sort_column, self.sort_descending)
         self.table.set_rows(self.shown, keep_key=keep_key)
+        self.post_message(self.RowsShown())
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "filter":

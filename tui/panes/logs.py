@@ -44,7 +44,9 @@ class LogsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="logs-title")
-        yield Input(placeholder="search this log (Enter: keep, Esc: clear)", id="log-search")
+        yield Input(
+            placeholder="search this log (Enter: keep, Esc: clear)", id="log-search", compact=True
+        )
         yield LogView(id="log-view")
 
     @property

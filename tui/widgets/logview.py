@@ -91,7 +91,7 @@ class LogView(ScrollView, can_focus=True):
             )
         self._resize()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True)
+            self.scroll_end(animate=False, x_axis=False)
         self.refresh()
 
     def _resize(self) -> None:
@@ -103,11 +103,11 @@ class LogView(ScrollView, can_focus=True):
     def set_follow(self, follow: bool) -> None:
         if follow == self.follow:
             if follow:
-                self.scroll_end(animate=False, immediate=True)
+                self.scroll_end(animate=False, x_axis=False)
             return
         self.follow = follow
         if follow:
-            self.scroll_end(animate=False, immediate=True)
+            self.scroll_end(animate=False, x_axis=False)
         self.post_message(self.FollowChanged(follow))
 
     def toggle_timestamps(self) -> None:
