@@ -150,11 +150,10 @@ async def test_sort_by_key_and_by_clicking_a_header(home: Path) -> None:
         assert names == sorted(names, key=str.lower)
         await pilot.press("S")
         assert [row.name for row in table(app).rows] == sorted(names, key=str.lower)[::-1]
-        # Click the "step" header: the column starts at x=... find it from the layout.
+        # Click the "step" header (where the table's layout puts it).
         grid = table(app)
-        x = next(
-            start for (start, _), column in zip(grid._layout(), grid.columns) if column.key == "step"
-        )
+        starts = {c.key: start for (start, _), c in zip(grid._layout(), grid.columns, strict=True)}
+        x = starts["step"]
         await pilot.click("#jobs-table", offset=(x + 1, 0))
         assert grid.sort_column == "step"
         steps = [row.step or -1 for row in table(app).rows]

@@ -315,4 +315,3 @@ def test_text_formatting() -> None:
     assert text.short_path("/h/jobs/x", Path("/h")) == "$SCALECTL_HOME/jobs/x"
     assert text.truncate("abcdef", 4) == "abc…"
     assert text.clock(fx.NOW) == "15:06:40"
-
