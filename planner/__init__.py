@@ -11,7 +11,14 @@ Public API (imported lazily, so ``import planner`` stays cheap for the CLI)::
                          list_gpus, list_models, load_hf_config, parse_count,
                          PlanInputError)
 
-For many layouts at once (the layout search)::
+The layout search (every valid layout, ranked, with the Pareto front of time and cost)::
+
+    result = planner.search(model, cluster, training, pinned={"tp": 8},
+                            objective="time", top_k=10,
+                            constraints=planner.SearchConstraints(deadline_days=90))
+    result.ranked, result.why_not, result.pareto, result.problem, result.nearest
+
+For many layouts at once (what the search runs on)::
 
     x = planner.candidate_inputs(model, cluster.accelerator(), cluster, training,
                                  dp=dps, tp=tps, pp=pps, sharding=["zero1", ...], ...)
@@ -55,6 +62,10 @@ _EXPORTS = {
     "constants": "planner.inputs",
     "candidate_inputs": "planner.inputs",
     "to_estimate": "planner.estimator",
+    "search": "planner.layout_search",
+    "SearchConstraints": "planner.layout_search",
+    "SearchResult": "planner.layout_search",
+    "NoFeasibleLayout": "planner.layout_search",
 }
 
 __all__ = [
@@ -65,8 +76,11 @@ __all__ = [
     "Layout",
     "MemoryGiB",
     "ModelSpec",
+    "NoFeasibleLayout",
     "Plan",
     "PlanInputError",
+    "SearchConstraints",
+    "SearchResult",
     "StepEstimate",
     "TrainTotals",
     "TrainingSpec",
@@ -85,6 +99,7 @@ __all__ = [
     "load_hf_config",
     "make_plan",
     "parse_count",
+    "search",
     "stack_inputs",
     "to_estimate",
     "validate",
@@ -98,6 +113,7 @@ if TYPE_CHECKING:
     from planner.estimator import estimate, make_plan, to_estimate
     from planner.hf_config import load_hf_config
     from planner.inputs import Inputs, build_inputs, candidate_inputs, constants, stack_inputs
+    from planner.layout_search import NoFeasibleLayout, SearchConstraints, SearchResult, search
     from planner.result import Estimate, MemoryGiB, Plan, StepEstimate, TrainTotals
     from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
     from planner.units import parse_count

@@ -1,0 +1,353 @@
+"""Every valid layout of a planning problem, as numpy arrays in a tree of levels.
+
+The layout search does not loop over layouts in Python: it builds them level by level,
+each level repeating the rows of the one before for each option of its knobs::
+
+    level 0  shape       gpus, tp, cp, pp, dp      (dp·tp·pp·cp = gpus)
+    level 1  kernels     sp, micro_batch, ep
+    level 2  schedule    interleave
+    level 3  sharding    sharding, hsdp_shard
+    level 4  recompute   recompute
+
+A row of level k has a parent row in level k-1 (``parents[k]``); the candidates are the
+rows of the last level. Keeping the levels apart lets the vectorised cost model
+(:mod:`planner.vector`) compute what depends only on the shape once per shape, what
+depends on the micro-batch once per kernel row, and so on (a GEMM's time does not
+depend on the sharding mode), instead of once per candidate.
+
+What is enumerated (every layout the checks accept, with these policies):
+
+* tp: divisors of the GPUs per node (tensor parallelism stays inside a node) that divide
+  the heads, KV heads and FFN width; cp: divisors of the sequence length; pp: 1 .. layers
+  (uneven stages allowed: the last stages get fewer layers); dp: divisors of the global
+  batch; their product is the GPU count;
+* sequence parallelism on and off when tp > 1 (it changes nothing at tp = 1);
+* micro-batch: every divisor of the per-replica batch;
+* expert parallelism (MoE): divisors of the expert count that divide dp·cp;
+* interleave: 1, and v > 1 when pp > 1 and pp·v divides the layers (Megatron-LM requires
+  whole layers per virtual stage);
+* sharding: none when dp·cp = 1 (the others would be the same layout); otherwise none,
+  ZeRO-1, ZeRO-2, ZeRO-3/FSDP and HSDP with every shard group size h, 1 < h < dp, that
+  divides dp (h = dp is ZeRO-3);
+* recompute: none, selective, full.
+
+A pinned knob (``pinned``) takes only its given value, which need only pass the checks
+(:data:`planner.checks.RULES`, applied here to every level as soon as its fields exist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planner.checks import RULES, problem_of, rules_ok
+from planner.errors import PlanInputError
+from planner.inputs import RECOMPUTE_CODES, SHARDING_CODES
+from planner.specs import ClusterSpec, Layout, ModelSpec, TrainingSpec
+
+LEVELS: tuple[tuple[str, ...], ...] = (
+    ("gpus", "tp", "cp", "pp", "dp"),
+    ("sp", "micro_batch", "ep"),
+    ("interleave",),
+    ("sharding", "hsdp_shard"),
+    ("recompute",),
+)
+"""The knobs each level adds (Inputs names; ``gpus`` is the GPU count of the candidate)."""
+
+PINNABLE = {
+    "dp": "dp",
+    "tp": "tp",
+    "pp": "pp",
+    "cp": "cp",
+    "ep": "ep",
+    "sharding": "sharding",
+    "hsdp_shard_size": "hsdp_shard",
+    "micro_batch": "micro_batch",
+    "recompute": "recompute",
+    "interleave": "interleave",
+    "sequence_parallel": "sp",
+}
+"""Layout field -> Inputs name of the knobs that can be pinned."""
+
+_SHARDING_NAMES = {code: name for name, code in SHARDING_CODES.items()}
+_RECOMPUTE_NAMES = {code: name for name, code in RECOMPUTE_CODES.items()}
+
+
+def divisors(n: int) -> list[int]:
+    """Positive divisors of ``n``, ascending."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+@dataclass
+class CandidateTree:
+    """Candidates as levels of numpy arrays (see the module docstring)."""
+
+    levels: list[dict[str, np.ndarray]]
+    """Per level, its knobs' values (float64 arrays, one entry per row)."""
+    parents: list[np.ndarray | None]
+    """Per level, the row of the previous level each row extends (None for level 0)."""
+    _maps: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def size(self) -> int:
+        """Number of candidates (rows of the last level)."""
+        return len(next(iter(self.levels[-1].values())))
+
+    def rows(self, level: int) -> int:
+        """Rows of ``level``."""
+        return len(next(iter(self.levels[level].values())))
+
+    def index_map(self, source: int, target: int) -> np.ndarray:
+        """For each row of level ``target``, its ancestor row in level ``source``."""
+        key = (source, target)
+        found = self._maps.get(key)
+        if found is None:
+            parent = self.parents[target]
+            assert parent is not None and source < target
+            found = parent if source == target - 1 else self.index_map(source, target - 1)[parent]
+            self._maps[key] = found
+        return found
+
+    def column(self, name: str, level: int | None = None) -> np.ndarray:
+        """Values of knob ``name`` for every row of ``level`` (default: the candidates)."""
+        target = len(self.levels) - 1 if level is None else level
+        for source, values in enumerate(self.levels):
+            if name in values:
+                if source == target:
+                    return values[name]
+                return values[name][self.index_map(source, target)]
+        raise KeyError(name)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Every knob at the candidate level."""
+        return {name: self.column(name) for names in LEVELS for name in names}
+
+    def select(self, rows: np.ndarray) -> CandidateTree:
+        """The tree restricted to these candidates (an index array or a boolean mask of the
+        last level), ancestors no candidate uses dropped."""
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, dtype=np.intp)
+        last = len(self.levels) - 1
+        levels = list(self.levels)
+        parents = list(self.parents)
+        keep = rows
+        for level in range(last, -1, -1):
+            levels[level] = {name: values[keep] for name, values in self.levels[level].items()}
+            parent = self.parents[level]
+            if parent is None:
+                break
+            used = parent[keep]
+            unique, inverse = np.unique(used, return_inverse=True)
+            parents[level] = inverse.astype(np.intp)
+            keep = unique
+        return CandidateTree(levels, parents)
+
+    def layout(self, index: int) -> Layout:
+        """Candidate ``index`` as a :class:`~planner.specs.Layout`."""
+        values = {name: float(self.column_at(name, index)) for names in LEVELS for name in names}
+        return layout_from_values(values)
+
+    def column_at(self, name: str, index: int) -> float:
+        """One candidate's value of knob ``name`` (without building the whole column)."""
+        last = len(self.levels) - 1
+        for source, values in enumerate(self.levels):
+            if name in values:
+                row = index if source == last else int(self.index_map(source, last)[index])
+                return float(values[name][row])
+        raise KeyError(name)
+
+
+def layout_from_values(values: Mapping[str, float]) -> Layout:
+    """A Layout from knob values keyed by Inputs name (codes for the categorical ones)."""
+    sharding = _SHARDING_NAMES[float(values["sharding"])]
+    return Layout(
+        dp=int(values["dp"]),
+        tp=int(values["tp"]),
+        pp=int(values["pp"]),
+        cp=int(values["cp"]),
+        sharding=sharding,
+        hsdp_shard_size=int(values["hsdp_shard"]) if sharding == "hsdp" else None,
+        micro_batch=int(values["micro_batch"]),
+        recompute=_RECOMPUTE_NAMES[float(values["recompute"])],
+        interleave=int(values["interleave"]),
+        sequence_parallel=bool(values["sp"]),
+        ep=int(values["ep"]),
+    )
+
+
+def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
+    """Pinned Layout fields as Inputs names and numbers; unknown fields are refused."""
+    out: dict[str, float] = {}
+    for key, value in (pinned or {}).items():
+        if value is None:
+            continue
+        name = PINNABLE.get(key)
+        if name is None:
+            raise PlanInputError(
+                f"pinned: {key!r} is not a layout knob; pin one of {', '.join(PINNABLE)}."
+            )
+        if name == "sharding":
+            text = str(value).lower()
+            aliases = {"0": "none", "1": "zero1", "2": "zero2", "3": "zero3", "fsdp": "zero3"}
+            text = aliases.get(text, text)
+            if text not in SHARDING_CODES:
+                raise PlanInputError(
+                    f"pinned sharding {value!r}: use none, zero1, zero2, zero3 (fsdp) or hsdp."
+                )
+            out[name] = SHARDING_CODES[text]
+        elif name == "recompute":
+            if value not in RECOMPUTE_CODES:
+                raise PlanInputError(f"pinned recompute {value!r}: use none, selective or full.")
+            out[name] = RECOMPUTE_CODES[value]
+        elif name == "sp":
+            out[name] = 1.0 if value else 0.0
+        else:
+            if isinstance(value, bool) or int(value) != value or value <= 0:
+                raise PlanInputError(
+                    f"pinned {key}: must be a positive whole number, got {value!r}."
+                )
+            out[name] = float(value)
+    if "hsdp_shard" in out:
+        if out.setdefault("sharding", SHARDING_CODES["hsdp"]) != SHARDING_CODES["hsdp"]:
+            raise PlanInputError("pinned hsdp_shard_size goes with sharding='hsdp' only.")
+        if out["hsdp_shard"] <= 1:
+            raise PlanInputError("pinned hsdp_shard_size must be at least 2.")
+    return out
+
+
+def _expand(
+    tree_levels: list[dict[str, np.ndarray]],
+    parents: list[np.ndarray | None],
+    mask: np.ndarray,
+    new: dict[str, np.ndarray],
+    into_new_level: bool,
+) -> None:
+    """Grow the tree by the options ``new`` (one column per option) where ``mask`` (rows x
+    options) is true: as a new level, or folded into the current last level."""
+    rows, options = np.nonzero(mask)
+    values = {name: np.broadcast_to(t, mask.shape)[rows, options] for name, t in new.items()}
+    if into_new_level:
+        tree_levels.append(values)
+        parents.append(rows.astype(np.intp))
+        return
+    last = tree_levels[-1]
+    tree_levels[-1] = {name: column[rows] for name, column in last.items()} | values
+    parent = parents[-1]
+    if parent is not None:
+        parents[-1] = parent[rows]
+
+
+def _options(name: str, default: Sequence[float], pins: Mapping[str, float]) -> np.ndarray:
+    return np.asarray([pins[name]] if name in pins else default, dtype=float)
+
+
+def enumerate_layouts(
+    model: ModelSpec,
+    cluster: ClusterSpec,
+    training: TrainingSpec,
+    gpu_counts: Sequence[int],
+    pinned: Mapping[str, Any] | None = None,
+) -> CandidateTree:
+    """Every valid layout for each GPU count in ``gpu_counts`` (see the module docstring).
+
+    Raises PlanInputError for a pinned value of an unknown knob; a pinned value that no
+    layout can use simply yields an empty tree.
+    """
+    pins = pinned_values(pinned)
+    problem = problem_of(model, training)
+    per_node = cluster.gpus_per_node
+    layers, batch, seq = model.num_layers, training.global_batch_seqs, training.seq_len
+    counts = np.asarray(sorted(set(int(g) for g in gpu_counts)), dtype=float)
+    default_tp = [float(d) for d in divisors(per_node)]
+
+    # --- level 0: shapes -----------------------------------------------------------------
+    tp = _options("tp", default_tp, pins)
+    cp = _options("cp", [float(d) for d in divisors(seq) if d <= counts.max()], pins)
+    pp = _options("pp", [float(p) for p in range(1, min(layers, int(counts.max())) + 1)], pins)
+    dp = _options("dp", [float(d) for d in divisors(batch) if d <= counts.max()], pins)
+    grid = np.meshgrid(tp, cp, pp, dp, indexing="ij")
+    shape = {name: g.ravel() for name, g in zip(("tp", "cp", "pp", "dp"), grid, strict=True)}
+    shape["gpus"] = shape["tp"] * shape["cp"] * shape["pp"] * shape["dp"]
+    keep = np.isin(shape["gpus"], counts) & rules_ok(shape, problem, set(shape))
+    levels: list[dict[str, np.ndarray]] = [{k: v[keep] for k, v in shape.items()}]
+    parents: list[np.ndarray | None] = [None]
+
+    def fields() -> set[str]:
+        return {name for level in levels for name in level}
+
+    def column(name: str) -> np.ndarray:
+        return CandidateTree(levels, parents).column(name)
+
+    def finish_rules(new_fields: set[str]) -> None:
+        """Apply the rules that became checkable with ``new_fields``."""
+        known = fields()
+        pending = [r for r in RULES if set(r.fields) <= known and set(r.fields) & new_fields]
+        if not pending:
+            return
+        values = {name: column(name) for r in pending for name in r.fields}
+        ok = np.ones(len(next(iter(levels[-1].values()))), dtype=bool)
+        for rule in pending:
+            ok &= np.broadcast_to(rule.ok(values, problem), ok.shape)
+        if not ok.all():
+            _expand(levels, parents, ok[:, None], {}, into_new_level=False)
+
+    # --- level 1: sequence parallelism, micro-batch, expert parallelism --------------------
+    tp1 = levels[0]["tp"][:, None]
+    sp_table = _options("sp", [0.0, 1.0], pins)[None, :]
+    # SP changes nothing at tp = 1, so only "off" is enumerated there (unless pinned).
+    sp_mask = np.ones((len(tp1), 1), bool) if "sp" in pins else (tp1 > 1) | (sp_table == 0)
+    _expand(levels, parents, np.broadcast_to(sp_mask, (len(tp1), sp_table.shape[1])),
+            {"sp": sp_table}, into_new_level=True)  # fmt: skip
+    micro = _options("micro_batch", [float(d) for d in divisors(batch)], pins)[None, :]
+    per_replica = batch / column("dp")[:, None]
+    _expand(levels, parents, per_replica % micro == 0, {"micro_batch": micro}, False)
+    if model.is_moe:
+        ep_table = _options("ep", [float(d) for d in divisors(model.num_experts)], pins)[None, :]
+        dp_cp = (column("dp") * column("cp"))[:, None]
+        _expand(levels, parents, dp_cp % ep_table == 0, {"ep": ep_table}, False)
+    else:
+        ep_table = _options("ep", [1.0], pins)[None, :]
+        _expand(levels, parents, np.ones((len(levels[-1]["sp"]), 1), bool), {"ep": ep_table},
+                False)  # fmt: skip
+    finish_rules({"sp", "micro_batch", "ep"})
+
+    # --- level 2: interleaved pipeline ---------------------------------------------------
+    pp2 = column("pp")[:, None]
+    if "interleave" in pins:
+        table = np.asarray([[pins["interleave"]]])
+        mask = (table == 1) | (pp2 > 1)
+    else:
+        table = np.asarray([float(v) for v in divisors(layers)])[None, :]
+        mask = (table == 1) | ((pp2 > 1) & (layers % (pp2 * table) == 0))
+    _expand(levels, parents, np.broadcast_to(mask, (len(pp2), table.shape[1])),
+            {"interleave": table}, True)  # fmt: skip
+    finish_rules({"interleave"})
+
+    # --- level 3: data-parallel sharding ----------------------------------------------------
+    dp3 = column("dp")[:, None]
+    dp_cp3 = dp3 * column("cp")[:, None]
+    hsdp = SHARDING_CODES["hsdp"]
+    plain = [SHARDING_CODES[n] for n in ("none", "zero1", "zero2", "zero3")]
+    sizes = [float(d) for d in divisors(batch) if d > 1]
+    codes = np.asarray(plain + [hsdp] * len(sizes))[None, :]
+    shard = np.asarray([1.0] * len(plain) + sizes)[None, :]
+    is_hsdp = codes == hsdp
+    if "sharding" not in pins:
+        mask = np.where(is_hsdp, (dp3 % shard == 0) & (shard < dp3), (dp_cp3 > 1) | (codes == 0))
+    elif pins["sharding"] == hsdp:
+        mask = is_hsdp & (dp3 % shard == 0) & (shard <= dp3)
+        if "hsdp_shard" in pins:
+            mask &= shard == pins["hsdp_shard"]
+    else:  # a pinned mode is kept even where it equals another (dp·cp = 1)
+        mask = np.broadcast_to(codes == pins["sharding"], (len(dp3), codes.shape[1]))
+    _expand(levels, parents, mask, {"sharding": codes, "hsdp_shard": shard}, True)
+
+    # --- level 4: activation recomputation ------------------------------------------------
+    recompute = _options("recompute", sorted(RECOMPUTE_CODES.values()), pins)[None, :]
+    n3 = len(levels[-1]["sharding"])
+    _expand(levels, parents, np.ones((n3, recompute.shape[1]), bool),
+            {"recompute": recompute}, True)  # fmt: skip
+    return CandidateTree(levels, parents)
