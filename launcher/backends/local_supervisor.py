@@ -38,8 +38,16 @@ from typing import Any
 
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0
-NODE_RETURN_S = 2.0
-"""Delay before a lost node's agent is started again."""
+NODE_RETURN_S = 5.0
+"""Delay before a lost node's agent is started again (``SCALECTL_LOCAL_NODE_RETURN_S``
+overrides it: tests make the node stay away long enough to see the job shrink)."""
+
+
+def node_return_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get("SCALECTL_LOCAL_NODE_RETURN_S", NODE_RETURN_S)))
+    except ValueError:
+        return NODE_RETURN_S
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +261,7 @@ class Supervisor:
             if self.node_returns >= self.spec.max_restarts:
                 continue
             since = self.lost_since.setdefault(node, now)
-            if now - since < NODE_RETURN_S:
+            if now - since < node_return_s():
                 continue
             del self.lost_since[node]
             self.node_returns += 1

@@ -32,6 +32,9 @@ BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
 restarts (the agent cannot delay those itself)."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 
+_SECONDARY = ("peer_failure", "torchrun_exit", "unknown")
+"""Causes that, followed by a smaller world, mean a node was lost."""
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -63,7 +66,10 @@ class NodeAgent:
         self.stragglers: set[int] = set()
         self.workers_seen: dict[int, procs.Worker] = {}
         self.world_size: int | None = None
-        self.final_cause: dict[str, Any] | None = None
+        self.generation_workers = 0
+        """Most local workers seen at once in this generation."""
+        self.agent_restart: dict[str, Any] | None = None
+        """The agent's own restart of torchrun, recorded once its workers are up."""
 
     # -- output ---------------------------------------------------------------------
 
@@ -143,6 +149,9 @@ class NodeAgent:
             remaining = self.cfg.restarts - self.restarts_used
             in_place = remaining if self.cfg.restart_mode == "torchrun" else 0
             code = self._run_torchrun(in_place)
+            if self.agent_restart is not None:  # torchrun ended before new workers came up
+                self.event("restarted", **self.agent_restart)
+                self.agent_restart = None
             if self.stop_signal is not None:
                 return self._finish_stop(code)
             if code == 0:
@@ -169,14 +178,14 @@ class NodeAgent:
             self._sleep(backoff)
             if self.stop_signal is not None:
                 return self._finish_stop(code)
-            self.event(
-                "restarted",
-                by="agent",
-                attempt=self.restarts_used,
-                backoff_s=backoff,
-                restarts_left=self.cfg.restarts - self.restarts_used,
+            # Recorded when the new workers are up, so it can say at what size.
+            self.agent_restart = {
+                "by": "agent",
+                "attempt": self.restarts_used,
+                "backoff_s": backoff,
+                "restarts_left": self.cfg.restarts - self.restarts_used,
                 **incident,
-            )
+            }
 
     def _torchrun_incident(self, code: int) -> dict[str, Any]:
         now = time.time()
@@ -297,6 +306,7 @@ class NodeAgent:
     ) -> None:
         self.watcher.new_generation(time.time())
         self.stragglers.clear()
+        self.generation_workers = len(workers)
         ranks = [w.rank for w in workers]
         nodes = workers[0].nodes
         self.say(
@@ -304,6 +314,13 @@ class NodeAgent:
         )
         previous_world = self.world_size
         self.world_size = now[1]
+        shrank = previous_world is not None and now[1] < previous_world
+        if before is None and self.agent_restart is not None:
+            incident = self.agent_restart
+            self.agent_restart = None
+            if shrank and incident["cause"] in _SECONDARY:
+                incident = {**incident, "cause": "node_lost"}
+            self.event("restarted", world_size=now[1], nodes=nodes, **incident)
         if before is not None and now[0] > before[0]:
             # torchrun restarted its workers in place after a failure
             self.restarts_used += now[0] - before[0]
@@ -348,7 +365,7 @@ class NodeAgent:
             log_path = self.job.log_file(
                 self.cfg.node, rank if rank is not None else report.local_rank
             )
-            cause = classify.classify(report.exit_code, _tail(log_path))
+            cause = classify.classify(report.exit_code, _tail(log_path), report.pid)
             signum = classify.signal_of(report.exit_code)
             self.say(
                 f"rank {rank} (local {report.local_rank}, pid {report.pid}) failed: "
@@ -374,7 +391,14 @@ class NodeAgent:
                 }
 
     def _check_hang(self, workers: list[procs.Worker]) -> None:
+        self.generation_workers = max(self.generation_workers, len(workers))
         if not self.watcher.ever_progressed or self.pending is not None:
+            return
+        if self.watcher.completed:
+            return  # after the last step ranks save, tear down and exit: no steps to wait for
+        if len(workers) < self.generation_workers:
+            # A rank has exited while the others run: the job is finishing (ranks leave
+            # one by one after the last step) or failing (torchrun acts on that), not hung.
             return
         timeout = self.watcher.timeout_s(self.cfg.hang_floor_s, self.cfg.hang_multiplier)
         now = time.time()
@@ -432,7 +456,9 @@ class NodeAgent:
     def _check_stragglers(self, workers: list[procs.Worker]) -> None:
         medians = self.watcher.medians()
         live = {w.rank for w in workers}
-        slow = find_stragglers(medians, self.cfg.straggler_threshold)
+        slow = find_stragglers(
+            medians, self.cfg.straggler_threshold, self.cfg.straggler_min_excess_s
+        )
         for rank, ratio in slow.items():
             if rank in live and rank not in self.stragglers:
                 self.stragglers.add(rank)

@@ -65,6 +65,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
+_RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s*")
+"""torch prefixes the uncaught exception's lines of a rank with ``[rank0]: ``."""
 _EXCEPTION_LINE = re.compile(
     r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Injected|Interrupt|Exit|Failure)\b.*$"
 )
@@ -104,8 +106,19 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def current_attempt(log_text: str) -> str:
-    """The part of a rank log written since the rank's last start (its last header)."""
+def current_attempt(log_text: str, pid: int | None = None) -> str:
+    """The part of a rank log written by one start of the rank: the one whose header
+    names ``pid`` (up to the next header), else the last one.
+
+    By the time a failure is read, torchrun may have restarted the rank and a new header
+    follows the failed attempt's output.
+    """
+    if pid is not None:
+        index = log_text.rfind(f" pid={pid} ")
+        if index >= 0:
+            start = log_text.rfind(HEADER_PREFIX, 0, index)
+            end = log_text.find(HEADER_PREFIX, index)
+            return log_text[max(0, start) : end if end >= 0 else len(log_text)]
     index = log_text.rfind(HEADER_PREFIX)
     return log_text if index < 0 else log_text[index:]
 
@@ -113,15 +126,16 @@ def current_attempt(log_text: str) -> str:
 def exception_line(log_text: str) -> str | None:
     """The last line that looks like a Python exception (``ValueError: boom``)."""
     for line in reversed(log_text.splitlines()):
-        text = line.strip()
+        text = _RANK_PREFIX.sub("", line.strip())
         if _EXCEPTION_LINE.match(text):
             return text[:300]
     return None
 
 
-def classify(exit_code: int | None, log_tail: str) -> FailureCause:
-    """Classify one rank failure from its exit status and the tail of its log."""
-    text = current_attempt(log_tail)
+def classify(exit_code: int | None, log_tail: str, pid: int | None = None) -> FailureCause:
+    """Classify one rank failure from its exit status and the tail of its log (the part
+    written by process ``pid``, when given)."""
+    text = current_attempt(log_tail, pid)
     for cause, pattern in _PATTERNS:
         match = pattern.search(text)
         if match is not None:

@@ -48,6 +48,8 @@ class AgentConfig:
     over the window is a straggler (0.2 = 20 % slower)."""
     straggler_window: int = 20
     """Steps per rank the straggler check looks at."""
+    straggler_min_excess_s: float = 0.01
+    """…and by at least this many seconds per step (timing jitter of tiny steps)."""
     stop_grace_s: float = 120.0
     """After a stop signal: how long the ranks get to checkpoint and exit before SIGKILL."""
     poll_s: float = 0.5

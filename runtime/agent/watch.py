@@ -9,12 +9,16 @@ workers. Gaps, not ``step_time_s``: a gap also holds the checkpoint and evaluati
 that happen between steps, which must not look like a hang. Before a rank's first step of
 a generation (start-up: imports, rendezvous, checkpoint load, compilation) the allowance
 is ``startup_s`` instead. Detection is armed only once the job has reported progress at
-all: a script that never reports cannot be told from a hung one.
+all (a script that never reports cannot be told from a hung one) and is off once the
+generation has recorded ``training_complete`` in events.jsonl (after the last step the
+ranks save, tear down and exit; there is no next step to wait for). Scripts other than
+the reference trainer can say so with ``runtime.progress.event("training_complete")``.
 
 Straggler (``find_stragglers``): per rank, the median over its last ``window`` steps of
 the per-step compute time (``compute_s`` from the reference trainer: forward compute
 outside collectives; ``step_time_s`` for scripts that report only that); a rank whose
-median exceeds ``(1 + threshold) ×`` the median of the other ranks' medians is a
+median exceeds ``(1 + threshold) ×`` the median of the other ranks' medians, and by at
+least ``min_excess_s`` (so millisecond jitter of tiny steps is no straggler), is a
 straggler. Medians, so a single slow step (GC, a page fault storm) does not count; the
 whole window must be slow for the median to move.
 """
@@ -73,7 +77,9 @@ def stalled(
     return found
 
 
-def find_stragglers(medians: dict[int, float], threshold: float) -> dict[int, float]:
+def find_stragglers(
+    medians: dict[int, float], threshold: float, min_excess_s: float = 0.0
+) -> dict[int, float]:
     """Ranks whose median step metric exceeds the others' by more than ``threshold``.
 
     Returns rank → ratio (its median over the median of the other ranks' medians).
@@ -85,7 +91,8 @@ def find_stragglers(medians: dict[int, float], threshold: float) -> dict[int, fl
     for rank, value in medians.items():
         others = [v for r, v in medians.items() if r != rank]
         reference = statistics.median(others)
-        if reference > 0 and value > (1.0 + threshold) * reference:
+        slow = value > (1.0 + threshold) * reference and value - reference >= min_excess_s
+        if reference > 0 and slow:
             out[rank] = round(value / reference, 3)
     return out
 
@@ -109,16 +116,26 @@ class ProgressWatcher:
         self.ever_progressed = False
         """Whether any rank of the job has ever reported a step (arms hang detection)."""
         self.max_step: int | None = None
+        self.completed = False
+        """A ``training_complete`` event was recorded in this generation."""
         self._ranks: dict[int, _RankState] = {}
+        self._events_offset = 0
 
     def new_generation(self, start_ts: float) -> None:
         """Workers were (re)started at ``start_ts``: forget per-generation state."""
         self.generation_start_ts = start_ts
+        self.completed = False
         for state in self._ranks.values():
             state.last = None
             state.window = deque(maxlen=self.straggler_window)
 
     def poll(self) -> None:
+        chunk = read_jsonl(self.job.events, self._events_offset)
+        self._events_offset = chunk.offset
+        for record in chunk.records:
+            ts = record.get("ts")
+            if record.get("event") == "training_complete" and isinstance(ts, int | float):
+                self.completed = self.completed or ts >= self.generation_start_ts
         for path in self.job.progress_files():
             stem = path.stem
             if not stem.isdigit():

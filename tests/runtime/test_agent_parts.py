@@ -46,7 +46,7 @@ HEADER = "==== scalectl 2026-01-01T00:00:00 job=j node=n rank=1 attempt=0 ====\n
          "peer_failure", "Connection closed by peer"),
         (1, "Traceback (most recent call last):\n  File x\nValueError: boom on rank 1\n",
          "exception", "ValueError: boom on rank 1"),
-        (1, "runtime.faults.FaultInjected: injected crash at step 7\n", "exception",
+        (1, "[rank0]: runtime.faults.FaultInjected: injected crash at step 7\n", "exception",
          "runtime.faults.FaultInjected: injected crash at step 7"),
         (-9, "[train] step 5 loss 4.2\n", "signal", "killed by SIGKILL"),
         (137, "", "signal", "killed by SIGKILL"),
@@ -84,6 +84,8 @@ def test_find_stragglers() -> None:
     assert find_stragglers({0: 0.01, 1: 0.06, 2: 0.011, 3: 0.0105}, 0.2) == {1: 5.714}
     assert find_stragglers({0: 0.01, 1: 0.0115}, 0.2) == {}
     assert find_stragglers({0: 0.01}, 0.2) == {}
+    assert find_stragglers({0: 0.0012, 1: 0.0016}, 0.2) == {1: 1.333}
+    assert find_stragglers({0: 0.0012, 1: 0.0016}, 0.2, min_excess_s=0.01) == {}
 
 
 def test_progress_watcher_counts_gaps_within_one_generation(tmp_path: Path) -> None:
