@@ -42,6 +42,11 @@ SUPERVISOR_MODULE = "launcher.backends.local_supervisor"
 LAST_CALL_TIMEOUT_S = 2
 """c10d ``last_call_timeout`` for local jobs: after ``min`` agents joined, wait this long
 for more before starting (torch's default, 30 s, is tuned for clusters)."""
+KEEP_ALIVE_INTERVAL_S = 1
+KEEP_ALIVE_MAX_ATTEMPT = 3
+"""c10d heartbeats: a node agent that stops beating for interval × attempts (3 s here,
+15 s by torch's default) is dropped from the rendezvous, so a job that lost a node
+re-forms at the smaller size that much sooner."""
 
 
 def host_name() -> str:
@@ -63,7 +68,11 @@ def local_rendezvous(job_id: str, port: int) -> Rendezvous:
     return Rendezvous(
         endpoint=f"127.0.0.1:{port}",
         run_id=job_id,
-        conf={"last_call_timeout": LAST_CALL_TIMEOUT_S},
+        conf={
+            "last_call_timeout": LAST_CALL_TIMEOUT_S,
+            "keep_alive_interval": KEEP_ALIVE_INTERVAL_S,
+            "keep_alive_max_attempt": KEEP_ALIVE_MAX_ATTEMPT,
+        },
     )
 
 

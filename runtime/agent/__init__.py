@@ -23,11 +23,16 @@ from ``progress/<rank>.jsonl``) and acts:
   torchrun alone never notices: a stuck collective is a live process.
 * **straggler**: a local rank whose median compute time over a window exceeds the other
   ranks' by the threshold is reported (``straggler_detected``, with the node).
-* **preemption**: SIGTERM/SIGINT/SIGHUP/SIGUSR2 to the agent is forwarded once to
-  torchrun, which forwards it once to every rank (the agent makes torchrun forward
-  SIGUSR2 and wait ``stop_grace_s`` instead of 30 s); the trainer finishes its step,
-  checkpoints and exits; the agent records ``stopped`` and exits 128 + signum (143 for
-  SIGTERM, 140 for SIGUSR2): the requeue status for backends.
+* **preemption**: on SIGTERM/SIGUSR2 (SIGINT/SIGHUP: SIGTERM to the ranks) the agent
+  freezes torchrun (SIGSTOP: it must neither restart the ranks when they exit 143 after
+  their checkpoint nor signal them a second time) and sends the signal once, straight
+  to each rank pid (under Slurm, ``SCALECTL_SIGNALS_REACH_ALL=1``, the scheduler has
+  already signalled every rank, so it sends nothing); the trainer finishes its step,
+  checkpoints and exits; when the ranks are gone (or after ``stop_grace_s``) the agent
+  kills torchrun, records ``stopped`` (with the checkpoint step) and exits 128 + signum
+  (143 SIGTERM, 140 SIGUSR2): "preempted, requeue". Signals the agent was started with
+  ignored stay ignored in torchrun. The agent is a child subreaper, so ranks orphaned by
+  a killed torchrun stay its children and are reaped.
 * **node loss**: nothing to do but survive it: the ranks of the remaining nodes fail on
   their collectives, torchrun re-forms the rendezvous at the smaller size (``--nnodes
   min:max``) and the agent records ``restarted``/``resized`` with cause ``node_lost``;

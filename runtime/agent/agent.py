@@ -31,6 +31,18 @@ BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
 """``base,max`` seconds: ``runtime.rank_exec`` sleeps the back-off of torchrun's in-place
 restarts (the agent cannot delay those itself)."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+RANK_STOP_SIGNAL: dict[int, int] = {
+    signal.SIGTERM: signal.SIGTERM,
+    signal.SIGUSR2: signal.SIGUSR2,
+    signal.SIGINT: signal.SIGTERM,
+    signal.SIGHUP: signal.SIGTERM,
+}
+"""What the ranks are sent for each stop signal the agent gets (the trainer checkpoints
+and exits on SIGTERM and SIGUSR2)."""
+REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
+"""``1`` (set by the Slurm node task): the scheduler delivers stop signals to every
+process of the job, so the ranks already have it and the agent must not send it again
+(a second signal means "stop now, no checkpoint" to the trainer)."""
 
 _SECONDARY = ("peer_failure", "torchrun_exit", "unknown")
 """Causes that, followed by a smaller world, mean a node was lost."""
@@ -57,7 +69,9 @@ class NodeAgent:
         self.restarts_used = 0
         self.stop_signal: int | None = None
         self.stop_ts: float | None = None
-        self.forwarded = torchrun.forwarded_signals(torchrun.supports_signal_forwarding_option())
+        self.reach_all = os.environ.get(REACH_ALL_ENV) == "1"
+        self.inherited_ignored: list[int] = []
+        """Stop signals the agent was started with ignored: torchrun gets them ignored too."""
         self.watcher = ProgressWatcher(self.job, cfg.straggler_window)
         self.failures: deque[tuple[float, torchrun.FailureReport]] = deque()
         self.pending: dict[str, Any] | None = None
@@ -90,7 +104,10 @@ class NodeAgent:
 
     def run(self) -> int:
         self.job.create()
+        _become_subreaper()
         for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                self.inherited_ignored.append(signum)
             signal.signal(signum, self._on_signal)
         self.event(
             "agent_started",
@@ -212,8 +229,6 @@ class NodeAgent:
                 "SCALECTL_JOB_ID": self.job_id,
                 "SCALECTL_JOB_DIR": str(self.job.root),
                 "SCALECTL_NODE": self.cfg.node,
-                "PET_SHUTDOWN_TIMEOUT": str(max(1, int(self.cfg.stop_grace_s))),
-                "PET_SIGNALS_TO_HANDLE": ",".join(self.forwarded),
                 BACKOFF_ENV: f"{self.cfg.backoff_s:g},{self.cfg.backoff_max_s:g}",
                 "PYTHONUNBUFFERED": "1",
                 # torch ≥ 2.4 shares one TCPStore across rendezvous rounds by default, so
@@ -223,6 +238,15 @@ class NodeAgent:
                 "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
             }
         )
+        # torchrun's grace for the SIGTERM it sends workers when the membership changes
+        # (the trainer checkpoints then); 30 s by default.
+        env.setdefault("PET_SHUTDOWN_TIMEOUT", str(max(1, int(self.cfg.stop_grace_s))))
+        ignored = tuple(self.inherited_ignored)
+
+        def keep_ignored() -> None:
+            for signum in ignored:
+                signal.signal(signum, signal.SIG_IGN)
+
         self.say(f"starting: {' '.join(argv)}")
         proc = subprocess.Popen(
             argv,
@@ -231,13 +255,15 @@ class NodeAgent:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             process_group=0,  # signals reach torchrun only through the agent
+            preexec_fn=keep_ignored if ignored else None,
         )
         reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
         reader.start()
         table = procs.WorkerTable()
         self.watcher.new_generation(time.time())
         generation: tuple[int, int] | None = None
-        forwarded_at: float | None = None
+        stop_began: float | None = None
+        stop_ranks: list[int] = []
         next_progress = 0.0
         while proc.poll() is None:
             now_m = time.monotonic()
@@ -255,25 +281,20 @@ class NodeAgent:
                 self._kill_tree(proc)
                 break
             if self.stop_signal is not None:
-                if forwarded_at is None:
-                    sig = torchrun.signal_for_torchrun(self.stop_signal, self.forwarded)
-                    self.say(
-                        f"{signal.Signals(self.stop_signal).name}: forwarding "
-                        f"{signal.Signals(sig).name} to torchrun (grace {self.cfg.stop_grace_s:g}s)"
-                    )
-                    self.event(
-                        "stop_requested",
-                        signal=signal.Signals(self.stop_signal).name,
-                        forwarded=signal.Signals(sig).name,
-                        grace_s=self.cfg.stop_grace_s,
-                    )
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, sig)
-                    forwarded_at = now_m
-                elif now_m - forwarded_at > self.cfg.stop_grace_s + 10:
-                    self.say("grace over: killing torchrun and its ranks")
-                    self._kill_tree(proc)
-                    break
+                if stop_began is None:
+                    stop_began = now_m
+                    stop_ranks = [w.pid for w in workers]
+                    self._begin_stop(proc, stop_ranks)
+                else:
+                    alive = [pid for pid in stop_ranks if procs.state(pid) not in (None, "Z", "X")]
+                    if not alive:
+                        self.say("the ranks have exited; stopping torchrun")
+                        self._kill_tree(proc)
+                        break
+                    if now_m - stop_began > self.cfg.stop_grace_s:
+                        self.say(f"grace over, ranks {alive} still running: killing them")
+                        self._kill_tree(proc)
+                        break
             elif now_m >= next_progress and workers:
                 next_progress = now_m + self.cfg.poll_s
                 self.watcher.poll()
@@ -284,6 +305,35 @@ class NodeAgent:
         reader.join(timeout=5)
         self._handle_failures()
         return code
+
+    def _begin_stop(self, proc: subprocess.Popen[bytes], ranks: list[int]) -> None:
+        """Freeze torchrun, then (unless the scheduler did) send the ranks their stop
+        signal, once, directly.
+
+        Frozen, torchrun can neither restart the ranks when they exit after their
+        checkpoint (it would: to torchrun an exit status of 143 is a failure) nor signal
+        them a second time; and no torchrun version or option is needed for the signal to
+        reach them (SIGUSR2 included, and without torchrun's 30 s shutdown limit).
+        """
+        assert self.stop_signal is not None
+        got = signal.Signals(self.stop_signal).name
+        send = RANK_STOP_SIGNAL.get(self.stop_signal, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGSTOP)
+        if self.reach_all:
+            how = "delivered to every process by the scheduler"
+        else:
+            for pid in ranks:
+                procs.kill(pid, send)
+            how = f"sent {signal.Signals(send).name} to ranks"
+        self.say(f"{got}: torchrun frozen, {how} {ranks}; grace {self.cfg.stop_grace_s:g}s")
+        self.event(
+            "stop_requested",
+            signal=got,
+            sent=None if self.reach_all else signal.Signals(send).name,
+            rank_pids=ranks,
+            grace_s=self.cfg.stop_grace_s,
+        )
 
     def _pump(self, proc: subprocess.Popen[bytes]) -> None:
         """Copy torchrun's output to ours, and note its worker-failure reports."""
@@ -530,6 +580,7 @@ class NodeAgent:
         return [pid for pid in found if procs.state(pid) not in (None, "Z")]
 
     def _kill_leftovers(self) -> None:
+        _reap_children()
         left = self._my_processes()
         if left:
             self.say(f"killing {len(left)} leftover process(es): {left}")
@@ -538,6 +589,27 @@ class NodeAgent:
             deadline = time.monotonic() + 5
             while self._my_processes() and time.monotonic() < deadline:
                 time.sleep(0.05)
+                _reap_children()
+
+
+def _become_subreaper() -> None:
+    """Orphans of this node's job (ranks of a killed torchrun) are re-parented to the
+    agent instead of init, so they stay findable and get reaped (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _reap_children() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _tail(path: Path, size: int = 32768) -> str:

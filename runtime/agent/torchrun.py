@@ -1,30 +1,15 @@
 """torchrun's command line and output, as the agent sees them (pure functions).
 
-The agent owns three torchrun settings and sets them itself:
-
-* ``--max-restarts`` (the agent's restart budget: what is left of it in ``torchrun``
-  restart mode, 0 in ``agent`` mode); passing one after ``--`` is an error.
-* the graceful-stop timeout (``PET_SHUTDOWN_TIMEOUT``: how long torchrun waits after
-  forwarding a stop signal before SIGKILL; torchrun's default of 30 s would cut a long
-  checkpoint short) and the signals torchrun forwards (``PET_SIGNALS_TO_HANDLE``, with
-  SIGUSR2 added: Slurm's warning signal). Environment variables, because torchrun
-  versions without these options ignore them instead of failing.
+The agent owns torchrun's ``--max-restarts`` (its restart budget: what is left of it in
+``torchrun`` restart mode, 0 in ``agent`` mode); passing one after ``--`` is an error.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import signal
 from dataclasses import dataclass
-from pathlib import Path
 
 from runtime.agent.errors import AgentInputError
-
-DEFAULT_FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
-"""Signals every torchrun version forwards to its workers."""
-EXTRA_FORWARDED = ("SIGUSR2",)
-"""Added through ``--signals-to-handle`` where torchrun has it (torch ≥ 2.9)."""
 
 _FAILED = re.compile(r"failed \(exitcode: (-?\d+)\) local_rank: (\d+) \(pid: (\d+)\)")
 _OWNED = ("--max-restarts", "--max_restarts")
@@ -84,28 +69,3 @@ def _options_part(args: list[str]) -> list[str]:
 
 def torchrun_argv(python: str, args: list[str], max_restarts: int) -> list[str]:
     return [python, "-m", "torch.distributed.run", f"--max-restarts={max_restarts}", *args]
-
-
-def supports_signal_forwarding_option() -> bool:
-    """Whether this torch's torchrun has ``--signals-to-handle`` (read from its source,
-    so the agent does not import torch)."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or spec.origin is None:
-        return False
-    run_py = Path(spec.origin).parent / "distributed" / "run.py"
-    try:
-        return "signals_to_handle" in run_py.read_text(errors="replace")
-    except OSError:
-        return False
-
-
-def forwarded_signals(extended: bool) -> tuple[str, ...]:
-    return DEFAULT_FORWARDED + (EXTRA_FORWARDED if extended else ())
-
-
-def signal_for_torchrun(signum: int, forwarded: tuple[str, ...]) -> int:
-    """The signal to send torchrun for a stop signal the agent got: itself if torchrun
-    forwards it, else SIGTERM (a signal torchrun does not handle would kill it and leave
-    the workers orphaned)."""
-    name = signal.Signals(signum).name
-    return signum if name in forwarded else signal.SIGTERM

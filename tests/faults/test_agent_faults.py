@@ -126,8 +126,8 @@ def test_sigterm_to_the_agent_checkpoints_and_exits_for_requeue(
     assert code == 143, agent_output(job)[-4000:]
     assert job_pids(job_id) == []
     (stop,) = events(job, "stop_requested")
-    assert (stop["signal"], stop["forwarded"]) == ("SIGTERM", "SIGTERM")
-    (preempted,) = events(job, "preempted", source="trainer")  # the ranks got it, via torchrun
+    assert (stop["signal"], stop["sent"]) == ("SIGTERM", "SIGTERM") and len(stop["rank_pids"]) == 2
+    (preempted,) = events(job, "preempted", source="trainer")  # the ranks got it, once
     assert preempted["exit_code"] == 143
     (stopped,) = events(job, "stopped", source="agent")
     assert stopped["checkpointed"] and stopped["checkpoint_step"] == preempted["step"]

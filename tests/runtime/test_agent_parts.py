@@ -137,11 +137,6 @@ def test_torchrun_arguments_and_reports() -> None:
     line = "E1125 ... failed (exitcode: -9) local_rank: 1 (pid: 4242) of binary: /py"
     assert torchrun.parse_failure(line) == torchrun.FailureReport(-9, 1, 4242)
     assert torchrun.parse_failure("all good") is None
-    forwarded = torchrun.forwarded_signals(False)
-    assert torchrun.signal_for_torchrun(signal.SIGUSR2, forwarded) == signal.SIGTERM
-    assert torchrun.signal_for_torchrun(signal.SIGUSR2, torchrun.forwarded_signals(True)) == (
-        signal.SIGUSR2
-    )
     assert stop_exit_code(signal.SIGTERM) == 143 and stop_exit_code(signal.SIGUSR2) == 140
 
 
