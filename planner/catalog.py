@@ -23,6 +23,13 @@ def _read(name: str) -> Any:
     return yaml.safe_load(text)
 
 
+@lru_cache(maxsize=8)
+def read_data(name: str) -> dict[str, Any]:
+    """The raw mapping of data file ``name`` (e.g. ``reliability.yaml``), read once."""
+    data: dict[str, Any] = _read(name)
+    return data
+
+
 @lru_cache(maxsize=1)
 def constants_data() -> dict[str, Any]:
     """The raw mapping of data/constants.yaml."""

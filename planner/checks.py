@@ -200,6 +200,11 @@ def precision_problems(training: TrainingSpec, accelerator: AcceleratorSpec | No
             f"training: precision fp8 needs FP8 tensor cores, which {accelerator.name} "
             "lacks; use bf16."
         )
+    if training.precision == "fp32" and accelerator.fp32_dense_tflops is None:
+        problems.append(
+            f"training: precision fp32 needs the FP32 rate of {accelerator.name}, which is "
+            "not given; set fp32_dense_tflops in its spec or use bf16."
+        )
     return problems
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import typer
 
 plan_app = typer.Typer(
-    help="Estimate memory, time, energy, cost and CO2 of a training run; list the catalogs.",
+    help="Estimate memory, time, energy, cost and CO2 of a training run, search the layouts, "
+    "size the cluster; list the catalogs.",
     no_args_is_help=True,
 )
 
@@ -70,7 +71,7 @@ def estimate_command(
         "--sequence-parallel/--no-sequence-parallel",
         help="Shard norm/dropout activations over TP (default: on when tp > 1).",
     ),
-    precision: str = typer.Option("bf16", "--precision", help="bf16 or fp8."),
+    precision: str = typer.Option("bf16", "--precision", help="bf16, fp8 or fp32."),
     optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd_momentum."),
     attention: str = typer.Option("flash", "--attention", help="flash or unfused."),
     overlap_grad_reduce: bool = typer.Option(
@@ -80,6 +81,18 @@ def estimate_command(
     pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE."),
     grid: float | None = typer.Option(None, "--grid", help="Grid kg CO2 per kWh."),
     price: float | None = typer.Option(None, "--price", help="USD per GPU-hour."),
+    mtbf_hours: float | None = typer.Option(
+        None, "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
+    ),
+    ckpt_gb_s: float | None = typer.Option(
+        None, "--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."
+    ),
+    ckpt_gb_s_max: float | None = typer.Option(
+        None, "--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."
+    ),
+    restart_min: float | None = typer.Option(
+        None, "--restart-min", help="Minutes to restart after a failure (before reload)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
 ) -> None:
     """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
@@ -117,6 +130,10 @@ def estimate_command(
         pue=pue,
         grid=grid,
         price=price,
+        mtbf_hours=mtbf_hours,
+        ckpt_gb_s=ckpt_gb_s,
+        ckpt_gb_s_max=ckpt_gb_s_max,
+        restart_min=restart_min,
     )
     plan, defaults = run_request(request)
     if as_json:
@@ -127,6 +144,171 @@ def estimate_command(
     from planner.render import render_plan
 
     render_plan(plan, defaults)
+
+
+@plan_app.command("search")
+def search_command(
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Preset name (see `plan models`) or a config.json path."
+    ),
+    gpu: str | None = typer.Option(None, "--gpu", help="Catalog GPU (see `plan gpus`)."),
+    gpu_spec: str | None = typer.Option(
+        None, "--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."
+    ),
+    gpus: str | None = typer.Option(
+        None, "--gpus", help="GPUs in the job (1024, 16k); or give --max-gpus."
+    ),
+    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
+    seq_len: str = typer.Option(..., "--seq-len", help="Tokens per sequence (4096, 8k = 8192)."),
+    global_batch: str | None = typer.Option(
+        None, "--global-batch", help="Sequences per optimizer step."
+    ),
+    global_batch_tokens: str | None = typer.Option(
+        None, "--global-batch-tokens", help="Tokens per optimizer step (4M = 4,194,304), instead."
+    ),
+    tokens: str | None = typer.Option(
+        None, "--tokens", help="Training tokens, decimal (15T); default 20 x parameters."
+    ),
+    tp: int | None = typer.Option(None, "--tp", help="Pin the tensor-parallel degree."),
+    pp: int | None = typer.Option(None, "--pp", help="Pin the pipeline stages."),
+    cp: int | None = typer.Option(None, "--cp", help="Pin the context-parallel degree."),
+    dp: int | None = typer.Option(None, "--dp", help="Pin the data-parallel degree."),
+    ep: int | None = typer.Option(None, "--ep", help="Pin the expert-parallel degree (MoE)."),
+    zero: str | None = typer.Option(
+        None, "--zero", help="Pin the sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp."
+    ),
+    hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="Pin the HSDP group size."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Pin the micro-batch."),
+    recompute: str | None = typer.Option(
+        None, "--recompute", help="Pin recomputation: none|selective|full."
+    ),
+    interleave: int | None = typer.Option(
+        None, "--interleave", help="Pin the virtual pipeline stages per GPU."
+    ),
+    sequence_parallel: bool | None = typer.Option(
+        None, "--sequence-parallel/--no-sequence-parallel", help="Pin sequence parallelism."
+    ),
+    precision: str = typer.Option("bf16", "--precision", help="bf16, fp8 or fp32."),
+    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd_momentum."),
+    attention: str = typer.Option("flash", "--attention", help="flash or unfused."),
+    overlap_grad_reduce: bool = typer.Option(
+        True, "--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."
+    ),
+    grad_reduce_dtype: str = typer.Option("fp32", "--grad-dtype", help="fp32 or bf16 gradients."),
+    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE."),
+    grid: float | None = typer.Option(None, "--grid", help="Grid kg CO2 per kWh."),
+    price: float | None = typer.Option(None, "--price", help="USD per GPU-hour."),
+    mtbf_hours: float | None = typer.Option(
+        None, "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
+    ),
+    ckpt_gb_s: float | None = typer.Option(
+        None, "--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."
+    ),
+    ckpt_gb_s_max: float | None = typer.Option(
+        None, "--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."
+    ),
+    restart_min: float | None = typer.Option(
+        None, "--restart-min", help="Minutes to restart after a failure (before reload)."
+    ),
+    objective: str = typer.Option("time", "--objective", help="time | cost | energy | mfu."),
+    top: int = typer.Option(10, "--top", help="How many layouts to list."),
+    deadline: str | None = typer.Option(
+        None, "--deadline", help="Longest expected wall time, failures included (30d, 12h, 6w)."
+    ),
+    budget: str | None = typer.Option(
+        None, "--budget", help="Largest expected cost, failures included (2M$, $750k)."
+    ),
+    max_gpus: str | None = typer.Option(
+        None, "--max-gpus", help="Search GPU counts up to this (node multiples 1,2,3,4,6,8,...)."
+    ),
+    headroom: float = typer.Option(
+        0.0, "--headroom", help="Share of GPU memory to leave free (0.1 = 10 %)."
+    ),
+    plot: str | None = typer.Option(
+        None, "--plot", help="Write time against cost of every feasible layout to FILE.png."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the ranked layouts as a JSON list of estimates."
+    ),
+) -> None:
+    """Search every valid layout; rank them; show why each loses and the Pareto front.
+
+    Any layout flag given pins that knob; the others are searched. Infeasible requests
+    (nothing fits, deadline or budget impossible) print the nearest answer and exit 2.
+    """
+    import json
+    import sys
+
+    from planner.errors import PlanInputError
+    from planner.layout_search import OBJECTIVES, SearchConstraints, search
+    from planner.request import EstimateRequest, specs_from_request
+    from planner.units import parse_days, parse_int_count, parse_usd
+
+    if objective not in OBJECTIVES:
+        raise PlanInputError(f"--objective {objective!r}: choose one of {', '.join(OBJECTIVES)}.")
+    if top <= 0:
+        raise PlanInputError(f"--top: must be a positive whole number, got {top}.")
+    if not 0.0 <= headroom < 1.0:
+        raise PlanInputError(f"--headroom: a share of memory in [0, 1), got {headroom}.")
+    for flag, value in (("--tp", tp), ("--pp", pp), ("--cp", cp), ("--dp", dp), ("--ep", ep),
+                        ("--hsdp-shard", hsdp_shard), ("--micro-batch", micro_batch),
+                        ("--interleave", interleave)):  # fmt: skip
+        if value is not None and value <= 0:
+            raise PlanInputError(f"{flag}: must be a positive whole number, got {value}.")
+    if recompute is not None and recompute not in ("none", "selective", "full"):
+        raise PlanInputError(f"--recompute {recompute!r}: use none, selective or full.")
+    sharding = _SHARDING_ALIASES.get(zero.lower(), zero) if zero is not None else None
+    if sharding is not None and sharding not in _SHARDING_ALIASES.values():
+        raise PlanInputError(f"--zero {zero!r}: use 0, 1, 2, 3, fsdp or hsdp.")
+    limit = parse_int_count(max_gpus, "--max-gpus") if max_gpus is not None else None
+    if gpus is None and limit is None:
+        raise PlanInputError("give --gpus N (a fixed cluster) or --max-gpus N (search counts).")
+    request = EstimateRequest(
+        model=model, gpu=gpu, gpu_spec=gpu_spec, gpus=gpus or str(limit),
+        gpus_per_node=gpus_per_node, seq_len=seq_len, global_batch=global_batch,
+        global_batch_tokens=global_batch_tokens, tokens=tokens, precision=precision,
+        optimizer=optimizer, attention=attention, overlap_grad_reduce=overlap_grad_reduce,
+        grad_reduce_dtype=grad_reduce_dtype, pue=pue, grid=grid, price=price,
+        mtbf_hours=mtbf_hours, ckpt_gb_s=ckpt_gb_s, ckpt_gb_s_max=ckpt_gb_s_max,
+        restart_min=restart_min,
+    )  # fmt: skip
+    model_spec, cluster, training, defaults = specs_from_request(request)
+    constraints = SearchConstraints(
+        max_gpus=limit,
+        deadline_days=parse_days(deadline, "--deadline") if deadline is not None else None,
+        budget_usd=parse_usd(budget, "--budget") if budget is not None else None,
+        memory_headroom=headroom,
+    )
+    pinned = {
+        "tp": tp, "pp": pp, "cp": cp, "dp": dp, "ep": ep, "sharding": sharding,
+        "hsdp_shard_size": hsdp_shard, "micro_batch": micro_batch, "recompute": recompute,
+        "interleave": interleave, "sequence_parallel": sequence_parallel,
+    }  # fmt: skip
+    if plot is not None:
+        from planner.plot import check_plot_path
+
+        check_plot_path(plot)
+    result = search(
+        model_spec, cluster, training,
+        pinned={k: v for k, v in pinned.items() if v is not None},
+        objective=objective,  # type: ignore[arg-type]
+        top_k=top, constraints=constraints,
+    )  # fmt: skip
+    if plot is not None and result.ranked:
+        from planner.plot import plot_search
+
+        plot_search(result, plot)
+        defaults.append(f"plot written to {plot}")
+    if as_json:
+        for note in defaults:
+            print(f"default: {note}", file=sys.stderr)
+        if result.ranked:
+            print(json.dumps([est.model_dump(mode="json") for est in result.ranked]))
+    else:
+        from planner.render_search import render_search
+
+        render_search(result, defaults)
+    result.raise_if_infeasible()
 
 
 @plan_app.command("gpus")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from planner.formulas import comm, flops, kernels, memory, params, step
-from planner.formulas.ops import ceil, maximum, where
+from planner.formulas import comm, flops, kernels, memory, params, reliability, step
+from planner.formulas.ops import ceil, maximum, minimum, where
 from planner.inputs import Constants, Inputs
 from planner.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, TERA, W_PER_MW
 
@@ -72,6 +72,9 @@ class Outputs(NamedTuple):
     co2_t: Any
     micro_batches: Any
     gpu_power_w: Any
+    goodput: Any
+    checkpoint_interval_min: Any
+    expected_interruptions: Any
 
 
 def candidate(outputs: Outputs, index: int) -> tuple[float, ...]:
@@ -86,17 +89,19 @@ def candidate(outputs: Outputs, index: int) -> tuple[float, ...]:
 
 def evaluate(x: Inputs, c: Constants) -> Outputs:
     """Memory, step time and run totals of the candidate(s) in ``x``."""
-    ab = c.activation_bytes
+    ab = x.act_bytes
     moe = where(x.experts > 1, 1.0, 0.0)
     q_dim = x.heads * x.head_dim
     kv_dim = x.kv_heads * x.head_dim
     ffn_active = where(moe > 0, x.top_k * x.moe_ffn + x.shared_ffn, x.ffn)
     rope = where(x.learned_pos_rows > 0, 0.0, 1.0)
     sp_share = where(x.sp > 0, 1.0 / x.tp, 1.0)
-    peak_mfu = where(x.fp8 > 0, x.peak_fp8_flops, x.peak_flops)
+    # The dense peak of the training precision: BF16 (mixed), FP8 GEMMs, or plain FP32.
+    peak_main = where(x.fp32 > 0, x.peak_fp32_flops, x.peak_flops)
+    peak_mfu = where(x.fp8 > 0, x.peak_fp8_flops, peak_main)
     # Compute kernels run at the sustained (power-capped) clock; MFU keeps the spec peak.
     peak_gemm = peak_mfu * x.sustained_clock
-    peak_bf16 = x.peak_flops * x.sustained_clock
+    peak_bf16 = peak_main * x.sustained_clock  # attention and unfused kernels (not FP8)
     eff_gemm = where(x.fp8 > 0, x.fp8_gemm_eff, x.gemm_eff)
     mem_bw = x.hbm_bytes_s * x.hbm_eff
     intra_bw = x.intra_bytes_s * x.intra_eff
@@ -239,7 +244,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     # --- output layer and loss (last stage) ------------------------------------------------
     t_head = gemm(tokens, x.vocab / x.tp, x.hidden)
     loss_ew = kernels.memory_bound_time(
-        c.loss_traffic_bytes * tokens * x.vocab / x.tp + 4 * ab * act_full * sp_share, mem_bw
+        x.loss_bytes * tokens * x.vocab / x.tp + 4 * ab * act_full * sp_share, mem_bw
     )
     head_comm = where(x.sp > 0, 2 * tp_ag, tp_ar)
     head_fwd = t_head + loss_ew
@@ -288,8 +293,8 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     bucket = c.grad_bucket_bytes
     g_dense = x.grad_bytes * dense_stage
     g_expert = x.grad_bytes * expert_stage
-    w_dense = c.weight_bytes * dense_stage
-    w_expert = c.weight_bytes * expert_stage
+    w_dense = x.weight_bytes * dense_stage
+    w_expert = x.weight_bytes * expert_stage
     window_bwd = t_mb_bwd * x.overlap_grad_reduce
     window_fwd = t_mb_fwd * x.overlap_grad_reduce
     ov = x.overlap_grad_reduce
@@ -316,7 +321,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     zero2_x = micro_batches * rs_x + param_ag_x
     # FSDP: per-layer gathers/scatters inside the shard group (all of dp for ZeRO-3).
     per_layer = (dense_stage + expert_stage) / layers_stage
-    fsdp_gather = comm.all_gather_time(c.weight_bytes * per_layer, shard_group, sh_bw, sh_alpha)
+    fsdp_gather = comm.all_gather_time(x.weight_bytes * per_layer, shard_group, sh_bw, sh_alpha)
     fsdp_scatter = comm.all_gather_time(x.grad_bytes * per_layer, shard_group, sh_bw, sh_alpha)
     fsdp_x = micro_batches * step.fsdp_exposed_per_micro_batch(
         layers_stage, fsdp_gather, fsdp_scatter, layer_fwd, layer_bwd, ov
@@ -344,7 +349,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     # --- optimizer ---------------------------------------------------------------------------
     weights_b, grads_b, optimizer_b = memory.model_state_bytes(
         dense_stage, expert_stage, x.sharding, shard_group, expert_shard,
-        c.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,
+        x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,
         x.optimizer_state_bytes,
     )  # fmt: skip
     local_opt_params = optimizer_b / x.optimizer_state_bytes
@@ -398,7 +403,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     layers_per_chunk = layers_stage / x.interleave
     first_chunks = memory.chunks_in_flight(0.0, x.pp, x.interleave, micro_batches)
     last_chunks = memory.chunks_in_flight(x.pp - 1, x.pp, x.interleave, micro_batches)
-    logits = c.logits_stored_bytes * tokens * x.vocab / x.tp
+    logits = x.logits_bytes * tokens * x.vocab / x.tp
     act_first = first_chunks * layers_per_chunk * act_layer + where(x.pp == 1, logits, 0.0)
     act_last = last_chunks * layers_per_chunk * act_layer + logits
     workspace = where(
@@ -407,7 +412,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         where(x.recompute >= flops.RECOMPUTE_SELECTIVE, act_core, 0.0),
     ) + where(
         (x.sharding > 2.5) & (shard_group > 1),
-        (2 * c.weight_bytes + x.grad_bytes) * per_layer,
+        (2 * x.weight_bytes + x.grad_bytes) * per_layer,
         0.0,
     )
     groups = (
@@ -445,6 +450,21 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     site_w = (x.gpus * power + nodes * x.node_overhead_w) * x.pue
     energy_mwh = site_w * train_s / SECONDS_PER_HOUR / W_PER_MW
     energy_mwh_tdp = gpu_hours * x.tdp_w / W_PER_MW
+
+    # --- failures, checkpoints, restarts (planner.formulas.reliability) ---------------------
+    # A checkpoint holds the weights and the optimizer states (FP32 master included).
+    checkpoint_bytes = params.total_params(
+        x.layers, x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.vocab, x.tied,
+        x.experts, x.top_k, x.moe_ffn, x.shared_ffn, x.layernorm, x.bias, x.learned_pos_rows,
+    ) * (x.weight_bytes + x.optimizer_state_bytes)  # fmt: skip
+    storage_bw = minimum(nodes * x.ckpt_node_bytes_s, x.ckpt_max_bytes_s)
+    checkpoint_s = checkpoint_bytes / storage_bw
+    job_mtbf = reliability.job_mtbf_s(x.mtbf_gpu_s, x.gpus)
+    # Checkpoints are taken between steps: at least one step apart.
+    interval = maximum(reliability.young_interval_s(checkpoint_s, job_mtbf), step_time)
+    wall_s = reliability.daly_wall_time_s(
+        train_s, interval, checkpoint_s, x.restart_s + checkpoint_s, job_mtbf
+    )
 
     return Outputs(
         params_gib=weights_b * scale / GIB,
@@ -484,4 +504,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         co2_t=where(x.co2_tdp_basis > 0, energy_mwh_tdp, energy_mwh) * x.grid_kg_per_kwh,
         micro_batches=micro_batches,
         gpu_power_w=power,
+        goodput=train_s / wall_s,
+        checkpoint_interval_min=interval / 60.0,
+        expected_interruptions=wall_s / job_mtbf,
     )

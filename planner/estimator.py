@@ -50,6 +50,9 @@ _TRAIN = tuple(
         ("energy_mwh_tdp", "energy_mwh_tdp"),
         ("cost_usd", "cost_usd"),
         ("co2_t", "co2_t"),
+        ("goodput", "goodput"),
+        ("checkpoint_interval_min", "checkpoint_interval_min"),
+        ("expected_interruptions", "expected_interruptions"),
     )
 )
 _FITS, _STEPS = _AT["fits"], _AT["steps"]

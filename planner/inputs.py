@@ -46,6 +46,7 @@ class Inputs(NamedTuple):
     # accelerator
     peak_flops: Any
     peak_fp8_flops: Any
+    peak_fp32_flops: Any
     gemm_eff: Any
     fp8_gemm_eff: Any
     sustained_clock: Any
@@ -70,11 +71,20 @@ class Inputs(NamedTuple):
     pue: Any
     grid_kg_per_kwh: Any
     co2_tdp_basis: Any
+    mtbf_gpu_s: Any
+    ckpt_node_bytes_s: Any
+    ckpt_max_bytes_s: Any
+    restart_s: Any
     # training
     seq: Any
     batch_seqs: Any
     total_tokens: Any
     fp8: Any
+    fp32: Any
+    weight_bytes: Any
+    act_bytes: Any
+    logits_bytes: Any
+    loss_bytes: Any
     optimizer_state_bytes: Any
     optimizer_step_bytes: Any
     flash: Any
@@ -98,13 +108,9 @@ class Inputs(NamedTuple):
 class Constants(NamedTuple):
     """Software constants (data/constants.yaml); see that file for sources."""
 
-    weight_bytes: float
     fp8_weight_cache_bytes: float
-    activation_bytes: float
     mask_bytes: float
     softmax_stat_bytes: float
-    logits_stored_bytes: float
-    loss_traffic_bytes: float
     gemm_mn_half: float
     gemm_k_half: float
     attention_seq_half: float
@@ -151,6 +157,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
     return {
         "peak_flops": acc.bf16_dense_tflops * TERA,
         "peak_fp8_flops": (acc.fp8_dense_tflops or 0.0) * TERA,
+        "peak_fp32_flops": (acc.fp32_dense_tflops or 0.0) * TERA,
         "gemm_eff": acc.gemm_efficiency,
         "fp8_gemm_eff": acc.fp8_gemm_efficiency or acc.gemm_efficiency,
         "sustained_clock": acc.sustained_clock_fraction,
@@ -173,19 +180,31 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
 
 
 def cluster_inputs(cluster: ClusterSpec) -> dict[str, float]:
-    """The cluster's fields of :class:`Inputs` (catalog defaults for PUE and grid)."""
-    from planner.catalog import constants_data
+    """The cluster's fields of :class:`Inputs` (catalog defaults for PUE, grid and the
+    reliability figures)."""
+    from planner.catalog import constants_data, read_data
 
     data = constants_data()
+    rel = read_data("reliability.yaml")
     pue = cluster.pue if cluster.pue is not None else data["default_pue"]
     grid = cluster.grid_kg_co2_per_kwh
+
+    def pick(value: float | None, default: float) -> float:
+        return float(default if value is None else value)
+
+    default_mtbf_h = rel["llama3_days"] * 24.0 * rel["llama3_gpus"] / rel["llama3_interruptions"]
     return {
         "gpus": float(cluster.num_gpus),
         "gpus_per_node": float(cluster.gpus_per_node),
         "pue": float(pue),
         "grid_kg_per_kwh": float(grid if grid is not None else data["default_grid_kg_co2_per_kwh"]),
         "co2_tdp_basis": _f(cluster.co2_basis == "tdp"),
-    }
+        "mtbf_gpu_s": pick(cluster.mtbf_gpu_hours, default_mtbf_h) * 3600.0,
+        "ckpt_node_bytes_s": pick(cluster.checkpoint_gb_s_per_node,
+                                  rel["checkpoint_gb_s_per_node"]) * GIGA,
+        "ckpt_max_bytes_s": pick(cluster.checkpoint_gb_s_max, rel["checkpoint_gb_s_max"]) * GIGA,
+        "restart_s": pick(cluster.restart_min, rel["restart_min"]) * 60.0,
+    }  # fmt: skip
 
 
 def training_inputs(training: TrainingSpec) -> dict[str, float]:
@@ -193,13 +212,21 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
     from planner.catalog import constants_data
 
     data = constants_data()
+    fp32 = training.precision == "fp32"
+    sizes = data["precision"][training.precision]
+    suffix = "_fp32" if fp32 else ""
     return {
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
         "total_tokens": float(training.total_tokens),
         "fp8": _f(training.precision == "fp8"),
-        "optimizer_state_bytes": float(data["optimizer_state_bytes"][training.optimizer]),
-        "optimizer_step_bytes": float(data["optimizer_step_bytes"][training.optimizer]),
+        "fp32": _f(fp32),
+        "weight_bytes": float(sizes["weight_bytes"]),
+        "act_bytes": float(sizes["activation_bytes"]),
+        "logits_bytes": float(sizes["logits_stored_bytes"]),
+        "loss_bytes": float(sizes["loss_traffic_bytes"]),
+        "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
+        "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
         "flash": _f(training.attention_kernel == "flash"),
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),

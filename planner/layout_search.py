@@ -157,21 +157,22 @@ def cluster_with(cluster: ClusterSpec, num_gpus: int) -> ClusterSpec:
     return ClusterSpec(**data)
 
 
-def _describe(layout: Layout) -> str:
+def describe_layout(layout: Layout) -> str:
+    """``tp8 pp4 cp1 dp32 zero1 mb2 v4 sp sel-rc``: a layout in a few words."""
     lo = layout
-    parts = [f"dp={lo.dp}", f"tp={lo.tp}", f"pp={lo.pp}", f"cp={lo.cp}"]
+    parts = [f"tp{lo.tp}", f"pp{lo.pp}", f"cp{lo.cp}", f"dp{lo.dp}"]
     if lo.ep > 1:
-        parts.append(f"ep={lo.ep}")
-    parts.append(lo.sharding + (f"({lo.hsdp_shard_size})" if lo.hsdp_shard_size else ""))
-    parts += [f"mb={lo.micro_batch}", f"recompute={lo.recompute}"]
+        parts.append(f"ep{lo.ep}")
+    parts.append(lo.sharding + (f"/{lo.hsdp_shard_size}" if lo.hsdp_shard_size else ""))
+    parts.append(f"mb{lo.micro_batch}")
     if lo.interleave > 1:
-        parts.append(f"v={lo.interleave}")
+        parts.append(f"v{lo.interleave}")
     if lo.sequence_parallel:
         parts.append("sp")
+    if lo.recompute != "none":
+        parts.append({"selective": "sel-rc", "full": "full-rc"}[lo.recompute])
     return " ".join(parts)
 
-
-describe_layout = _describe
 
 _WHY = {
     "gemm_s": "GEMM time",
@@ -189,37 +190,40 @@ _WHY = {
 
 
 def why_it_loses(est: Estimate, best: Estimate, objective: str) -> str:
-    """Why ``est`` ranks below ``best``: the step-time components that grow the most
-    (per GPU-second when the GPU counts differ), and the memory it needs."""
+    """Why ``est`` ranks below ``best``: the step-time components that grow the most (per
+    GPU-second when the GPU counts differ, as a share of the best step), the objective's
+    own difference, and the memory it needs."""
     scale = est.layout.num_gpus / best.layout.num_gpus
+    base = best.step.time_s
     deltas = sorted(
-        (
-            (est.step.breakdown[key] * scale - best.step.breakdown[key], key)
-            for key in est.step.breakdown
-        ),
+        ((est.step.breakdown[key] * scale - best.step.breakdown[key], key)
+         for key in est.step.breakdown),
         reverse=True,
-    )
-    total = est.step.time_s * scale - best.step.time_s
+    )  # fmt: skip
+    total = est.step.time_s * scale - base
     parts = [
-        f"{_WHY.get(key, key)} +{delta / best.step.time_s:.0%}"
+        f"{_WHY.get(key, key)} +{delta / base:.1%}"
         for delta, key in deltas[:2]
-        if delta > 0.02 * max(total, 1e-12) and delta > 1e-3 * best.step.time_s
+        if delta > 0.05 * max(total, 0.0) and delta > 1e-4 * base
     ]
     if scale != 1:
         parts.insert(0, f"{est.layout.num_gpus} GPUs")
     if objective == "energy":
-        diff = est.train.energy_mwh / best.train.energy_mwh - 1
-        parts.insert(0, f"energy {diff:+.1%}")
+        parts.insert(0, f"energy {est.train.energy_mwh / best.train.energy_mwh - 1:+.1%}")
     elif objective == "cost":
-        diff = est.train.cost_usd / best.train.cost_usd - 1
-        parts.insert(0, f"cost {diff:+.1%}")
+        parts.insert(0, f"cost {est.train.cost_usd / best.train.cost_usd - 1:+.1%}")
     elif objective == "mfu":
         parts.insert(0, f"MFU {est.step.mfu - best.step.mfu:+.1%}")
     if not parts:
-        slower = est.step.time_s * scale / best.step.time_s - 1
-        parts.append(f"{slower:+.2%} step time" if slower > 0 else "tie (ranked after)")
+        slower = est.step.time_s * scale / base - 1
+        parts.append(
+            f"step {slower:+.2%}" if abs(slower) > 1e-6 else "same step time (equivalent layout)"
+        )
     mem = est.memory_gib
-    parts.append(f"{mem.total:.0f}/{mem.capacity:.0f} GiB")
+    more = mem.total - best.memory_gib.total
+    parts.append(
+        f"{mem.total:.0f}/{mem.capacity:.0f} GiB" + (f" (+{more:.1f})" if more > 0.05 else "")
+    )
     return ", ".join(parts)
 
 
@@ -296,7 +300,7 @@ def search(
             problem=(
                 f"no layout of {model.name} fits in the {accelerator.hbm_gib:g} GiB of "
                 f"{accelerator.name}{room} on {where}: the closest "
-                f"({_describe(nearest.layout)}) needs {nearest.memory_gib.total:.1f} GiB "
+                f"({describe_layout(nearest.layout)}) needs {nearest.memory_gib.total:.1f} GiB "
                 "per GPU; use more GPUs, a GPU with more memory, a smaller batch or "
                 "unpin knobs."
             ),
@@ -304,7 +308,7 @@ def search(
 
     tick = time.perf_counter()
     fitting = tree.select(fits)
-    out = costs.metrics(fitting)
+    out = costs.metrics(fitting, memory_gib[fits])
     timings["time"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
@@ -392,7 +396,7 @@ def _infeasible(
         nearest = costs.estimates(tree, np.asarray([index]))[0]
         problem = (
             f"no layout of {model.name} on {where} meets the {cons.deadline_days:g}-day "
-            f"deadline: the fastest ({_describe(nearest.layout)}) takes "
+            f"deadline: the fastest ({describe_layout(nearest.layout)}) takes "
             f"{days[index]:.1f} days with failures; add GPUs (`scalectl plan capacity` "
             "finds how many) or extend the deadline."
         )
@@ -401,7 +405,7 @@ def _infeasible(
         nearest = costs.estimates(tree, np.asarray([index]))[0]
         problem = (
             f"no layout of {model.name} on {where} fits the ${_money(cons.budget_usd)} "
-            f"budget: the cheapest ({_describe(nearest.layout)}) costs "
+            f"budget: the cheapest ({describe_layout(nearest.layout)}) costs "
             f"${_money(cost[index])} with failures; raise the budget, train on fewer "
             "tokens or use a cheaper GPU."
         )
@@ -412,7 +416,7 @@ def _infeasible(
         problem = (
             f"no layout of {model.name} on {where} meets both the {cons.deadline_days:g}-day "
             f"deadline and the ${_money(cons.budget_usd)} budget: the cheapest on time "
-            f"({_describe(nearest.layout)}) costs ${_money(cost[index])}; relax one of them."
+            f"({describe_layout(nearest.layout)}) costs ${_money(cost[index])}; relax one of them."
         )
     return finish(nearest=nearest, problem=problem, fitting=tree.size)
 

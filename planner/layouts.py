@@ -128,8 +128,8 @@ class CandidateTree:
 
     def select(self, rows: np.ndarray) -> CandidateTree:
         """The tree restricted to these candidates (an index array or a boolean mask of the
-        last level), ancestors no candidate uses dropped."""
-        rows = np.flatnonzero(rows) if rows.dtype == bool else np.asarray(rows, dtype=np.intp)
+        last level; they stay in ascending order), ancestors no candidate uses dropped."""
+        rows = np.flatnonzero(rows) if rows.dtype == bool else np.unique(rows).astype(np.intp)
         last = len(self.levels) - 1
         levels = list(self.levels)
         parents = list(self.parents)
@@ -139,10 +139,14 @@ class CandidateTree:
             parent = self.parents[level]
             if parent is None:
                 break
+            # Parents are non-decreasing (rows are generated in order), so the distinct
+            # ancestors are where the value changes: no sort needed.
             used = parent[keep]
-            unique, inverse = np.unique(used, return_inverse=True)
-            parents[level] = inverse.astype(np.intp)
-            keep = unique
+            change = np.empty(len(used), dtype=bool)
+            change[:1] = True
+            np.not_equal(used[1:], used[:-1], out=change[1:])
+            parents[level] = np.cumsum(change) - 1
+            keep = used[change]
         return CandidateTree(levels, parents)
 
     def layout(self, index: int) -> Layout:
@@ -227,8 +231,15 @@ def _expand(
 ) -> None:
     """Grow the tree by the options ``new`` (one column per option) where ``mask`` (rows x
     options) is true: as a new level, or folded into the current last level."""
-    rows, options = np.nonzero(mask)
-    values = {name: np.broadcast_to(t, mask.shape)[rows, options] for name, t in new.items()}
+    if mask.all():  # every row takes every option: no need to search the mask
+        n, k = mask.shape
+        rows, options = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
+        values = {name: np.tile(np.broadcast_to(t, (1, k))[0], n) if t.shape[0] == 1
+                  else np.broadcast_to(t, mask.shape)[rows, options]
+                  for name, t in new.items()}  # fmt: skip
+    else:
+        rows, options = np.nonzero(mask)
+        values = {name: np.broadcast_to(t, mask.shape)[rows, options] for name, t in new.items()}
     if into_new_level:
         tree_levels.append(values)
         parents.append(rows.astype(np.intp))
@@ -261,13 +272,14 @@ def enumerate_layouts(
     per_node = cluster.gpus_per_node
     layers, batch, seq = model.num_layers, training.global_batch_seqs, training.seq_len
     counts = np.asarray(sorted(set(int(g) for g in gpu_counts)), dtype=float)
-    default_tp = [float(d) for d in divisors(per_node)]
+    # A degree must divide some GPU count: the grid below holds only such values.
+    factors = set().union(*(divisors(int(c)) for c in counts))
 
     # --- level 0: shapes -----------------------------------------------------------------
-    tp = _options("tp", default_tp, pins)
-    cp = _options("cp", [float(d) for d in divisors(seq) if d <= counts.max()], pins)
-    pp = _options("pp", [float(p) for p in range(1, min(layers, int(counts.max())) + 1)], pins)
-    dp = _options("dp", [float(d) for d in divisors(batch) if d <= counts.max()], pins)
+    tp = _options("tp", [float(d) for d in divisors(per_node) if d in factors], pins)
+    cp = _options("cp", [float(d) for d in divisors(seq) if d in factors], pins)
+    pp = _options("pp", [float(p) for p in sorted(factors) if p <= layers], pins)
+    dp = _options("dp", [float(d) for d in divisors(batch) if d in factors], pins)
     grid = np.meshgrid(tp, cp, pp, dp, indexing="ij")
     shape = {name: g.ravel() for name, g in zip(("tp", "cp", "pp", "dp"), grid, strict=True)}
     shape["gpus"] = shape["tp"] * shape["cp"] * shape["pp"] * shape["dp"]

@@ -14,7 +14,11 @@ def pareto_front(time: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """
     if len(time) == 0:
         return np.zeros(0, dtype=np.intp)
-    order = np.lexsort((np.arange(len(time)), cost, time))
+    # Only points at least as fast as the cheapest and as cheap as the fastest can be on
+    # the front: sort those alone.
+    fastest, cheapest = int(np.argmin(time)), int(np.argmin(cost))
+    maybe = np.flatnonzero((time <= time[cheapest]) & (cost <= cost[fastest]))
+    order = maybe[np.lexsort((maybe, cost[maybe], time[maybe]))]
     sorted_cost = cost[order]
     best_before = np.minimum.accumulate(np.concatenate(([np.inf], sorted_cost[:-1])))
     return order[sorted_cost < best_before]

@@ -54,6 +54,10 @@ class EstimateRequest:
     pue: float | None = None
     grid: float | None = None
     price: float | None = None
+    mtbf_hours: float | None = None
+    ckpt_gb_s: float | None = None
+    ckpt_gb_s_max: float | None = None
+    restart_min: float | None = None
 
 
 def resolve_model(text: str) -> ModelSpec:
@@ -81,24 +85,19 @@ def _positive(value: int, flag: str) -> int:
     return value
 
 
-def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
-    """Build the specs (stating every default used) and estimate the layout."""
+def specs_from_request(
+    request: EstimateRequest,
+) -> tuple[ModelSpec, ClusterSpec, TrainingSpec, list[str]]:
+    """The model, cluster and training specs of a request (and the defaults used); the
+    layout flags are left to the caller (``plan estimate`` fills them in, ``plan search``
+    pins the ones given)."""
     r = request
     defaults: list[str] = []
     model = resolve_model(r.model)
     accelerator = resolve_accelerator(r.gpu, r.gpu_spec)
     gpus = parse_int_count(r.gpus, "--gpus")
     seq_len = parse_int_count(r.seq_len, "--seq-len")
-    for flag, value in (
-        ("--tp", r.tp),
-        ("--pp", r.pp),
-        ("--cp", r.cp),
-        ("--ep", r.ep),
-        ("--micro-batch", r.micro_batch),
-        ("--interleave", r.interleave),
-        ("--gpus-per-node", r.gpus_per_node),
-    ):
-        _positive(value, flag)
+    _positive(r.gpus_per_node, "--gpus-per-node")
     if (r.global_batch is None) == (r.global_batch_tokens is None):
         raise PlanInputError("give exactly one of --global-batch SEQS or --global-batch-tokens N.")
     if r.global_batch is not None:
@@ -120,6 +119,45 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             f"--tokens {format_count(tokens)} ({per_param} x {format_count(model.num_params)} "
             "parameters, Hoffmann et al. 2022)"
         )
+    cluster = ClusterSpec(
+        gpu=accelerator,
+        num_gpus=gpus,
+        gpus_per_node=r.gpus_per_node,
+        pue=r.pue,
+        grid_kg_co2_per_kwh=r.grid,
+        price_usd_per_gpu_hour=r.price,
+        mtbf_gpu_hours=r.mtbf_hours,
+        checkpoint_gb_s_per_node=r.ckpt_gb_s,
+        checkpoint_gb_s_max=r.ckpt_gb_s_max,
+        restart_min=r.restart_min,
+    )
+    training = TrainingSpec(
+        seq_len=seq_len,
+        global_batch_seqs=batch_seqs,
+        total_tokens=tokens,
+        precision=r.precision,
+        optimizer=r.optimizer,
+        attention_kernel=r.attention,
+        overlap_grad_reduce=r.overlap_grad_reduce,
+        grad_reduce_dtype=r.grad_reduce_dtype,
+    )
+    return model, cluster, training, defaults
+
+
+def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
+    """Build the specs (stating every default used) and estimate the layout."""
+    r = request
+    for flag, value in (
+        ("--tp", r.tp),
+        ("--pp", r.pp),
+        ("--cp", r.cp),
+        ("--ep", r.ep),
+        ("--micro-batch", r.micro_batch),
+        ("--interleave", r.interleave),
+    ):
+        _positive(value, flag)
+    model, cluster, training, defaults = specs_from_request(r)
+    gpus = cluster.num_gpus
 
     model_parallel = r.tp * r.pp * r.cp
     if r.dp is None:
@@ -147,25 +185,6 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
         sequence_parallel = r.tp > 1
         if r.tp > 1:
             defaults.append("--sequence-parallel (tp > 1)")
-
-    cluster = ClusterSpec(
-        gpu=accelerator,
-        num_gpus=gpus,
-        gpus_per_node=r.gpus_per_node,
-        pue=r.pue,
-        grid_kg_co2_per_kwh=r.grid,
-        price_usd_per_gpu_hour=r.price,
-    )
-    training = TrainingSpec(
-        seq_len=seq_len,
-        global_batch_seqs=batch_seqs,
-        total_tokens=tokens,
-        precision=r.precision,
-        optimizer=r.optimizer,
-        attention_kernel=r.attention,
-        overlap_grad_reduce=r.overlap_grad_reduce,
-        grad_reduce_dtype=r.grad_reduce_dtype,
-    )
 
     def layout(recompute: str) -> Layout:
         return Layout(

@@ -101,6 +101,17 @@ class TrainTotals(BaseModel):
     """GPU-hours x price per GPU-hour."""
     co2_t: float
     """Tonnes CO2: energy (estimated or TDP basis, per ClusterSpec.co2_basis) x grid intensity."""
+    goodput: float
+    """Share of the expected wall-clock time spent on useful training once failures,
+    checkpoint saves and restarts are counted (Young 1974 interval, Daly 2006 wall time;
+    planner.formulas.reliability): expected days = days / goodput, and likewise GPU-hours
+    and cost."""
+    checkpoint_interval_min: float
+    """Optimal minutes of training between checkpoints, sqrt(2 x save time x job MTBF)
+    (Young 1974), at least one step."""
+    expected_interruptions: float
+    """Failures expected during the run: expected wall time over the job's MTBF (per-GPU
+    MTBF / GPUs)."""
 
 
 class Estimate(BaseModel):

@@ -17,7 +17,7 @@ from planner.errors import PlanInputError
 Activation = Literal["swiglu", "gelu"]
 Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
-Precision = Literal["bf16", "fp8"]
+Precision = Literal["bf16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
 AttentionKernel = Literal["flash", "unfused"]
 
@@ -143,6 +143,9 @@ class AcceleratorSpec(BaseModel):
     """Dense BF16 tensor throughput, TFLOP/s (no sparsity)."""
     fp8_dense_tflops: float | None = Field(default=None, gt=0)
     """Dense FP8 throughput, TFLOP/s; None when the device has no FP8 units."""
+    fp32_dense_tflops: float | None = Field(default=None, gt=0)
+    """FP32 throughput (IEEE FP32 math, not TF32), TFLOP/s: the peak of an FP32 run; None
+    when unknown (FP32 training is then refused)."""
     hbm_gib: float = Field(gt=0)
     """Device memory, GiB."""
     hbm_tb_s: float = Field(gt=0)
@@ -215,6 +218,18 @@ class ClusterSpec(BaseModel):
     """Overrides the accelerator's list price."""
     node_overhead_w: float | None = Field(default=None, ge=0)
     """Overrides the accelerator's per-node host power."""
+    mtbf_gpu_hours: float | None = Field(default=None, gt=0)
+    """Mean time between job-interrupting failures per GPU, hours (the job's MTBF is this
+    over the GPU count); None means the catalog default (data/reliability.yaml)."""
+    checkpoint_gb_s_per_node: float | None = Field(default=None, gt=0)
+    """Checkpoint write (and reload) bandwidth each node reaches to shared storage, GB/s;
+    None means the catalog default."""
+    checkpoint_gb_s_max: float | None = Field(default=None, gt=0)
+    """The storage system's aggregate bandwidth, GB/s (caps nodes x per-node); None means
+    the catalog default."""
+    restart_min: float | None = Field(default=None, ge=0)
+    """Minutes from an interruption to training again, before reloading the checkpoint
+    (detection, rescheduling, process-group start-up); None means the catalog default."""
     co2_basis: Literal["estimated", "tdp"] = "estimated"
     """Energy that co2_t is computed from: 'estimated' (utilisation, host, PUE) or 'tdp'
     (GPU-hours x TDP, the convention of model cards such as Llama 2's)."""
@@ -278,7 +293,10 @@ class TrainingSpec(BaseModel):
     total_tokens: float = Field(gt=0)
     """Tokens to train on (the run's budget)."""
     precision: Precision = "bf16"
-    """'bf16' mixed precision, or 'fp8' GEMMs with BF16 elsewhere (Transformer Engine)."""
+    """'bf16' mixed precision (BF16 weights and activations, FP32 master weights in the
+    optimizer), 'fp8' GEMMs with BF16 elsewhere (Transformer Engine), or 'fp32' (FP32
+    weights, gradients, activations and optimizer states, no master copy, at the
+    accelerator's FP32 rate: a CPU, or a GPU run without autocast)."""
     optimizer: Optimizer = "adamw"
     """'adamw' (two FP32 states) or 'sgd_momentum' (one)."""
     attention_kernel: AttentionKernel = "flash"

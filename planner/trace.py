@@ -333,7 +333,13 @@ def compile_function(
         ]
     )
     source = prepare_src + "\n\n\n" + finish_src
-    namespace: dict[str, Any] = {"_ceil": lambda v: float(math.ceil(v)), "_log2": math.log2}
+    namespace: dict[str, Any] = {
+        "_ceil": lambda v: float(math.ceil(v)),
+        "_log2": math.log2,
+        "_sqrt": math.sqrt,
+        "_exp": math.exp,
+        "_expm1": math.expm1,
+    }
     exec(compile(source, f"<planner.trace:{name}>", "exec"), namespace)
     return Compiled(
         namespace[f"{name}_prepare"], namespace[f"{name}_finish"], static_inputs, source

@@ -81,3 +81,41 @@ def format_count(value: float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.3g}{suffix}"
     return f"{value:.3g}"
+
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_DAYS_PER = {"": 1.0, "d": 1.0, "day": 1.0, "days": 1.0, "h": 1 / 24, "hour": 1 / 24,
+             "hours": 1 / 24, "w": 7.0, "week": 7.0, "weeks": 7.0, "m": 30.0, "mo": 30.0,
+             "month": 30.0, "months": 30.0, "y": 365.0, "year": 365.0, "years": 365.0}  # fmt: skip
+
+
+def parse_days(text: str, field: str = "duration") -> float:
+    """``30d``, ``12h``, ``6w``, ``3mo``, ``1y`` or a bare number of days -> days (> 0).
+    A month is 30 days, a year 365."""
+    match = _DURATION.match(str(text))
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _DAYS_PER:
+        raise PlanInputError(
+            f"{field}: {text!r} is not a duration; write a number of days or add a unit "
+            "h, d, w, mo or y (for example 30d, 12h, 6w)."
+        )
+    value = float(match.group(1)) * _DAYS_PER[unit]
+    if not math.isfinite(value) or value <= 0:
+        raise PlanInputError(f"{field}: must be a positive duration, got {text!r}.")
+    return value
+
+
+def parse_usd(text: str, field: str = "budget") -> float:
+    """``2M$``, ``$2M``, ``2.5e6``, ``750k``, ``2,000,000 USD`` -> US dollars (> 0).
+    Suffixes are decimal (k, M, B)."""
+    cleaned = str(text).strip().replace(",", "").replace("_", "")
+    for mark in ("USD", "usd", "$"):
+        cleaned = cleaned.replace(mark, "")
+    if not cleaned.strip():
+        raise PlanInputError(f"{field}: {text!r} is not an amount; write for example 2M$ or 750k.")
+    try:
+        return parse_count(cleaned, field)
+    except PlanInputError:
+        raise PlanInputError(
+            f"{field}: {text!r} is not an amount of dollars; write for example 2M$, $750k or 1.5e6."
+        ) from None

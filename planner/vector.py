@@ -4,12 +4,13 @@
 take a :class:`~planner.layouts.CandidateTree` and return one value per candidate:
 ``memory`` (peak GiB per GPU), ``metrics`` (what the search ranks by) and ``estimates``
 (full :class:`~planner.result.Estimate` objects for a few rows). The physics is
-:func:`planner.core.evaluate`, the same function the scalar ``planner.estimate`` runs.
+:func:`planner.core.evaluate`, the same function the scalar ``planner.estimate`` runs,
+compiled per level of the tree by :mod:`planner.levels`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,11 +19,20 @@ from planner.core import Outputs, evaluate
 from planner.estimator import to_estimate
 from planner.inputs import Inputs, build_inputs, constants
 from planner.layouts import LEVELS, CandidateTree
+from planner.levels import LevelProgram, compile_levels
 from planner.result import Estimate
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
 
 DYNAMIC = tuple(name for names in LEVELS for name in names)
 """Inputs that vary between candidates: the layout's knobs and the GPU count."""
+
+
+FIXED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "co2_tdp_basis")
+"""Categorical inputs constant within one problem: fixed while compiling, so each ``where``
+on them keeps one side (a dense model also fixes ``experts`` = 1)."""
+
+CHUNK_ROWS = 16384
+"""Candidates per call of the last stage: its arrays then stay in the CPU's cache."""
 
 
 @dataclass
@@ -31,51 +41,102 @@ class CostModel:
 
     static: Inputs
     """Inputs of the problem (layout fields are placeholders)."""
+    fixed: tuple[tuple[str, float], ...]
+    """Inputs fixed at compile time (see :data:`FIXED`)."""
+    _envs: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict, repr=False)
 
-    def _inputs(self, tree: CandidateTree) -> Inputs:
-        columns = tree.columns()
-        return self.static._replace(**{name: columns[name] for name in DYNAMIC})
+    def _program(self, outputs: tuple[str, ...]) -> tuple[LevelProgram, dict[str, Any]]:
+        program = compile_levels(self.fixed, LEVELS, outputs)
+        env = self._envs.get(outputs)
+        if env is None:
+            env = self._envs[outputs] = program.prepare(self.static._asdict())
+        return program, env
+
+    def run(self, tree: CandidateTree, outputs: tuple[str, ...]) -> list[np.ndarray]:
+        """The named outputs, one entry per candidate of ``tree``."""
+        program, env = self._program(outputs)
+        n = tree.size
+        last = len(tree.levels) - 1
+        with np.errstate(all="ignore"):
+            env = program.run_upper(env, tree.levels, tree.index_map)
+            maps = {j: tree.index_map(j, last) for j in range(last)}
+            fields = tree.levels[last]
+            if n <= CHUNK_ROWS:
+                parts = [program.run_last(env, fields, maps)]
+            else:
+                parts = []
+                for start in range(0, n, CHUNK_ROWS):
+                    cut = slice(start, start + CHUNK_ROWS)
+                    parts.append(
+                        program.run_last(
+                            env,
+                            {name: values[cut] for name, values in fields.items()},
+                            {j: index[cut] for j, index in maps.items()},
+                        )
+                    )
+        columns = []
+        for i in range(len(outputs)):
+            pieces = [np.broadcast_to(np.asarray(p[i], dtype=float), (len(c),))
+                      for p, c in zip(parts, _chunk_sizes(n), strict=True)]  # fmt: skip
+            columns.append(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
+        return columns
 
     def outputs(self, tree: CandidateTree) -> Outputs:
-        """Every output of :func:`planner.core.evaluate`, one entry per candidate."""
+        """Every output of :func:`planner.core.evaluate`, one entry per candidate, by the
+        plain numpy path (no compilation: meant for the few rows the search reports)."""
+        columns = tree.columns()
+        x = self.static._replace(**{name: columns[name] for name in DYNAMIC})
         with np.errstate(all="ignore"):
-            out = evaluate(self._inputs(tree), constants())
-        n = tree.size
-        return Outputs(*(np.broadcast_to(np.asarray(v, dtype=float), (n,)) for v in out))
+            out = evaluate(x, constants())
+        return Outputs(*(np.broadcast_to(np.asarray(v, dtype=float), (tree.size,)) for v in out))
 
     def memory(self, tree: CandidateTree) -> np.ndarray:
         """Peak memory per GPU, GiB, of every candidate."""
-        return np.asarray(self.outputs(tree).total_gib)
+        return self.run(tree, ("total_gib",))[0]
 
-    def metrics(self, tree: CandidateTree) -> dict[str, np.ndarray]:
-        """What the search ranks and filters by, per candidate."""
-        out = self.outputs(tree)
-        return metrics_of(out, tree)
+    def metrics(self, tree: CandidateTree, memory_gib: np.ndarray) -> dict[str, np.ndarray]:
+        """What the search ranks and filters by (:data:`RANKED`), per candidate;
+        ``memory_gib`` is the memory pass's result for the same candidates."""
+        values = dict(zip(RANKED, self.run(tree, RANKED), strict=True))
+        values["total_gib"] = memory_gib
+        return metrics_of(values, tree)
 
     def estimates(self, tree: CandidateTree, rows: np.ndarray) -> list[Estimate]:
         """Full Estimates of the candidates at ``rows``."""
-        sub = tree.select(np.asarray(rows, dtype=np.intp))
+        rows = np.asarray(rows, dtype=np.intp)
+        sub = tree.select(rows)  # keeps ascending row order
         out = self.outputs(sub)
-        order = np.argsort(np.argsort(rows))  # select() keeps ascending row order
+        position = np.searchsorted(np.unique(rows), rows)
         result = []
-        for position in order:
-            values = tuple(float(column[position]) for column in out)
-            result.append(to_estimate(sub.layout(int(position)), values))
+        for p in position.tolist():
+            values = tuple(float(column[p]) for column in out)
+            result.append(to_estimate(sub.layout(p), values))
         return result
 
 
-def metrics_of(out: Outputs, tree: CandidateTree) -> dict[str, np.ndarray]:
+def _chunk_sizes(n: int) -> list[range]:
+    if n <= CHUNK_ROWS:
+        return [range(n)]
+    return [range(start, min(n, start + CHUNK_ROWS)) for start in range(0, n, CHUNK_ROWS)]
+
+
+RANKED = ("step_time_s", "days", "cost_usd", "energy_mwh", "mfu", "goodput")
+"""Outputs the search ranks and filters by (the full Estimate is built for a few rows)."""
+
+
+def metrics_of(out: dict[str, np.ndarray], tree: CandidateTree) -> dict[str, np.ndarray]:
     """The ranking metrics from the cost model's outputs."""
-    goodput = np.ones(tree.size)
+    goodput = out["goodput"]
     return {
-        "days": out.days,
-        "days_expected": out.days / goodput,
-        "cost_usd": out.cost_usd,
-        "cost_expected_usd": out.cost_usd / goodput,
-        "energy_mwh": out.energy_mwh,
-        "mfu": out.mfu,
-        "step_time_s": out.step_time_s,
-        "memory_gib": out.total_gib,
+        "days": out["days"],
+        "days_expected": out["days"] / goodput,
+        "cost_usd": out["cost_usd"],
+        "cost_expected_usd": out["cost_usd"] / goodput,
+        "energy_mwh": out["energy_mwh"],
+        "mfu": out["mfu"],
+        "step_time_s": out["step_time_s"],
+        "memory_gib": out["total_gib"],
+        "goodput": goodput,
         "gpus": tree.column("gpus"),
     }
 
@@ -85,8 +146,8 @@ def cost_model(
 ) -> CostModel:
     """The cost model of this problem for candidate trees."""
     static = build_inputs(model, accelerator, cluster, training, Layout(dp=1))
-    return CostModel(static)
-
-
-def _unused(*_: Any) -> None:
-    return None
+    values = static._asdict()
+    fixed = tuple((name, float(values[name])) for name in FIXED)
+    if values["experts"] == 1:
+        fixed += (("experts", 1.0),)
+    return CostModel(static, fixed)

@@ -207,6 +207,7 @@ def accelerator_fields(cal: Calibration) -> dict[str, Any]:
         "name": f"{_cpu_model()} x{cal.threads} thread(s) (calibrated)",
         "vendor": "this machine",
         "bf16_dense_tflops": cal.gemm_tflops,
+        "fp32_dense_tflops": cal.gemm_tflops,  # the trainer's (fp32) rate: plans use fp32
         "gemm_efficiency": 1.0,
         "attention_fwd_efficiency": min(1.0, cal.attention_fwd_tflops / cal.gemm_tflops),
         "attention_bwd_efficiency": min(1.0, cal.attention_bwd_tflops / cal.gemm_tflops),

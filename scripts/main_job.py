@@ -75,8 +75,13 @@ def plan_for_this_machine(target_s: float, cal: Any) -> tuple[Any, int]:
     batch = RANKS * MICRO_BATCH
 
     def training(steps: int) -> Any:
+        # The trainer computes in fp32 on a CPU: fp32 weights, gradients, activations and
+        # AdamW states, no master copy, at the calibrated fp32 rate.
         return planner.TrainingSpec(
-            seq_len=SEQ_LEN, global_batch_seqs=batch, total_tokens=steps * batch * SEQ_LEN
+            seq_len=SEQ_LEN,
+            global_batch_seqs=batch,
+            total_tokens=steps * batch * SEQ_LEN,
+            precision="fp32",
         )
 
     probe = planner.estimate(model, cluster, training(1), layout)
@@ -200,9 +205,8 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
         "comparable floor is a process with torch, a gloo group, FSDP and DCP loaded "
         f"({cal.baseline_rss_mib:,.0f} MiB measured here), so the memory row compares the "
         "planner's weights + gradients + optimizer + activations with what a rank holds "
-        "above that floor. The planner sizes those for BF16 mixed precision; on a CPU the "
-        "trainer runs in fp32, and the allocator's caching and per-step temporaries are not "
-        "in the plan."
+        "above that floor, planned in fp32 as the trainer runs on a CPU; the allocator's "
+        "caching and per-step temporaries are not in the plan."
     )
     console.print(f"job directory: {record.job_dir}   (scalectl logs {record.id})")
 

@@ -72,3 +72,30 @@ def log2(x: Num) -> Num:
     if isinstance(x, _Sym):
         return trace.traced_call("_log2", x)
     return np.log2(x)
+
+
+def sqrt(x: Num) -> Num:
+    """Element-wise square root (x >= 0)."""
+    if type(x) in _SCALAR:
+        return math.sqrt(x)
+    if isinstance(x, _Sym):
+        return trace.traced_call("_sqrt", x)
+    return np.sqrt(x)
+
+
+def exp(x: Num) -> Num:
+    """Element-wise e**x."""
+    if type(x) in _SCALAR:
+        return math.exp(x)
+    if isinstance(x, _Sym):
+        return trace.traced_call("_exp", x)
+    return np.exp(x)
+
+
+def expm1(x: Num) -> Num:
+    """Element-wise e**x - 1, accurate for small x."""
+    if type(x) in _SCALAR:
+        return math.expm1(x)
+    if isinstance(x, _Sym):
+        return trace.traced_call("_expm1", x)
+    return np.expm1(x)

@@ -1,5 +1,6 @@
-"""The planner imports only numpy, pydantic, pyyaml and the standard library (plus typer and
-rich in its CLI modules); never torch, kubernetes, textual or submitit (DESIGN.md)."""
+"""The planner imports only numpy, pydantic, pyyaml and the standard library (plus typer,
+rich and matplotlib in its CLI modules); never torch, kubernetes, textual or submitit
+(DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import planner
 ROOT = Path(planner.__file__).resolve().parent
 FORBIDDEN = {"torch", "kubernetes", "textual", "submitit"}
 ALLOWED = {"numpy", "pydantic", "yaml", "planner"} | set(sys.stdlib_module_names)
-CLI_ONLY = {"typer", "rich"}
-CLI_FILES = {"cli.py", "render.py"}
+CLI_ONLY = {"typer", "rich", "matplotlib"}
+CLI_FILES = {"cli.py", "render.py", "render_search.py", "plot.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -33,6 +33,10 @@ SCHEMA = {
         "energy_mwh_tdp",
         "cost_usd",
         "co2_t",
+        # issue 5: failures, checkpoints and restarts
+        "goodput",
+        "checkpoint_interval_min",
+        "expected_interruptions",
     },
 }
 
