@@ -220,10 +220,10 @@ def test_time_limit_stops_gracefully_with_timeout(cli, script) -> None:
         time.sleep(120)
         """,
     )
-    result = cli("launch", "--time-limit", "8s", "-f", "--", "python", str(path))
+    result = cli("launch", "--time-limit", "15s", "-f", "--", "python", str(path))
     assert result.code == 1
     record = record_of(job_id_from(result.out))
-    assert record.state is JobState.TIMEOUT and "time limit of 8 s" in record.reason
+    assert record.state is JobState.TIMEOUT and "time limit of 15 s" in record.reason
     assert "checkpointing before exit" in (record.job_dir / "logs" / f"{HOST}.0.log").read_text()
     assert job_processes(record.id) == []
 
