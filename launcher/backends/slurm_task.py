@@ -27,10 +27,11 @@ lands) and owns what only Slurm makes hard:
   re-parented to it (so they stay in the step's process tree), and when torchrun is gone
   it kills every leftover process of this job on this node, found by the
   ``SCALECTL_JOB_ID`` + ``SCALECTL_NODE`` marker.
-* **Node loss.** torchrun killed from outside is this node leaving the job. When the job is
-  elastic (``nodes.min`` below the allocation) the task exits 0, so ``--kill-on-bad-exit``
-  leaves the other nodes running and their torchruns re-form the rendezvous at the
-  smaller size; otherwise it exits 1 and the step (then the end helper) takes over.
+* **Node loss.** The node command (torchrun, or the agent) killed from outside is this
+  node leaving the job. When the job is elastic (``nodes.min`` below the allocation) the
+  task exits 0, so ``--kill-on-bad-exit`` leaves the other nodes running and their
+  torchruns re-form the rendezvous at the smaller size; otherwise it exits 1 and the
+  step (then the end helper, which requeues for a lost node) takes over.
 
 Every task records ``slurm_node_started`` and ``slurm_node_ended`` (with its outcome:
 completed, preempted, stopped, lost, failed) in events.jsonl, tagged with the Slurm job id
@@ -250,21 +251,22 @@ class NodeTask:
                 stderr=subprocess.STDOUT,
                 preexec_fn=ignore_stop_signal,  # single-threaded here, so fork-safe
             )
-        say(f"torchrun pid {proc.pid} on {self.ctx.node}: {' '.join(argv)}")
+        say(f"node command pid {proc.pid} on {self.ctx.node}: {' '.join(argv)}")
         code = self.watch(proc)
         leftovers = self.sweep()
         outcome = self.outcome(code)
         self.event(
             "slurm_node_ended",
             outcome=outcome,
-            torchrun_exit=code,
+            node_command_exit=code,
             signal=self.preempted_by or self.terminated_by,
             leftovers_killed=leftovers,
             **self.ctx.tags(),
         )
         if outcome == "lost":
-            self.event("node_lost", reason=f"torchrun killed (exit {code})", **self.ctx.tags())
-        say(f"node task ends: {outcome} (torchrun exit {code}, {leftovers} leftovers killed)")
+            reason = f"node command killed (exit {code})"
+            self.event("node_lost", reason=reason, **self.ctx.tags())
+        say(f"node task ends: {outcome} (node command exit {code}, {leftovers} leftovers killed)")
         return self.exit_code(outcome, code)
 
     def watch(self, proc: subprocess.Popen[bytes]) -> int:

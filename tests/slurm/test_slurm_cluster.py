@@ -149,6 +149,11 @@ def test_two_node_elastic_job_trains_across_both_nodes_and_a_chained_run_follows
     if not record_of(job_id).state.is_terminal:
         assert pending.state is JobState.PENDING and pending.reason == "Dependency"
 
+    # `scalectl logs -f` follows every node's logs until Slurm says the job ended.
+    followed = cli("logs", job_id, "-f")
+    assert followed.code == 0, followed.err
+    assert "[node1." in followed.out and "[node2." in followed.out
+    assert followed.out.rstrip().endswith(f"job {job_id} COMPLETED")
     record = wait_terminal(job_id)
     assert record.state is JobState.COMPLETED, record.reason
     assert wait_sacct(first.backend_job_id, "COMPLETED")
@@ -200,10 +205,14 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(cli) -> None:
     assert [r["step"] for r in progress(job_dir)] == list(range(1, 61))
     assert events(job_dir, "requeued")[0]["count"] == 1
     assert wait_sacct(handle, "COMPLETED") == ["REQUEUED", "COMPLETED"]
-    # Logs of both runs in one file per rank (append mode across the requeue).
-    rank0 = next((job_dir / "logs").glob("node*.0.log")).read_text()
-    assert rank0.count("==== scalectl") == 2
-    assert "SIGUSR2 received" in rank0
+    # Logs of both runs, appended: each node's log holds both of its runs, and the rank
+    # logs (which node gets which rank is the rendezvous' choice) 2 runs x 2 ranks.
+    logs = job_dir / "logs"
+    for node in ("node1", "node2"):
+        assert (logs / f"{node}.slurm.log").read_text().count("slurm_task: node command pid") == 2
+    rank_logs = "".join(p.read_text() for p in logs.glob("node*.[01].log"))
+    assert rank_logs.count("==== scalectl") == 4
+    assert "SIGUSR2 received" in rank_logs
     no_leftovers(job_id)
 
 
