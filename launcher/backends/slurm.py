@@ -21,6 +21,7 @@ What happens inside the allocation (signals, requeue, node loss) is
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -226,15 +227,19 @@ def _sbatch(script: str, folder: Path, secret_env: Mapping[str, str]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     executor = _executor(folder, script)
     try:
-        with _environment(secret_env):
+        # submitit also prints sbatch's stderr on failure; the error says it in one line.
+        with _environment(secret_env), contextlib.redirect_stderr(io.StringIO()):
             job = executor._submit_command("")  # the script already holds the command
     except Exception as exc:  # submitit's FailedJobError carries sbatch's stderr
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = next((line for line in reversed(lines) if "error" in line.lower()), "")
-        raise BackendUnavailableError(
-            f"sbatch refused the job: {detail or (lines[-1] if lines else exc)}"
-        ) from None
+        raise BackendUnavailableError(f"sbatch refused the job: {sbatch_error(str(exc))}") from None
     return str(job.job_id)
+
+
+def sbatch_error(stderr: str) -> str:
+    """sbatch's first specific complaint (it ends with a generic "submission failed")."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line.split("error:", 1)[1].strip() for line in lines if "error:" in line]
+    return errors[0] if errors else (lines[-1] if lines else "no output")
 
 
 # -- querying Slurm -----------------------------------------------------------------

@@ -339,3 +339,18 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("SCALECTL_") and name != "SCALECTL_HOME":
             monkeypatch.delenv(name, raising=False)
+
+
+def test_a_job_sbatch_refuses_is_one_line_and_failed(cli, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        "name: bad\nbackend: slurm\nentrypoint: {command: ['true']}\n"
+        "slurm: {partition: no-such-partition}\n"
+    )
+    result = cli("launch", str(spec))
+    assert result.code == 2
+    assert result.err == (
+        "error: sbatch refused the job: invalid partition specified: no-such-partition\n"
+    )
+    failed = [r for r in json.loads(cli("jobs", "--json").out) if r["state"] == "FAILED"]
+    assert len(failed) == 1 and "invalid partition" in failed[0]["reason"]

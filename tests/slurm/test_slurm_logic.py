@@ -158,3 +158,15 @@ def test_context_from_slurm_environment() -> None:
         0,
         1,
     )
+
+
+def test_sbatch_error_keeps_the_specific_complaint() -> None:
+    from launcher.backends.slurm import sbatch_error
+
+    stderr = (
+        "sbatch: error: invalid partition specified: nope\n"
+        "sbatch: error: Batch job submission failed: Invalid partition name specified\n"
+    )
+    assert sbatch_error(stderr) == "invalid partition specified: nope"
+    assert sbatch_error("something odd\n") == "something odd"
+    assert sbatch_error("") == "no output"
