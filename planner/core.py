@@ -75,6 +75,8 @@ class Outputs(NamedTuple):
     goodput: Any
     checkpoint_interval_min: Any
     expected_interruptions: Any
+    checkpoint_save_s: Any
+    job_mtbf_h: Any
 
 
 def candidate(outputs: Outputs, index: int) -> tuple[float, ...]:
@@ -507,4 +509,6 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         goodput=train_s / wall_s,
         checkpoint_interval_min=interval / 60.0,
         expected_interruptions=wall_s / job_mtbf,
+        checkpoint_save_s=checkpoint_s,
+        job_mtbf_h=job_mtbf / SECONDS_PER_HOUR,
     )

@@ -34,7 +34,10 @@ def short_layout(est: Estimate) -> str:
 
 
 def render_search(
-    result: SearchResult, defaults: list[str], console: Console | None = None
+    result: SearchResult,
+    defaults: list[str],
+    console: Console | None = None,
+    front: bool = True,
 ) -> None:
     """The top layouts (why each loses to the first), the Pareto front, and the counts."""
     console = console or Console()
@@ -75,17 +78,17 @@ def render_search(
             )
         console.print(table)
         render_totals(result.ranked[0], console, title="The best layout: the whole run")
-    if result.pareto:
-        front = Table(title="Pareto front: expected wall time against cost")
-        front.add_column("GPUs", justify="right")
-        front.add_column("layout")
+    if result.pareto and front:
+        table = Table(title="Pareto front: expected wall time against cost")
+        table.add_column("GPUs", justify="right")
+        table.add_column("layout")
         for column in ("days", "cost", "MFU"):
-            front.add_column(column, justify="right")
+            table.add_column(column, justify="right")
         for est in result.pareto:
-            front.add_row(str(est.layout.num_gpus), short_layout(est),
+            table.add_row(str(est.layout.num_gpus), short_layout(est),
                           f"{_expected_days(est):,.1f}", money(_expected_cost(est)),
                           f"{est.step.mfu:.1%}")  # fmt: skip
-        console.print(front)
+        console.print(table)
         if len(result.pareto) == 1 and not many:
             console.print(
                 "[dim]On a fixed GPU count cost is proportional to time, so the front is one "
@@ -127,3 +130,66 @@ def render_totals(est: Estimate, console: Console, title: str) -> None:
         table.add_row(name, a, b)
     console.print(table)
     console.print(f"[dim]layout: {short_layout(est)}[/]")
+
+
+def render_capacity(answer: Any, facts: Any, defaults: list[str], console: Console | None = None
+                    ) -> None:  # fmt: skip
+    """The smallest cluster, the sizes probed, its top layouts and the run with failures."""
+    console = console or Console()
+    result = answer.result
+    acc = result.cluster.accelerator()
+    tokens = format_count(result.training.total_tokens)
+    if answer.gpus is not None:
+        console.print(
+            f"[bold]{result.model.name}[/] on {tokens} tokens in {answer.deadline_days:g} days "
+            f"(expected, failures included): [bold green]{answer.gpus:,} x {acc.name}[/] "
+            f"({answer.nodes:,} nodes of {result.cluster.gpus_per_node})"
+        )
+    probes = Table(title=f"Cluster sizes searched ({answer.seconds:.1f} s; FLOPs alone rule out "
+                   f"fewer than {answer.lower_bound_gpus:,} GPUs)")  # fmt: skip
+    probes.add_column("GPUs", justify="right")
+    probes.add_column("fastest layout: days", justify="right")
+    probes.add_column("meets the deadline")
+    for gpus, days in sorted(answer.probes):
+        meets = days is not None and days <= answer.deadline_days
+        probes.add_row(f"{gpus:,}", "does not fit" if days is None else f"{days:,.1f}",
+                       "[green]yes[/]" if meets else "no")  # fmt: skip
+    console.print(probes)
+    render_search(result, [], console, front=False)
+    if facts is not None:
+        console.print(
+            f"reliability: job MTBF {facts.job_mtbf_h:.2f} h (per-GPU MTBF / GPUs); checkpoint "
+            f"{facts.checkpoint_gb:,.0f} GB saved in {facts.checkpoint_save_s:.1f} s; restart "
+            f"{facts.restart_s / 60:.1f} min with the reload (Young 1974 interval, Daly 2006 "
+            "wall time)"
+        )
+    for note in defaults:
+        console.print(f"[dim]default: {note}[/]")
+
+
+def render_sizing(rows: list[Any], flops: float, budget: float | None, mfu: float | None,
+                  presets: list[tuple[str, float]], console: Console | None = None
+                  ) -> None:  # fmt: skip
+    """Compute-optimal model size and tokens under each scaling law."""
+    console = console or Console()
+    spend = f" (${budget:,.0f} at {mfu:.0%} MFU)" if budget is not None and mfu else ""
+    table = Table(title=f"Compute-optimal sizing for {flops:.3g} FLOPs{spend}")
+    table.add_column("law")
+    for column in ("parameters", "tokens", "tokens/param", "predicted loss",
+                   "Chinchilla loss"):  # fmt: skip
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(row.law, format_count(row.params), format_count(row.tokens),
+                      f"{row.tokens / row.params:.1f}", f"{row.loss:.3f}",
+                      f"{row.chinchilla_loss:.3f}")  # fmt: skip
+    console.print(table)
+    console.print(
+        "[dim]Losses are nats/token on each paper's data (Chinchilla: MassiveText; Kaplan: "
+        "WebText2, non-embedding N): compare within a law. Chinchilla loss puts every row on "
+        "one yardstick.[/]"
+    )
+    if presets:
+        console.print(
+            "closest presets to the Chinchilla optimum: "
+            + ", ".join(f"{name} ({format_count(n)})" for name, n in presets)
+        )
