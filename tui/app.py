@@ -131,6 +131,7 @@ class ScalectlApp(App[None]):
         self._view: JobView | None = None
         self._log_tail: LogTail | None = None
         self._pending = False
+        self._status_line: Text | None = None
 
     # -- layout -------------------------------------------------------------------------
 
@@ -321,7 +322,9 @@ class ScalectlApp(App[None]):
             line.append(f", {shown:,} match {pane.filter_text!r}")
         line.append(f"  sorted by {pane.sort_column}{' ▼' if pane.sort_descending else ''}")
         line.append(f"  registry {text.short_path(self.registry, self.home)}", style="dim")
-        self.query_one("#status", Static).update(line)
+        if line != self._status_line:
+            self._status_line = line
+            self.query_one("#status", Static).update(line, layout=False)
 
     def on_jobs_pane_rows_shown(self, event: JobsPane.RowsShown) -> None:
         self.update_status()

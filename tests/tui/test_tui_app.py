@@ -28,8 +28,9 @@ from launcher.store import Store
 from tui.app import ScalectlApp, help_sections, key_text
 from tui.panes.planner import PlannerPane
 from tui.widgets.dialogs import ConfirmScreen, HelpScreen
-from tui.widgets.gpugrid import GpuGrid, gpu_line
+from tui.widgets.gpugrid import GpuGrid, gpu_runs
 from tui.widgets.logview import LogView
+from tui.widgets.runs import plain
 from tui.widgets.table import VirtualTable
 
 SIZE = (120, 40)
@@ -196,12 +197,12 @@ async def test_telemetry_sparklines_move_as_samples_arrive(home: Path) -> None:
         assert app.active_tab == "telemetry"
         grid = app.query_one("#gpu-grid", GpuGrid)
         assert len(grid.items) == 2 + 16
-        before = gpu_line(grid.items[1], 118).plain  # type: ignore[arg-type]
+        before = plain(gpu_runs(grid.items[1], 118))  # type: ignore[arg-type]
         jobdir = JobDir(home / "jobs" / fx.MAIN_ID)
         fx.write_telemetry(jobdir, 2, 8, 3, t0=fx.NOW - 40, start=40)
         await app.refresh_now()
         await pilot.pause()
-        after = gpu_line(grid.items[1], 118).plain  # type: ignore[arg-type]
+        after = plain(gpu_runs(grid.items[1], 118))  # type: ignore[arg-type]
         assert before != after
         assert "util" in after and "temp" in after
         assert "43 samples" in screen_text(app)
@@ -228,17 +229,17 @@ async def test_logs_follow_toggle_search_and_switching_ranks(home: Path) -> None
         await app.refresh_now()
         await pilot.pause()
         assert view.lines[-1].text == "step 160/400 loss 2.7"
-        assert view.scroll_y == view.max_scroll_y > 0  # following: the end is in view
+        assert view.top == view.max_top > 0  # following: the end is in view
         await pilot.press("up")
         assert not view.follow
         assert "follow off" in static_text(app, "#logs-title")
-        top = view.scroll_y
+        top = view.top
         fx.append_log(jobdir, "node0", 0, ["step 161/400 loss 2.6"])
         await app.refresh_now()
         await pilot.pause()
-        assert view.scroll_y == top  # not following: the view stays put
+        assert view.top == top  # not following: the view stays put
         await pilot.press("f")
-        assert view.follow and view.scroll_y == view.max_scroll_y
+        assert view.follow and view.top == view.max_top
         await pilot.press("slash", *"resumed", "enter")
         assert len(view.matches) == 1 and not view.follow
         assert "1 match(es)" in static_text(app, "#logs-title")

@@ -26,7 +26,7 @@ from launcher.jobdir import JobDir, read_json
 from launcher.store import JobRecord, Store
 from tui.data.compare import PlanFacts, measured_mfu, plan_facts
 from tui.data.follow import JsonlTail
-from tui.data.progress import recent_figures
+from tui.data.progress import window_rate
 
 COLD_LOADS_PER_POLL = 200
 """Finished jobs whose files are read per tick (newest first); the rest on later ticks."""
@@ -125,7 +125,7 @@ class JobFacts:
                 step, world = last.get("step"), last.get("world_size")
                 self.step = step if isinstance(step, int) else self.step
                 self.world_size = world if isinstance(world, int) else self.world_size
-                self.tokens_per_s, _ = recent_figures(list(self.recent))
+                self.tokens_per_s = window_rate(list(self.recent))
                 changed = True
         if changed:
             self.version += 1
@@ -197,8 +197,16 @@ class JobsSource:
     signature: tuple[tuple[int, int], ...] | None = None
     records: dict[str, JobRecord] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    active: list[str] = field(default_factory=list)
+    """Jobs not in a terminal state: their progress is read every tick."""
+    unread: list[str] = field(default_factory=list)
+    """Finished jobs whose files were not read yet (read once, a batch a tick)."""
     facts: dict[str, JobFacts] = field(default_factory=dict)
     rows: dict[str, tuple[JobRecord, int, JobRow]] = field(default_factory=dict)
+    row_list: list[JobRow] = field(default_factory=list)
+    row_index: dict[str, int] = field(default_factory=dict)
+    loaded: list[str] = field(default_factory=list)
+    """Jobs whose files were read for the first time this poll (their rows change)."""
     message: str | None = None
     last_backend_refresh: float = 0.0
     polled: bool = False
@@ -232,12 +240,13 @@ class JobsSource:
             listed = self._list(store, force)
         elif self.records:
             self.records, self.order, self.signature = {}, [], None
+            self.active, self.unread = [], []
             listed = True
         changed = self._poll_facts() or listed or force or not self.polled
         self.polled = True
         if store is not None and self.refresh_backends:
             self._refresh_backends(store)
-        rows = self._rows() if changed else None
+        rows = self._rows(listed) if changed else None
         return JobsResult(rows, dict(self.records) if changed else {}, self.message)
 
     def _list(self, store: Store, force: bool) -> bool:
@@ -254,54 +263,73 @@ class JobsSource:
         self.signature = signature
         self.records = {record.id: record for record in records}
         self.order = [record.id for record in records]
+        self.active = [record.id for record in records if record.state.is_active]
+        self.unread = [
+            record.id
+            for record in records
+            if record.state.is_terminal and record.id not in self.facts
+        ]
         return True
 
     def _poll_facts(self) -> bool:
+        """Read new progress of active jobs, and the files of up to
+        COLD_LOADS_PER_POLL jobs not read yet (newest first)."""
         changed = False
-        cold = 0
-        for job_id in self.order:
-            record = self.records[job_id]
+        for job_id in self.active:
             facts = self.facts.get(job_id)
             if facts is None:
-                if record.state.is_terminal:
-                    if cold >= COLD_LOADS_PER_POLL:
-                        continue
-                    cold += 1
-                facts = self.facts[job_id] = JobFacts(JobDir(record.job_dir))
-                facts.poll()
-                changed = True
-            elif record.state.is_active:
-                before = facts.version
-                facts.poll()
-                changed |= facts.version != before
+                facts = self.facts[job_id] = JobFacts(JobDir(self.records[job_id].job_dir))
+            before = facts.version
+            facts.poll()
+            changed |= facts.version != before
+        if self.unread:
+            batch, self.unread = (
+                self.unread[:COLD_LOADS_PER_POLL],
+                self.unread[COLD_LOADS_PER_POLL:],
+            )
+            for job_id in batch:
+                if job_id not in self.facts:
+                    facts = self.facts[job_id] = JobFacts(JobDir(self.records[job_id].job_dir))
+                    facts.poll()
+                    self.loaded.append(job_id)
+            changed = True
         return changed
 
-    def _rows(self) -> tuple[JobRow, ...]:
-        out = []
-        for job_id in self.order:
-            record = self.records[job_id]
-            facts = self.facts.get(job_id)
-            version = facts.version if facts else -1
-            cached = self.rows.get(job_id)
-            if cached is not None and cached[0] is record and cached[1] == version:
-                out.append(cached[2])
-                continue
-            row = make_row(record, facts)
-            self.rows[job_id] = (record, version, row)
-            out.append(row)
-        return tuple(out)
+    def _rows(self, listed: bool) -> tuple[JobRow, ...]:
+        """All rows in registry order; after a re-list every row is checked, otherwise
+        only the active jobs' rows can have changed."""
+        if listed or len(self.row_list) != len(self.order):
+            self.row_list = [self._row(job_id) for job_id in self.order]
+            self.row_index = {job_id: i for i, job_id in enumerate(self.order)}
+        else:
+            for job_id in self.active:
+                self.row_list[self.row_index[job_id]] = self._row(job_id)
+            for job_id in self.loaded:
+                self.row_list[self.row_index[job_id]] = self._row(job_id)
+        self.loaded = []
+        return tuple(self.row_list)
+
+    def _row(self, job_id: str) -> JobRow:
+        record = self.records[job_id]
+        facts = self.facts.get(job_id)
+        version = facts.version if facts else -1
+        cached = self.rows.get(job_id)
+        if cached is not None and cached[0] is record and cached[1] == version:
+            return cached[2]
+        row = make_row(record, facts)
+        self.rows[job_id] = (record, version, row)
+        return row
 
     def _refresh_backends(self, store: Store) -> None:
         now = self.clock()
         if now - self.last_backend_refresh < BACKEND_REFRESH_S:
             return
         self.last_backend_refresh = now
-        active = [r for r in (self.records[i] for i in self.order) if r.state.is_active]
-        if not active:
+        if not self.active:
             return
         from launcher import api
 
-        for record in active[:BACKEND_REFRESH_MAX]:
+        for record in [self.records[i] for i in self.active[:BACKEND_REFRESH_MAX]]:
             try:
                 api.refresh(store, record)
             except Exception as exc:  # a backend that cannot answer must not stop the UI

@@ -26,6 +26,8 @@ from tui.text import finite
 MAX_POINTS = 20_000
 """Points kept per curve (older ones are thinned out by half when the limit is hit)."""
 RECENT = 20
+OTHER_RANKS_EVERY = 5
+"""The other ranks' files (only their peak memory is shown) are read every this many polls."""
 """Records of the lead rank that give the "now" figures (median step time, tokens/s)."""
 
 
@@ -58,24 +60,26 @@ class Curves:
     eval_loss: tuple[float | None, ...] = ()
 
 
-def rank_of(path: Path) -> int | None:
-    return int(path.stem) if path.stem.isdigit() else None
+def window_rate(records: list[dict[str, Any]]) -> float | None:
+    """Tokens per second between the first and the last record that carry ``ts`` and
+    ``tokens`` (cumulative), else the newest record's own ``tokens_per_s``."""
+    first = next((p for p in (_point(r) for r in records) if p is not None), None)
+    last = next((p for p in (_point(r) for r in reversed(records)) if p is not None), None)
+    if first is not None and last is not None:
+        (t0, k0), (t1, k1) = first, last
+        if t1 > t0 and k1 >= k0:
+            return (k1 - k0) / (t1 - t0)
+    return finite(records[-1].get("tokens_per_s")) if records else None
+
+
+def _point(record: dict[str, Any]) -> tuple[float, float] | None:
+    ts, tokens = finite(record.get("ts")), finite(record.get("tokens"))
+    return (ts, tokens) if ts is not None and tokens is not None else None
 
 
 def recent_figures(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
     """(tokens/s, median step time) over a run of one rank's records."""
-    points = [
-        (ts, tokens)
-        for ts, tokens in ((finite(r.get("ts")), finite(r.get("tokens"))) for r in records)
-        if ts is not None and tokens is not None
-    ]
-    rate: float | None = None
-    if len(points) >= 2:
-        (t0, k0), (t1, k1) = points[0], points[-1]
-        if t1 > t0 and k1 >= k0:
-            rate = (k1 - k0) / (t1 - t0)
-    if rate is None and records:
-        rate = finite(records[-1].get("tokens_per_s"))
+    rate = window_rate(records)
     times = [t for t in (finite(r.get("step_time_s")) for r in records) if t is not None]
     return rate, (statistics.median(times) if times else None)
 
@@ -96,6 +100,7 @@ class ProgressSeries:
     eval_loss: list[float | None] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    polls: int = 0
     _listed_mtime: int = -1
 
     def poll(self) -> None:
@@ -110,6 +115,9 @@ class ProgressSeries:
             self._add(record)
         if self.recent:
             self.last_by_rank[lead_path] = self.recent[-1]
+        self.polls += 1
+        if self.polls % OTHER_RANKS_EVERY != 1 and self.last_by_rank.keys() >= set(self.files):
+            return
         for path in self.files[1:]:
             tail = self.others.get(path)
             if tail is None:

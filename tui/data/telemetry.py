@@ -23,8 +23,10 @@ from launcher.jobdir import JobDir
 from tui.data.follow import TailSet
 from tui.text import finite
 
-HISTORY = 120
-"""Samples kept per metric (two minutes at the sampler's default 1 s interval)."""
+HISTORY = 64
+"""Samples kept per metric: a sparkline cell is one sample, and 64 fill the widest line
+of a 300-column terminal (a minute at the sampler's default 1 s interval). Every tick
+copies them for the UI, so more would cost without showing anything."""
 
 Series = tuple[float | None, ...]
 

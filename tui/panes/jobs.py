@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
@@ -32,6 +32,8 @@ COLUMNS = (
     Column("age", "age", 5, align="right"),
 )
 SORT_ORDER = list(SORT_KEYS)
+TIMELINE_LINES = 8
+"""Newest timeline events shown under the spec (the detail pane is 20 lines)."""
 
 
 def row_cells(now: Callable[[], float]) -> Callable[[JobRow], list[Text | str]]:
@@ -148,6 +150,7 @@ class JobsPane(Vertical):
         self.sort_column = "age"
         self.sort_descending = False
         self.shown: list[JobRow] = []
+        self._shown: tuple[Any, Any, Any] = (None, None, None)
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -163,10 +166,10 @@ class JobsPane(Vertical):
             id="jobs-table",
         )
         with Horizontal(id="detail"):
-            with VerticalScroll(id="detail-left"):
+            with Vertical(id="detail-left"):
                 yield Static("", id="detail-spec")
                 yield Static("", id="detail-timeline")
-            with VerticalScroll(id="detail-right"):
+            with Vertical(id="detail-right"):
                 yield Static("select a job", id="detail-measures")
 
     @property
@@ -237,11 +240,25 @@ class JobsPane(Vertical):
         spec = self.query_one("#detail-spec", Static)
         timeline = self.query_one("#detail-timeline", Static)
         measures = self.query_one("#detail-measures", Static)
+        # Fixed heights (app.tcss): new content never needs a screen layout.
         if snapshot is None:
-            spec.update(Text(message or "select a job", style="dim"))
-            timeline.update("")
-            measures.update("")
+            self._shown = (None, None, None)
+            spec.update(Text(message or "select a job", style="dim"), layout=False)
+            timeline.update("", layout=False)
+            measures.update("", layout=False)
             return
-        spec.update(spec_table(snapshot.spec_lines))
-        timeline.update(render_timeline(snapshot, 12))
-        measures.update(render_measures(snapshot))
+        # Only what changed is updated (each update re-renders the widget).
+        if snapshot.spec_lines != self._shown[0]:
+            spec.update(spec_table(snapshot.spec_lines), layout=False)
+        if snapshot.timeline != self._shown[1]:
+            timeline.update(render_timeline(snapshot, TIMELINE_LINES), layout=False)
+        measured = (
+            snapshot.compare,
+            snapshot.progress,
+            snapshot.summary,
+            snapshot.warnings,
+            snapshot.plan,
+        )
+        if measured != self._shown[2]:
+            measures.update(render_measures(snapshot), layout=False)
+        self._shown = (snapshot.spec_lines, snapshot.timeline, measured)

@@ -93,7 +93,7 @@ class LogsPane(Vertical):
         title.append(f"  {len(view.lines):,} lines", style="dim")
         if self.message:
             title.append(f"\n⚠ {self.message}", style="bold yellow")
-        self.query_one("#logs-title", Static).update(title)
+        self.query_one("#logs-title", Static).update(title, layout=False)  # fixed height
 
     # -- actions --------------------------------------------------------------------------
 

@@ -167,7 +167,7 @@ class PlannerPane(Horizontal):
         return value if isinstance(value, str) else "local"
 
     def action_search(self) -> None:
-        self.query_one("#plan-status", Static).update(Text("searching…", style="dim"))
+        self.query_one("#plan-status", Static).update(Text("searching…", style="dim"), layout=False)
         self.post_message(SearchRequested(self.form()))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -188,9 +188,11 @@ class PlannerPane(Horizontal):
 
     def show_error(self, message: str) -> None:
         self.result = None
-        self.query_one("#plan-status", Static).update(Text(f"⚠ {message}", style="bold red"))
+        self.query_one("#plan-status", Static).update(
+            Text(f"⚠ {message}", style="bold red"), layout=False
+        )
         self.table.set_rows(())
-        self.query_one("#plan-breakdown", Static).update("")
+        self.query_one("#plan-breakdown", Static).update("", layout=False)
 
     def show_result(self, result: SearchResult) -> None:
         self.result = result
@@ -210,7 +212,7 @@ class PlannerPane(Horizontal):
             f"{result.too_big} too big  (l: launch the selected one)",
             style="dim",
         )
-        self.query_one("#plan-status", Static).update(status)
+        self.query_one("#plan-status", Static).update(status, layout=False)
         self.table.set_rows(result.ranked, keep_key="1")
         self._show_breakdown()
 
@@ -221,4 +223,4 @@ class PlannerPane(Horizontal):
     def _show_breakdown(self) -> None:
         row = self.table.cursor_row
         target = self.query_one("#plan-breakdown", Static)
-        target.update(breakdown(row.estimate) if row is not None else "")
+        target.update(breakdown(row.estimate) if row is not None else "", layout=False)

@@ -18,6 +18,10 @@ def _loss(value: float | None) -> str:
 
 
 class TelemetryPane(Vertical):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._title: Text | None = None
+
     def compose(self) -> ComposeResult:
         yield Static("select a job on the Jobs tab", id="telemetry-title")
         with Horizontal(id="plots"):
@@ -28,7 +32,8 @@ class TelemetryPane(Vertical):
     def show_snapshot(self, snapshot: JobSnapshot | None, message: str | None = None) -> None:
         title = self.query_one("#telemetry-title", Static)
         if snapshot is None:
-            title.update(Text(message or "select a job on the Jobs tab", style="dim"))
+            self._title = None
+            title.update(Text(message or "select a job on the Jobs tab", style="dim"), layout=False)
             return
         record = snapshot.record
         view = snapshot.telemetry
@@ -44,12 +49,14 @@ class TelemetryPane(Vertical):
                 else ""
             )
         )
-        for warning in snapshot.warnings:
-            line.append(f"\n⚠ {warning}", style="bold yellow")
-        for node in view.nodes:
-            if node.notice:
-                line.append(f"\n{node.node}: {node.notice}", style="dim")
-        title.update(line)
+        notes = [Text(f"⚠ {w}", style="bold yellow") for w in snapshot.warnings]
+        notes += [Text(f"{n.node}: {n.notice}", style="dim") for n in view.nodes if n.notice]
+        if notes:
+            line.append("\n")
+            line.append_text(Text("  ").join(notes))
+        if line != self._title:
+            self._title = line
+            title.update(line, layout=False)  # fixed height (app.tcss)
         curves = snapshot.curves
         target = (
             f"plan {text.si(snapshot.plan.tokens_per_s)}"

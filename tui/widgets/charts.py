@@ -24,20 +24,21 @@ def sparkline(values: Sequence[float | None], low: float, high: float, width: in
     """The last ``width`` samples as block characters on the scale ``low``..``high``."""
     if width <= 0:
         return ""
-    recent = list(values[-width:])
+    recent = values[-width:]
+    top = len(BLOCKS) - 1
     span = high - low
-    out = []
+    scale = len(BLOCKS) / span if span > 0 else 0.0
+    out = [" "] * (width - len(recent))
     for value in recent:
-        if value is None or not math.isfinite(value):
+        # None, NaN and infinities are gaps (NaN fails every comparison).
+        if value is None or not -math.inf < value < math.inf:
             out.append(" ")
-            continue
-        if span <= 0:
-            level = len(BLOCKS) - 1 if value > low else 0
+        elif scale == 0.0:
+            out.append(BLOCKS[top] if value > low else BLOCKS[0])
         else:
-            fraction = min(1.0, max(0.0, (value - low) / span))
-            level = min(len(BLOCKS) - 1, int(fraction * len(BLOCKS)))
-        out.append(BLOCKS[level])
-    return " " * (width - len(out)) + "".join(out)
+            level = int((value - low) * scale)
+            out.append(BLOCKS[0 if level < 0 else top if level > top else level])
+    return "".join(out)
 
 
 def nice_range(values: Sequence[float | None]) -> tuple[float, float] | None:
@@ -91,26 +92,26 @@ def braille_plot(
         return ["⠀" * width for _ in range(height)]
     x_low, x_high = x_range or (min(x_values), max(x_values))
     y_low, y_high = y_bounds
-    dots_w, dots_h = width * 2, height * 4
-    x_span = (x_high - x_low) or 1.0
-    y_span = (y_high - y_low) or 1.0
-
-    def place(x: float, y: float) -> tuple[int, int]:
-        col = round((x - x_low) / x_span * (dots_w - 1))
-        row = round((y_high - y) / y_span * (dots_h - 1))
-        return min(dots_w - 1, max(0, col)), min(dots_h - 1, max(0, row))
-
+    last_col, last_row = width * 2 - 1, height * 4 - 1
+    x_scale = last_col / ((x_high - x_low) or 1.0)
+    y_scale = last_row / ((y_high - y_low) or 1.0)
+    bits = _DOT_BITS
     previous: tuple[int, int] | None = None
     for x, y in points:
-        if y is None or not math.isfinite(y) or not math.isfinite(x):
+        if y is None or not -math.inf < y < math.inf or not -math.inf < x < math.inf:
             previous = None
             continue
-        here = place(x, y)
-        segment = _line_dots(*previous, *here) if previous is not None else [here]
-        for col, row in segment:
-            grid[row // 4][col // 2] |= _DOT_BITS[col % 2][row % 4]
-        previous = here
-    return ["".join(chr(_BRAILLE_BASE + bits) for bits in row) for row in grid]
+        col = round((x - x_low) * x_scale)
+        row = round((y_high - y) * y_scale)
+        col = 0 if col < 0 else last_col if col > last_col else col
+        row = 0 if row < 0 else last_row if row > last_row else row
+        if previous is None or previous == (col, row):
+            grid[row >> 2][col >> 1] |= bits[col & 1][row & 3]
+        else:
+            for c, r in _line_dots(previous[0], previous[1], col, row):
+                grid[r >> 2][c >> 1] |= bits[c & 1][r & 3]
+        previous = (col, row)
+    return ["".join([chr(_BRAILLE_BASE + b) for b in line]) for line in grid]
 
 
 def downsample(

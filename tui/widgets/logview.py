@@ -1,9 +1,10 @@
 """A log viewer: follow mode, search with highlighted matches, optional timestamps.
 
-Lines are kept in a list capped at :data:`MAX_LINES` and drawn with the Line API (only
-the visible ones). Following keeps the view pinned to the end as lines arrive; moving
-up (arrows, PgUp, Home, a search jump, the mouse wheel) stops following, End or ``f``
-resumes it.
+Lines are kept in a list capped at :data:`MAX_LINES` and drawn only where visible; the
+widget scrolls itself (:class:`~tui.widgets.scroller.LineScroller`), so appending lines
+while following repaints the log alone. Following keeps the view pinned to the end as
+lines arrive; moving up (arrows, PgUp, Home, a search jump, the mouse wheel) stops
+following, End or ``f`` resumes it. Left/right scroll long lines.
 """
 
 from __future__ import annotations
@@ -14,34 +15,30 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from tui import text
 from tui.data.logs import LogLine
+from tui.widgets.scroller import WHEEL_LINES, LineScroller
 
 MAX_LINES = 20_000
 STAMP = 9
-"""Cells of the ``HH:MM:SS`` column (with its separator)."""
+"""Cells of the ``HH:MM:SS`` column (with its marker)."""
+HEADER_PREFIX = "==== scalectl "
 MATCH_STYLE = Style(bgcolor="yellow", color="black")
 CURRENT_MATCH_STYLE = Style(bgcolor="dark_orange", color="black", bold=True)
 
 
-class LogView(ScrollView, can_focus=True):
-    DEFAULT_CSS = """
-    LogView {
-        background: $surface;
-    }
-    """
-
+class LogView(LineScroller):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "line(-1)", "up", show=False),
         Binding("down,j", "line(1)", "down", show=False),
         Binding("pageup", "page(-1)", "page up", show=False),
         Binding("pagedown", "page(1)", "page down", show=False),
         Binding("home,g", "top", "top", show=False),
+        Binding("left", "columns(-8)", "scroll left", show=False),
+        Binding("right", "columns(8)", "scroll right", show=False),
     ]
 
     class FollowChanged(Message):
@@ -60,15 +57,21 @@ class LogView(ScrollView, can_focus=True):
         self.width_cells = 0
         self.empty_text = "no log lines yet"
 
-    # -- content --------------------------------------------------------------------
+    # -- content --------------------------------------------------------------------------
+
+    def line_count(self) -> int:
+        return len(self.lines)
+
+    def content_width(self) -> int:
+        return self.width_cells + (STAMP if self.timestamps else 0)
 
     def clear(self) -> None:
         self.lines = []
         self.matches = []
         self.match_index = -1
         self.width_cells = 0
-        self._resize()
-        self.scroll_to(0, 0, animate=False, immediate=True)
+        self.top = self.left = 0
+        self.refresh()
 
     def append(self, lines: list[LogLine]) -> None:
         if not lines:
@@ -80,8 +83,8 @@ class LogView(ScrollView, can_focus=True):
             del self.lines[:dropped]
             start -= dropped
             self.matches = [m - dropped for m in self.matches if m >= dropped]
-        for line in lines:
-            self.width_cells = max(self.width_cells, len(line.text))
+            self.top = max(0, self.top - dropped)
+        self.width_cells = max(self.width_cells, *(len(line.text) for line in lines))
         if self.query_text:
             needle = self.query_text.lower()
             self.matches.extend(
@@ -89,30 +92,22 @@ class LogView(ScrollView, can_focus=True):
                 for i in range(max(0, start), len(self.lines))
                 if needle in self.lines[i].text.lower()
             )
-        self._resize()
         if self.follow:
-            self.scroll_end(animate=False, x_axis=False)
+            self.top = self.max_top
         self.refresh()
 
-    def _resize(self) -> None:
-        extra = STAMP if self.timestamps else 0
-        self.virtual_size = Size(self.width_cells + extra + 1, len(self.lines))
-
-    # -- modes ----------------------------------------------------------------------
+    # -- modes ----------------------------------------------------------------------------
 
     def set_follow(self, follow: bool) -> None:
-        if follow == self.follow:
-            if follow:
-                self.scroll_end(animate=False, x_axis=False)
-            return
+        changed = follow != self.follow
         self.follow = follow
         if follow:
-            self.scroll_end(animate=False, x_axis=False)
-        self.post_message(self.FollowChanged(follow))
+            self.scroll_to_line(self.max_top)
+        if changed:
+            self.post_message(self.FollowChanged(follow))
 
     def toggle_timestamps(self) -> None:
         self.timestamps = not self.timestamps
-        self._resize()
         self.refresh()
 
     def search(self, query: str) -> int:
@@ -137,54 +132,55 @@ class LogView(ScrollView, can_focus=True):
         else:
             self.match_index = (self.match_index + direction) % len(self.matches)
         self.set_follow(False)
-        line = self.matches[self.match_index]
-        top = max(0, line - self.size.height // 2)
-        self.scroll_to(y=top, animate=False, immediate=True)
+        self.scroll_to_line(self.matches[self.match_index] - self.page // 2)
         self.refresh()
 
-    # -- input ----------------------------------------------------------------------
+    def on_resize(self, event: events.Resize) -> None:
+        if self.follow:
+            self.top = self.max_top
+        self.clamp()
 
-    def action_line(self, delta: int) -> None:
+    # -- input ----------------------------------------------------------------------------
+
+    def _moved(self, delta: int) -> None:
         if delta < 0:
             self.set_follow(False)
-        self.scroll_to(y=self.scroll_y + delta, animate=False, immediate=True)
-        self._follow_if_at_end()
-
-    def action_page(self, direction: int) -> None:
-        if direction < 0:
-            self.set_follow(False)
-        self.scroll_to(
-            y=self.scroll_y + direction * max(1, self.size.height - 1),
-            animate=False,
-            immediate=True,
-        )
-        self._follow_if_at_end()
-
-    def action_top(self) -> None:
-        self.set_follow(False)
-        self.scroll_to(y=0, animate=False, immediate=True)
-
-    def _follow_if_at_end(self) -> None:
-        if not self.follow and self.scroll_y >= self.max_scroll_y and self.lines:
+        elif self.top >= self.max_top and not self.follow and self.lines:
             self.set_follow(True)
 
-    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+    def action_line(self, delta: int) -> None:
+        self.scroll_lines(delta)
+        self._moved(delta)
+
+    def action_page(self, direction: int) -> None:
+        self.scroll_lines(direction * self.page)
+        self._moved(direction)
+
+    def action_top(self) -> None:
+        self.scroll_to_line(0)
         self.set_follow(False)
 
-    # -- drawing --------------------------------------------------------------------
+    def action_columns(self, delta: int) -> None:
+        self.scroll_columns(delta)
 
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        width = self.size.width
-        base = self.rich_style
-        index = scroll_y + y
-        if not self.lines:
-            if y == 0:
-                empty = Text(self.empty_text, style="dim")
-                return Strip(list(empty.render(self.app.console))).crop_extend(0, width, base)
-            return Strip.blank(width, base)
-        if index >= len(self.lines):
-            return Strip.blank(width, base)
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.scroll_lines(-WHEEL_LINES)
+        self._moved(-1)
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.scroll_lines(WHEEL_LINES)
+        self._moved(1)
+
+    def on_click(self, event: events.Click) -> None:
+        if self.scrollbar_clicked(event):
+            self._moved(1 if self.top >= self.max_top else -1)
+
+    # -- drawing --------------------------------------------------------------------------
+
+    def render_content_line(self, index: int, width: int) -> Strip:
+        base = self.base_style
         entry = self.lines[index]
         line = Text(no_wrap=True, end="", style=base)
         if self.timestamps:
@@ -193,18 +189,27 @@ class LogView(ScrollView, can_focus=True):
             line.append(f"{stamp}{mark}", style="dim")
         start = len(line)
         line.append(entry.text)
-        if entry.text.startswith("==== scalectl "):
+        if entry.text.startswith(HEADER_PREFIX):
             line.stylize("bold cyan", start)
         if self.query_text:
             needle = self.query_text.lower()
             lowered = entry.text.lower()
-            current = (
-                self.match_index >= 0 and self.matches and self.matches[self.match_index] == index
+            current = 0 <= self.match_index < len(self.matches) and (
+                self.matches[self.match_index] == index
             )
+            style = CURRENT_MATCH_STYLE if current else MATCH_STYLE
             at = lowered.find(needle)
-            while at >= 0 and needle:
-                style = CURRENT_MATCH_STYLE if current else MATCH_STYLE
+            while at >= 0:
                 line.stylize(style, start + at, start + at + len(needle))
                 at = lowered.find(needle, at + len(needle))
         segments = list(line.render(self.app.console))
-        return Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+        return Strip(segments).crop_extend(self.left, self.left + width, base)
+
+    def render_line(self, y: int) -> Strip:
+        if not self.lines:
+            if y == 0:
+                empty = Text(self.empty_text, style=self.base_style + Style(dim=True))
+                strip = Strip(list(empty.render(self.app.console)))
+                return strip.crop_extend(0, self.size.width, self.base_style)
+            return Strip.blank(self.size.width, self.base_style)
+        return super().render_line(y)

@@ -1,18 +1,90 @@
 """A line-plot widget (braille), with a y axis, an x range line and an optional second
-series (eval loss over training loss, for instance)."""
+series (eval loss over training loss, for instance).
+
+Drawn with the Line API from runs of (text, style) (see :mod:`tui.widgets.runs`), and
+only rebuilt when its data or size changed.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rich.text import Text
+from rich.style import Style
+from textual.geometry import Size
+from textual.strip import Strip
 from textual.widget import Widget
 
 from tui import text
 from tui.widgets.charts import braille_plot, downsample, nice_range
+from tui.widgets.runs import Run, StyleCache, strip
 
 AXIS = 8
 """Cells of the y-axis labels."""
+EMPTY_CELL = "⠀"
+
+Series = tuple[Sequence[float], Sequence[float | None]]
+
+
+def plot_runs(
+    title: str,
+    series: Series,
+    extra: Series | None,
+    size: Size,
+    *,
+    style: str,
+    extra_style: str,
+    extra_label: str,
+    note: str,
+    fmt: Callable[[float | None], str],
+) -> list[list[Run]]:
+    """The plot's lines as runs (pure)."""
+    xs, ys = series
+    width = max(4, size.width - AXIS - 1)
+    height = max(1, size.height - 2)
+    latest = next((y for y in reversed(ys) if y is not None), None)
+    head: list[Run] = [(f"{title} ", "bold"), (fmt(latest), style)]
+    if extra_label and extra is not None:
+        extra_latest = next((y for y in reversed(extra[1]) if y is not None), None)
+        head += [(f"  {extra_label} ", "bold"), (fmt(extra_latest), extra_style)]
+    if note:
+        head.append((f"  {note}", "dim"))
+    lines: list[list[Run]] = [head]
+    px, py = downsample(xs, ys, width * 2)
+    y_range = nice_range(list(py) + (list(extra[1]) if extra else []))
+    if y_range is None or not px:
+        lines.append([(" " * AXIS + "waiting for data…", "dim")])
+        return lines
+    x_values = list(px) + (list(extra[0]) if extra else [])
+    x_range = (min(x_values), max(x_values))
+    main = braille_plot(px, py, width, height, x_range=x_range, y_range=y_range)
+    overlay: list[str] = []
+    if extra and extra[0]:
+        ex, ey = downsample(extra[0], extra[1], width * 2)
+        overlay = braille_plot(ex, ey, width, height, x_range=x_range, y_range=y_range)
+    for row in range(height):
+        label = fmt(y_range[1]) if row == 0 else fmt(y_range[0]) if row == height - 1 else ""
+        runs: list[Run] = [(f"{label:>{AXIS - 1}} │", "dim")]
+        line = main[row]
+        if not overlay:
+            runs.append((line, style))
+        else:
+            # Cells where the second series has dots take its colour (dots merged).
+            current, current_style = "", style
+            for cell, other in zip(line, overlay[row], strict=True):
+                if other != EMPTY_CELL:
+                    char, cell_style = chr(ord(cell) | ord(other)), extra_style
+                else:
+                    char, cell_style = cell, style
+                if cell_style != current_style and current:
+                    runs.append((current, current_style))
+                    current = ""
+                current, current_style = current + char, cell_style
+            runs.append((current, current_style))
+        lines.append(runs)
+    low, high = f"step {x_range[0]:,.0f}", f"{x_range[1]:,.0f}"
+    gap = max(1, width - len(low) - len(high))
+    lines.append([(" " * AXIS + "└" + low + " " * gap + high, "dim")])
+    return lines
 
 
 class LinePlot(Widget):
@@ -41,70 +113,72 @@ class LinePlot(Widget):
         self.style = style
         self.extra_style = extra_style
         self.fmt = fmt
-        self.xs: Sequence[float] = ()
-        self.ys: Sequence[float | None] = ()
-        self.extra: tuple[Sequence[float], Sequence[float | None]] | None = None
+        self.series: Series = ((), ())
+        self.extra: Series | None = None
         self.extra_label = ""
         self.note = ""
+        self.styles_cache = StyleCache()
+        self._lines: list[list[Run]] | None = None
+        self._built_for: Size | None = None
+        self._content_size = Size(0, 0)
+        self._outer_size = Size(0, 0)
+        self._base_style: Style | None = None
+
+    def notify_style_update(self) -> None:
+        self._base_style = None
+        super().notify_style_update()
+
+    @property
+    def base_style(self) -> Style:
+        """``rich_style`` (background and colour from CSS), cached: computing it walks the
+        ancestors, and it was asked for on every line drawn."""
+        if self._base_style is None:
+            self._base_style = self.rich_style
+        return self._base_style
 
     def set_data(
         self,
         xs: Sequence[float],
         ys: Sequence[float | None],
         *,
-        extra: tuple[Sequence[float], Sequence[float | None]] | None = None,
+        extra: Series | None = None,
         extra_label: str = "",
         note: str = "",
     ) -> None:
-        self.xs, self.ys, self.extra, self.extra_label, self.note = xs, ys, extra, extra_label, note
+        new = ((xs, ys), extra, extra_label, note)
+        if new == (self.series, self.extra, self.extra_label, self.note):
+            return
+        self.series, self.extra, self.extra_label, self.note = new
+        self._lines = None
         self.refresh()
 
-    def render(self) -> Text:
-        width = max(4, self.size.width - AXIS - 1)
-        height = max(1, self.size.height - 2)
-        out = Text(no_wrap=True, overflow="crop")
-        latest = next((y for y in reversed(self.ys) if y is not None), None)
-        out.append(f"{self.title} ", style="bold")
-        out.append(self.fmt(latest), style=self.style)
-        if self.extra_label and self.extra is not None:
-            extra_latest = next((y for y in reversed(self.extra[1]) if y is not None), None)
-            out.append(f"  {self.extra_label} ", style="bold")
-            out.append(self.fmt(extra_latest), style=self.extra_style)
-        if self.note:
-            out.append(f"  {self.note}", style="dim")
-        out.append("\n")
-        xs, ys = downsample(self.xs, self.ys, width * 2)
-        all_ys = list(ys) + (list(self.extra[1]) if self.extra else [])
-        y_range = nice_range(all_ys)
-        if y_range is None or not xs:
-            out.append(" " * AXIS + "waiting for data…", style="dim")
-            return out
-        x_values = list(xs) + (list(self.extra[0]) if self.extra else [])
-        x_range = (min(x_values), max(x_values))
-        main = braille_plot(xs, ys, width, height, x_range=x_range, y_range=y_range)
-        extra_rows: list[str] = []
-        if self.extra and self.extra[0]:
-            ex, ey = downsample(self.extra[0], self.extra[1], width * 2)
-            extra_rows = braille_plot(ex, ey, width, height, x_range=x_range, y_range=y_range)
-        for row in range(height):
-            label = ""
-            if row == 0:
-                label = self.fmt(y_range[1])
-            elif row == height - 1:
-                label = self.fmt(y_range[0])
-            out.append(f"{label:>{AXIS - 1}} ", style="dim")
-            out.append("│", style="dim")
-            line = main[row]
-            extra_line = extra_rows[row] if extra_rows else ""
-            for column, char in enumerate(line):
-                other = extra_line[column] if extra_line else "⠀"
-                if other != "⠀":
-                    merged = chr(ord(char) | ord(other))
-                    out.append(merged, style=self.extra_style)
-                else:
-                    out.append(char, style=self.style)
-            out.append("\n")
-        low, high = f"step {x_range[0]:,.0f}", f"{x_range[1]:,.0f}"
-        gap = max(1, width - len(low) - len(high))
-        out.append(" " * AXIS + "└" + low + " " * gap + high, style="dim")
-        return out
+    def _content(self) -> Size:
+        # Asking the layout for the content region on every line drawn was most of the
+        # cost of drawing a plot: it is worked out again only when the size changed.
+        if self.size != self._outer_size:
+            self._outer_size = self.size
+            self._content_size = self.content_region.size
+        return self._content_size
+
+    def lines(self) -> list[list[Run]]:
+        size = self._content()
+        if self._lines is None or size != self._built_for:
+            self._built_for = size
+            self._lines = plot_runs(
+                self.title,
+                self.series,
+                self.extra,
+                size,
+                style=self.style,
+                extra_style=self.extra_style,
+                extra_label=self.extra_label,
+                note=self.note,
+                fmt=self.fmt,
+            )
+        return self._lines
+
+    def render_line(self, y: int) -> Strip:
+        width = self._content().width
+        lines = self.lines()
+        runs = lines[y] if 0 <= y < len(lines) else []
+        return strip(runs, width, self.base_style, self.styles_cache)

@@ -1,11 +1,12 @@
 """A virtual table: renders only the rows on screen, so 2,000 (or 200,000) rows cost
 the same to filter, sort and redraw.
 
-Textual's DataTable measures every cell as rows are added (hundreds of milliseconds for
-2,000 jobs); this widget keeps the rows as given, formats a row only when its line is
-drawn (Line API), and pins a header line at the top. Keyboard: arrows, PgUp/PgDn,
-Home/End, Enter; mouse: click a row to select it, click a header to sort by it, wheel to
-scroll.
+Textual's DataTable measures every cell as rows are added (seconds for 2,000 jobs);
+this widget keeps the rows as given, formats a row only when its line is drawn, pins a
+header line at the top, and scrolls itself (:class:`~tui.widgets.scroller.LineScroller`),
+so a filter that changes the row count repaints the table alone. Keyboard: arrows or
+j/k, PgUp/PgDn, Home/End (g/G), Enter; mouse: click a row to select it (double-click
+opens it), click a header to sort by it, wheel or scrollbar to scroll.
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
+
+from tui.widgets.scroller import LineScroller
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,8 @@ class Column:
 CellRenderer = Callable[[Any], Sequence[Text | str]]
 
 
-class VirtualTable(ScrollView, can_focus=True):
+class VirtualTable(LineScroller):
     """Rows with a cursor; the owner supplies rows (already filtered and sorted)."""
-
-    DEFAULT_CSS = """
-    VirtualTable {
-        background: $surface;
-        overflow-x: hidden;
-    }
-    """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "virtual-table--header",
@@ -65,6 +58,8 @@ class VirtualTable(ScrollView, can_focus=True):
         Binding("enter", "select", "open", show=False),
     ]
 
+    header_lines = 1
+
     class Highlighted(Message):
         """The cursor moved to the row with ``key`` (None: the table is empty)."""
 
@@ -74,7 +69,7 @@ class VirtualTable(ScrollView, can_focus=True):
             self.key = key
 
     class Selected(Message):
-        """Enter (or a click on the row under the cursor) on the row with ``key``."""
+        """Enter (or a double click) on the row with ``key``."""
 
         def __init__(self, table: VirtualTable, key: str) -> None:
             super().__init__()
@@ -94,11 +89,10 @@ class VirtualTable(ScrollView, can_focus=True):
         key_of: Callable[[Any], str],
         *,
         empty_text: str = "nothing to show",
-        name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        super().__init__(name=name, id=id, classes=classes)
+        super().__init__(id=id, classes=classes)
         self.columns = list(columns)
         self.render_cells = render_cells
         self.key_of = key_of
@@ -109,7 +103,10 @@ class VirtualTable(ScrollView, can_focus=True):
         self.empty_text = empty_text
         self._last_key: str | None = None
 
-    # -- data ---------------------------------------------------------------------
+    # -- data ---------------------------------------------------------------------------
+
+    def line_count(self) -> int:
+        return len(self.rows)
 
     def set_rows(self, rows: Sequence[Any], *, keep_key: str | None = None) -> None:
         """Show ``rows``; the cursor stays on the row with ``keep_key`` (default: the
@@ -123,8 +120,8 @@ class VirtualTable(ScrollView, can_focus=True):
                     index = i
                     break
         self.cursor = min(index, max(0, len(rows) - 1))
-        self.virtual_size = Size(self.size.width, len(rows) + 1)
-        self._ensure_visible()
+        self.clamp()
+        self.show_line(self.cursor)
         self.refresh()
         self._announce()
 
@@ -148,33 +145,21 @@ class VirtualTable(ScrollView, can_focus=True):
             self._last_key = key
             self.post_message(self.Highlighted(self, key))
 
-    # -- movement -----------------------------------------------------------------
-
-    @property
-    def _page(self) -> int:
-        return max(1, self.size.height - 1)
+    # -- movement -----------------------------------------------------------------------
 
     def move_to(self, index: int) -> None:
         if not self.rows:
             return
         self.cursor = max(0, min(len(self.rows) - 1, index))
-        self._ensure_visible()
+        self.show_line(self.cursor)
         self.refresh()
         self._announce()
-
-    def _ensure_visible(self) -> None:
-        top = round(self.scroll_y)
-        visible = self._page
-        if self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + visible:
-            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
 
     def action_cursor(self, delta: int) -> None:
         self.move_to(self.cursor + delta)
 
     def action_page(self, direction: int) -> None:
-        self.move_to(self.cursor + direction * self._page)
+        self.move_to(self.cursor + direction * self.page)
 
     def action_first(self) -> None:
         self.move_to(0)
@@ -187,10 +172,9 @@ class VirtualTable(ScrollView, can_focus=True):
         if key is not None:
             self.post_message(self.Selected(self, key))
 
-    def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self.rows) + 1)
-
     def on_click(self, event: events.Click) -> None:
+        if self.scrollbar_clicked(event):
+            return
         offset = event.get_content_offset(self)
         if offset is None:
             return
@@ -200,22 +184,23 @@ class VirtualTable(ScrollView, can_focus=True):
                     self.post_message(self.HeaderClicked(self, column.key))
                     return
             return
-        index = round(self.scroll_y) + offset.y - 1
+        index = self.top + offset.y - 1
         if 0 <= index < len(self.rows):
             self.move_to(index)
             if event.chain >= 2:
                 self.action_select()
 
-    # -- drawing ------------------------------------------------------------------
+    def on_focus(self) -> None:
+        self.refresh()
 
-    @property
-    def _width(self) -> int:
-        """Cells available to rows (the vertical scrollbar, when shown, is not ours)."""
-        return self.scrollable_content_region.width
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # -- drawing ------------------------------------------------------------------------
 
     def _layout(self) -> list[tuple[int, int]]:
         """(x, width) of every column at the current width; one space between columns."""
-        total = self._width
+        total = self.view_width
         fixed = sum(c.width for c in self.columns if c.width) + len(self.columns) - 1
         flex = [c for c in self.columns if not c.width]
         spare = max(0, total - fixed)
@@ -232,63 +217,52 @@ class VirtualTable(ScrollView, can_focus=True):
 
     def _line(self, cells: Sequence[Text | str], base: Style) -> Text:
         line = Text(no_wrap=True, end="", style=base)
+        layout = self._layout()
         for index, ((_, width), column, cell) in enumerate(
-            zip(self._layout(), self.columns, cells, strict=False)
+            zip(layout, self.columns, cells, strict=False)
         ):
-            piece = cell if isinstance(cell, Text) else Text(str(cell))
-            piece = piece.copy()
+            piece = cell.copy() if isinstance(cell, Text) else Text(str(cell))
             if piece.cell_len > width:
                 piece.truncate(width - 1)
                 piece.append("…")
-            pad = width - piece.cell_len
+            pad = " " * (width - piece.cell_len)
             if column.align == "right":
-                line.append(" " * pad)
+                line.append(pad)
                 line.append_text(piece)
             else:
                 line.append_text(piece)
-                line.append(" " * pad)
+                line.append(pad)
             if index < len(self.columns) - 1:
                 line.append(" ")
         return line
 
-    def _strip(self, line: Text, style: Style) -> Strip:
-        width = self._width
-        segments = list(line.render(self.app.console))
-        strip = Strip(segments).crop_extend(0, width, style)
-        return strip
+    def _strip(self, line: Text, width: int, style: Style) -> Strip:
+        return Strip(list(line.render(self.app.console))).crop_extend(0, width, style)
 
-    def render_line(self, y: int) -> Strip:
-        width = self._width
-        base = self.rich_style
-        if y == 0:
-            header_style = self.get_component_rich_style("virtual-table--header")
-            labels: list[Text | str] = []
-            for column in self.columns:
-                label = column.label
-                if column.key == self.sort_column:
-                    label += " ▼" if self.sort_descending else " ▲"
-                labels.append(label)
-            return self._strip(self._line(labels, header_style), base + header_style)
-        index = round(self.scroll_y) + y - 1
-        if not self.rows:
-            if y == 1:
-                return Strip([Segment(self.empty_text, base + Style(dim=True))]).crop_extend(
-                    0, width, base
-                )
-            return Strip.blank(width, base)
-        if index >= len(self.rows):
-            return Strip.blank(width, base)
-        line = self._line(self.render_cells(self.rows[index]), Style())
+    def render_header_line(self, y: int, width: int) -> Strip:
+        header = self.get_component_rich_style("virtual-table--header")
+        labels: list[Text | str] = []
+        for column in self.columns:
+            label = column.label
+            if column.key == self.sort_column:
+                label += " ▼" if self.sort_descending else " ▲"
+            labels.append(label)
+        style = self.base_style + header
+        return self._strip(self._line(labels, style), width, style)
+
+    def render_content_line(self, index: int, width: int) -> Strip:
+        base = self.base_style
+        line = self._line(self.render_cells(self.rows[index]), base)
         style = base
         if index == self.cursor:
             name = "virtual-table--cursor" if self.has_focus else "virtual-table--cursor-blurred"
-            cursor_style = self.get_component_rich_style(name)
-            line.stylize(cursor_style)
-            style = base + cursor_style
-        return self._strip(line, style)
+            cursor = self.get_component_rich_style(name)
+            line.stylize(cursor)
+            style = base + cursor
+        return self._strip(line, width, style)
 
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
+    def render_line(self, y: int) -> Strip:
+        if not self.rows and y == 1:
+            empty = Text(self.empty_text, style=self.base_style + Style(dim=True))
+            return self._strip(empty, self.size.width, self.base_style)
+        return super().render_line(y)
