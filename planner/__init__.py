@@ -18,6 +18,10 @@ The layout search (every valid layout, ranked, with the Pareto front of time and
                             constraints=planner.SearchConstraints(deadline_days=90))
     result.ranked, result.why_not, result.pareto, result.problem, result.nearest
 
+Capacity: ``planner.smallest_cluster(model, cluster, training, deadline_days)`` (the
+fewest GPUs meeting a deadline, failures included) and ``planner.compute_optimal(flops)``
+(Chinchilla / Kaplan model size, tokens and loss for a FLOP budget).
+
 For many layouts at once (what the search runs on)::
 
     x = planner.candidate_inputs(model, cluster.accelerator(), cluster, training,
@@ -66,6 +70,8 @@ _EXPORTS = {
     "SearchConstraints": "planner.layout_search",
     "SearchResult": "planner.layout_search",
     "NoFeasibleLayout": "planner.layout_search",
+    "smallest_cluster": "planner.capacity",
+    "compute_optimal": "planner.scaling",
 }
 
 __all__ = [
@@ -87,6 +93,7 @@ __all__ = [
     "build_inputs",
     "candidate",
     "candidate_inputs",
+    "compute_optimal",
     "constants",
     "estimate",
     "evaluate",
@@ -100,12 +107,14 @@ __all__ = [
     "make_plan",
     "parse_count",
     "search",
+    "smallest_cluster",
     "stack_inputs",
     "to_estimate",
     "validate",
 ]
 
 if TYPE_CHECKING:
+    from planner.capacity import smallest_cluster
     from planner.catalog import get_gpu, get_model, list_gpus, list_models, load_gpu_spec
     from planner.checks import layout_problems, validate
     from planner.core import candidate, evaluate
@@ -115,6 +124,7 @@ if TYPE_CHECKING:
     from planner.inputs import Inputs, build_inputs, candidate_inputs, constants, stack_inputs
     from planner.layout_search import NoFeasibleLayout, SearchConstraints, SearchResult, search
     from planner.result import Estimate, MemoryGiB, Plan, StepEstimate, TrainTotals
+    from planner.scaling import compute_optimal
     from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
     from planner.units import parse_count
 

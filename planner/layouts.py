@@ -231,18 +231,19 @@ def _expand(
 ) -> None:
     """Grow the tree by the options ``new`` (one column per option) where ``mask`` (rows x
     options) is true: as a new level, or folded into the current last level."""
+    n, k = mask.shape
     if mask.all():  # every row takes every option: no need to search the mask
-        n, k = mask.shape
-        rows, options = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
-        values = {name: np.tile(np.broadcast_to(t, (1, k))[0], n) if t.shape[0] == 1
-                  else np.broadcast_to(t, mask.shape)[rows, options]
-                  for name, t in new.items()}  # fmt: skip
+        rows = np.repeat(np.arange(n, dtype=np.intp), k)
+        values = {
+            name: np.tile(t[0], n) if t.shape[0] == 1 else np.broadcast_to(t, (n, k)).reshape(-1)
+            for name, t in new.items()
+        }
     else:
         rows, options = np.nonzero(mask)
-        values = {name: np.broadcast_to(t, mask.shape)[rows, options] for name, t in new.items()}
+        values = {name: np.broadcast_to(t, (n, k))[rows, options] for name, t in new.items()}
     if into_new_level:
         tree_levels.append(values)
-        parents.append(rows.astype(np.intp))
+        parents.append(rows.astype(np.intp, copy=False))
         return
     last = tree_levels[-1]
     tree_levels[-1] = {name: column[rows] for name, column in last.items()} | values

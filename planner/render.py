@@ -81,6 +81,10 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         ("energy (GPU-hours x TDP, MWh)", f"{train.energy_mwh_tdp:,.1f}"),
         ("cost (USD)", f"{train.cost_usd:,.0f}"),
         ("CO2 (t)", f"{train.co2_t:,.1f}"),
+        ("goodput (failures, checkpoints, restarts)", f"{train.goodput:.1%}"),
+        ("days with failures", f"{train.days / train.goodput:,.1f}"),
+        ("expected interruptions", f"{train.expected_interruptions:,.0f}"),
+        ("checkpoint every (Young 1974)", f"{train.checkpoint_interval_min:,.1f} min"),
     )  # fmt: skip
     for name, value in rows:
         totals.add_row(name, value)

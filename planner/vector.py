@@ -31,8 +31,8 @@ FIXED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "co2_tdp_basi
 """Categorical inputs constant within one problem: fixed while compiling, so each ``where``
 on them keeps one side (a dense model also fixes ``experts`` = 1)."""
 
-CHUNK_ROWS = 16384
-"""Candidates per call of the last stage: its arrays then stay in the CPU's cache."""
+CHUNK_ROWS = 8192
+"""Candidates per call of the last stage (at most): its arrays then stay in the cache."""
 
 
 @dataclass
@@ -53,32 +53,47 @@ class CostModel:
         return program, env
 
     def run(self, tree: CandidateTree, outputs: tuple[str, ...]) -> list[np.ndarray]:
-        """The named outputs, one entry per candidate of ``tree``."""
+        """The named outputs, one entry per candidate of ``tree``.
+
+        The small levels run whole; the last two run block by block (a block of rows of
+        the second-to-last level and their children), so that every array a stage
+        touches stays in the CPU's cache (about 2x faster than whole arrays here).
+        """
         program, env = self._program(outputs)
         n = tree.size
         last = len(tree.levels) - 1
+        mid = last - 1
+        columns = [np.empty(n) for _ in outputs]
         with np.errstate(all="ignore"):
-            env = program.run_upper(env, tree.levels, tree.index_map)
-            maps = {j: tree.index_map(j, last) for j in range(last)}
-            fields = tree.levels[last]
-            if n <= CHUNK_ROWS:
-                parts = [program.run_last(env, fields, maps)]
-            else:
-                parts = []
-                for start in range(0, n, CHUNK_ROWS):
-                    cut = slice(start, start + CHUNK_ROWS)
-                    parts.append(
-                        program.run_last(
-                            env,
-                            {name: values[cut] for name, values in fields.items()},
-                            {j: index[cut] for j, index in maps.items()},
-                        )
-                    )
-        columns = []
-        for i in range(len(outputs)):
-            pieces = [np.broadcast_to(np.asarray(p[i], dtype=float), (len(c),))
-                      for p, c in zip(parts, _chunk_sizes(n), strict=True)]  # fmt: skip
-            columns.append(pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
+            env = dict(env)
+            for k in range(mid):
+                program.stages[k](env, tree.levels[k], {j: tree.index_map(j, k) for j in range(k)})
+            parent = tree.parents[last]
+            assert parent is not None
+            to_mid = {j: tree.index_map(j, mid) for j in range(mid)}
+            to_last = {j: tree.index_map(j, last) for j in range(mid)}
+            rows_mid = tree.rows(mid)
+            # Level-`mid` rows whose children fill a block: children are contiguous.
+            child_start = np.searchsorted(parent, np.arange(rows_mid + 1))
+            start = 0
+            while start < rows_mid:
+                stop = int(np.searchsorted(child_start, child_start[start] + CHUNK_ROWS, "right"))
+                stop = min(max(stop - 1, start + 1), rows_mid)
+                a, b = int(child_start[start]), int(child_start[stop])
+                block = dict(env)
+                program.stages[mid](
+                    block,
+                    {name: v[start:stop] for name, v in tree.levels[mid].items()},
+                    {j: index[start:stop] for j, index in to_mid.items()},
+                )
+                maps = {j: index[a:b] for j, index in to_last.items()}
+                maps[mid] = parent[a:b] - start
+                values = program.run_last(
+                    block, {name: v[a:b] for name, v in tree.levels[last].items()}, maps
+                )
+                for column, value in zip(columns, values, strict=True):
+                    column[a:b] = value
+                start = stop
         return columns
 
     def outputs(self, tree: CandidateTree) -> Outputs:
@@ -112,12 +127,6 @@ class CostModel:
             values = tuple(float(column[p]) for column in out)
             result.append(to_estimate(sub.layout(p), values))
         return result
-
-
-def _chunk_sizes(n: int) -> list[range]:
-    if n <= CHUNK_ROWS:
-        return [range(n)]
-    return [range(start, min(n, start + CHUNK_ROWS)) for start in range(0, n, CHUNK_ROWS)]
 
 
 RANKED = ("step_time_s", "days", "cost_usd", "energy_mwh", "mfu", "goodput")
