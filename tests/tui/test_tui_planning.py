@@ -35,13 +35,17 @@ def tiny_config(tmp_path: Path) -> Path:
     return path
 
 
-def test_search_ranks_fitting_layouts_fastest_first_with_the_planners_numbers() -> None:
+def test_search_ranks_layouts_with_planner_search_and_the_planners_numbers() -> None:
     result = search(FORM)
     assert result.ranked, "llama3-8b fits on 16 H100s in many layouts"
-    times = [c.estimate.step.time_s for c in result.ranked]
-    assert times == sorted(times)
+    days = [c.estimate.train.days / c.estimate.train.goodput for c in result.ranked]
+    assert days == sorted(days)  # ranked by expected wall time (objective "time")
     assert all(c.estimate.fits for c in result.ranked)
-    assert result.considered >= len(result.ranked) + result.refused + result.too_big
+    assert result.found.evaluated >= result.found.fitting >= len(result.ranked)
+    assert result.ranked[0].why_not == "" and result.ranked[1].why_not
+    by_mfu = search(PlanForm(**{**FORM.__dict__, "objective": "mfu"}))
+    mfus = [c.estimate.step.mfu for c in by_mfu.ranked]
+    assert mfus == sorted(mfus, reverse=True)
     best = result.ranked[0]
     again = planner.estimate(result.model, result.cluster, result.training, best.layout)
     assert again.step.time_s == pytest.approx(best.estimate.step.time_s)
@@ -60,6 +64,8 @@ def test_search_ranks_fitting_layouts_fastest_first_with_the_planners_numbers() 
         ({"seq_len": "-5"}, "sequence length"),
         ({"tokens": "lots"}, "tokens"),
         ({"model": "/nonexistent/config.json"}, "no config.json"),
+        ({"objective": "vibes"}, "rank by"),
+        ({"model": "llama3-405b", "gpus": "8"}, "fit"),
     ],
 )
 def test_bad_form_fields_are_named(change: dict[str, str], message: str) -> None:

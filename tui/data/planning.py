@@ -1,33 +1,26 @@
 """The Planner tab's logic: form text to planner specs, ranked layouts, and a job to launch.
 
-Ranking uses the planner's public API only. Until ``planner.search`` (issue 5) lands,
-:func:`search` enumerates a bounded family of layouts itself — tensor parallel inside a
-node, pipeline stages, context parallel for long sequences, data-parallel sharding,
-micro-batch and recomputation — drops those :func:`planner.layout_problems` refuses or
-that do not fit in memory, estimates each with :func:`planner.estimate`, and ranks by
-step time (equivalently tokens/s: the batch is fixed). Every number shown is the
-planner's.
+Ranking is :func:`planner.search` (issue 5): every valid layout of the model on the
+cluster, enumerated and costed as numpy arrays, those that fit ranked by the chosen
+objective, with the reason each loses to the first. Every number shown is the
+planner's; this module only turns the form into specs and a chosen plan into a JobSpec.
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from planner import ClusterSpec, Estimate, Layout, ModelSpec, Plan, TrainingSpec
+    from planner import layout_search as planner_search
 
-SHARDINGS = ("none", "zero1", "zero2", "zero3")
-MICRO_BATCHES = (1, 2, 4, 8)
-RECOMPUTES = ("none", "selective", "full")
-LONG_SEQUENCE = 16384
-"""Context parallelism is only tried from this sequence length up."""
 MAX_RESULTS = 100
-"""Ranked layouts kept for the table."""
+"""Ranked layouts asked of the search (the table's rows)."""
+OBJECTIVES = ("time", "cost", "energy", "mfu")
+"""What ``planner.search`` can rank by (expected wall time, cost, facility energy, MFU)."""
 
 
 class PlanFormError(ValueError):
@@ -54,6 +47,8 @@ class PlanForm:
     """Training budget in tokens."""
     gpus_per_node: str = "8"
     """GPUs per node (tensor parallelism stays inside one)."""
+    objective: str = "time"
+    """What the layouts are ranked by (see OBJECTIVES)."""
 
 
 @dataclass(frozen=True)
@@ -61,37 +56,32 @@ class Candidate:
     rank: int
     layout: Layout
     estimate: Estimate
+    why_not: str
+    """Why it loses to the first ('' for the first), from the search."""
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    model: ModelSpec
-    cluster: ClusterSpec
-    training: TrainingSpec
+    """The planner's answer, as the table shows it."""
+
+    found: planner_search.SearchResult
     ranked: tuple[Candidate, ...]
-    considered: int
-    """Layouts enumerated."""
-    refused: int
-    """Layouts the planner's checks refused (divisibility, GPU count)."""
-    too_big: int
-    """Valid layouts that do not fit in memory."""
-    seconds: float
+
+    @property
+    def model(self) -> ModelSpec:
+        return self.found.model
+
+    @property
+    def cluster(self) -> ClusterSpec:
+        return self.found.cluster
+
+    @property
+    def training(self) -> TrainingSpec:
+        return self.found.training
 
     def plan(self, index: int) -> Plan:
-        import planner
-
-        chosen = self.ranked[index]
-        return planner.Plan(
-            model=self.model,
-            cluster=self.cluster,
-            training=self.training,
-            layout=chosen.layout,
-            estimate=chosen.estimate,
-        )
-
-
-def _field(error: Exception, field: str) -> PlanFormError:
-    return PlanFormError(f"{field}: {error}")
+        """Row ``index`` as the Plan a job is launched with (plan.json)."""
+        return self.found.plan(index)
 
 
 def resolve_model(value: str) -> ModelSpec:
@@ -141,81 +131,22 @@ def build_specs(form: PlanForm) -> tuple[ModelSpec, ClusterSpec, TrainingSpec]:
     return model, cluster, training
 
 
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def candidate_layouts(
-    model: ModelSpec, cluster: ClusterSpec, training: TrainingSpec
-) -> Iterator[Layout]:
-    """The layouts the interim search tries (see module docstring)."""
-    import planner
-
-    gpus, per_node = cluster.num_gpus, cluster.gpus_per_node
-    cps = [1]
-    if training.seq_len >= LONG_SEQUENCE:
-        cps = [cp for cp in (1, 2, 4, 8) if training.seq_len % cp == 0]
-    for tp in (d for d in divisors(gpus) if d <= per_node):
-        for cp in cps:
-            if (gpus // tp) % cp:
-                continue
-            for pp in divisors(gpus // (tp * cp)):
-                if pp > model.num_layers:
-                    continue
-                dp = gpus // (tp * cp * pp)
-                if training.global_batch_seqs % dp:
-                    continue
-                per_replica = training.global_batch_seqs // dp
-                shardings = SHARDINGS if dp * cp > 1 else ("none",)
-                for sharding in shardings:
-                    for micro in (m for m in MICRO_BATCHES if per_replica % m == 0):
-                        for recompute in RECOMPUTES:
-                            yield planner.Layout(
-                                dp=dp,
-                                tp=tp,
-                                pp=pp,
-                                cp=cp,
-                                sharding=sharding,
-                                micro_batch=micro,
-                                recompute=recompute,
-                                sequence_parallel=tp > 1,
-                            )
-
-
 def search(form: PlanForm) -> SearchResult:
-    """Ranked layouts that fit, fastest first (see module docstring)."""
+    """Ranked layouts that fit (``planner.search``); an infeasible problem is reported
+    as a PlanInputError naming the nearest answer."""
     import planner
 
-    started = time.perf_counter()
+    if form.objective not in OBJECTIVES:
+        raise PlanFormError(f"rank by: choose one of {', '.join(OBJECTIVES)}")
+    objective: Any = form.objective  # one of OBJECTIVES, checked above
     model, cluster, training = build_specs(form)
-    accelerator = cluster.accelerator()
-    found: list[tuple[float, float, Layout, Estimate]] = []
-    considered = refused = too_big = 0
-    for layout in candidate_layouts(model, cluster, training):
-        considered += 1
-        if planner.layout_problems(model, cluster, training, layout, accelerator):
-            refused += 1
-            continue
-        estimate = planner.estimate(model, cluster, training, layout)
-        if not estimate.fits:
-            too_big += 1
-            continue
-        found.append((estimate.step.time_s, estimate.memory_gib.total, layout, estimate))
-    found.sort(key=lambda item: (item[0], item[1]))
+    found = planner.search(model, cluster, training, objective=objective, top_k=MAX_RESULTS)
+    found.raise_if_infeasible()
     ranked = tuple(
-        Candidate(rank=i + 1, layout=layout, estimate=estimate)
-        for i, (_, _, layout, estimate) in enumerate(found[:MAX_RESULTS])
+        Candidate(rank=i + 1, layout=estimate.layout, estimate=estimate, why_not=why)
+        for i, (estimate, why) in enumerate(zip(found.ranked, found.why_not, strict=True))
     )
-    return SearchResult(
-        model=model,
-        cluster=cluster,
-        training=training,
-        ranked=ranked,
-        considered=considered,
-        refused=refused,
-        too_big=too_big,
-        seconds=time.perf_counter() - started,
-    )
+    return SearchResult(found=found, ranked=ranked)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

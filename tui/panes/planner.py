@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -15,11 +15,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from tui import text
 from tui.data.compare import layout_text
-from tui.data.planning import Candidate, PlanForm, SearchResult
+from tui.data.planning import OBJECTIVES, Candidate, PlanForm, SearchResult
 from tui.widgets.table import Column, VirtualTable
-
-if TYPE_CHECKING:
-    from planner import Estimate
 
 BACKENDS = ("local", "slurm", "kubernetes")
 FIELDS = (
@@ -38,7 +35,8 @@ COLUMNS = (
     Column("rate", "tok/s", 7, align="right"),
     Column("mfu", "MFU", 6, align="right"),
     Column("memory", "GiB/GPU", 7, align="right"),
-    Column("days", "days", 6, align="right"),
+    Column("days", "exp.days", 8, align="right"),
+    Column("cost", "cost", 7, align="right"),
 )
 BAR = 24
 
@@ -46,6 +44,8 @@ BAR = 24
 def candidate_cells(candidate: Candidate) -> list[Text | str]:
     estimate = candidate.estimate
     layout = layout_text(candidate.layout.model_dump(mode="json")) or ""
+    train = estimate.train
+    goodput = train.goodput or 1.0
     return [
         str(candidate.rank),
         layout,
@@ -53,7 +53,8 @@ def candidate_cells(candidate: Candidate) -> list[Text | str]:
         text.si(estimate.step.tokens_per_s),
         text.percent(estimate.step.mfu, 1),
         f"{estimate.memory_gib.total:.1f}",
-        f"{estimate.train.days:.3g}",
+        f"{train.days / goodput:.3g}",
+        "$" + text.si(train.cost_usd / goodput),
     ]
 
 
@@ -65,8 +66,9 @@ def _bar(value: float, total: float, width: int = BAR) -> str:
     return "█" * full + ("▌" if cells - full >= 0.5 else "")
 
 
-def breakdown(estimate: Estimate) -> Group:
+def breakdown(candidate: Candidate) -> Group:
     """Memory against capacity, step time by cause, and the whole run."""
+    estimate = candidate.estimate
     memory = estimate.memory_gib
     mem = Table.grid(padding=(0, 1))
     mem.add_column(style="bold", no_wrap=True)
@@ -86,15 +88,22 @@ def breakdown(estimate: Estimate) -> Group:
             step.add_row(key.removesuffix("_s"), text.seconds(value), _bar(value, total_s))
     step.add_row("step", text.seconds(total_s), f"MFU {text.percent(estimate.step.mfu, 1)}")
     train = estimate.train
+    expected_days = train.days / (train.goodput or 1.0)
     run = Text(
-        f"run: {train.steps:,} steps, {train.days:.3g} days, {train.gpu_hours:,.0f} GPU-h, "
-        f"{train.energy_mwh:.3g} MWh, ${train.cost_usd:,.0f}, {train.co2_t:.3g} t CO2",
+        f"run: {train.steps:,} steps, {train.days:.3g} days ({expected_days:.3g} expected with "
+        f"failures), {train.gpu_hours:,.0f} GPU-h, {train.energy_mwh:.3g} MWh, "
+        f"${train.cost_usd:,.0f}, {train.co2_t:.3g} t CO2",
         style="dim",
     )
+    title = Text(f"#{candidate.rank} ", style="bold")
+    title.append(layout_text(candidate.layout.model_dump(mode="json")) or "", style="bold")
+    if candidate.why_not:
+        title.append(f"  vs #1: {candidate.why_not}", style="dim")
     return Group(
+        title,
         Text("memory per GPU", style="bold underline"),
         mem,
-        Text("\nstep time", style="bold underline"),
+        Text("step time", style="bold underline"),
         step,
         run,
     )
@@ -128,6 +137,14 @@ class PlannerPane(Horizontal):
             for key, label, value in FIELDS:
                 yield Label(label)
                 yield Input(value=value, id=f"plan-{key.replace('_', '-')}", compact=True)
+            yield Label("rank by")
+            yield Select(
+                [(name, name) for name in OBJECTIVES],
+                value="time",
+                allow_blank=False,
+                id="plan-objective",
+                compact=True,
+            )
             yield Label("launch to backend")
             yield Select(
                 [(name, name) for name in BACKENDS],
@@ -159,7 +176,8 @@ class PlannerPane(Horizontal):
             key: self.query_one(f"#plan-{key.replace('_', '-')}", Input).value
             for key, _, _ in FIELDS
         }
-        return PlanForm(**values)
+        objective = self.query_one("#plan-objective", Select).value
+        return PlanForm(**values, objective=objective if isinstance(objective, str) else "time")
 
     @property
     def backend(self) -> str:
@@ -203,13 +221,11 @@ class PlannerPane(Horizontal):
             f"({text.si(model.num_params)} params) on {result.cluster.num_gpus}× "
             f"{result.cluster.accelerator().name}: "
         )
-        if result.ranked:
-            status.append(f"{len(result.ranked)} fastest layouts that fit", style="green")
-        else:
-            status.append("no layout fits in memory", style="bold red")
+        found = result.found
+        status.append(f"best {len(result.ranked)} by {found.objective}", style="green")
         status.append(
-            f" — {result.considered} tried, {result.refused} refused by the planner's checks, "
-            f"{result.too_big} too big  (l: launch the selected one)",
+            f" of {found.feasible:,} feasible — {found.evaluated:,} layouts evaluated by "
+            f"planner.search, {found.fitting:,} fit in memory  (l: launch the selected one)",
             style="dim",
         )
         self.query_one("#plan-status", Static).update(status, layout=False)
@@ -223,4 +239,4 @@ class PlannerPane(Horizontal):
     def _show_breakdown(self) -> None:
         row = self.table.cursor_row
         target = self.query_one("#plan-breakdown", Static)
-        target.update(breakdown(row.estimate) if row is not None else "", layout=False)
+        target.update(breakdown(row) if row is not None else "", layout=False)
