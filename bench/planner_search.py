@@ -8,7 +8,8 @@ sequences (16M tokens) per step, 15.6T tokens:
   level programs, and importing numpy/pydantic is excluded);
 * ``planner.search`` warm (the best of several calls in one process);
 * the baseline: the same candidates through the plain numpy path of issue 3
-  (``planner.core.evaluate`` on flat arrays, every output, no levels, no memory pass).
+  (``planner.core.evaluate`` on flat arrays, every output, no levels, no memory pass);
+* the same search over cluster sizes too (``--max-gpus 16384``).
 
     .venv/bin/python bench/planner_search.py [--repeat 7]
 
@@ -97,6 +98,15 @@ def main() -> None:
         base_walls.append(time.perf_counter() - start)
     base = min(base_walls)
 
+    sizes = planner.SearchConstraints(max_gpus=cluster.num_gpus)
+    planner.search(model, cluster, training, constraints=sizes)
+    size_walls = []
+    for _ in range(3):
+        start = time.perf_counter()
+        many = planner.search(model, cluster, training, constraints=sizes)
+        size_walls.append(time.perf_counter() - start)
+    many_wall = min(size_walls)
+
     best = result.ranked[0]
     lo = best.layout
     print(
@@ -119,6 +129,11 @@ def main() -> None:
         f"baseline, issue-3 numpy path on the same {n:,} candidates (flat arrays, every "
         f"output): {base * 1e3:.0f} ms = {n / base:,.0f} candidates/s | search is "
         f"{base / warm:.1f}x faster warm, {base / cold:.1f}x cold"
+    )
+    print(
+        f"with --max-gpus 16384 (cluster sizes 1 .. 16,384 GPUs): {many.evaluated:,} "
+        f"candidates in {many_wall * 1e3:.0f} ms = {many.evaluated / many_wall:,.0f} "
+        f"candidates/s, Pareto front of {len(many.pareto)} sizes"
     )
     print(
         f"best: dp={lo.dp} tp={lo.tp} pp={lo.pp} cp={lo.cp} {lo.sharding} mb={lo.micro_batch} "

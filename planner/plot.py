@@ -8,7 +8,7 @@ from pathlib import Path
 from planner.errors import PlanInputError
 from planner.layout_search import SearchResult
 
-MAX_POINTS = 200_000
+MAX_POINTS = 60_000
 """Feasible layouts drawn at most (an even sample beyond that, the front always)."""
 
 
