@@ -295,14 +295,19 @@ def search(
         nearest = costs.estimates(tree, np.asarray([closest]))[0]
         room = f" less the {cons.memory_headroom:.0%} headroom" if cons.memory_headroom else ""
         where = f"{counts[0]} GPUs" if len(counts) == 1 else f"up to {counts[-1]} GPUs"
+        larger = _fits_on_more_gpus(model, cluster, training, pinned, counts[-1], capacity, costs)
+        hint = (
+            f"it first fits on {larger[0]} GPUs ({larger[1]}); use more GPUs"
+            if larger is not None
+            else "use more GPUs"
+        )
         return finish(
             nearest=nearest,
             problem=(
                 f"no layout of {model.name} fits in the {accelerator.hbm_gib:g} GiB of "
                 f"{accelerator.name}{room} on {where}: the closest "
                 f"({describe_layout(nearest.layout)}) needs {nearest.memory_gib.total:.1f} GiB "
-                "per GPU; use more GPUs, a GPU with more memory, a smaller batch or "
-                "unpin knobs."
+                f"per GPU; {hint}, a GPU with more memory, a smaller batch or unpin knobs."
             ),
         )
 
@@ -345,6 +350,33 @@ def search(
         feasible=len(feasible),
         table=table,
     )
+
+
+DOUBLINGS = 10
+"""When nothing fits, GPU counts up to 2**DOUBLINGS times larger are tried (memory only)."""
+
+
+def _fits_on_more_gpus(
+    model: ModelSpec,
+    cluster: ClusterSpec,
+    training: TrainingSpec,
+    pinned: Mapping[str, Any] | None,
+    gpus: int,
+    capacity_gib: float,
+    costs: Any,
+) -> tuple[int, str] | None:
+    """The first of 2x, 4x, ... ``gpus`` at which some layout fits (memory pass only), with
+    that layout (the one with the most memory to spare); None when none up to 2**10 x."""
+    for doubling in range(1, DOUBLINGS + 1):
+        count = gpus * 2**doubling
+        tree = enumerate_layouts(model, cluster_with(cluster, count), training, [count], pinned)
+        if tree.size == 0:
+            continue
+        memory = costs.memory(tree)
+        best = int(np.argmin(memory))
+        if memory[best] <= capacity_gib:
+            return count, describe_layout(tree.layout(best))
+    return None
 
 
 def _no_valid_layout(

@@ -122,6 +122,10 @@ def test_infeasible_requests_name_the_nearest_answer() -> None:
     big = search(planner.get_model("llama3-405b"), cluster(8), tr)
     assert big.nearest is not None and not big.nearest.fits and big.fitting == 0
     assert "fits" in (big.problem or "") and "GiB" in (big.problem or "")
+    # the nearest feasible answer: the first larger GPU count where a layout fits
+    more = (big.problem or "").split("it first fits on ")[1].split(" GPUs")[0]
+    fits_there = search(big.model, cluster(int(more)), tr, top_k=1)
+    assert fits_there.ranked and fits_there.ranked[0].fits
     # the nearest answer is the candidate closest to fitting: no worse than this one
     sharded = planner.Layout(dp=1, tp=8, sharding="zero3", recompute="full")
     other = planner.estimate(big.model, cluster(8), tr, sharded)
