@@ -34,7 +34,6 @@ Objectives: ``time`` (expected wall-clock days), ``cost`` (expected USD), ``ener
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -459,8 +458,3 @@ def _money(value: float | None) -> str:
         if value >= scale:
             return f"{value / scale:.3g}{suffix}"
     return f"{value:.0f}"
-
-
-def expected(value: float, goodput: float) -> float:
-    """A total inflated by the failure overhead (``goodput`` < 1)."""
-    return value / goodput if goodput > 0 else math.inf

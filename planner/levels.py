@@ -77,15 +77,6 @@ class LevelProgram:
     source: str
     """The generated source, for inspection."""
 
-    def run_upper(
-        self, env: dict[str, Any], levels: Sequence[dict[str, np.ndarray]], maps: Any
-    ) -> dict[str, Any]:
-        """Run every stage but the last; returns the environment the last one reads."""
-        env = dict(env)
-        for k in range(len(self.stages) - 1):
-            self.stages[k](env, levels[k], {j: maps(j, k) for j in range(k)})
-        return env
-
     def run_last(
         self, env: dict[str, Any], fields: dict[str, np.ndarray], maps: dict[int, np.ndarray]
     ) -> tuple[Any, ...]:
