@@ -231,10 +231,13 @@ def test_jobs_source_lists_rows_and_skips_unchanged_registries(tmp_path: Path) -
     fx.write_progress(JobDir(tmp_path / "jobs" / fx.MAIN_ID), range(6, 8), t0=fx.NOW)
     rows = source.poll().rows
     assert rows is not None and {r.id: r for r in rows}[fx.MAIN_ID].step == 7
+    fx.write_progress(JobDir(tmp_path / "jobs" / fx.MAIN_ID), range(8, 10), t0=fx.NOW)
     with Store(tmp_path / "registry.sqlite3") as store:
         store.transition(fx.MAIN_ID, JobState.COMPLETED, now_s=fx.NOW)
     rows = source.poll().rows
-    assert rows is not None and {r.id: r for r in rows}[fx.MAIN_ID].state == "COMPLETED"
+    assert rows is not None
+    ended = {r.id: r for r in rows}[fx.MAIN_ID]
+    assert ended.state == "COMPLETED" and ended.step == 9  # its last records are read
     source.close()
 
 

@@ -201,6 +201,8 @@ class JobsSource:
     """Jobs not in a terminal state: their progress is read every tick."""
     unread: list[str] = field(default_factory=list)
     """Finished jobs whose files were not read yet (read once, a batch a tick)."""
+    ended: list[str] = field(default_factory=list)
+    """Jobs that were active at the previous listing and are not any more."""
     facts: dict[str, JobFacts] = field(default_factory=dict)
     rows: dict[str, tuple[JobRecord, int, JobRow]] = field(default_factory=dict)
     row_list: list[JobRow] = field(default_factory=list)
@@ -261,6 +263,7 @@ class JobsSource:
             self.signature = None
             return False
         self.signature = signature
+        was_active = set(self.active)
         self.records = {record.id: record for record in records}
         self.order = [record.id for record in records]
         self.active = [record.id for record in records if record.state.is_active]
@@ -269,6 +272,8 @@ class JobsSource:
             for record in records
             if record.state.is_terminal and record.id not in self.facts
         ]
+        # A job that just ended: its last progress records are read once more.
+        self.ended = [job_id for job_id in was_active if job_id not in set(self.active)]
         return True
 
     def _poll_facts(self) -> bool:
@@ -282,6 +287,13 @@ class JobsSource:
             before = facts.version
             facts.poll()
             changed |= facts.version != before
+        for job_id in self.ended:
+            facts = self.facts.get(job_id)
+            if facts is not None and job_id in self.records:
+                facts.poll()
+                self.loaded.append(job_id)
+                changed = True
+        self.ended = []
         if self.unread:
             batch, self.unread = (
                 self.unread[:COLD_LOADS_PER_POLL],

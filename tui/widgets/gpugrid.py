@@ -47,7 +47,7 @@ def spark_width(total: int) -> int:
 
 
 def node_runs(node: NodeView, width: int) -> list[Run]:
-    spark = spark_width(width) * 2
+    spark = spark_width(width) * 2 - 3
     total = node.mem_total_mib
     runs: list[Run] = [
         (f"{text.truncate(node.node, LABEL - 1):<{LABEL}}", "bold"),
