@@ -203,7 +203,7 @@ def why_it_loses(est: Estimate, best: Estimate, objective: str) -> str:
     parts = [
         f"{_WHY.get(key, key)} +{delta / base:.1%}"
         for delta, key in deltas[:2]
-        if delta > 0.05 * max(total, 0.0) and delta > 1e-4 * base
+        if delta > 0.05 * max(total, 0.0) and delta > 5e-4 * base
     ]
     if scale != 1:
         parts.insert(0, f"{est.layout.num_gpus} GPUs")
