@@ -126,6 +126,7 @@ class PlannerPane(Horizontal):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "launch", "launch plan"),
         Binding("ctrl+r", "search", "search"),
+        Binding("escape", "leave_form", "leave the form (then 1-4 switch tabs)"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -196,6 +197,9 @@ class PlannerPane(Horizontal):
         if event.button.id == "plan-search":
             event.stop()
             self.action_search()
+
+    def action_leave_form(self) -> None:
+        self.table.focus()
 
     def action_launch(self) -> None:
         row = self.table.cursor_row

@@ -22,6 +22,7 @@ class ConfirmScreen(ModalScreen[bool]):
     }
     ConfirmScreen > Vertical {
         width: 84;
+        max-width: 95%;
         height: auto;
         max-height: 80%;
         border: thick $warning;
@@ -81,6 +82,7 @@ class HelpScreen(ModalScreen[None]):
     }
     HelpScreen > VerticalScroll {
         width: 96;
+        max-width: 95%;
         height: 90%;
         border: thick $primary;
         background: $panel;
@@ -97,14 +99,13 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold cyan", no_wrap=True)
-        table.add_column()
-        for title, keys in self.sections:
-            table.add_row(Text(title, style="bold underline"), "")
-            for key, description in keys:
-                table.add_row(key, description)
-            table.add_row("", "")
         with VerticalScroll():
             yield Static(Text("scalectl tui — keys (Esc closes)", style="bold"))
-            yield Static(table)
+            for title, keys in self.sections:
+                table = Table.grid(padding=(0, 2), expand=True)
+                table.add_column(style="bold cyan", no_wrap=True, min_width=14)
+                table.add_column(ratio=1)
+                for key, description in keys:
+                    table.add_row(key, description)
+                yield Static(Text(f"\n{title}", style="bold underline"))
+                yield Static(table)
