@@ -14,7 +14,9 @@ and ``runtime.rank_exec`` per rank. Measured from the moment the command is star
   job gets ``SCALECTL_JOB_DIR`` so the trainer reports progress the same way).
 
 Runs alternate (sbatch, scalectl, ...) and each waits for the previous job to leave the
-queue, so both see an idle cluster and the same machine noise.
+queue and both nodes to be idle, so both see an idle cluster and the same machine noise
+(the cluster is shared with other users' test jobs: a round that found a node busy waits
+for it).
 
     .venv/bin/python bench/slurm_submit.py [--repeat 5]
 """
@@ -38,6 +40,8 @@ TINY = [
     "--steps", "5", "--ckpt-every", "0",
 ]  # fmt: skip
 REPO = Path(__file__).resolve().parent.parent
+SETTLE_S = 5.0
+"""Pause between a job's end and the next submission (see wait_gone)."""
 
 
 def plain_script(job_dir: Path) -> str:
@@ -84,8 +88,16 @@ def wait_first_step(job_dir: Path, start: float, limit_s: float = 180.0) -> floa
 
 
 def wait_gone(job: str, limit_s: float = 180.0) -> None:
+    """Until the job left the queue and both nodes are idle again (a job's last processes
+    may still be exiting when squeue forgets it, and would delay the next job's start)."""
     deadline = time.monotonic() + limit_s
-    while squeue_state(job) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], capture_output=True, text=True)
+        if not squeue_state(job) and set(nodes.stdout.split()) == {"idle"}:
+            # A job's end triggers a scheduling pass; let it pass, so that the next
+            # submission meets a quiet scheduler whichever tool sends it.
+            time.sleep(SETTLE_S)
+            return
         time.sleep(0.2)
 
 

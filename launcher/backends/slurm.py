@@ -153,19 +153,23 @@ class SlurmBackend(Backend):
         queued = _squeue(handle)
         if queued is None:
             return CancelReport(0, note=f"Slurm job {handle} had already left the queue")
+        note = f"Slurm job {handle} cancelled while {queued.state.lower()}"
         if queued.state == "RUNNING" and grace > 0:
             # The stop signal (steps only, not the batch shell): ranks checkpoint and the
             # node tasks end the step; the end helper sees the `cancelled` event and
             # waits for the scancel below instead of requeueing.
             stop = slurm_signal_name(str(spec.get("signal", "USR2")))
             _run(["scancel", f"--signal={stop}", handle])
-            _wait(lambda: _step_over(record, handle), grace)
+            if _wait(lambda: _step_over(record, handle), grace):
+                note = f"Slurm job {handle} cancelled after its ranks stopped on SIG{stop}"
+            else:
+                note = f"Slurm job {handle} cancelled; its ranks did not stop within {grace:g} s"
         _run(["scancel", handle])
         _wait(lambda: _squeue(handle) is None or _squeue_done(handle), 60.0)
         from launcher.procs import job_processes
 
         survivors = job_processes(record.id)
-        return CancelReport(signalled=1, survivors=len(survivors))
+        return CancelReport(signalled=1, survivors=len(survivors), note=note)
 
 
 def _array_request(

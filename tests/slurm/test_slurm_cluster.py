@@ -324,6 +324,7 @@ def test_cancel_checkpoints_then_cancels_in_slurm(cli) -> None:
     result = cli("cancel", job_id)
     assert result.code == 0, result.err
     assert f"cancelled job {job_id}" in result.out
+    assert "cancelled after its ranks stopped on SIGUSR2" in result.out
     record = record_of(job_id)
     assert record.state is JobState.CANCELLED
     saved = [e for e in events(job_dir, "checkpoint_saved") if e.get("reason") == "signal"]
