@@ -637,6 +637,7 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
                     "(lines already there when the log was opened); no ~ = when the TUI read it",
                 ),
                 ("filter", "every word must appear in the name, id, backend, state or reason"),
+                ("forms", "keys type into a focused field: Esc leaves it, then 1-4 switch tabs"),
             ],
         )
     )

@@ -126,7 +126,7 @@ class PlannerPane(Horizontal):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("l", "launch", "launch plan"),
         Binding("ctrl+r", "search", "search"),
-        Binding("escape", "leave_form", "leave the form (then 1-4 switch tabs)"),
+        Binding("escape", "leave_form", "leave form"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
