@@ -257,7 +257,7 @@ async def bench(home: Path, running: list[str], args: argparse.Namespace) -> Non
             # The app runs this on a worker thread; here it runs inline so the figure is
             # its cost, not the thread hand-off's wait on a busy machine.
             start = now()
-            result = app._tick_locked(False)
+            result = app.tick_locked(app.want(), False)
             work.append(since(start))
             start = now()
             app.apply(result)

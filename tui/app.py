@@ -49,6 +49,18 @@ TABS = ("jobs", "telemetry", "logs", "planner")
 
 
 @dataclass(frozen=True)
+class Want:
+    """What a tick reads besides the registry, decided on the UI thread."""
+
+    selected: str | None
+    """The job whose files are followed."""
+    logs: bool
+    """Read its logs too (the Logs tab is open)."""
+    log_choice: Path | None
+    """The log file picked with [ and ] (None: the first rank)."""
+
+
+@dataclass(frozen=True)
 class TickResult:
     jobs: JobsResult
     selected: str | None
@@ -175,43 +187,44 @@ class ScalectlApp(App[None]):
             self._pending = True
             return
         self._pending = False
-        self._tick_worker()
+        self._tick_worker(self.want())
 
     @work(thread=True, exclusive=False, group="tick", exit_on_error=False)
-    def _tick_worker(self) -> None:
+    def _tick_worker(self, want: Want) -> None:
         if not self._lock.acquire(blocking=False):
             self._pending = True
             return
         try:
-            result = self._tick_locked(False)
+            result = self.tick_locked(want, False)
         finally:
             self._lock.release()
         self.call_from_thread(self.apply, result)
 
     async def refresh_now(self, force: bool = True) -> TickResult:
         """Run one tick and apply it, waiting for both (tests and benchmarks use it)."""
+        want = self.want()
 
         def run() -> TickResult:
             with self._lock:
-                return self._tick_locked(force)
+                return self.tick_locked(want, force)
 
         result = await asyncio.to_thread(run)
         self.apply(result)
         return result
 
-    def _want(self) -> tuple[str | None, bool, Path | None]:
-        logs_wanted = self.active_tab == "logs"
-        return self.selected_id, logs_wanted, self.log_choice
+    def want(self) -> Want:
+        """What the next tick should read (UI thread: it looks at the widgets)."""
+        return Want(self.selected_id, self.active_tab == "logs", self.log_choice)
 
-    def _tick_locked(self, force: bool) -> TickResult:
+    def tick_locked(self, want: Want, force: bool) -> TickResult:
+        """One tick's reads (worker thread, ``_lock`` held); never raises."""
         started = time.perf_counter()
-        selected, logs_wanted, log_choice = self._want()
         try:
-            return self.tick_work(selected, logs_wanted, log_choice, force, started)
+            return self.tick_work(want.selected, want.logs, want.log_choice, force, started)
         except Exception as exc:  # the UI must outlive any surprise in a job's files
             return TickResult(
                 JobsResult(None, {}, self.source.message),
-                selected,
+                want.selected,
                 None,
                 None,
                 error=f"refresh failed: {type(exc).__name__}: {exc}",
@@ -472,13 +485,18 @@ class ScalectlApp(App[None]):
     def _search(self, form: PlanForm) -> None:
         from tui.data.planning import search
 
-        pane = self.query_one("#planner-pane", PlannerPane)
         try:
             result = search(form)
         except Exception as exc:
-            self.call_from_thread(pane.show_error, error_text(exc))
+            self.call_from_thread(self._plan_error, error_text(exc))
             return
-        self.call_from_thread(pane.show_result, result)
+        self.call_from_thread(self._plan_result, result)
+
+    def _plan_error(self, message: str) -> None:
+        self.query_one("#planner-pane", PlannerPane).show_error(message)
+
+    def _plan_result(self, result: SearchResult) -> None:
+        self.query_one("#planner-pane", PlannerPane).show_result(result)
 
     async def wait_for_search(self) -> None:
         """Wait until the planner search worker finished (tests)."""
