@@ -240,6 +240,8 @@ async def test_logs_follow_toggle_search_and_switching_ranks(home: Path) -> None
         assert view.top == top  # not following: the view stays put
         await pilot.press("f")
         assert view.follow and view.top == view.max_top
+        await pilot.press("up", "end")  # End: back to the end, following
+        assert view.follow and view.top == view.max_top
         await pilot.press("slash", *"resumed", "enter")
         assert len(view.matches) == 1 and not view.follow
         assert "1 match(es)" in static_text(app, "#logs-title")

@@ -25,7 +25,8 @@ class LogChosen(Message):
 
 class LogsPane(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f,end", "toggle_follow", "follow"),
+        Binding("f", "toggle_follow", "follow"),
+        Binding("end", "follow_end", "end + follow", show=False),
         Binding("t", "toggle_timestamps", "timestamps"),
         Binding("slash", "search", "search"),
         Binding("n", "next_match(1)", "next match"),
@@ -99,6 +100,10 @@ class LogsPane(Vertical):
 
     def action_toggle_follow(self) -> None:
         self.view.set_follow(not self.view.follow)
+        self.update_title()
+
+    def action_follow_end(self) -> None:
+        self.view.set_follow(True)
         self.update_title()
 
     def on_log_view_follow_changed(self, event: LogView.FollowChanged) -> None:
