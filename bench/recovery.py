@@ -32,6 +32,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,8 +113,9 @@ def kill_job(job_id: str) -> None:
 
 
 def run_one(supervisor: str, fault: str, give_up_s: float, root: Path) -> dict[str, Any]:
+    root.mkdir(parents=True, exist_ok=True)
     job = root / f"{supervisor.replace('/', '-')}-{fault}"
-    job_id = f"bench-{job.name}-{os.getpid()}"
+    job_id = f"bench-{job.name}-{root.name}-{os.getpid()}"
     spec = FAULTS[fault][1]
     out = open(root / f"{job.name}.out", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -139,7 +141,7 @@ def run_one(supervisor: str, fault: str, give_up_s: float, root: Path) -> dict[s
                             if e.get("event") == "fault_injected"]  # fmt: skip
                 fault_ts = injected[0]["ts"] if injected else None
             late = fault_ts is not None and time.time() - fault_ts > give_up_s
-            if late and not [r for r in progress(job) if r["ts"] > (fault_ts or 0)]:
+            if late and not restarted_steps(job, fault_ts or 0.0):
                 break
             time.sleep(0.1)
     finally:
@@ -155,8 +157,9 @@ def run_one(supervisor: str, fault: str, give_up_s: float, root: Path) -> dict[s
     if fault_ts is None:
         result["note"] = "fault never fired"
         return result
-    before = [r["step"] for r in records if r["ts"] <= fault_ts]
-    after = [r for r in records if r["ts"] > fault_ts]
+    restart_ts = trainer_restart_ts(job, fault_ts)
+    before = [r["step"] for r in records if r["ts"] <= restart_ts]
+    after = restarted_steps(job, fault_ts)
     if not after:
         result["recover_s"] = None
         result["note"] = f"no step within {give_up_s:g} s of the fault; killed"
@@ -165,6 +168,24 @@ def run_one(supervisor: str, fault: str, give_up_s: float, root: Path) -> dict[s
     result["steps_lost"] = max(0, (max(before) if before else 0) - (after[0]["step"] - 1))
     result["completed"] = max(r["step"] for r in records) == 16
     return result
+
+
+def trainer_restart_ts(job: Path, fault_ts: float) -> float:
+    """When the trainer started again after the fault (its resumed/started event)."""
+    starts = [
+        e["ts"]
+        for e in read_jsonl(job / "events.jsonl")
+        if e.get("event") in ("resumed", "started") and e.get("source") == "trainer"
+        and e["ts"] > fault_ts
+    ]  # fmt: skip
+    return starts[0] if starts else float("inf")
+
+
+def restarted_steps(job: Path, fault_ts: float) -> list[dict[str, Any]]:
+    """Steps completed after the trainer started again (records a surviving rank wrote a
+    few milliseconds after the fault fired are pre-fault steps, not a recovery)."""
+    restart_ts = trainer_restart_ts(job, fault_ts)
+    return [r for r in progress(job) if r["ts"] > restart_ts]
 
 
 def progress(job: Path) -> list[dict[str, Any]]:
@@ -176,6 +197,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(FAULTS), help="faults to run")
     parser.add_argument("--supervisors", default=",".join(SUPERVISORS))
     parser.add_argument("--give-up-s", type=float, default=45.0)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per cell (median)")
     args = parser.parse_args()
     print(f"{'fault':28} {'supervisor':15} {'recover_s':>9} {'lost':>4}  note")
     with tempfile.TemporaryDirectory(prefix="scalectl-recovery-") as tmp:
@@ -183,7 +205,19 @@ def main() -> None:
             for supervisor in args.supervisors.split(","):
                 if supervisor == "torchrun/as-is" and fault != "kill":
                     continue
-                r = run_one(supervisor, fault, args.give_up_s, Path(tmp))
+                reps = 1 if fault in ("hang", "ckpt", "preempt") else args.repeat
+                runs = [
+                    run_one(supervisor, fault, args.give_up_s, Path(tmp) / str(i))
+                    for i in range(reps)
+                ]
+                r = runs[0]
+                times = [x["recover_s"] for x in runs if x.get("recover_s") is not None]
+                if times:
+                    r = {**r, "recover_s": round(statistics.median(times), 2)}
+                    r["steps_lost"] = max(x.get("steps_lost", 0) for x in runs)
+                    r["completed"] = all(x.get("completed") for x in runs)
+                    if len(runs) > 1:
+                        r["note"] = f"median of {len(times)}: {times}"
                 recover = r.get("recover_s")
                 note = r.get("note", "")
                 if recover is not None and not r.get("completed"):

@@ -1,0 +1,81 @@
+"""The node agent under the Slurm backend, on the real local 2-node cluster: one node of
+an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's whole
+chain: Slurm node task, agent, torchrun, rank); the surviving node's agent records the
+shrink with cause ``node_lost`` and training finishes at world size 1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_harness import assert_loss_continuous, events, summary
+
+from launcher import api
+from launcher.procs import job_processes, stop_processes
+from launcher.store import Store
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(400)]
+
+TINY = [
+    *("--layers", "1", "--hidden", "32", "--heads", "2", "--kv-heads", "1"),
+    *("--seq-len", "32", "--micro-batch", "2", "--eval-every", "0", "--log-every", "5"),
+]
+STEPS = 80
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("SCALECTL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SCALECTL_JOB_ID", raising=False)
+    monkeypatch.delenv("SCALECTL_FAULTS", raising=False)
+    yield tmp_path
+    with Store() as store:
+        for record in store.list_jobs():
+            if record.backend_job_id:
+                subprocess.run(["scancel", record.backend_job_id], check=False)
+            stop_processes(job_processes(record.id), 1.0)
+
+
+def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
+    job_dir = home / "run"
+    launched = subprocess.run(
+        [sys.executable, "-m", "scalectl", "launch", "--backend", "slurm",
+         "--cpus-per-node", "1", "--nodes", "1:2", "--max-restarts", "2",
+         "--job-dir", str(job_dir), "--env", "SCALECTL_FAULTS=kill@step=30,rank=1,target=node",
+         "--module", "runtime.train", "--", *TINY, "--steps", str(STEPS), "--ckpt-every", "10"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert launched.returncode == 0, launched.stderr
+    job_id = next(
+        line.split()[2] for line in launched.stdout.splitlines() if line.startswith("launched job")
+    )
+    deadline = time.monotonic() + 300
+    while True:
+        with Store() as store:
+            record = store.get(job_id)
+            assert record is not None
+            record = api.refresh(store, record)
+        if record.state.is_terminal or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert record.state.value == "COMPLETED", (record.state, record.reason)
+    (fault,) = events(job_dir, "fault_injected")
+    resized = events(job_dir, "resized", source="agent")
+    assert [(e["world_size_then"], e["world_size"], e["cause"]) for e in resized] == [
+        (2, 1, "node_lost")
+    ]
+    survivor = resized[0]["node"]
+    restarts = events(job_dir, "restarted", source="agent", node=survivor)
+    assert restarts and restarts[0]["cause"] == "node_lost"
+    assert [e["step"] for e in events(job_dir, "training_complete")] == [STEPS]
+    assert_loss_continuous(job_dir, STEPS, same_world=False)
+    lost = [f for f in summary(job_dir)["faults"] if f["fault"] == fault["spec"]]
+    assert lost and lost[0]["time_to_recover_s"] > 0
+    deadline = time.monotonic() + 30
+    while job_processes(job_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert job_processes(job_id) == []
