@@ -6,7 +6,8 @@ The environment variable ``SCALECTL_FAULTS`` holds faults separated by ``;``, ea
     SCALECTL_FAULTS="crash@step=12,rank=1;hang@step=20,rank=0;exit@step=8,code=3"
 
 Keys: ``step`` (required) is the step the fault belongs to; ``rank`` (optional, the global
-rank) restricts it to one rank, otherwise every rank fires it. Kinds, and where they fire:
+rank) restricts it to one rank, ``node`` (optional, ``SCALECTL_NODE``) to the ranks of one
+node; otherwise every rank fires it. Kinds, and where they fire:
 
 =====================  =========================================================  ===========
 kind                   what happens                                               point
@@ -113,6 +114,8 @@ class Fault:
     """Stall length for ``hang``; ``None``: forever."""
     target: str = "rank"
     """Who ``kill``/``signal`` hit: ``rank``, ``agent`` or ``node``."""
+    node: str | None = None
+    """Node (``SCALECTL_NODE``) whose ranks fire it; ``None``: any node."""
     spec: str = ""
     """The fault as written (trimmed), used for its marker id and in events."""
 
@@ -145,7 +148,7 @@ def _parse_one(spec: str) -> Fault:
         )
     if not sep:
         raise FaultSpecError(f"{where}: missing '@step=N'; write e.g. '{kind}@step=10'")
-    allowed = {"step", "rank"} | _KINDS[kind][1]
+    allowed = {"step", "rank", "node"} | _KINDS[kind][1]
     values: dict[str, str] = {}
     for item in rest.split(","):
         key, eq, value = (part.strip() for part in item.partition("="))
@@ -180,6 +183,8 @@ def _parse_one(spec: str) -> Fault:
         fault = replace(fault, secs=secs)
     elif kind == "slow":
         raise FaultSpecError(f"{where}: 'secs=S' is required (extra compute seconds per step)")
+    if "node" in values:
+        fault = replace(fault, node=values["node"])
     if "target" in values:
         if values["target"] not in TARGETS:
             raise FaultSpecError(
@@ -214,7 +219,12 @@ class Injector:
     def __init__(self, faults: list[Fault], rank: int, job_dir: Path | None) -> None:
         self.rank = rank
         self.job_dir = job_dir
-        self.faults = [f for f in faults if f.rank is None or f.rank == rank]
+        node = os.environ.get("SCALECTL_NODE")
+        self.faults = [
+            f
+            for f in faults
+            if (f.rank is None or f.rank == rank) and (f.node is None or f.node == node)
+        ]
         self._fired: set[Fault] = set()
 
     @classmethod

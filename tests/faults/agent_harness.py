@@ -167,8 +167,9 @@ def assert_loss_continuous(job_dir: Path, steps: int, *, same_world: bool = True
     At the same world size a re-run step reproduces the first run's loss exactly (same
     data, same restored state): the curve continues where the checkpoint left it. After
     a resize the global batch differs, so instead the mean loss of the 5 steps after each
-    resume must be within 0.5 of the 5 before it (a restart from scratch would jump back
-    to ~5.5, the loss of an untrained model).
+    resume must not exceed the 5 before it by more than 0.3 (early in training it still
+    falls fast; a restart from scratch would jump back up to ~5.5, the loss of an
+    untrained model).
     """
     records = rank0(job_dir)
     final: dict[int, float] = {}
@@ -191,8 +192,8 @@ def assert_loss_continuous(job_dir: Path, steps: int, *, same_world: bool = True
         before = [final[s] for s in range(max(1, step - 5), step) if s in final]
         after = [final[s] for s in range(step, min(steps, step + 4) + 1)]
         if before and after:
-            gap = abs(sum(after) / len(after) - sum(before) / len(before))
-            assert gap < 0.5, (step, before, after)
+            rise = sum(after) / len(after) - sum(before) / len(before)
+            assert rise < 0.3, (step, before, after)
 
 
 def wait_for(predicate: Any, timeout_s: float, every_s: float = 0.2) -> None:

@@ -1,7 +1,11 @@
 """The node agent under the Slurm backend, on the real local 2-node cluster: one node of
 an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's whole
 chain: Slurm node task, agent, torchrun, rank); the surviving node's agent records the
-shrink with cause ``node_lost`` and training finishes at world size 1."""
+shrink with cause ``node_lost`` and training finishes at world size 1.
+
+The lost node is node2: node1's torchrun hosts the c10d rendezvous store (the Slurm
+backend's choice), and a job cannot outlive its store's host (the survivors' torchrun
+waits out the rendezvous timeout, then fails; the Slurm end helper requeues the job)."""
 
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
     launched = subprocess.run(
         [sys.executable, "-m", "scalectl", "launch", "--backend", "slurm",
          "--cpus-per-node", "1", "--nodes", "1:2", "--max-restarts", "2",
-         "--job-dir", str(job_dir), "--env", "SCALECTL_FAULTS=kill@step=30,rank=1,target=node",
+         "--job-dir", str(job_dir), "--env", "SCALECTL_FAULTS=kill@step=30,node=node2,target=node",
          "--module", "runtime.train", "--", *TINY, "--steps", str(STEPS), "--ckpt-every", "10"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

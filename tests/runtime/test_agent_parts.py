@@ -140,7 +140,7 @@ def test_torchrun_arguments_and_reports() -> None:
     assert stop_exit_code(signal.SIGTERM) == 143 and stop_exit_code(signal.SIGUSR2) == 140
 
 
-def test_new_fault_kinds_parse() -> None:
+def test_new_fault_kinds_parse(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed = faults.parse("slow@step=3,rank=1,secs=0.5;kill@step=4,target=node;"
                           "signal@step=5,sig=TERM,target=agent")  # fmt: skip
     assert [(f.kind, f.target, f.secs) for f in parsed] == [
@@ -150,6 +150,12 @@ def test_new_fault_kinds_parse() -> None:
         faults.parse("slow@step=3")
     with pytest.raises(faults.FaultSpecError, match="target='moon'"):
         faults.parse("kill@step=3,target=moon")
+    (only_n2,) = faults.parse("kill@step=4,node=n2,target=node")
+    assert only_n2.node == "n2" and only_n2.rank is None
+    monkeypatch.setenv("SCALECTL_NODE", "n1")
+    assert not faults.Injector([only_n2], rank=0, job_dir=None)
+    monkeypatch.setenv("SCALECTL_NODE", "n2")
+    assert faults.Injector([only_n2], rank=0, job_dir=None)
     injector = faults.Injector(parsed, rank=1, job_dir=None)
     assert injector.slowdown_s(2) == 0.0 and injector.slowdown_s(3) == injector.slowdown_s(9) == 0.5
 
