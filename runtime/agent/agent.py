@@ -241,7 +241,11 @@ class NodeAgent:
         # torchrun's grace for the SIGTERM it sends workers when the membership changes
         # (the trainer checkpoints then); 30 s by default.
         env.setdefault("PET_SHUTDOWN_TIMEOUT", str(max(1, int(self.cfg.stop_grace_s))))
-        ignored = tuple(self.inherited_ignored)
+        ignored = set(self.inherited_ignored)
+        if self.reach_all:
+            # The scheduler signals torchrun too; a stop signal torchrun does not handle
+            # (SIGUSR2) would kill it under its ranks. Ignored signals stay ignored on exec.
+            ignored.add(signal.SIGUSR2)
 
         def keep_ignored() -> None:
             for signum in ignored:
@@ -264,6 +268,7 @@ class NodeAgent:
         generation: tuple[int, int] | None = None
         stop_began: float | None = None
         stop_ranks: list[int] = []
+        workers: list[procs.Worker] = []
         next_progress = 0.0
         while proc.poll() is None:
             now_m = time.monotonic()
@@ -302,9 +307,21 @@ class NodeAgent:
                 self._check_stragglers(workers)
             time.sleep(min(0.1, self.cfg.poll_s))
         code = proc.wait()
+        if self.stop_signal is not None:
+            self._await_ranks(stop_ranks or [w.pid for w in workers], stop_began)
         reader.join(timeout=5)
         self._handle_failures()
         return code
+
+    def _await_ranks(self, pids: list[int], since: float | None) -> None:
+        """torchrun is gone during a stop: its ranks (now the agent's, as subreaper) may be
+        mid-checkpoint; give them the rest of the grace before the leftovers are killed."""
+        deadline = (since or time.monotonic()) + self.cfg.stop_grace_s
+        while time.monotonic() < deadline:
+            _reap_children()
+            if all(procs.state(pid) in (None, "Z", "X") for pid in pids):
+                return
+            time.sleep(0.1)
 
     def _begin_stop(self, proc: subprocess.Popen[bytes], ranks: list[int]) -> None:
         """Freeze torchrun, then (unless the scheduler did) send the ranks their stop

@@ -7,19 +7,27 @@ the time to recover was measured.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from agent_harness import (
+    REPO,
+    agent_cmd,
     agent_output,
     assert_loss_continuous,
     events,
+    job_env,
     job_pids,
     kill_job,
     new_job_id,
+    rank0,
     run_agent,
     summary,
+    wait_for,
 )
 
 from launcher.jobdir import JobDir
@@ -163,5 +171,35 @@ def test_bad_input_to_the_ranks_is_not_restarted(tmp_path: Path, job_id: str) ->
     assert code == 2, agent_output(job)[-3000:]
     (failed,) = events(job, "rank_failed", source="agent")
     assert failed["cause"] == "bad_input" and "--steps" in failed["detail"]
+    assert events(job, "restarted", source="agent") == []
+    assert job_pids(job_id) == []
+
+
+def test_sigusr2_from_a_scheduler_that_signals_every_process(tmp_path: Path, job_id: str) -> None:
+    """Slurm's ``--signal=USR2@T`` reaches every process of the step (agent, torchrun,
+    ranks). With ``SCALECTL_SIGNALS_REACH_ALL=1`` the agent sends nothing more (a second
+    signal would make the trainer skip its checkpoint) and torchrun, started with USR2
+    ignored, neither dies of it nor restarts the ranks when they exit 140."""
+    job = tmp_path / "job"
+    env = job_env(job_id, None)
+    env["SCALECTL_SIGNALS_REACH_ALL"] = "1"
+    proc = subprocess.Popen(
+        agent_cmd(job, 2, ["--steps", "5000", "--ckpt-every", "1000"]),
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: any(r["step"] >= 10 for r in rank0(job)), timeout_s=120, every_s=0.02)
+        for pid in [proc.pid, *(p for p in job_pids(job_id) if p != proc.pid)]:
+            os.kill(pid, signal.SIGUSR2)  # what the scheduler does, to every process
+        assert proc.wait(timeout=120) == 140
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (stop,) = events(job, "stop_requested")
+    assert stop["signal"] == "SIGUSR2" and stop["sent"] is None
+    (preempted,) = events(job, "preempted", source="trainer")
+    assert preempted["exit_code"] == 140
+    (stopped,) = events(job, "stopped", source="agent")
+    assert stopped["checkpointed"] and JobDir(job).latest_checkpoint()[0] == preempted["step"]
     assert events(job, "restarted", source="agent") == []
     assert job_pids(job_id) == []
