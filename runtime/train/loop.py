@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import signal
 import sys
 import time
@@ -391,6 +392,26 @@ class Trainer:
 
     # ---- the loop ----------------------------------------------------------------------
 
+    def memory_fields(self) -> dict[str, float]:
+        """Peak memory so far: the process's resident set, and on a GPU what torch allocated.
+
+        ``max_rss_mib`` is Linux's ``ru_maxrss`` (KiB); ``gpu_memory_peak_mib`` is
+        ``torch.cuda.max_memory_allocated`` (tensors only, not the CUDA context or the
+        allocator's cache: ``gpu_memory_reserved_peak_mib`` is what the cache held), the
+        figures the planner's per-GPU memory is checked against.
+        """
+        fields = {
+            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        }
+        if self.device.type == "cuda":
+            fields["gpu_memory_peak_mib"] = round(
+                torch.cuda.max_memory_allocated(self.device) / 2**20, 1
+            )
+            fields["gpu_memory_reserved_peak_mib"] = round(
+                torch.cuda.max_memory_reserved(self.device) / 2**20, 1
+            )
+        return fields
+
     def advance(self) -> tuple[StepResult, float | None]:
         """Run the next step, evaluate if due, report progress and log; no checkpointing."""
         cfg = self.cfg
@@ -410,6 +431,7 @@ class Trainer:
             grad_norm=result.grad_norm,
             tokens_per_s=tokens_per_s,
             compute_s=round(result.compute_s, 6),
+            **self.memory_fields(),
             **({"eval_loss": eval_loss} if eval_loss is not None else {}),
         )
         if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):
