@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
     wanted = {n for n in args.only.split(",") if n}
     for config in CONFIGS:
-        if wanted and config["name"] not in wanted or gpu_name is None:
+        if (wanted and config["name"] not in wanted) or gpu_name is None:
             continue
         entry: dict[str, Any] = {"config": config}
         try:
