@@ -37,6 +37,7 @@ _STEP = tuple(
         ("tokens_per_s", "tokens_per_s"),
         ("bubble_fraction", "bubble_fraction"),
         ("exposed_comm_s", "exposed_comm_s"),
+        ("gpu_power_w", "gpu_power_w"),
     )
 )
 _BREAKDOWN = tuple((key, _AT[key]) for key in BREAKDOWN_KEYS)

@@ -76,6 +76,10 @@ class StepEstimate(BaseModel):
     """Share of the step the pipeline sits idle filling and draining."""
     exposed_comm_s: float
     """Communication seconds per step not hidden under compute."""
+    gpu_power_w: float | None = None
+    """Mean power of one GPU over a step, W: idle + (TDP - idle) x activity, where compute
+    counts fully and exposed communication at a fraction (no host, no PUE); what NVML's
+    energy counter measures. None in plans written before this field existed."""
     breakdown: dict[str, float]
     """Seconds per step by cause; they add up to time_s."""
 

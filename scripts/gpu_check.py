@@ -218,6 +218,7 @@ def compare(plan: Any, measured: dict[str, Any]) -> dict[str, Any]:
             for k in ("params", "grads", "optimizer", "activations", "other")
         },
         "measured_peak_allocated_gib": round(peak_mib / 1024, 2) if peak_mib else None,
+        "energy_per_step": ((measured.get("summary") or {}).get("energy") or {}).get("per_step"),
         "memory_ratio_allocated_over_tensors": (
             round(peak_mib / 1024 / predicted_tensors_gib, 3) if peak_mib else None
         ),

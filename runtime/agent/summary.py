@@ -17,7 +17,8 @@ Definitions:
   (``fault_ts``: the injected fault's own event when there is one, else the last step
   before a hang, else the moment the failure was seen) and the steps it cost.
 * ``energy``: GPU energy from the NVML energy counters in the telemetry files (last
-  minus first reading per GPU and node), against the plan's ``energy_mwh`` if any.
+  minus first reading per GPU and node), and per step over rank 0's last unbroken run
+  of steps against the plan's GPU power x step time (see :func:`energy`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
             if e.get("event") == "straggler_detected"
         ],
         "faults": fault_recoveries(events, rank0),
-        "energy": energy(job),
+        "energy": energy(job, rank0),
     }
 
 
@@ -125,41 +126,106 @@ def fault_recoveries(
     return out
 
 
-def energy(job: JobDir) -> dict[str, Any]:
-    """Measured GPU energy (J, from NVML counters) and the plan's estimate, if any."""
+def energy(job: JobDir, rank0: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Measured GPU energy (NVML counters) for the whole job and per step, against the plan.
+
+    ``measured_j`` is every GPU's counter, last minus first reading, over the whole job
+    (start-up and checkpoints included); ``planned_mwh`` is the plan's facility energy
+    (host power and PUE included) for its whole token budget, so the two are shown side
+    by side, not divided. The like-for-like check is ``per_step``: GPU energy between
+    rank 0's first and last progress record of its final attempt, per step, against the
+    plan's ``gpu_power_w`` x ``time_s`` x GPUs.
+    """
+    series: list[list[tuple[float, float]]] = []
     measured_j: float | None = None
-    gpus = 0
     for path in job.telemetry_files():
-        first: dict[tuple[str, int], float] = {}
-        last: dict[tuple[str, int], float] = {}
+        by_gpu: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for record in read_all_jsonl(path):
+            ts = record.get("ts")
             for gpu in record.get("gpus") or []:
                 value = gpu.get("energy_j")
                 if isinstance(value, int | float):
                     key = (str(gpu.get("uuid")), int(gpu.get("index", 0)))
-                    first.setdefault(key, float(value))
-                    last[key] = float(value)
-        for key, value in last.items():
-            measured_j = (measured_j or 0.0) + value - first[key]
-            gpus += 1
-    planned_mwh = None
+                    stamp = float(ts) if isinstance(ts, int | float) else float("nan")
+                    by_gpu.setdefault(key, []).append((stamp, float(value)))
+        for readings in by_gpu.values():
+            measured_j = (measured_j or 0.0) + readings[-1][1] - readings[0][1]
+            series.append(readings)
+    plan: Any = None
     if job.plan_json.is_file():
         try:
-            planned_mwh = _find_number(read_json(job.plan_json), "energy_mwh")
+            plan = read_json(job.plan_json)
         except (OSError, ValueError):
-            planned_mwh = None
+            plan = None
+    planned_mwh = _find_number(plan, "energy_mwh")
     result: dict[str, Any] = {
-        "gpus_measured": gpus,
+        "gpus_measured": len(series),
         "measured_j": round(measured_j, 1) if measured_j is not None else None,
         "planned_mwh": planned_mwh,
     }
-    if measured_j is not None:
-        result["measured_mwh"] = measured_j / J_PER_MWH
-        if planned_mwh:
-            result["measured_over_planned"] = round(measured_j / J_PER_MWH / planned_mwh, 4)
-    else:
+    if measured_j is None:
         result["note"] = "no NVML energy counter in the telemetry (no GPU, or not sampled)"
+        return result
+    result["measured_mwh"] = measured_j / J_PER_MWH
+    per_step = steady_energy_per_step(series, rank0 or [])
+    if per_step is not None:
+        step = plan.get("estimate", {}).get("step", {}) if isinstance(plan, dict) else {}
+        gpus = _find_number(plan, "num_gpus")
+        power_w, time_s = step.get("gpu_power_w"), step.get("time_s")
+        if isinstance(power_w, int | float) and isinstance(time_s, int | float) and gpus:
+            planned_j = power_w * time_s * gpus
+            per_step["planned_j_per_step"] = round(planned_j, 2)
+            per_step["planned_w_per_gpu"] = round(power_w, 1)
+            per_step["j_per_step_ratio"] = round(per_step["measured_j_per_step"] / planned_j, 3)
+            per_step["power_ratio"] = round(per_step["measured_w_per_gpu"] / power_w, 3)
+        result["per_step"] = per_step
     return result
+
+
+def steady_energy_per_step(
+    series: list[list[tuple[float, float]]], rank0: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """GPU energy per step and mean power per GPU over rank 0's last unbroken run of steps.
+
+    The window runs from the first to the last record of that run (its first step, which
+    carries warm-up, is outside it); each GPU's counter is interpolated linearly at both
+    ends. None when the window is not covered by at least two readings of every GPU.
+    """
+    run: list[dict[str, Any]] = []
+    for record in reversed(rank0):
+        if run and record["step"] >= run[-1]["step"]:
+            break
+        run.append(record)
+    run.reverse()
+    if len(run) < 2 or not series:
+        return None
+    t0, t1 = float(run[0]["ts"]), float(run[-1]["ts"])
+    steps = run[-1]["step"] - run[0]["step"]
+    if t1 <= t0 or steps <= 0:
+        return None
+    total_j = 0.0
+    for readings in series:
+        stamps = [ts for ts, _ in readings]
+        if not (stamps[0] <= t0 and stamps[-1] >= t1):
+            return None
+        total_j += _at(readings, t1) - _at(readings, t0)
+    return {
+        "steps": steps,
+        "seconds": round(t1 - t0, 3),
+        "measured_j_per_step": round(total_j / steps, 2),
+        "measured_w_per_gpu": round(total_j / (t1 - t0) / len(series), 1),
+    }
+
+
+def _at(readings: list[tuple[float, float]], ts: float) -> float:
+    """A monotonic counter's value at ``ts``, linear between the readings around it."""
+    i = bisect.bisect_left(readings, (ts, float("-inf")))
+    if i == 0 or (i < len(readings) and readings[i][0] == ts):
+        return readings[min(i, len(readings) - 1)][1]
+    if i == len(readings):
+        return readings[-1][1]
+    (ta, ea), (tb, eb) = readings[i - 1], readings[i]
+    return ea + (eb - ea) * (ts - ta) / (tb - ta)
 
 
 def _find_number(value: Any, key: str) -> float | None:
@@ -196,9 +262,20 @@ def format_summary(summary: dict[str, Any]) -> str:
             + (f"recovered in {recover:.2f}s" if recover is not None else "not recovered")
             + f", {fault.get('steps_lost', '?')} steps lost"
         )
-    measured = summary["energy"].get("measured_j")
+    energy_summary = summary["energy"]
+    measured = energy_summary.get("measured_j")
     if measured is not None:
+        planned = energy_summary.get("planned_mwh")
         lines.append(
-            f"GPU energy {measured / 3.6e6:.3f} kWh (plan: {summary['energy']['planned_mwh']} MWh)"
+            f"GPU energy {measured / 1e3:,.1f} kJ for the whole job"
+            + (f" (plan, facility, whole budget: {planned * 1e3:.3g} kWh)" if planned else "")
+        )
+    per_step = energy_summary.get("per_step")
+    if per_step and "planned_j_per_step" in per_step:
+        p = per_step
+        lines.append(
+            f"GPU energy per step {p['measured_j_per_step']:,.1f} J at "
+            f"{p['measured_w_per_gpu']:.0f} W/GPU; plan {p['planned_j_per_step']:,.1f} J at "
+            f"{p['planned_w_per_gpu']:.0f} W/GPU (x{p['j_per_step_ratio']})"
         )
     return "\n".join(lines)

@@ -22,6 +22,8 @@ SCHEMA = {
         "tokens_per_s",
         "bubble_fraction",
         "exposed_comm_s",
+        # checked against NVML's energy counter by the agent's summary and the TUI
+        "gpu_power_w",
         "breakdown",
     },
     "train": {

@@ -28,6 +28,7 @@ from runtime.agent import (
     stop_exit_code,
     torchrun,
 )
+from runtime.agent.summary import format_summary
 from runtime.agent.watch import ProgressWatcher
 from runtime.rank_exec import backoff_s
 
@@ -230,10 +231,14 @@ def test_summary_from_a_job_directory(tmp_path: Path) -> None:
     event(8.1, "restarted", source="agent", node="n1", cause="peer_failure")
     for step in range(6, 11):  # resumed from step 5
         append_jsonl(job.progress_file(0), {"ts": t0 + 20 + step, "step": step, "step_time_s": 0.5})
-    for seq, energy in enumerate((1000.0, 1600.0)):
+    for seq, energy in enumerate((1000.0, 1600.0)):  # 20 W from t0 to t0 + 30
         gpu = {"index": 0, "uuid": "G", "energy_j": energy}
-        append_jsonl(job.telemetry_file("n0"), {"seq": seq, "gpus": [gpu]})
-    (job.root / "plan.json").write_text(json.dumps({"estimate": {"energy_mwh": 1e-6}}))
+        append_jsonl(job.telemetry_file("n0"), {"seq": seq, "ts": t0 + 30 * seq, "gpus": [gpu]})
+    plan = {
+        "cluster": {"num_gpus": 1},
+        "estimate": {"step": {"time_s": 0.5, "gpu_power_w": 40.0}, "train": {"energy_mwh": 1e-6}},
+    }
+    (job.root / "plan.json").write_text(json.dumps(plan))
     result = job_summary(job, t0 + 40)
     assert result["wall_s"] == pytest.approx(40, abs=0.01)
     assert (
@@ -244,8 +249,22 @@ def test_summary_from_a_job_directory(tmp_path: Path) -> None:
     assert fault["fault"] == "kill@step=8,rank=1" and fault["last_step_before"] == 7
     assert fault["resumed_at_step"] == 5 and fault["steps_lost"] == 2
     assert fault["time_to_recover_s"] == pytest.approx(26 - 7.5)
-    assert result["energy"]["measured_j"] == 600.0
-    assert result["energy"]["measured_over_planned"] == pytest.approx(600 / 3.6e9 / 1e-6, rel=1e-3)
+    energy = result["energy"]
+    assert energy["measured_j"] == 600.0 and energy["planned_mwh"] == 1e-6
+    # The final attempt's steps 6..10 run from t0+26 to t0+30: 4 steps, 80 J at 20 W.
+    assert energy["per_step"] == {
+        "steps": 4,
+        "seconds": 4.0,
+        "measured_j_per_step": 20.0,
+        "measured_w_per_gpu": 20.0,
+        "planned_j_per_step": 20.0,
+        "planned_w_per_gpu": 40.0,
+        "j_per_step_ratio": 1.0,
+        "power_ratio": 0.5,
+    }
+    assert "GPU energy per step 20.0 J at 20 W/GPU; plan 20.0 J at 40 W/GPU" in format_summary(
+        result
+    )
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -205,13 +205,22 @@ def test_compare_rows_and_their_colours() -> None:
             world_size=16,
             gpu_memory_mib=None,
             rank_rss_mib=2048.0,
+            gpu_power_w=16 * 500.0,
         ),
     )
     by_metric = {row.metric: row for row in rows}
     assert by_metric["step time"].style == "green" and by_metric["step time"].ratio == "×1.05"
     assert by_metric["tokens/s"].style == "red"
     assert by_metric["memory (rank RSS)"].measured == "2.00 GiB"
-    assert by_metric["energy/step"].ratio == "≠basis"
+    # The plan's GPU power x GPUs x step time against telemetry power x measured step time.
+    assert facts.gpu_energy_per_step_j is not None
+    energy = 16 * 500.0 * facts.step_time_s * 1.05
+    assert by_metric["GPU energy/step"].ratio == f"×{energy / facts.gpu_energy_per_step_j:.2f}"
+    # A plan without the GPUs' power shows facility energy and claims no ratio.
+    old_plan = fx.plan_document(16)
+    del old_plan["estimate"]["step"]["gpu_power_w"]
+    old_rows = {r.metric: r for r in compare(plan_facts(old_plan), Measured(step_time_s=1.0))}
+    assert old_rows["energy/step"].ratio == "≠basis"
     assert plan_facts("not a plan") == PlanFacts()
     assert plan_facts({"estimate": {"step": {"time_s": "fast"}}}).step_time_s is None
 

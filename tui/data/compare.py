@@ -2,7 +2,8 @@
 
 The prediction is the planner's ``Estimate`` stored in the job directory (``estimate.step``:
 ``time_s``, ``tokens_per_s``, ``mfu``; ``estimate.memory_gib.total``; ``estimate.train``:
-``steps``, ``energy_mwh``). The measurements come from the progress files (step time,
+``steps``, ``energy_mwh``; ``estimate.step.gpu_power_w`` for the GPUs' own energy).
+The measurements come from the progress files (step time,
 tokens/s) and telemetry (GPU memory, GPU power); reading is tolerant, a missing number is
 shown as missing.
 
@@ -53,6 +54,9 @@ class PlanFacts:
     steps: int | None = None
     energy_per_step_j: float | None = None
     """Facility energy of the run (GPUs + hosts, times PUE) divided by its steps."""
+    gpu_energy_per_step_j: float | None = None
+    """The GPUs' own energy per step: the plan's mean power per GPU x GPUs x step time
+    (plans written before ``estimate.step.gpu_power_w`` existed lack it)."""
 
 
 def layout_text(layout: Any) -> str | None:
@@ -82,12 +86,14 @@ def plan_facts(plan: Any) -> PlanFacts:
     steps = finite(_get(plan, "estimate", "train", "steps"))
     energy_mwh = finite(_get(plan, "estimate", "train", "energy_mwh"))
     gpus = finite(_get(plan, "cluster", "num_gpus"))
+    step_time_s = finite(_get(plan, "estimate", "step", "time_s"))
+    gpu_power_w = finite(_get(plan, "estimate", "step", "gpu_power_w"))
     return PlanFacts(
         model=_get(plan, "model", "name") if isinstance(_get(plan, "model", "name"), str) else None,
         gpu=str(gpu_name) if gpu_name is not None else None,
         num_gpus=int(gpus) if gpus is not None else None,
         layout=layout_text(plan.get("layout") or _get(plan, "estimate", "layout")),
-        step_time_s=finite(_get(plan, "estimate", "step", "time_s")),
+        step_time_s=step_time_s,
         tokens_per_s=finite(_get(plan, "estimate", "step", "tokens_per_s")),
         mfu=finite(_get(plan, "estimate", "step", "mfu")),
         memory_gib=finite(_get(plan, "estimate", "memory_gib", "total")),
@@ -96,6 +102,11 @@ def plan_facts(plan: Any) -> PlanFacts:
         energy_per_step_j=(
             energy_mwh * J_PER_MWH / steps
             if energy_mwh is not None and steps is not None and steps > 0
+            else None
+        ),
+        gpu_energy_per_step_j=(
+            gpu_power_w * gpus * step_time_s
+            if gpu_power_w is not None and gpus is not None and step_time_s is not None
             else None
         ),
     )
@@ -174,10 +185,13 @@ def compare(facts: PlanFacts, measured: Measured) -> list[CompareRow]:
         if measured.gpu_power_w is not None and measured.step_time_s is not None
         else None
     )
-    # Not the same basis (the Estimate carries facility energy only; the GPUs' share is
-    # not in plan.json), so both are shown and no ratio is claimed.
-    predicted = _joules(facts.energy_per_step_j)
-    rows.append(CompareRow("energy/step", predicted, _joules(energy), "≠basis", "dim"))
+    if facts.gpu_energy_per_step_j is not None:
+        add("GPU energy/step", facts.gpu_energy_per_step_j, energy, _joules)
+    else:
+        # An older plan carries facility energy only (GPUs + hosts, times PUE): not the
+        # basis NVML measures, so both are shown and no ratio is claimed.
+        predicted = _joules(facts.energy_per_step_j)
+        rows.append(CompareRow("energy/step", predicted, _joules(energy), "≠basis", "dim"))
     return rows
 
 
