@@ -45,6 +45,17 @@ CONFIGS: list[dict[str, Any]] = [
         "micro_batch": 4,
         "steps": 25,
     },
+    {
+        # The node agent's recovery on NCCL: a SIGKILLed rank and a Python exception, each
+        # resumed from the newest checkpoint in place (summary.json: faults).
+        "name": "llama-350m-faults",
+        "model": {"layers": 24, "hidden": 1024, "heads": 16, "kv_heads": 8, "vocab": 32000},
+        "seq_len": 2048,
+        "micro_batch": 8,
+        "steps": 40,
+        "ckpt_every": 10,
+        "faults": "kill@step=15;crash@step=27",
+    },
 ]
 
 CATALOG_BY_NAME = (
@@ -128,8 +139,10 @@ def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, An
                 "--log-every",
                 "5",
                 "--ckpt-every",
-                "0",
+                str(config.get("ckpt_every", 0)),
             ],
+            "env": {"SCALECTL_FAULTS": config["faults"]} if config.get("faults") else {},
+            "max_restarts": 3 if config.get("faults") else 0,
             "procs_per_node": 1,
             "gpus_per_node": 1,
             "plan": plan,
@@ -218,6 +231,9 @@ def compare(plan: Any, measured: dict[str, Any]) -> dict[str, Any]:
             for k in ("params", "grads", "optimizer", "activations", "other")
         },
         "measured_peak_allocated_gib": round(peak_mib / 1024, 2) if peak_mib else None,
+        "faults": (measured.get("summary") or {}).get("faults"),
+        "restarts": (measured.get("summary") or {}).get("restarts_by_cause"),
+        "final_step": (measured.get("summary") or {}).get("final_step"),
         "energy_per_step": ((measured.get("summary") or {}).get("energy") or {}).get("per_step"),
         "memory_ratio_allocated_over_tensors": (
             round(peak_mib / 1024 / predicted_tensors_gib, 3) if peak_mib else None
