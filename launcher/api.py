@@ -19,7 +19,7 @@ from typing import Any
 
 from launcher.backends import get_backend
 from launcher.backends.base import Backend, CancelReport, SubmitRequest
-from launcher.errors import BackendUnavailableError, LaunchInputError
+from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.ids import new_job_id
 from launcher.jobdir import SCHEMA_VERSION, JobDir, append_event, write_json_atomic
 from launcher.paths import default_jobs_root
@@ -279,6 +279,23 @@ def cancel(store: Store, record: JobRecord, grace_s: float | None = None) -> Can
     )
     report = backend.cancel(record, grace_s)
     return CancelOutcome(store.get(record.id) or record, report)
+
+
+def requeue(store: Store, record: JobRecord) -> str:
+    """Put a running job back in its scheduler's queue through a checkpoint (Slurm), and
+    record who asked; returns what the backend did. Refused, with the reason, for a job
+    that is not running or a backend without a queue."""
+    record = refresh(store, record)
+    if record.state is not JobState.RUNNING:
+        raise JobActionError(
+            f"job {record.id} is {record.state.value}; only a running job can be requeued"
+        )
+    backend = get_backend(record.backend)
+    note = backend.requeue(record)
+    append_event(
+        JobDir(record.job_dir), "requeue_requested", source=SOURCE, job_id=record.id, by=_user()
+    )
+    return note
 
 
 def _user() -> str:

@@ -1,4 +1,4 @@
-"""``scalectl launch / jobs / logs / cancel``: the launcher's commands.
+"""``scalectl launch / jobs / logs / cancel / requeue``: the launcher's commands.
 
 Only typer is imported at module level; everything else (pydantic, psutil, sqlite, rich)
 inside the command functions, so ``scalectl --help`` stays fast.
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
     app.command("jobs")(jobs)
     app.command("logs")(logs)
     app.command("cancel")(cancel)
+    app.command("requeue")(requeue)
     app.command("manifests")(manifests)
 
 
@@ -244,6 +245,20 @@ def cancel(
     if report.survivors:
         typer.echo(f"warning: {report.survivors} process(es) survived SIGKILL", err=True)
         raise typer.Exit(1)
+
+
+def requeue(
+    job: str = typer.Argument(..., help="Job id, unique id prefix/suffix, or name."),
+) -> None:
+    """Send a running Slurm job back to the queue: its ranks checkpoint, it is requeued
+    (counted against slurm.max_requeues) and resumes from that checkpoint."""
+    from launcher import api
+    from launcher.store import Store
+
+    with Store(create=False) as store:
+        record = store.resolve(job)
+        note = api.requeue(store, record)
+    typer.echo(f"requeue of job {record.id} ({record.name}): {note}")
 
 
 def manifests(

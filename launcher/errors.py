@@ -30,3 +30,9 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend is not installed or cannot reach its scheduler."""
 
     user_error = True
+
+
+class JobActionError(RuntimeError):
+    """An action (requeue, ...) that the job's backend or its present state does not allow."""
+
+    user_error = True

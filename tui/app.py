@@ -101,6 +101,7 @@ class ScalectlApp(App[None]):
         Binding("3", "show_tab('logs')", "logs tab", show=False),
         Binding("4", "show_tab('planner')", "planner tab", show=False),
         Binding("c", "cancel_job", "cancel job"),
+        Binding("r", "requeue_job", "requeue (Slurm)", show=False),
         Binding("o", "open_dir", "open job dir"),
         Binding("question_mark", "help", "help"),
         Binding("colon", "command_palette", "commands"),
@@ -392,7 +393,7 @@ class ScalectlApp(App[None]):
     # -- actions on the selected job ----------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("cancel_job", "open_dir"):
+        if action in ("cancel_job", "requeue_job", "open_dir"):
             return self.active_tab != "planner"
         return True
 
@@ -446,6 +447,52 @@ class ScalectlApp(App[None]):
                 message += f", {report.killed} killed after the grace period"
             message = f"cancelled {record.name} ({record.id}): {message}"
         self.call_from_thread(self.notify, message)
+        self.call_from_thread(self.schedule_tick)
+
+    def action_requeue_job(self) -> None:
+        record = self._selected_record()
+        if record is None:
+            return
+        if record.backend != "slurm":
+            self.notify(
+                f"job {record.id} runs on {record.backend}: only Slurm jobs can be requeued",
+                severity="warning",
+            )
+            return
+        if record.state.value != "RUNNING":
+            self.notify(f"job {record.id} is {record.state.value}: only a running job requeues")
+            return
+        slurm = record.spec.get("slurm") or {}
+        body = Text()
+        body.append(f"{record.name} ", style="bold")
+        body.append(f"({record.id}), Slurm job {record.backend_job_id}\n\n")
+        body.append(
+            f"Its ranks get SIG{str(slurm.get('signal', 'USR2')).removeprefix('SIG')} and "
+            "checkpoint the step they are on; the job goes back to the queue (counted "
+            f"against slurm.max_requeues = {slurm.get('max_requeues', 3)}) and resumes from "
+            "that checkpoint when Slurm starts it again."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._requeue(record)
+
+        self.push_screen(ConfirmScreen("Requeue this job?", body, yes="Requeue"), answered)
+
+    @work(thread=True, group="actions", exit_on_error=False)
+    def _requeue(self, record: JobRecord) -> None:
+        from launcher import api
+        from launcher.store import Store
+
+        try:
+            with Store(self.registry, create=False) as store:
+                note = api.requeue(store, store.get(record.id) or record)
+        except Exception as exc:
+            self.call_from_thread(
+                self.notify, f"requeue {record.id} failed: {exc}", severity="error"
+            )
+            return
+        self.call_from_thread(self.notify, f"requeue {record.name} ({record.id}): {note}")
         self.call_from_thread(self.schedule_tick)
 
     def action_open_dir(self) -> None:
@@ -571,6 +618,11 @@ class ScalectlApp(App[None]):
                 f"Sort jobs by {column}", "or click its header", lambda c=column: pane.sort_by(c)
             )
         yield SystemCommand("Cancel the selected job", "key c", self.action_cancel_job)
+        yield SystemCommand(
+            "Requeue the selected Slurm job (checkpoint, back to the queue)",
+            "key r",
+            self.action_requeue_job,
+        )
         yield SystemCommand("Open the selected job's directory", "key o", self.action_open_dir)
         logs = self.logs_pane
         yield SystemCommand("Toggle log follow", "key f / End", logs.action_toggle_follow)

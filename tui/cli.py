@@ -33,8 +33,8 @@ def tui(
 ) -> None:
     """Terminal UI: jobs across backends, live telemetry, logs, and plan against reality.
 
-    Keys: 1-4 tabs, / filter or search, c cancel, o open job dir, f follow logs,
-    l launch a plan, : commands, ? help, q quit.
+    Keys: 1-4 tabs, / filter or search, c cancel, r requeue (Slurm), o open job dir,
+    f follow logs, l launch a plan, : commands, ? help, q quit.
     """
     if not MIN_REFRESH_S <= refresh <= MAX_REFRESH_S:
         raise TuiInputError(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from launcher.errors import LaunchInputError
+from launcher.errors import JobActionError, LaunchInputError
 from launcher.jobdir import JobDir
 from launcher.spec import FromEnv, JobSpec, SecretRef
 from launcher.states import JobState
@@ -149,6 +149,14 @@ class Backend(ABC):
     def cancel(self, record: JobRecord, grace_s: float | None = None) -> CancelReport:
         """Stop every process of the job: a termination signal first, a kill after
         ``grace_s`` (None: the spec's default). Returns when they are gone."""
+
+    def requeue(self, record: JobRecord) -> str:
+        """Stop a running job so that it checkpoints and goes back to the queue, to start
+        again from that checkpoint; returns what was done. Default: not supported."""
+        raise JobActionError(
+            f"job {record.id} runs on {self.name}, which has no queue to put it back in; "
+            f"cancel it (scalectl cancel {record.id}) and launch it again to resume"
+        )
 
     def log_files(self, record: JobRecord) -> list[LogFile]:
         """The job's logs. Default: ``logs/`` of the job directory (local disk or a

@@ -46,7 +46,7 @@ from launcher.backends.slurm_state import (
     parse_sacct,
     parse_squeue,
 )
-from launcher.errors import BackendUnavailableError, LaunchInputError
+from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.jobdir import JobDir, append_event, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState
@@ -170,6 +170,40 @@ class SlurmBackend(Backend):
 
         survivors = job_processes(record.id)
         return CancelReport(signalled=1, survivors=len(survivors), note=note)
+
+    def requeue(self, record: JobRecord) -> str:
+        """The preemption path on demand: the stop signal goes to the job's steps, the
+        ranks checkpoint the step they are on, and the end helper requeues the job
+        (``scontrol requeue``, counted against ``slurm.max_requeues``); it starts again
+        from that checkpoint once Slurm lets it (after ``cred_expire``, 120 s by default)."""
+        handle = record.backend_job_id
+        spec = record.spec.get("slurm") or {}
+        if not spec.get("requeue", True):
+            raise JobActionError(
+                f"job {record.id}: slurm.requeue is off for it; cancel it and launch it again"
+            )
+        limit = int(spec.get("max_requeues", 3))
+        used = sum(1 for e in _job_events(record) if e.get("event") == "requeued")
+        if used >= limit:
+            raise JobActionError(
+                f"job {record.id}: its requeue budget (slurm.max_requeues = {limit}) is spent; "
+                "cancel it and launch it again to resume from its checkpoint"
+            )
+        queued = _squeue(handle) if handle else None
+        if handle is None or queued is None or queued.state != "RUNNING":
+            state = queued.state.lower() if queued else "not in the queue"
+            raise JobActionError(
+                f"job {record.id} is {state} in Slurm; only a running job can be requeued"
+            )
+        stop = slurm_signal_name(str(spec.get("signal", "USR2")))
+        result = _run(["scancel", f"--signal={stop}", handle])
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip() or f"exit {result.returncode}"
+            raise BackendUnavailableError(f"scancel --signal={stop} {handle} failed: {detail}")
+        return (
+            f"Slurm job {handle}: SIG{stop} sent; its ranks checkpoint, then it is requeued "
+            f"(requeue {used + 1} of {limit}) and resumes from that checkpoint"
+        )
 
 
 def _array_request(

@@ -140,3 +140,29 @@ def test_dry_run_prints_the_command_and_creates_nothing(cli, scalectl_home: Path
     assert "--nproc-per-node=2" in result.out and "runtime.rank_exec" in result.out
     assert "SCALECTL_JOB_ID=" in result.out
     assert not scalectl_home.exists()
+
+
+def test_requeue_is_refused_with_the_reason(cli, scalectl_home: Path) -> None:
+    import sys
+
+    from launcher import api, spec_from_mapping
+    from launcher.jobdir import JobDir, read_all_jsonl
+    from launcher.store import Store
+
+    assert_one_line_error(cli("requeue", "nope"), "no job registry")
+    sleeper = {"command": [sys.executable, "-c", "import time; time.sleep(60)"]}
+    spec = spec_from_mapping(
+        {"name": "sleeper", "entrypoint": sleeper, "local": {"stop_grace_s": 1}}
+    )
+    with Store() as store:
+        record = api.launch(spec, store)
+    try:
+        # A local job has no queue to go back to: refused, and the job runs on untouched.
+        assert_one_line_error(cli("requeue", record.id), "has no queue to put it back in")
+        with Store() as store:
+            assert api.refresh(store, store.get(record.id) or record).state.value == "RUNNING"
+    finally:
+        assert cli("cancel", record.id).code == 0
+    assert_one_line_error(cli("requeue", record.id), "only a running job can be requeued")
+    events = [e["event"] for e in read_all_jsonl(JobDir(record.job_dir).events)]
+    assert "requeue_requested" not in events

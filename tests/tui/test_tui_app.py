@@ -317,6 +317,38 @@ async def test_cancel_with_confirmation_stops_a_real_local_job(home: Path) -> No
 
 
 @pilot_test
+async def test_requeue_asks_first_and_goes_through_the_launcher_api(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from launcher import api
+
+    asked: list[str] = []
+
+    def fake_requeue(store: Store, record: Any) -> str:
+        asked.append(record.id)
+        return "Slurm job 4242: SIGUSR2 sent"
+
+    monkeypatch.setattr(api, "requeue", fake_requeue)
+    app = make_app(home)
+    async with running(app) as pilot:
+        await select(app, pilot, fx.CPU_ID)  # a local job: nothing to requeue into
+        await pilot.press("r")
+        assert not isinstance(app.screen, ConfirmScreen)
+        await select(app, pilot, fx.MAIN_ID)  # a running Slurm job
+        await pilot.press("r")
+        assert isinstance(app.screen, ConfirmScreen)
+        text = screen_text(app)
+        assert "Requeue this job?" in text and "SIGUSR2" in text and "max_requeues" in text
+        await pilot.press("n")
+        await app.workers.wait_for_complete()
+        assert asked == []
+        await pilot.press("r", "y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert asked == [fx.MAIN_ID]
+
+
+@pilot_test
 async def test_open_job_dir_asks_first(home: Path) -> None:
     opened: list[Path] = []
     app = make_app(home, open_dir=opened.append)
