@@ -334,6 +334,27 @@ def test_cancel_checkpoints_then_cancels_in_slurm(cli) -> None:
     no_leftovers(job_id)
 
 
+def test_requeue_on_demand_checkpoints_and_puts_the_job_back_in_the_queue(cli) -> None:
+    job_id, job_dir = trainer(cli, "--nodes", "2", steps=100000, extra=("--ckpt-every", "1000"))
+    handle = record_of(job_id).backend_job_id
+    assert handle
+    wait_for(lambda: len(progress(job_dir)) >= 10)
+    result = cli("requeue", job_id)
+    assert result.code == 0, result.err
+    assert "SIGUSR2 sent" in result.out and "requeue 1 of 3" in result.out
+    wait_for(lambda: events(job_dir, "requeued"), 90)
+    saved = [e for e in events(job_dir, "checkpoint_saved") if e.get("reason") == "signal"]
+    assert saved, "the ranks checkpoint before the job goes back to the queue"
+    assert events(job_dir, "requeue_requested")[0]["by"]
+    # Back in the queue, held until the old credential expires (see the module docstring).
+    wait_for(lambda: "BeginTime" in _squeue(handle), 60)
+    refused = cli("requeue", job_id)
+    assert refused.code == 2 and "only a running job can be requeued" in refused.err
+    assert cli("cancel", job_id).code == 0
+    assert wait_sacct(handle, "CANCELLED")[0] == "REQUEUED"
+    no_leftovers(job_id)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # A stray SCALECTL_* from the calling shell must not reach sbatch's environment.
