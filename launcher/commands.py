@@ -103,18 +103,33 @@ def torchrun_args(
     return argv
 
 
+AGENT_STOP_MARGIN_S = 5.0
+"""The node agent's stop grace is the backend's minus this (at most half of it): after a
+stop signal the agent kills the ranks still running, writes its summary and exits with
+128+N before the backend's own kill (after ``local.stop_grace_s`` / ``slurm.stop_grace_s``,
+or the kubelet's after ``terminationGracePeriodSeconds``)."""
+
+
+def agent_stop_grace_s(backend_grace_s: float) -> float:
+    """How long the agent lets ranks checkpoint after a stop signal, given the backend's
+    grace before it kills the node's processes."""
+    return max(backend_grace_s - AGENT_STOP_MARGIN_S, backend_grace_s / 2)
+
+
 def node_command(
     spec: JobSpec,
     job_dir: Path,
     rendezvous: Rendezvous,
     python: str,
     *,
+    backend_grace_s: float,
     monitor_interval_s: float = 0.1,
 ) -> list[str]:
     """What a backend starts on each node: the node agent wrapping the elastic torchrun.
 
-    ``python -m scalectl agent --job-dir D --restarts N -- <torchrun args>``; the node
-    name comes from ``SCALECTL_NODE`` (``rank_environment``) or the host name.
+    ``python -m scalectl agent --job-dir D --restarts N --stop-grace-s G -- <torchrun
+    args>``, G from the backend's own grace (:func:`agent_stop_grace_s`); the node name
+    comes from ``SCALECTL_NODE`` (``rank_environment``) or the host name.
     """
     rank_argv = entrypoint_argv(spec, job_dir, python)
     args = torchrun_args(spec, rank_argv, rendezvous, monitor_interval_s=monitor_interval_s)
@@ -123,6 +138,7 @@ def node_command(
         *AGENT_ARGV,
         f"--job-dir={job_dir}",
         f"--restarts={spec.max_restarts}",
+        f"--stop-grace-s={agent_stop_grace_s(backend_grace_s):g}",
         "--",
         *args,
     ]

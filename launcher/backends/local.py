@@ -117,6 +117,7 @@ class LocalBackend(Backend):
                 request.job_dir.root,
                 local_rendezvous(request.job_id, port),
                 sys.executable,
+                backend_grace_s=spec.local.stop_grace_s,
             )
             exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
             lines.append(f"{exports} {shlex.join(argv)}")

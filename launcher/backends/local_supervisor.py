@@ -223,7 +223,13 @@ class Supervisor:
                 **os.environ,
                 **rank_environment(spec, self.job_id, self.jobdir.root, node, cpus_available()),
             }
-            argv = node_command(spec, self.jobdir.root, rendezvous, sys.executable)
+            argv = node_command(
+                spec,
+                self.jobdir.root,
+                rendezvous,
+                sys.executable,
+                backend_grace_s=spec.local.stop_grace_s,
+            )
             self.launch[node] = (argv, env, workdir)
             self.agents.append((node, self.spawn(node)))
         self.event(

@@ -298,7 +298,13 @@ def _node_command_comment(request: ScriptRequest) -> list[str]:
     element = request.elements[0]
     rendezvous = Rendezvous(endpoint=f"${ENDPOINT_ENV}", run_id="$SCALECTL_JOB_ID")
     python = node_task_python(request.spec, request.python)
-    argv = node_command(request.spec, element.job_dir, rendezvous, python)
+    argv = node_command(
+        request.spec,
+        element.job_dir,
+        rendezvous,
+        python,
+        backend_grace_s=request.spec.slurm.stop_grace_s,
+    )
     text = shlex.join(argv)
     which = "run 0's node tasks start" if request.is_array else "each node task starts"
     lines = [f"# {which} (rendezvous conf and per-node values added at run time):"]

@@ -203,7 +203,9 @@ class NodeTask:
                 "is_host": 1 if self.ctx.node_index == 0 else 0,
             },
         )
-        argv = node_command(self.spec, self.jobdir.root, rendezvous, sys.executable)
+        argv = node_command(
+            self.spec, self.jobdir.root, rendezvous, sys.executable, backend_grace_s=self.grace_s
+        )
         env = {
             **os.environ,
             **rank_environment(

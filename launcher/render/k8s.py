@@ -460,6 +460,7 @@ def _training_container(target: Target, image: str) -> dict[str, Any]:
         Path(target.job_dir),
         rendezvous,
         options.python,
+        backend_grace_s=options.termination_grace_s,
         monitor_interval_s=MONITOR_INTERVAL_S,
     )
     container: dict[str, Any] = {

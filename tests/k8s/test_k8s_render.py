@@ -103,12 +103,15 @@ def test_the_entrypoint_is_the_node_command(flavor: str) -> None:
         Path(target.job_dir),
         Rendezvous(target.rdzv_endpoint, JOB_ID, {"join_timeout": k8s.JOIN_TIMEOUT_S}),
         "python3",
+        backend_grace_s=spec.kubernetes.termination_grace_s,
         monitor_interval_s=k8s.MONITOR_INTERVAL_S,
     )
     container = pod_of(render(spec, JOB_ID, flavor)[-1])["spec"]["containers"][0]
     assert container["name"] == "pytorch"
     assert container["command"] == expected
     assert "--nnodes=2:4" in expected and "--nproc-per-node=8" in expected
+    # The agent stops before the kubelet's kill (terminationGracePeriodSeconds 120).
+    assert "--stop-grace-s=115" in expected
     assert f"/scalectl/{JOB_ID}" == target.job_dir
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from launcher.commands import (
     Rendezvous,
+    agent_stop_grace_s,
     entrypoint_argv,
     node_command,
     omp_threads,
@@ -24,13 +25,19 @@ def make(**overrides: object):
 def test_node_command_is_the_agent_around_an_elastic_torchrun_through_rank_exec() -> None:
     spec = make(nodes="1:3", procs_per_node=2, max_restarts=4, args=["--steps", "9"])
     rdzv = Rendezvous("127.0.0.1:29400", "job-1", {"last_call_timeout": 2})
-    assert node_command(spec, JOB_DIR, rdzv, "/py") == [
-        "/py", "-m", "scalectl", "agent", f"--job-dir={JOB_DIR}", "--restarts=4", "--",
+    assert node_command(spec, JOB_DIR, rdzv, "/py", backend_grace_s=60) == [
+        "/py", "-m", "scalectl", "agent", f"--job-dir={JOB_DIR}", "--restarts=4",
+        "--stop-grace-s=55", "--",
         "--nnodes=1:3", "--nproc-per-node=2", "--rdzv-backend=c10d",
         "--rdzv-endpoint=127.0.0.1:29400", "--rdzv-id=job-1",
         "--monitor-interval=0.1", "--rdzv-conf=last_call_timeout=2",
         "-m", "runtime.rank_exec", "--", "/py", "-m", "runtime.train", "--steps", "9",
     ]  # fmt: skip
+
+
+def test_the_agent_stops_before_the_backend_kills() -> None:
+    # 5 s before the backend's kill, but never less than half its grace.
+    assert [agent_stop_grace_s(g) for g in (120, 60, 8, 2, 0)] == [115, 55, 4, 1, 0]
 
 
 def test_plain_torchrun_argv_keeps_the_restart_budget() -> None:
