@@ -10,11 +10,6 @@ from pathlib import Path
 import pytest
 from fake_apiserver import FakeApiServer
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_SPEC = REPO / "manifests" / "llama3-8b.job.yaml"
-EXAMPLE_JOB_ID = "20250601-120000-8b8b"
-"""The fixed job id of the checked-in example manifests (so they do not drift)."""
-
 
 @dataclass(frozen=True)
 class CliResult:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 from launcher.spec import JobSpec, spec_from_mapping
 
 JOB_ID = "20250601-120000-8b8b"
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_SPEC = REPO / "manifests" / "llama3-8b.job.yaml"
+EXAMPLE_JOB_ID = "20250601-120000-8b8b"
+"""The fixed job id of the checked-in example manifests (so they do not drift)."""
 
 BASE: dict[str, Any] = {
     "name": "run",

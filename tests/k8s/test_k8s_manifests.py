@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import EXAMPLE_JOB_ID, EXAMPLE_SPEC, REPO
+from k8s_specs import EXAMPLE_JOB_ID, EXAMPLE_SPEC, REPO
 from k8s_validation import KUBERNETES_VERSIONS, validate_objects
 
 from launcher.render.k8s import FLAVORS, render
