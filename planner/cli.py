@@ -7,7 +7,7 @@ ValidationError), which the root CLI prints as one line with exit code 2.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,67 @@ plan_app = typer.Typer(
     "size the cluster; list the catalogs.",
     no_args_is_help=True,
 )
+
+
+# Options `plan estimate` and `plan search` share (search's layout flags pin knobs instead).
+
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Preset name (see `plan models`) or a config.json path."),
+]
+GpuOption = Annotated[str | None, typer.Option("--gpu", help="Catalog GPU (see `plan gpus`).")]
+GpuSpecOption = Annotated[
+    str | None,
+    typer.Option("--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."),
+]
+GpusPerNodeOption = Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node.")]
+SeqLenOption = Annotated[
+    str, typer.Option("--seq-len", help="Tokens per sequence (4096, 8k = 8192).")
+]
+GlobalBatchOption = Annotated[
+    str | None, typer.Option("--global-batch", help="Sequences per optimizer step.")
+]
+GlobalBatchTokensOption = Annotated[
+    str | None,
+    typer.Option(
+        "--global-batch-tokens", help="Tokens per optimizer step (4M = 4,194,304), instead."
+    ),
+]
+TokensOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens", help="Training tokens, decimal (15T = 1.5e13, 2e12); default 20 x parameters."
+    ),
+]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
+OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
+AttentionOption = Annotated[str, typer.Option("--attention", help="flash or unfused.")]
+OverlapGradReduceOption = Annotated[
+    bool,
+    typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),
+]
+GradReduceDtypeOption = Annotated[str, typer.Option("--grad-dtype", help="fp32 or bf16 gradients.")]
+PueOption = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE.")]
+GridOption = Annotated[float | None, typer.Option("--grid", help="Grid kg CO2 per kWh.")]
+PriceOption = Annotated[float | None, typer.Option("--price", help="USD per GPU-hour.")]
+MtbfHoursOption = Annotated[
+    float | None,
+    typer.Option(
+        "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
+    ),
+]
+CkptGbSOption = Annotated[
+    float | None,
+    typer.Option("--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."),
+]
+CkptGbSMaxOption = Annotated[
+    float | None,
+    typer.Option("--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."),
+]
+RestartMinOption = Annotated[
+    float | None,
+    typer.Option("--restart-min", help="Minutes to restart after a failure (before reload)."),
+]
 
 _SHARDING_ALIASES = {
     "0": "none",
@@ -33,27 +94,15 @@ _SHARDING_ALIASES = {
 
 @plan_app.command("estimate")
 def estimate_command(
-    model: str = typer.Option(
-        ..., "--model", "-m", help="Preset name (see `plan models`) or a config.json path."
-    ),
-    gpu: str | None = typer.Option(None, "--gpu", help="Catalog GPU (see `plan gpus`)."),
-    gpu_spec: str | None = typer.Option(
-        None, "--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."
-    ),
+    model: ModelOption,
+    seq_len: SeqLenOption,
+    gpu: GpuOption = None,
+    gpu_spec: GpuSpecOption = None,
     gpus: str = typer.Option(..., "--gpus", help="GPUs in the job (1024, 16k = 16384)."),
-    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
-    seq_len: str = typer.Option(..., "--seq-len", help="Tokens per sequence (4096, 8k = 8192)."),
-    global_batch: str | None = typer.Option(
-        None, "--global-batch", help="Sequences per optimizer step."
-    ),
-    global_batch_tokens: str | None = typer.Option(
-        None, "--global-batch-tokens", help="Tokens per optimizer step (4M = 4,194,304), instead."
-    ),
-    tokens: str | None = typer.Option(
-        None,
-        "--tokens",
-        help="Training tokens, decimal (15T = 1.5e13, 2e12); default 20 x parameters.",
-    ),
+    gpus_per_node: GpusPerNodeOption = 8,
+    global_batch: GlobalBatchOption = None,
+    global_batch_tokens: GlobalBatchTokensOption = None,
+    tokens: TokensOption = None,
     tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree."),
     pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
     cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
@@ -73,28 +122,18 @@ def estimate_command(
         "--sequence-parallel/--no-sequence-parallel",
         help="Shard norm/dropout activations over TP (default: on when tp > 1).",
     ),
-    precision: str = typer.Option("bf16", "--precision", help="bf16, fp8 or fp32."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd_momentum."),
-    attention: str = typer.Option("flash", "--attention", help="flash or unfused."),
-    overlap_grad_reduce: bool = typer.Option(
-        True, "--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."
-    ),
-    grad_reduce_dtype: str = typer.Option("fp32", "--grad-dtype", help="fp32 or bf16 gradients."),
-    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE."),
-    grid: float | None = typer.Option(None, "--grid", help="Grid kg CO2 per kWh."),
-    price: float | None = typer.Option(None, "--price", help="USD per GPU-hour."),
-    mtbf_hours: float | None = typer.Option(
-        None, "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
-    ),
-    ckpt_gb_s: float | None = typer.Option(
-        None, "--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."
-    ),
-    ckpt_gb_s_max: float | None = typer.Option(
-        None, "--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."
-    ),
-    restart_min: float | None = typer.Option(
-        None, "--restart-min", help="Minutes to restart after a failure (before reload)."
-    ),
+    precision: PrecisionOption = "bf16",
+    optimizer: OptimizerOption = "adamw",
+    attention: AttentionOption = "flash",
+    overlap_grad_reduce: OverlapGradReduceOption = True,
+    grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    pue: PueOption = None,
+    grid: GridOption = None,
+    price: PriceOption = None,
+    mtbf_hours: MtbfHoursOption = None,
+    ckpt_gb_s: CkptGbSOption = None,
+    ckpt_gb_s_max: CkptGbSMaxOption = None,
+    restart_min: RestartMinOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
 ) -> None:
     """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
@@ -150,27 +189,17 @@ def estimate_command(
 
 @plan_app.command("search")
 def search_command(
-    model: str = typer.Option(
-        ..., "--model", "-m", help="Preset name (see `plan models`) or a config.json path."
-    ),
-    gpu: str | None = typer.Option(None, "--gpu", help="Catalog GPU (see `plan gpus`)."),
-    gpu_spec: str | None = typer.Option(
-        None, "--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."
-    ),
+    model: ModelOption,
+    seq_len: SeqLenOption,
+    gpu: GpuOption = None,
+    gpu_spec: GpuSpecOption = None,
     gpus: str | None = typer.Option(
         None, "--gpus", help="GPUs in the job (1024, 16k); or give --max-gpus."
     ),
-    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
-    seq_len: str = typer.Option(..., "--seq-len", help="Tokens per sequence (4096, 8k = 8192)."),
-    global_batch: str | None = typer.Option(
-        None, "--global-batch", help="Sequences per optimizer step."
-    ),
-    global_batch_tokens: str | None = typer.Option(
-        None, "--global-batch-tokens", help="Tokens per optimizer step (4M = 4,194,304), instead."
-    ),
-    tokens: str | None = typer.Option(
-        None, "--tokens", help="Training tokens, decimal (15T); default 20 x parameters."
-    ),
+    gpus_per_node: GpusPerNodeOption = 8,
+    global_batch: GlobalBatchOption = None,
+    global_batch_tokens: GlobalBatchTokensOption = None,
+    tokens: TokensOption = None,
     tp: int | None = typer.Option(None, "--tp", help="Pin the tensor-parallel degree."),
     pp: int | None = typer.Option(None, "--pp", help="Pin the pipeline stages."),
     cp: int | None = typer.Option(None, "--cp", help="Pin the context-parallel degree."),
@@ -190,28 +219,18 @@ def search_command(
     sequence_parallel: bool | None = typer.Option(
         None, "--sequence-parallel/--no-sequence-parallel", help="Pin sequence parallelism."
     ),
-    precision: str = typer.Option("bf16", "--precision", help="bf16, fp8 or fp32."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd_momentum."),
-    attention: str = typer.Option("flash", "--attention", help="flash or unfused."),
-    overlap_grad_reduce: bool = typer.Option(
-        True, "--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."
-    ),
-    grad_reduce_dtype: str = typer.Option("fp32", "--grad-dtype", help="fp32 or bf16 gradients."),
-    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE."),
-    grid: float | None = typer.Option(None, "--grid", help="Grid kg CO2 per kWh."),
-    price: float | None = typer.Option(None, "--price", help="USD per GPU-hour."),
-    mtbf_hours: float | None = typer.Option(
-        None, "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
-    ),
-    ckpt_gb_s: float | None = typer.Option(
-        None, "--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."
-    ),
-    ckpt_gb_s_max: float | None = typer.Option(
-        None, "--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."
-    ),
-    restart_min: float | None = typer.Option(
-        None, "--restart-min", help="Minutes to restart after a failure (before reload)."
-    ),
+    precision: PrecisionOption = "bf16",
+    optimizer: OptimizerOption = "adamw",
+    attention: AttentionOption = "flash",
+    overlap_grad_reduce: OverlapGradReduceOption = True,
+    grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    pue: PueOption = None,
+    grid: GridOption = None,
+    price: PriceOption = None,
+    mtbf_hours: MtbfHoursOption = None,
+    ckpt_gb_s: CkptGbSOption = None,
+    ckpt_gb_s_max: CkptGbSMaxOption = None,
+    restart_min: RestartMinOption = None,
     objective: str = typer.Option("time", "--objective", help="time | cost | energy | mfu."),
     top: int = typer.Option(10, "--top", help="How many layouts to list."),
     deadline: str | None = typer.Option(
