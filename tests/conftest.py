@@ -1,4 +1,5 @@
-"""Session-wide fixtures: the real local Slurm cluster, and the CI-strict skip policy.
+"""Session-wide fixtures: the real local Slurm cluster, the CI-strict skip policy, and the
+CLI run in-process (``cli``).
 
 Tests marked ``slurm`` get the ``slurm_cluster`` fixture automatically. On a laptop
 without root (or without Debian packages) they skip with the reason; under ``CI=true``
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +72,30 @@ def slurm_cluster() -> SlurmCluster:
 def _slurm_marker(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("slurm") is not None:
         request.getfixturevalue("slurm_cluster")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What one ``scalectl`` run in-process gave: exit code, stdout, stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``scalectl ARGS...`` in this process; returns exit code, stdout, stderr."""
+    from scalectl.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -3,19 +3,11 @@ private SCALECTL_HOME and the CLI in-process. No real cluster is ever contacted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fake_apiserver import FakeApiServer
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)
@@ -41,21 +33,3 @@ def kubeconfig(fake_api: FakeApiServer, tmp_path: Path, monkeypatch: pytest.Monk
     path = fake_api.write_kubeconfig(tmp_path / "kubeconfig")
     monkeypatch.setenv("KUBECONFIG", str(path))
     return path
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Run ``scalectl ARGS...`` in this process; returns exit code, stdout, stderr."""
-    from scalectl.cli import main
-
-    def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from launcher.paths import registry_path
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)
@@ -48,24 +40,6 @@ def _kill_leftovers(path: Path) -> None:
         return
     for job_id in ids:
         stop_processes(job_processes(job_id), 1.0)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Run ``scalectl ARGS...`` in this process; returns exit code, stdout, stderr."""
-    from scalectl.cli import main
-
-    def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
 
 
 @pytest.fixture

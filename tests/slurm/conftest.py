@@ -4,18 +4,10 @@ cleanup of every Slurm job a test submitted (so a failing test leaves nothing qu
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-@dataclass(frozen=True)
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture(autouse=True)
@@ -44,21 +36,3 @@ def _cancel_leftover_slurm_jobs() -> None:
         subprocess.run(["scancel", *handles], capture_output=True, check=False)
     for record in records:
         stop_processes(job_processes(record.id), 1.0)
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Run ``scalectl ARGS...`` in this process; returns exit code, stdout, stderr."""
-    from scalectl.cli import main
-
-    def run(*args: str) -> CliResult:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return CliResult(code, captured.out, captured.err)
-
-    return run
