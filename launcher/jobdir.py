@@ -126,6 +126,16 @@ class JobDir:
     def log_files(self) -> list[Path]:
         return sorted(self.logs_dir.glob("*.log"))
 
+    def logs(self) -> list[LogFile]:
+        """The job's logs named ``<node>.<rank>.log``: ranks in rank order, then the
+        service logs (torchrun, supervisor, ...); empty when there is no logs/ yet."""
+        try:
+            names = os.listdir(self.logs_dir)
+        except OSError:
+            return []
+        found = [parse_log_name(self.logs_dir / name) for name in names]
+        return sorted((f for f in found if f is not None), key=_log_order)
+
     def complete_checkpoints(self) -> list[tuple[int, Path]]:
         """Committed checkpoints as (step, path), oldest first.
 
@@ -147,6 +157,39 @@ class JobDir:
     def latest_checkpoint(self) -> tuple[int, Path] | None:
         complete = self.complete_checkpoints()
         return complete[-1] if complete else None
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One log of a job: a rank's stdout/stderr, or a service log (torchrun, supervisor)."""
+
+    path: Path
+    node: str
+    rank: str
+    """The rank number as text, or a service name (``torchrun``, ``supervisor``)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.node}.{self.rank}"
+
+    @property
+    def is_rank(self) -> bool:
+        return self.rank.isdigit()
+
+
+def parse_log_name(path: Path) -> LogFile | None:
+    """``logs/<node>.<rank>.log`` → LogFile; None for other files."""
+    if path.suffix != ".log":
+        return None
+    node, dot, rank = path.stem.rpartition(".")
+    if not dot or not node or not rank:
+        return None
+    return LogFile(path=path, node=node, rank=rank)
+
+
+def _log_order(log: LogFile) -> tuple[int, int, str, str]:
+    # Ranks (global numbers) in numeric order first, then the service logs.
+    return (0 if log.is_rank else 1, int(log.rank) if log.is_rank else 0, log.node, log.rank)
 
 
 def _sorted_by_stem_number(paths: Iterator[Path]) -> list[Path]:

@@ -36,7 +36,7 @@ from launcher.store import JobRecord
 from tui import text
 from tui.data.jobs import JobsResult, JobsSource
 from tui.data.jobview import JobSnapshot, JobView
-from tui.data.logs import LogLine, LogSource, LogTail, list_logs
+from tui.data.logs import LogFile, LogLine, LogTail, list_logs
 from tui.data.planning import PlanForm, SearchResult
 from tui.panes.jobs import JobsPane
 from tui.panes.logs import LogChosen, LogsPane
@@ -65,7 +65,7 @@ class TickResult:
     jobs: JobsResult
     selected: str | None
     snapshot: JobSnapshot | None
-    logs: tuple[str, list[LogSource], LogSource | None, list[LogLine], bool] | None
+    logs: tuple[str, list[LogFile], LogFile | None, list[LogLine], bool] | None
     error: str | None = None
     elapsed_s: float = 0.0
 
@@ -270,7 +270,7 @@ class ScalectlApp(App[None]):
 
     def _read_logs(
         self, record: JobRecord, choice: Path | None
-    ) -> tuple[str, list[LogSource], LogSource | None, list[LogLine], bool]:
+    ) -> tuple[str, list[LogFile], LogFile | None, list[LogLine], bool]:
         sources = list_logs(JobDir(record.job_dir))
         current = next((s for s in sources if s.path == choice), None)
         if current is None:

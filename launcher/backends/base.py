@@ -10,7 +10,6 @@ job directory, writing job.json and events, the registry — is done once, by
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from launcher.errors import JobActionError, LaunchInputError
-from launcher.jobdir import JobDir
+from launcher.jobdir import JobDir, LogFile, parse_log_name
 from launcher.spec import FromEnv, JobSpec, SecretRef
 from launcher.states import JobState
 from launcher.store import JobRecord
@@ -30,6 +29,7 @@ __all__ = [
     "JobState",
     "LogFile",
     "SubmitRequest",
+    "parse_log_name",
 ]
 
 
@@ -73,34 +73,6 @@ class CancelReport:
     """Processes still alive afterwards (0 unless something is stuck)."""
     note: str = ""
     """Anything worth telling the user (e.g. the job had already ended)."""
-
-
-@dataclass(frozen=True)
-class LogFile:
-    """One log of a job: a rank's stdout/stderr, or a service log (torchrun, supervisor)."""
-
-    path: Path
-    node: str
-    rank: str
-    """The rank number as text, or a service name (``torchrun``, ``supervisor``)."""
-
-    @property
-    def label(self) -> str:
-        return f"{self.node}.{self.rank}"
-
-    @property
-    def is_rank(self) -> bool:
-        return self.rank.isdigit()
-
-
-def parse_log_name(path: Path) -> LogFile | None:
-    """``logs/<node>.<rank>.log`` → LogFile; None for other files."""
-    if path.suffix != ".log":
-        return None
-    node, dot, rank = path.stem.rpartition(".")
-    if not dot or not node or not rank:
-        return None
-    return LogFile(path=path, node=node, rank=rank)
 
 
 class Backend(ABC):
@@ -161,15 +133,4 @@ class Backend(ABC):
     def log_files(self, record: JobRecord) -> list[LogFile]:
         """The job's logs. Default: ``logs/`` of the job directory (local disk or a
         shared file system); a backend whose logs live elsewhere overrides it."""
-        logs_dir = JobDir(record.job_dir).logs_dir
-        try:
-            names = sorted(os.listdir(logs_dir))
-        except OSError:
-            return []
-        found = [parse_log_name(logs_dir / name) for name in names]
-        return sorted((f for f in found if f is not None), key=_log_order)
-
-
-def _log_order(log: LogFile) -> tuple[int, int, str, str]:
-    # Ranks (global numbers) in numeric order first, then the service logs.
-    return (0 if log.is_rank else 1, int(log.rank) if log.is_rank else 0, log.node, log.rank)
+        return JobDir(record.job_dir).logs()

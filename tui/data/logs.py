@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.jobdir import JobDir
+from launcher.jobdir import JobDir, LogFile
 
 READ_LIMIT_BYTES = 1 << 20
 """Most bytes read from a log per poll."""
@@ -25,41 +25,9 @@ OPEN_WINDOW_BYTES = 1 << 20
 _HEADER = re.compile(r"^==== scalectl (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) ")
 
 
-@dataclass(frozen=True)
-class LogSource:
-    """One log file of a job: a rank (``rank`` is its number) or a service log."""
-
-    path: Path
-    node: str
-    rank: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.node}.{self.rank}"
-
-    @property
-    def is_rank(self) -> bool:
-        return self.rank.isdigit()
-
-
-def list_logs(jobdir: JobDir) -> list[LogSource]:
+def list_logs(jobdir: JobDir) -> list[LogFile]:
     """The job's logs: ranks in rank order, then service logs (torchrun, supervisor)."""
-    try:
-        names = os.listdir(jobdir.logs_dir)
-    except OSError:
-        return []
-    found: list[LogSource] = []
-    for name in names:
-        if not name.endswith(".log"):
-            continue
-        node, dot, rank = name[: -len(".log")].rpartition(".")
-        if dot and node and rank:
-            found.append(LogSource(jobdir.logs_dir / name, node, rank))
-
-    def order(log: LogSource) -> tuple[int, int, str, str]:
-        return (0 if log.is_rank else 1, int(log.rank) if log.is_rank else 0, log.node, log.rank)
-
-    return sorted(found, key=order)
+    return jobdir.logs()
 
 
 def header_time(line: str) -> float | None:

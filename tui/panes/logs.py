@@ -11,14 +11,14 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from tui.data.logs import LogLine, LogSource
+from tui.data.logs import LogFile, LogLine
 from tui.widgets.logview import LogView
 
 
 class LogChosen(Message):
     """The user picked another log of the job (the app's worker reads it from now on)."""
 
-    def __init__(self, source: LogSource) -> None:
+    def __init__(self, source: LogFile) -> None:
         super().__init__()
         self.source = source
 
@@ -38,8 +38,8 @@ class LogsPane(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.sources: list[LogSource] = []
-        self.current: LogSource | None = None
+        self.sources: list[LogFile] = []
+        self.current: LogFile | None = None
         self.job_label = ""
         self.message: str | None = None
 
@@ -63,8 +63,8 @@ class LogsPane(Vertical):
     def show(
         self,
         job_label: str,
-        sources: list[LogSource],
-        current: LogSource | None,
+        sources: list[LogFile],
+        current: LogFile | None,
         lines: list[LogLine],
         reset: bool,
         message: str | None = None,
