@@ -18,19 +18,6 @@ if TYPE_CHECKING:
 
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-_STATE_STYLE = {
-    "PENDING": "yellow",
-    "RUNNING": "green",
-    "COMPLETING": "cyan",
-    "COMPLETED": "bold green",
-    "FAILED": "bold red",
-    "CANCELLED": "magenta",
-    "PREEMPTED": "yellow",
-    "REQUEUED": "yellow",
-    "TIMEOUT": "red",
-    "UNKNOWN": "dim",
-}
-
 
 def register(app: typer.Typer) -> None:
     """Add the launcher's commands to the root app."""
@@ -399,6 +386,8 @@ def _print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnap
     from rich.table import Table
     from rich.text import Text
 
+    from launcher.states import STATE_STYLE
+
     console = Console()
     if not records:
         console.print("no jobs yet; `scalectl launch` starts one")
@@ -421,7 +410,7 @@ def _print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnap
     for column in ("NODES", "STEP", "LOSS", "TOK/S", "AGE"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
-        state = Text(row["STATE"], style=_STATE_STYLE.get(row["STATE"], ""))
+        state = Text(row["STATE"], style=STATE_STYLE.get(row["STATE"], ""))
         if row["REASON"]:
             state.append(f" {row['REASON']}", style="dim")
         table.add_row(

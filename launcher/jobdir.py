@@ -284,6 +284,18 @@ def read_all_jsonl(path: Path) -> list[dict[str, Any]]:
     return read_jsonl(path).records
 
 
+def read_tail(path: Path, size_bytes: int) -> str:
+    """The last ``size_bytes`` of a text file (a log), decoded leniently; "" if unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.seek(max(0, end - size_bytes))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
 def tail_jsonl(path: Path, max_records: int, window_bytes: int = 1 << 20) -> list[dict[str, Any]]:
     """The last ``max_records`` complete records, reading at most ``window_bytes`` from the end."""
     try:

@@ -59,3 +59,18 @@ def parse_state(text: str) -> JobState:
         return JobState(text.strip().upper())
     except ValueError:
         return JobState.UNKNOWN
+
+
+STATE_STYLE: dict[str, str] = {
+    "PENDING": "yellow",
+    "RUNNING": "green",
+    "COMPLETING": "cyan",
+    "COMPLETED": "bold green",
+    "FAILED": "bold red",
+    "CANCELLED": "magenta",
+    "PREEMPTED": "yellow",
+    "REQUEUED": "yellow",
+    "TIMEOUT": "red",
+    "UNKNOWN": "dim",
+}
+"""Rich style of each state's value, shared by ``scalectl jobs`` and the TUI."""

@@ -12,22 +12,10 @@ import os
 import time
 from pathlib import Path
 
+from launcher.states import STATE_STYLE
+
 MISSING = "–"
 """What a value that is not known (yet) looks like."""
-
-STATE_STYLE: dict[str, str] = {
-    "PENDING": "yellow",
-    "RUNNING": "green",
-    "COMPLETING": "cyan",
-    "COMPLETED": "bold green",
-    "FAILED": "bold red",
-    "CANCELLED": "magenta",
-    "PREEMPTED": "yellow",
-    "REQUEUED": "yellow",
-    "TIMEOUT": "red",
-    "UNKNOWN": "dim",
-}
-"""Colour of each ``JobState`` value (the same as ``scalectl jobs``)."""
 
 
 def state_style(state: str) -> str:

@@ -121,17 +121,6 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def _tail(path: Path, size: int = 16384) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            end = handle.tell()
-            handle.seek(max(0, end - size))
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
 class Supervisor:
     def __init__(self, jobdir: Any, registry: Path) -> None:
         from launcher.jobdir import read_json
@@ -379,14 +368,14 @@ class Supervisor:
         return code if 0 <= code < 256 else 1
 
     def describe_failure(self, code: int) -> str:
+        from launcher.jobdir import read_tail
+
         torchrun_tail = "\n".join(
-            _tail(self.jobdir.log_file(n, "torchrun")) for n, _ in self.agents
+            read_tail(self.jobdir.log_file(n, "torchrun"), 16384) for n, _ in self.agents
         )
-        rank_tails: dict[int, str] = {}
-        for path in self.jobdir.log_files():
-            rank = path.stem.rpartition(".")[2]
-            if rank.isdigit():
-                rank_tails[int(rank)] = _tail(path, 4096)
+        rank_tails = {
+            int(log.rank): read_tail(log.path, 4096) for log in self.jobdir.logs() if log.is_rank
+        }
         return failure_reason(torchrun_tail, rank_tails, code)
 
 

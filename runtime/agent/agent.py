@@ -15,11 +15,10 @@ import sys
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, write_json_atomic
+from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_tail, write_json_atomic
 from runtime.agent import classify, procs, stacks, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.summary import format_summary, job_summary
@@ -432,7 +431,7 @@ class NodeAgent:
             log_path = self.job.log_file(
                 self.cfg.node, rank if rank is not None else report.local_rank
             )
-            cause = classify.classify(report.exit_code, _tail(log_path), report.pid)
+            cause = classify.classify(report.exit_code, read_tail(log_path, 32768), report.pid)
             signum = classify.signal_of(report.exit_code)
             self.say(
                 f"rank {rank} (local {report.local_rank}, pid {report.pid}) failed: "
@@ -627,17 +626,6 @@ def _reap_children() -> None:
             return
         if pid == 0:
             return
-
-
-def _tail(path: Path, size: int = 32768) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            end = handle.tell()
-            handle.seek(max(0, end - size))
-            return handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
 
 
 def run_agent(cfg: AgentConfig, torchrun_args: list[str]) -> int:
