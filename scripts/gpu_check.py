@@ -66,11 +66,6 @@ CATALOG_BY_NAME = (
 """Substring of the CUDA device name → planner catalog entry (first match wins)."""
 
 
-def ffn_hidden(hidden: int) -> int:
-    """The trainer's default SwiGLU width: 8/3·h rounded up to 32 (Touvron et al. 2023, 2.2)."""
-    return -(-(8 * hidden // 3) // 32) * 32
-
-
 def check_nvml() -> dict[str, Any]:
     from runtime.telemetry import NvmlSampler
     from runtime.telemetry.snapshots import as_dict
@@ -95,18 +90,11 @@ def check_nvml() -> dict[str, Any]:
 
 
 def plan_for(config: dict[str, Any], gpu_name: str) -> Any:
+    from reference_model import model_spec
+
     import planner
 
-    shape = config["model"]
-    model = planner.ModelSpec(
-        name=config["name"],
-        num_layers=shape["layers"],
-        hidden_size=shape["hidden"],
-        num_attention_heads=shape["heads"],
-        num_kv_heads=shape["kv_heads"],
-        ffn_hidden_size=ffn_hidden(shape["hidden"]),
-        vocab_size=shape["vocab"],
-    )
+    model = model_spec(config["name"], **config["model"])
     cluster = planner.ClusterSpec(
         gpu=planner.get_gpu(gpu_name), num_gpus=1, num_nodes=1, gpus_per_node=1
     )
@@ -287,5 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path[:0] = [
+        str(Path(__file__).resolve().parent),
+        str(Path(__file__).resolve().parent.parent),
+    ]
     sys.exit(main())

@@ -45,26 +45,14 @@ WARMUP_STEPS_SKIPPED = 5
 console = Console()
 
 
-def ffn_hidden(hidden: int) -> int:
-    """The trainer's default SwiGLU width: 8/3·h rounded up to 32 (Touvron et al. 2023, 2.2)."""
-    return -(-(8 * hidden // 3) // 32) * 32
-
-
 def plan_for_this_machine(target_s: float, cal: Any) -> tuple[Any, int]:
     """(Plan, steps): the model planned on the calibrated CPU, about target_s of training."""
     from cpu_calibration import accelerator_fields
+    from reference_model import model_spec
 
     import planner
 
-    model = planner.ModelSpec(
-        name="reference-tiny",
-        num_layers=MODEL["layers"],
-        hidden_size=MODEL["hidden"],
-        num_attention_heads=MODEL["heads"],
-        num_kv_heads=MODEL["kv_heads"],
-        ffn_hidden_size=ffn_hidden(MODEL["hidden"]),
-        vocab_size=MODEL["vocab"],
-    )
+    model = model_spec("reference-tiny", **MODEL)
     cluster = planner.ClusterSpec(
         gpu=planner.AcceleratorSpec(**accelerator_fields(cal)),
         num_gpus=RANKS,
@@ -218,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from cpu_calibration import calibrate
 
+    from runtime.train.config import default_ffn_hidden
+
     cpus = len(os.sched_getaffinity(0))
     probe_spec = JobSpec.model_validate(
         {"name": "probe", "entrypoint": {"module": "runtime.train"}, "procs_per_node": RANKS}
@@ -230,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         ranks=RANKS,
         tokens=MICRO_BATCH * SEQ_LEN,
         hidden=hidden,
-        ffn_hidden=ffn_hidden(hidden),
+        ffn_hidden=default_ffn_hidden(hidden),
         heads=MODEL["heads"],
         seq_len=SEQ_LEN,
         micro_batch=MICRO_BATCH,

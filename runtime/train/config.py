@@ -206,12 +206,12 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         values["job_dir"] = os.environ.get(JOB_DIR_ENV, "")
     config = TrainConfig(**values)
     if config.ffn_hidden == 0:
-        config = replace(config, ffn_hidden=_default_ffn_hidden(config.hidden))
+        config = replace(config, ffn_hidden=default_ffn_hidden(config.hidden))
     _validate(config, lambda name: origin.get(name, _flag(name)))
     return config
 
 
-def _default_ffn_hidden(hidden: int) -> int:
+def default_ffn_hidden(hidden: int) -> int:
     """8/3 * hidden rounded up to a multiple of 32 (Touvron et al. 2023, section 2.2)."""
     return -(-(8 * hidden // 3) // 32) * 32
 
