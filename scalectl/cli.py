@@ -13,6 +13,7 @@ import typer
 
 from scalectl import __version__
 from scalectl.errors import INPUT_ERROR_EXIT_CODE, user_error_message
+from scalectl.fast_help import defer_help_imports, wants_help
 
 app = typer.Typer(
     name="scalectl",
@@ -54,6 +55,8 @@ _mount()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user-input errors become one line on stderr and exit code 2."""
+    if wants_help(sys.argv[1:] if argv is None else argv):
+        defer_help_imports()
     try:
         app(args=argv, prog_name="scalectl")
     except SystemExit:

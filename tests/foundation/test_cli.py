@@ -8,7 +8,10 @@ import sys
 from scalectl import __version__
 from scalectl.errors import format_validation_error, user_error_message
 
-HEAVY_MODULES = ("torch", "kubernetes", "submitit", "textual", "numpy", "matplotlib")
+HEAVY_MODULES = (
+    "torch", "kubernetes", "submitit", "textual", "numpy", "matplotlib", "markdown_it",
+    "pygments",
+)  # fmt: skip
 
 
 def test_version() -> None:
@@ -63,3 +66,36 @@ def test_pydantic_errors_name_the_field() -> None:
         assert user_error_message(exc) == message
     else:  # pragma: no cover
         raise AssertionError("extra key accepted")
+
+
+def test_the_stand_ins_build_the_real_classes_on_use() -> None:
+    probe = (
+        "import sys\n"
+        "from scalectl.fast_help import defer_help_imports\n"
+        "defer_help_imports()\n"
+        "from rich.markdown import Markdown, Heading\n"
+        "assert 'markdown_it' in sys.modules\n"  # Heading: a real attribute, loaded
+        "import rich.markdown as real\n"
+        "md = Markdown('# title')\n"
+        "assert type(md) is real.Markdown and not getattr(real, '_scalectl_stand_in', False)\n"
+        "from rich.console import Console\n"
+        "Console(width=40).print(md)\n"
+        "from rich.traceback import Traceback\n"
+        "try:\n"
+        "    1 / 0\n"
+        "except ZeroDivisionError:\n"
+        "    made = Traceback()\n"
+        "import rich.traceback as tb\n"
+        "assert type(made) is tb.Traceback\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "title" in result.stdout
+
+
+def test_only_a_help_run_gets_the_stand_in() -> None:
+    from scalectl.fast_help import wants_help
+
+    assert wants_help([]) and wants_help(["--help"]) and wants_help(["plan", "search", "-h"])
+    assert not wants_help(["launch", "--", "train.py", "--help"])
+    assert not wants_help(["jobs"])
