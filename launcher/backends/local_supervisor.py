@@ -100,9 +100,13 @@ def failure_reason(torchrun_log_tail: str, rank_log_tails: dict[int, str], code:
     """A one-line reason for a failed job: which rank failed with what, and its last line.
 
     torchrun's ChildFailedError report names the root-cause rank and exit code; the
-    rank's own log usually ends with the exception that killed it.
+    rank's own log usually ends with the exception that killed it. The report lists the
+    ranks torchrun stopped afterwards ("Failures:", SIGTERM) before its "Root Cause" section,
+    so the rank is read from that section when there is one.
     """
-    match = _ROOT_CAUSE.search(" ".join(torchrun_log_tail.split()))
+    text = " ".join(torchrun_log_tail.split())
+    root = text.rfind("Root Cause")
+    match = _ROOT_CAUSE.search(text, root if root >= 0 else 0)
     if match is None:
         return f"torchrun exited with code {code}"
     rank, rank_code = int(match.group(1)), int(match.group(2))

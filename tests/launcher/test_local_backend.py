@@ -288,3 +288,39 @@ def test_a_killed_supervisor_is_noticed_and_cancel_still_cleans_up(cli, script) 
     assert cli("cancel", job_id, "--grace", "1").code == 0
     assert job_processes(job_id) == []
     assert record_of(job_id).state is JobState.CANCELLED
+
+
+def test_failure_reason_reads_the_root_cause_not_the_ranks_stopped_after_it() -> None:
+    from launcher.backends.local_supervisor import failure_reason
+
+    # torchrun's ChildFailedError report when rank 0 was still running as rank 1 failed:
+    # rank 0, stopped by torchrun, is listed first.
+    report = """
+    ============================================================
+    fail.py FAILED
+    ------------------------------------------------------------
+    Failures:
+    [1]:
+      time      : 2026-11-26_02:10:11
+      host      : vm
+      rank      : 0 (local_rank: 0)
+      exitcode  : -15 (pid: 4242)
+      error_file: <N/A>
+      traceback : Signal 15 (SIGTERM) received by PID 4242
+    ------------------------------------------------------------
+    Root Cause (first observed failure):
+    [0]:
+      time      : 2026-11-26_02:10:10
+      host      : vm
+      rank      : 1 (local_rank: 1)
+      exitcode  : 1 (pid: 4243)
+      error_file: <N/A>
+    ============================================================
+    """
+    tails = {0: "", 1: "Traceback ...\nValueError: boom on rank 1\n"}
+    assert (
+        failure_reason(report, tails, 1) == "rank 1 exited with code 1: ValueError: boom on rank 1"
+    )
+    only_failures = report[: report.index("Root Cause")]
+    assert failure_reason(only_failures, tails, 1) == "rank 0 killed by SIGTERM"
+    assert failure_reason("no report", tails, 3) == "torchrun exited with code 3"
