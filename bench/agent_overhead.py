@@ -15,6 +15,10 @@ As a noise floor it prints the same tokens/s ratio between the plain runs of odd
 even rounds, which differ in nothing. Targets (issue 7): < 1 % slowdown, < 2 % of a core.
 
     .venv/bin/python bench/agent_overhead.py [--rounds 3] [--steps 400]
+
+On a GPU machine, one rank and a GPU-sized model (the trainer picks CUDA by itself)::
+
+    python bench/agent_overhead.py --nproc 1 --trainer-args "--layers 12 --hidden 768 ..."
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import socket
 import statistics
 import subprocess
@@ -48,11 +53,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def command(with_agent: bool, job: Path, steps: int) -> list[str]:
+def command(with_agent: bool, job: Path, steps: int, nproc: int, model: list[str]) -> list[str]:
     args = [
-        "--nnodes=1:1", "--nproc-per-node=2", "--rdzv-backend=c10d",
+        "--nnodes=1:1", f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
         f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--monitor-interval=0.1",
-        "-m", "runtime.rank_exec", "--", PY, "-m", "runtime.train", *MODEL,
+        "-m", "runtime.rank_exec", "--", PY, "-m", "runtime.train", *model,
         "--steps", str(steps), "--ckpt-every", str(steps),
     ]  # fmt: skip
     if with_agent:
@@ -61,13 +66,13 @@ def command(with_agent: bool, job: Path, steps: int) -> list[str]:
     return [PY, "-m", "torch.distributed.run", "--max-restarts=0", *args]
 
 
-def run(with_agent: bool, job: Path, steps: int) -> dict[str, Any]:
+def run(with_agent: bool, job: Path, steps: int, nproc: int, model: list[str]) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALECTL_")}
     env.update({"OMP_NUM_THREADS": "1", "SCALECTL_JOB_DIR": str(job)})
     env["SCALECTL_JOB_ID"] = f"bench-overhead-{job.name}"
     progress = job / "progress" / "0.jsonl"
     with open(job.parent / f"{job.name}.out", "w") as out:
-        proc = subprocess.Popen(command(with_agent, job, steps), env=env, cwd=REPO,
+        proc = subprocess.Popen(command(with_agent, job, steps, nproc, model), env=env, cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
         me = psutil.Process(proc.pid)
         samples: list[tuple[float, float, int]] = []  # (time, cpu s, rss)
@@ -97,7 +102,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--nproc", type=int, default=2, help="Ranks (processes) per run.")
+    parser.add_argument(
+        "--trainer-args", default=shlex.join(MODEL), help="The trainer's model flags, quoted."
+    )
     args = parser.parse_args()
+    model = shlex.split(args.trainer_args)
     plain: list[dict[str, Any]] = []
     agent: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="scalectl-agent-overhead-") as tmp:
@@ -105,7 +115,7 @@ def main() -> None:
             order = (False, True) if index % 2 == 0 else (True, False)
             for with_agent in order:
                 job = Path(tmp) / f"{'agent' if with_agent else 'plain'}-{index}"
-                result = run(with_agent, job, args.steps)
+                result = run(with_agent, job, args.steps, args.nproc, model)
                 (agent if with_agent else plain).append(result)
                 figures = ", ".join(f"{k} {v:,.2f}" for k, v in result.items())
                 label = "agent" if with_agent else "plain"
