@@ -53,6 +53,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+AGENT_ARGS: list[str] = []
+"""Extra ``scalectl agent`` flags (``--agent-args``), e.g. ``--telemetry-interval 0``."""
+
+
 def command(with_agent: bool, job: Path, steps: int, nproc: int, model: list[str]) -> list[str]:
     args = [
         "--nnodes=1:1", f"--nproc-per-node={nproc}", "--rdzv-backend=c10d",
@@ -62,7 +66,7 @@ def command(with_agent: bool, job: Path, steps: int, nproc: int, model: list[str
     ]  # fmt: skip
     if with_agent:
         return [PY, "-m", "scalectl", "agent", "--job-dir", str(job), "--node", "n0",
-                "--telemetry-interval", "1", "--", *args]  # fmt: skip
+                "--telemetry-interval", "1", *AGENT_ARGS, "--", *args]  # fmt: skip
     return [PY, "-m", "torch.distributed.run", "--max-restarts=0", *args]
 
 
@@ -106,8 +110,10 @@ def main() -> None:
     parser.add_argument(
         "--trainer-args", default=shlex.join(MODEL), help="The trainer's model flags, quoted."
     )
+    parser.add_argument("--agent-args", default="", help="Extra agent flags, quoted.")
     args = parser.parse_args()
     model = shlex.split(args.trainer_args)
+    AGENT_ARGS[:] = shlex.split(args.agent_args)
     plain: list[dict[str, Any]] = []
     agent: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="scalectl-agent-overhead-") as tmp:
