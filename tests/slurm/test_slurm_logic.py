@@ -170,3 +170,33 @@ def test_sbatch_error_keeps_the_specific_complaint() -> None:
     assert sbatch_error(stderr) == "invalid partition specified: nope"
     assert sbatch_error("something odd\n") == "something odd"
     assert sbatch_error("") == "no output"
+
+
+def test_requeue_is_refused_when_off_or_spent_before_asking_slurm(tmp_path) -> None:
+    import json
+    import time
+
+    from launcher.backends.slurm import SlurmBackend
+    from launcher.errors import JobActionError
+    from launcher.jobdir import JobDir, append_event
+    from launcher.spec import spec_from_mapping
+    from launcher.store import JobRecord
+
+    def record(slurm: dict[str, object]) -> JobRecord:
+        spec = spec_from_mapping(
+            {"name": "r", "backend": "slurm", "entrypoint": {"module": "m"}, "slurm": slurm}
+        )
+        return JobRecord(
+            id="20260101-000000-abcd", name="r", backend="slurm", backend_job_id="77",
+            state=JobState.RUNNING, reason="", job_dir_text=str(tmp_path), nodes_min=1,
+            nodes_max=1, procs_per_node=1, gpus_per_node=0, created_ts=time.time(),
+            updated_ts=time.time(), started_ts=None, ended_ts=None, exit_code=None,
+            spec_json=json.dumps(spec.to_json()),
+        )  # fmt: skip
+
+    backend = SlurmBackend()
+    with pytest.raises(JobActionError, match=r"slurm\.requeue is off"):
+        backend.requeue(record({"requeue": False}))
+    append_event(JobDir(tmp_path), "requeued", job_id="20260101-000000-abcd", count=1)
+    with pytest.raises(JobActionError, match=r"budget \(slurm\.max_requeues = 1\) is spent"):
+        backend.requeue(record({"max_requeues": 1}))
