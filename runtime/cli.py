@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 
@@ -19,80 +17,21 @@ def register(app: typer.Typer) -> None:
     app.command(
         "agent",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
     )(_agent)
 
 
-def _agent(
-    torchrun_args: list[str] = typer.Argument(
-        None, help="After --: torchrun's arguments and the training command.", metavar="-- ARGS"
-    ),
-    job_dir: Path | None = typer.Option(
-        None, "--job-dir", help="Job directory (default: $SCALECTL_JOB_DIR)."
-    ),
-    node: str | None = typer.Option(
-        None, "--node", help="This node's name (default: $SCALECTL_NODE or the host name)."
-    ),
-    restarts: int = typer.Option(0, "--restarts", help="Restart budget of this node."),
-    restart_mode: str = typer.Option(
-        "torchrun", "--restart-mode", help="torchrun: in place (faster); agent: whole torchrun."
-    ),
-    backoff_s: float = typer.Option(1.0, "--backoff-s", help="Back-off base (restart 2 on)."),
-    backoff_max_s: float = typer.Option(60.0, "--backoff-max-s", help="Longest back-off."),
-    hang_floor_s: float = typer.Option(
-        120.0, "--hang-timeout-floor-s", help="Least time without a step that counts as a hang."
-    ),
-    hang_multiplier: float = typer.Option(
-        10.0, "--hang-multiplier", help="Hang timeout ≥ this × the slowest recent step gap."
-    ),
-    hang_startup_s: float = typer.Option(
-        600.0, "--hang-startup-s", help="Allowance for the first step after a (re)start."
-    ),
-    straggler_threshold: float = typer.Option(
-        0.2, "--straggler-threshold", help="Fraction slower than the others (0.2 = 20 %)."
-    ),
-    straggler_window: int = typer.Option(20, "--straggler-window", help="Steps compared."),
-    stop_grace_s: float = typer.Option(
-        120.0, "--stop-grace-s", help="Time ranks get to checkpoint after a stop signal."
-    ),
-    poll_s: float = typer.Option(0.5, "--poll-s", help="How often the ranks are checked."),
-    telemetry_interval: float = typer.Option(
-        1.0, "--telemetry-interval", help="Telemetry sampling interval in s (0: off)."
-    ),
-    metrics_port: int | None = typer.Option(
-        None, "--metrics-port", help="Serve Prometheus metrics on this port (0: any free)."
-    ),
-    metrics_addr: str = typer.Option(
-        "127.0.0.1", "--metrics-addr", help="Address the metrics server binds to."
-    ),
-) -> None:
+def _agent(ctx: typer.Context) -> None:
     """Run this node's elastic torchrun and keep it alive (started by every backend).
 
-    Exit codes: 0 finished; 1 failed (restart budget spent); 2 bad input (these options,
-    or the ranks exited with 2); 128+N stopped by signal N (143 SIGTERM, 140 SIGUSR2):
-    preempted, requeue.
+    `scalectl agent --help` lists its options. The command line is parsed by
+    ``runtime.agent.main`` (argparse, fast to start); ``scalectl``'s entry points hand it
+    ``agent ...`` before typer is involved, so this body only runs when the typer app is
+    called directly, without ``--`` (click consumes it).
     """
-    from runtime.agent import AgentConfig, run_agent
-    from runtime.agent.config import default_job_dir, default_node
+    from runtime.agent.main import main
 
-    cfg = AgentConfig(
-        job_dir=job_dir if job_dir is not None else default_job_dir(),
-        node=node or default_node(),
-        restarts=restarts,
-        restart_mode=restart_mode,
-        backoff_s=backoff_s,
-        backoff_max_s=backoff_max_s,
-        hang_floor_s=hang_floor_s,
-        hang_multiplier=hang_multiplier,
-        hang_startup_s=hang_startup_s,
-        straggler_threshold=straggler_threshold,
-        straggler_window=straggler_window,
-        stop_grace_s=stop_grace_s,
-        poll_s=poll_s,
-        telemetry_interval_s=telemetry_interval if telemetry_interval > 0 else None,
-        metrics_port=metrics_port,
-        metrics_addr=metrics_addr,
-    )
-    raise typer.Exit(run_agent(cfg, list(torchrun_args or [])))
+    raise typer.Exit(main(list(ctx.args)))
 
 
 def _telemetry_sample(

@@ -55,7 +55,12 @@ _mount()
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user-input errors become one line on stderr and exit code 2."""
-    if wants_help(sys.argv[1:] if argv is None else argv):
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["agent"]:
+        from runtime.agent.main import main as agent_main
+
+        sys.exit(agent_main(args[1:]))
+    if wants_help(args):
         defer_help_imports()
     try:
         app(args=argv, prog_name="scalectl")

@@ -282,3 +282,36 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert run.returncode == 2 and "--restarts N" in run.stderr
     assert not (tmp_path / "events.jsonl").exists()
+
+
+def test_cli_mistakes_in_options_are_one_line_too(tmp_path: Path) -> None:
+    for options, fragment in (
+        (["--restarts", "x"], "argument --restarts: invalid int value: 'x'"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+        (["--restarts"], "argument --restarts: expected one argument"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "scalectl", "agent", "--job-dir", str(tmp_path), *options,
+             "--", "--nproc-per-node=1", "x.py"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        lines = run.stderr.strip().splitlines()
+        assert run.returncode == 2 and len(lines) == 1 and fragment in lines[0], run.stderr
+    assert not (tmp_path / "events.jsonl").exists()
+
+
+def test_python_m_scalectl_agent_starts_without_typer() -> None:
+    # Every backend starts `python -m scalectl agent` on every node: the fast path skips
+    # typer (and the pydantic it converts options with).
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['scalectl', 'agent', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('scalectl', run_name='__main__')\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "print('LOADED=' + ','.join(m for m in ('typer', 'pydantic') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "--stop-grace-s" in run.stdout and run.stdout.rstrip().endswith("LOADED=")
