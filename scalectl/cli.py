@@ -12,6 +12,7 @@ import sys
 import typer
 
 from scalectl import __version__
+from scalectl.entry import run_agent_if_asked
 from scalectl.errors import INPUT_ERROR_EXIT_CODE, user_error_message
 from scalectl.fast_help import defer_help_imports, wants_help
 
@@ -56,10 +57,7 @@ _mount()
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user-input errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["agent"]:
-        from runtime.agent.main import main as agent_main
-
-        sys.exit(agent_main(args[1:]))
+    run_agent_if_asked(args)  # in-process callers get the agent's parser too (keeps `--`)
     if wants_help(args):
         defer_help_imports()
     try:

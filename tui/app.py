@@ -32,6 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from launcher.jobdir import JobDir
+from launcher.states import JobState
 from launcher.store import JobRecord
 from tui import text
 from tui.data.jobs import JobsResult, JobsSource
@@ -459,7 +460,7 @@ class ScalectlApp(App[None]):
                 severity="warning",
             )
             return
-        if record.state.value != "RUNNING":
+        if record.state is not JobState.RUNNING:
             self.notify(f"job {record.id} is {record.state.value}: only a running job requeues")
             return
         slurm = record.spec.get("slurm") or {}

@@ -3,7 +3,8 @@
 Every backend starts one agent per node when a job starts, so its start is on the path
 to the first step (bench/slurm_submit.py). It is parsed with argparse, not typer: typer's
 import and its pydantic-based conversion are ~0.3 s of a ~0.45 s start here, and
-``python -m scalectl agent`` dispatches to :func:`main` before importing typer. This is
+``scalectl.entry`` (the console script and ``python -m scalectl``) hands ``agent ...``
+to :func:`main` before typer is imported. This is
 the only definition of the options; ``scalectl agent --help`` prints this parser's help.
 
 Exit codes: 0 finished; 1 failed (restart budget spent); 2 bad input (these options, or

@@ -1,0 +1,27 @@
+"""The ``scalectl`` console script and ``python -m scalectl``.
+
+``agent`` goes straight to the node agent's own parser (``runtime.agent.main``) before
+typer is imported: every backend starts the agent on every node, so its start is on the
+path to a job's first step. Everything else goes to the typer app in ``scalectl.cli``.
+Standard library only at import time.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def run_agent_if_asked(args: list[str]) -> None:
+    """``agent ARGS``: run the node agent and exit with its code; otherwise return."""
+    if args[:1] == ["agent"]:
+        from runtime.agent.main import main as agent_main
+
+        sys.exit(agent_main(args[1:]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    run_agent_if_asked(args)
+    from scalectl.cli import main as cli_main
+
+    cli_main(args)
