@@ -331,7 +331,7 @@ class ScalectlApp(App[None]):
         if self.status_message:
             line.append(f"⚠ {self.status_message}  ", style="bold yellow")
         total = len(pane.all_rows)
-        shown = len(pane.shown)
+        shown = pane.match_count()
         line.append(f"{total:,} jobs", style="bold")
         if pane.filter_text:
             line.append(f", {shown:,} match {pane.filter_text!r}")
@@ -361,6 +361,7 @@ class ScalectlApp(App[None]):
     def select_job(self, job_id: str) -> None:
         """Show ``job_id`` on the Jobs tab (clearing a filter that hides it)."""
         pane = self.jobs_pane
+        pane.catch_up(job_id)
         if all(row.id != job_id for row in pane.shown):
             pane.action_clear_filter()
         pane.table.set_rows(pane.shown, keep_key=job_id)
@@ -371,7 +372,10 @@ class ScalectlApp(App[None]):
         self.schedule_tick()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self._focus_tab(event.pane.id or "jobs")
+        tab = event.pane.id or "jobs"
+        self.jobs_pane.set_on_screen(tab == "jobs", self.selected_id)
+        self.query_one("#telemetry-pane", TelemetryPane).set_on_screen(tab == "telemetry")
+        self._focus_tab(tab)
         if event.pane.id == "logs":
             self.schedule_tick()
 

@@ -23,10 +23,18 @@ def state_style(state: str) -> str:
 
 
 def finite(value: object) -> float | None:
-    """``value`` as a finite float, or None (bools, strings, NaN and None are not numbers)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a finite float, or None (bools, strings, NaN, None and integers too
+    large for a float are not numbers)."""
+    kind = type(value)
+    # Exact float first: a telemetry record holds hundreds, and a refresh tick reads them all.
+    if kind is float:
+        return value if -math.inf < value < math.inf else None  # type: ignore[operator,return-value]
+    if kind is bool or not isinstance(value, int | float):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
     return number if math.isfinite(number) else None
 
 

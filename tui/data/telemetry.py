@@ -17,7 +17,7 @@ import os
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from launcher.jobdir import JobDir
 from tui.data.follow import TailSet
@@ -65,12 +65,13 @@ class _Node:
     notice: str | None = None
 
 
-@dataclass(frozen=True)
-class GpuView:
-    """One GPU's recent history (oldest first) and its latest facts."""
+class GpuView(NamedTuple):
+    """One GPU's recent history (oldest first) and its latest facts. A NamedTuple, not a
+    frozen dataclass: a tick makes one per GPU, and building those was a tenth of it."""
 
     node: str
-    index: int
+    gpu_index: int
+    """NVML index on its node (``index`` would hide the tuple method)."""
     name: str
     util_percent: Series
     mem_used_mib: Series
@@ -84,8 +85,7 @@ class GpuView:
     error: str | None
 
 
-@dataclass(frozen=True)
-class NodeView:
+class NodeView(NamedTuple):
     """One node's host history and its GPUs."""
 
     node: str
@@ -232,7 +232,7 @@ class TelemetrySeries:
             gpus = tuple(
                 GpuView(
                     node=node.name,
-                    index=gpu.index,
+                    gpu_index=gpu.index,
                     name=gpu.name,
                     util_percent=tuple(gpu.util),
                     mem_used_mib=tuple(gpu.mem_used_mib),

@@ -151,6 +151,12 @@ class JobsPane(Vertical):
         self.sort_descending = False
         self.shown: list[JobRow] = []
         self._shown: tuple[Any, Any, Any] = (None, None, None)
+        self.on_screen = True
+        """Whether the Jobs tab is shown. While it is not, new rows and snapshots are kept
+        and drawn when it is again: refreshing a hidden widget makes Textual rebuild its
+        map of every widget on the next frame (a millisecond at each refresh tick)."""
+        self._stale = False
+        self._pending_snapshot: tuple[JobSnapshot | None, str | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(
@@ -184,10 +190,36 @@ class JobsPane(Vertical):
 
     def set_rows(self, rows: Sequence[JobRow], keep_key: str | None = None) -> None:
         self.all_rows = rows
+        if not self.on_screen:
+            self._stale = True
+            return
         self.refilter(keep_key)
+
+    def set_on_screen(self, on_screen: bool, keep_key: str | None = None) -> None:
+        """The Jobs tab was shown or hidden; shown, it catches up with what it was given."""
+        self.on_screen = on_screen
+        if not on_screen:
+            return
+        self.catch_up(keep_key)
+        if self._pending_snapshot is not None:
+            self.show_snapshot(*self._pending_snapshot)
+
+    def catch_up(self, keep_key: str | None = None) -> None:
+        """Filter and sort rows that arrived while the tab was hidden."""
+        if self._stale:
+            self.refilter(keep_key)
+
+    def match_count(self) -> int:
+        """Jobs the filter matches (up to date even while the tab is hidden)."""
+        if not self.filter_text:
+            return len(self.all_rows)
+        if self._stale:
+            return len(filter_rows(self.all_rows, self.filter_text))
+        return len(self.shown)
 
     def refilter(self, keep_key: str | None = None) -> None:
         """Filter and sort on the UI thread (pure, in memory) and show the result."""
+        self._stale = False
         shown = filter_rows(self.all_rows, self.filter_text)
         self.shown = sort_rows(shown, self.sort_column, self.sort_descending)
         self.table.set_rows(self.shown, keep_key=keep_key)
@@ -237,6 +269,10 @@ class JobsPane(Vertical):
     # -- detail -----------------------------------------------------------------------
 
     def show_snapshot(self, snapshot: JobSnapshot | None, message: str | None = None) -> None:
+        if not self.on_screen:
+            self._pending_snapshot = (snapshot, message)
+            return
+        self._pending_snapshot = None
         spec = self.query_one("#detail-spec", Static)
         timeline = self.query_one("#detail-timeline", Static)
         measures = self.query_one("#detail-measures", Static)

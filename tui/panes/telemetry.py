@@ -21,6 +21,15 @@ class TelemetryPane(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self._title: Text | None = None
+        self.on_screen = False
+        """Whether the Telemetry tab is shown; while it is not, the newest snapshot is kept
+        and drawn when it is (see ``JobsPane.on_screen``)."""
+        self._pending: tuple[JobSnapshot | None, str | None] | None = None
+
+    def set_on_screen(self, on_screen: bool) -> None:
+        self.on_screen = on_screen
+        if on_screen and self._pending is not None:
+            self.show_snapshot(*self._pending)
 
     def compose(self) -> ComposeResult:
         yield Static("select a job on the Jobs tab", id="telemetry-title")
@@ -30,6 +39,10 @@ class TelemetryPane(Vertical):
         yield GpuGrid(id="gpu-grid")
 
     def show_snapshot(self, snapshot: JobSnapshot | None, message: str | None = None) -> None:
+        if not self.on_screen:
+            self._pending = (snapshot, message)
+            return
+        self._pending = None
         title = self.query_one("#telemetry-title", Static)
         if snapshot is None:
             self._title = None

@@ -66,7 +66,7 @@ def node_runs(node: NodeView, width: int) -> list[Run]:
 
 def gpu_runs(gpu: GpuView, width: int) -> list[Run]:
     spark = spark_width(width)
-    label = f"  gpu{gpu.index}"
+    label = f"  gpu{gpu.gpu_index}"
     runs: list[Run] = [(f"{label:<{LABEL}}", "")]
     if gpu.error:
         runs.append((f"error: {gpu.error}", "bold red"))
@@ -134,7 +134,7 @@ class GpuGrid(LineScroller):
     def render_line(self, y: int) -> Strip:
         if not self.items:
             runs: list[Run] = [(self.empty_text, "dim")] if y == 0 else []
-            return strip(runs, self.size.width, self.base_style, self.styles_cache)
+            return strip(runs, self.view_size.width, self.base_style, self.styles_cache)
         return super().render_line(y)
 
     def on_click(self, event: events.Click) -> None:

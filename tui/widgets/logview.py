@@ -210,6 +210,6 @@ class LogView(LineScroller):
             if y == 0:
                 empty = Text(self.empty_text, style=self.base_style + Style(dim=True))
                 strip = Strip(list(empty.render(self.app.console)))
-                return strip.crop_extend(0, self.size.width, self.base_style)
-            return Strip.blank(self.size.width, self.base_style)
+                return strip.crop_extend(0, self.view_size.width, self.base_style)
+            return Strip.blank(self.view_size.width, self.base_style)
         return super().render_line(y)

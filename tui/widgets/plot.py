@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rich.style import Style
 from textual.geometry import Size
 from textual.strip import Strip
-from textual.widget import Widget
 
 from tui import text
+from tui.widgets.cached import CachedGeometry
 from tui.widgets.charts import braille_plot, downsample, nice_range
 from tui.widgets.runs import Run, StyleCache, strip
 
@@ -87,7 +86,7 @@ def plot_runs(
     return lines
 
 
-class LinePlot(Widget):
+class LinePlot(CachedGeometry):
     """``set_data`` then it draws itself at whatever size the layout gives it."""
 
     DEFAULT_CSS = """
@@ -120,21 +119,6 @@ class LinePlot(Widget):
         self.styles_cache = StyleCache()
         self._lines: list[list[Run]] | None = None
         self._built_for: Size | None = None
-        self._content_size = Size(0, 0)
-        self._outer_size = Size(0, 0)
-        self._base_style: Style | None = None
-
-    def notify_style_update(self) -> None:
-        self._base_style = None
-        super().notify_style_update()
-
-    @property
-    def base_style(self) -> Style:
-        """``rich_style`` (background and colour from CSS), cached: computing it walks the
-        ancestors, and it was asked for on every line drawn."""
-        if self._base_style is None:
-            self._base_style = self.rich_style
-        return self._base_style
 
     def set_data(
         self,
@@ -152,16 +136,8 @@ class LinePlot(Widget):
         self._lines = None
         self.refresh()
 
-    def _content(self) -> Size:
-        # Asking the layout for the content region on every line drawn was most of the
-        # cost of drawing a plot: it is worked out again only when the size changed.
-        if self.size != self._outer_size:
-            self._outer_size = self.size
-            self._content_size = self.content_region.size
-        return self._content_size
-
     def lines(self) -> list[list[Run]]:
-        size = self._content()
+        size = self.view_size
         if self._lines is None or size != self._built_for:
             self._built_for = size
             self._lines = plot_runs(
@@ -178,7 +154,7 @@ class LinePlot(Widget):
         return self._lines
 
     def render_line(self, y: int) -> Strip:
-        width = self._content().width
+        width = self.view_size.width
         lines = self.lines()
         runs = lines[y] if 0 <= y < len(lines) else []
         return strip(runs, width, self.base_style, self.styles_cache)

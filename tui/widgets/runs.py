@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
@@ -41,10 +42,23 @@ class StyleCache:
 
 
 def strip(runs: Iterable[Run], width: int, base: Style, styles: StyleCache) -> Strip:
-    """A Strip of exactly ``width`` cells (cropped or padded with the base style)."""
+    """A Strip of exactly ``width`` cells (cropped or padded with the base style).
+
+    The cell length is summed while the segments are made, so Textual need not measure
+    the line again (half the cost of a line, before)."""
     get = styles.get
-    segments = [Segment(text, get(base, spec)) for text, spec in runs if text]
-    return Strip(segments).crop_extend(0, width, base)
+    segments = []
+    cells = 0
+    for text, spec in runs:
+        if text:
+            segments.append(Segment(text, get(base, spec)))
+            cells += cell_len(text)
+    if cells < width:
+        segments.append(Segment(" " * (width - cells), base))
+        return Strip(segments, width)
+    if cells == width:
+        return Strip(segments, width)
+    return Strip(segments, cells).crop(0, width)
 
 
 def plain(runs: Iterable[Run]) -> str:

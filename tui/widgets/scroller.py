@@ -14,14 +14,15 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.strip import Strip
-from textual.widget import Widget
+
+from tui.widgets.cached import CachedGeometry
 
 THUMB = "┃"
 TRACK = "│"
 WHEEL_LINES = 3
 
 
-class LineScroller(Widget, can_focus=True):
+class LineScroller(CachedGeometry, can_focus=True):
     """Subclasses implement :meth:`line_count` and :meth:`render_content_line`; a fixed
     number of ``header_lines`` stay pinned above the scrolled lines."""
 
@@ -37,7 +38,6 @@ class LineScroller(Widget, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.top = 0
         self.left = 0
-        self._base_style: Style | None = None
         self._thumb_style: Style | None = None
 
     # -- to implement ---------------------------------------------------------------------
@@ -59,24 +59,15 @@ class LineScroller(Widget, can_focus=True):
     # -- styles ---------------------------------------------------------------------------
 
     def notify_style_update(self) -> None:
-        self._base_style = None
         self._thumb_style = None
         super().notify_style_update()
-
-    @property
-    def base_style(self) -> Style:
-        """``rich_style`` (background and colour from CSS), cached: computing it walks the
-        ancestors, and it is needed for every line drawn."""
-        if self._base_style is None:
-            self._base_style = self.rich_style
-        return self._base_style
 
     # -- geometry -------------------------------------------------------------------------
 
     @property
     def page(self) -> int:
         """Content lines visible at once."""
-        return max(1, self.size.height - self.header_lines)
+        return max(1, self.view_size.height - self.header_lines)
 
     @property
     def max_top(self) -> int:
@@ -89,7 +80,7 @@ class LineScroller(Widget, can_focus=True):
     @property
     def view_width(self) -> int:
         """Cells for content (the scrollbar, when shown, takes the last one)."""
-        return max(1, self.size.width - (1 if self.scrollbar_shown else 0))
+        return max(1, self.view_size.width - (1 if self.scrollbar_shown else 0))
 
     def scroll_to_line(self, top: int) -> None:
         top = max(0, min(self.max_top, top))

@@ -264,5 +264,5 @@ class VirtualTable(LineScroller):
     def render_line(self, y: int) -> Strip:
         if not self.rows and y == 1:
             empty = Text(self.empty_text, style=self.base_style + Style(dim=True))
-            return self._strip(empty, self.size.width, self.base_style)
+            return self._strip(empty, self.view_size.width, self.base_style)
         return super().render_line(y)
