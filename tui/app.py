@@ -35,6 +35,7 @@ from launcher.jobdir import JobDir
 from launcher.states import JobState
 from launcher.store import JobRecord
 from tui import text
+from tui.collector import CollectorTuning
 from tui.data.jobs import JobsResult, JobsSource
 from tui.data.jobview import JobSnapshot, JobView
 from tui.data.logs import LogFile, LogLine, LogTail, list_logs
@@ -131,6 +132,7 @@ class ScalectlApp(App[None]):
         self.clock = clock
         self.open_dir_fn = open_dir
         self.cancel_grace_s = cancel_grace_s
+        self.collector = CollectorTuning()
         self.source = JobsSource(self.registry, refresh_backends=refresh_backends, clock=clock)
         self.records: dict[str, JobRecord] = {}
         self.selected_id: str | None = None
@@ -175,6 +177,7 @@ class ScalectlApp(App[None]):
         return self.query_one("#tabs", TabbedContent).active or "jobs"
 
     def on_mount(self) -> None:
+        self.collector.start()
         self.jobs_pane.table.focus()
         self.update_status()
         self.schedule_tick()
@@ -320,10 +323,15 @@ class ScalectlApp(App[None]):
                     else None
                 )
                 self.logs_pane.show(label, sources, current, lines, reset, message)
+        if result.jobs.rows is not None and not result.jobs.unread and result.error is None:
+            self.collector.settle()
         self.status_message = result.error or result.jobs.message
         self.update_status()
         if self._pending:
             self.schedule_tick()
+
+    def on_unmount(self) -> None:
+        self.collector.stop()
 
     def update_status(self) -> None:
         pane = self.jobs_pane

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import json
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from launcher.jobdir import JobDir
 from launcher.states import JobState
 from launcher.store import Store
 from tui.app import ScalectlApp, help_sections, key_text
+from tui.collector import YOUNG_THRESHOLD
 from tui.panes.planner import PlannerPane
 from tui.widgets.dialogs import ConfirmScreen, HelpScreen
 from tui.widgets.gpugrid import GpuGrid, gpu_runs
@@ -137,6 +140,8 @@ async def test_jobs_table_filters_as_you_type_and_escape_clears(home: Path) -> N
         await pilot.press("enter")
         assert table(app).has_focus and field.display
         assert "1 match 'slurm fail'" in static_text(app, "#status")
+        # The filter moved the cursor: the rest of the app follows it.
+        assert app.selected_id == table(app).cursor_key == fx.FAILED_ID
         await pilot.press("escape")
         assert len(shown_ids(app)) == 7 and not field.display
 
@@ -543,3 +548,73 @@ async def test_start_job_is_selected(home: Path) -> None:
         await pilot.pause()
         assert app.selected_id == fx.FAILED_ID
         assert table(app).cursor_key == fx.FAILED_ID
+
+
+# -- work kept off hidden tabs ------------------------------------------------------------
+
+
+@pilot_test
+async def test_a_hidden_jobs_tab_catches_up_when_shown(home: Path) -> None:
+    app = make_app(home)
+    async with running(app) as pilot:
+        await pilot.press("slash", *"slurm", "enter")
+        assert "3 match 'slurm'" in static_text(app, "#status")
+        await select(app, pilot, fx.MAIN_ID)
+        await pilot.press("2")
+        await pilot.pause()
+        assert not app.jobs_pane.on_screen
+        new_id = "20250616-090000-abcd"
+        with Store(home / "registry.sqlite3") as store:
+            fx.add_job(
+                store,
+                home / "jobs",
+                fx.Job(new_id, "slurm-late", "slurm", JobState.RUNNING, created=fx.NOW - 60),
+            )
+        await app.refresh_now()
+        await pilot.pause()
+        # The status line counts it while the table waits for its tab to be shown.
+        assert "8 jobs, 4 match 'slurm'" in static_text(app, "#status")
+        assert new_id not in shown_ids(app)
+        await pilot.press("1")
+        await pilot.pause()
+        assert app.jobs_pane.on_screen
+        assert new_id in shown_ids(app) and len(shown_ids(app)) == 4
+        assert table(app).cursor_key == fx.MAIN_ID
+
+
+@pilot_test
+async def test_a_hidden_telemetry_tab_draws_the_newest_snapshot_when_shown(home: Path) -> None:
+    app = make_app(home)
+    async with running(app) as pilot:
+        await select(app, pilot, fx.MAIN_ID)
+        await pilot.press("2")
+        await pilot.pause()
+        grid = app.query_one("#gpu-grid", GpuGrid)
+        before = list(grid.items)
+        assert before
+        await pilot.press("1")
+        await pilot.pause()
+        jobdir = JobDir(home / "jobs" / fx.MAIN_ID)
+        for path in jobdir.telemetry_files():
+            node = path.stem
+            record = fx.telemetry_record(node, 500, 8, t0=fx.NOW - 40)
+            with path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+        await app.refresh_now()
+        await pilot.pause()
+        assert grid.items == before  # Jobs tab shown: the grid is not touched
+        await pilot.press("2")
+        await pilot.pause()
+        assert grid.items != before
+        assert grid.items[0].samples == before[0].samples + 1
+
+
+@pilot_test
+async def test_the_app_leaves_the_garbage_collector_as_it_found_it(home: Path) -> None:
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    app = make_app(home)
+    async with running(app):
+        assert gc.get_threshold()[0] >= YOUNG_THRESHOLD
+        assert app.collector.frozen and gc.get_freeze_count() > frozen
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == frozen

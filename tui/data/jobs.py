@@ -172,6 +172,8 @@ class JobsResult:
     records: dict[str, JobRecord]
     message: str | None
     """Why the list may be empty or stale (no registry, unreadable registry, ...)."""
+    unread: int = 0
+    """Finished jobs whose files are not read yet (a few hundred are read each poll)."""
 
 
 def _signature(path: Path) -> tuple[tuple[int, int], ...]:
@@ -249,7 +251,9 @@ class JobsSource:
         if store is not None and self.refresh_backends:
             self._refresh_backends(store)
         rows = self._rows(listed) if changed else None
-        return JobsResult(rows, dict(self.records) if changed else {}, self.message)
+        return JobsResult(
+            rows, dict(self.records) if changed else {}, self.message, len(self.unread)
+        )
 
     def _list(self, store: Store, force: bool) -> bool:
         signature = _signature(self.registry)

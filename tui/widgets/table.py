@@ -143,7 +143,10 @@ class VirtualTable(LineScroller):
         key = self.cursor_key
         if key != self._last_key:
             self._last_key = key
-            self.post_message(self.Highlighted(self, key))
+            # Sent as the table even when a parent's handler moved the cursor (a filter
+            # typed into the Jobs pane): Textual stops a message that its sender's child
+            # posts at that sender, and the app never heard the selection change.
+            self.post_message(self.Highlighted(self, key).set_sender(self))
 
     # -- movement -----------------------------------------------------------------------
 
