@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
 import time
 from pathlib import Path
 
 import pytest
 import tui_fixtures as fx
+from rich.cells import cell_len
+from rich.style import Style
 
 from launcher.jobdir import JobDir
 from launcher.states import JobState
@@ -22,6 +26,7 @@ from tui.data.logs import LogTail, header_time, list_logs
 from tui.data.progress import ProgressSeries
 from tui.data.telemetry import TelemetrySeries
 from tui.widgets.charts import BLOCKS, braille_plot, downsample, sparkline
+from tui.widgets.runs import Run, StyleCache, plain, strip
 
 
 @pytest.fixture(autouse=True)
@@ -317,6 +322,73 @@ def test_braille_plot_draws_a_connected_line_corner_to_corner() -> None:
     assert gap[0][1] == "⠀"  # no line drawn through a missing sample
     xs, ys = downsample(list(range(100)), [float(i) for i in range(100)], 10)
     assert len(xs) == 10 and ys[0] == pytest.approx(4.5)
+
+
+def _reference_plot(points: list[tuple[int, int]], width: int, height: int) -> list[str]:
+    """Dots of straight segments between consecutive (column, row) points, drawn the
+    plain way: every point of each segment by linear interpolation, rounded."""
+    grid = [[0] * width for _ in range(height)]
+    bits = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+    def dot(c: int, r: int) -> None:
+        grid[r // 4][c // 2] |= bits[c % 2][r % 4]
+
+    for (c0, r0), (c1, r1) in itertools.pairwise(points):
+        steps = max(abs(c1 - c0), abs(r1 - r0))
+        for k in range(steps + 1):
+            dot(
+                round(c0 + (c1 - c0) * k / max(1, steps)), round(r0 + (r1 - r0) * k / max(1, steps))
+            )
+    dot(*points[0])
+    return ["".join(chr(0x2800 + b) for b in line) for line in grid]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_braille_plot_matches_a_plain_reference(seed: int) -> None:
+    # Vertical, horizontal and 45-degree segments have one right set of dots, whichever
+    # line algorithm draws them.
+    rng = random.Random(seed)
+    width, height = rng.randint(3, 30), rng.randint(1, 8)
+    cols, rows = width * 2, height * 4
+    points = [(0, rng.randrange(rows))]
+    while points[-1][0] < cols - 1:
+        c, r = points[-1]
+        kind = rng.choice(("vertical", "horizontal", "diagonal"))
+        if kind == "vertical":
+            points.append((c, rng.randrange(rows)))
+        elif kind == "horizontal":
+            points.append((min(cols - 1, c + rng.randint(1, 6)), r))
+        else:
+            size = min(cols - 1 - c, max(r, rows - 1 - r), rng.randint(1, rows))
+            down = r + size < rows and (r - size < 0 or rng.random() < 0.5)
+            points.append((c + size, r + size if down else r - size))
+    xs = [float(c) for c, _ in points]
+    ys = [float(rows - 1 - r) for _, r in points]
+    got = braille_plot(xs, ys, width, height, x_range=(0, cols - 1), y_range=(0, rows - 1))
+    assert got == _reference_plot(points, width, height)
+
+
+def test_downsample_averages_buckets_and_skips_gaps() -> None:
+    ys: list[float | None] = [1.0, 3.0, None, float("nan"), 5.0, 7.0]
+    xs = [float(i) for i in range(6)]
+    assert downsample(xs, ys, 3) == ([1.0, 3.0, 5.0], [2.0, None, 6.0])
+    assert downsample(xs, ys, 10) == (xs, ys)
+
+
+def test_strips_are_exactly_as_wide_as_asked() -> None:
+    base = Style(bgcolor="black")
+    styles = StyleCache()
+    runs: list[Run] = [("gpu0 ", "bold"), ("▁▂█⣿", "green"), (" 41%", "")]
+    for width in (3, 9, 10, 40):
+        line = strip(runs, width, base, styles)
+        assert line.cell_length == width == sum(cell_len(s.text) for s in line)
+        assert "".join(s.text for s in line) == plain(runs)[:width].ljust(width)
+
+
+def test_finite_accepts_numbers_only() -> None:
+    assert text.finite(1.5) == 1.5 and text.finite(3) == 3.0
+    for value in (float("nan"), float("inf"), -float("inf"), True, None, "1", 10**400):
+        assert text.finite(value) is None
 
 
 def test_text_formatting() -> None:

@@ -103,7 +103,10 @@ class JobFacts:
     """Bumped whenever a shown value changed."""
 
     def poll(self) -> None:
-        missing = not os.path.isdir(self.jobdir.root)
+        records = self.lead.poll() if self.lead is not None else []
+        # A progress file that is there answers for its directory: no second stat.
+        found = self.lead is not None and self.lead.exists
+        missing = not found and not os.path.isdir(self.jobdir.root)
         changed = missing != self.dir_missing
         self.dir_missing = missing
         if not self.plan_loaded and not missing:
@@ -117,16 +120,15 @@ class JobFacts:
             files = _progress_files(self.jobdir)
             if files:
                 self.lead = JsonlTail(files[0], window_bytes=16 * 1024)
-        if self.lead is not None:
-            records = self.lead.poll()
-            if records:
-                self.recent.extend(records)
-                last = records[-1]
-                step, world = last.get("step"), last.get("world_size")
-                self.step = step if isinstance(step, int) else self.step
-                self.world_size = world if isinstance(world, int) else self.world_size
-                self.tokens_per_s = window_rate(list(self.recent))
-                changed = True
+                records = self.lead.poll()
+        if records:
+            self.recent.extend(records)
+            last = records[-1]
+            step, world = last.get("step"), last.get("world_size")
+            self.step = step if isinstance(step, int) else self.step
+            self.world_size = world if isinstance(world, int) else self.world_size
+            self.tokens_per_s = window_rate(list(self.recent))
+            changed = True
         if changed:
             self.version += 1
 

@@ -18,6 +18,8 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 _BRAILLE_BASE = 0x2800
 # Dot bit for (column 0..1, row 0..3) inside a braille cell (ISO/TR 11548-1 numbering).
 _DOT_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+_CELLS = tuple(chr(_BRAILLE_BASE + dots) for dots in range(256))
+"""The braille character of each combination of dots."""
 
 
 def sparkline(values: Sequence[float | None], low: float, high: float, width: int) -> str:
@@ -53,25 +55,6 @@ def nice_range(values: Sequence[float | None]) -> tuple[float, float] | None:
     return low, high
 
 
-def _line_dots(x0: int, y0: int, x1: int, y1: int) -> list[tuple[int, int]]:
-    """Bresenham: the dots of a straight line from (x0, y0) to (x1, y1), both included."""
-    dots = []
-    dx, dy = abs(x1 - x0), -abs(y1 - y0)
-    sx, sy = (1 if x0 < x1 else -1), (1 if y0 < y1 else -1)
-    error = dx + dy
-    while True:
-        dots.append((x0, y0))
-        if x0 == x1 and y0 == y1:
-            return dots
-        doubled = 2 * error
-        if doubled >= dy:
-            error += dy
-            x0 += sx
-        if doubled <= dx:
-            error += dx
-            y0 += sy
-
-
 def braille_plot(
     xs: Sequence[float],
     ys: Sequence[float | None],
@@ -105,13 +88,28 @@ def braille_plot(
         row = round((y_high - y) * y_scale)
         col = 0 if col < 0 else last_col if col > last_col else col
         row = 0 if row < 0 else last_row if row > last_row else row
-        if previous is None or previous == (col, row):
+        if previous is None:
             grid[row >> 2][col >> 1] |= bits[col & 1][row & 3]
         else:
-            for c, r in _line_dots(previous[0], previous[1], col, row):
+            # Bresenham from the previous point to this one, both ends included (inline:
+            # a plot redraws ~200 segments whenever a step arrives).
+            c, r = previous
+            dx, dy = abs(col - c), -abs(row - r)
+            sx, sy = (1 if c < col else -1), (1 if r < row else -1)
+            error = dx + dy
+            while True:
                 grid[r >> 2][c >> 1] |= bits[c & 1][r & 3]
+                if c == col and r == row:
+                    break
+                doubled = 2 * error
+                if doubled >= dy:
+                    error += dy
+                    c += sx
+                if doubled <= dx:
+                    error += dx
+                    r += sy
         previous = (col, row)
-    return ["".join([chr(_BRAILLE_BASE + b) for b in line]) for line in grid]
+    return ["".join([_CELLS[b] for b in line]) for line in grid]
 
 
 def downsample(
@@ -123,10 +121,15 @@ def downsample(
         return list(xs[:n]), list(ys[:n])
     out_x: list[float] = []
     out_y: list[float | None] = []
+    isfinite = math.isfinite
     for bucket in range(points):
         start = bucket * n // points
         end = max(start + 1, (bucket + 1) * n // points)
-        present = [y for y in ys[start:end] if y is not None and math.isfinite(y)]
+        total, count = 0.0, 0
+        for y in ys[start:end]:
+            if y is not None and isfinite(y):
+                total += y
+                count += 1
         out_x.append(xs[end - 1])
-        out_y.append(sum(present) / len(present) if present else None)
+        out_y.append(total / count if count else None)
     return out_x, out_y

@@ -64,7 +64,7 @@ def plot_runs(
         label = fmt(y_range[1]) if row == 0 else fmt(y_range[0]) if row == height - 1 else ""
         runs: list[Run] = [(f"{label:>{AXIS - 1}} │", "dim")]
         line = main[row]
-        if not overlay:
+        if not overlay or not overlay[row].strip(EMPTY_CELL):
             runs.append((line, style))
         else:
             # Cells where the second series has dots take its colour (dots merged).
