@@ -100,7 +100,7 @@ def shown_ids(app: ScalectlApp) -> list[str]:
 
 def static_text(app: ScalectlApp, selector: str) -> str:
     """What a widget shows, as plain text lines (whatever it renders: text or tables)."""
-    widget = app.query_one(selector, Static)
+    widget = app.query_one(selector)
     strips = widget.render_lines(Region(0, 0, widget.size.width, widget.size.height))
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
 

@@ -2,25 +2,52 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static
 
 from tui import text
 from tui.data.jobview import JobSnapshot
 from tui.widgets.gpugrid import GpuGrid
 from tui.widgets.plot import LinePlot
+from tui.widgets.runlines import RunLines
+from tui.widgets.runs import Run
 
 
 def _loss(value: float | None) -> str:
     return text.MISSING if value is None else f"{value:.4f}"
 
 
+def title_lines(snapshot: JobSnapshot) -> list[list[Run]]:
+    """The job, its state and size, GPU power; then warnings and telemetry notices."""
+    record = snapshot.record
+    view = snapshot.telemetry
+    power_w = view.gpu_power_w()
+    size = f"   {len(view.nodes)} node(s), {view.gpu_count} GPU(s)"
+    if power_w is not None:
+        size += f", GPU power {text.number(power_w)} W"
+    lines: list[list[Run]] = [
+        [
+            (f"{record.name} ", "bold"),
+            (f"{record.id}  ", "dim"),
+            (record.state.value, text.state_style(record.state.value)),
+            (size, ""),
+        ]
+    ]
+    notes: list[Run] = [(f"⚠ {w}", "bold yellow") for w in snapshot.warnings]
+    notes += [(f"{n.node}: {n.notice}", "dim") for n in view.nodes if n.notice]
+    if notes:
+        second: list[Run] = []
+        for note in notes:
+            if second:
+                second.append(("  ", ""))
+            second.append(note)
+        lines.append(second)
+    return lines
+
+
 class TelemetryPane(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self._title: Text | None = None
         self.on_screen = False
         """Whether the Telemetry tab is shown; while it is not, the newest snapshot is kept
         and drawn when it is (see ``JobsPane.on_screen``)."""
@@ -32,7 +59,7 @@ class TelemetryPane(Vertical):
             self.show_snapshot(*self._pending)
 
     def compose(self) -> ComposeResult:
-        yield Static("select a job on the Jobs tab", id="telemetry-title")
+        yield RunLines([[("select a job on the Jobs tab", "")]], id="telemetry-title")
         with Horizontal(id="plots"):
             yield LinePlot("loss", style="cyan", fmt=_loss, id="plot-loss")
             yield LinePlot("tokens/s", style="green", id="plot-rate")
@@ -43,33 +70,11 @@ class TelemetryPane(Vertical):
             self._pending = (snapshot, message)
             return
         self._pending = None
-        title = self.query_one("#telemetry-title", Static)
+        title = self.query_one("#telemetry-title", RunLines)
         if snapshot is None:
-            self._title = None
-            title.update(Text(message or "select a job on the Jobs tab", style="dim"), layout=False)
+            title.set_lines([[(message or "select a job on the Jobs tab", "dim")]])
             return
-        record = snapshot.record
-        view = snapshot.telemetry
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(f"{record.name} ", style="bold")
-        line.append(f"{record.id}  ", style="dim")
-        line.append(record.state.value, style=text.state_style(record.state.value))
-        line.append(
-            f"   {len(view.nodes)} node(s), {view.gpu_count} GPU(s)"
-            + (
-                f", GPU power {text.number(view.gpu_power_w())} W"
-                if view.gpu_power_w() is not None
-                else ""
-            )
-        )
-        notes = [Text(f"⚠ {w}", style="bold yellow") for w in snapshot.warnings]
-        notes += [Text(f"{n.node}: {n.notice}", style="dim") for n in view.nodes if n.notice]
-        if notes:
-            line.append("\n")
-            line.append_text(Text("  ").join(notes))
-        if line != self._title:
-            self._title = line
-            title.update(line, layout=False)  # fixed height (app.tcss)
+        title.set_lines(title_lines(snapshot))
         curves = snapshot.curves
         target = (
             f"plan {text.si(snapshot.plan.tokens_per_s)}"
@@ -85,4 +90,4 @@ class TelemetryPane(Vertical):
         self.query_one("#plot-rate", LinePlot).set_data(
             curves.steps, curves.tokens_per_s, note=target
         )
-        self.query_one("#gpu-grid", GpuGrid).set_view(view)
+        self.query_one("#gpu-grid", GpuGrid).set_view(snapshot.telemetry)

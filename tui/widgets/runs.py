@@ -41,8 +41,11 @@ class StyleCache:
         return found
 
 
-def strip(runs: Iterable[Run], width: int, base: Style, styles: StyleCache) -> Strip:
-    """A Strip of exactly ``width`` cells (cropped or padded with the base style).
+def strip(
+    runs: Iterable[Run], width: int, base: Style, styles: StyleCache, *, ellipsis: bool = False
+) -> Strip:
+    """A Strip of exactly ``width`` cells (cropped or padded with the base style); with
+    ``ellipsis``, a cropped line ends in ``…``.
 
     The cell length is summed while the segments are made, so Textual need not measure
     the line again (half the cost of a line, before)."""
@@ -58,7 +61,11 @@ def strip(runs: Iterable[Run], width: int, base: Style, styles: StyleCache) -> S
         return Strip(segments, width)
     if cells == width:
         return Strip(segments, width)
-    return Strip(segments, cells).crop(0, width)
+    if not ellipsis or width < 2:
+        return Strip(segments, cells).crop(0, width)
+    kept = Strip(segments, cells).crop(0, width - 1)
+    last = list(kept)[-1].style if kept.cell_length else base
+    return Strip([*kept, Segment("…", last)], width)
 
 
 def plain(runs: Iterable[Run]) -> str:
