@@ -22,7 +22,7 @@ import tui_fixtures as fx
 from textual.command import CommandPalette
 from textual.geometry import Region
 from textual.pilot import Pilot
-from textual.widgets import Input, Static
+from textual.widgets import Input
 
 from launcher.jobdir import JobDir
 from launcher.states import JobState
