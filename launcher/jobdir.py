@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -198,6 +199,22 @@ def _sorted_by_stem_number(paths: Iterator[Path]) -> list[Path]:
         return (int(stem), stem) if stem.isdigit() else (1 << 62, stem)
 
     return sorted(paths, key=key)
+
+
+def finite(value: object) -> float | None:
+    """``value`` as a finite float, or None (bools, strings, NaN, None and integers too
+    large for a float are not numbers)."""
+    kind = type(value)
+    # Exact float first: a telemetry record holds hundreds, and a refresh tick reads them all.
+    if kind is float:
+        return value if -math.inf < value < math.inf else None  # type: ignore[operator,return-value]
+    if kind is bool or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def now_ts() -> float:

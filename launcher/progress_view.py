@@ -11,12 +11,11 @@ rank reports the same value), ``step_time_s`` is the rank's wall time for the st
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, tail_jsonl
+from launcher.jobdir import JobDir, finite, tail_jsonl
 
 _WINDOW_RECORDS = 20
 _WINDOW_BYTES = 64 * 1024
@@ -62,22 +61,30 @@ def read_progress(job_dir: JobDir | Path) -> ProgressSnapshot:
         if index == 0 or not lead:
             lead = records
         for record in records[-1:]:
-            rss = _number(record.get("max_rss_mib"))
+            rss = finite(record.get("max_rss_mib"))
             if rss is not None:
                 max_rss = rss if max_rss is None else max(max_rss, rss)
+    return summarise(lead, ranks_reporting=len(files), max_rss_mib=max_rss)
+
+
+def summarise(
+    lead: list[dict[str, Any]], *, ranks_reporting: int, max_rss_mib: float | None
+) -> ProgressSnapshot:
+    """The snapshot from the lead rank's newest records, oldest first (pure; the TUI
+    feeds it from its incremental reader)."""
     if not lead:
-        return ProgressSnapshot(ranks_reporting=len(files), max_rss_mib=max_rss)
+        return ProgressSnapshot(ranks_reporting=ranks_reporting, max_rss_mib=max_rss_mib)
     last = lead[-1]
     return ProgressSnapshot(
         step=_int(last.get("step")),
         loss=_loss(last.get("loss")),
         tokens=_int(last.get("tokens")),
         tokens_per_s=throughput(lead),
-        step_time_s=_median([_number(r.get("step_time_s")) for r in lead]),
+        step_time_s=_median([finite(r.get("step_time_s")) for r in lead]),
         world_size=_int(last.get("world_size")),
-        ranks_reporting=len(files),
-        max_rss_mib=max_rss,
-        ts=_number(last.get("ts")),
+        ranks_reporting=ranks_reporting,
+        max_rss_mib=max_rss_mib,
+        ts=finite(last.get("ts")),
     )
 
 
@@ -90,21 +97,14 @@ def throughput(records: list[dict[str, Any]]) -> float | None:
     """
     points = [
         (ts, tokens)
-        for ts, tokens in ((_number(r.get("ts")), _number(r.get("tokens"))) for r in records)
+        for ts, tokens in ((finite(r.get("ts")), finite(r.get("tokens"))) for r in records)
         if ts is not None and tokens is not None
     ]
     if len(points) >= 2:
         (t0, k0), (t1, k1) = points[0], points[-1]
         if t1 > t0 and k1 >= k0:
             return (k1 - k0) / (t1 - t0)
-    return _number(records[-1].get("tokens_per_s")) if records else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
+    return finite(records[-1].get("tokens_per_s")) if records else None
 
 
 def _loss(value: Any) -> float | None:
@@ -115,7 +115,7 @@ def _loss(value: Any) -> float | None:
 
 
 def _int(value: Any) -> int | None:
-    number = _number(value)
+    number = finite(value)
     return int(number) if number is not None else None
 
 

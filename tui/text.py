@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from launcher.jobdir import finite as finite  # numbers read from job files, used across the TUI
 from launcher.states import STATE_STYLE
 
 MISSING = "–"
@@ -20,22 +21,6 @@ MISSING = "–"
 
 def state_style(state: str) -> str:
     return STATE_STYLE.get(state, "")
-
-
-def finite(value: object) -> float | None:
-    """``value`` as a finite float, or None (bools, strings, NaN, None and integers too
-    large for a float are not numbers)."""
-    kind = type(value)
-    # Exact float first: a telemetry record holds hundreds, and a refresh tick reads them all.
-    if kind is float:
-        return value if -math.inf < value < math.inf else None  # type: ignore[operator,return-value]
-    if kind is bool or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def age(seconds: float | None) -> str:

@@ -14,6 +14,7 @@ from rich.cells import cell_len
 from rich.style import Style
 
 from launcher.jobdir import JobDir
+from launcher.progress_view import read_progress
 from launcher.states import JobState
 from launcher.store import Store
 from tui import text
@@ -385,10 +386,14 @@ def test_strips_are_exactly_as_wide_as_asked() -> None:
         assert "".join(s.text for s in line) == plain(runs)[:width].ljust(width)
 
 
-def test_finite_accepts_numbers_only() -> None:
-    assert text.finite(1.5) == 1.5 and text.finite(3) == 3.0
-    for value in (float("nan"), float("inf"), -float("inf"), True, None, "1", 10**400):
-        assert text.finite(value) is None
+def test_the_tui_and_scalectl_jobs_agree_on_progress(tmp_path: Path) -> None:
+    jobdir = JobDir(tmp_path / "job")
+    jobdir.create()
+    fx.write_progress(jobdir, range(1, 41), t0=fx.NOW - 600, ranks=3)
+    series = ProgressSeries(jobdir)
+    series.poll()
+    assert series.now() == read_progress(jobdir)
+    assert series.now().step == 40 and series.now().max_rss_mib == 2050.0
 
 
 def test_text_formatting() -> None:

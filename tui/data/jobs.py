@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 
 from launcher.errors import RegistryError
 from launcher.jobdir import JobDir, read_json
+from launcher.progress_view import throughput
 from launcher.store import JobRecord, Store
 from tui.data.compare import PlanFacts, measured_mfu, plan_facts
 from tui.data.follow import JsonlTail
-from tui.data.progress import window_rate
 
 COLD_LOADS_PER_POLL = 200
 """Finished jobs whose files are read per tick (newest first); the rest on later ticks."""
@@ -127,7 +127,7 @@ class JobFacts:
             step, world = last.get("step"), last.get("world_size")
             self.step = step if isinstance(step, int) else self.step
             self.world_size = world if isinstance(world, int) else self.world_size
-            self.tokens_per_s = window_rate(list(self.recent))
+            self.tokens_per_s = throughput(list(self.recent))
             changed = True
         if changed:
             self.version += 1

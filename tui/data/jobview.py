@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from launcher.jobdir import JobDir, read_json
+from launcher.progress_view import ProgressSnapshot
 from launcher.store import JobRecord
 from tui import text
 from tui.data.compare import CompareRow, Measured, PlanFacts, compare, plan_facts
 from tui.data.events import EventLog, TimelineItem
-from tui.data.progress import Curves, ProgressNow, ProgressSeries
+from tui.data.progress import Curves, ProgressSeries
 from tui.data.telemetry import TelemetrySeries, TelemetryView
 
 TIMELINE_LINES = 200
@@ -30,7 +31,7 @@ class JobSnapshot:
     dir_missing: bool
     spec_lines: tuple[tuple[str, str], ...]
     timeline: tuple[TimelineItem, ...]
-    progress: ProgressNow
+    progress: ProgressSnapshot
     curves: Curves
     telemetry: TelemetryView
     plan: PlanFacts

@@ -14,39 +14,21 @@ from __future__ import annotations
 
 import bisect
 import os
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from launcher.jobdir import JobDir
+from launcher.progress_view import ProgressSnapshot, summarise, throughput
 from tui.data.follow import JsonlTail
 from tui.text import finite
 
 MAX_POINTS = 20_000
 """Points kept per curve (older ones are thinned out by half when the limit is hit)."""
 RECENT = 20
+"""Records of the lead rank that give the "now" figures (median step time, tokens/s)."""
 OTHER_RANKS_EVERY = 5
 """The other ranks' files (only their peak memory is shown) are read every this many polls."""
-"""Records of the lead rank that give the "now" figures (median step time, tokens/s)."""
-
-
-@dataclass(frozen=True)
-class ProgressNow:
-    """The latest figures of a job (None when not reported)."""
-
-    step: int | None = None
-    loss: float | None = None
-    tokens: int | None = None
-    tokens_per_s: float | None = None
-    """Tokens over wall time across the recent records of the lead rank."""
-    step_time_s: float | None = None
-    """Median step time over the recent records."""
-    world_size: int | None = None
-    ts: float | None = None
-    ranks_reporting: int = 0
-    max_rss_mib: float | None = None
-    """Largest ``max_rss_mib`` in any rank's newest record."""
 
 
 @dataclass(frozen=True)
@@ -58,30 +40,6 @@ class Curves:
     tokens_per_s: tuple[float | None, ...] = ()
     eval_steps: tuple[float, ...] = ()
     eval_loss: tuple[float | None, ...] = ()
-
-
-def window_rate(records: list[dict[str, Any]]) -> float | None:
-    """Tokens per second between the first and the last record that carry ``ts`` and
-    ``tokens`` (cumulative), else the newest record's own ``tokens_per_s``."""
-    first = next((p for p in (_point(r) for r in records) if p is not None), None)
-    last = next((p for p in (_point(r) for r in reversed(records)) if p is not None), None)
-    if first is not None and last is not None:
-        (t0, k0), (t1, k1) = first, last
-        if t1 > t0 and k1 >= k0:
-            return (k1 - k0) / (t1 - t0)
-    return finite(records[-1].get("tokens_per_s")) if records else None
-
-
-def _point(record: dict[str, Any]) -> tuple[float, float] | None:
-    ts, tokens = finite(record.get("ts")), finite(record.get("tokens"))
-    return (ts, tokens) if ts is not None and tokens is not None else None
-
-
-def recent_figures(records: list[dict[str, Any]]) -> tuple[float | None, float | None]:
-    """(tokens/s, median step time) over a run of one rank's records."""
-    rate = window_rate(records)
-    times = [t for t in (finite(r.get("step_time_s")) for r in records) if t is not None]
-    return rate, (statistics.median(times) if times else None)
 
 
 @dataclass
@@ -168,7 +126,7 @@ class ProgressSeries:
         del self.recent[:-RECENT]
         rate = finite(record.get("tokens_per_s"))
         if rate is None:
-            rate, _ = recent_figures(self.recent[-2:])
+            rate = throughput(self.recent[-2:])
         self.rate.append(rate)
         if "eval_loss" in record:
             self.eval_steps.append(step)
@@ -183,23 +141,9 @@ class ProgressSeries:
         tails = [self.lead, *self.others.values()] if self.lead else list(self.others.values())
         return sum(t.bad_lines for t in tails if t is not None)
 
-    def now(self) -> ProgressNow:
-        if not self.recent:
-            return ProgressNow(ranks_reporting=len(self.files), max_rss_mib=self._max_rss())
-        last = self.recent[-1]
-        rate, step_time = recent_figures(self.recent)
-        step, tokens, world = (finite(last.get(k)) for k in ("step", "tokens", "world_size"))
-        return ProgressNow(
-            step=int(step) if step is not None else None,
-            loss=self.loss[-1] if self.loss else None,
-            tokens=int(tokens) if tokens is not None else None,
-            tokens_per_s=rate,
-            step_time_s=step_time,
-            world_size=int(world) if world is not None else None,
-            ts=finite(last.get("ts")),
-            ranks_reporting=len(self.files),
-            max_rss_mib=self._max_rss(),
-        )
+    def now(self) -> ProgressSnapshot:
+        """The latest figures, computed as ``scalectl jobs`` computes them."""
+        return summarise(self.recent, ranks_reporting=len(self.files), max_rss_mib=self._max_rss())
 
     def _max_rss(self) -> float | None:
         values = [finite(r.get("max_rss_mib")) for r in self.last_by_rank.values()]
