@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -194,12 +193,3 @@ def assert_loss_continuous(job_dir: Path, steps: int, *, same_world: bool = True
         if before and after:
             rise = sum(after) / len(after) - sum(before) / len(before)
             assert rise < 0.3, (step, before, after)
-
-
-def wait_for(predicate: Any, timeout_s: float, every_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(every_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")

@@ -27,8 +27,8 @@ from agent_harness import (
     rank0,
     run_agent,
     summary,
-    wait_for,
 )
+from polling import wait_for
 
 from launcher.jobdir import JobDir
 
@@ -188,7 +188,7 @@ def test_sigusr2_from_a_scheduler_that_signals_every_process(tmp_path: Path, job
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: any(r["step"] >= 10 for r in rank0(job)), timeout_s=120, every_s=0.02)
+        wait_for(lambda: any(r["step"] >= 10 for r in rank0(job)), timeout_s=120, poll_s=0.02)
         for pid in [proc.pid, *(p for p in job_pids(job_id) if p != proc.pid)]:
             os.kill(pid, signal.SIGUSR2)  # what the scheduler does, to every process
         assert proc.wait(timeout=120) == 140

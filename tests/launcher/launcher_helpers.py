@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from polling import wait_for as wait_for  # the launcher tests import it from here
+
 PYTHON = sys.executable
-
-
-def wait_for(predicate: Callable[[], object], timeout_s: float = 60.0, poll_s: float = 0.1):
-    """Poll until ``predicate()`` is truthy; return its value or fail after the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {predicate}")
-        time.sleep(poll_s)
 
 
 def events(job_dir: Path, name: str | None = None) -> list[dict[str, Any]]:

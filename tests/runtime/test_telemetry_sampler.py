@@ -6,9 +6,12 @@ import io
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fake_pynvml as fake
+import polling
 import pytest
 from fake_pynvml import FakeNvml
 
@@ -31,12 +34,8 @@ RECORD_KEYS = {
 }
 
 
-def wait_for(predicate, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+def wait_for(predicate: Callable[[], Any]) -> Any:
+    return polling.wait_for(predicate, timeout_s=10.0, poll_s=0.01)
 
 
 def test_records_with_8_fake_gpus_are_written_as_json_lines(tmp_path: Path) -> None:

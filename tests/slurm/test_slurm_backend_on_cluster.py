@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polling
 import pytest
 
 from launcher import api
@@ -39,17 +40,8 @@ HOSTILE_PATH = "we ird'd\"$x`y` ;&|"
 TIMEOUT_S = 180.0
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout_s: float = TIMEOUT_S, poll_s: float = 0.3
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {predicate}")
-        time.sleep(poll_s)
+def wait_for(predicate: Callable[[], Any], timeout_s: float = TIMEOUT_S) -> Any:
+    return polling.wait_for(predicate, timeout_s, poll_s=0.3)  # sacct/squeue: not too often
 
 
 def record_of(job_id: str) -> JobRecord:
