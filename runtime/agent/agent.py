@@ -310,7 +310,28 @@ class NodeAgent:
             self._await_ranks(stop_ranks or [w.pid for w in workers], stop_began)
         reader.join(timeout=5)
         self._handle_failures()
+        if code == 0 and self.pending is not None and self.stop_signal is None:
+            self._on_unseen_restart(generation, workers)
         return code
+
+    def _on_unseen_restart(
+        self, generation: tuple[int, int] | None, workers: list[procs.Worker]
+    ) -> None:
+        """torchrun restarted the workers after a failure and they finished before a scan
+        saw them (a quick step, or a script): torchrun's success after a reported failure
+        is the proof of the restart, so it is recorded as one."""
+        incident, self.pending = self.pending or {}, None
+        attempt = (generation[0] if generation is not None else 0) + 1
+        self.restarts_used += 1
+        self.event(
+            "restarted",
+            by="torchrun",
+            attempt=attempt,
+            restarts_left=self.cfg.restarts - self.restarts_used,
+            world_size=generation[1] if generation is not None else None,
+            nodes=workers[0].nodes if workers else None,
+            **incident,
+        )
 
     def _await_ranks(self, pids: list[int], since: float | None) -> None:
         """torchrun is gone during a stop: its ranks (now the agent's, as subreaper) may be

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +204,39 @@ def test_sigusr2_from_a_scheduler_that_signals_every_process(tmp_path: Path, job
     assert stopped["checkpointed"] and JobDir(job).latest_checkpoint()[0] == preempted["step"]
     assert events(job, "restarted", source="agent") == []
     assert job_pids(job_id) == []
+
+
+def test_a_restart_the_agent_never_saw_is_still_recorded(tmp_path: Path) -> None:
+    # Workers that finish between two scans of the process tree (a quick script, or a
+    # loaded machine) leave no generation to see; the agent here sees none at all.
+    # torchrun's success after a reported failure is the restart's proof.
+    flaky = tmp_path / "flaky.py"
+    flaky.write_text(
+        "import os, sys\nsys.exit(3 if os.environ['TORCHELASTIC_RESTART_COUNT'] == '0' else 0)\n"
+    )
+    blind = (
+        "import sys\n"
+        "from runtime.agent import procs\n"
+        "procs.WorkerTable.scan = lambda self, pid: []\n"
+        "from runtime.agent.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    cmd = agent_cmd(tmp_path / "job", 1, [], restarts=1)
+    assert cmd[2:4] == ["scalectl", "agent"]
+    ranks = cmd.index("runtime.rank_exec") + 2  # -m runtime.rank_exec -- <command>
+    argv = [*cmd[4:ranks], sys.executable, str(flaky)]
+    done = subprocess.run(
+        [sys.executable, "-c", blind, *argv],
+        env=job_env(new_job_id(), None),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    restarts = events(tmp_path / "job", "restarted", source="agent")
+    assert len(restarts) == 1, restarts
+    restart = restarts[0]
+    assert (restart["by"], restart["attempt"], restart["restarts_left"]) == ("torchrun", 1, 0)
+    assert restart["cause"] and restart["cause"] != "unknown"  # from the reported failure
+    assert events(tmp_path / "job", "agent_finished")[-1]["restarts_used"] == 1
