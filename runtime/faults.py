@@ -59,6 +59,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from launcher.jobdir import append_event
+from runtime import processes
 
 FAULTS_ENV = "SCALECTL_FAULTS"
 """Environment variable holding the fault list."""
@@ -339,18 +340,7 @@ def node_processes(job_id: str | None, node: str | None) -> list[int]:
     """
     if not job_id or not node:
         return []
-    want = {f"SCALECTL_JOB_ID={job_id}".encode(), f"SCALECTL_NODE={node}".encode()}
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                env = set(handle.read().split(b"\0"))
-        except OSError:
-            continue
-        if want <= env:
-            found.append(int(entry))
+    found = processes.job_pids(job_id, node)
     agent = os.environ.get(AGENT_PID_ENV, "")
     found.sort(key=lambda pid: (str(pid) != agent, pid))
     return found

@@ -326,7 +326,7 @@ class Supervisor:
                     proc.send_signal(signal.SIGTERM)
 
     def stop_all(self, grace_s: float) -> None:
-        from launcher.procs import job_processes, stop_processes
+        from runtime.processes import job_processes, stop_processes
 
         procs = job_processes(self.job_id)
         if procs:

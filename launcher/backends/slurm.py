@@ -166,7 +166,7 @@ class SlurmBackend(Backend):
                 note = f"Slurm job {handle} cancelled; its ranks did not stop within {grace:g} s"
         _run(["scancel", handle])
         _wait(lambda: _squeue(handle) is None or _squeue_done(handle), 60.0)
-        from launcher.procs import job_processes
+        from runtime.processes import job_processes
 
         survivors = job_processes(record.id)
         return CancelReport(signalled=1, survivors=len(survivors), note=note)

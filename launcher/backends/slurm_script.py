@@ -16,9 +16,10 @@ What the script does, in order:
    a hostname or IP on real clusters, 127.0.0.1 on the local two-slurmd cluster) and a
    port derived from the job id (:func:`rdzv_port_expr`);
 3. runs the user's ``slurm.setup`` lines;
-4. runs ONE ``srun`` step, one task per node, ``--kill-on-bad-exit=1``: the node task
-   ``python -m launcher.backends.slurm_task node`` (see that module) which starts
-   :func:`launcher.commands.node_command` — torchrun today, the runtime agent later;
+4. runs ONE ``srun`` step, one task per node, ``--kill-on-bad-exit=1``: the node agent
+   ``python -m scalectl agent --policy=slurm``, whose command line
+   (:func:`launcher.commands.node_command`) ``launcher.backends.slurm_node`` completes
+   from job.json on the node; it starts torchrun;
 5. hands the step's exit status to ``slurm_task end``, which decides: finished,
    failed, or preempted / node lost → ``scontrol requeue`` within the budget.
 
@@ -45,7 +46,7 @@ from launcher.errors import LaunchInputError
 from launcher.spec import JobSpec
 
 SLURM_TASK_MODULE = "launcher.backends.slurm_task"
-"""The node task and the end-of-job helper, run inside the allocation."""
+"""The end-of-job helper, run in the batch shell after the step."""
 
 RDZV_PORT_BASE = 20000
 RDZV_PORT_SPAN = 10000
@@ -289,7 +290,7 @@ def srun_argv_text(request: ScriptRequest) -> str:
     out = f'--output="$SCALECTL_JOB_DIR/logs/{BATCH_LOG}"'
     return (
         f'{head} --ntasks="$SLURM_JOB_NUM_NODES" {out} '
-        f'{python} -u -m {SLURM_TASK_MODULE} node "$SCALECTL_JOB_DIR"'
+        f'{python} -u -m scalectl agent --policy=slurm --job-dir="$SCALECTL_JOB_DIR"'
     )
 
 

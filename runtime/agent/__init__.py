@@ -53,10 +53,11 @@ the Prometheus endpoint.
 
 from __future__ import annotations
 
-from runtime.agent.agent import NodeAgent, run_agent, stop_exit_code
+from runtime.agent.agent import NodeAgent, run_agent
 from runtime.agent.classify import FailureCause, classify
 from runtime.agent.config import AgentConfig
 from runtime.agent.errors import AgentInputError
+from runtime.agent.preemption import stop_exit_code
 from runtime.agent.summary import job_summary
 from runtime.agent.watch import find_stragglers, hang_timeout_s, stalled
 

@@ -19,8 +19,8 @@ import pytest
 from agent_harness import assert_loss_continuous, events, summary
 
 from launcher import api
-from launcher.procs import job_processes, stop_processes
 from launcher.store import Store
+from runtime.processes import job_processes, stop_processes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(400)]
 

@@ -1,7 +1,10 @@
 """Pure parts of the Slurm backend: squeue/sacct parsing and state mapping, the end-of-step
-decision (finish, fail, requeue within the budget), and the node task's environment."""
+decision (finish, fail, requeue within the budget), and the node agent's Slurm policy
+(its environment, its outcome and exit status)."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -12,8 +15,9 @@ from launcher.backends.slurm_state import (
     parse_sacct,
     parse_squeue,
 )
-from launcher.backends.slurm_task import SlurmContext, decide_end, run_outcomes, torchrun_signals
+from launcher.backends.slurm_task import decide_end, run_outcomes
 from launcher.states import JobState
+from runtime.agent.slurm_policy import SlurmContext, exit_code, outcome, torchrun_signals
 
 
 def test_parse_squeue_and_sacct() -> None:
@@ -136,6 +140,25 @@ def test_run_outcomes_belong_to_this_run_only() -> None:
 def test_torchrun_does_not_forward_the_stop_signal() -> None:
     assert torchrun_signals("USR2") == "SIGTERM,SIGINT,SIGHUP,SIGQUIT"
     assert torchrun_signals("TERM") == "SIGINT,SIGHUP,SIGQUIT"
+
+
+def test_node_outcome_and_task_exit_status() -> None:
+    usr2, term = signal.SIGUSR2, signal.SIGTERM
+    assert outcome(0, None, usr2, lost=False) == "completed"
+    assert outcome(0, usr2, usr2, lost=False) == "completed"  # the last step beat the signal
+    assert outcome(140, usr2, usr2, lost=False) == "preempted"
+    assert outcome(143, term, usr2, lost=False) == "stopped"
+    assert outcome(1, None, usr2, lost=True) == "lost"
+    assert outcome(1, None, usr2, lost=False) == "failed"
+    # completed and preempted end the task with 0: kill-on-bad-exit must not end the others
+    assert exit_code("completed", 0, nodes_min=1, num_nodes=2) == 0
+    assert exit_code("preempted", 140, nodes_min=2, num_nodes=2) == 0
+    # a lost node of an elastic job leaves the others running; of a rigid one, it ends the step
+    assert exit_code("lost", 1, nodes_min=1, num_nodes=2) == 0
+    assert exit_code("lost", 1, nodes_min=2, num_nodes=2) == 1
+    assert exit_code("stopped", 143, nodes_min=1, num_nodes=2) == 143
+    assert exit_code("failed", 2, nodes_min=1, num_nodes=2) == 2
+    assert exit_code("failed", -9, nodes_min=1, num_nodes=2) == 1
 
 
 def test_context_from_slurm_environment() -> None:
