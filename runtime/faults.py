@@ -31,7 +31,9 @@ kind                   what happens                                             
 (the node agent, ``SCALECTL_AGENT_PID``: a preemption signal arriving at a step) or
 ``node`` (every process of this job on this node, found by ``SCALECTL_JOB_ID`` and
 ``SCALECTL_NODE`` in ``/proc/<pid>/environ``, agent first, the rank itself last: the
-node is lost).
+node is lost). Under Slurm the agent is ``srun``'s task and its own environment has no
+``SCALECTL_NODE`` (only its children's has), so it outlives torchrun and the ranks and
+reports the loss (``runtime.agent.slurm_policy``).
 
 "Step start" for ``step=N`` means before step N runs: N-1 steps are complete (and a
 checkpoint due at step N-1 is committed). The trainer calls :meth:`Injector.fire` with

@@ -1,6 +1,7 @@
 """The node agent under the Slurm backend, on the real local 2-node cluster: one node of
-an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's whole
-chain: Slurm node task, agent, torchrun, rank); the surviving node's agent records the
+an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's
+torchrun and rank; its agent, ``srun``'s task, has no ``SCALECTL_NODE`` in its own
+environment, survives and reports ``node_lost``); the surviving node's agent records the
 shrink with cause ``node_lost`` and training finishes at world size 1.
 
 The lost node is node2: node1's torchrun hosts the c10d rendezvous store (the Slurm

@@ -27,6 +27,7 @@ import pytest
 from launcher import api
 from launcher.states import JobState
 from launcher.store import JobRecord, Store
+from runtime import processes
 from runtime.processes import job_processes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -100,19 +101,10 @@ def no_leftovers(job_id: str) -> None:
 
 
 def kill_node(job_id: str, node: str) -> int:
-    """SIGKILL every process of the job on ``node``: its launcher chain and its ranks."""
-    import psutil
-
-    victims = []
-    for proc in psutil.process_iter():
-        try:
-            env = proc.environ()
-        except (psutil.Error, OSError):
-            continue
-        if env.get("SCALECTL_JOB_ID") == job_id and env.get("SCALECTL_NODE") == node:
-            victims.append(proc)
-    for proc in victims:
-        proc.kill()
+    """SIGKILL every process of the job on ``node``: its torchrun and its ranks."""
+    victims = processes.job_pids(job_id, node)
+    for pid in victims:
+        processes.kill(pid)
     return len(victims)
 
 
