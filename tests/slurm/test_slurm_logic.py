@@ -223,3 +223,41 @@ def test_requeue_is_refused_when_off_or_spent_before_asking_slurm(tmp_path) -> N
     append_event(JobDir(tmp_path), "requeued", job_id="20260101-000000-abcd", count=1)
     with pytest.raises(JobActionError, match=r"budget \(slurm\.max_requeues = 1\) is spent"):
         backend.requeue(record({"max_requeues": 1}))
+
+
+def test_the_node_agents_command_is_completed_from_job_json(tmp_path) -> None:
+    """What srun's short ``scalectl agent --policy=slurm --job-dir=D`` becomes on a node:
+    the agent options and torchrun arguments of node_command, plus the Slurm policy, the
+    preemption signal, the node's name and whether it hosts the rendezvous store."""
+    import json
+
+    from launcher.backends.slurm_node import agent_args, is_short_slurm_command
+    from launcher.spec import spec_from_mapping
+    from runtime.agent.main import parse
+
+    spec = spec_from_mapping(
+        {"name": "r", "backend": "slurm", "entrypoint": {"module": "runtime.train"},
+         "args": ["--steps", "5"], "nodes": "1:2", "max_restarts": 2,
+         "env": {"PLAIN": "yes"}, "slurm": {"signal": "USR1", "stop_grace_s": 30}}
+    )  # fmt: skip
+    (tmp_path / "job.json").write_text(json.dumps({"job_id": "J1", "spec": spec.to_json()}))
+    env = {"SCALECTL_RDZV_ENDPOINT": "10.0.0.1:20007", "SLURM_JOB_ID": "7",
+           "SLURMD_NODENAME": "gpu 2", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "2",
+           "SLURM_CPUS_PER_TASK": "8"}  # fmt: skip
+    assert is_short_slurm_command(["--policy=slurm", f"--job-dir={tmp_path}"])
+    assert not is_short_slurm_command(["--policy=slurm", "--", "--nnodes=1"])
+    args, added, workdir = agent_args(tmp_path, env, "/venv/bin/python")
+    cfg, torchrun_args = parse(args)
+    assert (cfg.policy, cfg.preempt_signal, cfg.node, cfg.restarts) == ("slurm", "USR1", "gpu-2", 2)
+    assert cfg.stop_grace_s == 25 and cfg.job_dir == tmp_path.resolve()
+    assert "--nnodes=1:2" in torchrun_args and "--rdzv-endpoint=10.0.0.1:20007" in torchrun_args
+    conf = next(a for a in torchrun_args if a.startswith("--rdzv-conf="))
+    assert "is_host=0" in conf and "last_call_timeout=5" in conf
+    assert torchrun_args[-3:] == ["runtime.train", "--steps", "5"]
+    assert added["SCALECTL_NODE"] == "gpu-2" and added["SCALECTL_JOB_ID"] == "J1"
+    assert added["PLAIN"] == "yes" and added["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "30"
+    assert workdir == tmp_path.resolve()
+    head, *_ = agent_args(tmp_path, {**env, "SLURM_NODEID": "0"}, "/venv/bin/python")
+    assert "is_host=1" in next(a for a in head if a.startswith("--rdzv-conf="))
+    with pytest.raises(SystemExit, match="SCALECTL_RDZV_ENDPOINT is not set"):
+        agent_args(tmp_path, {"SLURM_JOB_ID": "7"}, "/venv/bin/python")
