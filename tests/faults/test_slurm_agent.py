@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from agent_harness import assert_loss_continuous, events, summary
+from polling import wait_for
 
 from launcher import api
 from launcher.store import Store
@@ -45,6 +47,25 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             stop_processes(job_processes(record.id), 1.0)
 
 
+def assert_one_supervisor_per_node(job_dir: Path) -> None:
+    """On each node: slurmstepd -> the agent (srun's task) -> torchrun -> the ranks."""
+    started = wait_for(lambda: (e := events(job_dir, "slurm_node_started")) and len(e) == 2 and e)
+    for event in started:
+        agent = psutil.Process(event["pid"])
+        parent = agent.parent()
+        assert parent is not None and parent.name() == "slurmstepd", parent
+        assert agent.cmdline()[1:5] == ["-u", "-m", "scalectl", "agent"], agent.cmdline()
+
+        def torchrun_with_ranks(agent: psutil.Process = agent) -> bool:
+            try:
+                runs = [c for c in agent.children() if "torch.distributed.run" in c.cmdline()]
+                return len(runs) == 1 and bool(runs[0].children())
+            except psutil.NoSuchProcess:  # a child that ended between the two calls
+                return False
+
+        wait_for(torchrun_with_ranks)
+
+
 def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
     job_dir = home / "run"
     launched = subprocess.run(
@@ -58,6 +79,7 @@ def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
     job_id = next(
         line.split()[2] for line in launched.stdout.splitlines() if line.startswith("launched job")
     )
+    assert_one_supervisor_per_node(job_dir)
     deadline = time.monotonic() + 300
     while True:
         with Store() as store:
