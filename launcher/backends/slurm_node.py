@@ -32,7 +32,8 @@ from launcher.spec import JobSpec
 from runtime.agent.slurm_policy import SlurmContext
 
 POLICY_FLAG = "--policy=slurm"
-"""The flag that marks a Slurm node task's short command line."""
+"""The flag that, without torchrun arguments, marks a Slurm node task's short command
+line (``scalectl.entry`` checks for it before importing anything)."""
 LAST_CALL_TIMEOUT_S = 5
 """c10d ``last_call_timeout`` on Slurm: once ``nodes.min`` agents joined, how long to wait
 for the rest. Slurm starts every node of an allocation at once, so with all of them the
@@ -42,11 +43,6 @@ KEEP_ALIVE_INTERVAL_S = 2
 KEEP_ALIVE_MAX_ATTEMPT = 3
 """A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
 5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
-
-
-def is_short_slurm_command(args: list[str]) -> bool:
-    """``agent --policy=slurm --job-dir=DIR`` without torchrun arguments."""
-    return POLICY_FLAG in args and "--" not in args
 
 
 def agent_args(
