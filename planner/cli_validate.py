@@ -37,16 +37,20 @@ def load_checks(cases: Path) -> list[Any]:
 
 def summary(checks: list[Any]) -> dict[str, Any]:
     """The table as data: every row, and the median/worst |error| over modelled rows."""
+    import math
     import statistics
+
+    def number(value: float) -> float | None:
+        return None if math.isnan(value) else value  # JSON has no NaN
 
     rows = [
         {
             "case": c.id,
             "layout": c.layout,
             "metric": c.metric,
-            "predicted": c.predicted,
+            "predicted": number(c.predicted),
             "published": c.published,
-            "error": c.error,
+            "error": number(c.error),
             "tolerance": c.allowed,
             "within_tolerance": c.ok,
             "known_gap": c.known_gap,
@@ -86,16 +90,18 @@ def validate_command(
     for name, justify in (("case", "left"), ("layout", "left"), ("metric", "left"),
                           ("predicted", "right"), ("published", "right"),
                           ("error", "right"), ("tol.", "right"), ("", "left")):  # fmt: skip
-        out.add_column(name, justify=justify)  # type: ignore[arg-type]
+        out.add_column(name, justify=justify, no_wrap=name == "case")  # type: ignore[arg-type]
     for row in table["rows"]:
         status = (
             f"known gap: {row['known_gap']}"
             if row["known_gap"]
             else ("ok" if row["within_tolerance"] else "[red]outside[/]")
         )
+        predicted, error = row["predicted"], row["error"]
         out.add_row(
-            row["case"], row["layout"], row["metric"], f"{row['predicted']:.4g}",
-            f"{row['published']:g}", f"{row['error']:+.1%}", f"±{row['tolerance']:.0%}", status,
+            row["case"], row["layout"], row["metric"],
+            "—" if predicted is None else f"{predicted:.4g}", f"{row['published']:g}",
+            "—" if error is None else f"{error:+.1%}", f"±{row['tolerance']:.0%}", status,
         )  # fmt: skip
     console = Console()
     if not console.is_terminal:

@@ -7,6 +7,7 @@ rules for knobs the papers do not state, is in ``cases.py``'s docstring.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -85,11 +86,15 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
     gaps = [c for c in PUBLISHED if c.known_gap]
     assert {c.id for c in gaps} == {
         "megatron-bridge-25.11-gpt-oss-120b",
+        "megatron-bridge-25.11-qwen3-235b-a22b",
         "megatron-bridge-25.11-deepseek-v3",
     }
     for check in gaps:
-        assert check.published > 0 and check.predicted > 0 and len(check.known_gap or "") > 20
+        assert check.published > 0 and len(check.known_gap or "") > 20
         assert check.regime["moe"]
+        # a prediction where the planner can evaluate the layout, else NaN (shown as —)
+        assert check.predicted > 0 or math.isnan(check.predicted)
+    assert math.isnan(next(c for c in gaps if "qwen3" in c.id).predicted)
 
 
 def test_outside_list_names_real_rows() -> None:
@@ -97,7 +102,7 @@ def test_outside_list_names_real_rows() -> None:
 
 
 def test_every_published_row_names_its_source_and_layout() -> None:
-    assert len(PUBLISHED) == 9 + 7 + 4 + 5 + 8  # sections in published.yaml order
+    assert len(PUBLISHED) == 9 + 7 + 4 + 6 + 8  # sections in published.yaml order
     for check in PUBLISHED:
         assert "/" in check.source and check.layout
         assert check.tolerance is not None and 0 < check.tolerance <= 0.25
