@@ -54,6 +54,7 @@ def summary(checks: list[Any]) -> dict[str, Any]:
             "tolerance": c.allowed,
             "within_tolerance": c.ok,
             "known_gap": c.known_gap,
+            "planner_fits": c.fits,
             "source": c.source,
         }
         for c in checks
@@ -97,6 +98,8 @@ def validate_command(
             if row["known_gap"]
             else ("ok" if row["within_tolerance"] else "[red]outside[/]")
         )
+        if row["planner_fits"] is False:
+            status += " (planner: does not fit in memory)"
         predicted, error = row["predicted"], row["error"]
         out.add_row(
             row["case"], row["layout"], row["metric"],

@@ -108,6 +108,9 @@ def test_plan_validate_json_has_every_row_and_the_summary() -> None:
     errors = sorted(abs(r["error"]) for r in table["rows"] if not r["known_gap"])
     assert table["worst_abs_error"] == pytest.approx(errors[-1])
     assert 0 < table["median_abs_error"] <= table["worst_abs_error"]
+    # published runs ran: the memory model's misses are flagged, not hidden
+    fits = {r["case"]: r["planner_fits"] for r in table["rows"]}
+    assert fits["megatron-readme-gpt-462b"] is True and fits["energy-llama2-7b-gpu_hours"] is None
 
 
 def test_plan_validate_table_and_bad_cases_dir(tmp_path: Path) -> None:

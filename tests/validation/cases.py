@@ -61,6 +61,9 @@ class Check:
     """The run's layout in words (published.yaml rows)."""
     regime: dict[str, Any] = field(default_factory=dict)
     """moe, pp and seq_len of the run: what the error band is keyed by."""
+    fits: bool | None = None
+    """Whether the planner's memory model fits the run that was published (None: not
+    estimated); a published run ran, so False is a memory-model miss."""
 
     @property
     def error(self) -> float:

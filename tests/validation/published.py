@@ -134,8 +134,9 @@ def published_checks(path: Path = PUBLISHED) -> Iterator[Check]:
             except PlanInputError:
                 if not row.get("known_gap"):
                     raise
-                predicted = math.nan  # a layout the planner cannot evaluate: shown, not scored
+                predicted, fits = math.nan, None  # cannot evaluate: shown, not scored
             else:
+                fits = est.fits
                 tokens_per_gpu = est.step.tokens_per_s / row["gpus"]
                 per_token = 1.0
                 if convention is not None:
@@ -153,6 +154,7 @@ def published_checks(path: Path = PUBLISHED) -> Iterator[Check]:
                 known_gap=row.get("known_gap"),
                 layout=_describe_layout(row),
                 regime=regime(row, model),
+                fits=fits,
             )
 
 
