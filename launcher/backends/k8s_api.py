@@ -15,10 +15,11 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from launcher.errors import BackendUnavailableError
+from launcher.render.flavours import FLAVOURS
+from launcher.render.k8s_resources import CORE_RESOURCES, Resource
 
 T = TypeVar("T")
 
@@ -47,43 +48,11 @@ class WatchInterrupted(Exception):
     """The watch connection dropped; watch again from the last resourceVersion."""
 
 
-@dataclass(frozen=True)
-class Resource:
-    """A kind of object the backend creates, and where it lives in the REST API."""
-
-    api_version: str
-    kind: str
-    plural: str
-    installed_by: str = ""
-    """What installs the API when it is a CRD (for the 'not installed' message)."""
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        return self.api_version.rpartition("/")[2]
-
-    @property
-    def is_custom(self) -> bool:
-        return bool(self.installed_by)
-
-
 RESOURCES: dict[tuple[str, str], Resource] = {
-    ("v1", "ConfigMap"): Resource("v1", "ConfigMap", "configmaps"),
-    ("v1", "Service"): Resource("v1", "Service", "services"),
-    ("batch/v1", "Job"): Resource("batch/v1", "Job", "jobs"),
-    ("kubeflow.org/v1", "PyTorchJob"): Resource(
-        "kubeflow.org/v1",
-        "PyTorchJob",
-        "pytorchjobs",
-        "the Kubeflow Training Operator (kubeflow.org/v1)",
-    ),
-    ("jobset.x-k8s.io/v1alpha2", "JobSet"): Resource(
-        "jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", "JobSet (jobset.x-k8s.io/v1alpha2)"
-    ),
+    (res.api_version, res.kind): res
+    for res in (*CORE_RESOURCES, *(flavour.resource for flavour in FLAVOURS.values()))
 }
+"""Every kind a job may be made of, by (apiVersion, kind)."""
 
 
 def resource_of(obj: dict[str, Any]) -> Resource:

@@ -33,21 +33,15 @@ from launcher.backends.base import Backend, BackendStatus, CancelReport, LogFile
 from launcher.backends.k8s_state import job_status, one_line
 from launcher.errors import BackendUnavailableError, LaunchInputError
 from launcher.jobdir import JobDir, read_json, write_json_atomic
-from launcher.render.k8s import (
-    API_VERSIONS,
-    CONTAINER_NAME,
-    FLAVORS,
-    LABEL_JOB_ID,
-    make_target,
-    render,
-    to_yaml,
-)
+from launcher.render.flavours import FLAVOURS
+from launcher.render.k8s import CONTAINER_NAME, LABEL_JOB_ID, make_target, render, to_yaml
+from launcher.render.k8s_resources import CONFIG_MAP, Resource
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
 
 if TYPE_CHECKING:
-    from launcher.backends.k8s_api import K8sApi, Resource
+    from launcher.backends.k8s_api import K8sApi
 
 CHECK_JOB_ID = "00000000-000000-0000"
 """A job id of the real length, for checks made before the id exists."""
@@ -72,24 +66,16 @@ class Handle:
     def parse(cls, text: str) -> Handle:
         flavor, _, rest = text.partition("/")
         namespace, _, name = rest.partition("/")
-        if flavor not in FLAVORS or not namespace or not name:
+        if flavor not in FLAVOURS or not namespace or not name:
             raise LaunchInputError(f"{text!r} is not a Kubernetes job handle (flavor/ns/name)")
         return cls(flavor, namespace, name)
 
     @property
     def owner(self) -> Resource:
-        from launcher.backends.k8s_api import RESOURCES
-
-        api_version, kind = API_VERSIONS[self.flavor]
-        return RESOURCES[(api_version, kind)]
+        return FLAVOURS[self.flavor].resource
 
     def dependents(self) -> list[tuple[Resource, str]]:
-        from launcher.backends.k8s_api import RESOURCES
-
-        out = [(RESOURCES[("v1", "ConfigMap")], f"{self.name}-files")]
-        if self.flavor == "indexed-job":
-            out.append((RESOURCES[("v1", "Service")], self.name))
-        return out
+        return [(CONFIG_MAP, f"{self.name}-files"), *FLAVOURS[self.flavor].dependents(self.name)]
 
 
 class KubernetesBackend(Backend):
