@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from launcher.errors import LaunchInputError
+from launcher.flags import apply_overrides
 from launcher.spec_options import KubernetesOptions, LocalOptions, SlurmOptions, Toleration
 from launcher.spec_parts import (
     ENV_NAME,
@@ -262,21 +263,6 @@ def read_spec_mapping(path: Path, overrides: dict[str, Any] | None = None) -> di
     if not isinstance(data, dict):
         raise LaunchInputError(f"{path}: expected a mapping of keys to values at the top")
     return apply_overrides(data, overrides or {})
-
-
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with dotted keys (``local.nodes``) set to the given values."""
-    result: dict[str, Any] = {**data}
-    for dotted, value in overrides.items():
-        target = result
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            child = target.get(part)
-            child = {**child} if isinstance(child, dict) else {}
-            target[part] = child
-            target = child
-        target[parts[-1]] = value
-    return result
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -27,9 +27,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from launcher.backends.base import Backend, BackendStatus, CancelReport, LogFile, SubmitRequest
+from launcher.backends.k8s_api import (
+    K8sApi,
+    KubernetesApiError,
+    WatchExpired,
+    WatchInterrupted,
+    backoff_s,
+    connect,
+    resource_of,
+)
 from launcher.backends.k8s_state import job_status, one_line
 from launcher.errors import BackendUnavailableError, LaunchInputError
 from launcher.jobdir import JobDir, read_json, write_json_atomic
@@ -39,9 +48,6 @@ from launcher.render.k8s_resources import CONFIG_MAP, Resource
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
-
-if TYPE_CHECKING:
-    from launcher.backends.k8s_api import K8sApi
 
 CHECK_JOB_ID = "00000000-000000-0000"
 """A job id of the real length, for checks made before the id exists."""
@@ -97,7 +103,6 @@ class KubernetesBackend(Backend):
     def connect(self, context: str | None) -> K8sApi:
         if self._connector is not None:
             return self._connector(context)
-        from launcher.backends.k8s_api import connect
 
         return connect(context, sleep=self._sleep)
 
@@ -145,8 +150,6 @@ class KubernetesBackend(Backend):
         return str(Handle(target.flavor, target.namespace, target.name))
 
     def _create(self, api: K8sApi, obj: dict[str, Any], job_id: str) -> dict[str, Any]:
-        from launcher.backends.k8s_api import KubernetesApiError, resource_of
-
         try:
             return api.create(obj)
         except KubernetesApiError as exc:
@@ -166,8 +169,6 @@ class KubernetesBackend(Backend):
         )
 
     def _roll_back(self, api: K8sApi, created: list[dict[str, Any]]) -> None:
-        from launcher.backends.k8s_api import resource_of
-
         for obj in reversed(created):
             meta = obj["metadata"]
             try:
@@ -180,8 +181,6 @@ class KubernetesBackend(Backend):
     # -- state -----------------------------------------------------------------------------
 
     def status(self, record: JobRecord) -> BackendStatus:
-        from launcher.backends.k8s_api import KubernetesApiError
-
         if not record.backend_job_id:
             return BackendStatus(JobState.UNKNOWN, "never reached the cluster")
         try:
@@ -230,8 +229,6 @@ class KubernetesBackend(Backend):
         round_s: int = 60,
     ) -> Iterator[BackendStatus]:
         """Each new state of the job until it ends (or ``timeout_s`` passes); see module doc."""
-        from launcher.backends.k8s_api import WatchExpired, WatchInterrupted, backoff_s
-
         if not record.backend_job_id:
             yield BackendStatus(JobState.UNKNOWN, "never reached the cluster")
             return

@@ -48,6 +48,7 @@ from launcher.backends.slurm_state import (
 )
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.jobdir import JobDir, append_event, tail_jsonl
+from launcher.procs import job_processes
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
@@ -165,7 +166,6 @@ class SlurmBackend(Backend):
                 note = f"Slurm job {handle} cancelled; its ranks did not stop within {grace:g} s"
         _run(["scancel", handle])
         _wait(lambda: _squeue(handle) is None or _squeue_done(handle), 60.0)
-        from launcher.procs import job_processes
 
         survivors = job_processes(record.id)
         return CancelReport(signalled=1, survivors=len(survivors), note=note)
