@@ -38,7 +38,7 @@ from launcher.errors import LaunchInputError
 from launcher.flags import build_mapping
 from launcher.ids import new_job_id
 from launcher.jobdir import JobDir, append_event, write_json_atomic
-from launcher.paths import default_jobs_root
+from launcher.paths import default_jobs_root, make_directory
 from launcher.spec import JobSpec, describe_validation_error, spec_from_mapping
 from launcher.states import JobState
 from launcher.store import Store
@@ -159,12 +159,8 @@ def launch_sweep(
     root = prepared[0].spec.jobs_root or default_jobs_root()
     sweep_id = new_job_id()
     sweep_dir = root / SWEEPS_DIR / sweep_id
-    try:
-        sweep_dir.mkdir(parents=True, exist_ok=False)
-    except OSError as exc:
-        raise LaunchInputError(
-            f"jobs_root {root}: cannot create the sweep directory ({exc.strerror or exc})"
-        ) from None
+    refusal = f"jobs_root {root}: cannot create the sweep directory ({{why}})"
+    make_directory(sweep_dir, refusal, exist_ok=False)
     requests: list[SubmitRequest] = []
     records = []
     for run, prep in zip(runs, prepared, strict=True):

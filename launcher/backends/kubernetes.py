@@ -235,25 +235,37 @@ class KubernetesBackend(Backend):
         handle = Handle.parse(record.backend_job_id)
         spec = JobSpec.model_validate(record.spec)
         api = self.connect(spec.kubernetes.context)
-        labels = selector(record.id)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        items, version = api.list_pods(handle.namespace, labels)
-        pods = {_pod_key(p): p for p in items}
         last: BackendStatus | None = None
-        drops = 0
-        while True:
-            status = self._status(api, handle, spec, record.id, list(pods.values()))
+        for pods in self._pod_states(api, handle.namespace, selector(record.id), deadline, round_s):
+            status = self._status(api, handle, spec, record.id, pods)
             if status != last:
                 last = status
                 yield status
             if status.state.is_terminal:
                 return
+
+    def _pod_states(
+        self,
+        api: K8sApi,
+        namespace: str,
+        labels: str,
+        deadline: float | None,
+        round_s: int,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The job's pods now, then again after every change, until ``deadline``: one
+        list, then watch rounds of at most ``round_s`` from the last resourceVersion."""
+        items, version = api.list_pods(namespace, labels)
+        pods = {_pod_key(p): p for p in items}
+        drops = 0
+        while True:
+            yield list(pods.values())
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
             span = round_s if left is None else max(1, min(round_s, int(left + 0.999)))
             try:
-                for event in api.watch_pods(handle.namespace, labels, version, span):
+                for event in api.watch_pods(namespace, labels, version, span):
                     obj = event["object"]
                     meta = obj.get("metadata") or {}
                     version = str(meta.get("resourceVersion") or version)
@@ -264,15 +276,10 @@ class KubernetesBackend(Backend):
                     else:
                         pods[_pod_key(obj)] = obj
                     drops = 0
-                    status = self._status(api, handle, spec, record.id, list(pods.values()))
-                    if status != last:
-                        last = status
-                        yield status
-                    if status.state.is_terminal:
-                        return
+                    yield list(pods.values())
             except WatchExpired:
                 # The resourceVersion was compacted away: list again, watch from there.
-                items, version = api.list_pods(handle.namespace, labels)
+                items, version = api.list_pods(namespace, labels)
                 pods = {_pod_key(p): p for p in items}
             except WatchInterrupted:
                 self._sleep(backoff_s(min(drops, 4)))

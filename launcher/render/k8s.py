@@ -5,22 +5,12 @@ torchrun, later the runtime agent wrapping it) once per pod, one pod per node; e
 one class in :mod:`launcher.render.flavours` (its objects, its pods' names, how its
 owner reports success and suspension, its REST path):
 
-* ``pytorchjob`` — Kubeflow Training Operator ``kubeflow.org/v1`` PyTorchJob in elastic
-  mode: Worker replicas only, ``elasticPolicy`` with ``minReplicas``/``maxReplicas`` =
-  ``nodes``, ``rdzvBackend: c10d``, ``maxRestarts``; ``nprocPerNode``. The operator
-  names pods ``<name>-worker-<i>`` with a Service each, so rank 0's store is at
-  ``<name>-worker-0:<rdzv_port>`` (the same endpoint the operator writes into
-  ``PET_RDZV_ENDPOINT``). Pods restart under ``restartPolicy: ExitCode``: exit codes
-  128-255 (killed by a signal: OOM kill, preemption, node loss) are retried within
-  ``runPolicy.backoffLimit``; 1-127 (the program failed) are final.
-* ``jobset`` — ``jobset.x-k8s.io/v1alpha2`` JobSet with one replicated job (``node``) of
-  one Indexed Job with N pods; ``failurePolicy.maxRestarts`` recreates every pod after a
-  failure (each resumes from the newest checkpoint); rank 0's store is at the DNS name
-  JobSet gives the first pod, ``<name>-node-0-0.<name>:<rdzv_port>``.
-* ``indexed-job`` — plain ``batch/v1`` Job with ``completionMode: Indexed`` and a
-  headless Service ``<name>`` (``publishNotReadyAddresses``), for clusters with no
-  operator; pod ``i`` is ``<name>-i.<name>``; ``backoffLimitPerIndex`` lets each node be
-  replaced ``max_restarts`` times.
+* ``pytorchjob`` (:mod:`~launcher.render.flavours.pytorchjob`): a Kubeflow elastic
+  PyTorchJob; pods ``<name>-worker-<i>``.
+* ``jobset`` (:mod:`~launcher.render.flavours.jobset`): a JobSet of one replicated job
+  of N pods; pods ``<name>-node-0-<i>.<name>``.
+* ``indexed-job`` (:mod:`~launcher.render.flavours.indexed_job`): a plain Indexed Job
+  and a headless Service, for clusters with no operator; pods ``<name>-<i>.<name>``.
 
 Every flavour also gets a ConfigMap ``<name>-files`` with ``job.json`` (and
 ``plan.json``), copied by an init container into the job directory on the PVC
