@@ -1,7 +1,7 @@
 """Kubernetes manifests for one job: pure functions from a JobSpec to plain dicts.
 
-Three flavours run the same node command (``launcher.commands.node_command``: today
-torchrun, later the runtime agent wrapping it) once per pod, one pod per node; each is
+Three flavours run the same node command (``launcher.commands.node_command``: the
+runtime agent, which runs torchrun) once per pod, one pod per node; each is
 one class in :mod:`launcher.render.flavours` (its objects, its pods' names, how its
 owner reports success and suspension, its REST path):
 
