@@ -66,7 +66,6 @@ __all__ = [
     "container_env",
     "escape_dollars",
     "make_target",
-    "owner_of_pods",
     "pod_template",
     "quantity_gib",
     "render",
@@ -130,8 +129,3 @@ def to_yaml(objects: Iterable[dict[str, Any]], header: str = "") -> str:
         explicit_start=True,
     )
     return header + body
-
-
-def owner_of_pods(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The object whose deletion removes the pods (the last one rendered)."""
-    return objects[-1]

@@ -126,11 +126,6 @@ class Store(RegistryQueries):
         return True
 
 
-def open_store(path: Path | None = None) -> Store:
-    """The registry at ``path`` (default ``$SCALECTL_HOME/registry.sqlite3``)."""
-    return Store(path)
-
-
 def registry_exists(path: Path | None = None) -> bool:
     return (Path(path) if path is not None else registry_path()).exists()
 
@@ -144,6 +139,5 @@ __all__ = [
     "NewJob",
     "SortKey",
     "Store",
-    "open_store",
     "registry_exists",
 ]
