@@ -5,7 +5,7 @@ Both run the reference trainer (the tests' tiny model, 5 steps) on 2 nodes, one 
 node, torchrun elastic c10d rendezvous on the first node's address. The plain job is the
 script a user would write by hand: ``srun python -m torch.distributed.run ... -m
 runtime.train``. scalectl's adds its CLI (typer, pydantic, SQLite registry, job
-directory), submitit's submission, the node agent (``scalectl agent --policy=slurm``,
+directory), the sbatch submission, the node agent (``scalectl agent --policy=slurm``,
 ``srun``'s task, its command completed from job.json by ``launcher.backends.slurm_node``)
 in front of torchrun, and ``runtime.rank_exec`` per rank. Measured from the moment the
 command is started:

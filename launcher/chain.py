@@ -12,14 +12,13 @@ import re
 from typing import Any
 
 from launcher.errors import JobNotFoundError, LaunchInputError, RegistryError
+from launcher.store import Store, registry_exists
 
 _SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 
 
 def resolve_after(refs: list[str]) -> list[str]:
     """Slurm job ids for ``--after`` references (one clear error for a bad one)."""
-    from launcher.store import Store, registry_exists
-
     ids: list[str] = []
     store = Store(create=False) if registry_exists() else None
     try:

@@ -1,20 +1,27 @@
-"""``scalectl launch / jobs / logs / cancel / requeue``: the launcher's commands.
+"""``scalectl launch / jobs / logs / cancel / requeue / manifests``: the launcher's commands.
 
-Only typer is imported at module level; everything else (pydantic, psutil, sqlite, rich)
-inside the command functions, so ``scalectl --help`` stays fast.
+Imported by ``scalectl --help``, which must stay fast (bench/cli_startup.py): what pulls
+in pydantic (``launcher.api``, ``launcher.spec``, ``launcher.sweep``, the manifest
+writer, ``launcher.cli_follow``) is imported inside the command that needs it; the
+registry, flags and table modules are standard library only and imported here.
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
-if TYPE_CHECKING:
-    from launcher.progress_view import ProgressSnapshot
-    from launcher.store import JobRecord, Store
+from launcher.chain import check_after, resolve_after, with_after
+from launcher.cli_table import job_json, print_jobs_table
+from launcher.errors import LaunchInputError
+from launcher.flags import LaunchFlags, build_mapping, split_words
+from launcher.ids import is_job_id, new_job_id
+from launcher.progress_view import read_progress
+from launcher.states import JobState
+from launcher.store import JobRecord, Store, registry_exists
 
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -77,9 +84,8 @@ def launch(
     `scalectl launch --nodes 1:2 --nproc-per-node 2 -- python train.py --lr 1e-3`,
     `scalectl launch --module runtime.train -- --steps 50`."""
     from launcher import api
-    from launcher.flags import LaunchFlags, build_mapping, split_words
+    from launcher.cli_follow import follow_logs, print_final
     from launcher.spec import read_spec_mapping, spec_from_mapping
-    from launcher.store import Store
 
     spec_file, words = split_words(list(ctx.args))
     flags = LaunchFlags(
@@ -105,8 +111,6 @@ def launch(
     file_data = read_spec_mapping(spec_file) if spec_file is not None else None
     source = str(spec_file) if spec_file is not None else "launch flags"
     if after:
-        from launcher.chain import resolve_after, with_after
-
         file_data = with_after(file_data, resolve_after(after))
     if file_data is not None and "sweep" in file_data:
         from launcher.sweep import sweep_command
@@ -116,8 +120,6 @@ def launch(
         return
     spec = spec_from_mapping(build_mapping(file_data, flags, words), source=source)
     if after:
-        from launcher.chain import check_after
-
         check_after(spec, after)
     if dry_run:
         typer.echo(api.dry_run(spec, cwd=Path.cwd(), environ=dict(_environ())))
@@ -130,8 +132,8 @@ def launch(
             typer.echo(f"  follow:  scalectl logs {record.id} -f")
             typer.echo(f"  status:  scalectl jobs      cancel: scalectl cancel {record.id}")
             return
-        final = _follow_logs(store, record, rank=None, node=None, last_lines=None)
-    _print_final(final)
+        final = follow_logs(store, record, rank=None, node=None, last_lines=None)
+    print_final(final)
     raise typer.Exit(0 if final.state.value == "COMPLETED" else 1)
 
 
@@ -148,13 +150,7 @@ def jobs(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List jobs across backends, newest first, with state refreshed from the backend."""
-    import json
-
     from launcher import api
-    from launcher.errors import LaunchInputError
-    from launcher.progress_view import read_progress
-    from launcher.states import JobState
-    from launcher.store import Store, registry_exists
 
     states = None
     if state:
@@ -177,9 +173,9 @@ def jobs(
             records = [api.refresh(store, r) for r in records]
     progress = {r.id: read_progress(r.job_dir) for r in records}
     if as_json:
-        typer.echo(json.dumps([_job_json(r, progress[r.id]) for r in records], indent=2))
+        typer.echo(json.dumps([job_json(r, progress[r.id]) for r in records], indent=2))
         return
-    _print_jobs_table(records, progress)
+    print_jobs_table(records, progress)
 
 
 def logs(
@@ -194,15 +190,15 @@ def logs(
     ),
 ) -> None:
     """Print a job's logs (every rank, prefixed by node.rank), optionally following them."""
-    from launcher.store import Store
+    from launcher.cli_follow import follow_logs, print_final, print_logs_once
 
     with Store(create=False) as store:
         record = store.resolve(job)
         if follow:
-            final = _follow_logs(store, record, rank=rank, node=node, last_lines=lines)
-            _print_final(final)
+            final = follow_logs(store, record, rank=rank, node=node, last_lines=lines)
+            print_final(final)
             return
-        _print_logs_once(record, rank=rank, node=node, last_lines=lines)
+        print_logs_once(record, rank=rank, node=node, last_lines=lines)
 
 
 def cancel(
@@ -213,7 +209,6 @@ def cancel(
 ) -> None:
     """Stop every process of a job (SIGTERM, SIGKILL after the grace period)."""
     from launcher import api
-    from launcher.store import Store
 
     with Store(create=False) as store:
         record = store.resolve(job)
@@ -240,7 +235,6 @@ def requeue(
     """Send a running Slurm job back to the queue: its ranks checkpoint, it is requeued
     (counted against slurm.max_requeues) and resumes from that checkpoint."""
     from launcher import api
-    from launcher.store import Store
 
     with Store(create=False) as store:
         record = store.resolve(job)
@@ -262,8 +256,6 @@ def manifests(
 ) -> None:
     """Write the Kubernetes manifests of a job spec as YAML, one file per flavour
     (`<flavor>.yaml`); nothing is submitted."""
-    from launcher.errors import LaunchInputError
-    from launcher.ids import is_job_id, new_job_id
     from launcher.render.k8s_files import flavors_from_option, write_manifests
     from launcher.spec import load_spec_file
 
@@ -279,168 +271,4 @@ def manifests(
 
 
 def _environ() -> dict[str, str]:
-    import os
-
     return dict(os.environ)
-
-
-def _log_source(record: JobRecord, rank: str | None, node: str | None) -> Any:
-    from launcher.backends import get_backend
-    from launcher.logs import select_logs
-
-    backend = get_backend(record.backend)
-    return lambda: select_logs(backend.log_files(record), rank, node)
-
-
-def _print_logs_once(
-    record: JobRecord, *, rank: str | None, node: str | None, last_lines: int | None
-) -> None:
-    from launcher.logs import LogFollower
-
-    follower = LogFollower(_log_source(record, rank, node), last_lines=last_lines)
-    _emit(follower.poll(flush=True), follower)
-
-
-def _follow_logs(
-    store: Store,
-    record: JobRecord,
-    *,
-    rank: str | None,
-    node: str | None,
-    last_lines: int | None,
-) -> JobRecord:
-    from launcher import api
-    from launcher.logs import LogFollower, follow
-
-    latest = [record]
-
-    def done() -> bool:
-        latest[0] = api.refresh(store, store.get(record.id) or latest[0])
-        return latest[0].state.is_terminal
-
-    follower = LogFollower(_log_source(record, rank, node), last_lines=last_lines)
-    try:
-        for line in follow(follower, done):
-            _emit([line], follower)
-    except KeyboardInterrupt:
-        typer.echo(f"\nstopped following; the job goes on (scalectl cancel {record.id})")
-        raise typer.Exit(130) from None
-    return latest[0]
-
-
-def _emit(lines: list[Any], follower: Any) -> None:
-    many = len(follower.offsets) > 1
-    out = sys.stdout
-    for line in lines:
-        out.write(f"[{line.source.label}] {line.text}\n" if many else f"{line.text}\n")
-    out.flush()
-
-
-def _print_final(record: JobRecord) -> None:
-    reason = f" ({record.reason})" if record.reason else ""
-    typer.echo(f"job {record.id} {record.state.value}{reason}")
-
-
-def _age(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
-def jobs_table_rows(
-    records: list[JobRecord], progress: dict[str, ProgressSnapshot], now_s: float
-) -> list[dict[str, str]]:
-    """The jobs table as text cells (pure; the TUI shows the same columns)."""
-    rows = []
-    for record in records:
-        snap = progress[record.id]
-        shape = f"{record.nodes}×{record.procs_per_node}"
-        if record.gpus_per_node:
-            shape += f" ({record.gpus_per_node} GPU/node)"
-        rows.append(
-            {
-                "ID": record.id,
-                "NAME": record.name,
-                "BACKEND": record.backend,
-                "STATE": record.state.value,
-                "REASON": record.reason,
-                "NODES": shape,
-                "STEP": _num(snap.step, "d"),
-                "LOSS": _num(snap.loss, ".4g"),
-                "TOK/S": _num(snap.tokens_per_s, ",.0f"),
-                "AGE": _age(record.age_s(now_s)),
-            }
-        )
-    return rows
-
-
-def _print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnapshot]) -> None:
-    import time
-
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from launcher.states import STATE_STYLE
-
-    console = Console()
-    if not records:
-        console.print("no jobs yet; `scalectl launch` starts one")
-        return
-    rows = jobs_table_rows(records, progress, time.time())
-    fixed = ("ID", "BACKEND", "NODES", "STEP", "LOSS", "TOK/S", "AGE")
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in fixed}
-    # Only NAME and STATE (with its reason) give way on a narrow terminal: rich crops
-    # no_wrap columns from the right instead of shrinking them, so size them here.
-    gaps = 2 * (len(fixed) + 1)
-    spare = console.width - sum(widths.values()) - gaps
-    longest_name = max(4, *(len(r["NAME"]) for r in rows))
-    name_width = max(4, min(longest_name, 24, spare // 3))
-    state_width = max(9, spare - name_width)
-    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("ID", no_wrap=True)
-    table.add_column("NAME", no_wrap=True, overflow="ellipsis", max_width=name_width)
-    table.add_column("BACKEND", no_wrap=True)
-    table.add_column("STATE", no_wrap=True, overflow="ellipsis", max_width=state_width)
-    for column in ("NODES", "STEP", "LOSS", "TOK/S", "AGE"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in rows:
-        state = Text(row["STATE"], style=STATE_STYLE.get(row["STATE"], ""))
-        if row["REASON"]:
-            state.append(f" {row['REASON']}", style="dim")
-        table.add_row(
-            row["ID"],
-            row["NAME"],
-            row["BACKEND"],
-            state,
-            *(row[c] for c in ("NODES", "STEP", "LOSS", "TOK/S", "AGE")),
-        )
-    console.print(table)
-
-
-def _job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {
-        "id": record.id,
-        "name": record.name,
-        "backend": record.backend,
-        "backend_job_id": record.backend_job_id,
-        "state": record.state.value,
-        "reason": record.reason,
-        "job_dir": str(record.job_dir),
-        "nodes": record.nodes,
-        "procs_per_node": record.procs_per_node,
-        "gpus_per_node": record.gpus_per_node,
-        "created_ts": record.created_ts,
-        "updated_ts": record.updated_ts,
-        "started_ts": record.started_ts,
-        "ended_ts": record.ended_ts,
-        "exit_code": record.exit_code,
-        "progress": asdict(snap),
-    }

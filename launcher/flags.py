@@ -94,8 +94,6 @@ def build_mapping(
     file_data: dict[str, Any] | None, flags: LaunchFlags, words: list[str]
 ) -> dict[str, Any]:
     """The spec mapping: file keys, then flag overrides, then the trailing words."""
-    from launcher.spec import apply_overrides
-
     data = apply_overrides(file_data or {}, overrides_from_flags(flags))
     if words:
         if "entrypoint" in data:
@@ -148,3 +146,18 @@ def default_name(entrypoint: dict[str, Any]) -> str:
         raw = Path(str(command[0])).name if isinstance(command, list) and command else ""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-._")[:63]
     return name or "job"
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with dotted keys (``local.nodes``) set to the given values."""
+    result: dict[str, Any] = {**data}
+    for dotted, value in overrides.items():
+        target = result
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = target.get(part)
+            child = {**child} if isinstance(child, dict) else {}
+            target[part] = child
+            target = child
+        target[parts[-1]] = value
+    return result

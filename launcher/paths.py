@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from launcher.errors import LaunchInputError
+
 
 def scalectl_home() -> Path:
     """``$SCALECTL_HOME``, or ``~/.local/state/scalectl`` (XDG state directory)."""
@@ -29,3 +31,12 @@ def default_jobs_root() -> Path:
 
 def registry_path() -> Path:
     return scalectl_home() / "registry.sqlite3"
+
+
+def make_directory(path: Path, refusal: str, *, exist_ok: bool = True) -> None:
+    """``mkdir -p path``; when that fails, one LaunchInputError line: ``refusal`` with
+    the system's reason in place of ``{why}``."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except OSError as exc:
+        raise LaunchInputError(refusal.format(why=exc.strerror or exc)) from None

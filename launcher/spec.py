@@ -17,18 +17,27 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from launcher.errors import LaunchInputError
+from launcher.flags import apply_overrides
+from launcher.spec_options import KubernetesOptions, LocalOptions, SlurmOptions, Toleration
+from launcher.spec_parts import (
+    ENV_NAME,
+    FROZEN,
+    REFERENCE_TRAINER_MODULE,
+    CheckpointPolicy,
+    Entrypoint,
+    EnvValue,
+    FromEnv,
+    NodeRange,
+    SecretRef,
+)
 
 BackendName = Literal["local", "slurm", "kubernetes"]
 BACKENDS: tuple[str, ...] = ("local", "slurm", "kubernetes")
 
-REFERENCE_TRAINER_MODULE = "runtime.train"
-"""The reference trainer's module (issue 4); ``entrypoint: {module: runtime.train}``."""
-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset(
     {
         "SCALECTL_JOB_ID",
@@ -45,266 +54,11 @@ RESERVED_ENV = frozenset(
 )
 """Variables the launcher and torchrun set for every rank; a spec may not override them."""
 
-_FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class FromEnv(BaseModel):
-    """An env value copied at launch from the submitting shell's environment.
-
-    The value itself is never written to job.json, sbatch scripts or manifests.
-    """
-
-    model_config = _FROZEN
-    from_env: str
-    """Name of the variable to read from the environment of ``scalectl launch``."""
-
-    @field_validator("from_env")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not _ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not an environment variable name")
-        return value
-
-
-class SecretRef(BaseModel):
-    """An env value taken from a named secret (a Kubernetes Secret) by the backend."""
-
-    model_config = _FROZEN
-    secret: str
-    """Name of the secret object."""
-    key: str
-    """Key inside the secret whose value becomes the variable."""
-
-
-EnvValue = str | FromEnv | SecretRef
-
-
-class NodeRange(BaseModel):
-    """Elastic node count: the job runs with any number of nodes from ``min`` to ``max``.
-
-    Written ``"MIN:MAX"``, ``"N"`` (fixed), an integer, or ``{min: .., max: ..}``.
-    """
-
-    model_config = _FROZEN
-    min: int = Field(ge=1)
-    """Fewest nodes the job runs with (torchrun ``--nnodes=MIN:...``)."""
-    max: int = Field(ge=1)
-    """Most nodes the job grows to; equal to ``min`` for a fixed-size job."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse(cls, value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError("write nodes as MIN:MAX, e.g. 1:2")
-        if isinstance(value, int):
-            return {"min": value, "max": value}
-        if isinstance(value, str):
-            parts = value.strip().split(":")
-            if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
-                raise ValueError(f"{value!r} is not MIN:MAX; write e.g. 1:2 or 2")
-            low = int(parts[0])
-            return {"min": low, "max": int(parts[-1])}
-        return value
-
-    @model_validator(mode="after")
-    def _ordered(self) -> NodeRange:
-        if self.min > self.max:
-            raise ValueError(
-                f"min {self.min} is greater than max {self.max}; write MIN:MAX with MIN <= MAX"
-            )
-        return self
-
-    def __str__(self) -> str:
-        return str(self.min) if self.min == self.max else f"{self.min}:{self.max}"
-
-
-class Entrypoint(BaseModel):
-    """What every rank runs: exactly one of ``module``, ``script`` or ``command``."""
-
-    model_config = _FROZEN
-    module: str | None = None
-    """Python module run as ``python -m MODULE`` (``runtime.train`` is the reference trainer)."""
-    script: Path | None = None
-    """Python script run as ``python SCRIPT`` (relative paths are from ``workdir``)."""
-    command: list[str] | None = None
-    """Any executable and its leading arguments, run as given (looked up on ``PATH``)."""
-    python: str | None = None
-    """Interpreter for ``module``/``script``; default: the Python that runs scalectl."""
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Entrypoint:
-        given = [n for n in ("module", "script", "command") if getattr(self, n) is not None]
-        if len(given) != 1:
-            found = ", ".join(given) if given else "none"
-            raise ValueError(f"give exactly one of module, script or command (found {found})")
-        if self.command is not None and not self.command:
-            raise ValueError("command is empty; give the executable to run")
-        if self.module is not None and not re.match(r"^[A-Za-z_][\w.]*$", self.module):
-            raise ValueError(f"module {self.module!r} is not a Python module name")
-        if self.python is not None and self.command is not None:
-            raise ValueError("python applies to module and script entrypoints, not command")
-        return self
-
-    @property
-    def is_reference_trainer(self) -> bool:
-        return self.module == REFERENCE_TRAINER_MODULE
-
-    def argv(self, args: list[str], default_python: str) -> list[str]:
-        """The full command line a rank executes (pure)."""
-        python = self.python or default_python
-        if self.module is not None:
-            return [python, "-m", self.module, *args]
-        if self.script is not None:
-            return [python, str(self.script), *args]
-        assert self.command is not None
-        return [*self.command, *args]
-
-    def describe(self) -> str:
-        if self.module is not None:
-            return f"-m {self.module}"
-        if self.script is not None:
-            return str(self.script)
-        assert self.command is not None
-        return " ".join(self.command)
-
-
-class CheckpointPolicy(BaseModel):
-    """How often the job checkpoints and how many checkpoints it keeps.
-
-    Passed to every rank as ``SCALECTL_CKPT_EVERY_STEPS`` / ``SCALECTL_CKPT_KEEP_LAST``;
-    the reference trainer also gets ``--ckpt-every`` / ``--keep-checkpoints``. The local
-    supervisor also prunes checkpoints beyond ``keep_last`` for entrypoints that do not.
-    Checkpoints are also written on SIGTERM/SIGUSR2 by trainers that follow the runtime
-    contract.
-    """
-
-    model_config = _FROZEN
-    every_steps: int | None = Field(default=None, ge=1)
-    """Checkpoint every this many optimizer steps; None leaves it to the entrypoint."""
-    keep_last: int | None = Field(default=None, ge=1)
-    """Keep only the newest this many complete checkpoints; None keeps all."""
-
-
-class LocalOptions(BaseModel):
-    """Options of the local backend (this machine)."""
-
-    model_config = _FROZEN
-    nodes: int | None = Field(default=None, ge=1)
-    """Node agents (torchrun instances) to start on this machine; default ``nodes.min``.
-
-    More than one simulates a multi-node elastic job on one host (each is a "node"
-    named ``<host>-<i>``), which is how the elastic paths are tested without a cluster.
-    """
-    rdzv_port: int | None = Field(default=None, ge=1024, le=65535)
-    """c10d rendezvous port on 127.0.0.1; default: a free port picked at start."""
-    stop_grace_s: float = Field(default=30.0, ge=0)
-    """Seconds between SIGTERM and SIGKILL when the job is cancelled or times out."""
-
-
-class SlurmOptions(BaseModel):
-    """Options of the Slurm backend (issue 6). One task (node agent) runs per node."""
-
-    model_config = _FROZEN
-    partition: str | None = None
-    """``--partition``."""
-    account: str | None = None
-    """``--account``."""
-    qos: str | None = None
-    """``--qos``."""
-    constraint: str | None = None
-    """``--constraint`` (node features, e.g. ``h100``)."""
-    exclusive: bool = False
-    """``--exclusive``: whole nodes, shared with no other job."""
-    extra_sbatch: list[str] = Field(default_factory=list)
-    """Extra sbatch options, one per item without ``#SBATCH`` (e.g. ``--reservation=big``)."""
-    setup: list[str] = Field(default_factory=list)
-    """Shell lines run before the job step (``module load ...``, ``source venv/bin/activate``)."""
-    container_image: str | None = None
-    """pyxis/enroot ``--container-image`` for the job step; None runs on the host."""
-    container_mounts: list[str] = Field(default_factory=list)
-    """pyxis ``--container-mounts`` entries, ``SRC:DST[:FLAGS]``."""
-    signal: str = "USR2"
-    """Signal Slurm sends before the time limit (``--signal``) so ranks can checkpoint."""
-    signal_before_end_s: int = Field(default=120, ge=0)
-    """Seconds before the time limit at which ``signal`` is sent."""
-    requeue: bool = True
-    """Requeue after preemption or the pre-time-limit signal (``--requeue``)."""
-    max_requeues: int = Field(default=3, ge=0)
-    """Requeue budget; the job stops requeueing after this many."""
-    stop_grace_s: float = Field(default=60.0, ge=0)
-    """Seconds the ranks get to checkpoint and exit after ``signal`` (preemption, the
-    time limit, ``scalectl cancel``) before the node agent kills what is left."""
-    after: list[str] = Field(default_factory=list)
-    """Slurm job ids this job starts after, once they completed successfully
-    (``--dependency=afterok:...``); ``scalectl launch --after JOB`` fills it in."""
-
-
-class Toleration(BaseModel):
-    """A Kubernetes pod toleration (core/v1 Toleration)."""
-
-    model_config = _FROZEN
-    key: str | None = None
-    """Taint key the toleration matches; None with ``Exists`` matches every taint."""
-    operator: Literal["Exists", "Equal"] = "Equal"
-    """``Equal`` compares ``value``; ``Exists`` matches any value."""
-    value: str | None = None
-    """Taint value for ``Equal``."""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    """Taint effect matched; None matches all effects."""
-    toleration_seconds: int | None = None
-    """For ``NoExecute``: how long the pod stays bound after the taint appears."""
-
-
-class KubernetesOptions(BaseModel):
-    """Options of the Kubernetes backend (issue 9)."""
-
-    model_config = _FROZEN
-    image: str | None = None
-    """Container image with scalectl and the training code; required by this backend."""
-    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    """``imagePullPolicy`` of the training containers."""
-    namespace: str = "default"
-    """Namespace the objects are created in."""
-    flavor: Literal["pytorchjob", "jobset", "indexed-job"] = "pytorchjob"
-    """Which kind of object runs the job (Kubeflow PyTorchJob, JobSet, Indexed Job)."""
-    queue: str | None = None
-    """Kueue LocalQueue name (``kueue.x-k8s.io/queue-name`` label); None: no Kueue."""
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    """Pod ``nodeSelector`` (e.g. ``nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3``)."""
-    tolerations: list[Toleration] = Field(default_factory=list)
-    """Pod tolerations, e.g. for tainted GPU nodes."""
-    pvc: str | None = None
-    """PersistentVolumeClaim holding the job directory and checkpoints."""
-    job_dir_mount: str = "/scalectl"
-    """Where ``pvc`` is mounted in the pods; job directories live under it."""
-    service_account: str | None = None
-    """Pod ``serviceAccountName``; None uses the namespace default."""
-    shm_size_gib: float | None = Field(default=None, gt=0)
-    """Size of the memory-backed ``/dev/shm`` emptyDir; None leaves it unbounded."""
-    python: str = "python3"
-    """Python interpreter inside the image: runs torchrun, and module/script entrypoints
-    that set no ``entrypoint.python``."""
-    workdir: str | None = None
-    """Working directory of the containers; None keeps the image's ``WORKDIR``. (The
-    spec's ``workdir`` is a path on the submitting machine and is not used here.)"""
-    env_secret: str | None = None
-    """Secret that ``{from_env: NAME}`` entries come from on this backend: each becomes
-    ``secretKeyRef {name: env_secret, key: NAME}``. None refuses ``from_env`` entries,
-    because their values must never be written into a manifest."""
-    termination_grace_s: int = Field(default=120, ge=0)
-    """Pod ``terminationGracePeriodSeconds``: time between SIGTERM and SIGKILL when a pod
-    is deleted or preempted, for the ranks to write a checkpoint."""
-    rdzv_port: int = Field(default=29400, ge=1024, le=65535)
-    """Port of the c10d rendezvous store on the first pod."""
-    context: str | None = None
-    """kubeconfig context to use; None uses the current context (or the in-cluster
-    service account when there is no kubeconfig)."""
-
 
 class JobSpec(BaseModel):
     """One training job, as the user asked for it. Backend-neutral; see module docstring."""
 
-    model_config = _FROZEN
+    model_config = FROZEN
 
     name: str
     """Human name (letters, digits, ``. _ -``; at most 63); need not be unique."""
@@ -379,7 +133,7 @@ class JobSpec(BaseModel):
         out: dict[str, Any] = {}
         for key, item in value.items():
             key = str(key)
-            if not _ENV_NAME.match(key):
+            if not ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not an environment variable name")
             if key in RESERVED_ENV:
                 raise ValueError(f"{key} is set by scalectl for every rank; remove it")
@@ -511,21 +265,6 @@ def read_spec_mapping(path: Path, overrides: dict[str, Any] | None = None) -> di
     return apply_overrides(data, overrides or {})
 
 
-def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with dotted keys (``local.nodes``) set to the given values."""
-    result: dict[str, Any] = {**data}
-    for dotted, value in overrides.items():
-        target = result
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            child = target.get(part)
-            child = {**child} if isinstance(child, dict) else {}
-            target[part] = child
-            target = child
-        target[parts[-1]] = value
-    return result
-
-
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming the first offending key and the fix."""
     errors = exc.errors()
@@ -566,3 +305,28 @@ def _allowed_keys(loc: list[str]) -> list[str]:
         else:
             return []
     return list(model.model_fields)
+
+
+__all__ = [
+    "BACKENDS",
+    "REFERENCE_TRAINER_MODULE",
+    "RESERVED_ENV",
+    "BackendName",
+    "CheckpointPolicy",
+    "Entrypoint",
+    "EnvValue",
+    "FromEnv",
+    "JobSpec",
+    "KubernetesOptions",
+    "LocalOptions",
+    "NodeRange",
+    "SecretRef",
+    "SlurmOptions",
+    "Toleration",
+    "apply_overrides",
+    "describe_validation_error",
+    "load_spec_file",
+    "parse_duration_s",
+    "read_spec_mapping",
+    "spec_from_mapping",
+]

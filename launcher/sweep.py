@@ -31,8 +31,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from launcher import api
+from launcher.backends.base import SubmitRequest
+from launcher.backends.slurm import SlurmBackend
 from launcher.errors import LaunchInputError
+from launcher.flags import build_mapping
+from launcher.ids import new_job_id
+from launcher.jobdir import JobDir, append_event, write_json_atomic
+from launcher.paths import default_jobs_root, make_directory
 from launcher.spec import JobSpec, describe_validation_error, spec_from_mapping
+from launcher.states import JobState
+from launcher.store import Store
 
 MAX_RUNS = 1000
 """Slurm's default MaxArraySize is 1001 (indices 0-1000)."""
@@ -145,24 +154,13 @@ def launch_sweep(
     Returns (sweep id, sweep directory, records in array order). Nothing is created
     before every run has been validated; if submission fails every run is FAILED.
     """
-    from launcher import api
-    from launcher.backends.base import SubmitRequest
-    from launcher.ids import new_job_id
-    from launcher.jobdir import append_event, write_json_atomic
-    from launcher.paths import default_jobs_root
-    from launcher.states import JobState
-
     prepared = [api.prepare(run.spec, cwd=cwd, environ=environ) for run in runs]
     backend = _slurm(prepared[0].backend)
     root = prepared[0].spec.jobs_root or default_jobs_root()
     sweep_id = new_job_id()
     sweep_dir = root / SWEEPS_DIR / sweep_id
-    try:
-        sweep_dir.mkdir(parents=True, exist_ok=False)
-    except OSError as exc:
-        raise LaunchInputError(
-            f"jobs_root {root}: cannot create the sweep directory ({exc.strerror or exc})"
-        ) from None
+    refusal = f"jobs_root {root}: cannot create the sweep directory ({{why}})"
+    make_directory(sweep_dir, refusal, exist_ok=False)
     requests: list[SubmitRequest] = []
     records = []
     for run, prep in zip(runs, prepared, strict=True):
@@ -218,12 +216,6 @@ def dry_run_sweep(
     runs: list[SweepRun], throttle: int | None, *, cwd: Path, environ: Mapping[str, str]
 ) -> str:
     """The array script that would be submitted; creates nothing."""
-    from launcher import api
-    from launcher.backends.base import SubmitRequest
-    from launcher.ids import new_job_id
-    from launcher.jobdir import JobDir
-    from launcher.paths import default_jobs_root
-
     prepared = [api.prepare(run.spec, cwd=cwd, environ=environ) for run in runs]
     root = prepared[0].spec.jobs_root or default_jobs_root()
     requests = []
@@ -243,9 +235,7 @@ def dry_run_sweep(
     return text
 
 
-def _slurm(backend: Any) -> Any:
-    from launcher.backends.slurm import SlurmBackend
-
+def _slurm(backend: object) -> SlurmBackend:
     if not isinstance(backend, SlurmBackend):
         raise LaunchInputError("sweeps run as one Slurm job array; set backend: slurm")
     return backend
@@ -255,9 +245,6 @@ def sweep_command(
     file_data: dict[str, Any], flags: Any, words: list[str], *, source: str, dry_run: bool
 ) -> list[str]:
     """``scalectl launch sweep.yaml``: the lines to print (launch or dry run)."""
-    from launcher.flags import build_mapping
-    from launcher.store import Store
-
     sweep, rest = split_sweep(file_data, source)
     runs = expand(build_mapping(rest, flags, words), sweep, source)
     cwd, environ = Path.cwd(), dict(os.environ)

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from planner.cli_validate import validate_command
+
 plan_app = typer.Typer(
     help="Estimate memory, time, energy, cost and CO2 of a training run, search the layouts, "
     "size the cluster; list the catalogs.",
@@ -50,7 +52,9 @@ TokensOption = Annotated[
 ]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
-AttentionOption = Annotated[str, typer.Option("--attention", help="flash or unfused.")]
+AttentionOption = Annotated[
+    str, typer.Option("--attention", help="flash, fa2, fa3, cudnn, sdpa_math or unfused.")
+]
 OverlapGradReduceOption = Annotated[
     bool,
     typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),
@@ -180,7 +184,7 @@ def estimate_command(
     if as_json:
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)
-        print(json.dumps(plan.estimate.model_dump(mode="json")))
+        print(json.dumps({**plan.estimate.model_dump(mode="json"), **_band_json(plan)}))
         return
     from planner.render import render_plan
 
@@ -324,7 +328,8 @@ def search_command(
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)
         if result.ranked:
-            print(json.dumps([est.model_dump(mode="json") for est in result.ranked]))
+            print(json.dumps([{**est.model_dump(mode="json"), **_band_json(result, est.layout)}
+                              for est in result.ranked]))  # fmt: skip
     else:
         from planner.render_search import render_search
 
@@ -557,6 +562,17 @@ def models_command(
     from planner.render import render_models
 
     render_models(specs)
+
+
+def _band_json(where: Any, layout: Any = None) -> dict[str, Any]:
+    """{"error_band": ...} of an estimate (planner.error_band), for --json output."""
+    from planner.error_band import error_band
+
+    band = error_band(where.model, where.training, layout or where.layout)
+    return {"error_band": band.model_dump(mode="json")}
+
+
+plan_app.command("validate")(validate_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from scalectl import __version__
-from scalectl.entry import run_agent_if_asked
+from scalectl.agent_entry import run_agent_if_asked
 from scalectl.errors import INPUT_ERROR_EXIT_CODE, user_error_message
 from scalectl.fast_help import defer_help_imports, wants_help
 

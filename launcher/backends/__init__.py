@@ -17,10 +17,6 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 
-def backend_names() -> list[str]:
-    return list(_BACKENDS)
-
-
 def get_backend(name: str) -> Backend:
     """An instance of the backend called ``name`` (imported on first use)."""
     try:

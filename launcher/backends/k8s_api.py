@@ -11,14 +11,24 @@ The ``kubernetes`` package is imported inside functions: importing it costs ~0.6
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from launcher.backends.k8s_errors import (
+    RETRYABLE_STATUS,
+    KubernetesApiError,
+    WatchExpired,
+    WatchInterrupted,
+    backoff_s,
+    explain,
+    retry_after_s,
+    root_cause,
+)
 from launcher.errors import BackendUnavailableError
+from launcher.render.flavours import FLAVOURS
+from launcher.render.k8s_resources import CORE_RESOURCES, Resource
 
 T = TypeVar("T")
 
@@ -26,64 +36,13 @@ REQUEST_TIMEOUT_S = (10.0, 60.0)
 """(connect, read) timeout of every non-watch request."""
 ATTEMPTS = 4
 """Tries of one request when the server throttles or fails transiently."""
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-class KubernetesApiError(RuntimeError):
-    """The API server refused a request; the message says why and what to do."""
-
-    user_error = True
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class WatchExpired(Exception):
-    """410 Gone: the watch's resourceVersion is too old; list again, then watch."""
-
-
-class WatchInterrupted(Exception):
-    """The watch connection dropped; watch again from the last resourceVersion."""
-
-
-@dataclass(frozen=True)
-class Resource:
-    """A kind of object the backend creates, and where it lives in the REST API."""
-
-    api_version: str
-    kind: str
-    plural: str
-    installed_by: str = ""
-    """What installs the API when it is a CRD (for the 'not installed' message)."""
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        return self.api_version.rpartition("/")[2]
-
-    @property
-    def is_custom(self) -> bool:
-        return bool(self.installed_by)
 
 
 RESOURCES: dict[tuple[str, str], Resource] = {
-    ("v1", "ConfigMap"): Resource("v1", "ConfigMap", "configmaps"),
-    ("v1", "Service"): Resource("v1", "Service", "services"),
-    ("batch/v1", "Job"): Resource("batch/v1", "Job", "jobs"),
-    ("kubeflow.org/v1", "PyTorchJob"): Resource(
-        "kubeflow.org/v1",
-        "PyTorchJob",
-        "pytorchjobs",
-        "the Kubeflow Training Operator (kubeflow.org/v1)",
-    ),
-    ("jobset.x-k8s.io/v1alpha2", "JobSet"): Resource(
-        "jobset.x-k8s.io/v1alpha2", "JobSet", "jobsets", "JobSet (jobset.x-k8s.io/v1alpha2)"
-    ),
+    (res.api_version, res.kind): res
+    for res in (*CORE_RESOURCES, *(flavour.resource for flavour in FLAVOURS.values()))
 }
+"""Every kind a job may be made of, by (apiVersion, kind)."""
 
 
 def resource_of(obj: dict[str, Any]) -> Resource:
@@ -391,7 +350,7 @@ class K8sApi:
                     continue
                 raise BackendUnavailableError(
                     f"kubernetes: cannot reach the API server at {self.host} to {action} "
-                    f"{what} ({_root_cause(exc)}); check the kubeconfig context "
+                    f"{what} ({root_cause(exc)}); check the kubeconfig context "
                     "(`kubectl cluster-info`)"
                 ) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -399,40 +358,8 @@ class K8sApi:
     def explain(
         self, exc: Any, action: str, what: str, res: Resource | None = None
     ) -> KubernetesApiError:
-        """One line for a refused request: what, why (the server's message), and the fix."""
-        status = exc.status
-        message = server_message(exc)
-        if status == 401:
-            text = (
-                f"kubernetes: the API server at {self.host} refused the credentials "
-                "(401 Unauthorized); log in again or refresh the token in your kubeconfig"
-            )
-        elif status == 403:
-            text = (
-                f"kubernetes: not allowed to {action} {what}: {message}; ask a cluster admin "
-                "for RBAC permission, or set kubernetes.namespace to one you may use"
-            )
-        elif status == 404 and action == "create":
-            if "namespaces" in message and "not found" in message:
-                text = (
-                    f"kubernetes: cannot {action} {what}: {message}; create the namespace or "
-                    "set kubernetes.namespace to an existing one"
-                )
-            elif res is not None and res.is_custom:
-                text = (
-                    f"kubernetes: this cluster has no {res.kind} API ({message}); install "
-                    f"{res.installed_by}, or choose another flavour (--k8s-flavor / "
-                    "kubernetes.flavor: indexed-job needs no operator)"
-                )
-            else:
-                text = f"kubernetes: cannot {action} {what}: {message}"
-        elif status == 409:
-            text = f"kubernetes: cannot {action} {what}: it already exists ({message})"
-        elif status == 422:
-            text = f"kubernetes: the API server rejected {what}: {message}"
-        else:
-            text = f"kubernetes: cannot {action} {what}: {status} {exc.reason}: {message}"
-        return KubernetesApiError(text, status)
+        """One line for a refused request (:func:`launcher.backends.k8s_errors.explain`)."""
+        return explain(exc, action, what, self.host, res)
 
 
 def _model(cls: Any, obj: dict[str, Any]) -> Any:
@@ -442,32 +369,14 @@ def _model(cls: Any, obj: dict[str, Any]) -> Any:
     return model
 
 
-def server_message(exc: Any) -> str:
-    """The ``message`` of the API server's Status body, else the HTTP reason."""
-    body = getattr(exc, "body", None)
-    if body:
-        try:
-            data = json.loads(body)
-        except (TypeError, ValueError):
-            return " ".join(str(body).split())[:300]
-        if isinstance(data, dict) and data.get("message"):
-            return " ".join(str(data["message"]).split())
-    return str(getattr(exc, "reason", "") or "no message")
-
-
-def retry_after_s(exc: Any) -> float | None:
-    headers = getattr(exc, "headers", None) or {}
-    value = headers.get("Retry-After") if hasattr(headers, "get") else None
-    try:
-        return min(30.0, max(0.0, float(value))) if value is not None else None
-    except ValueError:
-        return None
-
-
-def backoff_s(attempt: int) -> float:
-    return min(8.0, 0.5 * 2**attempt)
-
-
-def _root_cause(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return " ".join(str(reason or exc).split())[:200]
+__all__ = [
+    "RESOURCES",
+    "K8sApi",
+    "KubernetesApiError",
+    "Resource",
+    "WatchExpired",
+    "WatchInterrupted",
+    "backoff_s",
+    "connect",
+    "resource_of",
+]

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from launcher.backends.base import BackendStatus
+from launcher.render.flavours import FLAVOURS
 from launcher.states import JobState
 
 REASON_CHARS = 240
@@ -41,8 +42,6 @@ WAITING_PROBLEMS = frozenset(
     }
 )
 """Container waiting reasons worth showing (ContainerCreating/PodInitializing are normal)."""
-
-_OWNER_SUCCESS = {"pytorchjob": "Succeeded", "jobset": "Completed", "indexed-job": "Complete"}
 
 
 def one_line(text: str) -> str:
@@ -77,7 +76,7 @@ def _is_timeout(cond: dict[str, Any]) -> bool:
 def owner_terminal(flavor: str, owner: dict[str, Any]) -> BackendStatus | None:
     """COMPLETED / FAILED / TIMEOUT from the owner's conditions, else None."""
     conds = conditions(owner)
-    success = conds.get(_OWNER_SUCCESS[flavor])
+    success = conds.get(FLAVOURS[flavor].success_condition)
     if _true(success):
         assert success is not None
         return BackendStatus(JobState.COMPLETED, _explain(success) or "succeeded", 0)
@@ -90,12 +89,7 @@ def owner_terminal(flavor: str, owner: dict[str, Any]) -> BackendStatus | None:
 
 
 def owner_suspended(flavor: str, owner: dict[str, Any]) -> bool:
-    spec = owner.get("spec") or {}
-    if flavor == "pytorchjob":
-        flag = (spec.get("runPolicy") or {}).get("suspend")
-    else:
-        flag = spec.get("suspend")
-    return bool(flag) or _true(conditions(owner).get("Suspended"))
+    return FLAVOURS[flavor].suspended(owner) or _true(conditions(owner).get("Suspended"))
 
 
 def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:

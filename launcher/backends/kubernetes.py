@@ -27,27 +27,27 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from launcher.backends.base import Backend, BackendStatus, CancelReport, LogFile, SubmitRequest
+from launcher.backends.k8s_api import (
+    K8sApi,
+    KubernetesApiError,
+    WatchExpired,
+    WatchInterrupted,
+    backoff_s,
+    connect,
+    resource_of,
+)
 from launcher.backends.k8s_state import job_status, one_line
 from launcher.errors import BackendUnavailableError, LaunchInputError
 from launcher.jobdir import JobDir, read_json, write_json_atomic
-from launcher.render.k8s import (
-    API_VERSIONS,
-    CONTAINER_NAME,
-    FLAVORS,
-    LABEL_JOB_ID,
-    make_target,
-    render,
-    to_yaml,
-)
+from launcher.render.flavours import FLAVOURS
+from launcher.render.k8s import CONTAINER_NAME, LABEL_JOB_ID, make_target, render, to_yaml
+from launcher.render.k8s_resources import CONFIG_MAP, Resource
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
-
-if TYPE_CHECKING:
-    from launcher.backends.k8s_api import K8sApi, Resource
 
 CHECK_JOB_ID = "00000000-000000-0000"
 """A job id of the real length, for checks made before the id exists."""
@@ -72,24 +72,16 @@ class Handle:
     def parse(cls, text: str) -> Handle:
         flavor, _, rest = text.partition("/")
         namespace, _, name = rest.partition("/")
-        if flavor not in FLAVORS or not namespace or not name:
+        if flavor not in FLAVOURS or not namespace or not name:
             raise LaunchInputError(f"{text!r} is not a Kubernetes job handle (flavor/ns/name)")
         return cls(flavor, namespace, name)
 
     @property
     def owner(self) -> Resource:
-        from launcher.backends.k8s_api import RESOURCES
-
-        api_version, kind = API_VERSIONS[self.flavor]
-        return RESOURCES[(api_version, kind)]
+        return FLAVOURS[self.flavor].resource
 
     def dependents(self) -> list[tuple[Resource, str]]:
-        from launcher.backends.k8s_api import RESOURCES
-
-        out = [(RESOURCES[("v1", "ConfigMap")], f"{self.name}-files")]
-        if self.flavor == "indexed-job":
-            out.append((RESOURCES[("v1", "Service")], self.name))
-        return out
+        return [(CONFIG_MAP, f"{self.name}-files"), *FLAVOURS[self.flavor].dependents(self.name)]
 
 
 class KubernetesBackend(Backend):
@@ -111,7 +103,6 @@ class KubernetesBackend(Backend):
     def connect(self, context: str | None) -> K8sApi:
         if self._connector is not None:
             return self._connector(context)
-        from launcher.backends.k8s_api import connect
 
         return connect(context, sleep=self._sleep)
 
@@ -159,8 +150,6 @@ class KubernetesBackend(Backend):
         return str(Handle(target.flavor, target.namespace, target.name))
 
     def _create(self, api: K8sApi, obj: dict[str, Any], job_id: str) -> dict[str, Any]:
-        from launcher.backends.k8s_api import KubernetesApiError, resource_of
-
         try:
             return api.create(obj)
         except KubernetesApiError as exc:
@@ -180,8 +169,6 @@ class KubernetesBackend(Backend):
         )
 
     def _roll_back(self, api: K8sApi, created: list[dict[str, Any]]) -> None:
-        from launcher.backends.k8s_api import resource_of
-
         for obj in reversed(created):
             meta = obj["metadata"]
             try:
@@ -194,8 +181,6 @@ class KubernetesBackend(Backend):
     # -- state -----------------------------------------------------------------------------
 
     def status(self, record: JobRecord) -> BackendStatus:
-        from launcher.backends.k8s_api import KubernetesApiError
-
         if not record.backend_job_id:
             return BackendStatus(JobState.UNKNOWN, "never reached the cluster")
         try:
@@ -244,33 +229,43 @@ class KubernetesBackend(Backend):
         round_s: int = 60,
     ) -> Iterator[BackendStatus]:
         """Each new state of the job until it ends (or ``timeout_s`` passes); see module doc."""
-        from launcher.backends.k8s_api import WatchExpired, WatchInterrupted, backoff_s
-
         if not record.backend_job_id:
             yield BackendStatus(JobState.UNKNOWN, "never reached the cluster")
             return
         handle = Handle.parse(record.backend_job_id)
         spec = JobSpec.model_validate(record.spec)
         api = self.connect(spec.kubernetes.context)
-        labels = selector(record.id)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        items, version = api.list_pods(handle.namespace, labels)
-        pods = {_pod_key(p): p for p in items}
         last: BackendStatus | None = None
-        drops = 0
-        while True:
-            status = self._status(api, handle, spec, record.id, list(pods.values()))
+        for pods in self._pod_states(api, handle.namespace, selector(record.id), deadline, round_s):
+            status = self._status(api, handle, spec, record.id, pods)
             if status != last:
                 last = status
                 yield status
             if status.state.is_terminal:
                 return
+
+    def _pod_states(
+        self,
+        api: K8sApi,
+        namespace: str,
+        labels: str,
+        deadline: float | None,
+        round_s: int,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The job's pods now, then again after every change, until ``deadline``: one
+        list, then watch rounds of at most ``round_s`` from the last resourceVersion."""
+        items, version = api.list_pods(namespace, labels)
+        pods = {_pod_key(p): p for p in items}
+        drops = 0
+        while True:
+            yield list(pods.values())
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return
             span = round_s if left is None else max(1, min(round_s, int(left + 0.999)))
             try:
-                for event in api.watch_pods(handle.namespace, labels, version, span):
+                for event in api.watch_pods(namespace, labels, version, span):
                     obj = event["object"]
                     meta = obj.get("metadata") or {}
                     version = str(meta.get("resourceVersion") or version)
@@ -281,15 +276,10 @@ class KubernetesBackend(Backend):
                     else:
                         pods[_pod_key(obj)] = obj
                     drops = 0
-                    status = self._status(api, handle, spec, record.id, list(pods.values()))
-                    if status != last:
-                        last = status
-                        yield status
-                    if status.state.is_terminal:
-                        return
+                    yield list(pods.values())
             except WatchExpired:
                 # The resourceVersion was compacted away: list again, watch from there.
-                items, version = api.list_pods(handle.namespace, labels)
+                items, version = api.list_pods(namespace, labels)
                 pods = {_pod_key(p): p for p in items}
             except WatchInterrupted:
                 self._sleep(backoff_s(min(drops, 4)))

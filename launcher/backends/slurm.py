@@ -1,9 +1,9 @@
-"""The Slurm backend: jobs become sbatch scripts, submitted through submitit's executor.
+"""The Slurm backend: jobs become sbatch scripts, submitted with ``sbatch``.
 
 * ``describe`` (``--dry-run``) and ``submit`` render the same script
-  (:func:`launcher.backends.slurm_script.render_sbatch`, a pure function); submitit's
-  ``SlurmExecutor`` writes it next to the job (``<job_dir>/slurm/<id>_submission.sh``),
-  runs ``sbatch`` and parses the id. Env references resolved at launch travel only in
+  (:func:`launcher.backends.slurm_script.render_sbatch`, a pure function); ``submit``
+  writes it next to the job (``<job_dir>/slurm/<id>_submission.sh``), runs ``sbatch``
+  and parses the id. Env references resolved at launch travel only in
   the environment of that ``sbatch`` process (``--export=ALL``), never in a file.
 * ``submit_array``: a sweep is ONE Slurm job array; element ``i`` has its own job
   directory and registry entry, and the handle ``<array id>_<i>``.
@@ -21,14 +21,14 @@ policy (:mod:`runtime.agent.slurm_policy`); requeue is :mod:`launcher.backends.s
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +51,11 @@ from launcher.jobdir import JobDir, append_event, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
+from runtime.processes import job_processes
 
 SUBMIT_DIR = "slurm"
 """Sub-directory of the job directory (or sweep directory) holding the submitted script."""
 POLL_S = 0.5
-_ENV_LOCK = threading.Lock()
 
 
 class SlurmBackend(Backend):
@@ -166,7 +166,6 @@ class SlurmBackend(Backend):
                 note = f"Slurm job {handle} cancelled; its ranks did not stop within {grace:g} s"
         _run(["scancel", handle])
         _wait(lambda: _squeue(handle) is None or _squeue_done(handle), 60.0)
-        from runtime.processes import job_processes
 
         survivors = job_processes(record.id)
         return CancelReport(signalled=1, survivors=len(survivors), note=note)
@@ -221,56 +220,41 @@ def _array_request(
     )
 
 
-# -- submission through submitit ----------------------------------------------------
+# -- submission ----------------------------------------------------------------------
 
-
-def _executor(folder: Path, script: str) -> Any:
-    """A submitit SlurmExecutor whose submission file is our rendered script."""
-    from submitit.slurm.slurm import SlurmExecutor
-
-    class ScalectlSlurmExecutor(SlurmExecutor):
-        def _make_submission_file_text(self, command: str, uid: str) -> str:
-            return script
-
-    try:
-        return ScalectlSlurmExecutor(folder=folder)
-    except RuntimeError as exc:  # submitit: "Could not detect srun"
-        raise BackendUnavailableError(
-            f"no Slurm here ({exc}); run scalectl on a Slurm login node, or use --dry-run"
-        ) from None
-
-
-@contextlib.contextmanager
-def _environment(extra: Mapping[str, str]) -> Iterator[None]:
-    """``os.environ`` plus ``extra`` for the sbatch child only (restored afterwards)."""
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in extra}
-        os.environ.update(extra)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+SBATCH_TIMEOUT_S = 120.0
+"""How long ``sbatch`` may take to answer: slurmctld replies within seconds; a busy one
+(thousands of queued jobs) can take tens of seconds, which must not read as a refusal."""
 
 
 def _sbatch(script: str, folder: Path, secret_env: Mapping[str, str]) -> str:
-    """Write and submit ``script`` with submitit; returns the Slurm job id."""
+    """Write ``script`` to ``folder/<slurm id>_submission.sh`` and submit it with ``sbatch``;
+    returns the Slurm job id. ``secret_env`` goes only into the sbatch process's
+    environment (the script exports it with ``--export=ALL``), never into a file."""
     if shutil.which("sbatch") is None:
         raise BackendUnavailableError(
             "sbatch is not on PATH; run scalectl on a Slurm login node, or use --dry-run"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    executor = _executor(folder, script)
+    # Written under a temporary name: the Slurm id that names the file comes from sbatch.
+    pending = folder / f".submission_file_{uuid.uuid4().hex}.sh"
+    pending.write_text(script)
     try:
-        # submitit also prints sbatch's stderr on failure; the error says it in one line.
-        with _environment(secret_env), contextlib.redirect_stderr(io.StringIO()):
-            job = executor._submit_command("")  # the script already holds the command
-    except Exception as exc:  # submitit's FailedJobError carries sbatch's stderr
-        raise BackendUnavailableError(f"sbatch refused the job: {sbatch_error(str(exc))}") from None
-    return str(job.job_id)
+        result = _run(["sbatch", str(pending)], SBATCH_TIMEOUT_S, env={**os.environ, **secret_env})
+        if result.returncode != 0:
+            detail = sbatch_error(result.stderr or result.stdout)
+            raise BackendUnavailableError(f"sbatch refused the job: {detail}")
+        found = re.search(r"job (?P<id>[0-9]+)", result.stdout)
+        if found is None:
+            raise BackendUnavailableError(
+                f"sbatch answered {result.stdout.strip()[:200]!r}, which names no job id"
+            )
+    except BackendUnavailableError:
+        pending.unlink(missing_ok=True)
+        raise
+    slurm_id = found.group("id")
+    pending.replace(folder / f"{slurm_id}_submission.sh")
+    return slurm_id
 
 
 def sbatch_error(stderr: str) -> str:
@@ -283,9 +267,11 @@ def sbatch_error(stderr: str) -> str:
 # -- querying Slurm -----------------------------------------------------------------
 
 
-def _run(argv: list[str], timeout_s: float = 30.0) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], timeout_s: float = 30.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=env)
     except FileNotFoundError:
         raise BackendUnavailableError(f"{argv[0]} is not on PATH; is this a Slurm host?") from None
     except subprocess.TimeoutExpired:

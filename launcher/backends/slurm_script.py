@@ -2,9 +2,10 @@
 
 ``render_sbatch`` is what ``scalectl launch --backend slurm --dry-run`` prints and
 exactly what ``SlurmBackend.submit`` hands to ``sbatch`` (a golden file pins it). The
-``#SBATCH`` block, setup, command and teardown sections come from submitit's
-``_make_sbatch_string`` (parameters sorted, values shell-quoted, ``--open-mode=append``);
-we add what submitit has no parameter for and the one ``srun`` step.
+``#SBATCH`` block, setup, command and teardown sections are laid out by
+:func:`launcher.backends.sbatch_format.sbatch_script` exactly as submitit lays out its
+own scripts (parameters sorted, values shell-quoted, ``--open-mode=append``); this
+module adds the one ``srun`` step and the lines around it.
 
 What the script does, in order:
 
@@ -41,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from launcher.backends.sbatch_format import sbatch_script
 from launcher.commands import Rendezvous, node_command
 from launcher.errors import LaunchInputError
 from launcher.spec import JobSpec
@@ -193,24 +195,11 @@ def node_task_python(spec: JobSpec, default_python: str) -> str:
     return default_python
 
 
-def _sbatch_parameters(request: ScriptRequest) -> dict[str, object]:
-    """submitit ``_make_sbatch_string`` keyword arguments (its names, one source of truth)."""
+def sbatch_flags(request: ScriptRequest) -> dict[str, object]:
+    """The ``#SBATCH`` flags of the script, by submitit's parameter names (``None`` = absent)."""
     spec = request.spec
     slurm = spec.slurm
-    additional: dict[str, object] = {
-        "signal": f"{slurm_signal_name(slurm.signal)}@{slurm.signal_before_end_s}",
-        "requeue" if slurm.requeue else "no-requeue": True,
-        "chdir": str(spec.workdir) if spec.workdir is not None else None,
-    }
-    if slurm.after:
-        additional["dependency"] = "afterok:" + ":".join(slurm.after)
-        additional["kill-on-invalid-dep"] = "yes"
-    if request.is_array:
-        assert request.array_dir is not None, "an array needs its sweep directory"
-        additional["output"] = str(request.array_dir / "batch-%A_%a.log")
-    else:
-        additional["output"] = str(request.elements[0].job_dir / "logs" / BATCH_LOG)
-    params: dict[str, object] = {
+    flags: dict[str, object] = {
         "job_name": request.name or spec.name,
         "partition": slurm.partition,
         "account": slurm.account,
@@ -226,15 +215,22 @@ def _sbatch_parameters(request: ScriptRequest) -> dict[str, object]:
         "cpus_per_task": spec.cpus_per_node,
         "gpus_per_node": spec.gpus_per_node or None,
         "mem": mem_request(spec.mem_gib) if spec.mem_gib is not None else None,
-        "wckey": None,
-        "stderr_to_stdout": True,
-        "use_srun": False,
-        "additional_parameters": {k: v for k, v in additional.items() if v is not None},
+        "signal": f"{slurm_signal_name(slurm.signal)}@{slurm.signal_before_end_s}",
+        "requeue" if slurm.requeue else "no-requeue": True,
+        "chdir": str(spec.workdir) if spec.workdir is not None else None,
+        "open-mode": "append",
     }
+    if slurm.after:
+        flags["dependency"] = "afterok:" + ":".join(slurm.after)
+        flags["kill-on-invalid-dep"] = "yes"
     if request.is_array:
-        params["map_count"] = len(request.elements)
-        params["array_parallelism"] = request.throttle or len(request.elements)
-    return params
+        assert request.array_dir is not None, "an array needs its sweep directory"
+        count = len(request.elements)
+        flags["array"] = f"0-{count - 1}%{min(count, request.throttle or count)}"
+        flags["output"] = str(request.array_dir / "batch-%A_%a.log")
+    else:
+        flags["output"] = str(request.elements[0].job_dir / "logs" / BATCH_LOG)
+    return flags
 
 
 def _identity_lines(request: ScriptRequest) -> list[str]:
@@ -317,8 +313,6 @@ def _node_command_comment(request: ScriptRequest) -> list[str]:
 
 def render_sbatch(request: ScriptRequest) -> str:
     """The sbatch script (pure: same request, same text)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
     spec = request.spec
     check_slurm_spec(spec, [e.job_dir for e in request.elements])
     python = shlex.quote(request.python)
@@ -330,18 +324,12 @@ def render_sbatch(request: ScriptRequest) -> str:
         ]
     )
     teardown = [f'exec {python} -m {SLURM_TASK_MODULE} end "$SCALECTL_JOB_DIR" "$scalectl_step_rc"']
-    text: str = _make_sbatch_string(
-        command=command,
-        folder=request.array_dir or request.elements[0].job_dir,
-        setup=_setup_lines(request),
-        teardown=teardown,
-        **_sbatch_parameters(request),  # type: ignore[arg-type]
-    )
+    text = sbatch_script(sbatch_flags(request), _setup_lines(request), command, teardown)
     return _with_extra_sbatch(text, spec.slurm.extra_sbatch)
 
 
 def _with_extra_sbatch(text: str, extra: Sequence[str]) -> str:
-    """Insert the user's extra ``#SBATCH`` lines after submitit's (still before any command)."""
+    """Insert the user's extra ``#SBATCH`` lines after ours (still before any command)."""
     if not extra:
         return text
     lines = text.split("\n")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from launcher.errors import LaunchInputError
+from launcher.paths import make_directory
 from launcher.render.k8s import FLAVORS, render, to_yaml
 from launcher.spec import JobSpec
 
@@ -43,12 +44,7 @@ def write_manifests(
             "# Do not edit: change the job spec and generate again (make manifests).\n"
         )
         texts[flavor] = to_yaml(render(spec, job_id, flavor), header)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LaunchInputError(
-            f"-o {out_dir}: cannot create the directory ({exc.strerror}); choose another"
-        ) from None
+    make_directory(out_dir, f"-o {out_dir}: cannot create the directory ({{why}}); choose another")
     written = []
     for flavor, text in texts.items():
         path = out_dir / f"{flavor}.yaml"

@@ -110,49 +110,52 @@ def is_qualified_name(value: str) -> bool:
     return len(name) <= LABEL_MAX and bool(_QUALIFIED_NAME.match(name))
 
 
-def check_dns1123_label(value: str, field: str) -> str:
-    if not is_dns1123_label(value):
-        raise LaunchInputError(
-            f"{field} {value!r} is not a valid Kubernetes name: use at most 63 lowercase "
-            "letters, digits or '-', starting and ending with a letter or digit"
-        )
+def _checked(ok: bool, value: str, field: str, rule: str) -> str:
+    """``value`` when ``ok``; else one LaunchInputError line: the field, the value, the rule."""
+    if not ok:
+        raise LaunchInputError(f"{field} {value!r} {rule}")
     return value
+
+
+_DNS1123_LABEL_RULE = (
+    "is not a valid Kubernetes name: use at most 63 lowercase "
+    "letters, digits or '-', starting and ending with a letter or digit"
+)
+_SUBDOMAIN_RULE = (
+    "is not a valid Kubernetes object name: use lowercase "
+    "letters, digits, '-' and '.', starting and ending with a letter or digit "
+    "(at most 253)"
+)
+_LABEL_VALUE_RULE = (
+    "is not a valid label value: use at most 63 letters, "
+    "digits, '-', '_' or '.', starting and ending with a letter or digit"
+)
+_QUALIFIED_NAME_RULE = (
+    "is not a valid label key: write [PREFIX/]NAME with a DNS "
+    "prefix and a NAME of at most 63 letters, digits, '-', '_' or '.'"
+)
+_CONFIG_KEY_RULE = "is not a valid Secret key: use letters, digits, '-', '_' or '.'"
+
+
+def check_dns1123_label(value: str, field: str) -> str:
+    return _checked(is_dns1123_label(value), value, field, _DNS1123_LABEL_RULE)
 
 
 def check_subdomain(value: str, field: str) -> str:
-    if not is_subdomain(value):
-        raise LaunchInputError(
-            f"{field} {value!r} is not a valid Kubernetes object name: use lowercase "
-            "letters, digits, '-' and '.', starting and ending with a letter or digit "
-            "(at most 253)"
-        )
-    return value
+    return _checked(is_subdomain(value), value, field, _SUBDOMAIN_RULE)
 
 
 def check_label_value(value: str, field: str) -> str:
-    if not is_label_value(value):
-        raise LaunchInputError(
-            f"{field} {value!r} is not a valid label value: use at most 63 letters, "
-            "digits, '-', '_' or '.', starting and ending with a letter or digit"
-        )
-    return value
+    return _checked(is_label_value(value), value, field, _LABEL_VALUE_RULE)
 
 
 def check_qualified_name(value: str, field: str) -> str:
-    if not is_qualified_name(value):
-        raise LaunchInputError(
-            f"{field} {value!r} is not a valid label key: write [PREFIX/]NAME with a DNS "
-            "prefix and a NAME of at most 63 letters, digits, '-', '_' or '.'"
-        )
-    return value
+    return _checked(is_qualified_name(value), value, field, _QUALIFIED_NAME_RULE)
 
 
 def check_config_key(value: str, field: str) -> str:
-    if not (len(value) <= SUBDOMAIN_MAX and _CONFIG_KEY.match(value)):
-        raise LaunchInputError(
-            f"{field} {value!r} is not a valid Secret key: use letters, digits, '-', '_' or '.'"
-        )
-    return value
+    ok = len(value) <= SUBDOMAIN_MAX and bool(_CONFIG_KEY.match(value))
+    return _checked(ok, value, field, _CONFIG_KEY_RULE)
 
 
 def check_absolute_path(value: str, field: str) -> str:

@@ -12,7 +12,7 @@ from typing import IO, Any
 from launcher.jobdir import JobDir, append_event
 from runtime.agent import procs, torchrun
 from runtime.agent.config import AgentConfig
-from runtime.agent.policy import choose_policy
+from runtime.agent.policies import choose_policy
 from runtime.agent.watch import ProgressWatcher
 
 SOURCE = "agent"

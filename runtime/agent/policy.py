@@ -6,12 +6,11 @@ torchrun means, what the agent's exit status must tell the scheduler, which even
 backend's own readers need) are answered by a :class:`BackendPolicy`, so the agent's
 loop has no backend branches. The policy is chosen by ``scalectl agent --policy``
 (``auto``: ``kubernetes`` inside a pod, else ``local``; the sbatch script passes
-``slurm``).
+``slurm``) in ``runtime.agent.policies``, the registry.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -92,18 +91,3 @@ class KubernetesPolicy(BackendPolicy):
     as locally. A pod killed outside is replaced by its controller, not by the agent."""
 
     name = "kubernetes"
-
-
-def choose_policy(cfg: AgentConfig, environ: Mapping[str, str] | None = None) -> BackendPolicy:
-    """The policy named by ``cfg.policy``; ``auto`` reads the environment."""
-    env = os.environ if environ is None else environ
-    name = cfg.policy
-    if name == "auto":
-        name = "kubernetes" if env.get("KUBERNETES_SERVICE_HOST") else "local"
-    if name == "slurm":
-        from runtime.agent.slurm_policy import SlurmPolicy
-
-        return SlurmPolicy(cfg, env)
-    if name == "kubernetes":
-        return KubernetesPolicy(cfg, env)
-    return LocalPolicy(cfg, env)

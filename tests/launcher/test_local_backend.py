@@ -291,7 +291,7 @@ def test_a_killed_supervisor_is_noticed_and_cancel_still_cleans_up(cli, script) 
 
 
 def test_failure_reason_reads_the_root_cause_not_the_ranks_stopped_after_it() -> None:
-    from launcher.backends.local_supervisor import failure_reason
+    from launcher.backends.local_supervision import failure_reason
 
     # torchrun's ChildFailedError report when rank 0 was still running as rank 1 failed:
     # rank 0, stopped by torchrun, is listed first.

@@ -354,7 +354,8 @@ def test_reap_children_keeps_the_child_popen_waits_for() -> None:
 
 
 def test_policy_is_chosen_by_flag_or_environment(tmp_path: Path) -> None:
-    from runtime.agent.policy import KubernetesPolicy, LocalPolicy, choose_policy
+    from runtime.agent.policies import choose_policy
+    from runtime.agent.policy import KubernetesPolicy, LocalPolicy
     from runtime.agent.slurm_policy import SlurmPolicy
 
     def cfg(**kw: object) -> AgentConfig:

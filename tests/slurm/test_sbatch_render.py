@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from launcher.backends.sbatch_format import sbatch_script
 from launcher.backends.slurm_script import (
     ArrayElement,
     ScriptRequest,
@@ -20,6 +21,7 @@ from launcher.backends.slurm_script import (
     mem_request,
     rdzv_port,
     render_sbatch,
+    sbatch_flags,
     slurm_signal_name,
     time_limit_minutes,
 )
@@ -250,3 +252,65 @@ def test_no_container_means_the_host_python_and_no_pyxis_flags() -> None:
     assert "--requeue" in text and "--no-requeue" not in text
     text = render_sbatch(single(full_spec(slurm={"requeue": False})))
     assert "#SBATCH --no-requeue" in text.splitlines()
+
+
+def _array_request(throttle: int | None) -> ScriptRequest:
+    spec = full_spec(slurm={"partition": "gpu"}, nodes="1", gpus_per_node=1, workdir=None)
+    elements = tuple(
+        ArrayElement(f"20250101-000000-000{i}", Path(f"/shared/jobs/20250101-000000-000{i}"))
+        for i in range(3)
+    )
+    return ScriptRequest(
+        spec=spec,
+        elements=elements,
+        python="/opt/venv/bin/python",
+        array_dir=Path("/shared/jobs/sweeps/20250101-000000-ffff"),
+        throttle=throttle,
+        name="lr-sweep",
+    )
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        single(full_spec(slurm={**full_spec().slurm.model_dump(), "extra_sbatch": []})),
+        single(full_spec(slurm={"requeue": False}, time_limit_s=None, mem_gib=None)),
+        single(spec_from_mapping({"name": "j", "entrypoint": {"module": "m"}})),
+        _array_request(2),
+        _array_request(None),
+    ],
+    ids=["full", "no-requeue-no-limits", "minimal", "array-throttled", "array"],
+)
+def test_the_layout_is_the_one_submitit_writes(request_: ScriptRequest) -> None:
+    """Our script is byte for byte the one submitit's own renderer writes for the same
+    flags (a test may call submitit's private function; product code does not)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    flags = sbatch_flags(request_)
+    setup = ["echo setup", "module load x"]
+    command = "# a comment\nsrun true\nscalectl_step_rc=$?"
+    teardown = ["exec end"]
+    theirs = _make_sbatch_string(
+        command=command,
+        folder="/unused",
+        setup=setup,
+        teardown=teardown,
+        time=None,  # type: ignore[arg-type]
+        wckey=None,  # type: ignore[arg-type]
+        stderr_to_stdout=True,
+        use_srun=False,
+        additional_parameters={k: v for k, v in flags.items() if v is not None},
+    )
+    assert sbatch_script(flags, setup, command, teardown) == theirs
+
+
+def test_the_array_flag_is_the_one_submitit_writes() -> None:
+    """submitit spells a job array from a count and a parallelism; ours must agree."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    for throttle in (None, 1, 2, 5):
+        flags = sbatch_flags(_array_request(throttle))
+        theirs = _make_sbatch_string(
+            command="true", folder="/unused", map_count=3, array_parallelism=throttle or 3
+        )
+        assert f"#SBATCH --array={flags['array']}" in theirs.splitlines()
