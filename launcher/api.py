@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.jobdir import SCHEMA_VERSION, JobDir, append_event, write_json_atomic
 from launcher.backends import get_backend
 from launcher.backends.base import Backend, CancelReport, SubmitRequest
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.ids import new_job_id
-from launcher.jobdir import SCHEMA_VERSION, JobDir, append_event, write_json_atomic
 from launcher.paths import default_jobs_root
 from launcher.spec import JobSpec
 from launcher.states import JobState

@@ -145,10 +145,10 @@ def launch_sweep(
     Returns (sweep id, sweep directory, records in array order). Nothing is created
     before every run has been validated; if submission fails every run is FAILED.
     """
+    from contract.jobdir import append_event, write_json_atomic
     from launcher import api
     from launcher.backends.base import SubmitRequest
     from launcher.ids import new_job_id
-    from launcher.jobdir import append_event, write_json_atomic
     from launcher.paths import default_jobs_root
     from launcher.states import JobState
 
@@ -218,10 +218,10 @@ def dry_run_sweep(
     runs: list[SweepRun], throttle: int | None, *, cwd: Path, environ: Mapping[str, str]
 ) -> str:
     """The array script that would be submitted; creates nothing."""
+    from contract.jobdir import JobDir
     from launcher import api
     from launcher.backends.base import SubmitRequest
     from launcher.ids import new_job_id
-    from launcher.jobdir import JobDir
     from launcher.paths import default_jobs_root
 
     prepared = [api.prepare(run.spec, cwd=cwd, environ=environ) for run in runs]

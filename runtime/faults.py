@@ -58,7 +58,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from launcher.jobdir import append_event
+from contract.jobdir import append_event
 
 FAULTS_ENV = "SCALECTL_FAULTS"
 """Environment variable holding the fault list."""

@@ -25,11 +25,11 @@ job (continuing across restarts), ``tokens`` is the cumulative number of tokens 
 by *all* ranks together since step 0 (so every rank reports the same value, and it stays
 meaningful when the world size changes), and ``step_time_s`` is this rank's wall time for
 the step. Non-finite floats are written as the JSON extensions ``NaN``/``Infinity``, which
-Python's ``json`` (and so ``launcher.jobdir.read_jsonl``) reads back.
+Python's ``json`` (and so ``contract.jobdir.read_jsonl``) reads back.
 
 Writing: the progress file is opened once with ``O_APPEND`` and kept open; each record is
 one ``write()`` of one whole line, so concurrent writers never interleave within a line
-and readers see at most a torn last line (which ``launcher.jobdir`` readers skip). A
+and readers see at most a torn last line (which ``contract.jobdir`` readers skip). A
 reporting failure (unwritable directory, full disk) prints one warning to stderr and
 turns reporting off: telemetry must never stop training.
 
@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
+from contract.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
 JOB_DIR_ENV = "SCALECTL_JOB_DIR"
 """Environment variable naming the job directory (set by every scalectl backend)."""

@@ -6,7 +6,7 @@ stdout and stderr at it; writes one header line (time, attempt, world size); and
 ``exec``s the real entrypoint, so the rank *is* the entrypoint process (same pid,
 signals go straight to it, no extra Python interpreter stays resident).
 
-Standard library and ``launcher.jobdir`` only (it runs once per rank per restart and
+Standard library and ``contract`` (jobdir, env, events) only (it runs once per rank per restart and
 must start in milliseconds). Reads only environment variables: ``RANK``,
 ``LOCAL_RANK``, ``WORLD_SIZE``, ``TORCHELASTIC_RESTART_COUNT`` (set by torchrun),
 ``SCALECTL_JOB_DIR``, ``SCALECTL_JOB_ID`` and ``SCALECTL_NODE`` (set by the backend).
@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.jobdir import JobDir, append_event
+from contract.jobdir import JobDir, append_event
 
 EXEC_FAILED_EXIT_CODE = 127
 

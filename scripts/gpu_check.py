@@ -110,8 +110,8 @@ def plan_for(config: dict[str, Any], gpu_name: str) -> Any:
 
 
 def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, Any]:
+    from contract.jobdir import JobDir, read_all_jsonl
     from launcher import api
-    from launcher.jobdir import JobDir, read_all_jsonl
     from launcher.spec import JobSpec
     from launcher.store import Store
 

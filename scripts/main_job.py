@@ -26,9 +26,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contract.jobdir import JobDir, read_all_jsonl
 from launcher import api
 from launcher.commands import omp_threads
-from launcher.jobdir import JobDir, read_all_jsonl
 from launcher.procs import job_processes
 from launcher.progress_view import read_progress
 from launcher.spec import JobSpec

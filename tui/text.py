@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from launcher.jobdir import finite as finite  # numbers read from job files, used across the TUI
+from contract.jobdir import finite as finite  # numbers read from job files, used across the TUI
 from launcher.states import STATE_STYLE
 
 MISSING = "–"

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contract.jobdir import JobDir, read_json, write_json_atomic
 from launcher.backends.base import Backend, BackendStatus, CancelReport, LogFile, SubmitRequest
 from launcher.backends.k8s_state import job_status, one_line
 from launcher.errors import BackendUnavailableError, LaunchInputError
-from launcher.jobdir import JobDir, read_json, write_json_atomic
 from launcher.render.k8s import (
     API_VERSIONS,
     CONTAINER_NAME,

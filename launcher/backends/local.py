@@ -23,10 +23,10 @@ import sys
 
 import psutil
 
+from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import BackendUnavailableError, LaunchInputError
-from launcher.jobdir import JobDir, tail_jsonl
 from launcher.procs import (
     StopReport,
     job_processes,

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"{child}\n")
             sys.stdout.flush()
             os._exit(0)
+    from contract.jobdir import JobDir
     from launcher.backends.local import host_name
-    from launcher.jobdir import JobDir
 
     jobdir = JobDir(args.job_dir.resolve())
     _redirect_output(jobdir.log_file(host_name(), "supervisor"))
@@ -127,7 +127,7 @@ def _last_line(text: str) -> str:
 
 class Supervisor:
     def __init__(self, jobdir: Any, registry: Path) -> None:
-        from launcher.jobdir import read_json
+        from contract.jobdir import read_json
         from launcher.spec import JobSpec
 
         self.jobdir = jobdir
@@ -150,7 +150,7 @@ class Supervisor:
     # -- registry and events ---------------------------------------------------
 
     def event(self, name: str, **fields: Any) -> None:
-        from launcher.jobdir import append_event
+        from contract.jobdir import append_event
 
         try:
             append_event(self.jobdir, name, source="launcher", job_id=self.job_id, **fields)
@@ -303,7 +303,7 @@ class Supervisor:
 
     def grace_s(self) -> float:
         """The spec's grace period, or the one ``scalectl cancel --grace`` recorded."""
-        from launcher.jobdir import tail_jsonl
+        from contract.jobdir import tail_jsonl
 
         for event in reversed(tail_jsonl(self.jobdir.events, 50)):
             if event.get("event") == "cancelled" and event.get("job_id") == self.job_id:
@@ -372,7 +372,7 @@ class Supervisor:
         return code if 0 <= code < 256 else 1
 
     def describe_failure(self, code: int) -> str:
-        from launcher.jobdir import read_tail
+        from contract.jobdir import read_tail
 
         torchrun_tail = "\n".join(
             read_tail(self.jobdir.log_file(n, "torchrun"), 16384) for n, _ in self.agents

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.jobdir import JobDir, append_event, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.backends.slurm_script import (
     ArrayElement,
@@ -47,7 +48,6 @@ from launcher.backends.slurm_state import (
     parse_squeue,
 )
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
-from launcher.jobdir import JobDir, append_event, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord

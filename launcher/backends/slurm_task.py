@@ -43,7 +43,7 @@ signal or a lost node — ``scontrol requeue`` while the requeue budget
 (``slurm.max_requeues``, counted as ``requeued`` events in the job directory) lasts. A
 run that finished never requeues, and neither does one the user cancelled.
 
-Imports stay light (stdlib, psutil, launcher.jobdir; the spec model only to build the
+Imports stay light (stdlib, psutil, contract.jobdir; the spec model only to build the
 node command), since every node pays them before torchrun starts.
 """
 
@@ -64,7 +64,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_json
+from contract.jobdir import JobDir, append_event, read_all_jsonl, read_json
 
 POLL_S = 0.05
 LAST_CALL_TIMEOUT_S = 5

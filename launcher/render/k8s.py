@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from contract.jobdir import SCHEMA_VERSION
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import LaunchInputError
-from launcher.jobdir import SCHEMA_VERSION
 from launcher.render.k8s_env import (
     check_plain_env,
     field_entry,

@@ -18,7 +18,7 @@ from collections import deque
 from types import FrameType
 from typing import IO, Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_tail, write_json_atomic
+from contract.jobdir import JobDir, append_event, read_all_jsonl, read_tail, write_json_atomic
 from runtime.agent import classify, procs, stacks, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.summary import format_summary, job_summary

@@ -27,7 +27,7 @@ import bisect
 from collections import Counter
 from typing import Any
 
-from launcher.jobdir import JobDir, read_all_jsonl, read_json
+from contract.jobdir import JobDir, read_all_jsonl, read_json
 
 SECONDARY_CAUSES = frozenset({"peer_failure"})
 J_PER_MWH = 3.6e9

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher.jobdir import JobDir, read_jsonl
+from contract.jobdir import JobDir, read_jsonl
 
 
 def hang_timeout_s(gaps: Iterable[float], floor_s: float, multiplier: float) -> float:

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from runtime import faults, progress
 from runtime.train import checkpoint, data, distributed
 from runtime.train.config import MODEL_FIELDS, ConfigError, TrainConfig

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from runtime.train import checkpoint, data
 from runtime.train.config import ConfigError, TrainConfig, parse_config
 from runtime.train.loop import Trainer

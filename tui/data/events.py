@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from tui.data.follow import JsonlTail
 from tui.text import finite
 

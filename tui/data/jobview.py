@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, read_json
+from contract.jobdir import JobDir, read_json
 from launcher.progress_view import ProgressSnapshot
 from launcher.store import JobRecord
 from tui import text
