@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contract.env import JOB_DIR_ENV, JOB_ID_ENV, NODE_ENV
 from launcher.errors import LaunchInputError
 
 BackendName = Literal["local", "slurm", "kubernetes"]
@@ -31,9 +32,9 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_ENV = frozenset(
     {
-        "SCALECTL_JOB_ID",
-        "SCALECTL_JOB_DIR",
-        "SCALECTL_NODE",
+        JOB_ID_ENV,
+        JOB_DIR_ENV,
+        NODE_ENV,
         "RANK",
         "LOCAL_RANK",
         "WORLD_SIZE",

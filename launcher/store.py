@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from contract.env import HOME_ENV
 from launcher.errors import JobNotFoundError, RegistryError
 from launcher.paths import registry_path
 from launcher.states import JobState, parse_state
@@ -196,7 +197,7 @@ class Store:
         except OSError as exc:
             raise RegistryError(
                 f"cannot create the registry directory {self.path.parent}: {exc.strerror}; "
-                "set SCALECTL_HOME to a writable directory"
+                f"set {HOME_ENV} to a writable directory"
             ) from None
         try:
             self._conn = sqlite3.connect(
@@ -250,7 +251,7 @@ class Store:
         if "readonly" in text or "unable to open" in text or "disk I/O" in text:
             return RegistryError(
                 f"cannot {action} the job registry {self.path} ({text}); check that "
-                "SCALECTL_HOME is a writable local directory"
+                f"{HOME_ENV} is a writable local directory"
             )
         return RegistryError(f"cannot {action} the job registry {self.path}: {text}")
 

@@ -47,9 +47,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from contract import env
 from contract.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
-JOB_DIR_ENV = "SCALECTL_JOB_DIR"
+JOB_DIR_ENV = env.JOB_DIR_ENV
 """Environment variable naming the job directory (set by every scalectl backend)."""
 
 STACK_DUMP_SIGNAL = signal.SIGUSR1
@@ -99,10 +100,7 @@ def _int_env(name: str, default: int) -> int:
 
 def _from_env() -> _Reporter:
     global _reporter
-    job_dir = os.environ.get(JOB_DIR_ENV) or None
-    _reporter = _Reporter(
-        Path(job_dir) if job_dir else None, _int_env("RANK", 0), _int_env("WORLD_SIZE", 1)
-    )
+    _reporter = _Reporter(env.job_dir(), _int_env("RANK", 0), _int_env("WORLD_SIZE", 1))
     return _reporter
 
 
@@ -118,7 +116,7 @@ def configure(
     """
     global _reporter
     close()
-    env_dir = os.environ.get(JOB_DIR_ENV) or None
+    env_dir = env.job_dir()
     chosen = job_dir if job_dir is not None else env_dir
     _reporter = _Reporter(
         Path(chosen) if chosen is not None else None,

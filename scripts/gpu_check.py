@@ -110,6 +110,7 @@ def plan_for(config: dict[str, Any], gpu_name: str) -> Any:
 
 
 def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, Any]:
+    from contract.env import FAULTS_ENV
     from contract.jobdir import JobDir, read_all_jsonl
     from launcher import api
     from launcher.spec import JobSpec
@@ -129,7 +130,7 @@ def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, An
                 "--ckpt-every",
                 str(config.get("ckpt_every", 0)),
             ],
-            "env": {"SCALECTL_FAULTS": config["faults"]} if config.get("faults") else {},
+            "env": {FAULTS_ENV: config["faults"]} if config.get("faults") else {},
             "max_restarts": 3 if config.get("faults") else 0,
             "procs_per_node": 1,
             "gpus_per_node": 1,

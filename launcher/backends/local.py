@@ -23,6 +23,7 @@ import sys
 
 import psutil
 
+from contract.env import JOB_ID_ENV
 from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
@@ -128,7 +129,7 @@ class LocalBackend(Backend):
     def submit(self, request: SubmitRequest) -> str:
         """Start the detached supervisor; returns its pid."""
         root = request.job_dir.root
-        env = {**os.environ, **request.secret_env, "SCALECTL_JOB_ID": request.job_id}
+        env = {**os.environ, **request.secret_env, JOB_ID_ENV: request.job_id}
         argv = [
             sys.executable,
             "-m",

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from contract.env import local_node_return_s
+
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0
 NODE_RETURN_S = 5.0
@@ -45,7 +47,8 @@ overrides it: tests make the node stay away long enough to see the job shrink)."
 
 def node_return_s() -> float:
     try:
-        return max(0.0, float(os.environ.get("SCALECTL_LOCAL_NODE_RETURN_S", NODE_RETURN_S)))
+        configured = local_node_return_s()
+        return max(0.0, NODE_RETURN_S if configured is None else configured)
     except ValueError:
         return NODE_RETURN_S
 

@@ -64,6 +64,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV
 from contract.jobdir import JobDir, append_event, read_all_jsonl, read_json
 
 POLL_S = 0.05
@@ -76,7 +77,7 @@ KEEP_ALIVE_INTERVAL_S = 2
 KEEP_ALIVE_MAX_ATTEMPT = 3
 """A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
 5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
-REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
+REACH_ALL_ENV = SIGNALS_REACH_ALL_ENV
 """Set to ``1`` for the node's supervisor: the scheduler delivers stop signals to every
 process of the job, ranks included, so a supervisor must not forward them."""
 TORCHRUN_HANDLES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
@@ -225,7 +226,7 @@ class NodeTask:
         self.event(
             "slurm_node_started",
             pid=os.getpid(),
-            rdzv_endpoint=env.get("SCALECTL_RDZV_ENDPOINT"),
+            rdzv_endpoint=env.get(RDZV_ENDPOINT_ENV),
             nodes=self.ctx.num_nodes,
             **self.ctx.tags(),
         )
@@ -398,7 +399,7 @@ def _env_of(proc: Any) -> dict[str, str]:
 
 
 def _node_of(proc: Any) -> str | None:
-    return _env_of(proc).get("SCALECTL_NODE")
+    return _env_of(proc).get(NODE_ENV)
 
 
 def _become_subreaper() -> None:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from contract.env import NODE_ENV, NODE_INDEX_ENV
 from contract.jobdir import SCHEMA_VERSION
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import LaunchInputError
@@ -491,22 +492,20 @@ def container_env(target: Target) -> list[dict[str, Any]]:
     spec = target.spec
     node_cpus = spec.cpus_per_node or spec.procs_per_node
     plain = rank_environment(spec, target.job_id, Path(target.job_dir), "", node_cpus)
-    plain.pop("SCALECTL_NODE", None)
+    plain.pop(NODE_ENV, None)
     entries = plain_entries({k: escape_dollars(v) for k, v in plain.items()})
     if target.flavor == "pytorchjob":
         # The operator's pod names (<name>-worker-<i>) are stable across restarts.
-        entries.append(field_entry("SCALECTL_NODE", "metadata.name"))
+        entries.append(field_entry(NODE_ENV, "metadata.name"))
     else:
         # Indexed Job pod names carry a random suffix; the hostname does not.
         prefix = (
             f"{target.name}-{REPLICATED_JOB}-0-" if target.flavor == "jobset" else f"{target.name}-"
         )
         entries.append(
-            field_entry(
-                "SCALECTL_NODE_INDEX", f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
-            )
+            field_entry(NODE_INDEX_ENV, f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']")
         )
-        entries.append({"name": "SCALECTL_NODE", "value": f"{prefix}$(SCALECTL_NODE_INDEX)"})
+        entries.append({"name": NODE_ENV, "value": f"{prefix}$({NODE_INDEX_ENV})"})
     entries += reference_entries(spec)
     return entries
 

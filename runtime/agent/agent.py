@@ -18,17 +18,23 @@ from collections import deque
 from types import FrameType
 from typing import IO, Any
 
+from contract.env import (
+    AGENT_PID_ENV,
+    JOB_DIR_ENV,
+    JOB_ID_ENV,
+    NODE_ENV,
+    RESTART_BACKOFF_ENV,
+    format_restart_backoff,
+    signals_reach_all,
+)
+from contract.env import job_id as env_job_id
 from contract.jobdir import JobDir, append_event, read_all_jsonl, read_tail, write_json_atomic
 from runtime.agent import classify, procs, stacks, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.summary import format_summary, job_summary
 from runtime.agent.watch import ProgressWatcher, find_stragglers, stalled
-from runtime.faults import AGENT_PID_ENV
 
 SOURCE = "agent"
-BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
-"""``base,max`` seconds: ``runtime.rank_exec`` sleeps the back-off of torchrun's in-place
-restarts (the agent cannot delay those itself)."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 RANK_STOP_SIGNAL: dict[int, int] = {
     signal.SIGTERM: signal.SIGTERM,
@@ -38,10 +44,6 @@ RANK_STOP_SIGNAL: dict[int, int] = {
 }
 """What the ranks are sent for each stop signal the agent gets (the trainer checkpoints
 and exits on SIGTERM and SIGUSR2)."""
-REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
-"""``1`` (set by the Slurm node task): the scheduler delivers stop signals to every
-process of the job, so the ranks already have it and the agent must not send it again
-(a second signal means "stop now, no checkpoint" to the trainer)."""
 
 _SECONDARY = ("peer_failure", "torchrun_exit", "unknown")
 """Causes that, followed by a smaller world, mean a node was lost."""
@@ -64,11 +66,13 @@ class NodeAgent:
         self.args = torchrun.check_args(list(torchrun_args))
         self.job = JobDir(cfg.job_dir.absolute())
         self.out = out or sys.stdout
-        self.job_id = os.environ.get("SCALECTL_JOB_ID") or f"agent-{os.getpid()}-{int(time.time())}"
+        self.job_id = env_job_id() or f"agent-{os.getpid()}-{int(time.time())}"
         self.restarts_used = 0
         self.stop_signal: int | None = None
         self.stop_ts: float | None = None
-        self.reach_all = os.environ.get(REACH_ALL_ENV) == "1"
+        # The scheduler delivered the stop signal to every process of the job: the ranks
+        # already have it, and a second one means "stop now, no checkpoint" to the trainer.
+        self.reach_all = signals_reach_all()
         self.inherited_ignored: list[int] = []
         """Stop signals the agent was started with ignored: torchrun gets them ignored too."""
         self.watcher = ProgressWatcher(self.job, cfg.straggler_window)
@@ -225,10 +229,14 @@ class NodeAgent:
         env.update(
             {
                 AGENT_PID_ENV: str(os.getpid()),
-                "SCALECTL_JOB_ID": self.job_id,
-                "SCALECTL_JOB_DIR": str(self.job.root),
-                "SCALECTL_NODE": self.cfg.node,
-                BACKOFF_ENV: f"{self.cfg.backoff_s:g},{self.cfg.backoff_max_s:g}",
+                JOB_ID_ENV: self.job_id,
+                JOB_DIR_ENV: str(self.job.root),
+                NODE_ENV: self.cfg.node,
+                # rank_exec sleeps the back-off of torchrun's in-place restarts (the agent
+                # cannot delay those itself).
+                RESTART_BACKOFF_ENV: format_restart_backoff(
+                    self.cfg.backoff_s, self.cfg.backoff_max_s
+                ),
                 "PYTHONUNBUFFERED": "1",
                 # torch ≥ 2.4 shares one TCPStore across rendezvous rounds by default, so
                 # a restarted gloo rank can read the dead peer's address of the previous

@@ -17,13 +17,13 @@ import argparse
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime.progress import JOB_DIR_ENV
+from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
+from contract.env import job_dir as env_job_dir
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 
@@ -123,18 +123,19 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-_EPILOG = """\
+_EPILOG = f"""\
 exit codes:
   0         reached --steps (a final checkpoint is committed)
   1         unhandled exception (including an injected crash)
-  2         bad input: flags, --plan, SCALECTL_FAULTS, --data, --job-dir, or a
+  2         bad input: flags, --plan, {FAULTS_ENV}, --data, --job-dir, or a
             checkpoint of another model shape in the job directory
   128+N     stopped by signal N (143 SIGTERM, 140 SIGUSR2) after finishing the
             step and committing its checkpoint
 environment:
-  SCALECTL_JOB_DIR           job directory when --job-dir is not given
-  SCALECTL_FAULTS            fault injection (see runtime/faults.py)
-  SCALECTL_TRAIN_DUMP_STATE  1: also dump full model/optimizer state at save/resume
+  {JOB_DIR_ENV:<26} job directory when --job-dir is not given
+  {PLAN_FILE_ENV:<26} the job's plan.json when --plan is not given
+  {FAULTS_ENV:<26} fault injection (see runtime/faults.py)
+  {TRAIN_DUMP_STATE_ENV:<26} 1: also dump full model/optimizer state at save/resume
 """
 
 
@@ -195,7 +196,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
-    plan_path = args.pop("plan")
+    # A job launched from a Plan names its plan.json for every rank (contract.env); the
+    # flag still wins, so a user's own --plan is what they asked for.
+    plan_path = args.pop("plan") or plan_file()
     if plan_path:
         for name, (value, where) in _read_plan(Path(plan_path)).items():
             values[name], origin[name] = value, where
@@ -203,7 +206,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         if value is not None:
             values[name], origin[name] = value, _flag(name)
     if not values.get("job_dir"):
-        values["job_dir"] = os.environ.get(JOB_DIR_ENV, "")
+        values["job_dir"] = str(env_job_dir() or "")
     config = TrainConfig(**values)
     if config.ffn_hidden == 0:
         config = replace(config, ffn_hidden=default_ffn_hidden(config.hidden))

@@ -34,6 +34,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
+from contract import env
+from contract.env import TRAIN_DUMP_STATE_ENV
 from contract.jobdir import JobDir
 from runtime import faults, progress
 from runtime.train import checkpoint, data, distributed
@@ -44,7 +46,7 @@ from runtime.train.schedule import lr_at
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 """Signals that mean "checkpoint at the next step boundary, then exit 128 + signum"."""
 
-DUMP_STATE_ENV = "SCALECTL_TRAIN_DUMP_STATE"
+DUMP_STATE_ENV = TRAIN_DUMP_STATE_ENV
 """When "1", rank 0 also writes the full (gathered) model and optimizer state to
 ``<job_dir>/debug/{saved,resumed}_step_<n>.pt`` at every save and resume: a verification
 aid (tests compare them) that costs a full gather, so it is off by default."""
@@ -86,7 +88,7 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.cfg
-        injector_faults = faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        injector_faults = faults.parse(env.faults())
         # Input checks first, so bad input leaves no file behind.
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
@@ -379,7 +381,7 @@ class Trainer:
         self._maybe_dump("saved")
 
     def _maybe_dump(self, kind: str) -> None:
-        if os.environ.get(DUMP_STATE_ENV) != "1" or self.job is None:
+        if not env.train_dump_state() or self.job is None:
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
@@ -492,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = parse_config(argv)
-        faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        faults.parse(env.faults())
         trainer = Trainer(cfg)
         code = trainer.run()
     except (ConfigError, faults.FaultSpecError, data.DataError) as exc:
