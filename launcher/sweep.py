@@ -145,7 +145,8 @@ def launch_sweep(
     Returns (sweep id, sweep directory, records in array order). Nothing is created
     before every run has been validated; if submission fails every run is FAILED.
     """
-    from contract.jobdir import append_event, write_json_atomic
+    from contract.events import EventKind, append_event
+    from contract.jobdir import write_json_atomic
     from launcher import api
     from launcher.backends.base import SubmitRequest
     from launcher.ids import new_job_id
@@ -172,7 +173,7 @@ def launch_sweep(
         record = api._register(store, job_id, spec, jobdir)
         append_event(
             jobdir,
-            "submitted",
+            EventKind.SUBMITTED,
             job_id=record.id,
             backend=spec.backend,
             name=spec.name,
@@ -206,7 +207,9 @@ def launch_sweep(
     except Exception as exc:
         for record in records:
             reason = f"submit failed: {exc}"
-            append_event(record.job_dir, "failed", job_id=record.id, state="FAILED", reason=reason)
+            append_event(
+                record.job_dir, EventKind.FAILED, job_id=record.id, state="FAILED", reason=reason
+            )
             store.transition(record.id, JobState.FAILED, reason)
         raise
     for record, handle in zip(records, handles, strict=True):

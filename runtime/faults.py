@@ -60,7 +60,7 @@ from pathlib import Path
 
 from contract import env
 from contract.env import AGENT_PID_ENV, FAULTS_ENV, JOB_ID_ENV, NODE_ENV
-from contract.jobdir import append_event
+from contract.events import EventKind, append_event
 
 FAULTS_DIR = "faults"
 """Sub-directory of the job directory holding the one-shot markers."""
@@ -276,7 +276,7 @@ class Injector:
         if self.job_dir is not None:
             append_event(
                 self.job_dir,
-                "fault_injected",
+                EventKind.FAULT_INJECTED,
                 kind=fault.kind,
                 step=fault.step,
                 rank=self.rank,

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import env
+from contract.events import EventKind, event_record
 from contract.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
 JOB_DIR_ENV = env.JOB_DIR_ENV
@@ -186,15 +187,17 @@ def report(
         _give_up(reporter, reporter.progress_path, exc)
 
 
-def event(name: str, **fields: Any) -> None:
+def event(name: EventKind, **fields: Any) -> None:
     """Append one lifecycle event ``{"ts", "event": name, "rank", **fields}`` to events.jsonl.
+
+    ``name`` is a ``contract.events.EventKind`` (an unknown kind raises ValueError).
 
     Events are rare, so each opens, appends one line with one ``write()``, and closes.
     """
     reporter = _reporter or _from_env()
     if not reporter.enabled:
         return
-    record: dict[str, Any] = {"ts": time.time(), "event": name, "rank": reporter.rank, **fields}
+    record = event_record(name, rank=reporter.rank, **fields)
     try:
         append_jsonl(reporter.events_path, record)
     except (OSError, TypeError, ValueError) as exc:

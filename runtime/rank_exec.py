@@ -30,7 +30,8 @@ from contract.env import JOB_ID_ENV, agent_pid, restart_backoff
 from contract.env import job_dir as job_dir_env
 from contract.env import job_id as job_id_env
 from contract.env import node as node_env
-from contract.jobdir import JobDir, append_event
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir
 
 EXEC_FAILED_EXIT_CODE = 127
 
@@ -113,7 +114,7 @@ def _record_restart(env: dict[str, str], job_dir: Path) -> None:
     with contextlib.suppress(OSError):
         append_event(
             job_dir,
-            "restarted",
+            EventKind.RESTARTED,
             source="launcher",
             job_id=job_id_env(env),
             attempt=int(attempt),

@@ -24,6 +24,7 @@ import sys
 import psutil
 
 from contract.env import JOB_ID_ENV
+from contract.events import EventKind
 from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
@@ -242,7 +243,10 @@ def _is_torchrun(proc: psutil.Process) -> bool:
 def last_finished_event(job_dir: JobDir, job_id: str) -> dict[str, object] | None:
     """The supervisor's ``finished`` (or ``failed``) event for this job, if written."""
     for event in reversed(tail_jsonl(job_dir.events, 200)):
-        if event.get("job_id") == job_id and event.get("event") in ("finished", "failed"):
+        if event.get("job_id") == job_id and event.get("event") in (
+            EventKind.FINISHED,
+            EventKind.FAILED,
+        ):
             return event
     return None
 

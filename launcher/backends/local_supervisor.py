@@ -37,6 +37,7 @@ from types import FrameType
 from typing import Any
 
 from contract.env import local_node_return_s
+from contract.events import EventKind, append_event
 
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0
@@ -152,9 +153,7 @@ class Supervisor:
 
     # -- registry and events ---------------------------------------------------
 
-    def event(self, name: str, **fields: Any) -> None:
-        from contract.jobdir import append_event
-
+    def event(self, name: EventKind, **fields: Any) -> None:
         try:
             append_event(self.jobdir, name, source="launcher", job_id=self.job_id, **fields)
         except OSError as exc:
@@ -189,7 +188,7 @@ class Supervisor:
         except Exception as exc:
             reason = f"could not start torchrun: {exc}"
             say(reason)
-            self.event("failed", state=JobState.FAILED.value, reason=reason, exit_code=None)
+            self.event(EventKind.FAILED, state=JobState.FAILED.value, reason=reason, exit_code=None)
             self.set_state(JobState.FAILED, reason)
             self.stop_all(grace_s=0.0)
             return 1
@@ -229,7 +228,7 @@ class Supervisor:
             self.launch[node] = (argv, env, workdir)
             self.agents.append((node, self.spawn(node)))
         self.event(
-            "started",
+            EventKind.STARTED,
             supervisor_pid=os.getpid(),
             agents={node: proc.pid for node, proc in self.agents},
             rdzv_endpoint=rendezvous.endpoint,
@@ -268,7 +267,7 @@ class Supervisor:
             del self.lost_since[node]
             self.node_returns += 1
             say(f"node {node}: agent killed by signal {-code}; starting it again")
-            self.event("node_returned", node=node, lost_exit_code=code)
+            self.event(EventKind.NODE_RETURNED, node=node, lost_exit_code=code)
             self.agents[index] = (node, self.spawn(node))
 
     def watch(self, start_s: float) -> list[int | None]:
@@ -309,7 +308,7 @@ class Supervisor:
         from contract.jobdir import tail_jsonl
 
         for event in reversed(tail_jsonl(self.jobdir.events, 50)):
-            if event.get("event") == "cancelled" and event.get("job_id") == self.job_id:
+            if event.get("event") == EventKind.CANCELLED and event.get("job_id") == self.job_id:
                 value = event.get("grace_s")
                 if isinstance(value, int | float) and value >= 0:
                     return float(value)
@@ -322,7 +321,7 @@ class Supervisor:
         self.stop_reason = reason
         self.stop_state = state
         self.stop_deadline = time.monotonic() + grace_s
-        self.event("stopping", reason=reason, grace_s=grace_s)
+        self.event(EventKind.STOPPING, reason=reason, grace_s=grace_s)
         for _, proc in self.agents:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -368,7 +367,7 @@ class Supervisor:
         else:
             state, reason = JobState.FAILED, self.describe_failure(code)
         say(f"job ended: {state.value} (exit code {code}) {reason}".rstrip())
-        self.event("finished", exit_code=code, state=state.value, reason=reason)
+        self.event(EventKind.FINISHED, exit_code=code, state=state.value, reason=reason)
         self.set_state(state, reason, exit_code=code)
         if self._store is not None:
             self._store.close()

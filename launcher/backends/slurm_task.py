@@ -65,7 +65,8 @@ from types import FrameType
 from typing import Any
 
 from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV
-from contract.jobdir import JobDir, append_event, read_all_jsonl, read_json
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, read_all_jsonl, read_json
 
 POLL_S = 0.05
 LAST_CALL_TIMEOUT_S = 5
@@ -176,7 +177,7 @@ class NodeTask:
         self.killed_child = False
         self.hard_killed = False
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: EventKind, **fields: Any) -> None:
         try:
             append_event(self.jobdir, name, job_id=self.job_id, node=self.ctx.node, **fields)
         except OSError as exc:
@@ -224,7 +225,7 @@ class NodeTask:
             signal.signal(sig, self._on_signal)
         argv, env = self.command()
         self.event(
-            "slurm_node_started",
+            EventKind.SLURM_NODE_STARTED,
             pid=os.getpid(),
             rdzv_endpoint=env.get(RDZV_ENDPOINT_ENV),
             nodes=self.ctx.num_nodes,
@@ -232,7 +233,7 @@ class NodeTask:
         )
         if self.ctx.node_index == 0:
             self.event(
-                "started",
+                EventKind.STARTED,
                 backend="slurm",
                 nodelist=os.environ.get("SLURM_JOB_NODELIST"),
                 command=argv,
@@ -259,7 +260,7 @@ class NodeTask:
         leftovers = self.sweep()
         outcome = self.outcome(code)
         self.event(
-            "slurm_node_ended",
+            EventKind.SLURM_NODE_ENDED,
             outcome=outcome,
             node_command_exit=code,
             signal=self.preempted_by or self.terminated_by,
@@ -268,7 +269,7 @@ class NodeTask:
         )
         if outcome == "lost":
             reason = f"node command killed (exit {code})"
-            self.event("node_lost", reason=reason, **self.ctx.tags())
+            self.event(EventKind.NODE_LOST, reason=reason, **self.ctx.tags())
         say(f"node task ends: {outcome} (node command exit {code}, {leftovers} leftovers killed)")
         return self.exit_code(outcome, code)
 
@@ -304,7 +305,7 @@ class NodeTask:
 
     def on_received(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        self.event("slurm_signal", signal=name, **self.ctx.tags())
+        self.event(EventKind.SLURM_SIGNAL, signal=name, **self.ctx.tags())
         say(f"received {name}")
         if self.deadline is None:
             self.deadline = time.monotonic() + self.grace_s
@@ -469,9 +470,9 @@ def run_outcomes(
         ):
             continue
         node = str(event.get("node"))
-        if event.get("event") == "slurm_node_started":
+        if event.get("event") == EventKind.SLURM_NODE_STARTED:
             outcomes.setdefault(node, "lost")
-        elif event.get("event") == "slurm_node_ended":
+        elif event.get("event") == EventKind.SLURM_NODE_ENDED:
             outcomes[node] = str(event.get("outcome", "failed"))
     return outcomes
 
@@ -525,17 +526,17 @@ def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
     decision = decide_end(
         run_outcomes(mine, job_id, ctx.slurm_job_id, ctx.restart),
         step_rc,
-        cancelled=any(e.get("event") == "cancelled" for e in mine),
-        requeues_used=sum(1 for e in mine if e.get("event") == "requeued"),
+        cancelled=any(e.get("event") == EventKind.CANCELLED for e in mine),
+        requeues_used=sum(1 for e in mine if e.get("event") == EventKind.REQUEUED),
         requeue=slurm.requeue,
         max_requeues=slurm.max_requeues,
     )
     say(f"step exit {step_rc}: {decision.state} {decision.reason}".rstrip())
     if decision.requeue:
-        used = sum(1 for e in mine if e.get("event") == "requeued")
+        used = sum(1 for e in mine if e.get("event") == EventKind.REQUEUED)
         append_event(
             jobdir,
-            "requeued",
+            EventKind.REQUEUED,
             job_id=job_id,
             reason=decision.reason,
             count=used + 1,
@@ -556,7 +557,7 @@ def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
         decision = EndDecision(False, "FAILED", reason, 1)
     append_event(
         jobdir,
-        "finished",
+        EventKind.FINISHED,
         job_id=job_id,
         state=decision.state,
         reason=decision.reason,

@@ -27,6 +27,7 @@ import bisect
 from collections import Counter
 from typing import Any
 
+from contract.events import EventKind, read_events
 from contract.jobdir import JobDir, read_all_jsonl, read_json
 
 SECONDARY_CAUSES = frozenset({"peer_failure"})
@@ -36,13 +37,14 @@ FAULT_MATCH_WINDOW_S = 600.0
 
 
 def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
-    events = read_all_jsonl(job.events)
+    # Records without a numeric ts (hand-edited, or a writer's bug) cannot be placed.
+    events = [e.record for e in read_events(job) if e.ts is not None]
     rank0 = [
         r
         for r in read_all_jsonl(job.progress_file(0))
         if isinstance(r.get("step"), int) and isinstance(r.get("ts"), int | float)
     ]
-    starts = [e["ts"] for e in events if e.get("event") == "agent_started"]
+    starts = [e["ts"] for e in events if e.get("event") == EventKind.AGENT_STARTED]
     start_ts = min(starts) if starts else (events[0]["ts"] if events else end_ts)
     wall_s = max(0.0, end_ts - start_ts)
 
@@ -50,7 +52,9 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
     for record in rank0:
         final[record["step"]] = record
     productive_s = sum(float(r.get("step_time_s") or 0.0) for r in final.values())
-    restarts = [e for e in events if e.get("event") == "restarted" and e.get("source") == "agent"]
+    restarts = [
+        e for e in events if e.get("event") == EventKind.RESTARTED and e.get("source") == "agent"
+    ]
     by_cause = Counter(str(e.get("cause")) for e in restarts)
     secondary = sum(by_cause.pop(c, 0) for c in SECONDARY_CAUSES)
     return {
@@ -66,12 +70,12 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
         "resizes": [
             {k: e.get(k) for k in ("ts", "node", "world_size_then", "world_size", "cause")}
             for e in events
-            if e.get("event") == "resized" and e.get("source") == "agent"
+            if e.get("event") == EventKind.RESIZED and e.get("source") == "agent"
         ],
         "stragglers": [
             {k: e.get(k) for k in ("ts", "node", "rank", "ratio")}
             for e in events
-            if e.get("event") == "straggler_detected"
+            if e.get("event") == EventKind.STRAGGLER_DETECTED
         ],
         "faults": fault_recoveries(events, rank0),
         "energy": energy(job, rank0),
@@ -84,14 +88,14 @@ def fault_recoveries(
     """Per primary restart and per stop: fault time, detection, recovery, steps lost."""
     ts_sorted = sorted(rank0, key=lambda r: r["ts"])
     times = [r["ts"] for r in ts_sorted]
-    injected = [e for e in events if e.get("event") == "fault_injected"]
+    injected = [e for e in events if e.get("event") == EventKind.FAULT_INJECTED]
     used: set[int] = set()
     out: list[dict[str, Any]] = []
     for event in events:
         kind = event.get("event")
-        if event.get("source") != "agent" or kind not in ("restarted", "stopped"):
+        if event.get("source") != "agent" or kind not in (EventKind.RESTARTED, EventKind.STOPPED):
             continue
-        if kind == "restarted" and event.get("cause") in SECONDARY_CAUSES:
+        if kind == EventKind.RESTARTED and event.get("cause") in SECONDARY_CAUSES:
             continue
         seen_ts = float(event.get("detected_ts") or event["ts"])
         fault_ts = float(event.get("fault_ts") or seen_ts)
@@ -107,7 +111,7 @@ def fault_recoveries(
         last_step = ts_sorted[before - 1]["step"] if before else 0
         after = bisect.bisect_right(times, float(event["ts"]))
         entry: dict[str, Any] = {
-            "kind": "preemption" if kind == "stopped" else event.get("cause"),
+            "kind": "preemption" if kind == EventKind.STOPPED else event.get("cause"),
             "node": event.get("node"),
             "fault": spec,
             "fault_ts": round(fault_ts, 3),

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract.events import EventKind
 from contract.jobdir import JobDir, read_jsonl
 
 
@@ -134,7 +135,7 @@ class ProgressWatcher:
         self._events_offset = chunk.offset
         for record in chunk.records:
             ts = record.get("ts")
-            if record.get("event") == "training_complete" and isinstance(ts, int | float):
+            if record.get("event") == EventKind.TRAINING_COMPLETE and isinstance(ts, int | float):
                 self.completed = self.completed or ts >= self.generation_start_ts
         for path in self.job.progress_files():
             stem = path.stem

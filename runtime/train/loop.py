@@ -36,6 +36,7 @@ from torch.distributed.tensor import DTensor
 
 from contract import env
 from contract.env import TRAIN_DUMP_STATE_ENV
+from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
 from runtime.train import checkpoint, data, distributed
@@ -178,7 +179,7 @@ class Trainer:
         if self.rank == 0:
             print(f"[train] {message}", flush=True)
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: EventKind, **fields: Any) -> None:
         if self.rank == 0:
             progress.event(name, source=SOURCE, **fields)
 
@@ -204,7 +205,7 @@ class Trainer:
                 + (f", held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
             )
             self.event(
-                "started",
+                EventKind.STARTED,
                 step=0,
                 world_size=self.world_size,
                 params=self.n_params,
@@ -233,7 +234,7 @@ class Trainer:
         if corpus_changed:
             self.log("warning: the corpus differs from the one the checkpoint was trained on")
         self.event(
-            "resumed",
+            EventKind.RESUMED,
             step=self.step,
             checkpoint=str(path),
             world_size_then=then,
@@ -371,7 +372,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.log(f"checkpoint step {step} saved to {path} in {seconds:.2f}s ({reason})")
         self.event(
-            "checkpoint_saved",
+            EventKind.CHECKPOINT_SAVED,
             step=step,
             path=str(path),
             seconds=round(seconds, 4),
@@ -464,7 +465,7 @@ class Trainer:
             elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 self.save("interval")
         self.event(
-            "training_complete",
+            EventKind.TRAINING_COMPLETE,
             step=self.step,
             tokens=self.tokens,
             loss=last.loss if last else None,
@@ -481,7 +482,7 @@ class Trainer:
         if self.last_checkpoint_step != self.step:
             self.save("signal")
         code = 128 + signum
-        self.event("preempted", step=self.step, signal=name, exit_code=code)
+        self.event(EventKind.PREEMPTED, step=self.step, signal=name, exit_code=code)
         # Nobody exits before rank 0 has recorded the event: torchrun stops the other
         # ranks as soon as the first one exits with a non-zero code.
         distributed.barrier(self.dist)
