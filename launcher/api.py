@@ -15,10 +15,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from contract.events import EventKind, append_event
-from contract.jobdir import SCHEMA_VERSION, JobDir, write_json_atomic
+from contract.job import JobFile, write_job_file
+from contract.jobdir import JobDir, write_json_atomic
 from launcher.backends import get_backend
 from launcher.backends.base import Backend, CancelReport, SubmitRequest
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
@@ -210,13 +210,7 @@ def _remove(path: Path | None) -> None:
 
 
 def _write_job_files(jobdir: JobDir, job_id: str, spec: JobSpec) -> None:
-    document: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job_id,
-        "created_ts": time.time(),
-        "spec": spec.to_json(),
-    }
-    write_json_atomic(jobdir.job_json, document)
+    write_job_file(jobdir, JobFile(job_id=job_id, created_ts=time.time(), spec=spec.to_json()))
     if spec.plan is not None:
         write_json_atomic(jobdir.plan_json, spec.plan)
 

@@ -131,14 +131,14 @@ def _last_line(text: str) -> str:
 
 class Supervisor:
     def __init__(self, jobdir: Any, registry: Path) -> None:
-        from contract.jobdir import read_json
+        from contract.job import read_job_file
         from launcher.spec import JobSpec
 
         self.jobdir = jobdir
         self.registry = registry
-        job = read_json(jobdir.job_json)
-        self.job_id: str = job["job_id"]
-        self.spec = JobSpec.model_validate(job["spec"])
+        job = read_job_file(jobdir)
+        self.job_id: str = job.job_id
+        self.spec = JobSpec.model_validate(job.spec)
         self.agents: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.launch: dict[str, tuple[list[str], dict[str, str], str]] = {}
         """Per node: argv, environment and working directory its agent was started with."""

@@ -66,7 +66,7 @@ from typing import Any
 
 from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV
 from contract.events import EventKind, append_event
-from contract.jobdir import JobDir, read_all_jsonl, read_json
+from contract.jobdir import JobDir, read_all_jsonl
 
 POLL_S = 0.05
 LAST_CALL_TIMEOUT_S = 5
@@ -156,14 +156,15 @@ class NodeTask:
     """Runs and watches this node's torchrun; see the module docstring."""
 
     def __init__(self, jobdir: JobDir, ctx: SlurmContext) -> None:
+        from contract.job import read_job_file
         from launcher.backends.slurm_script import slurm_signal_name
         from launcher.spec import JobSpec
 
         self.jobdir = jobdir
         self.ctx = ctx
-        job = read_json(jobdir.job_json)
-        self.job_id: str = job["job_id"]
-        self.spec = JobSpec.model_validate(job["spec"])
+        job = read_job_file(jobdir)
+        self.job_id: str = job.job_id
+        self.spec = JobSpec.model_validate(job.spec)
         self.stop_name = slurm_signal_name(self.spec.slurm.signal)
         self.stop_signal = signal.Signals["SIG" + self.stop_name]
         self.grace_s = self.spec.slurm.stop_grace_s
@@ -516,11 +517,12 @@ def decide_end(
 
 
 def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
+    from contract.job import read_job_file
     from launcher.spec import SlurmOptions
 
-    job = read_json(jobdir.job_json)
-    job_id: str = job["job_id"]
-    slurm = SlurmOptions.model_validate(job["spec"].get("slurm", {}))
+    job = read_job_file(jobdir)
+    job_id: str = job.job_id
+    slurm = SlurmOptions.model_validate(job.spec.get("slurm", {}))
     events = read_all_jsonl(jobdir.events)
     mine = [e for e in events if e.get("job_id") == job_id]
     decision = decide_end(

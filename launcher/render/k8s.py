@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from contract.env import NODE_ENV, NODE_INDEX_ENV
-from contract.jobdir import SCHEMA_VERSION
+from contract.job import JobFile
+from contract.jobdir import JOB_FILE, PLAN_FILE
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import LaunchInputError
 from launcher.render.k8s_env import (
@@ -382,10 +383,10 @@ def headless_service(target: Target) -> dict[str, Any]:
 def job_files_configmap(target: Target) -> dict[str, Any]:
     """``job.json`` (and ``plan.json``) for the job directory on the PVC."""
     spec = target.spec
-    document = {"schema_version": SCHEMA_VERSION, "job_id": target.job_id, "spec": spec.to_json()}
-    data = {"job.json": json.dumps(document, indent=2, sort_keys=True) + "\n"}
+    document = JobFile(job_id=target.job_id, spec=spec.to_json()).to_json()
+    data = {JOB_FILE: json.dumps(document, indent=2, sort_keys=True) + "\n"}
     if spec.plan is not None:
-        data["plan.json"] = json.dumps(spec.plan, indent=2, sort_keys=True) + "\n"
+        data[PLAN_FILE] = json.dumps(spec.plan, indent=2, sort_keys=True) + "\n"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
