@@ -443,4 +443,23 @@ def _job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
         "ended_ts": record.ended_ts,
         "exit_code": record.exit_code,
         "progress": asdict(snap),
+        "plan": _plan_json(record, snap),
+    }
+
+
+def _plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | None:
+    """The job's plan against its progress (contract.plan); None for a job without a plan."""
+    from contract.jobdir import JobDir
+    from contract.plan import PlanError, against_plan, read_plan
+
+    job = JobDir(record.job_dir)
+    if not job.plan_json.is_file():
+        return None
+    try:
+        plan = read_plan(job)
+    except PlanError as exc:
+        return {"error": str(exc)}
+    return {
+        "layout": plan.layout_text(),
+        **against_plan(plan, snap.step_time_s, snap.tokens_per_s, snap.world_size),
     }

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any
 
 from contract.events import EventKind, read_events
-from contract.jobdir import JobDir, read_all_jsonl, read_json
+from contract.jobdir import JobDir, read_all_jsonl
 
 SECONDARY_CAUSES = frozenset({"peer_failure"})
 J_PER_MWH = 3.6e9
@@ -155,13 +155,17 @@ def energy(job: JobDir, rank0: list[dict[str, Any]] | None = None) -> dict[str, 
         for readings in by_gpu.values():
             measured_j = (measured_j or 0.0) + readings[-1][1] - readings[0][1]
             series.append(readings)
-    plan: Any = None
+    # Imported here: the Plan model is pydantic, which the agent must not pay for at start.
+    from contract.plan import Plan, PlanError, ratio, read_plan
+
+    plan: Plan | None = None
     if job.plan_json.is_file():
         try:
-            plan = read_json(job.plan_json)
-        except (OSError, ValueError):
-            plan = None
-    planned_mwh = _find_number(plan, "energy_mwh")
+            plan = read_plan(job)
+        except PlanError:
+            plan = None  # the summary is written regardless; the plan is a comparison
+    train = plan.estimate.train if plan is not None else None
+    planned_mwh = train.energy_mwh if train is not None else None
     result: dict[str, Any] = {
         "gpus_measured": len(series),
         "measured_j": round(measured_j, 1) if measured_j is not None else None,
@@ -173,15 +177,15 @@ def energy(job: JobDir, rank0: list[dict[str, Any]] | None = None) -> dict[str, 
     result["measured_mwh"] = measured_j / J_PER_MWH
     per_step = steady_energy_per_step(series, rank0 or [])
     if per_step is not None:
-        step = plan.get("estimate", {}).get("step", {}) if isinstance(plan, dict) else {}
-        gpus = _find_number(plan, "num_gpus")
-        power_w, time_s = step.get("gpu_power_w"), step.get("time_s")
-        if isinstance(power_w, int | float) and isinstance(time_s, int | float) and gpus:
-            planned_j = power_w * time_s * gpus
+        planned_j = plan.gpu_energy_per_step_j() if plan is not None else None
+        power_w = plan.step.gpu_power_w if plan is not None else None
+        j_ratio = ratio(per_step["measured_j_per_step"], planned_j)
+        power_ratio = ratio(per_step["measured_w_per_gpu"], power_w)
+        if planned_j is not None and power_w is not None and j_ratio is not None:
             per_step["planned_j_per_step"] = round(planned_j, 2)
             per_step["planned_w_per_gpu"] = round(power_w, 1)
-            per_step["j_per_step_ratio"] = round(per_step["measured_j_per_step"] / planned_j, 3)
-            per_step["power_ratio"] = round(per_step["measured_w_per_gpu"] / power_w, 3)
+            per_step["j_per_step_ratio"] = round(j_ratio, 3)
+            per_step["power_ratio"] = round(power_ratio, 3) if power_ratio is not None else None
         result["per_step"] = per_step
     return result
 
@@ -230,22 +234,6 @@ def _at(readings: list[tuple[float, float]], ts: float) -> float:
         return readings[-1][1]
     (ta, ea), (tb, eb) = readings[i - 1], readings[i]
     return ea + (eb - ea) * (ts - ta) / (tb - ta)
-
-
-def _find_number(value: Any, key: str) -> float | None:
-    if isinstance(value, dict):
-        if isinstance(value.get(key), int | float):
-            return float(value[key])
-        for item in value.values():
-            found = _find_number(item, key)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for item in value:
-            found = _find_number(item, key)
-            if found is not None:
-                return found
-    return None
 
 
 def format_summary(summary: dict[str, Any]) -> str:

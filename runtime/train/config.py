@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -24,6 +23,7 @@ from typing import Any, NoReturn
 
 from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
 from contract.env import job_dir as env_job_dir
+from contract.plan import PlanError, read_plan
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 
@@ -198,9 +198,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     origin: dict[str, str] = {}
     # A job launched from a Plan names its plan.json for every rank (contract.env); the
     # flag still wins, so a user's own --plan is what they asked for.
-    plan_path = args.pop("plan") or plan_file()
-    if plan_path:
-        for name, (value, where) in _read_plan(Path(plan_path)).items():
+    flag_path = args.pop("plan")
+    plan_path = Path(flag_path) if flag_path else plan_file()
+    if plan_path is not None:
+        flag = "--plan" if flag_path else PLAN_FILE_ENV
+        for name, (value, where) in _read_plan(plan_path, flag).items():
             values[name], origin[name] = value, where
     for name, value in args.items():
         if value is not None:
@@ -219,39 +221,33 @@ def default_ffn_hidden(hidden: int) -> int:
     return -(-(8 * hidden // 3) // 32) * 32
 
 
-def _read_plan(path: Path) -> dict[str, tuple[Any, str]]:
+def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"--plan {path}: no such file; pass the plan.json the planner wrote"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--plan {path}: not a readable JSON file ({exc})") from None
-    if not isinstance(plan, dict):
-        raise ConfigError(f"--plan {path}: expected a JSON object (a planner Plan)")
+        plan = read_plan(path)
+    except PlanError as exc:
+        raise ConfigError(f"{flag} {exc}") from None
     found: dict[str, tuple[Any, str]] = {}
     for name, (section, key) in _PLAN_FIELDS.items():
-        part = plan.get(section)
-        if isinstance(part, dict) and part.get(key) is not None:
-            found[name] = (part[key], f"plan {section}.{key}")
-    training, layout = plan.get("training"), plan.get("layout")
-    if isinstance(training, dict) and isinstance(layout, dict):
-        batch = _positive(training.get("global_batch_seqs"))
-        dp, micro = _positive(layout.get("dp")), _positive(layout.get("micro_batch", 1))
-        if batch and dp and micro:
-            per_step = int(dp * micro)
-            where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
-            # Not a whole number is reported by validation, unless --grad-accum overrides it.
-            accum = batch / per_step
-            found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
-        total, seq = _positive(training.get("total_tokens")), _positive(training.get("seq_len"))
-        if batch and seq and total:
-            steps = max(1, math.ceil(total / (batch * seq)))
-            found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
+        value = getattr(getattr(plan, section), key)
+        if value is not None:
+            found[name] = (value, f"plan {section}.{key}")
+    training, layout = plan.training, plan.layout
+    batch = _positive(training.global_batch_seqs)
+    dp = _positive(layout.dp)
+    micro = _positive(layout.micro_batch if layout.micro_batch is not None else 1)
+    if batch and dp and micro:
+        per_step = int(dp * micro)
+        where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
+        # Not a whole number is reported by validation, unless --grad-accum overrides it.
+        accum = batch / per_step
+        found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
+    total, seq = _positive(training.total_tokens), _positive(training.seq_len)
+    if batch and seq and total:
+        steps = max(1, math.ceil(total / (batch * seq)))
+        found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
-            f"--plan {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
+            f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
         )
     return found
 
