@@ -67,8 +67,9 @@ FAULTS_ENV = "SCALECTL_FAULTS"
 (runtime.faults documents the grammar); set by the user in the job's ``env``."""
 
 TRAIN_DUMP_STATE_ENV = "SCALECTL_TRAIN_DUMP_STATE"
-"""``1``: the reference trainer writes a digest of its model and optimiser state at the
-end (tests compare resumed runs with it); set by tests."""
+"""``1``: rank 0 of the reference trainer also writes the full (gathered) model and
+optimizer state to ``<job_dir>/debug/{saved,resumed}_step_<n>.pt`` at every save and
+resume: a verification aid (tests compare them) that costs a full gather; set by tests."""
 
 CKPT_EVERY_STEPS_ENV = "SCALECTL_CKPT_EVERY_STEPS"
 """The spec's ``checkpoint.every_steps``, for the user's own program (the reference

@@ -51,9 +51,6 @@ from contract import env
 from contract.events import EventKind, event_record
 from contract.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
-JOB_DIR_ENV = env.JOB_DIR_ENV
-"""Environment variable naming the job directory (set by every scalectl backend)."""
-
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 """Signal on which a rank that called :func:`enable_stack_dumps` writes the Python stacks
 of all its threads to stderr (its rank log). Not a stop signal: SIGTERM and SIGUSR2 mean

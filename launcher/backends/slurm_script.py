@@ -54,9 +54,6 @@ RDZV_PORT_SPAN = 10000
 ephemeral range (32768+), so no outgoing connection holds it, and distinct for any two
 jobs whose Slurm ids differ by less than the span (jobs sharing a node)."""
 
-ENDPOINT_ENV = RDZV_ENDPOINT_ENV
-"""Set by the script for the node tasks: ``HOST:PORT`` of the rendezvous."""
-
 BATCH_LOG = "batch.slurm.log"
 """The batch shell's output (setup lines, end helper, Slurm's own messages), in logs/."""
 
@@ -263,7 +260,7 @@ def _setup_lines(request: ScriptRequest) -> list[str]:
         'scalectl_head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'scalectl_addr=$(scontrol show node "$scalectl_head"'
         " | sed -n 's/^ *NodeAddr=\\([^ ]*\\).*/\\1/p' | head -n 1)",
-        f'export {ENDPOINT_ENV}="${{scalectl_addr:-$scalectl_head}}:{rdzv_port_expr()}"',
+        f'export {RDZV_ENDPOINT_ENV}="${{scalectl_addr:-$scalectl_head}}:{rdzv_port_expr()}"',
         *request.spec.slurm.setup,
     ]
 
@@ -297,7 +294,7 @@ def srun_argv_text(request: ScriptRequest) -> str:
 def _node_command_comment(request: ScriptRequest) -> list[str]:
     """What each node task starts, as comment lines (documentation for --dry-run)."""
     element = request.elements[0]
-    rendezvous = Rendezvous(endpoint=f"${ENDPOINT_ENV}", run_id=f"${JOB_ID_ENV}")
+    rendezvous = Rendezvous(endpoint=f"${RDZV_ENDPOINT_ENV}", run_id=f"${JOB_ID_ENV}")
     python = node_task_python(request.spec, request.python)
     argv = node_command(
         request.spec,

@@ -64,7 +64,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV
+from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV, rdzv_endpoint
 from contract.events import EventKind, append_event
 from contract.jobdir import JobDir, read_all_jsonl
 
@@ -78,9 +78,6 @@ KEEP_ALIVE_INTERVAL_S = 2
 KEEP_ALIVE_MAX_ATTEMPT = 3
 """A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
 5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
-REACH_ALL_ENV = SIGNALS_REACH_ALL_ENV
-"""Set to ``1`` for the node's supervisor: the scheduler delivers stop signals to every
-process of the job, ranks included, so a supervisor must not forward them."""
 TORCHRUN_HANDLES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 """torchrun's default ``--signals-to-handle`` (signals it forwards to its workers)."""
 END_WAIT_S = 120.0
@@ -188,12 +185,13 @@ class NodeTask:
         self.received.append(signum)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        from launcher.backends.slurm_script import ENDPOINT_ENV
         from launcher.commands import Rendezvous, node_command, rank_environment
 
-        endpoint = os.environ.get(ENDPOINT_ENV)
+        endpoint = rdzv_endpoint()
         if not endpoint:
-            raise SystemExit(f"slurm_task: {ENDPOINT_ENV} is not set (the sbatch script sets it)")
+            raise SystemExit(
+                f"slurm_task: {RDZV_ENDPOINT_ENV} is not set (the sbatch script sets it)"
+            )
         rendezvous = Rendezvous(
             endpoint=endpoint,
             run_id=self.job_id,
@@ -215,7 +213,7 @@ class NodeTask:
                 self.spec, self.job_id, self.jobdir.root, self.ctx.node, self.ctx.cpus
             ),
             "PET_SIGNALS_TO_HANDLE": torchrun_signals(self.stop_name),
-            REACH_ALL_ENV: "0" if _slurm_skips_descendants() else "1",
+            SIGNALS_REACH_ALL_ENV: "0" if _slurm_skips_descendants() else "1",
             "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(max(1, int(self.grace_s))),
         }
         return argv, env

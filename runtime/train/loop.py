@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
 from contract import env
-from contract.env import TRAIN_DUMP_STATE_ENV
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
@@ -46,11 +45,6 @@ from runtime.train.schedule import lr_at
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 """Signals that mean "checkpoint at the next step boundary, then exit 128 + signum"."""
-
-DUMP_STATE_ENV = TRAIN_DUMP_STATE_ENV
-"""When "1", rank 0 also writes the full (gathered) model and optimizer state to
-``<job_dir>/debug/{saved,resumed}_step_<n>.pt`` at every save and resume: a verification
-aid (tests compare them) that costs a full gather, so it is off by default."""
 
 SOURCE = "trainer"
 """``source`` field of the trainer's events (the launcher and agent write events too)."""
