@@ -17,7 +17,7 @@ Standard library only: every rank imports this module (runtime.rank_exec, progre
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ __all__ = [
     "append_event",
     "event_kind",
     "event_record",
-    "of_kind",
     "parse_event",
     "read_events",
 ]
@@ -112,9 +111,3 @@ def read_events(job_dir: JobDir | Path) -> list[Event]:
     """Every complete event of a job, oldest first (torn and corrupt lines skipped)."""
     root = job_dir if isinstance(job_dir, JobDir) else JobDir(Path(job_dir))
     return [parse_event(record) for record in read_jsonl(root.events).records]
-
-
-def of_kind(records: Iterable[Mapping[str, Any]], *kinds: EventKind) -> list[Any]:
-    """The records (dicts or Events) whose ``event`` is one of ``kinds``, in order."""
-    wanted = {kind.value for kind in kinds}
-    return [r for r in records if r.get("event") in wanted]

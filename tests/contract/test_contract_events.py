@@ -12,7 +12,6 @@ from contract.events import (
     UnknownEventKindError,
     append_event,
     event_kind,
-    of_kind,
     parse_event,
     read_events,
 )
@@ -46,7 +45,6 @@ def test_reader_keeps_unknown_kinds_and_skips_torn_and_corrupt_lines(tmp_path: P
     assert unknown.kind is None and unknown.source == "future" and unknown.ts == 2.0
     assert unknown.record == {"ts": 2.0, "event": "a_new_kind", "answer": 42, "source": "future"}
     assert no_ts.kind is EventKind.FINISHED and no_ts.ts is None
-    assert of_kind(events, EventKind.FINISHED) == [no_ts]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from contract.events import EVENT_FIELDS, EventKind
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("planner", "launcher", "runtime", "tui", "scalectl", "scripts")
 KINDS = frozenset(kind.value for kind in EventKind)
-WRITERS = frozenset({"append_event", "event", "event_record", "_last", "of_kind"})
+WRITERS = frozenset({"append_event", "event", "event_record", "_last"})
 """Callees whose positional string arguments are event kinds."""
 COMMON_FIELDS = frozenset({"source", "job_id", "node", "rank"})
 """Fields a writer's wrapper may add to any kind (who wrote it, and where)."""
