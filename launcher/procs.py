@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 import psutil
 
-JOB_ENV = "SCALECTL_JOB_ID"
+from contract.env import JOB_ID_ENV
+
+JOB_ENV = JOB_ID_ENV
 
 
 def job_processes(job_id: str, exclude: Iterable[int] = ()) -> list[psutil.Process]:

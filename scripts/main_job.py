@@ -26,9 +26,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contract.events import EventKind
+from contract.jobdir import JobDir, read_all_jsonl
 from launcher import api
 from launcher.commands import omp_threads
-from launcher.jobdir import JobDir, read_all_jsonl
 from launcher.procs import job_processes
 from launcher.progress_view import read_progress
 from launcher.spec import JobSpec
@@ -177,7 +178,7 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
     console.print(table)
     losses = [r["loss"] for r in progress if isinstance(r.get("loss"), int | float)]
     evals = [r["eval_loss"] for r in progress if isinstance(r.get("eval_loss"), int | float)]
-    started = [e for e in read_all_jsonl(jobdir.events) if e.get("event") == "started"]
+    started = [e for e in read_all_jsonl(jobdir.events) if e.get("event") == EventKind.STARTED]
     first_eval = next((e.get("eval_loss") for e in started if e.get("source") == "trainer"), None)
     if losses:
         console.print(f"training loss {losses[0]:.4f} → {losses[-1]:.4f} over {len(losses)} steps")

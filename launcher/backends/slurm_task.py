@@ -43,7 +43,7 @@ signal or a lost node — ``scontrol requeue`` while the requeue budget
 (``slurm.max_requeues``, counted as ``requeued`` events in the job directory) lasts. A
 run that finished never requeues, and neither does one the user cancelled.
 
-Imports stay light (stdlib, psutil, launcher.jobdir; the spec model only to build the
+Imports stay light (stdlib, psutil, contract.jobdir; the spec model only to build the
 node command), since every node pays them before torchrun starts.
 """
 
@@ -64,7 +64,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_json
+from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, SIGNALS_REACH_ALL_ENV, rdzv_endpoint
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, read_all_jsonl
 
 POLL_S = 0.05
 LAST_CALL_TIMEOUT_S = 5
@@ -76,9 +78,6 @@ KEEP_ALIVE_INTERVAL_S = 2
 KEEP_ALIVE_MAX_ATTEMPT = 3
 """A lost node's agent counts as dead after 2 s x 3 missed heartbeats (torch's default,
 5 s x 3, makes the survivors wait 15 s before they re-form the rendezvous)."""
-REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
-"""Set to ``1`` for the node's supervisor: the scheduler delivers stop signals to every
-process of the job, ranks included, so a supervisor must not forward them."""
 TORCHRUN_HANDLES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 """torchrun's default ``--signals-to-handle`` (signals it forwards to its workers)."""
 END_WAIT_S = 120.0
@@ -154,14 +153,15 @@ class NodeTask:
     """Runs and watches this node's torchrun; see the module docstring."""
 
     def __init__(self, jobdir: JobDir, ctx: SlurmContext) -> None:
+        from contract.job import read_job_file
         from launcher.backends.slurm_script import slurm_signal_name
         from launcher.spec import JobSpec
 
         self.jobdir = jobdir
         self.ctx = ctx
-        job = read_json(jobdir.job_json)
-        self.job_id: str = job["job_id"]
-        self.spec = JobSpec.model_validate(job["spec"])
+        job = read_job_file(jobdir)
+        self.job_id: str = job.job_id
+        self.spec = JobSpec.model_validate(job.spec)
         self.stop_name = slurm_signal_name(self.spec.slurm.signal)
         self.stop_signal = signal.Signals["SIG" + self.stop_name]
         self.grace_s = self.spec.slurm.stop_grace_s
@@ -175,7 +175,7 @@ class NodeTask:
         self.killed_child = False
         self.hard_killed = False
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: EventKind, **fields: Any) -> None:
         try:
             append_event(self.jobdir, name, job_id=self.job_id, node=self.ctx.node, **fields)
         except OSError as exc:
@@ -185,12 +185,13 @@ class NodeTask:
         self.received.append(signum)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
-        from launcher.backends.slurm_script import ENDPOINT_ENV
         from launcher.commands import Rendezvous, node_command, rank_environment
 
-        endpoint = os.environ.get(ENDPOINT_ENV)
+        endpoint = rdzv_endpoint()
         if not endpoint:
-            raise SystemExit(f"slurm_task: {ENDPOINT_ENV} is not set (the sbatch script sets it)")
+            raise SystemExit(
+                f"slurm_task: {RDZV_ENDPOINT_ENV} is not set (the sbatch script sets it)"
+            )
         rendezvous = Rendezvous(
             endpoint=endpoint,
             run_id=self.job_id,
@@ -212,7 +213,7 @@ class NodeTask:
                 self.spec, self.job_id, self.jobdir.root, self.ctx.node, self.ctx.cpus
             ),
             "PET_SIGNALS_TO_HANDLE": torchrun_signals(self.stop_name),
-            REACH_ALL_ENV: "0" if _slurm_skips_descendants() else "1",
+            SIGNALS_REACH_ALL_ENV: "0" if _slurm_skips_descendants() else "1",
             "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(max(1, int(self.grace_s))),
         }
         return argv, env
@@ -223,15 +224,15 @@ class NodeTask:
             signal.signal(sig, self._on_signal)
         argv, env = self.command()
         self.event(
-            "slurm_node_started",
+            EventKind.SLURM_NODE_STARTED,
             pid=os.getpid(),
-            rdzv_endpoint=env.get("SCALECTL_RDZV_ENDPOINT"),
+            rdzv_endpoint=env.get(RDZV_ENDPOINT_ENV),
             nodes=self.ctx.num_nodes,
             **self.ctx.tags(),
         )
         if self.ctx.node_index == 0:
             self.event(
-                "started",
+                EventKind.STARTED,
                 backend="slurm",
                 nodelist=os.environ.get("SLURM_JOB_NODELIST"),
                 command=argv,
@@ -258,7 +259,7 @@ class NodeTask:
         leftovers = self.sweep()
         outcome = self.outcome(code)
         self.event(
-            "slurm_node_ended",
+            EventKind.SLURM_NODE_ENDED,
             outcome=outcome,
             node_command_exit=code,
             signal=self.preempted_by or self.terminated_by,
@@ -267,7 +268,7 @@ class NodeTask:
         )
         if outcome == "lost":
             reason = f"node command killed (exit {code})"
-            self.event("node_lost", reason=reason, **self.ctx.tags())
+            self.event(EventKind.NODE_LOST, reason=reason, **self.ctx.tags())
         say(f"node task ends: {outcome} (node command exit {code}, {leftovers} leftovers killed)")
         return self.exit_code(outcome, code)
 
@@ -303,7 +304,7 @@ class NodeTask:
 
     def on_received(self, signum: int) -> None:
         name = signal.Signals(signum).name
-        self.event("slurm_signal", signal=name, **self.ctx.tags())
+        self.event(EventKind.SLURM_SIGNAL, signal=name, **self.ctx.tags())
         say(f"received {name}")
         if self.deadline is None:
             self.deadline = time.monotonic() + self.grace_s
@@ -398,7 +399,7 @@ def _env_of(proc: Any) -> dict[str, str]:
 
 
 def _node_of(proc: Any) -> str | None:
-    return _env_of(proc).get("SCALECTL_NODE")
+    return _env_of(proc).get(NODE_ENV)
 
 
 def _become_subreaper() -> None:
@@ -468,9 +469,9 @@ def run_outcomes(
         ):
             continue
         node = str(event.get("node"))
-        if event.get("event") == "slurm_node_started":
+        if event.get("event") == EventKind.SLURM_NODE_STARTED:
             outcomes.setdefault(node, "lost")
-        elif event.get("event") == "slurm_node_ended":
+        elif event.get("event") == EventKind.SLURM_NODE_ENDED:
             outcomes[node] = str(event.get("outcome", "failed"))
     return outcomes
 
@@ -514,27 +515,28 @@ def decide_end(
 
 
 def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
+    from contract.job import read_job_file
     from launcher.spec import SlurmOptions
 
-    job = read_json(jobdir.job_json)
-    job_id: str = job["job_id"]
-    slurm = SlurmOptions.model_validate(job["spec"].get("slurm", {}))
+    job = read_job_file(jobdir)
+    job_id: str = job.job_id
+    slurm = SlurmOptions.model_validate(job.spec.get("slurm", {}))
     events = read_all_jsonl(jobdir.events)
     mine = [e for e in events if e.get("job_id") == job_id]
     decision = decide_end(
         run_outcomes(mine, job_id, ctx.slurm_job_id, ctx.restart),
         step_rc,
-        cancelled=any(e.get("event") == "cancelled" for e in mine),
-        requeues_used=sum(1 for e in mine if e.get("event") == "requeued"),
+        cancelled=any(e.get("event") == EventKind.CANCELLED for e in mine),
+        requeues_used=sum(1 for e in mine if e.get("event") == EventKind.REQUEUED),
         requeue=slurm.requeue,
         max_requeues=slurm.max_requeues,
     )
     say(f"step exit {step_rc}: {decision.state} {decision.reason}".rstrip())
     if decision.requeue:
-        used = sum(1 for e in mine if e.get("event") == "requeued")
+        used = sum(1 for e in mine if e.get("event") == EventKind.REQUEUED)
         append_event(
             jobdir,
-            "requeued",
+            EventKind.REQUEUED,
             job_id=job_id,
             reason=decision.reason,
             count=used + 1,
@@ -555,7 +557,7 @@ def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
         decision = EndDecision(False, "FAILED", reason, 1)
     append_event(
         jobdir,
-        "finished",
+        EventKind.FINISHED,
         job_id=job_id,
         state=decision.state,
         reason=decision.reason,

@@ -18,17 +18,24 @@ from collections import deque
 from types import FrameType
 from typing import IO, Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_tail, write_json_atomic
+from contract.env import (
+    AGENT_PID_ENV,
+    JOB_DIR_ENV,
+    JOB_ID_ENV,
+    NODE_ENV,
+    RESTART_BACKOFF_ENV,
+    format_restart_backoff,
+    signals_reach_all,
+)
+from contract.env import job_id as env_job_id
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, read_all_jsonl, read_tail, write_json_atomic
 from runtime.agent import classify, procs, stacks, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.summary import format_summary, job_summary
 from runtime.agent.watch import ProgressWatcher, find_stragglers, stalled
-from runtime.faults import AGENT_PID_ENV
 
 SOURCE = "agent"
-BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
-"""``base,max`` seconds: ``runtime.rank_exec`` sleeps the back-off of torchrun's in-place
-restarts (the agent cannot delay those itself)."""
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 RANK_STOP_SIGNAL: dict[int, int] = {
     signal.SIGTERM: signal.SIGTERM,
@@ -38,10 +45,6 @@ RANK_STOP_SIGNAL: dict[int, int] = {
 }
 """What the ranks are sent for each stop signal the agent gets (the trainer checkpoints
 and exits on SIGTERM and SIGUSR2)."""
-REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
-"""``1`` (set by the Slurm node task): the scheduler delivers stop signals to every
-process of the job, so the ranks already have it and the agent must not send it again
-(a second signal means "stop now, no checkpoint" to the trainer)."""
 
 _SECONDARY = ("peer_failure", "torchrun_exit", "unknown")
 """Causes that, followed by a smaller world, mean a node was lost."""
@@ -64,11 +67,13 @@ class NodeAgent:
         self.args = torchrun.check_args(list(torchrun_args))
         self.job = JobDir(cfg.job_dir.absolute())
         self.out = out or sys.stdout
-        self.job_id = os.environ.get("SCALECTL_JOB_ID") or f"agent-{os.getpid()}-{int(time.time())}"
+        self.job_id = env_job_id() or f"agent-{os.getpid()}-{int(time.time())}"
         self.restarts_used = 0
         self.stop_signal: int | None = None
         self.stop_ts: float | None = None
-        self.reach_all = os.environ.get(REACH_ALL_ENV) == "1"
+        # The scheduler delivered the stop signal to every process of the job: the ranks
+        # already have it, and a second one means "stop now, no checkpoint" to the trainer.
+        self.reach_all = signals_reach_all()
         self.inherited_ignored: list[int] = []
         """Stop signals the agent was started with ignored: torchrun gets them ignored too."""
         self.watcher = ProgressWatcher(self.job, cfg.straggler_window)
@@ -90,7 +95,7 @@ class NodeAgent:
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] scalectl agent {self.cfg.node}: {message}", file=self.out, flush=True)
 
-    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+    def event(self, name: EventKind, **fields: Any) -> dict[str, Any]:
         try:
             return append_event(
                 self.job, name, source=SOURCE, node=self.cfg.node, job_id=self.job_id, **fields
@@ -109,7 +114,7 @@ class NodeAgent:
                 self.inherited_ignored.append(signum)
             signal.signal(signum, self._on_signal)
         self.event(
-            "agent_started",
+            EventKind.AGENT_STARTED,
             pid=os.getpid(),
             restarts=self.cfg.restarts,
             restart_mode=self.cfg.restart_mode,
@@ -129,7 +134,7 @@ class NodeAgent:
         summary["exit_code"] = code
         with contextlib.suppress(OSError):
             write_json_atomic(self.job.summary_json, summary)
-        self.event("agent_finished", exit_code=code, restarts_used=self.restarts_used)
+        self.event(EventKind.AGENT_FINISHED, exit_code=code, restarts_used=self.restarts_used)
         self.say("summary:\n" + format_summary(summary))
         return code
 
@@ -154,7 +159,7 @@ class NodeAgent:
             )
         except Exception as exc:  # telemetry must never stop training
             self.say(f"telemetry unavailable: {type(exc).__name__}: {exc}")
-            self.event("telemetry_unavailable", error=f"{type(exc).__name__}: {exc}")
+            self.event(EventKind.TELEMETRY_UNAVAILABLE, error=f"{type(exc).__name__}: {exc}")
             return None
         if run.metrics_port is not None:
             self.say(f"metrics on http://{self.cfg.metrics_addr}:{run.metrics_port}/metrics")
@@ -166,7 +171,7 @@ class NodeAgent:
             in_place = remaining if self.cfg.restart_mode == "torchrun" else 0
             code = self._run_torchrun(in_place)
             if self.agent_restart is not None:  # torchrun ended before new workers came up
-                self.event("restarted", **self.agent_restart)
+                self.event(EventKind.RESTARTED, **self.agent_restart)
                 self.agent_restart = None
             if self.stop_signal is not None:
                 return self._finish_stop(code)
@@ -183,7 +188,7 @@ class NodeAgent:
                     f"restart budget of {self.cfg.restarts} spent; giving up "
                     f"({incident['cause']}: {incident['detail']})"
                 )
-                self.event("gave_up", restarts_used=self.restarts_used, **incident)
+                self.event(EventKind.GAVE_UP, restarts_used=self.restarts_used, **incident)
                 return EXIT_FAILED
             self.restarts_used += 1
             backoff = self.cfg.backoff_for(self.restarts_used)
@@ -225,10 +230,14 @@ class NodeAgent:
         env.update(
             {
                 AGENT_PID_ENV: str(os.getpid()),
-                "SCALECTL_JOB_ID": self.job_id,
-                "SCALECTL_JOB_DIR": str(self.job.root),
-                "SCALECTL_NODE": self.cfg.node,
-                BACKOFF_ENV: f"{self.cfg.backoff_s:g},{self.cfg.backoff_max_s:g}",
+                JOB_ID_ENV: self.job_id,
+                JOB_DIR_ENV: str(self.job.root),
+                NODE_ENV: self.cfg.node,
+                # rank_exec sleeps the back-off of torchrun's in-place restarts (the agent
+                # cannot delay those itself).
+                RESTART_BACKOFF_ENV: format_restart_backoff(
+                    self.cfg.backoff_s, self.cfg.backoff_max_s
+                ),
                 "PYTHONUNBUFFERED": "1",
                 # torch ≥ 2.4 shares one TCPStore across rendezvous rounds by default, so
                 # a restarted gloo rank can read the dead peer's address of the previous
@@ -324,7 +333,7 @@ class NodeAgent:
         attempt = (generation[0] if generation is not None else 0) + 1
         self.restarts_used += 1
         self.event(
-            "restarted",
+            EventKind.RESTARTED,
             by="torchrun",
             attempt=attempt,
             restarts_left=self.cfg.restarts - self.restarts_used,
@@ -365,7 +374,7 @@ class NodeAgent:
             how = f"sent {signal.Signals(send).name} to ranks"
         self.say(f"{got}: torchrun frozen, {how} {ranks}; grace {self.cfg.stop_grace_s:g}s")
         self.event(
-            "stop_requested",
+            EventKind.STOP_REQUESTED,
             signal=got,
             sent=None if self.reach_all else signal.Signals(send).name,
             rank_pids=ranks,
@@ -407,7 +416,7 @@ class NodeAgent:
             self.agent_restart = None
             if shrank and incident["cause"] in _SECONDARY:
                 incident = {**incident, "cause": "node_lost"}
-            self.event("restarted", world_size=now[1], nodes=nodes, **incident)
+            self.event(EventKind.RESTARTED, world_size=now[1], nodes=nodes, **incident)
         if before is not None and now[0] > before[0]:
             # torchrun restarted its workers in place after a failure
             self.restarts_used += now[0] - before[0]
@@ -424,7 +433,7 @@ class NodeAgent:
             ):
                 incident = {**incident, "cause": "node_lost"}
             self.event(
-                "restarted",
+                EventKind.RESTARTED,
                 by="torchrun",
                 attempt=now[0],
                 restarts_left=self.cfg.restarts - self.restarts_used,
@@ -435,7 +444,7 @@ class NodeAgent:
         if previous_world is not None and previous_world != now[1]:
             cause = "node_lost" if now[1] < previous_world else "node_joined"
             self.event(
-                "resized",
+                EventKind.RESIZED,
                 world_size_then=previous_world,
                 world_size=now[1],
                 nodes=nodes,
@@ -459,7 +468,7 @@ class NodeAgent:
                 f"{cause.cause}: {cause.detail}"
             )
             self.event(
-                "rank_failed",
+                EventKind.RANK_FAILED,
                 rank=rank,
                 local_rank=report.local_rank,
                 pid=report.pid,
@@ -521,7 +530,7 @@ class NodeAgent:
         )
         self.say(f"hang: {detail}; stacks: {dumps}; killing them")
         self.event(
-            "hang_detected",
+            EventKind.HANG_DETECTED,
             ranks=[s.rank for s in stalls],
             last_steps={str(s.rank): s.last_step for s in stalls},
             silent_s=max(s.silent_s for s in stalls),
@@ -551,7 +560,7 @@ class NodeAgent:
                 self.stragglers.add(rank)
                 self.say(f"straggler: rank {rank} is {ratio:.2f}x the others' compute time")
                 self.event(
-                    "straggler_detected",
+                    EventKind.STRAGGLER_DETECTED,
                     rank=rank,
                     ratio=ratio,
                     median_s=round(medians[rank], 6),
@@ -561,7 +570,7 @@ class NodeAgent:
         for rank in list(self.stragglers):
             if rank in medians and rank not in slow:
                 self.stragglers.discard(rank)
-                self.event("straggler_cleared", rank=rank, median_s=round(medians[rank], 6))
+                self.event(EventKind.STRAGGLER_CLEARED, rank=rank, median_s=round(medians[rank], 6))
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -571,12 +580,12 @@ class NodeAgent:
         preempted = [
             e
             for e in read_all_jsonl(self.job.events)
-            if e.get("event") == "preempted" and e.get("ts", 0) >= self.stop_ts
+            if e.get("event") == EventKind.PREEMPTED and e.get("ts", 0) >= self.stop_ts
         ]
         latest = self.job.latest_checkpoint()
         saved = preempted[-1].get("step") if preempted else None
         self.event(
-            "stopped",
+            EventKind.STOPPED,
             signal=name,
             torchrun_exit_code=code,
             checkpointed=bool(preempted),

@@ -176,9 +176,10 @@ def test_requeue_is_refused_when_off_or_spent_before_asking_slurm(tmp_path) -> N
     import json
     import time
 
+    from contract.events import append_event
+    from contract.jobdir import JobDir
     from launcher.backends.slurm import SlurmBackend
     from launcher.errors import JobActionError
-    from launcher.jobdir import JobDir, append_event
     from launcher.spec import spec_from_mapping
     from launcher.store import JobRecord
 
