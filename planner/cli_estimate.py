@@ -22,6 +22,7 @@ from planner.cli_options import (
     OverlapGradReduceOption,
     PrecisionOption,
     PriceOption,
+    ProfileOption,
     PueOption,
     RestartMinOption,
     SeqLenOption,
@@ -70,6 +71,7 @@ def estimate_command(
     ckpt_gb_s: CkptGbSOption = None,
     ckpt_gb_s_max: CkptGbSMaxOption = None,
     restart_min: RestartMinOption = None,
+    profile: ProfileOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
 ) -> None:
     """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
@@ -111,6 +113,7 @@ def estimate_command(
         ckpt_gb_s=ckpt_gb_s,
         ckpt_gb_s_max=ckpt_gb_s_max,
         restart_min=restart_min,
+        profile=profile,
     )
     plan, defaults = run_request(request)
     if as_json:

@@ -61,6 +61,13 @@ CkptGbSMaxOption = Annotated[
     float | None,
     typer.Option("--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."),
 ]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Calibration profile from `plan calibrate` (its fitted accelerator; --gpu optional).",
+    ),
+]
 RestartMinOption = Annotated[
     float | None,
     typer.Option("--restart-min", help="Minutes to restart after a failure (before reload)."),

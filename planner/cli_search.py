@@ -22,6 +22,7 @@ from planner.cli_options import (
     OverlapGradReduceOption,
     PrecisionOption,
     PriceOption,
+    ProfileOption,
     PueOption,
     RestartMinOption,
     SeqLenOption,
@@ -72,6 +73,7 @@ def search_command(
     ckpt_gb_s: CkptGbSOption = None,
     ckpt_gb_s_max: CkptGbSMaxOption = None,
     restart_min: RestartMinOption = None,
+    profile: ProfileOption = None,
     objective: str = typer.Option("time", "--objective", help="time | cost | energy | mfu."),
     top: int = typer.Option(10, "--top", help="How many layouts to list."),
     deadline: str | None = typer.Option(
@@ -132,7 +134,7 @@ def search_command(
         optimizer=optimizer, attention=attention, overlap_grad_reduce=overlap_grad_reduce,
         grad_reduce_dtype=grad_reduce_dtype, pue=pue, grid=grid, price=price,
         mtbf_hours=mtbf_hours, ckpt_gb_s=ckpt_gb_s, ckpt_gb_s_max=ckpt_gb_s_max,
-        restart_min=restart_min,
+        restart_min=restart_min, profile=profile,
     )  # fmt: skip
     model_spec, cluster, training, defaults = specs_from_request(request)
     constraints = SearchConstraints(
