@@ -32,6 +32,18 @@ def calibrate_command(
     """
     import json
 
+    profile = calibrate_jobs(jobs, output)
+    if as_json:
+        print(json.dumps(profile.model_dump(mode="json")))
+        return
+    from planner.render_calibration import render_profile
+
+    render_profile(profile, output)
+
+
+def calibrate_jobs(refs: list[str], output: str) -> Any:
+    """Fit a ``CalibrationProfile`` to the jobs ``refs`` and write it to ``output`` (only
+    once every job has been read and the fit is done)."""
     from planner.calibration import fit_profile
     from planner.errors import PlanInputError
     from planner.profile import dump_profile
@@ -41,15 +53,9 @@ def calibrate_command(
         raise PlanInputError(f"-o {output}: the profile is YAML; name it *.yaml.")
     if not out.parent.is_dir():
         raise PlanInputError(f"-o {output}: directory {out.parent} does not exist; create it.")
-    measured = [read_measured_job(ref) for ref in jobs]
-    profile = fit_profile(measured)
+    profile = fit_profile([read_measured_job(ref) for ref in refs])
     out.write_text(dump_profile(profile), encoding="utf-8")
-    if as_json:
-        print(json.dumps(profile.model_dump(mode="json")))
-        return
-    from planner.render_calibration import render_profile
-
-    render_profile(profile, output)
+    return profile
 
 
 def read_measured_job(ref: str) -> Any:

@@ -27,20 +27,16 @@ def render_profile(profile: CalibrationProfile, path: str, console: Console | No
         caption="ratio = measured / predicted",
         caption_justify="left",
     )
-    table.add_column("job", no_wrap=True)
-    table.add_column("layout", no_wrap=True)
-    for name in ("steps", "measured\nms", "before\nms", "ratio", "after\nms", "ratio"):
-        table.add_column(name, justify="right")
+    table.add_column("job / layout", no_wrap=True)
+    for name in ("steps", "measured\nms", "before\nms (ratio)", "after\nms (ratio)"):
+        table.add_column(name, justify="right", no_wrap=True)
     for job in profile.jobs:
         table.add_row(
-            job.job,
-            job.layout,
+            f"{job.job}\n{job.layout}",
             str(job.steps_used),
             f"{job.measured_step_s * 1e3:.1f}",
-            f"{job.predicted_before_s * 1e3:.1f}",
-            f"{job.ratio_before:.2f}",
-            f"{job.predicted_after_s * 1e3:.1f}",
-            f"{job.ratio_after:.2f}",
+            f"{job.predicted_before_s * 1e3:.1f} ({job.ratio_before:.2f})",
+            f"{job.predicted_after_s * 1e3:.1f} ({job.ratio_after:.2f})",
         )
     console.print(table)
     factors = ", ".join(f"{_CONSTANTS[g]} x{1.0 / f:.2f}" for g, f in profile.time_factors.items())
