@@ -15,6 +15,7 @@ from planner.cli_capacity import capacity_command
 from planner.cli_catalog import gpus_command, models_command
 from planner.cli_estimate import estimate_command
 from planner.cli_search import search_command
+from planner.cli_validate import validate_command
 
 plan_app = typer.Typer(
     help="Estimate memory, time, energy, cost and CO2 of a training run, search the layouts, "
@@ -28,6 +29,7 @@ plan_app.command("search")(search_command)
 plan_app.command("capacity")(capacity_command)
 plan_app.command("gpus")(gpus_command)
 plan_app.command("models")(models_command)
+plan_app.command("validate")(validate_command)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from planner.cli_options import (
@@ -119,8 +121,16 @@ def estimate_command(
     if as_json:
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)
-        print(json.dumps(plan.estimate.model_dump(mode="json")))
+        print(json.dumps({**plan.estimate.model_dump(mode="json"), **_band_json(plan)}))
         return
     from planner.render import render_plan
 
     render_plan(plan, defaults)
+
+
+def _band_json(where: Any, layout: Any = None) -> dict[str, Any]:
+    """{"error_band": ...} of an estimate (planner.error_band), for --json output."""
+    from planner.error_band import error_band
+
+    band = error_band(where.model, where.training, layout or where.layout)
+    return {"error_band": band.model_dump(mode="json")}

@@ -38,7 +38,9 @@ TokensOption = Annotated[
 ]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
-AttentionOption = Annotated[str, typer.Option("--attention", help="flash or unfused.")]
+AttentionOption = Annotated[
+    str, typer.Option("--attention", help="flash, fa2, fa3, cudnn, sdpa_math or unfused.")
+]
 OverlapGradReduceOption = Annotated[
     bool,
     typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from planner.cli_estimate import _band_json
 from planner.cli_options import (
     _SHARDING_ALIASES,
     AttentionOption,
@@ -167,7 +168,8 @@ def search_command(
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)
         if result.ranked:
-            print(json.dumps([est.model_dump(mode="json") for est in result.ranked]))
+            print(json.dumps([{**est.model_dump(mode="json"), **_band_json(result, est.layout)}
+                              for est in result.ranked]))  # fmt: skip
     else:
         from planner.render_search import render_search
 

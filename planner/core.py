@@ -145,15 +145,17 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
 
     exec_fraction = flops.executed_key_fraction(x.seq, x.flash, c.flash_causal_block)
     flash_flops = 4 * tokens * x.seq * heads_local * x.head_dim * exec_fraction
+    # With context parallelism each ring step runs the kernel on s/cp keys (Liu 2023, Ring
+    # Attention, Sec. 3): its efficiency is that of the shorter sequence.
     attn_fwd_flash = kernels.fused_attention_time(
-        flash_flops, peak_bf16, x.attn_fwd_eff, x.seq, c.attention_seq_half
+        flash_flops, peak_bf16, x.attn_fwd_eff, seq_local, x.attn_seq_half
     )
     attn_bwd_flash = kernels.fused_attention_time(
         c.flash_bwd_flops_ratio * flash_flops,
         peak_bf16,
         x.attn_bwd_eff,
-        x.seq,
-        c.attention_seq_half,
+        seq_local,
+        x.attn_seq_half,
     )
     attn_count = x.micro_batch * heads_local
     attn_fwd_unfused = kernels.gemm_time(

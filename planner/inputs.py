@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from planner.attention_rates import measured_attention
 from planner.formulas import params as P
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
 from planner.units import GIGA, TERA
@@ -19,6 +20,8 @@ SHARDING_CODES = {"none": 0.0, "zero1": 1.0, "zero2": 2.0, "zero3": 3.0, "hsdp":
 """Numeric codes of Layout.sharding (ordered: each stage shards a superset)."""
 RECOMPUTE_CODES = {"none": 0.0, "selective": 1.0, "full": 2.0}
 """Numeric codes of Layout.recompute."""
+UNFUSED_KERNELS = ("unfused", "sdpa_math")
+"""Attention kernels that materialise the s x s scores (the rest are fused, flash-style)."""
 
 
 class Inputs(NamedTuple):
@@ -59,6 +62,7 @@ class Inputs(NamedTuple):
     inter_eff: Any
     attn_fwd_eff: Any
     attn_bwd_eff: Any
+    attn_seq_half: Any
     tdp_w: Any
     idle_w: Any
     node_overhead_w: Any
@@ -171,6 +175,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "inter_eff": acc.inter_node_efficiency,
         "attn_fwd_eff": acc.attention_fwd_efficiency,
         "attn_bwd_eff": acc.attention_bwd_efficiency,
+        "attn_seq_half": constants().attention_seq_half,
         "tdp_w": float(acc.tdp_w),
         "idle_w": float(acc.idle_w),
         "node_overhead_w": float(acc.node_overhead_w if overhead is None else overhead),
@@ -229,7 +234,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "loss_bytes": float(sizes["loss_traffic_bytes"]),
         "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
         "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
-        "flash": _f(training.attention_kernel == "flash"),
+        "flash": _f(training.attention_kernel not in UNFUSED_KERNELS),
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
@@ -259,6 +264,9 @@ _FIELD_GROUPS = (
     tuple(Inputs._fields[Inputs._fields.index("seq") : Inputs._fields.index("dp")]),
     tuple(Inputs._fields[Inputs._fields.index("dp") :]),
 )
+
+_ATTN_AT = _FIELD_GROUPS[1].index("attn_fwd_eff")
+"""Where attn_fwd_eff, attn_bwd_eff, attn_seq_half start in the accelerator group."""
 
 _MEMO: dict[tuple[int, int], tuple[object, object, tuple[float, ...]]] = {}
 _MEMO_LIMIT = 4096
@@ -303,6 +311,14 @@ def build_inputs(
         ),
     )
     t = _memo(2, training, None, lambda: _ordered(2, training_inputs(training)))
+    measured = measured_attention(
+        accelerator.attention_benchmarks,
+        training.attention_kernel,
+        model.head_dim or model.hidden_size // model.num_attention_heads,
+        accelerator.bf16_dense_tflops,
+    )
+    if measured is not None:
+        a = a[:_ATTN_AT] + measured + a[_ATTN_AT + len(measured) :]
     return tuple.__new__(Inputs, m + a + t + layout_values(layout))
 
 

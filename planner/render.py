@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from planner.error_band import error_band
 from planner.result import Plan
 from planner.specs import AcceleratorSpec, ModelSpec
 from planner.units import format_count
@@ -52,7 +53,8 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
     console.print(table)
 
     step = est.step
-    times = Table(title=f"One step: {_seconds(step.time_s)}")
+    band = error_band(plan.model, plan.training, lo)
+    times = Table(title=f"One step: {_seconds(step.time_s)} ±{band.step_time_rel:.0%}")
     times.add_column("where the time goes")
     times.add_column("per step", justify="right")
     times.add_column("share")
@@ -89,6 +91,12 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
     for name, value in rows:
         totals.add_row(name, value)
     console.print(totals)
+    console.print(
+        f"expected error ({band.regime}): step time and throughput ±{band.step_time_rel:.0%} "
+        f"(rms over {band.step_time_runs} published runs, group '{band.basis}'), memory "
+        f"±{band.memory_rel:.0%} ({band.memory_runs} figures); MFU counts causal attention "
+        "as half the s x s matrix"
+    )
     for note in defaults:
         console.print(f"[dim]default: {note}[/]")
 

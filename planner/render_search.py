@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from planner.error_band import error_band
 from planner.layout_search import SearchResult, describe_layout
 from planner.result import Estimate
 from planner.units import format_count
@@ -61,7 +62,7 @@ def render_search(
         if many:
             table.add_column("GPUs", justify="right")
         table.add_column("layout")
-        for column in ("GiB", "step s", "MFU", "days", "cost"):
+        for column in ("GiB", "step s", "±", "MFU", "days", "cost"):
             table.add_column(column, justify="right")
         table.add_column("why it loses to #1", overflow="fold")
         for i, (est, why) in enumerate(zip(result.ranked, result.why_not, strict=True)):
@@ -71,12 +72,18 @@ def render_search(
                 short_layout(est),
                 f"{est.memory_gib.total:.1f}",
                 f"{est.step.time_s:.3g}",
+                f"{error_band(result.model, result.training, est.layout).step_time_rel:.0%}",
                 f"{est.step.mfu:.1%}",
                 f"{_expected_days(est):,.1f}",
                 money(_expected_cost(est)),
                 why or "[green]best[/]",
             )
         console.print(table)
+        band = error_band(result.model, result.training, result.ranked[0].layout)
+        console.print(
+            f"[dim]±: expected step-time error in the layout's regime (rms against published "
+            f"runs, planner/data/error_bands.yaml); memory ±{band.memory_rel:.0%}[/]"
+        )
         render_totals(result.ranked[0], console, title="The best layout: the whole run")
     if result.pareto and front:
         table = Table(title="Pareto front: expected wall time against cost")

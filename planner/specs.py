@@ -19,7 +19,7 @@ Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
 Precision = Literal["bf16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
-AttentionKernel = Literal["flash", "unfused"]
+AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "sdpa_math", "unfused"]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -177,6 +177,9 @@ class AcceleratorSpec(BaseModel):
     """Fraction of the BF16 peak that fused (flash) attention forward reaches."""
     attention_bwd_efficiency: float = Field(default=0.4, gt=0, le=1)
     """Same for fused attention backward."""
+    attention_benchmarks: str | None = None
+    """Key of the measured attention-kernel table (constants.yaml attention_kernels) that
+    times the fa2/fa3/cudnn kernels on this accelerator; None: the efficiencies above."""
     node_overhead_w: float = Field(default=0.0, ge=0)
     """Power of one node excluding its GPUs (CPUs, DRAM, NICs, fans), W."""
     runtime_reserved_gib: float = Field(default=0.0, ge=0)
@@ -304,8 +307,12 @@ class TrainingSpec(BaseModel):
     optimizer: Optimizer = "adamw"
     """'adamw' (two FP32 states) or 'sgd_momentum' (one)."""
     attention_kernel: AttentionKernel = "flash"
-    """'flash': fused, causal-aware, O(s) memory (FlashAttention); 'unfused': materialises
-    the s x s scores (Megatron-LM before 2022)."""
+    """'flash': fused, causal-aware, O(s) memory, timed by the accelerator's attention
+    efficiencies; 'fa2' (FlashAttention-2, torch SDPA's flash backend), 'fa3'
+    (FlashAttention-3), 'cudnn' (cuDNN fused attention, Transformer Engine's default on
+    Hopper): fused, timed from measured tables where the accelerator has them
+    (constants.yaml attention_kernels), else as 'flash'; 'unfused' / 'sdpa_math':
+    materialise the s x s scores (Megatron-LM before 2022; torch SDPA's math backend)."""
     overlap_grad_reduce: bool = True
     """Bucketed gradient reduction overlapped with backward (PyTorch DDP/FSDP,
     Megatron --overlap-grad-reduce); False reduces after backward (Megatron-LM 2021)."""

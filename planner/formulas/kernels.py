@@ -125,3 +125,32 @@ def attention_core_elementwise_bytes_fwd(
     dropout = attention_dropout * (2 * act_bytes + mask_bytes) * scores
     layout_copy = 2 * act_bytes * tokens * q_dim_local
     return unfused * (softmax + dropout + layout_copy)
+
+
+def saturating_fit(seq_lens: list[float], rates: list[float]) -> tuple[float, float]:
+    """Least-squares fit of rate(s) = rate_max · s / (s + s_half) to measured points.
+
+    The model is linear in 1/s after taking reciprocals: 1/rate = 1/rate_max +
+    (s_half/rate_max)·(1/s), so ordinary least squares on (1/s, 1/rate) gives both
+    parameters in closed form. Returns (rate_max, s_half).
+    """
+    xs = [1.0 / s for s in seq_lens]
+    ys = [1.0 / r for r in rates]
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sxx
+    intercept = mean_y - slope * mean_x
+    return 1.0 / intercept, slope / intercept
+
+
+def backward_rates(fwd: list[float], fwd_bwd: list[float], bwd_flops_ratio: float) -> list[float]:
+    """Backward FLOP rates from forward and forward+backward rates at the same shapes.
+
+    Time adds: (1 + r)/rate_fb = 1/rate_f + r/rate_b, with r the backward/forward FLOP
+    ratio the benchmark counts (2.5 for FlashAttention, Dao 2023 Sec. 3.1).
+    """
+    return [
+        bwd_flops_ratio / ((1 + bwd_flops_ratio) / fb - 1 / f)
+        for f, fb in zip(fwd, fwd_bwd, strict=True)
+    ]

@@ -39,7 +39,7 @@ def test_json_output_and_stated_defaults(capsys: pytest.CaptureFixture[str]) -> 
     code, out, err = run([*BASE, "--tp", "2", "--json"], capsys)
     assert code == 0, err
     data = json.loads(out)
-    assert list(data) == ["layout", "memory_gib", "fits", "step", "train"]
+    assert list(data) == ["layout", "memory_gib", "fits", "step", "train", "error_band"]
     assert data["layout"]["dp"] == 32 and data["layout"]["sequence_parallel"] is True
     assert "default: --dp 32" in err and "default: --tokens" in err
     assert "default: --recompute none" in err

@@ -27,7 +27,7 @@ def candidates() -> list[
         [(1, 1, 1), (8, 1, 1), (4, 4, 2), (2, 8, 1)],
         ["none", "zero1", "zero3", "hsdp"],
         ["none", "selective", "full"],
-        ["flash", "unfused"],
+        ["flash", "unfused", "fa3"],
     ):
         model = planner.get_model(name)
         gpus = 256

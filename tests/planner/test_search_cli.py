@@ -20,7 +20,7 @@ def test_json_is_a_list_of_estimates_best_first(capsys: pytest.CaptureFixture[st
     assert code == 0, err
     data = json.loads(out)
     assert isinstance(data, list) and len(data) == 5
-    assert list(data[0]) == ["layout", "memory_gib", "fits", "step", "train"]
+    assert list(data[0]) == ["layout", "memory_gib", "fits", "step", "train", "error_band"]
     assert {"goodput", "checkpoint_interval_min", "expected_interruptions"} <= set(data[0]["train"])
     days = [d["train"]["days"] for d in data]
     assert days == sorted(days) and all(d["fits"] for d in data)

@@ -7,6 +7,9 @@ rules for knobs the papers do not state, is in ``cases.py``'s docstring.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import pytest
 
 from tests.validation.cases import TOLERANCE, Check, extra_checks, public_checks
@@ -37,3 +40,85 @@ def test_every_public_section_is_checked() -> None:
     assert kinds == {"throughput", "memory", "iteration_time", "energy"}
     # 5 throughput rows, 2 x 3 memory figures, 2 x 2 iteration times, 3 x 3 energy checks
     assert len(PUBLIC) == 5 + 6 + 4 + 9
+
+
+# --- published.yaml: 2024-25 H100 runs (Megatron-LM, NeMo, Megatron-Bridge, torchtitan) ----
+
+from tests.validation.published import published_checks  # noqa: E402
+
+PUBLISHED = list(published_checks())
+
+OUTSIDE = {
+    "megatron-readme-gpt-1.7b": "small GPT at tp 1-2 and dp 48: per-layer overheads underrated",
+    "megatron-readme-gpt-7.1b": "same",
+    "nemo-24.07-llama3-8b": "cp 2 on 8 GPUs: ring-attention overheads underrated",
+    "nemo-long-context-llama2-7b-16k": "NeMo 24.03 (TE 1.x) long-sequence kernels slower than "
+    "the 2024 cuDNN figures the planner uses",
+    "nemo-long-context-llama2-7b-32k": "same",
+    "nemo-long-context-llama2-7b-64k": "same",
+    "nemo-long-context-llama2-7b-128k": "same",
+    "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
+    "matmul (no planner knob between selective and full); eager PyTorch element-wise "
+    "kernels and the 500 W power cap are not modelled",
+    "torchtitan-2024-12-llama3-8b-fsdp-128gpus": "same",
+    "torchtitan-2024-12-llama3-8b-32k-fsdp8": "same, at 32k",
+    "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4) overheads",
+    "torchtitan-2024-12-llama3-405b-3d-1f1b": "every torchtitan row on the 500 W Grand Teton "
+    "H100s runs 1.3-1.6x below the planner: the power-capped clock is not modelled (the "
+    "source gives the peak only as between SXM and NVL)",
+    "torchtitan-2024-12-llama3-405b-3d-interleaved": "same",
+}
+"""Rows the planner models but misses by more than their tolerance (open, issue 17): each
+is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
+
+
+def _pinned(check: Check) -> Any:
+    marks = []
+    if check.id in OUTSIDE:
+        marks.append(pytest.mark.xfail(strict=True, reason=OUTSIDE[check.id]))
+    return pytest.param(check, id=check.id, marks=marks)
+
+
+MODELLED = [c for c in PUBLISHED if not c.known_gap]
+
+
+@pytest.mark.parametrize("check", [_pinned(c) for c in MODELLED])
+def test_published_run(check: Check) -> None:
+    assert check.ok, _describe(check)
+
+
+def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
+    gaps = [c for c in PUBLISHED if c.known_gap]
+    assert {c.id for c in gaps} == {
+        "megatron-bridge-25.11-gpt-oss-120b",
+        "megatron-bridge-25.11-qwen3-235b-a22b",
+        "megatron-bridge-25.11-deepseek-v3",
+    }
+    for check in gaps:
+        assert check.published > 0 and len(check.known_gap or "") > 20
+        assert check.regime["moe"]
+        # a prediction where the planner can evaluate the layout, else NaN (shown as —)
+        assert check.predicted > 0 or math.isnan(check.predicted)
+    assert math.isnan(next(c for c in gaps if "qwen3" in c.id).predicted)
+
+
+def test_outside_list_names_real_rows() -> None:
+    assert set(OUTSIDE) <= {c.id for c in MODELLED}
+
+
+def test_every_published_row_names_its_source_and_layout() -> None:
+    assert len(PUBLISHED) == 9 + 7 + 4 + 6 + 8  # sections in published.yaml order
+    for check in PUBLISHED:
+        assert "/" in check.source and check.layout
+        assert check.tolerance is not None and 0 < check.tolerance <= 0.25
+
+
+def test_flop_convention_full_counts_the_whole_score_matrix() -> None:
+    import planner
+    from tests.validation.published import flops_per_token
+
+    model = planner.get_model("llama2-7b")
+    full, causal = flops_per_token(model, 4096, "full"), flops_per_token(model, 4096, "causal")
+    # NeMo 24.07's table: 16934 tokens/s/GPU is 780 model TFLOP/s in its (full) convention.
+    assert 16934 * full / 1e12 == pytest.approx(780, abs=1)
+    assert causal < full

@@ -1,0 +1,73 @@
+"""Measured attention-kernel speed as the efficiencies the cost model uses.
+
+For the fused kernels named in TrainingSpec.attention_kernel ('fa2', 'fa3', 'cudnn') on
+an accelerator whose catalog entry names a measured table (gpus.yaml
+``attention_benchmarks``; tables in constants.yaml ``attention_kernels``), the kernel's
+forward rate at the model's head dimension is fitted to rate_max · s / (s + s_half)
+(:func:`planner.formulas.kernels.saturating_fit`), so the cost model's
+``fused_attention_time`` reproduces the measured curve at any sequence length, and the
+backward rate is the forward's times the FlashAttention-2 backward/forward ratio measured
+on the same GPU. Head dimensions between the measured ones interpolate the fitted
+parameters linearly in log2(head_dim); outside, the nearest is used.
+
+The benchmarks count half the score matrix for a causal mask; the cost model divides the
+FLOPs the kernel executes (diagonal tiles in full, planner.formulas.flops) by the rate, so
+each measured point is scaled by executed/counted = (s + block)/s before fitting.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+from planner.formulas.kernels import backward_rates, saturating_fit
+
+MEASURED_KERNELS = ("fa2", "fa3", "cudnn")
+"""Kernels timed from measured tables where the accelerator has one."""
+RATIO_KERNEL = "fa2"
+"""The kernel whose forward and forward+backward were both measured (constants.yaml)."""
+
+
+def _fit(
+    table: dict[str, Any], kernel: str, head_dim: int, block: float, bwd_ratio: float
+) -> tuple[float, float, float]:
+    seq = [float(s) for s in table["seq_len"]]
+
+    def executed(rates: list[float]) -> list[float]:
+        return [r * (s + block) / s for r, s in zip(rates, seq, strict=True)]
+
+    fwd = saturating_fit(seq, executed(table["fwd"][kernel][head_dim]))
+    ratio_dim = min(table["fwd_bwd"][RATIO_KERNEL], key=lambda d: abs(math.log2(d / head_dim)))
+    f2 = table["fwd"][RATIO_KERNEL][ratio_dim]
+    bwd2 = backward_rates(f2, table["fwd_bwd"][RATIO_KERNEL][ratio_dim], bwd_ratio)
+    ratio = saturating_fit(seq, bwd2)[0] / saturating_fit(seq, f2)[0]
+    return fwd[0], fwd[0] * ratio, fwd[1]
+
+
+@lru_cache(maxsize=64)
+def measured_attention(
+    table_key: str | None, kernel: str, head_dim: int, peak_tflops: float
+) -> tuple[float, float, float] | None:
+    """(forward efficiency, backward efficiency, s_half) of ``kernel``, or None when the
+    accelerator has no measured table or the kernel is not a measured one.
+
+    Efficiencies are fractions of ``peak_tflops`` (the accelerator's BF16 dense spec), as
+    gpus.yaml's attention efficiencies are.
+    """
+    if table_key is None or kernel not in MEASURED_KERNELS:
+        return None
+    from planner.catalog import constants_data
+
+    data = constants_data()
+    table = data["attention_kernels"][table_key]
+    block, bwd_ratio = float(data["flash_causal_block"]), float(data["flash_bwd_flops_ratio"])
+    dims = sorted(int(d) for d in table["fwd"][kernel])
+    x = math.log2(head_dim)
+    lo = max([d for d in dims if d <= head_dim], default=dims[0])
+    hi = min([d for d in dims if d >= head_dim], default=dims[-1])
+    a = _fit(table, kernel, lo, block, bwd_ratio)
+    b = _fit(table, kernel, hi, block, bwd_ratio)
+    w = 0.0 if hi == lo else (x - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
+    fwd, bwd, s_half = (p + w * (q - p) for p, q in zip(a, b, strict=True))
+    return min(fwd / peak_tflops, 1.0), min(bwd / peak_tflops, 1.0), s_half

@@ -1,0 +1,178 @@
+"""The rows of published.yaml as planner inputs, and the planner's prediction for each.
+
+One rule set for every row (not tuned per row); what a source leaves unstated takes the
+value its section's ``common`` names, each stated there with its reason:
+
+* Layout: dp = GPUs / (tp·pp·cp); ``vp`` is the interleave (Megatron's virtual pipeline
+  size); expert parallelism ``ep`` inside dp. Sequence parallelism whenever tp > 1 (NeMo
+  and Megatron-LM performance recipes, torchtitan's TP plan all shard the norms).
+* Megatron GPT (the README table): GELU MLP of 4h, biases, LayerNorm, learned positions,
+  vocabulary and sequence from the README, Megatron-LM's default dropout 0.1.
+* Gradient reduction overlapped with backward everywhere (all three stacks default to it).
+* A figure in TFLOP/s is compared in the source's own FLOP convention: the planner's
+  tokens/s times the source's FLOPs per token (``full``: the whole s x s attention
+  matrix; ``causal``: half of it, the planner's own model_tflops_per_gpu).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import planner
+from planner import ClusterSpec, Layout, ModelSpec, TrainingSpec
+from planner.catalog import get_gpu
+from planner.errors import PlanInputError
+from planner.formulas import flops, params
+from tests.validation.cases import Check, load, megatron_gpt
+
+PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
+
+ACCELERATORS: dict[str, tuple[str, dict[str, float]]] = {
+    # torchtitan benchmarks/llama3_h100_202412_torchtitan.md, "Hardware": H100 with 96 GB
+    # HBM2e at 2.4 TB/s, run at the default 500 W power limit, 400 Gb/s RDMA per GPU.
+    # Its footnote 2: the peak "is between SXM and NVL" (989 and 835 TFLOP/s BF16 dense, 1979
+    # and 1671 FP8, H100 SXM and NVL datasheets); the midpoint of each is used.
+    "grand-teton-h100": (
+        "H100-SXM-80GB",
+        {
+            "hbm_gib": 96.0,
+            "hbm_tb_s": 2.4,
+            "tdp_w": 500.0,
+            "inter_node_gb_s_per_gpu": 50.0,
+            "bf16_dense_tflops": (989 + 835) / 2,
+            "fp8_dense_tflops": (1979 + 1671) / 2,
+        },
+    ),
+}
+
+
+def accelerator(name: str) -> Any:
+    """A catalog GPU, or one of ACCELERATORS (a catalog GPU with a source's own facts)."""
+    if name not in ACCELERATORS:
+        return name
+    base, overrides = ACCELERATORS[name]
+    spec = get_gpu(base)
+    return spec.model_copy(update={"name": name, **overrides})
+
+
+def model_of(row: dict[str, Any]) -> ModelSpec:
+    """The row's model: a catalog name, an inline spec, or the Megatron README's GPT."""
+    if "model_spec" in row:
+        return ModelSpec(**row["model_spec"])
+    if row.get("architecture") == "megatron-gpt":
+        return megatron_gpt(f"gpt-{row['id']}", row, row["seq_len"], row["vocab"], 4)
+    return planner.get_model(row["model"])
+
+
+def flops_per_token(model: ModelSpec, seq_len: int, convention: str) -> float:
+    """Model FLOPs per token (training, no recompute) in a source's attention convention."""
+    head_dim = model.head_dim or model.hidden_size // model.num_attention_heads
+    moe_ffn = model.moe_ffn_hidden_size or model.ffn_hidden_size
+    layer_mm = params.layer_matmul_params_active(
+        model.hidden_size, model.num_attention_heads, model.num_kv_heads, head_dim,
+        model.ffn_hidden_size, 1.0 if model.activation == "swiglu" else 0.0,
+        model.num_experts, model.top_k, moe_ffn, model.shared_expert_ffn_hidden_size,
+    )  # fmt: skip
+    mm = flops.matmul_flops_fwd_per_token(
+        model.num_layers, layer_mm, model.vocab_size, model.hidden_size
+    )
+    fraction = 1.0 if convention == "full" else flops.causal_key_fraction(seq_len)
+    attn = flops.attention_flops_fwd_per_token(
+        model.num_layers, model.num_attention_heads, head_dim, seq_len, fraction
+    )
+    return float(3 * (mm + attn))
+
+
+def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
+    """The planner's estimate for one row (common keys already merged in)."""
+    model = model_of(row)
+    tp, pp, cp, ep = row["tp"], row.get("pp", 1), row.get("cp", 1), row.get("ep", 1)
+    layout = Layout(
+        dp=row["gpus"] // (tp * pp * cp),
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        ep=ep,
+        micro_batch=row["micro_batch"],
+        interleave=row.get("vp", 1),
+        recompute=row["recompute"],
+        sharding=row["sharding"],
+        sequence_parallel=tp > 1,
+    )
+    training = TrainingSpec(
+        seq_len=row["seq_len"],
+        global_batch_seqs=row["global_batch"],
+        total_tokens=1e12,
+        precision=row["precision"],
+        attention_kernel=row["attention_kernel"],
+        tp_comm_overlap=row["tp_comm_overlap"],
+    )
+    cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
+    return planner.estimate(model, cluster, training, layout), model
+
+
+def regime(row: dict[str, Any], model: ModelSpec) -> dict[str, Any]:
+    """What the error band is keyed by: MoE or dense, pipeline or not, sequence length."""
+    return {"moe": model.num_experts > 1, "pp": row.get("pp", 1) > 1, "seq_len": row["seq_len"]}
+
+
+def published_checks(path: Path = PUBLISHED) -> Iterator[Check]:
+    """Every row of published.yaml, known gaps included (marked)."""
+    for section in load(path)["sections"]:
+        for case in section["cases"]:
+            row = {**section["common"], **case}
+            metric = section["metric"]
+            convention = section.get("flop_convention")
+            if metric != "tokens_per_s_per_gpu":
+                metric = f"{metric} ({convention} attention FLOPs)"
+            model = model_of(row)
+            try:
+                est, model = estimate_row(row)
+            except PlanInputError:
+                if not row.get("known_gap"):
+                    raise
+                predicted, fits = math.nan, None  # cannot evaluate: shown, not scored
+            else:
+                fits = est.fits
+                tokens_per_gpu = est.step.tokens_per_s / row["gpus"]
+                per_token = 1.0
+                if convention is not None:
+                    per_token = flops_per_token(model, row["seq_len"], convention) / 1e12
+                predicted = tokens_per_gpu * per_token
+            yield Check(
+                id=f"{section['name']}-{row['id']}",
+                kind="throughput",
+                metric=metric,
+                published=float(row["published"]),
+                predicted=predicted,
+                source=row.get("source", section["source"])
+                + (f", {row['table']}" if "table" in row else ""),
+                tolerance=section["tolerance"],
+                known_gap=row.get("known_gap"),
+                layout=_describe_layout(row),
+                regime=regime(row, model),
+                fits=fits,
+            )
+
+
+def _describe_layout(row: dict[str, Any]) -> str:
+    parts = [f"{row['gpus']}x {row['gpu']}", f"tp{row['tp']}", f"pp{row.get('pp', 1)}"]
+    if row.get("vp", 1) > 1:
+        parts.append(f"vp{row['vp']}")
+    if row.get("cp", 1) > 1:
+        parts.append(f"cp{row['cp']}")
+    if row.get("ep", 1) > 1:
+        parts.append(f"ep{row['ep']}")
+    parts += [row["sharding"], f"mb{row['micro_batch']}", f"s{row['seq_len']}", row["precision"]]
+    parts += [f"{row['recompute']} recompute", row["attention_kernel"]]
+    return " ".join(parts)
+
+
+def all_checks() -> list[Check]:
+    """Every validation row: public.yaml, extra.yaml and published.yaml, in that order."""
+    from tests.validation.cases import extra_checks, public_checks
+
+    return [*public_checks(), *extra_checks(), *published_checks()]
