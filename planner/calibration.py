@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from planner.attention_rates import MEASURED_KERNELS
 from planner.errors import PlanInputError
 from planner.estimator import estimate
 from planner.profile import CalibrationProfile, FactorName, JobResidual
@@ -200,6 +201,16 @@ def _base_accelerator(jobs: Sequence[MeasuredJob]) -> AcceleratorSpec:
     return jobs[0].plan.cluster.accelerator()
 
 
+def _held_groups(acc: AcceleratorSpec, jobs: Sequence[MeasuredJob]) -> tuple[FactorName, ...]:
+    """Groups kept as planned: attention when a job runs a kernel the accelerator has
+    measured tables for (``attention_benchmarks``): its rates come from those tables, not
+    from the efficiencies the fit would scale (planner.attention_rates)."""
+    measured = acc.attention_benchmarks is not None and any(
+        j.plan.training.attention_kernel in MEASURED_KERNELS for j in jobs
+    )
+    return ("attention",) if measured else ()
+
+
 def _fit_round(
     jobs: Sequence[MeasuredJob],
     acc: AcceleratorSpec,
@@ -211,15 +222,17 @@ def _fit_round(
         group_seconds(_predict(j, acc), j.plan.cluster.num_nodes > 1, acc.step_overhead_s)
         for j in jobs
     ]
-    active = [g for g in GROUPS if any(c[g] > 0 for c in cols)]
+    held = _held_groups(acc, jobs)
+    active = [g for g in GROUPS if g not in held and any(c[g] > 0 for c in cols)]
     measured = np.array([j.step_time_s for j in jobs])
     scale = float(np.median(measured))
     data = np.array([[c[g] for g in active] + [1.0] for c in cols]) / measured[:, None]
+    fixed = np.array([sum(c[g] for g in held) for c in cols]) / measured
     prior = PRIOR_WEIGHT * np.eye(len(active) + 1)
     prior[-1, -1] /= scale
     target = np.concatenate(
         [
-            np.ones(len(jobs)),
+            1.0 - fixed,
             PRIOR_WEIGHT
             * np.array([1.0 / factors[g] for g in active] + [prior_overhead_s / scale]),
         ]
@@ -253,7 +266,7 @@ def fit_profile(jobs: Sequence[MeasuredJob]) -> CalibrationProfile:
         g
         for j in jobs
         for g, t in group_seconds(j.plan.estimate, j.plan.cluster.num_nodes > 1, 0.0).items()
-        if t > 0
+        if t > 0 and g not in _held_groups(base, jobs)
     }
     return CalibrationProfile(
         fitted_for=base.name,

@@ -42,15 +42,22 @@ TRUE_FACTORS = {"gemm": 1.6, "attention": 1.3, "memory": 1.2, "intra_network": 1
 TRUE_OVERHEAD_S = 0.03
 
 
-def plan_for(hidden: int, micro_batch: int, acc: planner.AcceleratorSpec = CPU) -> planner.Plan:
+def plan_for(
+    hidden: int,
+    micro_batch: int,
+    acc: planner.AcceleratorSpec = CPU,
+    kernel: str = "flash",
+    precision: str = "fp32",
+) -> planner.Plan:
     model = planner.ModelSpec(
         name=f"tiny-h{hidden}", num_layers=4, hidden_size=hidden, num_attention_heads=4,
         num_kv_heads=2, ffn_hidden_size=hidden * 8 // 3, vocab_size=257,
     )  # fmt: skip
     cluster = planner.ClusterSpec(gpu=acc, num_gpus=2, num_nodes=1, gpus_per_node=2)
     training = planner.TrainingSpec(
-        seq_len=128, global_batch_seqs=16, total_tokens=16 * 128 * 30, precision="fp32"
-    )
+        seq_len=128, global_batch_seqs=16, total_tokens=16 * 128 * 30, precision=precision,
+        attention_kernel=kernel,
+    )  # fmt: skip
     layout = planner.Layout(dp=2, sharding="zero3", micro_batch=micro_batch)
     return planner.make_plan(model, cluster, training, layout)
 
@@ -96,6 +103,24 @@ def test_jobs_on_different_accelerators_are_refused() -> None:
     jobs = [measured(64, 8), MeasuredJob("x", plan_for(64, 8, other), 0.1, 10)]
     with pytest.raises(PlanInputError, match="different accelerators"):
         fit_profile(jobs)
+
+
+def test_measured_attention_tables_are_kept_and_the_rest_fitted() -> None:
+    """On H100 with fa3 (measured kernel tables) attention is not scaled; GEMMs still are."""
+    h100 = planner.get_gpu("H100")
+    truth = scaled_accelerator(h100, {"gemm": 1.25, "memory": 1.1}, 0.02)
+
+    def job(hidden: int, micro_batch: int, kernel: str = "fa3") -> MeasuredJob:
+        real = plan_for(hidden, micro_batch, truth, kernel, "bf16").estimate.step.time_s
+        plan = plan_for(hidden, micro_batch, h100, kernel, "bf16")
+        return MeasuredJob(f"h{hidden}", plan, real, 20)
+
+    profile = fit_profile([job(1024, 1), job(2048, 2), job(4096, 1)])
+    assert "attention" not in profile.time_factors
+    assert "attention" in fit_profile([job(1024, 1, "flash")]).time_factors
+    assert profile.accelerator.attention_benchmarks == h100.attention_benchmarks
+    for fitted in profile.jobs:
+        assert fitted.ratio_after == pytest.approx(1.0, abs=0.03)
 
 
 def test_bounded_lstsq_is_plain_lstsq_inside_and_respects_bounds() -> None:
