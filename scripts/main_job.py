@@ -8,6 +8,9 @@
 3. Launch it on the local backend (2 processes, elastic torchrun, the plan embedded: the
    trainer takes its shapes from plan.json) and follow it with a progress bar.
 4. Summarise predicted against measured step time, throughput and memory per rank.
+5. Calibrate the planner from the job (``scalectl plan calibrate``): fit this CPU's
+   efficiency constants and per-step overhead to the measured step time, write the
+   profile next to the job, and show predicted against measured with it.
 
 Ctrl-C cancels the job (the trainer checkpoints on the way out).
 """
@@ -200,6 +203,25 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
     console.print(f"job directory: {record.job_dir}   (scalectl logs {record.id})")
 
 
+def calibrate_planner(record: JobRecord) -> None:
+    """Step 5: ``scalectl plan calibrate JOB -o <job dir>/calibration.yaml``, in-process."""
+    from launcher.cli_calibrate import calibrate_jobs
+    from planner.errors import PlanInputError
+    from planner.render_calibration import render_profile
+
+    path = record.job_dir / "calibration.yaml"
+    try:
+        profile = calibrate_jobs([str(record.job_dir)], str(path))
+    except PlanInputError as exc:  # e.g. a job cut short before its steady state
+        console.print(f"[bold]5. calibration skipped[/]: {exc}")
+        return
+    console.print(
+        f"[bold]5. planner calibrated[/] from job {record.id} (scalectl plan calibrate "
+        f"{record.id} -o {path})"
+    )
+    render_profile(profile, str(path), console)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-s", type=float, default=45.0, help="Training time to plan.")
@@ -263,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     reason = f" ({record.reason})" if record.reason else ""
     console.print(f"[bold]4. job {record.state.value}[/]{reason}")
     summary(record, plan, cal, peaks, wall_s)
+    if record.state is JobState.COMPLETED:
+        calibrate_planner(record)
     return 0 if record.state is JobState.COMPLETED else 1
 
 
