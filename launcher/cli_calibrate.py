@@ -1,6 +1,6 @@
 """``scalectl plan calibrate``: fit the accelerator's constants to measured jobs.
 
-Reads each job directory's plan.json and progress/<rank>.jsonl (``launcher.jobdir``;
+Reads each job directory's plan.json and progress/<rank>.jsonl (``contract.jobdir``;
 job ids through the registry, ``launcher.store``), fits with the planner
 (``planner.calibration``, pure), writes the profile and prints each job's residuals. It
 lives in the launcher because the planner never imports the launcher (planner/ruff.toml);
@@ -62,7 +62,7 @@ def read_measured_job(ref: str) -> Any:
     """A job directory (or a job id from the registry) as a ``MeasuredJob``."""
     from pydantic import ValidationError
 
-    from launcher.jobdir import JobDir, read_all_jsonl
+    from contract.jobdir import JobDir, read_all_jsonl
     from planner.calibration import MeasuredJob, steady_step_time_s
     from planner.errors import PlanInputError
     from planner.result import Plan
