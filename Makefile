@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-PACKAGES := planner launcher runtime tui scalectl
+PACKAGES := contract planner launcher runtime tui scalectl
 
 .PHONY: run test lint typecheck unit slurm-up slurm-down manifests bench clean
 

@@ -129,7 +129,7 @@ def run_scalectl(work: Path, index: int, env: dict[str, str]) -> tuple[float, fl
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
     cli_s = time.monotonic() - start
     job_dir = next(p for p in jobs_root.iterdir() if p.is_dir() and p.name != "sweeps")
-    from launcher.jobdir import JobDir, read_all_jsonl
+    from contract.jobdir import JobDir, read_all_jsonl
 
     submitted = [e for e in read_all_jsonl(JobDir(job_dir).events) if "slurm_job_id" in e]
     job = str(submitted[0]["slurm_job_id"])

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests" / "runtime"))
 
 from fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
 
-from launcher.jobdir import JobDir, read_jsonl  # noqa: E402
+from contract.jobdir import JobDir, read_jsonl  # noqa: E402
 from runtime.telemetry import Sampler  # noqa: E402
 
 

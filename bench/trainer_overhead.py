@@ -7,7 +7,7 @@ its ``progress.report`` call. Tokens/s of each mode comes from its median step t
 (medians resist the bursts of other work on a shared machine); the ratio on/off is the
 figure, the target an overhead under 1%. As a noise floor it also prints the same ratio
 between two halves of the "off" steps, which differ in nothing. Finally it times the
-reporting call alone, against the open-append-close of ``launcher.jobdir.append_jsonl``,
+reporting call alone, against the open-append-close of ``contract.jobdir.append_jsonl``,
 and relates that cost to the step time.
 
     .venv/bin/python bench/trainer_overhead.py [--steps 600] [trainer flags]
@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: the cores are sha
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from launcher.jobdir import append_jsonl  # noqa: E402
+from contract.jobdir import append_jsonl  # noqa: E402
 from runtime import progress  # noqa: E402
 
 DEFAULT_MODEL = [

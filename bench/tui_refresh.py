@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO / "tests" / "tui"))
 
 import tui_fixtures as fx  # noqa: E402
 
-from launcher.jobdir import JobDir, append_jsonl, tail_jsonl, write_json_atomic  # noqa: E402
+from contract.jobdir import JobDir, append_jsonl, tail_jsonl, write_json_atomic  # noqa: E402
 from launcher.progress_view import read_progress  # noqa: E402
 from launcher.states import JobState  # noqa: E402
 from launcher.store import NewJob, Store  # noqa: E402

@@ -1,6 +1,6 @@
 """Launcher: the JobSpec, the backends (local, slurm, kubernetes) and the job registry.
 
-Public API (imported lazily: every rank imports ``launcher.jobdir`` through this package,
+Public API (imported lazily: every rank imports ``contract.jobdir`` through this package,
 so ``import launcher`` must not pull in pydantic, psutil or sqlite)::
 
     from launcher import (
@@ -28,7 +28,7 @@ _EXPORTS = {
     "JobRecord": "launcher.store",
     "read_progress": "launcher.progress_view",
     "ProgressSnapshot": "launcher.progress_view",
-    "JobDir": "launcher.jobdir",
+    "JobDir": "contract.jobdir",
     "Backend": "launcher.backends.base",
     "get_backend": "launcher.backends",
     "launch": "launcher.api",
@@ -60,11 +60,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from contract.jobdir import JobDir
     from launcher.api import cancel, launch, refresh
     from launcher.backends import get_backend
     from launcher.backends.base import Backend
     from launcher.errors import JobNotFoundError, LaunchInputError, RegistryError
-    from launcher.jobdir import JobDir
     from launcher.progress_view import ProgressSnapshot, read_progress
     from launcher.spec import JobSpec, load_spec_file, spec_from_mapping
     from launcher.states import JobState

@@ -15,13 +15,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from contract.events import EventKind, append_event
+from contract.job import JobFile, write_job_file
+from contract.jobdir import JobDir, write_json_atomic
 from launcher.backends import get_backend
 from launcher.backends.base import Backend, CancelReport, SubmitRequest
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.ids import new_job_id
-from launcher.jobdir import SCHEMA_VERSION, JobDir, append_event, write_json_atomic
 from launcher.paths import default_jobs_root
 from launcher.spec import JobSpec
 from launcher.states import JobState
@@ -118,7 +119,12 @@ def launch(
         raise
     job_id = record.id
     append_event(
-        jobdir, "submitted", source=SOURCE, job_id=job_id, backend=spec.backend, name=spec.name
+        jobdir,
+        EventKind.SUBMITTED,
+        source=SOURCE,
+        job_id=job_id,
+        backend=spec.backend,
+        name=spec.name,
     )
     request = SubmitRequest(
         job_id=job_id,
@@ -131,7 +137,9 @@ def launch(
         handle = prepared.backend.submit(request)
     except Exception as exc:
         reason = f"submit failed: {exc}"
-        append_event(jobdir, "failed", source=SOURCE, job_id=job_id, state="FAILED", reason=reason)
+        append_event(
+            jobdir, EventKind.FAILED, source=SOURCE, job_id=job_id, state="FAILED", reason=reason
+        )
         store.transition(job_id, JobState.FAILED, reason)
         raise
     store.set_backend_job_id(job_id, handle)
@@ -202,13 +210,7 @@ def _remove(path: Path | None) -> None:
 
 
 def _write_job_files(jobdir: JobDir, job_id: str, spec: JobSpec) -> None:
-    document: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "job_id": job_id,
-        "created_ts": time.time(),
-        "spec": spec.to_json(),
-    }
-    write_json_atomic(jobdir.job_json, document)
+    write_job_file(jobdir, JobFile(job_id=job_id, created_ts=time.time(), spec=spec.to_json()))
     if spec.plan is not None:
         write_json_atomic(jobdir.plan_json, spec.plan)
 
@@ -271,7 +273,7 @@ def cancel(store: Store, record: JobRecord, grace_s: float | None = None) -> Can
     # The local supervisor reads grace_s from this event when the SIGTERM arrives.
     append_event(
         JobDir(record.job_dir),
-        "cancelled",
+        EventKind.CANCELLED,
         source=SOURCE,
         job_id=record.id,
         by=_user(),
@@ -293,7 +295,11 @@ def requeue(store: Store, record: JobRecord) -> str:
     backend = get_backend(record.backend)
     note = backend.requeue(record)
     append_event(
-        JobDir(record.job_dir), "requeue_requested", source=SOURCE, job_id=record.id, by=_user()
+        JobDir(record.job_dir),
+        EventKind.REQUEUE_REQUESTED,
+        source=SOURCE,
+        job_id=record.id,
+        by=_user(),
     )
     return note
 

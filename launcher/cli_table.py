@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.jobdir import JobDir
 from launcher.progress_view import ProgressSnapshot
 from launcher.states import STATE_STYLE
 from launcher.store import JobRecord
@@ -110,4 +111,23 @@ def job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
         "ended_ts": record.ended_ts,
         "exit_code": record.exit_code,
         "progress": asdict(snap),
+        "plan": plan_json(record, snap),
+    }
+
+
+def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | None:
+    """The job's plan against its progress (contract.plan); None for a job without a plan."""
+    # contract.plan needs pydantic: loaded only when a job has a plan, not for --help.
+    from contract.plan import PlanError, against_plan, read_plan
+
+    job = JobDir(record.job_dir)
+    if not job.plan_json.is_file():
+        return None
+    try:
+        plan = read_plan(job)
+    except PlanError as exc:
+        return {"error": str(exc)}
+    return {
+        "layout": plan.layout_text(),
+        **against_plan(plan, snap.step_time_s, snap.tokens_per_s, snap.world_size),
     }

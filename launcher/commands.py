@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contract import env as env_names
+from contract.jobdir import JobDir
 from launcher.spec import JobSpec
 
 RANK_EXEC_MODULE = "runtime.rank_exec"
@@ -175,15 +177,15 @@ def rank_environment(
     env.update(spec.env_plain())
     env.update(
         {
-            "SCALECTL_JOB_ID": job_id,
-            "SCALECTL_JOB_DIR": str(job_dir),
-            "SCALECTL_NODE": node,
+            env_names.JOB_ID_ENV: job_id,
+            env_names.JOB_DIR_ENV: str(job_dir),
+            env_names.NODE_ENV: node,
         }
     )
     if spec.checkpoint.every_steps is not None:
-        env["SCALECTL_CKPT_EVERY_STEPS"] = str(spec.checkpoint.every_steps)
+        env[env_names.CKPT_EVERY_STEPS_ENV] = str(spec.checkpoint.every_steps)
     if spec.checkpoint.keep_last is not None:
-        env["SCALECTL_CKPT_KEEP_LAST"] = str(spec.checkpoint.keep_last)
+        env[env_names.CKPT_KEEP_LAST_ENV] = str(spec.checkpoint.keep_last)
     if spec.plan is not None:
-        env["SCALECTL_PLAN_FILE"] = str(job_dir / "plan.json")
+        env[env_names.PLAN_FILE_ENV] = str(JobDir(job_dir).plan_json)
     return env

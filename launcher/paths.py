@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from contract import env
 from launcher.errors import LaunchInputError
 
 
 def scalectl_home() -> Path:
     """``$SCALECTL_HOME``, or ``~/.local/state/scalectl`` (XDG state directory)."""
-    configured = os.environ.get("SCALECTL_HOME")
+    configured = env.home()
     if configured:
-        return Path(configured).expanduser()
+        return configured
     state = os.environ.get("XDG_STATE_HOME")
     base = Path(state).expanduser() if state else Path.home() / ".local" / "state"
     return base / "scalectl"
@@ -23,9 +24,9 @@ def default_jobs_root() -> Path:
 
     On a cluster this must be a shared file system visible from every node.
     """
-    configured = os.environ.get("SCALECTL_JOBS_ROOT")
+    configured = env.jobs_root()
     if configured:
-        return Path(configured).expanduser()
+        return configured
     return scalectl_home() / "jobs"
 
 

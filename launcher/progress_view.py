@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, finite, tail_jsonl
+from contract.jobdir import JobDir, finite, tail_jsonl
 
 _WINDOW_RECORDS = 20
 _WINDOW_BYTES = 64 * 1024

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from contract.env import JOB_DIR_ENV, JOB_ID_ENV, NODE_ENV
 from launcher.errors import LaunchInputError
 from launcher.flags import apply_overrides
 from launcher.spec_options import KubernetesOptions, LocalOptions, SlurmOptions, Toleration
@@ -40,9 +41,9 @@ BACKENDS: tuple[str, ...] = ("local", "slurm", "kubernetes")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 RESERVED_ENV = frozenset(
     {
-        "SCALECTL_JOB_ID",
-        "SCALECTL_JOB_DIR",
-        "SCALECTL_NODE",
+        JOB_ID_ENV,
+        JOB_DIR_ENV,
+        NODE_ENV,
         "RANK",
         "LOCAL_RANK",
         "WORLD_SIZE",

@@ -31,13 +31,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, write_json_atomic
 from launcher import api
 from launcher.backends.base import SubmitRequest
 from launcher.backends.slurm import SlurmBackend
 from launcher.errors import LaunchInputError
 from launcher.flags import build_mapping
 from launcher.ids import new_job_id
-from launcher.jobdir import JobDir, append_event, write_json_atomic
 from launcher.paths import default_jobs_root, make_directory
 from launcher.spec import JobSpec, describe_validation_error, spec_from_mapping
 from launcher.states import JobState
@@ -170,7 +171,7 @@ def launch_sweep(
         record = api._register(store, job_id, spec, jobdir)
         append_event(
             jobdir,
-            "submitted",
+            EventKind.SUBMITTED,
             job_id=record.id,
             backend=spec.backend,
             name=spec.name,
@@ -204,7 +205,9 @@ def launch_sweep(
     except Exception as exc:
         for record in records:
             reason = f"submit failed: {exc}"
-            append_event(record.job_dir, "failed", job_id=record.id, state="FAILED", reason=reason)
+            append_event(
+                record.job_dir, EventKind.FAILED, job_id=record.id, state="FAILED", reason=reason
+            )
             store.transition(record.id, JobState.FAILED, reason)
         raise
     for record, handle in zip(records, handles, strict=True):

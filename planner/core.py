@@ -357,7 +357,10 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         x.optimizer_state_bytes,
     )  # fmt: skip
     local_opt_params = optimizer_b / x.optimizer_state_bytes
-    t_optimizer = kernels.memory_bound_time(x.optimizer_step_bytes * local_opt_params, mem_bw)
+    t_optimizer = (
+        kernels.memory_bound_time(x.optimizer_step_bytes * local_opt_params, mem_bw)
+        + x.step_overhead_s  # per-step overhead fitted by `plan calibrate` (planner.profile)
+    )
 
     # --- the step ------------------------------------------------------------------------------
     mb = micro_batches

@@ -69,6 +69,7 @@ class Inputs(NamedTuple):
     price_usd_per_gpu_hour: Any
     runtime_reserved_gib: Any
     comm_buffer_gib_per_group: Any
+    step_overhead_s: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -181,6 +182,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "price_usd_per_gpu_hour": float(acc.price_usd_per_gpu_hour if price is None else price),
         "runtime_reserved_gib": float(acc.runtime_reserved_gib),
         "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
+        "step_overhead_s": float(acc.step_overhead_s),
     }
 
 

@@ -58,6 +58,7 @@ class EstimateRequest:
     ckpt_gb_s: float | None = None
     ckpt_gb_s_max: float | None = None
     restart_min: float | None = None
+    profile: str | None = None
 
 
 def resolve_model(text: str) -> ModelSpec:
@@ -79,6 +80,24 @@ def resolve_accelerator(gpu: str | None, gpu_spec: str | None) -> AcceleratorSpe
     return get_gpu(gpu).name
 
 
+def _accelerator(r: EstimateRequest, defaults: list[str]) -> AcceleratorSpec | str:
+    """--gpu / --gpu-spec, or the accelerator of --profile (checked against them)."""
+    if r.profile is None:
+        return resolve_accelerator(r.gpu, r.gpu_spec)
+    from planner.profile import load_profile, profiled_accelerator
+
+    profile = load_profile(r.profile)
+    named = None
+    if r.gpu or r.gpu_spec:
+        acc = resolve_accelerator(r.gpu, r.gpu_spec)
+        named = acc if isinstance(acc, AcceleratorSpec) else get_gpu(acc)
+    defaults.append(
+        f"--profile {r.profile}: {profile.fitted_for} with constants fitted to "
+        f"{len(profile.jobs)} measured job(s)"
+    )
+    return profiled_accelerator(profile, named)
+
+
 def _positive(value: int, flag: str) -> int:
     if value <= 0:
         raise PlanInputError(f"{flag}: must be a positive whole number, got {value}.")
@@ -94,7 +113,7 @@ def specs_from_request(
     r = request
     defaults: list[str] = []
     model = resolve_model(r.model)
-    accelerator = resolve_accelerator(r.gpu, r.gpu_spec)
+    accelerator = _accelerator(r, defaults)
     gpus = parse_int_count(r.gpus, "--gpus")
     seq_len = parse_int_count(r.seq_len, "--seq-len")
     _positive(r.gpus_per_node, "--gpus-per-node")

@@ -187,6 +187,10 @@ class AcceleratorSpec(BaseModel):
     cuBLAS/cuDNN workspaces), GiB; 0 for a host (CPU) accelerator."""
     comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
     """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
+    step_overhead_s: float = Field(default=0.0, ge=0)
+    """Seconds per optimizer step that no kernel term covers (framework and Python work,
+    logging, host synchronisation), counted in the step breakdown's ``optimizer_s``; 0
+    unless fitted from measured jobs by ``scalectl plan calibrate``."""
 
     @model_validator(mode="after")
     def _idle_below_tdp(self) -> AcceleratorSpec:

@@ -60,11 +60,10 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from launcher.jobdir import append_event
+from contract import env
+from contract.env import AGENT_PID_ENV, FAULTS_ENV
+from contract.events import EventKind, append_event
 from runtime import processes
-
-FAULTS_ENV = "SCALECTL_FAULTS"
-"""Environment variable holding the fault list."""
 
 FAULTS_DIR = "faults"
 """Sub-directory of the job directory holding the one-shot markers."""
@@ -84,9 +83,6 @@ _KINDS: dict[str, tuple[str, frozenset[str]]] = {
 
 TARGETS = ("rank", "agent", "node")
 """What ``kill``/``signal`` hit (see the module docstring)."""
-
-AGENT_PID_ENV = "SCALECTL_AGENT_PID"
-"""Set by the node agent for everything it starts: its own pid."""
 
 
 class FaultSpecError(ValueError):
@@ -222,7 +218,7 @@ class Injector:
     def __init__(self, faults: list[Fault], rank: int, job_dir: Path | None) -> None:
         self.rank = rank
         self.job_dir = job_dir
-        node = os.environ.get("SCALECTL_NODE")
+        node = env.node()
         self.faults = [
             f
             for f in faults
@@ -233,7 +229,7 @@ class Injector:
     @classmethod
     def from_env(cls, rank: int, job_dir: Path | None) -> Injector:
         """Parse ``SCALECTL_FAULTS`` (empty or unset: no faults)."""
-        return cls(parse(os.environ.get(FAULTS_ENV, "")), rank, job_dir)
+        return cls(parse(env.faults()), rank, job_dir)
 
     def __bool__(self) -> bool:
         return bool(self.faults)
@@ -283,7 +279,7 @@ class Injector:
         if self.job_dir is not None:
             append_event(
                 self.job_dir,
-                "fault_injected",
+                EventKind.FAULT_INJECTED,
                 kind=fault.kind,
                 step=fault.step,
                 rank=self.rank,
@@ -328,7 +324,7 @@ def _signal_target(target: str, sig: int) -> None:
                 f"scalectl fault injection: no {AGENT_PID_ENV}; nothing signalled", file=sys.stderr
             )
         return
-    for pid in node_processes(os.environ.get("SCALECTL_JOB_ID"), os.environ.get("SCALECTL_NODE")):
+    for pid in node_processes(env.job_id(), env.node()):
         if pid != os.getpid():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

@@ -25,10 +25,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from contract.env import JOB_ID_ENV, NODE_ENV
+
 if TYPE_CHECKING:
     import psutil
 
-JOB_ENV = "SCALECTL_JOB_ID"
+JOB_ENV = JOB_ID_ENV
 PR_SET_CHILD_SUBREAPER = 36
 """``prctl`` option number, from ``<linux/prctl.h>`` (Linux 3.4+)."""
 
@@ -131,7 +133,7 @@ def marked_pids(marks: Mapping[str, str], exclude: Iterable[int] = ()) -> list[i
 
 def job_pids(job_id: str, node: str | None = None, exclude: Iterable[int] = ()) -> list[int]:
     """Pids of ``job_id`` on this machine (of one node of it, when ``node`` is given)."""
-    marks = {JOB_ENV: job_id} if node is None else {JOB_ENV: job_id, "SCALECTL_NODE": node}
+    marks = {JOB_ENV: job_id} if node is None else {JOB_ENV: job_id, NODE_ENV: node}
     return marked_pids(marks, exclude) if job_id else []
 
 

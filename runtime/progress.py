@@ -25,11 +25,11 @@ job (continuing across restarts), ``tokens`` is the cumulative number of tokens 
 by *all* ranks together since step 0 (so every rank reports the same value, and it stays
 meaningful when the world size changes), and ``step_time_s`` is this rank's wall time for
 the step. Non-finite floats are written as the JSON extensions ``NaN``/``Infinity``, which
-Python's ``json`` (and so ``launcher.jobdir.read_jsonl``) reads back.
+Python's ``json`` (and so ``contract.jobdir.read_jsonl``) reads back.
 
 Writing: the progress file is opened once with ``O_APPEND`` and kept open; each record is
 one ``write()`` of one whole line, so concurrent writers never interleave within a line
-and readers see at most a torn last line (which ``launcher.jobdir`` readers skip). A
+and readers see at most a torn last line (which ``contract.jobdir`` readers skip). A
 reporting failure (unwritable directory, full disk) prints one warning to stderr and
 turns reporting off: telemetry must never stop training.
 
@@ -47,10 +47,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
-
-JOB_DIR_ENV = "SCALECTL_JOB_DIR"
-"""Environment variable naming the job directory (set by every scalectl backend)."""
+from contract import env
+from contract.events import EventKind, event_record
+from contract.jobdir import EVENTS_FILE, PROGRESS_DIR, append_jsonl
 
 STACK_DUMP_SIGNAL = signal.SIGUSR1
 """Signal on which a rank that called :func:`enable_stack_dumps` writes the Python stacks
@@ -99,10 +98,7 @@ def _int_env(name: str, default: int) -> int:
 
 def _from_env() -> _Reporter:
     global _reporter
-    job_dir = os.environ.get(JOB_DIR_ENV) or None
-    _reporter = _Reporter(
-        Path(job_dir) if job_dir else None, _int_env("RANK", 0), _int_env("WORLD_SIZE", 1)
-    )
+    _reporter = _Reporter(env.job_dir(), _int_env("RANK", 0), _int_env("WORLD_SIZE", 1))
     return _reporter
 
 
@@ -118,7 +114,7 @@ def configure(
     """
     global _reporter
     close()
-    env_dir = os.environ.get(JOB_DIR_ENV) or None
+    env_dir = env.job_dir()
     chosen = job_dir if job_dir is not None else env_dir
     _reporter = _Reporter(
         Path(chosen) if chosen is not None else None,
@@ -188,15 +184,17 @@ def report(
         _give_up(reporter, reporter.progress_path, exc)
 
 
-def event(name: str, **fields: Any) -> None:
+def event(name: EventKind, **fields: Any) -> None:
     """Append one lifecycle event ``{"ts", "event": name, "rank", **fields}`` to events.jsonl.
+
+    ``name`` is a ``contract.events.EventKind`` (an unknown kind raises ValueError).
 
     Events are rare, so each opens, appends one line with one ``write()``, and closes.
     """
     reporter = _reporter or _from_env()
     if not reporter.enabled:
         return
-    record: dict[str, Any] = {"ts": time.time(), "event": name, "rank": reporter.rank, **fields}
+    record = event_record(name, rank=reporter.rank, **fields)
     try:
         append_jsonl(reporter.events_path, record)
     except (OSError, TypeError, ValueError) as exc:

@@ -6,7 +6,7 @@ stdout and stderr at it; writes one header line (time, attempt, world size); and
 ``exec``s the real entrypoint, so the rank *is* the entrypoint process (same pid,
 signals go straight to it, no extra Python interpreter stays resident).
 
-Standard library and ``launcher.jobdir`` only (it runs once per rank per restart and
+Standard library and ``contract`` (jobdir, env, events) only (it runs once per rank per restart and
 must start in milliseconds). Reads only environment variables: ``RANK``,
 ``LOCAL_RANK``, ``WORLD_SIZE``, ``TORCHELASTIC_RESTART_COUNT`` (set by torchrun),
 ``SCALECTL_JOB_DIR``, ``SCALECTL_JOB_ID`` and ``SCALECTL_NODE`` (set by the backend).
@@ -26,7 +26,12 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.jobdir import JobDir, append_event
+from contract.env import JOB_ID_ENV, agent_pid, restart_backoff
+from contract.env import job_dir as job_dir_env
+from contract.env import job_id as job_id_env
+from contract.env import node as node_env
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir
 
 EXEC_FAILED_EXIT_CODE = 127
 
@@ -35,7 +40,7 @@ def header_line(env: dict[str, str], node: str, argv: list[str], now_s: float) -
     """The first line a rank writes to its log on every start."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now_s))
     return (
-        f"==== scalectl {stamp} job={env.get('SCALECTL_JOB_ID', '?')} node={node} "
+        f"==== scalectl {stamp} job={env.get(JOB_ID_ENV, '?')} node={node} "
         f"rank={env.get('RANK', '0')} local_rank={env.get('LOCAL_RANK', '0')} "
         f"world_size={env.get('WORLD_SIZE', '1')} "
         f"attempt={env.get('TORCHELASTIC_RESTART_COUNT', '0')} pid={os.getpid()} "
@@ -44,7 +49,7 @@ def header_line(env: dict[str, str], node: str, argv: list[str], now_s: float) -
 
 
 def node_name(env: dict[str, str]) -> str:
-    node = env.get("SCALECTL_NODE") or socket.gethostname().split(".")[0] or "localhost"
+    node = node_env(env) or socket.gethostname().split(".")[0] or "localhost"
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in node)
 
 
@@ -54,10 +59,10 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m runtime.rank_exec -- COMMAND [ARGS...]\n")
         return 2
     env = dict(os.environ)
-    job_dir = env.get("SCALECTL_JOB_DIR")
+    job_dir = job_dir_env(env)
     node = node_name(env)
     if job_dir:
-        path = JobDir(Path(job_dir)).log_file(node, env.get("RANK", "0"))
+        path = JobDir(job_dir).log_file(node, env.get("RANK", "0"))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.write(fd, header_line(env, node, command, time.time()).encode())
@@ -83,11 +88,10 @@ def backoff_s(env: dict[str, str]) -> float:
     ``min(max, base × 2^(n-2))``; the first restart and first start wait nothing.
     """
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
-    base, _, cap = env.get("SCALECTL_RESTART_BACKOFF", "").partition(",")
-    try:
-        n, base_s, cap_s = int(attempt), float(base), float(cap)
-    except ValueError:
+    backoff = restart_backoff(env)
+    if backoff is None or not attempt.lstrip("-").isdigit():
         return 0.0
+    n, (base_s, cap_s) = int(attempt), backoff
     if n < 2 or base_s <= 0:
         return 0.0
     return min(cap_s, base_s * 2 ** (n - 2))
@@ -100,19 +104,19 @@ def _restart_backoff(env: dict[str, str]) -> None:
         time.sleep(delay)
 
 
-def _record_restart(env: dict[str, str], job_dir: str) -> None:
+def _record_restart(env: dict[str, str], job_dir: Path) -> None:
     attempt = env.get("TORCHELASTIC_RESTART_COUNT", "0")
     if env.get("RANK", "0") != "0" or not attempt.isdigit() or int(attempt) == 0:
         return
-    if env.get("SCALECTL_AGENT_PID"):
+    if agent_pid(env) is not None:
         return  # the node agent records restarts, with their cause
     # The event is a courtesy; the rank must start regardless.
     with contextlib.suppress(OSError):
         append_event(
-            Path(job_dir),
-            "restarted",
+            job_dir,
+            EventKind.RESTARTED,
             source="launcher",
-            job_id=env.get("SCALECTL_JOB_ID"),
+            job_id=job_id_env(env),
             attempt=int(attempt),
             world_size=int(env.get("WORLD_SIZE", "1")),
         )

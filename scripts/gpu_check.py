@@ -110,8 +110,9 @@ def plan_for(config: dict[str, Any], gpu_name: str) -> Any:
 
 
 def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, Any]:
+    from contract.env import FAULTS_ENV
+    from contract.jobdir import JobDir, read_all_jsonl
     from launcher import api
-    from launcher.jobdir import JobDir, read_all_jsonl
     from launcher.spec import JobSpec
     from launcher.store import Store
 
@@ -129,7 +130,7 @@ def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, An
                 "--ckpt-every",
                 str(config.get("ckpt_every", 0)),
             ],
-            "env": {"SCALECTL_FAULTS": config["faults"]} if config.get("faults") else {},
+            "env": {FAULTS_ENV: config["faults"]} if config.get("faults") else {},
             "max_restarts": 3 if config.get("faults") else 0,
             "procs_per_node": 1,
             "gpus_per_node": 1,
@@ -198,8 +199,13 @@ def tail_logs(job_dir: Path, lines: int = 15) -> list[str]:
 
 
 def compare(plan: Any, measured: dict[str, Any]) -> dict[str, Any]:
+    from contract.plan import measured_mfu, ratio
+
     est = plan.estimate
     step_s = measured.get("step_time_s_median")
+    tokens_per_s = plan.training.global_batch_tokens / step_s if step_s else None
+    mfu = measured_mfu(est.step.mfu, est.step.tokens_per_s, 1, tokens_per_s, 1)
+    step_ratio = ratio(step_s, est.step.time_s)
     mem = est.memory_gib
     predicted_tensors_gib = mem.params + mem.grads + mem.optimizer + mem.activations
     peak_mib = measured.get("gpu_memory_peak_mib")
@@ -207,11 +213,9 @@ def compare(plan: Any, measured: dict[str, Any]) -> dict[str, Any]:
         "params_m": round(plan.model.num_params / 1e6, 1),
         "predicted_step_s": round(est.step.time_s, 4),
         "measured_step_s": round(step_s, 4) if step_s else None,
-        "step_ratio_measured_over_predicted": round(step_s / est.step.time_s, 3)
-        if step_s
-        else None,
+        "step_ratio_measured_over_predicted": round(step_ratio, 3) if step_ratio else None,
         "predicted_mfu": round(est.step.mfu, 4),
-        "measured_mfu": round(est.step.mfu * est.step.time_s / step_s, 4) if step_s else None,
+        "measured_mfu": round(mfu, 4) if mfu is not None else None,
         "predicted_memory_gib_total": round(mem.total, 2),
         "predicted_memory_gib_tensors": round(predicted_tensors_gib, 2),
         "predicted_memory_breakdown_gib": {

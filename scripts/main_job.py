@@ -8,6 +8,9 @@
 3. Launch it on the local backend (2 processes, elastic torchrun, the plan embedded: the
    trainer takes its shapes from plan.json) and follow it with a progress bar.
 4. Summarise predicted against measured step time, throughput and memory per rank.
+5. Calibrate the planner from the job (``scalectl plan calibrate``): fit this CPU's
+   efficiency constants and per-step overhead to the measured step time, write the
+   profile next to the job, and show predicted against measured with it.
 
 Ctrl-C cancels the job (the trainer checkpoints on the way out).
 """
@@ -26,9 +29,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from contract.events import EventKind
+from contract.jobdir import JobDir, read_all_jsonl
 from launcher import api
 from launcher.commands import omp_threads
-from launcher.jobdir import JobDir, read_all_jsonl
 from launcher.progress_view import read_progress
 from launcher.spec import JobSpec
 from launcher.states import JobState
@@ -177,7 +181,7 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
     console.print(table)
     losses = [r["loss"] for r in progress if isinstance(r.get("loss"), int | float)]
     evals = [r["eval_loss"] for r in progress if isinstance(r.get("eval_loss"), int | float)]
-    started = [e for e in read_all_jsonl(jobdir.events) if e.get("event") == "started"]
+    started = [e for e in read_all_jsonl(jobdir.events) if e.get("event") == EventKind.STARTED]
     first_eval = next((e.get("eval_loss") for e in started if e.get("source") == "trainer"), None)
     if losses:
         console.print(f"training loss {losses[0]:.4f} → {losses[-1]:.4f} over {len(losses)} steps")
@@ -197,6 +201,25 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
         "caching and per-step temporaries are not in the plan."
     )
     console.print(f"job directory: {record.job_dir}   (scalectl logs {record.id})")
+
+
+def calibrate_planner(record: JobRecord) -> None:
+    """Step 5: ``scalectl plan calibrate JOB -o <job dir>/calibration.yaml``, in-process."""
+    from launcher.cli_calibrate import calibrate_jobs
+    from planner.errors import PlanInputError
+    from planner.render_calibration import render_profile
+
+    path = record.job_dir / "calibration.yaml"
+    try:
+        profile = calibrate_jobs([str(record.job_dir)], str(path))
+    except PlanInputError as exc:  # e.g. a job cut short before its steady state
+        console.print(f"[bold]5. calibration skipped[/]: {exc}")
+        return
+    console.print(
+        f"[bold]5. planner calibrated[/] from job {record.id} (scalectl plan calibrate "
+        f"{record.id} -o {path})"
+    )
+    render_profile(profile, str(path), console)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     reason = f" ({record.reason})" if record.reason else ""
     console.print(f"[bold]4. job {record.state.value}[/]{reason}")
     summary(record, plan, cal, peaks, wall_s)
+    if record.state is JobState.COMPLETED:
+        calibrate_planner(record)
     return 0 if record.state is JobState.COMPLETED else 1
 
 

@@ -5,7 +5,7 @@ Public API (imported lazily: Textual loads only when the UI starts)::
     from tui import ScalectlApp      # the application (``scalectl tui`` runs it)
 
 Layout: ``tui.data`` reads the registry and job directories into frozen snapshots
-(standard library plus ``launcher.store``/``launcher.jobdir``; no Textual), ``tui.widgets``
+(standard library plus ``launcher.store``/``contract``; no Textual), ``tui.widgets``
 draws them, ``tui.panes`` are the four tabs, ``tui.app`` wires them with worker threads.
 """
 

@@ -6,7 +6,7 @@ frozen results (:meth:`ScalectlApp.apply`). Filtering, sorting and key handling 
 wait for I/O. Actions that block (cancel waits for processes to stop, launch starts
 them) run in their own worker threads and report with a notification.
 
-Reads: ``launcher.store`` (registry), ``launcher.jobdir`` (job files), ``planner``;
+Reads: ``launcher.store`` (registry), ``contract.jobdir`` (job files), ``planner``;
 acts through ``launcher.api`` (``launch``, ``cancel``, ``refresh``). Import boundary:
 tui/ruff.toml.
 """
@@ -31,7 +31,7 @@ from textual.command import Hit, Hits, Provider
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from launcher.states import JobState
 from launcher.store import JobRecord
 from tui import text

@@ -12,7 +12,8 @@ import os
 import time
 from pathlib import Path
 
-from launcher.jobdir import finite as finite  # numbers read from job files, used across the TUI
+from contract.env import HOME_ENV
+from contract.jobdir import finite as finite  # numbers read from job files, used across the TUI
 from launcher.states import STATE_STYLE
 
 MISSING = "–"
@@ -103,7 +104,7 @@ def short_path(path: Path | str, home: Path | None = None) -> str:
     if home is not None:
         base = str(home).rstrip("/")
         if base and (text == base or text.startswith(base + "/")):
-            return "$SCALECTL_HOME" + text[len(base) :]
+            return f"${HOME_ENV}" + text[len(base) :]
     user_home = os.path.expanduser("~")
     if user_home not in ("", "/") and text.startswith(user_home + "/"):
         return "~" + text[len(user_home) :]

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from contract.jobdir import JobDir, LogFile, parse_log_name
 from launcher.errors import JobActionError, LaunchInputError
-from launcher.jobdir import JobDir, LogFile, parse_log_name
 from launcher.spec import FromEnv, JobSpec, SecretRef
 from launcher.states import JobState
 from launcher.store import JobRecord

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.jobdir import JobDir, read_json, write_json_atomic
 from launcher.backends.base import Backend, BackendStatus, CancelReport, LogFile, SubmitRequest
 from launcher.backends.k8s_api import (
     K8sApi,
@@ -41,7 +42,6 @@ from launcher.backends.k8s_api import (
 )
 from launcher.backends.k8s_state import job_status, one_line
 from launcher.errors import BackendUnavailableError, LaunchInputError
-from launcher.jobdir import JobDir, read_json, write_json_atomic
 from launcher.render.flavours import FLAVOURS
 from launcher.render.k8s import CONTAINER_NAME, LABEL_JOB_ID, make_target, render, to_yaml
 from launcher.render.k8s_resources import CONFIG_MAP, Resource

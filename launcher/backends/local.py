@@ -23,10 +23,12 @@ import sys
 
 import psutil
 
+from contract.env import JOB_ID_ENV
+from contract.events import EventKind
+from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import BackendUnavailableError, LaunchInputError
-from launcher.jobdir import JobDir, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState, parse_state
 from launcher.store import JobRecord
@@ -128,7 +130,7 @@ class LocalBackend(Backend):
     def submit(self, request: SubmitRequest) -> str:
         """Start the detached supervisor; returns its pid."""
         root = request.job_dir.root
-        env = {**os.environ, **request.secret_env, "SCALECTL_JOB_ID": request.job_id}
+        env = {**os.environ, **request.secret_env, JOB_ID_ENV: request.job_id}
         argv = [
             sys.executable,
             "-m",
@@ -241,7 +243,10 @@ def _is_torchrun(proc: psutil.Process) -> bool:
 def last_finished_event(job_dir: JobDir, job_id: str) -> dict[str, object] | None:
     """The supervisor's ``finished`` (or ``failed``) event for this job, if written."""
     for event in reversed(tail_jsonl(job_dir.events, 200)):
-        if event.get("job_id") == job_id and event.get("event") in ("finished", "failed"):
+        if event.get("job_id") == job_id and event.get("event") in (
+            EventKind.FINISHED,
+            EventKind.FAILED,
+        ):
             return event
     return None
 

@@ -17,6 +17,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from contract.env import local_node_return_s
+from contract.events import EventKind, append_event
+from contract.job import read_job_file
+from contract.jobdir import JobDir, read_tail, tail_jsonl
 from launcher.backends.local import (
     cpus_available,
     free_port,
@@ -27,7 +31,6 @@ from launcher.backends.local import (
 )
 from launcher.commands import node_command, rank_environment
 from launcher.errors import RegistryError
-from launcher.jobdir import JobDir, append_event, read_json, read_tail, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import Store
@@ -42,7 +45,8 @@ overrides it: tests make the node stay away long enough to see the job shrink)."
 
 def node_return_s() -> float:
     try:
-        return max(0.0, float(os.environ.get("SCALECTL_LOCAL_NODE_RETURN_S", NODE_RETURN_S)))
+        configured = local_node_return_s()
+        return max(0.0, NODE_RETURN_S if configured is None else configured)
     except ValueError:
         return NODE_RETURN_S
 
@@ -95,9 +99,9 @@ class Supervisor:
     def __init__(self, jobdir: JobDir, registry: Path) -> None:
         self.jobdir = jobdir
         self.registry = registry
-        job = read_json(jobdir.job_json)
-        self.job_id: str = job["job_id"]
-        self.spec = JobSpec.model_validate(job["spec"])
+        job = read_job_file(jobdir)
+        self.job_id: str = job.job_id
+        self.spec = JobSpec.model_validate(job.spec)
         self.agents: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.launch: dict[str, tuple[list[str], dict[str, str], str]] = {}
         """Per node: argv, environment and working directory its agent was started with."""
@@ -112,7 +116,7 @@ class Supervisor:
 
     # -- registry and events ---------------------------------------------------
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: EventKind, **fields: Any) -> None:
         try:
             append_event(self.jobdir, name, source="launcher", job_id=self.job_id, **fields)
         except OSError as exc:
@@ -142,7 +146,7 @@ class Supervisor:
         except Exception as exc:
             reason = f"could not start torchrun: {exc}"
             say(reason)
-            self.event("failed", state=JobState.FAILED.value, reason=reason, exit_code=None)
+            self.event(EventKind.FAILED, state=JobState.FAILED.value, reason=reason, exit_code=None)
             self.set_state(JobState.FAILED, reason)
             self.stop_all(grace_s=0.0)
             return 1
@@ -171,7 +175,7 @@ class Supervisor:
             self.launch[node] = (argv, env, workdir)
             self.agents.append((node, self.spawn(node)))
         self.event(
-            "started",
+            EventKind.STARTED,
             supervisor_pid=os.getpid(),
             agents={node: proc.pid for node, proc in self.agents},
             rdzv_endpoint=rendezvous.endpoint,
@@ -210,7 +214,7 @@ class Supervisor:
             del self.lost_since[node]
             self.node_returns += 1
             say(f"node {node}: agent killed by signal {-code}; starting it again")
-            self.event("node_returned", node=node, lost_exit_code=code)
+            self.event(EventKind.NODE_RETURNED, node=node, lost_exit_code=code)
             self.agents[index] = (node, self.spawn(node))
 
     def watch(self, start_s: float) -> list[int | None]:
@@ -247,7 +251,7 @@ class Supervisor:
     def grace_s(self) -> float:
         """The spec's grace period, or the one ``scalectl cancel --grace`` recorded."""
         for event in reversed(tail_jsonl(self.jobdir.events, 50)):
-            if event.get("event") == "cancelled" and event.get("job_id") == self.job_id:
+            if event.get("event") == EventKind.CANCELLED and event.get("job_id") == self.job_id:
                 value = event.get("grace_s")
                 if isinstance(value, int | float) and value >= 0:
                     return float(value)
@@ -260,7 +264,7 @@ class Supervisor:
         self.stop_reason = reason
         self.stop_state = state
         self.stop_deadline = time.monotonic() + grace_s
-        self.event("stopping", reason=reason, grace_s=grace_s)
+        self.event(EventKind.STOPPING, reason=reason, grace_s=grace_s)
         for _, proc in self.agents:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -302,7 +306,7 @@ class Supervisor:
         else:
             state, reason = JobState.FAILED, self.describe_failure(code)
         say(f"job ended: {state.value} (exit code {code}) {reason}".rstrip())
-        self.event("finished", exit_code=code, state=state.value, reason=reason)
+        self.event(EventKind.FINISHED, exit_code=code, state=state.value, reason=reason)
         self.set_state(state, reason, exit_code=code)
         if self._store is not None:
             self._store.close()

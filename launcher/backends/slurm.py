@@ -32,6 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.backends.slurm_script import (
     ArrayElement,
@@ -47,7 +49,6 @@ from launcher.backends.slurm_state import (
     parse_squeue,
 )
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
-from launcher.jobdir import JobDir, append_event, tail_jsonl
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
@@ -82,7 +83,7 @@ class SlurmBackend(Backend):
         slurm_id = _sbatch(script, folder, request.secret_env)
         append_event(
             request.job_dir,
-            "slurm_submitted",
+            EventKind.SLURM_SUBMITTED,
             job_id=request.job_id,
             slurm_job_id=slurm_id,
             script=str(folder / f"{slurm_id}_submission.sh"),
@@ -118,7 +119,7 @@ class SlurmBackend(Backend):
         for request, handle in zip(requests, handles, strict=True):
             append_event(
                 request.job_dir,
-                "slurm_submitted",
+                EventKind.SLURM_SUBMITTED,
                 job_id=request.job_id,
                 slurm_job_id=handle,
                 script=str(sweep_dir / SUBMIT_DIR / f"{array_id}_submission.sh"),
@@ -182,7 +183,7 @@ class SlurmBackend(Backend):
                 f"job {record.id}: slurm.requeue is off for it; cancel it and launch it again"
             )
         limit = int(spec.get("max_requeues", 3))
-        used = sum(1 for e in _job_events(record) if e.get("event") == "requeued")
+        used = sum(1 for e in _job_events(record) if e.get("event") == EventKind.REQUEUED)
         if used >= limit:
             raise JobActionError(
                 f"job {record.id}: its requeue budget (slurm.max_requeues = {limit}) is spent; "
@@ -315,7 +316,7 @@ def _job_events(record: JobRecord) -> list[dict[str, Any]]:
 
 def _step_over(record: JobRecord, handle: str) -> bool:
     """The srun step has ended: the end helper recorded `finished`, or Slurm let go."""
-    if any(e.get("event") == "finished" for e in _job_events(record)):
+    if any(e.get("event") == EventKind.FINISHED for e in _job_events(record)):
         return True
     return _squeue(handle) is None
 

@@ -25,9 +25,11 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from launcher.backends.slurm_script import ENDPOINT_ENV, slurm_signal_name
+from contract.env import NODE_ENV, RDZV_ENDPOINT_ENV, rdzv_endpoint
+from contract.job import read_job_file
+from contract.jobdir import JobDir
+from launcher.backends.slurm_script import slurm_signal_name
 from launcher.commands import AGENT_ARGV, Rendezvous, node_command, rank_environment
-from launcher.jobdir import JobDir, read_json
 from launcher.spec import JobSpec
 from runtime.agent.slurm_policy import SlurmContext
 
@@ -52,13 +54,15 @@ def agent_args(
     node, from ``job.json`` and Slurm's environment."""
     jobdir = JobDir(job_dir.resolve())
     ctx = SlurmContext.from_env(environ)
-    job = read_json(jobdir.job_json)
-    job_id: str = job["job_id"]
-    spec = JobSpec.model_validate(job["spec"])
+    job = read_job_file(jobdir)
+    job_id: str = job.job_id
+    spec = JobSpec.model_validate(job.spec)
     grace_s = spec.slurm.stop_grace_s
-    endpoint = environ.get(ENDPOINT_ENV)
+    endpoint = rdzv_endpoint(environ)
     if not endpoint:
-        raise SystemExit(f"scalectl agent: {ENDPOINT_ENV} is not set (the sbatch script sets it)")
+        raise SystemExit(
+            f"scalectl agent: {RDZV_ENDPOINT_ENV} is not set (the sbatch script sets it)"
+        )
     rendezvous = Rendezvous(
         endpoint=endpoint,
         run_id=job_id,
@@ -96,7 +100,7 @@ def complete_agent_args(args: list[str]) -> list[str]:
     full, env, workdir = agent_args(Path(job_dir), os.environ, sys.executable)
     os.environ.update(env)
     os.chdir(workdir)
-    node = env["SCALECTL_NODE"]
+    node = env[NODE_ENV]
     _redirect_output(JobDir(Path(job_dir).resolve()).log_file(node, "torchrun"))
     return full
 

@@ -42,22 +42,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract.env import JOB_DIR_ENV, JOB_ID_ENV, RDZV_ENDPOINT_ENV
 from launcher.backends.sbatch_format import sbatch_script
 from launcher.commands import Rendezvous, node_command
 from launcher.errors import LaunchInputError
 from launcher.spec import JobSpec
 
 SLURM_TASK_MODULE = "launcher.backends.slurm_task"
-"""The end-of-job helper, run in the batch shell after the step."""
+"""The node task and the end-of-job helper, run inside the allocation."""
 
 RDZV_PORT_BASE = 20000
 RDZV_PORT_SPAN = 10000
 """c10d rendezvous port = ``RDZV_PORT_BASE + job id % RDZV_PORT_SPAN``: below Linux's
 ephemeral range (32768+), so no outgoing connection holds it, and distinct for any two
 jobs whose Slurm ids differ by less than the span (jobs sharing a node)."""
-
-ENDPOINT_ENV = "SCALECTL_RDZV_ENDPOINT"
-"""Set by the script for the node tasks: ``HOST:PORT`` of the rendezvous."""
 
 BATCH_LOG = "batch.slurm.log"
 """The batch shell's output (setup lines, end helper, Slurm's own messages), in logs/."""
@@ -237,17 +235,17 @@ def _identity_lines(request: ScriptRequest) -> list[str]:
     if not request.is_array:
         element = request.elements[0]
         return [
-            f"export SCALECTL_JOB_ID={shlex.quote(element.job_id)}",
-            f"export SCALECTL_JOB_DIR={shlex.quote(str(element.job_dir))}",
+            f"export {JOB_ID_ENV}={shlex.quote(element.job_id)}",
+            f"export {JOB_DIR_ENV}={shlex.quote(str(element.job_dir))}",
         ]
     ids = " ".join(shlex.quote(e.job_id) for e in request.elements)
     dirs = " ".join(shlex.quote(str(e.job_dir)) for e in request.elements)
     return [
         f"scalectl_job_ids=({ids})",
         f"scalectl_job_dirs=({dirs})",
-        'export SCALECTL_JOB_ID="${scalectl_job_ids[$SLURM_ARRAY_TASK_ID]}"',
-        'export SCALECTL_JOB_DIR="${scalectl_job_dirs[$SLURM_ARRAY_TASK_ID]}"',
-        f'exec >>"$SCALECTL_JOB_DIR/logs/{BATCH_LOG}" 2>&1',
+        f'export {JOB_ID_ENV}="${{scalectl_job_ids[$SLURM_ARRAY_TASK_ID]}}"',
+        f'export {JOB_DIR_ENV}="${{scalectl_job_dirs[$SLURM_ARRAY_TASK_ID]}}"',
+        f'exec >>"${JOB_DIR_ENV}/logs/{BATCH_LOG}" 2>&1',
     ]
 
 
@@ -259,7 +257,7 @@ def _setup_lines(request: ScriptRequest) -> list[str]:
         'scalectl_head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'scalectl_addr=$(scontrol show node "$scalectl_head"'
         " | sed -n 's/^ *NodeAddr=\\([^ ]*\\).*/\\1/p' | head -n 1)",
-        f'export {ENDPOINT_ENV}="${{scalectl_addr:-$scalectl_head}}:{rdzv_port_expr()}"',
+        f'export {RDZV_ENDPOINT_ENV}="${{scalectl_addr:-$scalectl_head}}:{rdzv_port_expr()}"',
         *request.spec.slurm.setup,
     ]
 
@@ -283,17 +281,17 @@ def srun_argv_text(request: ScriptRequest) -> str:
         words.append(f"--container-mounts={','.join(slurm.container_mounts)}")
     head = shlex.join(words)
     python = shlex.quote(node_task_python(spec, request.python))
-    out = f'--output="$SCALECTL_JOB_DIR/logs/{BATCH_LOG}"'
+    out = f'--output="${JOB_DIR_ENV}/logs/{BATCH_LOG}"'
     return (
         f'{head} --ntasks="$SLURM_JOB_NUM_NODES" {out} '
-        f'{python} -u -m scalectl agent --policy=slurm --job-dir="$SCALECTL_JOB_DIR"'
+        f'{python} -u -m scalectl agent --policy=slurm --job-dir="${JOB_DIR_ENV}"'
     )
 
 
 def _node_command_comment(request: ScriptRequest) -> list[str]:
     """What each node task starts, as comment lines (documentation for --dry-run)."""
     element = request.elements[0]
-    rendezvous = Rendezvous(endpoint=f"${ENDPOINT_ENV}", run_id="$SCALECTL_JOB_ID")
+    rendezvous = Rendezvous(endpoint=f"${RDZV_ENDPOINT_ENV}", run_id=f"${JOB_ID_ENV}")
     python = node_task_python(request.spec, request.python)
     argv = node_command(
         request.spec,
@@ -323,7 +321,7 @@ def render_sbatch(request: ScriptRequest) -> str:
             "scalectl_step_rc=$?",
         ]
     )
-    teardown = [f'exec {python} -m {SLURM_TASK_MODULE} end "$SCALECTL_JOB_DIR" "$scalectl_step_rc"']
+    teardown = [f'exec {python} -m {SLURM_TASK_MODULE} end "${JOB_DIR_ENV}" "$scalectl_step_rc"']
     text = sbatch_script(sbatch_flags(request), _setup_lines(request), command, teardown)
     return _with_extra_sbatch(text, spec.slurm.extra_sbatch)
 

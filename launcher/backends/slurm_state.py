@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.events import EventKind
 from launcher.backends.base import BackendStatus
 from launcher.states import JobState
 
@@ -88,7 +89,7 @@ _FAILED_REASONS = {
 }
 
 
-def _last(events: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
+def _last(events: Sequence[dict[str, Any]], name: EventKind) -> dict[str, Any] | None:
     for event in reversed(events):
         if event.get("event") == name:
             return event
@@ -98,8 +99,8 @@ def _last(events: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
 def map_slurm_state(found: SlurmRecord, events: Sequence[dict[str, Any]]) -> BackendStatus:
     """Our state for what Slurm says, with the job's events for the reason."""
     state, reason, code = found.state, found.reason, found.exit_code
-    requeues = sum(1 for e in events if e.get("event") == "requeued")
-    finished = _last(events, "finished")
+    requeues = sum(1 for e in events if e.get("event") == EventKind.REQUEUED)
+    finished = _last(events, EventKind.FINISHED)
     verdict = str(finished.get("reason", "")) if finished else ""
     if state == "PENDING":
         if requeues:
@@ -110,7 +111,7 @@ def map_slurm_state(found: SlurmRecord, events: Sequence[dict[str, Any]]) -> Bac
     if state in ("SUSPENDED", "STOPPED"):
         return BackendStatus(JobState.PENDING, f"{state.lower()} by Slurm")
     if state in _RUNNING:
-        lost = [e for e in events if e.get("event") == "node_lost"]
+        lost = [e for e in events if e.get("event") == EventKind.NODE_LOST]
         note = f"{len(lost)} node(s) lost, running on" if lost and not requeues else ""
         if requeues:
             note = f"requeued {requeues}x"
@@ -138,7 +139,7 @@ def map_slurm_state(found: SlurmRecord, events: Sequence[dict[str, Any]]) -> Bac
 
 
 def verdict_of_requeue(events: Sequence[dict[str, Any]]) -> str:
-    last = _last(events, "requeued")
+    last = _last(events, EventKind.REQUEUED)
     return str(last.get("reason", "")) if last else ""
 
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, append_event, read_all_jsonl, read_json
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir, read_all_jsonl
 from runtime.agent.slurm_policy import SlurmContext
 
 END_WAIT_S = 120.0
@@ -68,9 +69,9 @@ def run_outcomes(
         ):
             continue
         node = str(event.get("node"))
-        if event.get("event") == "slurm_node_started":
+        if event.get("event") == EventKind.SLURM_NODE_STARTED:
             outcomes.setdefault(node, "lost")
-        elif event.get("event") == "slurm_node_ended":
+        elif event.get("event") == EventKind.SLURM_NODE_ENDED:
             outcomes[node] = str(event.get("outcome", "failed"))
     return outcomes
 
@@ -114,27 +115,28 @@ def decide_end(
 
 
 def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
+    from contract.job import read_job_file
     from launcher.spec import SlurmOptions
 
-    job = read_json(jobdir.job_json)
-    job_id: str = job["job_id"]
-    slurm = SlurmOptions.model_validate(job["spec"].get("slurm", {}))
+    job = read_job_file(jobdir)
+    job_id: str = job.job_id
+    slurm = SlurmOptions.model_validate(job.spec.get("slurm", {}))
     events = read_all_jsonl(jobdir.events)
     mine = [e for e in events if e.get("job_id") == job_id]
     decision = decide_end(
         run_outcomes(mine, job_id, ctx.slurm_job_id, ctx.restart),
         step_rc,
-        cancelled=any(e.get("event") == "cancelled" for e in mine),
-        requeues_used=sum(1 for e in mine if e.get("event") == "requeued"),
+        cancelled=any(e.get("event") == EventKind.CANCELLED for e in mine),
+        requeues_used=sum(1 for e in mine if e.get("event") == EventKind.REQUEUED),
         requeue=slurm.requeue,
         max_requeues=slurm.max_requeues,
     )
     say(f"step exit {step_rc}: {decision.state} {decision.reason}".rstrip())
     if decision.requeue:
-        used = sum(1 for e in mine if e.get("event") == "requeued")
+        used = sum(1 for e in mine if e.get("event") == EventKind.REQUEUED)
         append_event(
             jobdir,
-            "requeued",
+            EventKind.REQUEUED,
             job_id=job_id,
             reason=decision.reason,
             count=used + 1,
@@ -155,7 +157,7 @@ def run_end(jobdir: JobDir, ctx: SlurmContext, step_rc: int) -> int:
         decision = EndDecision(False, "FAILED", reason, 1)
     append_event(
         jobdir,
-        "finished",
+        EventKind.FINISHED,
         job_id=job_id,
         state=decision.state,
         reason=decision.reason,

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from contract.env import NODE_ENV, NODE_INDEX_ENV
+from contract.job import JobFile
+from contract.jobdir import JOB_FILE, PLAN_FILE
 from launcher.commands import Rendezvous, node_command, rank_environment
-from launcher.jobdir import SCHEMA_VERSION
 from launcher.render.k8s_env import field_entry, plain_entries, reference_entries
 from launcher.render.k8s_names import check_image
 from launcher.render.k8s_target import (
@@ -25,10 +27,10 @@ from launcher.spec import JobSpec
 def job_files_configmap(target: Target) -> dict[str, Any]:
     """``job.json`` (and ``plan.json``) for the job directory on the PVC."""
     spec = target.spec
-    document = {"schema_version": SCHEMA_VERSION, "job_id": target.job_id, "spec": spec.to_json()}
-    data = {"job.json": json.dumps(document, indent=2, sort_keys=True) + "\n"}
+    document = JobFile(job_id=target.job_id, spec=spec.to_json()).to_json()
+    data = {JOB_FILE: json.dumps(document, indent=2, sort_keys=True) + "\n"}
     if spec.plan is not None:
-        data["plan.json"] = json.dumps(spec.plan, indent=2, sort_keys=True) + "\n"
+        data[PLAN_FILE] = json.dumps(spec.plan, indent=2, sort_keys=True) + "\n"
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -61,10 +63,8 @@ def indexed_node_name_env(prefix: str) -> list[dict[str, Any]]:
     """``SCALECTL_NODE`` of a pod of an Indexed Job: ``<prefix><completion index>``."""
     # Indexed Job pod names carry a random suffix; the hostname does not.
     return [
-        field_entry(
-            "SCALECTL_NODE_INDEX", f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"
-        ),
-        {"name": "SCALECTL_NODE", "value": f"{prefix}$(SCALECTL_NODE_INDEX)"},
+        field_entry(NODE_INDEX_ENV, f"metadata.annotations['{COMPLETION_INDEX_ANNOTATION}']"),
+        {"name": NODE_ENV, "value": f"{prefix}$({NODE_INDEX_ENV})"},
     ]
 
 
@@ -163,7 +163,7 @@ def container_env(target: Target) -> list[dict[str, Any]]:
     spec = target.spec
     node_cpus = spec.cpus_per_node or spec.procs_per_node
     plain = rank_environment(spec, target.job_id, Path(target.job_dir), "", node_cpus)
-    plain.pop("SCALECTL_NODE", None)
+    plain.pop(NODE_ENV, None)
     entries = plain_entries({k: escape_dollars(v) for k, v in plain.items()})
     entries += target.flavour.node_name_env(target)
     entries += reference_entries(spec)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contract.env import HOME_ENV
 from launcher.errors import RegistryError
 from launcher.paths import registry_path
 
@@ -81,7 +82,7 @@ class RegistryConnection:
         except OSError as exc:
             raise RegistryError(
                 f"cannot create the registry directory {self.path.parent}: {exc.strerror}; "
-                "set SCALECTL_HOME to a writable directory"
+                f"set {HOME_ENV} to a writable directory"
             ) from None
         try:
             self._conn = sqlite3.connect(
@@ -135,7 +136,7 @@ class RegistryConnection:
         if "readonly" in text or "unable to open" in text or "disk I/O" in text:
             return RegistryError(
                 f"cannot {action} the job registry {self.path} ({text}); check that "
-                "SCALECTL_HOME is a writable local directory"
+                f"{HOME_ENV} is a writable local directory"
             )
         return RegistryError(f"cannot {action} the job registry {self.path}: {text}")
 

@@ -64,7 +64,7 @@ class JobRecord(NamedTuple):
 
     @property
     def job_dir(self) -> Path:
-        """The job directory (see ``launcher.jobdir``)."""
+        """The job directory (see ``contract.jobdir``)."""
         return Path(self.job_dir_text)
 
     @property

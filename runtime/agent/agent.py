@@ -21,7 +21,16 @@ import time
 from types import FrameType
 from typing import Any
 
-from launcher.jobdir import write_json_atomic
+from contract.env import (
+    AGENT_PID_ENV,
+    JOB_DIR_ENV,
+    JOB_ID_ENV,
+    NODE_ENV,
+    RESTART_BACKOFF_ENV,
+    format_restart_backoff,
+)
+from contract.events import EventKind
+from contract.jobdir import write_json_atomic
 from runtime import processes
 from runtime.agent import procs, torchrun
 from runtime.agent.config import AgentConfig
@@ -30,11 +39,6 @@ from runtime.agent.node_loss import Membership
 from runtime.agent.preemption import Stopping
 from runtime.agent.restarts import RestartRecords
 from runtime.agent.summary import format_summary, job_summary
-from runtime.faults import AGENT_PID_ENV
-
-BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
-"""``base,max`` seconds: ``runtime.rank_exec`` sleeps the back-off of torchrun's in-place
-restarts (the agent cannot delay those itself)."""
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -56,7 +60,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
             signal.signal(signum, self._on_signal)
         self.policy.on_start(self)
         self.event(
-            "agent_started",
+            EventKind.AGENT_STARTED,
             pid=os.getpid(),
             restarts=self.cfg.restarts,
             restart_mode=self.cfg.restart_mode,
@@ -77,7 +81,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
         summary["exit_code"] = code
         with contextlib.suppress(OSError):
             write_json_atomic(self.job.summary_json, summary)
-        self.event("agent_finished", exit_code=code, restarts_used=self.restarts_used)
+        self.event(EventKind.AGENT_FINISHED, exit_code=code, restarts_used=self.restarts_used)
         self.say("summary:\n" + format_summary(summary))
         self._drain_signals()
         return self.policy.exit_code(self, code, leftovers)
@@ -110,7 +114,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
             )
         except Exception as exc:  # telemetry must never stop training
             self.say(f"telemetry unavailable: {type(exc).__name__}: {exc}")
-            self.event("telemetry_unavailable", error=f"{type(exc).__name__}: {exc}")
+            self.event(EventKind.TELEMETRY_UNAVAILABLE, error=f"{type(exc).__name__}: {exc}")
             return None
         if run.metrics_port is not None:
             self.say(f"metrics on http://{self.cfg.metrics_addr}:{run.metrics_port}/metrics")
@@ -122,7 +126,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
             in_place = remaining if self.cfg.restart_mode == "torchrun" else 0
             code = self._run_torchrun(in_place)
             if self.agent_restart is not None:  # torchrun ended before new workers came up
-                self.event("restarted", **self.agent_restart)
+                self.event(EventKind.RESTARTED, **self.agent_restart)
                 self.agent_restart = None
             if self.stop_signal is not None:
                 return self._finish_stop(code)
@@ -143,7 +147,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
                     f"restart budget of {self.cfg.restarts} spent; giving up "
                     f"({incident['cause']}: {incident['detail']})"
                 )
-                self.event("gave_up", restarts_used=self.restarts_used, **incident)
+                self.event(EventKind.GAVE_UP, restarts_used=self.restarts_used, **incident)
                 return EXIT_FAILED
             self.restarts_used += 1
             backoff = self.cfg.backoff_for(self.restarts_used)
@@ -186,10 +190,14 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
         env.update(
             {
                 AGENT_PID_ENV: str(os.getpid()),
-                "SCALECTL_JOB_ID": self.job_id,
-                "SCALECTL_JOB_DIR": str(self.job.root),
-                "SCALECTL_NODE": self.cfg.node,
-                BACKOFF_ENV: f"{self.cfg.backoff_s:g},{self.cfg.backoff_max_s:g}",
+                JOB_ID_ENV: self.job_id,
+                JOB_DIR_ENV: str(self.job.root),
+                NODE_ENV: self.cfg.node,
+                # rank_exec sleeps the back-off of torchrun's in-place restarts (the agent
+                # cannot delay those itself).
+                RESTART_BACKOFF_ENV: format_restart_backoff(
+                    self.cfg.backoff_s, self.cfg.backoff_max_s
+                ),
                 "PYTHONUNBUFFERED": "1",
                 # torch ≥ 2.4 shares one TCPStore across rendezvous rounds by default, so
                 # a restarted gloo rank can read the dead peer's address of the previous

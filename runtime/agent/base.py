@@ -9,7 +9,9 @@ import time
 from collections import deque
 from typing import IO, Any
 
-from launcher.jobdir import JobDir, append_event
+from contract.env import job_id as env_job_id
+from contract.events import EventKind, append_event
+from contract.jobdir import JobDir
 from runtime.agent import procs, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.policies import choose_policy
@@ -26,7 +28,7 @@ class AgentBase:
         self.args = torchrun.check_args(list(torchrun_args))
         self.job = JobDir(cfg.job_dir.absolute())
         self.out = out or sys.stdout
-        self.job_id = os.environ.get("SCALECTL_JOB_ID") or f"agent-{os.getpid()}-{int(time.time())}"
+        self.job_id = env_job_id() or f"agent-{os.getpid()}-{int(time.time())}"
         self.restarts_used = 0
         self.stop_signal: int | None = None
         self.stop_ts: float | None = None
@@ -34,6 +36,8 @@ class AgentBase:
         """Every handled signal, in order (the loop hands new ones to the policy)."""
         self.signals_seen = 0
         self.policy = choose_policy(cfg)
+        # The scheduler delivered the stop signal to every process of the job: the ranks
+        # already have it, and a second one means "stop now, no checkpoint" to the trainer.
         self.reach_all = self.policy.signals_reach_all()
         self.inherited_ignored: list[int] = []
         """Stop signals the agent was started with ignored: torchrun gets them ignored too."""
@@ -60,7 +64,7 @@ class AgentBase:
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] scalectl agent {self.cfg.node}: {message}", file=self.out, flush=True)
 
-    def event(self, name: str, **fields: Any) -> dict[str, Any]:
+    def event(self, name: EventKind, **fields: Any) -> dict[str, Any]:
         try:
             return append_event(
                 self.job, name, source=SOURCE, node=self.cfg.node, job_id=self.job_id, **fields

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract import env
 from runtime.agent.errors import AgentInputError
 from runtime.agent.policy import POLICIES
 
@@ -148,14 +148,14 @@ def _need(ok: bool, option: str, message: str) -> None:
 def default_node() -> str:
     import socket
 
-    node = os.environ.get("SCALECTL_NODE") or socket.gethostname().split(".")[0] or "localhost"
+    node = env.node() or socket.gethostname().split(".")[0] or "localhost"
     return re.sub(r"[^A-Za-z0-9._-]", "-", node).strip(".-") or "localhost"
 
 
 def default_job_dir() -> Path:
-    value = os.environ.get("SCALECTL_JOB_DIR")
-    if not value:
+    value = env.job_dir()
+    if value is None:
         raise AgentInputError(
-            "--job-dir is required when SCALECTL_JOB_DIR is not set; pass the job directory"
+            f"--job-dir is required when {env.JOB_DIR_ENV} is not set; pass the job directory"
         )
-    return Path(value)
+    return value

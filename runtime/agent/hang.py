@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
+from contract.events import EventKind
 from runtime import processes
 from runtime.agent import procs, stacks
 from runtime.agent.base import AgentBase
@@ -59,7 +60,7 @@ class HangChecks(AgentBase):
         )
         self.say(f"hang: {detail}; stacks: {dumps}; killing them")
         self.event(
-            "hang_detected",
+            EventKind.HANG_DETECTED,
             ranks=[s.rank for s in stalls],
             last_steps={str(s.rank): s.last_step for s in stalls},
             silent_s=max(s.silent_s for s in stalls),
@@ -89,7 +90,7 @@ class HangChecks(AgentBase):
                 self.stragglers.add(rank)
                 self.say(f"straggler: rank {rank} is {ratio:.2f}x the others' compute time")
                 self.event(
-                    "straggler_detected",
+                    EventKind.STRAGGLER_DETECTED,
                     rank=rank,
                     ratio=ratio,
                     median_s=round(medians[rank], 6),
@@ -99,4 +100,4 @@ class HangChecks(AgentBase):
         for rank in list(self.stragglers):
             if rank in medians and rank not in slow:
                 self.stragglers.discard(rank)
-                self.event("straggler_cleared", rank=rank, median_s=round(medians[rank], 6))
+                self.event(EventKind.STRAGGLER_CLEARED, rank=rank, median_s=round(medians[rank], 6))

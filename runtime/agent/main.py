@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from contract.env import JOB_DIR_ENV, NODE_ENV
 from runtime.agent.config import AgentConfig, default_job_dir, default_node
 from runtime.agent.errors import AgentInputError
 
@@ -44,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     add = parser.add_argument
-    add("--job-dir", type=Path, default=None, help="Job directory (default: $SCALECTL_JOB_DIR).")
-    add("--node", default=None, help="This node's name (default: $SCALECTL_NODE or the host).")
+    add("--job-dir", type=Path, default=None, help=f"Job directory (default: ${JOB_DIR_ENV}).")
+    add("--node", default=None, help=f"This node's name (default: ${NODE_ENV} or the host).")
     add("--restarts", type=int, default=0, help="Restart budget of this node.")
     add("--restart-mode", default="torchrun",
         help="torchrun: in place (faster); agent: the whole torchrun.")  # fmt: skip

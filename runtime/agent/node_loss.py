@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from contract.events import EventKind
 from runtime.agent import procs
 from runtime.agent.base import AgentBase
 
@@ -38,7 +39,7 @@ class Membership(AgentBase):
             self.agent_restart = None
             if shrank and incident["cause"] in _SECONDARY:
                 incident = {**incident, "cause": "node_lost"}
-            self.event("restarted", world_size=now[1], nodes=nodes, **incident)
+            self.event(EventKind.RESTARTED, world_size=now[1], nodes=nodes, **incident)
         if before is not None and now[0] > before[0]:
             # torchrun restarted its workers in place after a failure
             self.restarts_used += now[0] - before[0]
@@ -55,7 +56,7 @@ class Membership(AgentBase):
             ):
                 incident = {**incident, "cause": "node_lost"}
             self.event(
-                "restarted",
+                EventKind.RESTARTED,
                 by="torchrun",
                 attempt=now[0],
                 restarts_left=self.cfg.restarts - self.restarts_used,
@@ -66,7 +67,7 @@ class Membership(AgentBase):
         if previous_world is not None and previous_world != now[1]:
             cause = "node_lost" if now[1] < previous_world else "node_joined"
             self.event(
-                "resized",
+                EventKind.RESIZED,
                 world_size_then=previous_world,
                 world_size=now[1],
                 nodes=nodes,

@@ -15,6 +15,8 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from contract.env import signals_reach_all
+
 if TYPE_CHECKING:
     from runtime.agent.base import AgentBase
     from runtime.agent.config import AgentConfig
@@ -23,12 +25,6 @@ POLICIES = ("auto", "local", "slurm", "kubernetes")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 """Signals that make the agent stop the ranks (they checkpoint) and exit 128+N."""
-
-REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
-"""``1``: the scheduler delivers stop signals to every process of the job, so the ranks
-already have it and the agent must not send it again (a second signal means "stop now,
-no checkpoint" to the trainer). The Slurm policy knows it without the variable; it stays
-for schedulers the agent has no policy for."""
 
 
 class BackendPolicy:
@@ -42,7 +38,9 @@ class BackendPolicy:
 
     def signals_reach_all(self) -> bool:
         """Whether the scheduler signals every process of the job, ranks included."""
-        return self.environ.get(REACH_ALL_ENV) == "1"
+        # SCALECTL_SIGNALS_REACH_ALL=1: for schedulers the agent has no policy for (the
+        # Slurm policy knows it without the variable).
+        return signals_reach_all(self.environ)
 
     def stop_signals(self) -> tuple[int, ...]:
         """Signals the agent handles as "stop: checkpoint and exit"."""

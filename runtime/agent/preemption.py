@@ -10,10 +10,11 @@ import signal
 import subprocess
 import time
 
-from launcher.jobdir import read_all_jsonl
+from contract.env import AGENT_PID_ENV
+from contract.events import EventKind
+from contract.jobdir import read_all_jsonl
 from runtime import processes
 from runtime.agent.base import AgentBase
-from runtime.faults import AGENT_PID_ENV
 
 RANK_STOP_SIGNAL: dict[int, int] = {
     signal.SIGTERM: signal.SIGTERM,
@@ -66,7 +67,7 @@ class Stopping(AgentBase):
             how = f"sent {signal.Signals(send).name} to ranks"
         self.say(f"{got}: torchrun frozen, {how} {ranks}; grace {self.cfg.stop_grace_s:g}s")
         self.event(
-            "stop_requested",
+            EventKind.STOP_REQUESTED,
             signal=got,
             sent=None if self.reach_all else signal.Signals(send).name,
             rank_pids=ranks,
@@ -79,12 +80,12 @@ class Stopping(AgentBase):
         preempted = [
             e
             for e in read_all_jsonl(self.job.events)
-            if e.get("event") == "preempted" and e.get("ts", 0) >= self.stop_ts
+            if e.get("event") == EventKind.PREEMPTED and e.get("ts", 0) >= self.stop_ts
         ]
         latest = self.job.latest_checkpoint()
         saved = preempted[-1].get("step") if preempted else None
         self.event(
-            "stopped",
+            EventKind.STOPPED,
             signal=name,
             torchrun_exit_code=code,
             checkpointed=bool(preempted),

@@ -3,7 +3,8 @@ restart each one leads to (``rank_failed``, ``restarted``)."""
 
 from __future__ import annotations
 
-from launcher.jobdir import read_tail
+from contract.events import EventKind
+from contract.jobdir import read_tail
 from runtime.agent import classify, procs
 from runtime.agent.base import AgentBase
 
@@ -28,7 +29,7 @@ class RestartRecords(AgentBase):
                 f"{cause.cause}: {cause.detail}"
             )
             self.event(
-                "rank_failed",
+                EventKind.RANK_FAILED,
                 rank=rank,
                 local_rank=report.local_rank,
                 pid=report.pid,
@@ -56,7 +57,7 @@ class RestartRecords(AgentBase):
         attempt = (generation[0] if generation is not None else 0) + 1
         self.restarts_used += 1
         self.event(
-            "restarted",
+            EventKind.RESTARTED,
             by="torchrun",
             attempt=attempt,
             restarts_left=self.cfg.restarts - self.restarts_used,

@@ -45,6 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contract.events import EventKind
 from runtime.agent import torchrun
 from runtime.agent.policy import STOP_SIGNALS, BackendPolicy
 
@@ -168,7 +169,7 @@ class SlurmPolicy(BackendPolicy):
             f"node {self.ctx.node_index} of {self.ctx.num_nodes}, pid {os.getpid()}"
         )
         agent.event(
-            "slurm_node_started",
+            EventKind.SLURM_NODE_STARTED,
             pid=os.getpid(),
             rdzv_endpoint=next(
                 (a.split("=", 1)[1] for a in agent.args if a.startswith("--rdzv-endpoint=")),
@@ -179,7 +180,7 @@ class SlurmPolicy(BackendPolicy):
         )
         if self.ctx.node_index == 0:
             agent.event(
-                "started",
+                EventKind.STARTED,
                 backend="slurm",
                 nodelist=self.environ.get("SLURM_JOB_NODELIST"),
                 command=torchrun.torchrun_argv(sys.executable, agent.args, agent.cfg.restarts),
@@ -187,7 +188,7 @@ class SlurmPolicy(BackendPolicy):
             )
 
     def on_signal(self, agent: AgentBase, signum: int) -> None:
-        agent.event("slurm_signal", signal=signal.Signals(signum).name, **self.ctx.tags())
+        agent.event(EventKind.SLURM_SIGNAL, signal=signal.Signals(signum).name, **self.ctx.tags())
 
     def torchrun_lost(self, code: int, killed_by_agent: bool) -> bool:
         return code < 0 and not killed_by_agent
@@ -197,7 +198,7 @@ class SlurmPolicy(BackendPolicy):
         result = outcome(code, agent.stop_signal, self.preempt, lost)
         stop = agent.stop_signal
         agent.event(
-            "slurm_node_ended",
+            EventKind.SLURM_NODE_ENDED,
             outcome=result,
             node_command_exit=code,
             signal=signal.Signals(stop).name if stop is not None else None,
@@ -206,7 +207,7 @@ class SlurmPolicy(BackendPolicy):
         )
         if result == "lost":
             reason = f"torchrun killed (exit {agent.lost_exit})"
-            agent.event("node_lost", reason=reason, **self.ctx.tags())
+            agent.event(EventKind.NODE_LOST, reason=reason, **self.ctx.tags())
         sizes = torchrun.nnodes(agent.args)
         nodes_min = sizes[0] if sizes is not None else self.ctx.num_nodes
         final = exit_code(result, code, nodes_min=nodes_min, num_nodes=self.ctx.num_nodes)

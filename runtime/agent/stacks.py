@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from runtime import processes
 from runtime.progress import STACK_DUMP_SIGNAL
 

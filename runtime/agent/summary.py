@@ -27,7 +27,8 @@ import bisect
 from collections import Counter
 from typing import Any
 
-from launcher.jobdir import JobDir, read_all_jsonl, read_json
+from contract.events import EventKind, read_events
+from contract.jobdir import JobDir, read_all_jsonl
 
 SECONDARY_CAUSES = frozenset({"peer_failure"})
 J_PER_MWH = 3.6e9
@@ -36,13 +37,14 @@ FAULT_MATCH_WINDOW_S = 600.0
 
 
 def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
-    events = read_all_jsonl(job.events)
+    # Records without a numeric ts (hand-edited, or a writer's bug) cannot be placed.
+    events = [e.record for e in read_events(job) if e.ts is not None]
     rank0 = [
         r
         for r in read_all_jsonl(job.progress_file(0))
         if isinstance(r.get("step"), int) and isinstance(r.get("ts"), int | float)
     ]
-    starts = [e["ts"] for e in events if e.get("event") == "agent_started"]
+    starts = [e["ts"] for e in events if e.get("event") == EventKind.AGENT_STARTED]
     start_ts = min(starts) if starts else (events[0]["ts"] if events else end_ts)
     wall_s = max(0.0, end_ts - start_ts)
 
@@ -50,7 +52,9 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
     for record in rank0:
         final[record["step"]] = record
     productive_s = sum(float(r.get("step_time_s") or 0.0) for r in final.values())
-    restarts = [e for e in events if e.get("event") == "restarted" and e.get("source") == "agent"]
+    restarts = [
+        e for e in events if e.get("event") == EventKind.RESTARTED and e.get("source") == "agent"
+    ]
     by_cause = Counter(str(e.get("cause")) for e in restarts)
     secondary = sum(by_cause.pop(c, 0) for c in SECONDARY_CAUSES)
     return {
@@ -66,12 +70,12 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
         "resizes": [
             {k: e.get(k) for k in ("ts", "node", "world_size_then", "world_size", "cause")}
             for e in events
-            if e.get("event") == "resized" and e.get("source") == "agent"
+            if e.get("event") == EventKind.RESIZED and e.get("source") == "agent"
         ],
         "stragglers": [
             {k: e.get(k) for k in ("ts", "node", "rank", "ratio")}
             for e in events
-            if e.get("event") == "straggler_detected"
+            if e.get("event") == EventKind.STRAGGLER_DETECTED
         ],
         "faults": fault_recoveries(events, rank0),
         "energy": energy(job, rank0),
@@ -84,14 +88,14 @@ def fault_recoveries(
     """Per primary restart and per stop: fault time, detection, recovery, steps lost."""
     ts_sorted = sorted(rank0, key=lambda r: r["ts"])
     times = [r["ts"] for r in ts_sorted]
-    injected = [e for e in events if e.get("event") == "fault_injected"]
+    injected = [e for e in events if e.get("event") == EventKind.FAULT_INJECTED]
     used: set[int] = set()
     out: list[dict[str, Any]] = []
     for event in events:
         kind = event.get("event")
-        if event.get("source") != "agent" or kind not in ("restarted", "stopped"):
+        if event.get("source") != "agent" or kind not in (EventKind.RESTARTED, EventKind.STOPPED):
             continue
-        if kind == "restarted" and event.get("cause") in SECONDARY_CAUSES:
+        if kind == EventKind.RESTARTED and event.get("cause") in SECONDARY_CAUSES:
             continue
         seen_ts = float(event.get("detected_ts") or event["ts"])
         fault_ts = float(event.get("fault_ts") or seen_ts)
@@ -107,7 +111,7 @@ def fault_recoveries(
         last_step = ts_sorted[before - 1]["step"] if before else 0
         after = bisect.bisect_right(times, float(event["ts"]))
         entry: dict[str, Any] = {
-            "kind": "preemption" if kind == "stopped" else event.get("cause"),
+            "kind": "preemption" if kind == EventKind.STOPPED else event.get("cause"),
             "node": event.get("node"),
             "fault": spec,
             "fault_ts": round(fault_ts, 3),
@@ -151,13 +155,17 @@ def energy(job: JobDir, rank0: list[dict[str, Any]] | None = None) -> dict[str, 
         for readings in by_gpu.values():
             measured_j = (measured_j or 0.0) + readings[-1][1] - readings[0][1]
             series.append(readings)
-    plan: Any = None
+    # Imported here: the Plan model is pydantic, which the agent must not pay for at start.
+    from contract.plan import Plan, PlanError, ratio, read_plan
+
+    plan: Plan | None = None
     if job.plan_json.is_file():
         try:
-            plan = read_json(job.plan_json)
-        except (OSError, ValueError):
-            plan = None
-    planned_mwh = _find_number(plan, "energy_mwh")
+            plan = read_plan(job)
+        except PlanError:
+            plan = None  # the summary is written regardless; the plan is a comparison
+    train = plan.estimate.train if plan is not None else None
+    planned_mwh = train.energy_mwh if train is not None else None
     result: dict[str, Any] = {
         "gpus_measured": len(series),
         "measured_j": round(measured_j, 1) if measured_j is not None else None,
@@ -169,15 +177,15 @@ def energy(job: JobDir, rank0: list[dict[str, Any]] | None = None) -> dict[str, 
     result["measured_mwh"] = measured_j / J_PER_MWH
     per_step = steady_energy_per_step(series, rank0 or [])
     if per_step is not None:
-        step = plan.get("estimate", {}).get("step", {}) if isinstance(plan, dict) else {}
-        gpus = _find_number(plan, "num_gpus")
-        power_w, time_s = step.get("gpu_power_w"), step.get("time_s")
-        if isinstance(power_w, int | float) and isinstance(time_s, int | float) and gpus:
-            planned_j = power_w * time_s * gpus
+        planned_j = plan.gpu_energy_per_step_j() if plan is not None else None
+        power_w = plan.step.gpu_power_w if plan is not None else None
+        j_ratio = ratio(per_step["measured_j_per_step"], planned_j)
+        power_ratio = ratio(per_step["measured_w_per_gpu"], power_w)
+        if planned_j is not None and power_w is not None and j_ratio is not None:
             per_step["planned_j_per_step"] = round(planned_j, 2)
             per_step["planned_w_per_gpu"] = round(power_w, 1)
-            per_step["j_per_step_ratio"] = round(per_step["measured_j_per_step"] / planned_j, 3)
-            per_step["power_ratio"] = round(per_step["measured_w_per_gpu"] / power_w, 3)
+            per_step["j_per_step_ratio"] = round(j_ratio, 3)
+            per_step["power_ratio"] = round(power_ratio, 3) if power_ratio is not None else None
         result["per_step"] = per_step
     return result
 
@@ -226,22 +234,6 @@ def _at(readings: list[tuple[float, float]], ts: float) -> float:
         return readings[-1][1]
     (ta, ea), (tb, eb) = readings[i - 1], readings[i]
     return ea + (eb - ea) * (ts - ta) / (tb - ta)
-
-
-def _find_number(value: Any, key: str) -> float | None:
-    if isinstance(value, dict):
-        if isinstance(value.get(key), int | float):
-            return float(value[key])
-        for item in value.values():
-            found = _find_number(item, key)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for item in value:
-            found = _find_number(item, key)
-            if found is not None:
-                return found
-    return None
 
 
 def format_summary(summary: dict[str, Any]) -> str:

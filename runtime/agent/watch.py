@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from launcher.jobdir import JobDir, read_jsonl
+from contract.events import EventKind
+from contract.jobdir import JobDir, read_jsonl
 
 
 def hang_timeout_s(gaps: Iterable[float], floor_s: float, multiplier: float) -> float:
@@ -134,7 +135,7 @@ class ProgressWatcher:
         self._events_offset = chunk.offset
         for record in chunk.records:
             ts = record.get("ts")
-            if record.get("event") == "training_complete" and isinstance(ts, int | float):
+            if record.get("event") == EventKind.TRAINING_COMPLETE and isinstance(ts, int | float):
                 self.completed = self.completed or ts >= self.generation_start_ts
         for path in self.job.progress_files():
             stem = path.stem

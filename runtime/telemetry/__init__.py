@@ -2,7 +2,7 @@
 
 The node agent calls :func:`run_sampler`; ``scalectl telemetry sample`` prints samples
 for this machine. Readers (the TUI) read ``<job_dir>/telemetry/<node>.jsonl`` with
-``launcher.jobdir.read_jsonl`` / ``tail_jsonl``.
+``contract.jobdir.read_jsonl`` / ``tail_jsonl``.
 
 Record schema (``"v": 1``), one JSON object a line, one line per sample::
 

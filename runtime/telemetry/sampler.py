@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.jobdir import JobDir, append_jsonl
+from contract.jobdir import JobDir, append_jsonl
 from runtime.telemetry.errors import TelemetryInputError, check_interval
 from runtime.telemetry.host import HostSampler
 from runtime.telemetry.nvml import NvmlSampler, NvmlUnavailable

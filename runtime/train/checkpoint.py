@@ -38,7 +38,7 @@ from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
-from launcher.jobdir import CHECKPOINT_PREFIX, JobDir, write_json_atomic
+from contract.jobdir import CHECKPOINT_PREFIX, JobDir, write_json_atomic
 
 TMP_PREFIX = "tmp-" + CHECKPOINT_PREFIX
 TRASH_PREFIX = ".trash-" + CHECKPOINT_PREFIX

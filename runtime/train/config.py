@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runtime.progress import JOB_DIR_ENV
+from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
+from contract.env import job_dir as env_job_dir
+from contract.plan import PlanError, read_plan
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 
@@ -123,18 +123,19 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-_EPILOG = """\
+_EPILOG = f"""\
 exit codes:
   0         reached --steps (a final checkpoint is committed)
   1         unhandled exception (including an injected crash)
-  2         bad input: flags, --plan, SCALECTL_FAULTS, --data, --job-dir, or a
+  2         bad input: flags, --plan, {FAULTS_ENV}, --data, --job-dir, or a
             checkpoint of another model shape in the job directory
   128+N     stopped by signal N (143 SIGTERM, 140 SIGUSR2) after finishing the
             step and committing its checkpoint
 environment:
-  SCALECTL_JOB_DIR           job directory when --job-dir is not given
-  SCALECTL_FAULTS            fault injection (see runtime/faults.py)
-  SCALECTL_TRAIN_DUMP_STATE  1: also dump full model/optimizer state at save/resume
+  {JOB_DIR_ENV:<26} job directory when --job-dir is not given
+  {PLAN_FILE_ENV:<26} the job's plan.json when --plan is not given
+  {FAULTS_ENV:<26} fault injection (see runtime/faults.py)
+  {TRAIN_DUMP_STATE_ENV:<26} 1: also dump full model/optimizer state at save/resume
 """
 
 
@@ -195,15 +196,19 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}
-    plan_path = args.pop("plan")
-    if plan_path:
-        for name, (value, where) in _read_plan(Path(plan_path)).items():
+    # A job launched from a Plan names its plan.json for every rank (contract.env); the
+    # flag still wins, so a user's own --plan is what they asked for.
+    flag_path = args.pop("plan")
+    plan_path = Path(flag_path) if flag_path else plan_file()
+    if plan_path is not None:
+        flag = "--plan" if flag_path else PLAN_FILE_ENV
+        for name, (value, where) in _read_plan(plan_path, flag).items():
             values[name], origin[name] = value, where
     for name, value in args.items():
         if value is not None:
             values[name], origin[name] = value, _flag(name)
     if not values.get("job_dir"):
-        values["job_dir"] = os.environ.get(JOB_DIR_ENV, "")
+        values["job_dir"] = str(env_job_dir() or "")
     config = TrainConfig(**values)
     if config.ffn_hidden == 0:
         config = replace(config, ffn_hidden=default_ffn_hidden(config.hidden))
@@ -216,39 +221,33 @@ def default_ffn_hidden(hidden: int) -> int:
     return -(-(8 * hidden // 3) // 32) * 32
 
 
-def _read_plan(path: Path) -> dict[str, tuple[Any, str]]:
+def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     try:
-        plan = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            f"--plan {path}: no such file; pass the plan.json the planner wrote"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--plan {path}: not a readable JSON file ({exc})") from None
-    if not isinstance(plan, dict):
-        raise ConfigError(f"--plan {path}: expected a JSON object (a planner Plan)")
+        plan = read_plan(path)
+    except PlanError as exc:
+        raise ConfigError(f"{flag} {exc}") from None
     found: dict[str, tuple[Any, str]] = {}
     for name, (section, key) in _PLAN_FIELDS.items():
-        part = plan.get(section)
-        if isinstance(part, dict) and part.get(key) is not None:
-            found[name] = (part[key], f"plan {section}.{key}")
-    training, layout = plan.get("training"), plan.get("layout")
-    if isinstance(training, dict) and isinstance(layout, dict):
-        batch = _positive(training.get("global_batch_seqs"))
-        dp, micro = _positive(layout.get("dp")), _positive(layout.get("micro_batch", 1))
-        if batch and dp and micro:
-            per_step = int(dp * micro)
-            where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
-            # Not a whole number is reported by validation, unless --grad-accum overrides it.
-            accum = batch / per_step
-            found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
-        total, seq = _positive(training.get("total_tokens")), _positive(training.get("seq_len"))
-        if batch and seq and total:
-            steps = max(1, math.ceil(total / (batch * seq)))
-            found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
+        value = getattr(getattr(plan, section), key)
+        if value is not None:
+            found[name] = (value, f"plan {section}.{key}")
+    training, layout = plan.training, plan.layout
+    batch = _positive(training.global_batch_seqs)
+    dp = _positive(layout.dp)
+    micro = _positive(layout.micro_batch if layout.micro_batch is not None else 1)
+    if batch and dp and micro:
+        per_step = int(dp * micro)
+        where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
+        # Not a whole number is reported by validation, unless --grad-accum overrides it.
+        accum = batch / per_step
+        found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
+    total, seq = _positive(training.total_tokens), _positive(training.seq_len)
+    if batch and seq and total:
+        steps = max(1, math.ceil(total / (batch * seq)))
+        found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
-            f"--plan {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
+            f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
         )
     return found
 

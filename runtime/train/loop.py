@@ -34,7 +34,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 
-from launcher.jobdir import JobDir
+from contract import env
+from contract.events import EventKind
+from contract.jobdir import JobDir
 from runtime import faults, progress
 from runtime.train import checkpoint, data, distributed
 from runtime.train.config import MODEL_FIELDS, ConfigError, TrainConfig
@@ -43,11 +45,6 @@ from runtime.train.schedule import lr_at
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 """Signals that mean "checkpoint at the next step boundary, then exit 128 + signum"."""
-
-DUMP_STATE_ENV = "SCALECTL_TRAIN_DUMP_STATE"
-"""When "1", rank 0 also writes the full (gathered) model and optimizer state to
-``<job_dir>/debug/{saved,resumed}_step_<n>.pt`` at every save and resume: a verification
-aid (tests compare them) that costs a full gather, so it is off by default."""
 
 SOURCE = "trainer"
 """``source`` field of the trainer's events (the launcher and agent write events too)."""
@@ -86,7 +83,7 @@ class Trainer:
 
     def setup(self) -> None:
         cfg = self.cfg
-        injector_faults = faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        injector_faults = faults.parse(env.faults())
         # Input checks first, so bad input leaves no file behind.
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
@@ -176,7 +173,7 @@ class Trainer:
         if self.rank == 0:
             print(f"[train] {message}", flush=True)
 
-    def event(self, name: str, **fields: Any) -> None:
+    def event(self, name: EventKind, **fields: Any) -> None:
         if self.rank == 0:
             progress.event(name, source=SOURCE, **fields)
 
@@ -202,7 +199,7 @@ class Trainer:
                 + (f", held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
             )
             self.event(
-                "started",
+                EventKind.STARTED,
                 step=0,
                 world_size=self.world_size,
                 params=self.n_params,
@@ -231,7 +228,7 @@ class Trainer:
         if corpus_changed:
             self.log("warning: the corpus differs from the one the checkpoint was trained on")
         self.event(
-            "resumed",
+            EventKind.RESUMED,
             step=self.step,
             checkpoint=str(path),
             world_size_then=then,
@@ -369,7 +366,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.log(f"checkpoint step {step} saved to {path} in {seconds:.2f}s ({reason})")
         self.event(
-            "checkpoint_saved",
+            EventKind.CHECKPOINT_SAVED,
             step=step,
             path=str(path),
             seconds=round(seconds, 4),
@@ -379,7 +376,7 @@ class Trainer:
         self._maybe_dump("saved")
 
     def _maybe_dump(self, kind: str) -> None:
-        if os.environ.get(DUMP_STATE_ENV) != "1" or self.job is None:
+        if not env.train_dump_state() or self.job is None:
             return
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
@@ -462,7 +459,7 @@ class Trainer:
             elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 self.save("interval")
         self.event(
-            "training_complete",
+            EventKind.TRAINING_COMPLETE,
             step=self.step,
             tokens=self.tokens,
             loss=last.loss if last else None,
@@ -479,7 +476,7 @@ class Trainer:
         if self.last_checkpoint_step != self.step:
             self.save("signal")
         code = 128 + signum
-        self.event("preempted", step=self.step, signal=name, exit_code=code)
+        self.event(EventKind.PREEMPTED, step=self.step, signal=name, exit_code=code)
         # Nobody exits before rank 0 has recorded the event: torchrun stops the other
         # ranks as soon as the first one exits with a non-zero code.
         distributed.barrier(self.dist)
@@ -492,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cfg = parse_config(argv)
-        faults.parse(os.environ.get(faults.FAULTS_ENV, ""))
+        faults.parse(env.faults())
         trainer = Trainer(cfg)
         code = trainer.run()
     except (ConfigError, faults.FaultSpecError, data.DataError) as exc:

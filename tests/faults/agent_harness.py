@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, read_all_jsonl, read_json
+from contract.jobdir import JobDir, read_all_jsonl, read_json
 from runtime import processes
 
 REPO = Path(__file__).resolve().parents[2]

@@ -31,7 +31,7 @@ from agent_harness import (
 )
 from polling import wait_for
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

@@ -16,7 +16,6 @@ MAX_LINES = 420
 STILL_BEING_SPLIT = frozenset(
     {
         "planner/core.py",
-        "planner/cli.py",
         "planner/layout_search.py",
         "tui/app.py",
         "runtime/telemetry/nvml.py",

@@ -14,11 +14,11 @@ import pytest
 from fake_apiserver import FakeApiServer, make_pod
 from k8s_specs import make_spec
 
+from contract.jobdir import JobDir
 from launcher.backends.base import SubmitRequest
 from launcher.backends.k8s_api import KubernetesApiError
 from launcher.backends.kubernetes import KubernetesBackend
 from launcher.errors import BackendUnavailableError
-from launcher.jobdir import JobDir
 from launcher.render.k8s import render
 from launcher.spec import JobSpec
 from launcher.states import JobState

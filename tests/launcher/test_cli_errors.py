@@ -145,8 +145,8 @@ def test_dry_run_prints_the_command_and_creates_nothing(cli, scalectl_home: Path
 def test_requeue_is_refused_with_the_reason(cli, scalectl_home: Path) -> None:
     import sys
 
+    from contract.jobdir import JobDir, read_all_jsonl
     from launcher import api, spec_from_mapping
-    from launcher.jobdir import JobDir, read_all_jsonl
     from launcher.store import Store
 
     assert_one_line_error(cli("requeue", "nope"), "no job registry")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from launcher_helpers import events, job_id_from, wait_for
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from launcher.progress_view import read_progress
 from launcher.states import JobState
 from launcher.store import Store

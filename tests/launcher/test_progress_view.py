@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.jobdir import JobDir, finite
+from contract.jobdir import JobDir, finite
 from launcher.progress_view import ProgressSnapshot, read_progress, summarise, throughput
 
 

@@ -16,10 +16,10 @@ def test_every_export_resolves() -> None:
 
 
 def test_importing_the_job_dir_contract_stays_light() -> None:
-    # Every rank imports launcher.jobdir (via runtime.rank_exec); it must not pay for
+    # Every rank imports contract.jobdir (via runtime.rank_exec); it must not pay for
     # pydantic, psutil or sqlite.
     code = (
-        "import sys, launcher.jobdir, runtime.rank_exec; "
+        "import sys, contract.jobdir, runtime.rank_exec; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'pydantic', 'psutil', 'sqlite3', 'torch', 'typer'}))"
     )

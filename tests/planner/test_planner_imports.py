@@ -14,7 +14,7 @@ ROOT = Path(planner.__file__).resolve().parent
 FORBIDDEN = {"torch", "kubernetes", "textual", "submitit"}
 ALLOWED = {"numpy", "pydantic", "yaml", "planner"} | set(sys.stdlib_module_names)
 CLI_ONLY = {"typer", "rich", "matplotlib"}
-CLI_FILES = {"cli.py", "render.py", "render_search.py", "plot.py"}
+CLI_FILES = {"cli.py", "render.py", "render_search.py", "render_calibration.py", "plot.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.jobdir import JobDir, append_jsonl
+from contract.jobdir import JobDir, append_jsonl
 from runtime import faults, processes
 from runtime.agent import (
     AgentConfig,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.jobdir import JobDir, read_all_jsonl
+from contract.jobdir import JobDir, read_all_jsonl
 from runtime import faults
 
 

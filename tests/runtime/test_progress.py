@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.jobdir import JobDir, read_all_jsonl
+from contract.jobdir import JobDir, read_all_jsonl
 from runtime import progress
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.jobdir import JobDir, read_jsonl
+from contract.jobdir import JobDir, read_jsonl
 from runtime.telemetry import NvmlSampler, NvmlUnavailable, Sampler
 from runtime.telemetry.snapshots import as_dict
 

@@ -15,7 +15,7 @@ import polling
 import pytest
 from fake_pynvml import FakeNvml
 
-from launcher.jobdir import JobDir, read_jsonl
+from contract.jobdir import JobDir, read_jsonl
 from runtime.telemetry import RECORD_VERSION, Sampler, TelemetryInputError, run_sampler
 from runtime.telemetry.command import sample_command
 from runtime.telemetry.text import format_record

@@ -27,7 +27,7 @@ from trainer_harness import (
     trainer_env,
 )
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from runtime.train import checkpoint
 from runtime.train.config import parse_config
 from runtime.train.model import Transformer

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from launcher.jobdir import JobDir
+from contract.env import PLAN_FILE_ENV
+from contract.jobdir import JobDir
 from runtime.train import checkpoint, data
 from runtime.train.config import ConfigError, TrainConfig, parse_config
 from runtime.train.loop import Trainer
@@ -60,6 +61,20 @@ def test_plan_fields_and_flag_precedence(tmp_path: Path) -> None:
     assert (cfg.tied_embeddings, cfg.seq_len, cfg.micro_batch, cfg.grad_accum) == (True, 32, 2, 3)
     cfg = parse_config(["--plan", str(_plan(tmp_path)), "--layers", "1", "--micro-batch", "8"])
     assert (cfg.layers, cfg.hidden, cfg.micro_batch) == (1, 96, 8)
+
+
+def test_plan_file_from_the_environment_when_no_flag_names_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The launcher gives every rank of a job launched from a Plan SCALECTL_PLAN_FILE.
+    monkeypatch.setenv(PLAN_FILE_ENV, str(_plan(tmp_path)))
+    assert (parse_config([]).layers, parse_config([]).hidden) == (3, 96)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert parse_config(["--plan", str(_plan(other, num_layers=5))]).layers == 5
+    monkeypatch.setenv(PLAN_FILE_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_config([])
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, read_all_jsonl
+from contract.jobdir import JobDir, read_all_jsonl
 
 BIN = Path(sys.executable).parent
 TORCHRUN = BIN / "torchrun"

@@ -199,9 +199,10 @@ def test_requeue_is_refused_when_off_or_spent_before_asking_slurm(tmp_path) -> N
     import json
     import time
 
+    from contract.events import append_event
+    from contract.jobdir import JobDir
     from launcher.backends.slurm import SlurmBackend
     from launcher.errors import JobActionError
-    from launcher.jobdir import JobDir, append_event
     from launcher.spec import spec_from_mapping
     from launcher.store import JobRecord
 
@@ -229,8 +230,7 @@ def test_the_node_agents_command_is_completed_from_job_json(tmp_path) -> None:
     """What srun's short ``scalectl agent --policy=slurm --job-dir=D`` becomes on a node:
     the agent options and torchrun arguments of node_command, plus the Slurm policy, the
     preemption signal, the node's name and whether it hosts the rendezvous store."""
-    import json
-
+    from contract.job import JobFile, write_job_file
     from launcher.backends.slurm_node import agent_args
     from launcher.spec import spec_from_mapping
     from runtime.agent.main import parse
@@ -240,7 +240,7 @@ def test_the_node_agents_command_is_completed_from_job_json(tmp_path) -> None:
          "args": ["--steps", "5"], "nodes": "1:2", "max_restarts": 2,
          "env": {"PLAIN": "yes"}, "slurm": {"signal": "USR1", "stop_grace_s": 30}}
     )  # fmt: skip
-    (tmp_path / "job.json").write_text(json.dumps({"job_id": "J1", "spec": spec.to_json()}))
+    write_job_file(tmp_path, JobFile(job_id="J1", spec=spec.to_json()))
     env = {"SCALECTL_RDZV_ENDPOINT": "10.0.0.1:20007", "SLURM_JOB_ID": "7",
            "SLURMD_NODENAME": "gpu 2", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "2",
            "SLURM_CPUS_PER_TASK": "8"}  # fmt: skip

@@ -24,7 +24,7 @@ from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from launcher.states import JobState
 from launcher.store import Store
 from tui.app import ScalectlApp, help_sections, key_text

@@ -13,7 +13,7 @@ import tui_fixtures as fx
 from rich.cells import cell_len
 from rich.style import Style
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from launcher.progress_view import read_progress
 from launcher.states import JobState
 from launcher.store import Store

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, append_jsonl, write_json_atomic
+from contract.jobdir import JobDir, append_jsonl, write_json_atomic
 from launcher.states import JobState
 from launcher.store import NewJob, Store
 from runtime.telemetry import GpuSample, HostSample, build_record

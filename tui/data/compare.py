@@ -7,15 +7,10 @@ The measurements come from the progress files (step time,
 tokens/s) and telemetry (GPU memory, GPU power); reading is tolerant, a missing number is
 shown as missing.
 
-Measured MFU is not reported by anyone; it follows from the definition (Chowdhery et al.
-2022, "PaLM", Appendix B: MFU = observed tokens/s x model FLOPs per token / (GPUs x peak
-FLOP/s)). Model FLOPs per token and the peak are the plan's, so with ``n`` GPUs
-
-    mfu_measured = mfu_planned x (tokens_per_s_measured / tokens_per_s_planned)
-                   x (gpus_planned / gpus_measured)
-
-which needs no FLOP count in the UI and stays right when an elastic job runs on fewer
-GPUs than planned.
+The document is read and validated by ``contract.plan`` (an invalid plan shows no
+prediction), and the plan-against-measured arithmetic (measured MFU, the GPUs' energy per
+step, facility energy per step) is computed there, as the agent's summary and
+``scalectl jobs`` compute it.
 """
 
 from __future__ import annotations
@@ -23,19 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from contract.plan import Plan, PlanError, PlanLayout, parse_plan, ratio
+from contract.plan import measured_mfu as contract_measured_mfu
 from tui import text
 from tui.text import finite
 
 MIB_PER_GIB = 1024.0
-J_PER_MWH = 3.6e9
-
-
-def _get(data: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 @dataclass(frozen=True)
@@ -63,70 +51,44 @@ def layout_text(layout: Any) -> str | None:
     """``dp8 tp2 pp1 zero3 mb1 recompute=selective`` from a Layout's JSON form."""
     if not isinstance(layout, dict):
         return None
-    parts = [f"{key}{layout.get(key, 1)}" for key in ("dp", "tp", "pp", "cp")]
-    sharding = layout.get("sharding")
-    if sharding and sharding != "none":
-        parts.append(str(sharding))
-    parts.append(f"mb{layout.get('micro_batch', 1)}")
-    if layout.get("recompute") not in (None, "none"):
-        parts.append(f"rc={layout['recompute']}")
-    if (layout.get("interleave") or 1) > 1:
-        parts.append(f"vpp{layout['interleave']}")
-    if (layout.get("ep") or 1) > 1:
-        parts.append(f"ep{layout['ep']}")
-    return " ".join(parts)
+    try:
+        return PlanLayout.model_validate(layout).text()
+    except ValueError:
+        return None
 
 
 def plan_facts(plan: Any) -> PlanFacts:
-    """Read a plan.json document (a planner ``Plan`` in JSON form), tolerantly."""
-    if not isinstance(plan, dict):
+    """The facts of a plan.json document (a planner ``Plan`` in JSON form, or a parsed
+    contract Plan); a document that is not a valid Plan gives no facts."""
+    try:
+        document = plan if isinstance(plan, Plan) else parse_plan(plan)
+    except PlanError:
         return PlanFacts()
-    gpu = _get(plan, "cluster", "gpu")
-    gpu_name = gpu.get("name") if isinstance(gpu, dict) else gpu
-    steps = finite(_get(plan, "estimate", "train", "steps"))
-    energy_mwh = finite(_get(plan, "estimate", "train", "energy_mwh"))
-    gpus = finite(_get(plan, "cluster", "num_gpus"))
-    step_time_s = finite(_get(plan, "estimate", "step", "time_s"))
-    gpu_power_w = finite(_get(plan, "estimate", "step", "gpu_power_w"))
+    step, train = document.step, document.estimate.train
+    memory = document.estimate.memory_gib
     return PlanFacts(
-        model=_get(plan, "model", "name") if isinstance(_get(plan, "model", "name"), str) else None,
-        gpu=str(gpu_name) if gpu_name is not None else None,
-        num_gpus=int(gpus) if gpus is not None else None,
-        layout=layout_text(plan.get("layout") or _get(plan, "estimate", "layout")),
-        step_time_s=step_time_s,
-        tokens_per_s=finite(_get(plan, "estimate", "step", "tokens_per_s")),
-        mfu=finite(_get(plan, "estimate", "step", "mfu")),
-        memory_gib=finite(_get(plan, "estimate", "memory_gib", "total")),
-        capacity_gib=finite(_get(plan, "estimate", "memory_gib", "capacity")),
-        steps=int(steps) if steps is not None else None,
-        energy_per_step_j=(
-            energy_mwh * J_PER_MWH / steps
-            if energy_mwh is not None and steps is not None and steps > 0
-            else None
-        ),
-        gpu_energy_per_step_j=(
-            gpu_power_w * gpus * step_time_s
-            if gpu_power_w is not None and gpus is not None and step_time_s is not None
-            else None
-        ),
+        model=document.model.name,
+        gpu=document.cluster.gpu_name,
+        num_gpus=document.cluster.num_gpus,
+        layout=document.layout_text(),
+        step_time_s=finite(step.time_s),
+        tokens_per_s=finite(step.tokens_per_s),
+        mfu=finite(step.mfu),
+        memory_gib=finite(memory.total) if memory else None,
+        capacity_gib=finite(memory.capacity) if memory else None,
+        steps=train.steps if train else None,
+        energy_per_step_j=document.facility_energy_per_step_j(),
+        gpu_energy_per_step_j=document.gpu_energy_per_step_j(),
     )
 
 
 def measured_mfu(
     facts: PlanFacts, tokens_per_s: float | None, gpus_measured: int | None
 ) -> float | None:
-    """MFU of the running job from its throughput (see module docstring)."""
-    if (
-        facts.mfu is None
-        or facts.tokens_per_s is None
-        or facts.tokens_per_s <= 0
-        or tokens_per_s is None
-    ):
-        return None
-    scale = 1.0
-    if facts.num_gpus and gpus_measured:
-        scale = facts.num_gpus / gpus_measured
-    return facts.mfu * tokens_per_s / facts.tokens_per_s * scale
+    """MFU of the running job from its throughput (contract.plan.measured_mfu)."""
+    return contract_measured_mfu(
+        facts.mfu, facts.tokens_per_s, facts.num_gpus, tokens_per_s, gpus_measured
+    )
 
 
 @dataclass(frozen=True)
@@ -153,9 +115,9 @@ class CompareRow:
 
 
 def _ratio(measured: float | None, predicted: float | None) -> tuple[str, str]:
-    if measured is None or predicted is None or predicted == 0:
+    value = ratio(measured, predicted)
+    if value is None:
         return text.MISSING, "dim"
-    value = measured / predicted
     off = abs(value - 1.0)
     style = "green" if off <= 0.10 else "yellow" if off <= 0.25 else "red"
     return f"×{value:.2f}", style

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.jobdir import JobDir
+from contract.events import EventKind, parse_event
+from contract.jobdir import JobDir
 from tui.data.follow import JsonlTail
 from tui.text import finite
 
@@ -20,22 +21,22 @@ MAX_EVENTS = 2000
 """Events kept (checkpoint events of a long run are many; the newest matter)."""
 
 EVENT_STYLE: dict[str, str] = {
-    "submitted": "dim",
-    "started": "green",
-    "resumed": "green",
-    "training_complete": "green",
-    "finished": "bold",
-    "rank_failed": "bold red",
-    "failed": "bold red",
-    "hang_detected": "bold red",
-    "straggler_detected": "yellow",
-    "restarted": "yellow",
-    "resized": "cyan",
-    "preempted": "magenta",
-    "requeued": "magenta",
-    "cancelled": "magenta",
-    "stopping": "magenta",
-    "checkpoint_saved": "blue",
+    EventKind.SUBMITTED: "dim",
+    EventKind.STARTED: "green",
+    EventKind.RESUMED: "green",
+    EventKind.TRAINING_COMPLETE: "green",
+    EventKind.FINISHED: "bold",
+    EventKind.RANK_FAILED: "bold red",
+    EventKind.FAILED: "bold red",
+    EventKind.HANG_DETECTED: "bold red",
+    EventKind.STRAGGLER_DETECTED: "yellow",
+    EventKind.RESTARTED: "yellow",
+    EventKind.RESIZED: "cyan",
+    EventKind.PREEMPTED: "magenta",
+    EventKind.REQUEUED: "magenta",
+    EventKind.CANCELLED: "magenta",
+    EventKind.STOPPING: "magenta",
+    EventKind.CHECKPOINT_SAVED: "blue",
 }
 
 _QUIET_KEYS = frozenset(
@@ -72,7 +73,7 @@ class TimelineItem:
 
 def describe(record: dict[str, Any]) -> TimelineItem:
     """One event as a timeline line: the kind, then its telling fields as ``key=value``."""
-    event = str(record.get("event", "?"))
+    parsed = parse_event(record)
     parts: list[str] = []
     keys = [k for k in _FIRST_KEYS if k in record]
     keys += sorted(k for k in record if k not in _QUIET_KEYS and k not in _FIRST_KEYS)
@@ -84,11 +85,11 @@ def describe(record: dict[str, Any]) -> TimelineItem:
             value = f"{value:.4g}"
         parts.append(f"{key}={value}")
     return TimelineItem(
-        ts=finite(record.get("ts")),
-        event=event,
+        ts=finite(parsed.ts),
+        event=parsed.name,
         detail=" ".join(parts),
-        source=str(record.get("source", "")),
-        style=EVENT_STYLE.get(event, ""),
+        source=parsed.source or "",
+        style=EVENT_STYLE.get(parsed.name, ""),
     )
 
 
@@ -123,7 +124,11 @@ class EventLog:
         folded: list[TimelineItem] = []
         run = 0
         for item in self.items:
-            if item.event == "checkpoint_saved" and folded and folded[-1].event == item.event:
+            if (
+                item.event == EventKind.CHECKPOINT_SAVED
+                and folded
+                and folded[-1].event == item.event
+            ):
                 run += 1
                 folded[-1] = TimelineItem(
                     item.ts, item.event, f"{item.detail} (×{run + 1})", item.source, item.style

@@ -1,6 +1,6 @@
 """Incremental readers of growing job files: each tick reads only the bytes added since.
 
-A reader keeps a byte offset per file (``launcher.jobdir.read_jsonl`` hands back the
+A reader keeps a byte offset per file (``contract.jobdir.read_jsonl`` hands back the
 offset just past the last complete line, so a torn last line is read on a later tick),
 starts a long file near its end (the UI shows recent history, not a whole run), and
 notices a file that was replaced or truncated (inode changed, or shorter than the
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import read_jsonl
+from contract.jobdir import read_jsonl
 
 READ_LIMIT_BYTES = 4 << 20
 """Most bytes one poll reads from one file; a file further behind catches up next tick."""

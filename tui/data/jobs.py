@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from contract.jobdir import JobDir, read_json
 from launcher.errors import RegistryError
-from launcher.jobdir import JobDir, read_json
 from launcher.progress_view import throughput
 from launcher.store import JobRecord, Store
 from tui.data.compare import PlanFacts, measured_mfu, plan_facts

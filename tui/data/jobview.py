@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir, read_json
+from contract.jobdir import PLAN_FILE, JobDir, read_json
+from contract.plan import PlanError, parse_plan
 from launcher.progress_view import ProgressSnapshot
 from launcher.store import JobRecord
 from tui import text
@@ -196,9 +197,14 @@ class JobView:
         if not path.exists():
             return
         try:
-            self.plan = plan_facts(read_json(path))
+            document = read_json(path)
         except (OSError, ValueError) as exc:
             self.plan_error = f"plan.json unreadable ({type(exc).__name__}); no prediction shown"
+            return
+        try:
+            self.plan = plan_facts(parse_plan(document, PLAN_FILE))
+        except PlanError as exc:
+            self.plan_error = f"{exc}; no prediction shown"
 
     def _load_summary(self) -> None:
         path = self.jobdir.summary_json

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.jobdir import JobDir, LogFile
+from contract.jobdir import JobDir, LogFile
 
 READ_LIMIT_BYTES = 1 << 20
 """Most bytes read from a log per poll."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from launcher.progress_view import ProgressSnapshot, summarise, throughput
 from tui.data.follow import JsonlTail
 from tui.text import finite

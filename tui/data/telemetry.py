@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from launcher.jobdir import JobDir
+from contract.jobdir import JobDir
 from tui.data.follow import TailSet
 from tui.text import finite
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contract.env import NODE_ENV
 from launcher.render.flavours.base import Flavour
 from launcher.render.k8s_env import field_entry
 from launcher.render.k8s_names import LABEL_MAX
@@ -48,7 +49,7 @@ class PyTorchJob(Flavour):
 
     def node_name_env(self, target: Target) -> list[dict[str, Any]]:
         # The operator's pod names (<name>-worker-<i>) are stable across restarts.
-        return [field_entry("SCALECTL_NODE", "metadata.name")]
+        return [field_entry(NODE_ENV, "metadata.name")]
 
     def suspended(self, owner: dict[str, Any]) -> bool:
         spec = owner.get("spec") or {}

@@ -3,9 +3,9 @@
 Layout (see DESIGN.md)::
 
     <jobs_root>/<job_id>/
-      job.json                 JobSpec as submitted (+ schema_version)
-      plan.json                the Plan it was launched from, if any
-      events.jsonl             append-only lifecycle events, one JSON object a line, with ts
+      job.json                 JobSpec as submitted (+ schema_version; contract.job)
+      plan.json                the Plan it was launched from, if any (contract.plan)
+      events.jsonl             append-only lifecycle events (contract.events), one a line
       progress/<rank>.jsonl    step, loss, tokens, step_time_s (runtime.progress)
       telemetry/<node>.jsonl   one sample a line (runtime telemetry)
       logs/<node>.<rank>.log   stdout/stderr of each rank, appended across restarts
@@ -233,14 +233,6 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
             raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
     finally:
         os.close(fd)
-
-
-def append_event(job_dir: JobDir | Path, event: str, **fields: Any) -> dict[str, Any]:
-    """Record one lifecycle event (``submitted``, ``started``, ``rank_failed``, ...)."""
-    root = job_dir if isinstance(job_dir, JobDir) else JobDir(Path(job_dir))
-    record: dict[str, Any] = {"ts": now_ts(), "event": event, **fields}
-    append_jsonl(root.events, record)
-    return record
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,136 @@
+"""``scalectl plan estimate``: one layout's memory, time, energy, cost and CO2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from planner.cli_options import (
+    _SHARDING_ALIASES,
+    AttentionOption,
+    CkptGbSMaxOption,
+    CkptGbSOption,
+    GlobalBatchOption,
+    GlobalBatchTokensOption,
+    GpuOption,
+    GpuSpecOption,
+    GpusPerNodeOption,
+    GradReduceDtypeOption,
+    GridOption,
+    ModelOption,
+    MtbfHoursOption,
+    OptimizerOption,
+    OverlapGradReduceOption,
+    PrecisionOption,
+    PriceOption,
+    ProfileOption,
+    PueOption,
+    RestartMinOption,
+    SeqLenOption,
+    TokensOption,
+)
+
+
+def estimate_command(
+    model: ModelOption,
+    seq_len: SeqLenOption,
+    gpu: GpuOption = None,
+    gpu_spec: GpuSpecOption = None,
+    gpus: str = typer.Option(..., "--gpus", help="GPUs in the job (1024, 16k = 16384)."),
+    gpus_per_node: GpusPerNodeOption = 8,
+    global_batch: GlobalBatchOption = None,
+    global_batch_tokens: GlobalBatchTokensOption = None,
+    tokens: TokensOption = None,
+    tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree."),
+    pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
+    cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
+    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree (default: the rest)."),
+    ep: int = typer.Option(1, "--ep", help="Expert-parallel degree (MoE)."),
+    zero: str | None = typer.Option(
+        None, "--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp (default 1 if dp>1)."
+    ),
+    hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="HSDP shard group size."),
+    micro_batch: int = typer.Option(1, "--micro-batch", help="Sequences per micro-batch."),
+    recompute: str | None = typer.Option(
+        None, "--recompute", help="none|selective|full (default: the least that fits)."
+    ),
+    interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per GPU."),
+    sequence_parallel: bool | None = typer.Option(
+        None,
+        "--sequence-parallel/--no-sequence-parallel",
+        help="Shard norm/dropout activations over TP (default: on when tp > 1).",
+    ),
+    precision: PrecisionOption = "bf16",
+    optimizer: OptimizerOption = "adamw",
+    attention: AttentionOption = "flash",
+    overlap_grad_reduce: OverlapGradReduceOption = True,
+    grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    pue: PueOption = None,
+    grid: GridOption = None,
+    price: PriceOption = None,
+    mtbf_hours: MtbfHoursOption = None,
+    ckpt_gb_s: CkptGbSOption = None,
+    ckpt_gb_s_max: CkptGbSMaxOption = None,
+    restart_min: RestartMinOption = None,
+    profile: ProfileOption = None,
+    as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
+) -> None:
+    """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
+    import json
+    import sys
+
+    from planner.request import EstimateRequest, run_request
+
+    request = EstimateRequest(
+        model=model,
+        gpu=gpu,
+        gpu_spec=gpu_spec,
+        gpus=gpus,
+        gpus_per_node=gpus_per_node,
+        seq_len=seq_len,
+        global_batch=global_batch,
+        global_batch_tokens=global_batch_tokens,
+        tokens=tokens,
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        dp=dp,
+        ep=ep,
+        zero=_SHARDING_ALIASES.get(zero.lower(), zero) if zero is not None else None,
+        hsdp_shard=hsdp_shard,
+        micro_batch=micro_batch,
+        recompute=recompute,
+        interleave=interleave,
+        sequence_parallel=sequence_parallel,
+        precision=precision,
+        optimizer=optimizer,
+        attention=attention,
+        overlap_grad_reduce=overlap_grad_reduce,
+        grad_reduce_dtype=grad_reduce_dtype,
+        pue=pue,
+        grid=grid,
+        price=price,
+        mtbf_hours=mtbf_hours,
+        ckpt_gb_s=ckpt_gb_s,
+        ckpt_gb_s_max=ckpt_gb_s_max,
+        restart_min=restart_min,
+        profile=profile,
+    )
+    plan, defaults = run_request(request)
+    if as_json:
+        for note in defaults:
+            print(f"default: {note}", file=sys.stderr)
+        print(json.dumps({**plan.estimate.model_dump(mode="json"), **_band_json(plan)}))
+        return
+    from planner.render import render_plan
+
+    render_plan(plan, defaults)
+
+
+def _band_json(where: Any, layout: Any = None) -> dict[str, Any]:
+    """{"error_band": ...} of an estimate (planner.error_band), for --json output."""
+    from planner.error_band import error_band
+
+    band = error_band(where.model, where.training, layout or where.layout)
+    return {"error_band": band.model_dump(mode="json")}

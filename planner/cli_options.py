@@ -1,0 +1,89 @@
+"""Options ``plan estimate`` and ``plan search`` share, and the ``--zero`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+# Options `plan estimate` and `plan search` share (search's layout flags pin knobs instead).
+
+ModelOption = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Preset name (see `plan models`) or a config.json path."),
+]
+GpuOption = Annotated[str | None, typer.Option("--gpu", help="Catalog GPU (see `plan gpus`).")]
+GpuSpecOption = Annotated[
+    str | None,
+    typer.Option("--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."),
+]
+GpusPerNodeOption = Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node.")]
+SeqLenOption = Annotated[
+    str, typer.Option("--seq-len", help="Tokens per sequence (4096, 8k = 8192).")
+]
+GlobalBatchOption = Annotated[
+    str | None, typer.Option("--global-batch", help="Sequences per optimizer step.")
+]
+GlobalBatchTokensOption = Annotated[
+    str | None,
+    typer.Option(
+        "--global-batch-tokens", help="Tokens per optimizer step (4M = 4,194,304), instead."
+    ),
+]
+TokensOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tokens", help="Training tokens, decimal (15T = 1.5e13, 2e12); default 20 x parameters."
+    ),
+]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
+OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
+AttentionOption = Annotated[
+    str, typer.Option("--attention", help="flash, fa2, fa3, cudnn, sdpa_math or unfused.")
+]
+OverlapGradReduceOption = Annotated[
+    bool,
+    typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),
+]
+GradReduceDtypeOption = Annotated[str, typer.Option("--grad-dtype", help="fp32 or bf16 gradients.")]
+PueOption = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE.")]
+GridOption = Annotated[float | None, typer.Option("--grid", help="Grid kg CO2 per kWh.")]
+PriceOption = Annotated[float | None, typer.Option("--price", help="USD per GPU-hour.")]
+MtbfHoursOption = Annotated[
+    float | None,
+    typer.Option(
+        "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
+    ),
+]
+CkptGbSOption = Annotated[
+    float | None,
+    typer.Option("--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."),
+]
+CkptGbSMaxOption = Annotated[
+    float | None,
+    typer.Option("--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Calibration profile from `plan calibrate` (its fitted accelerator; --gpu optional).",
+    ),
+]
+RestartMinOption = Annotated[
+    float | None,
+    typer.Option("--restart-min", help="Minutes to restart after a failure (before reload)."),
+]
+
+_SHARDING_ALIASES = {
+    "0": "none",
+    "none": "none",
+    "1": "zero1",
+    "zero1": "zero1",
+    "2": "zero2",
+    "zero2": "zero2",
+    "3": "zero3",
+    "zero3": "zero3",
+    "fsdp": "zero3",
+    "hsdp": "hsdp",
+}
