@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from planner.formulas import params as P
+from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
 from planner.units import GIGA, TERA
 
@@ -142,7 +142,7 @@ def _f(flag: bool) -> float:
 
 def model_inputs(model: ModelSpec) -> dict[str, float]:
     """The model's fields of :class:`Inputs`."""
-    shape = P.model_shape_args(model)
+    shape = model_shape_args(model)
     names = Inputs._fields[: Inputs._fields.index("hidden_dropout")]
     out = dict(zip(names, shape, strict=True))
     out["hidden_dropout"] = _f(model.hidden_dropout > 0)
