@@ -71,6 +71,9 @@ class AcceleratorSpec(BaseModel):
     runtime_reserved_gib: float = Field(default=0.0, ge=0)
     """Device memory the runtime takes per process before any tensor (CUDA context,
     cuBLAS/cuDNN workspaces), GiB; 0 for a host (CPU) accelerator."""
+    host_link_gb_s: float = Field(default=32.0, gt=0)
+    """GPU-to-host bandwidth per direction, GB/s (PCIe: Gen4 x16 32, Gen5 x16 64; C2C on
+    Grace-Hopper): what activation offloading copies over."""
     comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
     """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
 

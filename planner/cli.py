@@ -122,6 +122,12 @@ def estimate_command(
         "--sequence-parallel/--no-sequence-parallel",
         help="Shard norm/dropout activations over TP (default: on when tp > 1).",
     ),
+    uneven_stages: bool | None = typer.Option(
+        None, "--uneven-stages/--even-stages", help="First and last stage one layer fewer."
+    ),
+    offload: float | None = typer.Option(
+        None, "--offload", help="Share of saved activations offloaded to host (0-0.99)."
+    ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
@@ -163,6 +169,8 @@ def estimate_command(
         recompute=recompute,
         interleave=interleave,
         sequence_parallel=sequence_parallel,
+        uneven_stages=uneven_stages,
+        activation_offload=offload,
         precision=precision,
         optimizer=optimizer,
         attention=attention,
@@ -218,6 +226,12 @@ def search_command(
     ),
     sequence_parallel: bool | None = typer.Option(
         None, "--sequence-parallel/--no-sequence-parallel", help="Pin sequence parallelism."
+    ),
+    uneven_stages: bool | None = typer.Option(
+        None, "--uneven-stages/--even-stages", help="Pin uneven first/last pipeline stages."
+    ),
+    offload: float | None = typer.Option(
+        None, "--offload", help="Pin the share of activations offloaded to host."
     ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
@@ -304,6 +318,7 @@ def search_command(
         "tp": tp, "pp": pp, "cp": cp, "dp": dp, "ep": ep, "sharding": sharding,
         "hsdp_shard_size": hsdp_shard, "micro_batch": micro_batch, "recompute": recompute,
         "interleave": interleave, "sequence_parallel": sequence_parallel,
+        "uneven_stages": uneven_stages, "activation_offload": offload,
     }  # fmt: skip
     if plot is not None:
         from planner.plot import check_plot_path

@@ -29,6 +29,7 @@ BREAKDOWN_KEYS = (
     "pipeline_bubble_s",
     "dp_comm_s",
     "optimizer_s",
+    "offload_s",
 )
 """Components of the step time, in seconds per step; they add up to step_time_s."""
 
@@ -63,6 +64,7 @@ class Outputs(NamedTuple):
     pipeline_bubble_s: Any
     dp_comm_s: Any
     optimizer_s: Any
+    offload_s: Any
     train_tokens: Any
     steps: Any
     days: Any
@@ -104,33 +106,37 @@ class Breakdown(NamedTuple):
     pipeline_bubble_s: Any
     dp_comm_s: Any
     optimizer_s: Any
+    offload_s: Any
 
 
 def step_breakdown(
     s: Shapes, layer: tuple[Any, ...], head: tuple[Any, Any], mb: schedule.MicroBatch,
-    pipe: tuple[Any, Any], dp_comm_s: Any, t_optimizer: Any,
+    pipe: tuple[Any, Any], dp_comm_s: Any, t_optimizer: Any, offload: tuple[Any, Any],
 ) -> Breakdown:  # fmt: skip
     """Each term times the micro-batches and layers it runs for on the slowest stage
     (Narayanan et al. 2021, Sec. 2.2: m micro-batches plus the bubble, then the
     data-parallel reduction and the optimizer step). ``layer``: GEMM forward, attention
     forward and backward, element-wise forward and backward, kernel launches, TP, CP and
-    EP forward and backward exposed seconds of one layer."""
+    EP forward and backward exposed seconds of one layer; ``offload``: forward and backward
+    exposed seconds of a layer's activation offload. The output layer counts with its
+    weight on the critical path (:class:`planner.terms.schedule.MicroBatch`)."""
     gemm_fwd, attn_fwd, attn_bwd, ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep = layer
     t_head, loss_ew = head
     bubble, p2p = pipe
-    m, layers_stage = s.micro_batches, s.layers_stage
+    m, layers_stage, hw = s.micro_batches, s.layers_stage, mb.head_weight
     return Breakdown(
-        gemm_s=m * (layers_stage * 3 * gemm_fwd + 3 * t_head),
+        gemm_s=m * (layers_stage * 3 * gemm_fwd + 3 * t_head * hw),
         attention_s=m * layers_stage * (attn_fwd + attn_bwd),
-        memory_bound_s=m * (layers_stage * (ew_fwd + ew_bwd + 3 * kernel_fwd) + loss_ew),
+        memory_bound_s=m * (layers_stage * (ew_fwd + ew_bwd + 3 * kernel_fwd) + loss_ew * hw),
         recompute_s=m * layers_stage * mb.recompute_layer,
-        tp_comm_s=m * (layers_stage * (tp.fwd_exposed_s + tp.bwd_exposed_s) + mb.head_comm),
+        tp_comm_s=m * (layers_stage * (tp.fwd_exposed_s + tp.bwd_exposed_s) + mb.head_comm * hw),
         cp_comm_s=m * layers_stage * (cp[0] + cp[1]),
         ep_comm_s=m * layers_stage * (ep[0] + ep[1]),
         pp_p2p_s=p2p,
         pipeline_bubble_s=bubble,
         dp_comm_s=dp_comm_s,
         optimizer_s=t_optimizer,
+        offload_s=m * layers_stage * (offload[0] + offload[1]),
     )
 
 
@@ -148,6 +154,9 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     layer_fwd, layer_bwd_core, kernel_fwd = schedule.layer_time(
         c, gemm_fwd, attn, (ew_fwd, ew_bwd), tp, cp, ep
     )
+    act_layer = activations.layer_activations(x, c, s)
+    offload = activations.offload_time(x, c, s, act_layer, layer_fwd, layer_bwd_core)
+    layer_fwd, layer_bwd_core = layer_fwd + offload[0], layer_bwd_core + offload[1]
     head = compute.output_layer_time(x, c, s)
     mb = schedule.micro_batch_time(
         x, s, (layer_fwd, layer_bwd_core), attn[0] + ew_core_fwd,
@@ -160,9 +169,9 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     weights_b, grads_b, optimizer_b, t_optimizer = states.model_states(x, c, s, p)
     b = step_breakdown(
         s, (gemm_fwd, attn[0], attn[1], ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep), head, mb,
-        pipe, dp_comm_s, t_optimizer,
+        pipe, dp_comm_s, t_optimizer, offload,
     )  # fmt: skip
-    act = activations.stage_activations(x, c, s, data_parallel.layer_params(s, p))
+    act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
     peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b)
     return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak)
 
@@ -175,7 +184,7 @@ def _outputs(
     step_time = (
         b.gemm_s + b.attention_s + b.memory_bound_s + b.recompute_s + b.tp_comm_s
         + b.cp_comm_s + b.ep_comm_s + b.pp_p2p_s + b.pipeline_bubble_s + b.dp_comm_s
-        + b.optimizer_s
+        + b.optimizer_s + b.offload_s
     )  # fmt: skip
     recompute_comm_s = s.micro_batches * s.layers_stage * mb.recompute_comm
     exposed_comm = (

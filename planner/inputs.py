@@ -65,6 +65,7 @@ class Inputs(NamedTuple):
     price_usd_per_gpu_hour: Any
     runtime_reserved_gib: Any
     comm_buffer_gib_per_group: Any
+    host_bytes_s: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -103,6 +104,8 @@ class Inputs(NamedTuple):
     interleave: Any
     sp: Any
     ep: Any
+    uneven: Any
+    offload: Any
 
 
 class Constants(NamedTuple):
@@ -125,6 +128,7 @@ class Constants(NamedTuple):
     grad_bucket_bytes: float
     comm_power_fraction: float
     allocator_fragmentation: float
+    host_copy_efficiency: float
 
 
 @lru_cache(maxsize=1)
@@ -176,6 +180,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "price_usd_per_gpu_hour": float(acc.price_usd_per_gpu_hour if price is None else price),
         "runtime_reserved_gib": float(acc.runtime_reserved_gib),
         "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
+        "host_bytes_s": acc.host_link_gb_s * GIGA,
     }
 
 
@@ -248,6 +253,8 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "interleave": float(layout.interleave),
         "sp": _f(layout.sequence_parallel),
         "ep": float(layout.ep),
+        "uneven": _f(layout.uneven_stages),
+        "offload": float(layout.activation_offload),
     }
 
 
@@ -328,6 +335,8 @@ LAYOUT_DEFAULTS = {
     "interleave": 1.0,
     "sp": 0.0,
     "ep": 1.0,
+    "uneven": 0.0,
+    "offload": 0.0,
 }
 """Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
 

@@ -46,6 +46,8 @@ class EstimateRequest:
     recompute: str | None = None
     interleave: int = 1
     sequence_parallel: bool | None = None
+    uneven_stages: bool | None = None
+    activation_offload: float | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
@@ -180,6 +182,9 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
         raise PlanInputError("--zero hsdp needs --hsdp-shard N (the shard group size).")
     if sharding != "hsdp" and hsdp_shard is not None:
         raise PlanInputError("--hsdp-shard only applies with --zero hsdp.")
+    offload = 0.0 if r.activation_offload is None else r.activation_offload
+    if not 0.0 <= offload < 1.0:
+        raise PlanInputError(f"--offload: a share of activations in [0, 1), got {offload}.")
     sequence_parallel = r.sequence_parallel
     if sequence_parallel is None:
         sequence_parallel = r.tp > 1
@@ -199,6 +204,8 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             recompute=recompute,
             interleave=r.interleave,
             sequence_parallel=sequence_parallel,
+            uneven_stages=bool(r.uneven_stages),
+            activation_offload=offload,
         )
 
     if r.recompute is not None:

@@ -18,8 +18,12 @@ def describe_layout(layout: Layout) -> str:
         parts.append(f"v{lo.interleave}")
     if lo.sequence_parallel:
         parts.append("sp")
+    if lo.uneven_stages:
+        parts.append("uneven")
     if lo.recompute != "none":
         parts.append({"selective": "sel-rc", "full": "full-rc"}[lo.recompute])
+    if lo.activation_offload > 0:
+        parts.append(f"offload{lo.activation_offload:.0%}")
     return " ".join(parts)
 
 
@@ -35,6 +39,7 @@ _WHY = {
     "pipeline_bubble_s": "pipeline bubble",
     "dp_comm_s": "exposed DP comm",
     "optimizer_s": "optimizer step",
+    "offload_s": "activation offload",
 }
 
 

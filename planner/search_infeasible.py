@@ -63,9 +63,9 @@ def no_valid_layout(
     """Why the enumeration is empty: a fully pinned layout gets the checks' own message."""
     from planner.layouts import PINNABLE, layout_from_values
 
-    full = set(PINNABLE.values()) - {"hsdp_shard"}
+    full = set(PINNABLE.values()) - {"hsdp_shard", "uneven", "offload"}
     if full <= set(pins) and len(counts) == 1:
-        values = {"hsdp_shard": 1.0, **pins}
+        values = {"hsdp_shard": 1.0, "uneven": 0.0, "offload": 0.0, **pins}
         try:
             layout = layout_from_values(values)
         except PlanInputError as exc:

@@ -214,6 +214,14 @@ class Layout(BaseModel):
     """Shard LayerNorm/dropout activations across the TP group (Korthikanti 2022 Sec. 4.2.2)."""
     ep: int = Field(default=1, gt=0)
     """Expert-parallel degree (MoE): experts split across data-parallel ranks."""
+    uneven_stages: bool = False
+    """The first and the last pipeline stage hold one layer fewer than the others, which
+    balances the embedding, the output layer and the first stage's extra micro-batches in
+    flight (Llama 3 paper, Sec. 3.3.2; Megatron-LM --decoder-first/last-pipeline-num-layers)."""
+    activation_offload: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Fraction of each layer's saved activations copied to host memory after its forward
+    and back before its backward, overlapped with compute (Megatron-LM fine-grained
+    activation offloading; torch.autograd.graph.save_on_cpu); 0 keeps all on the GPU."""
 
     @model_validator(mode="after")
     def _self_consistent(self) -> Layout:
@@ -227,6 +235,8 @@ class Layout(BaseModel):
             )
         if self.interleave > 1 and self.pp == 1:
             raise PlanInputError("layout: interleave > 1 needs pipeline stages (pp > 1).")
+        if self.uneven_stages and self.pp == 1:
+            raise PlanInputError("layout: uneven_stages needs pipeline stages (pp > 1).")
         return self
 
     @property

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from planner.formulas import comm, flops, step
-from planner.formulas.ops import where
+from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.layer_comm import TensorParallel
-from planner.terms.shapes import Shapes
+from planner.terms.shapes import UNEVEN_LAYERS, Shapes
 
 
 class MicroBatch(NamedTuple):
@@ -24,6 +24,9 @@ class MicroBatch(NamedTuple):
     """Communication inside ``recompute_layer`` (not busy compute, for power)."""
     head_comm: Any
     """Tensor-parallel collective of the output layer."""
+    head_weight: Any
+    """Share of the output layer's time on the critical path: 1, or with uneven stages
+    what it adds beyond the layer the last stage gave up (0 when that layer takes longer)."""
     fwd: Any
     bwd: Any
     total: Any
@@ -71,11 +74,19 @@ def micro_batch_time(
     head_comm = where(x.sp > 0, 2 * tp.all_gather_s, tp.all_reduce_s)
     head_fwd = t_head + loss_ew
     head_bwd = 2 * t_head
-    t_mb_fwd = s.layers_stage * layer_fwd + head_fwd
-    t_mb_bwd = s.layers_stage * layer_bwd + head_bwd
+    # Uneven stages: the last stage runs one layer fewer plus the output layer, the others
+    # a full stage; the slower of the two sets the pace (Llama 3 paper, Sec. 3.3.2).
+    head_total = head_fwd + head_bwd + head_comm
+    head_weight = where(
+        x.uneven > 0,
+        maximum(1.0 - UNEVEN_LAYERS * (layer_fwd + layer_bwd) / head_total, 0.0),
+        1.0,
+    )
+    t_mb_fwd = s.layers_stage * layer_fwd + head_fwd * head_weight
+    t_mb_bwd = s.layers_stage * layer_bwd + head_bwd * head_weight
     return MicroBatch(
-        layer_fwd, layer_bwd, recompute_layer, recompute_comm, head_comm, t_mb_fwd, t_mb_bwd,
-        t_mb_fwd + t_mb_bwd + head_comm,
+        layer_fwd, layer_bwd, recompute_layer, recompute_comm, head_comm, head_weight,
+        t_mb_fwd, t_mb_bwd, t_mb_fwd + t_mb_bwd + head_comm * head_weight,
     )  # fmt: skip
 
 

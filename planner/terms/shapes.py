@@ -17,6 +17,9 @@ SHARDS_WEIGHTS = 2.5
 """``x.sharding`` above this shards weights as well (ZeRO-3/FSDP and HSDP)."""
 SHARDING_HSDP = 3.5
 """``x.sharding`` above this is HSDP: ZeRO-3 inside groups of hsdp_shard ranks."""
+UNEVEN_LAYERS = 1.0
+"""Layers the first and the last stage hold fewer than the others with uneven stages (one
+each: Llama 3 paper, Sec. 3.3.2)."""
 
 
 class Shapes(NamedTuple):
@@ -50,7 +53,9 @@ def shapes(x: Inputs) -> Shapes:
     """Peaks, achievable bandwidths and the shapes of one micro-batch on one GPU.
 
     Layers per stage: ceil(L / (p·v)) per chunk times v chunks (Narayanan et al. 2021,
-    Sec. 2.2); context parallelism splits the sequence (Liu et al. 2023, Ring Attention).
+    Sec. 2.2), on the fullest stage; with uneven stages the first and the last stage hold
+    one layer fewer, so the others hold ceil((L + 2) / (p·v)) per chunk. Context
+    parallelism splits the sequence (Liu et al. 2023, Ring Attention).
     """
     ab = x.act_bytes
     moe = where(x.experts > 1, 1.0, 0.0)
@@ -79,7 +84,12 @@ def shapes(x: Inputs) -> Shapes:
         seq_local=seq_local,
         tokens=tokens,
         micro_batches=x.batch_seqs / (x.dp * x.micro_batch),
-        layers_stage=ceil(x.layers / (x.pp * x.interleave)) * x.interleave,
+        layers_stage=where(
+            x.uneven > 0,
+            ceil((x.layers + 2 * UNEVEN_LAYERS) / (x.pp * x.interleave)),
+            ceil(x.layers / (x.pp * x.interleave)),
+        )
+        * x.interleave,
         heads_local=x.heads / x.tp,
         act_full=ab * tokens * x.hidden,
         dp_size=dp_size,

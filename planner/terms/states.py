@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 from planner.formulas import kernels, memory, params
 from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
-from planner.terms.shapes import SHARDS_GRADIENTS, Shapes
+from planner.terms.shapes import SHARDS_GRADIENTS, UNEVEN_LAYERS, Shapes
 
 
 class StageParams(NamedTuple):
@@ -22,8 +22,10 @@ class StageParams(NamedTuple):
     """Dense parameters of the first stage (embedding; the head too without pp)."""
     last: Any
     """Dense parameters of the last stage (output layer and final norm)."""
+    interior: Any
+    """Dense parameters of a stage in between (no embedding or output layer)."""
     dense: Any
-    """The larger of first and last."""
+    """The largest of first, last and interior."""
     expert: Any
     """Expert parameters of a stage."""
 
@@ -31,7 +33,8 @@ class StageParams(NamedTuple):
 def stage_params(x: Inputs, s: Shapes) -> StageParams:
     """Parameters of the first and last stage on one GPU (Narayanan et al. 2021, eq. 2
     per layer; the embedding on the first stage and the output layer on the last, both
-    split by TP, Shoeybi et al. 2019, Sec. 3)."""
+    split by TP, Shoeybi et al. 2019, Sec. 3); with uneven stages the first and the last
+    hold one layer fewer (Llama 3 paper, Sec. 3.3.2)."""
     layer_dense = params.layer_dense_params(
         x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.experts, x.shared_ffn,
         x.bias,
@@ -44,12 +47,14 @@ def stage_params(x: Inputs, s: Shapes) -> StageParams:
     head_params = where((x.tied > 0) & (x.pp == 1), 0.0, x.vocab * x.hidden / x.tp) + (
         params.norm_params(x.hidden, x.layernorm)
     )
-    dense_first = layers_stage * layer_dense + embed + where(x.pp == 1, head_params, 0.0)
-    dense_last = layers_stage * layer_dense + head_params + where(x.pp == 1, embed, 0.0)
-    dense_stage = maximum(dense_first, dense_last)
+    end_layers = layers_stage - x.uneven * UNEVEN_LAYERS
+    dense_first = end_layers * layer_dense + embed + where(x.pp == 1, head_params, 0.0)
+    dense_last = end_layers * layer_dense + head_params + where(x.pp == 1, embed, 0.0)
+    interior = layers_stage * layer_dense
+    dense_stage = maximum(maximum(dense_first, dense_last), interior)
     expert_stage = layers_stage * layer_expert
     return StageParams(
-        layer_dense, layer_expert, dense_first, dense_last, dense_stage, expert_stage
+        layer_dense, layer_expert, dense_first, dense_last, interior, dense_stage, expert_stage
     )
 
 

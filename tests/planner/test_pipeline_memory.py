@@ -1,0 +1,90 @@
+"""Pipeline memory techniques as layout knobs (uneven stages, activation offload) and the
+405B Llama 3 layout they make fit without recomputation (issue 17, Done-when)."""
+
+from __future__ import annotations
+
+import pytest
+
+import planner
+from planner.formulas.memory import chunks_in_flight
+from planner.layout_search import search
+
+H100 = "H100-SXM-80GB"
+LLAMA3_405B_PINS = {"tp": 8, "pp": 16, "cp": 1, "interleave": 4}
+"""Llama 3 paper (Dubey et al. 2024), Table 4: TP 8, CP 1, PP 16, 8K sequences, 16M
+tokens per batch, interleaved schedule (Sec. 3.3.2)."""
+
+
+def _llama3(gpus: int) -> tuple[planner.ModelSpec, planner.ClusterSpec, planner.TrainingSpec]:
+    model = planner.get_model("llama3-405b")
+    cluster = planner.ClusterSpec(gpu=H100, num_gpus=gpus)
+    training = planner.TrainingSpec(seq_len=8192, global_batch_seqs=2048, total_tokens=15.6e12)
+    return model, cluster, training
+
+
+@pytest.mark.parametrize(
+    ("gpus", "published_mfu"),
+    [(8192, 0.43), (16384, 0.41)],  # Llama 3 paper, Table 4 (BF16 MFU: 430 and 400 TFLOP/s)
+)
+def test_llama3_405b_fits_without_recompute_at_the_published_mfu(
+    gpus: int, published_mfu: float
+) -> None:
+    model, cluster, training = _llama3(gpus)
+    result = search(model, cluster, training, pinned=LLAMA3_405B_PINS, top_k=5)
+    best = result.ranked[0]
+    assert best.fits and best.layout.recompute == "none", best.layout
+    assert best.layout.dp == gpus // 128 and best.layout.interleave == 4
+    # It needs the memory techniques: the same layout without them does not fit.
+    assert best.layout.uneven_stages or best.layout.activation_offload > 0
+    bare = best.layout.model_copy(update={"uneven_stages": False, "activation_offload": 0.0})
+    assert not planner.estimate(model, cluster, training, bare).fits
+    assert best.step.mfu == pytest.approx(published_mfu, rel=0.10)
+    # The search's numbers are the scalar estimate's.
+    again = planner.estimate(model, cluster, training, best.layout)
+    assert again.step.time_s == pytest.approx(best.step.time_s, rel=1e-9)
+    assert again.memory_gib.total == pytest.approx(best.memory_gib.total, rel=1e-9)
+
+
+def test_chunks_in_flight_follow_megatron_warmup() -> None:
+    """Megatron-LM schedules.py: warm-up 2(p - r - 1) + (v - 1)·p micro-batch chunks, one
+    more in the steady state; 1F1B (v = 1) holds p - r (Narayanan et al. 2021)."""
+    assert chunks_in_flight(0, 16, 4, 32) == 2 * 15 + 3 * 16 + 1
+    assert chunks_in_flight(15, 16, 4, 32) == 3 * 16 + 1
+    assert chunks_in_flight(0, 8, 1, 64) == 8 and chunks_in_flight(7, 8, 1, 64) == 1
+    assert chunks_in_flight(0, 16, 4, 16) == 64  # m = p: every chunk of every micro-batch
+
+
+def test_uneven_stages_move_memory_off_the_first_stage() -> None:
+    model, cluster, training = _llama3(8192)
+    even = planner.Layout(dp=64, tp=8, pp=16, interleave=4, sharding="zero1",
+                          sequence_parallel=True)  # fmt: skip
+    uneven = even.model_copy(update={"uneven_stages": True})
+    a = planner.estimate(model, cluster, training, even)
+    b = planner.estimate(model, cluster, training, uneven)
+    # 126 layers on 16 x 4 chunks: even 8 layers a stage (128 slots); uneven 8 on the
+    # inner stages, 7 on the first and last. The peak moves to the second stage, which
+    # holds 2 chunks in flight fewer than the first (154 layers of activations, not 158).
+    assert b.memory_gib.activations == pytest.approx(a.memory_gib.activations * 154 / 158)
+    assert b.step.time_s < a.step.time_s  # the output layer replaces a layer: balanced
+    with pytest.raises(ValueError, match="uneven_stages needs pipeline"):
+        planner.Layout(dp=8, uneven_stages=True)
+
+
+def test_offload_trades_host_link_time_for_memory() -> None:
+    model, cluster, training = _llama3(8192)
+    lo = planner.Layout(dp=64, tp=8, pp=16, interleave=4, sharding="zero1",
+                        sequence_parallel=True)  # fmt: skip
+    base = planner.estimate(model, cluster, training, lo)
+    half = planner.estimate(model, cluster, training, lo.model_copy(
+        update={"activation_offload": 0.5}))  # fmt: skip
+    assert half.memory_gib.activations == pytest.approx(base.memory_gib.activations / 2)
+    # Hidden under compute on PCIe Gen5: only the HBM traffic of the copies shows.
+    assert 0 < half.step.breakdown["offload_s"] < 0.01 * half.step.time_s
+    slow_gpu = cluster.accelerator().model_copy(update={"host_link_gb_s": 1.0, "name": "slow"})
+    slow = cluster.model_copy(update={"gpu": slow_gpu})
+    hidden = planner.estimate(model, slow, training, lo)
+    exposed = planner.estimate(model, slow, training, lo.model_copy(
+        update={"activation_offload": 0.5}))  # fmt: skip
+    assert exposed.step.time_s > 2 * hidden.step.time_s  # 1 GB/s cannot keep up
+    with pytest.raises(planner.PlanInputError, match="activation_offload"):
+        search(model, cluster, training, pinned={"activation_offload": 1.5})
