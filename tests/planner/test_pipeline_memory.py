@@ -88,3 +88,43 @@ def test_offload_trades_host_link_time_for_memory() -> None:
     assert exposed.step.time_s > 2 * hidden.step.time_s  # 1 GB/s cannot keep up
     with pytest.raises(planner.PlanInputError, match="activation_offload"):
         search(model, cluster, training, pinned={"activation_offload": 1.5})
+
+
+def _rows(**over: float) -> dict[str, float]:
+    from planner.formulas.memory import activation_rows
+
+    s, h = 8192, 16384
+    args = dict(tokens=s, keys=s, hidden=h, heads=128, q_dim=h, kv_dim=8 * 128,
+                ffn=53248, gated=1.0, moe=0.0, top_k=1.0, moe_ffn=53248, shared_ffn=0.0,
+                experts=1.0, tp=8.0, sp_share=1 / 8, flash=1.0, hidden_dropout=0.0,
+                attention_dropout=0.0, act_bytes=2.0, mask_bytes=1.0, stat_bytes=4.0)  # fmt: skip
+    return activation_rows(**{**args, **over})
+
+
+def test_activation_rows_of_a_llama_block() -> None:
+    """Llama 3 405B layer, TP 8 with SP, flash attention, no dropout: GQA's 8 KV heads,
+    SwiGLU's three ffn-wide tensors of its own width, no masks, no s x s scores."""
+    from planner.formulas.memory import ACTIVATION_ROWS
+
+    s, h, t = 8192, 16384, 8
+    rows = _rows()
+    assert list(rows) == [name for name, _, _ in ACTIVATION_ROWS]
+    assert rows["norms"] == 4 * 2 * s * h / t
+    assert rows["qkv"] == 2 * s * (h + 2 * 1024) / t
+    assert rows["context"] == 2 * s * h / t
+    assert rows["dropout_masks"] == 0
+    assert rows["attention_core"] == 4 * s * 128 / t  # log-sum-exp only
+    assert rows["mlp"] == 2 * s * 3 * 53248 / t
+    # With dropout the masks appear; unfused attention stores a·s² per micro-batch.
+    assert _rows(hidden_dropout=1.0)["dropout_masks"] == 2 * s * h / t
+    assert _rows(flash=0.0)["attention_core"] == 2 * s * s * 128 / t
+
+
+def test_megatron_theoretical_memory_formula_with_its_own_ffn() -> None:
+    """Megatron-LM theoretical_memory_usage.py: s·b·h·(18 + 4·ffn/h)/t per layer with SP
+    and selective recompute, GELU, MHA, dropout; here with ffn = 3h, not 4h."""
+    s, h, t = 4096, 8192, 8
+    rows = _rows(tokens=s, keys=s, hidden=h, heads=64, q_dim=h, kv_dim=h, ffn=3 * h,
+                 gated=0.0, hidden_dropout=1.0, attention_dropout=1.0, flash=0.0)  # fmt: skip
+    stored = sum(v for k, v in rows.items() if k != "attention_core")
+    assert stored == pytest.approx(s * h * (18 + 4 * 3) / t)
