@@ -103,20 +103,22 @@ def estimate_command(
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,
-    tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree."),
-    pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
-    cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
-    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree (default: the rest)."),
-    ep: int = typer.Option(1, "--ep", help="Expert-parallel degree (MoE)."),
+    tp: int | None = typer.Option(None, "--tp", help="Tensor-parallel degree."),
+    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages."),
+    cp: int | None = typer.Option(None, "--cp", help="Context-parallel degree."),
+    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree."),
+    ep: int | None = typer.Option(None, "--ep", help="Expert-parallel degree (MoE)."),
     zero: str | None = typer.Option(
         None, "--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp (default 1 if dp>1)."
     ),
     hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="HSDP shard group size."),
-    micro_batch: int = typer.Option(1, "--micro-batch", help="Sequences per micro-batch."),
-    recompute: str | None = typer.Option(
-        None, "--recompute", help="none|selective|full (default: the least that fits)."
+    micro_batch: int | None = typer.Option(
+        None, "--micro-batch", help="Sequences per micro-batch."
     ),
-    interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per GPU."),
+    recompute: str | None = typer.Option(None, "--recompute", help="none|selective|full."),
+    interleave: int | None = typer.Option(
+        None, "--interleave", help="Virtual pipeline stages per GPU."
+    ),
     sequence_parallel: bool | None = typer.Option(
         None,
         "--sequence-parallel/--no-sequence-parallel",
@@ -141,8 +143,15 @@ def estimate_command(
     ckpt_gb_s_max: CkptGbSMaxOption = None,
     restart_min: RestartMinOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Say why the chosen layout beat the runner-up and variants."
+    ),
 ) -> None:
-    """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
+    """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout.
+
+    Layout flags not given take what `plan search` picks under the given ones (the
+    fastest layout that fits); the output says so.
+    """
     import json
     import sys
 
@@ -183,6 +192,7 @@ def estimate_command(
         ckpt_gb_s=ckpt_gb_s,
         ckpt_gb_s_max=ckpt_gb_s_max,
         restart_min=restart_min,
+        explain=explain,
     )
     plan, defaults = run_request(request)
     if as_json:

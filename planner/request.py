@@ -35,16 +35,16 @@ class EstimateRequest:
     global_batch: str | None = None
     global_batch_tokens: str | None = None
     tokens: str | None = None
-    tp: int = 1
-    pp: int = 1
-    cp: int = 1
+    tp: int | None = None
+    pp: int | None = None
+    cp: int | None = None
     dp: int | None = None
-    ep: int = 1
+    ep: int | None = None
     zero: str | None = None
     hsdp_shard: int | None = None
-    micro_batch: int = 1
+    micro_batch: int | None = None
     recompute: str | None = None
-    interleave: int = 1
+    interleave: int | None = None
     sequence_parallel: bool | None = None
     uneven_stages: bool | None = None
     activation_offload: float | None = None
@@ -60,6 +60,8 @@ class EstimateRequest:
     ckpt_gb_s: float | None = None
     ckpt_gb_s_max: float | None = None
     restart_min: float | None = None
+    explain: bool = False
+    """Add why the chosen layout beat the alternatives to the notes."""
 
 
 def resolve_model(text: str) -> ModelSpec:
@@ -146,8 +148,28 @@ def specs_from_request(
     return model, cluster, training, defaults
 
 
+def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
+    """The layout knobs the request gives (None: left to the search)."""
+    given = {
+        "tp": r.tp, "pp": r.pp, "cp": r.cp, "dp": r.dp, "ep": r.ep, "sharding": sharding,
+        "hsdp_shard_size": r.hsdp_shard, "micro_batch": r.micro_batch,
+        "recompute": r.recompute, "interleave": r.interleave,
+        "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
+        "activation_offload": r.activation_offload,
+    }  # fmt: skip
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
-    """Build the specs (stating every default used) and estimate the layout."""
+    """Build the specs (stating every default used) and estimate the layout.
+
+    Knobs not given are what ``plan search`` picks under the given ones (the fastest layout
+    that fits; :mod:`planner.estimate_defaults`); when nothing fits, the least
+    recomputation with one GPU per degree not given, dp the rest, ZeRO-1.
+    """
+    from planner.checks import validate
+    from planner.estimate_defaults import explain, searched_layout
+
     r = request
     for flag, value in (
         ("--tp", r.tp),
@@ -157,11 +179,13 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
         ("--micro-batch", r.micro_batch),
         ("--interleave", r.interleave),
     ):
-        _positive(value, flag)
+        if value is not None:
+            _positive(value, flag)
     model, cluster, training, defaults = specs_from_request(r)
     gpus = cluster.num_gpus
+    tp, pp, cp = r.tp or 1, r.pp or 1, r.cp or 1
 
-    model_parallel = r.tp * r.pp * r.cp
+    model_parallel = tp * pp * cp
     if r.dp is None:
         if gpus % model_parallel:
             raise PlanInputError(
@@ -169,14 +193,9 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
                 "change the degrees or the GPU count."
             )
         dp = gpus // model_parallel
-        defaults.append(f"--dp {dp} (GPUs / (tp·pp·cp))")
     else:
         dp = _positive(r.dp, "--dp")
-    if r.zero is None:
-        sharding = "zero1" if dp * r.cp > 1 else "none"
-        defaults.append(f"--zero {sharding} (distributed optimizer when data-parallel)")
-    else:
-        sharding = r.zero
+    sharding = r.zero if r.zero is not None else ("zero1" if dp * cp > 1 else "none")
     hsdp_shard = r.hsdp_shard
     if sharding == "hsdp" and hsdp_shard is None:
         raise PlanInputError("--zero hsdp needs --hsdp-shard N (the shard group size).")
@@ -185,30 +204,39 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
     offload = 0.0 if r.activation_offload is None else r.activation_offload
     if not 0.0 <= offload < 1.0:
         raise PlanInputError(f"--offload: a share of activations in [0, 1), got {offload}.")
-    sequence_parallel = r.sequence_parallel
-    if sequence_parallel is None:
-        sequence_parallel = r.tp > 1
-        if r.tp > 1:
-            defaults.append("--sequence-parallel (tp > 1)")
+    sequence_parallel = r.sequence_parallel if r.sequence_parallel is not None else tp > 1
 
     def layout(recompute: str) -> Layout:
         return Layout(
             dp=dp,
-            tp=r.tp,
-            pp=r.pp,
-            cp=r.cp,
-            ep=r.ep,
+            tp=tp,
+            pp=pp,
+            cp=cp,
+            ep=r.ep or 1,
             sharding=sharding,
             hsdp_shard_size=hsdp_shard,
-            micro_batch=r.micro_batch,
+            micro_batch=r.micro_batch or 1,
             recompute=recompute,
-            interleave=r.interleave,
+            interleave=r.interleave or 1,
             sequence_parallel=sequence_parallel,
             uneven_stages=bool(r.uneven_stages),
             activation_offload=offload,
         )
 
-    if r.recompute is not None:
+    # The given knobs must make a valid layout on their own (the checks' own messages).
+    validate(model, cluster, training, layout(r.recompute or "none"), cluster.accelerator())
+    pins = _pins(r, r.zero)
+    fully_pinned = set(_pins_all()) <= set(pins)
+    found = None if fully_pinned else searched_layout(model, cluster, training, pins)
+    if found is not None:
+        chosen, searched, notes = found
+        result = estimate(model, cluster, training, chosen)
+        defaults += notes
+        if r.explain:
+            defaults += [
+                f"why: {line}" for line in explain(model, cluster, training, result, searched, pins)
+            ]
+    elif r.recompute is not None:
         chosen = layout(r.recompute)
         result = estimate(model, cluster, training, chosen)
     else:
@@ -219,5 +247,18 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
                 break
         reason = "the least recomputation that fits" if result.fits else "nothing fits"
         defaults.append(f"--recompute {chosen.recompute} ({reason})")
+    if found is None and not fully_pinned:
+        if r.dp is None:
+            defaults.append(f"--dp {dp} (GPUs / (tp·pp·cp))")
+        if r.zero is None:
+            defaults.append(f"--zero {sharding} (distributed optimizer when data-parallel)")
+        defaults.append("`plan search` found no layout that fits under the given pins")
     plan = Plan(model=model, cluster=cluster, training=training, layout=chosen, estimate=result)
     return plan, defaults
+
+
+def _pins_all() -> tuple[str, ...]:
+    """Every knob an estimate can pin (hsdp_shard_size only goes with HSDP)."""
+    from planner.estimate_defaults import FLAGS
+
+    return tuple(name for name in FLAGS if name != "hsdp_shard_size")
