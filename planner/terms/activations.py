@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from planner.formulas import flops, memory
+from planner.formulas import comm, flops, memory
 from planner.formulas.ops import maximum, minimum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import SHARDS_WEIGHTS, UNEVEN_LAYERS, Shapes
@@ -50,15 +50,31 @@ def offload_time(
 
     The offloaded bytes go to the host during the layer's forward and come back during its
     backward on the copy engines, hidden under that compute up to its length (Rhu et al.
-    2016, vDNN, Sec. 3; Megatron-LM fine-grained activation offloading); the copies also
-    read and write HBM once each way, which slows the memory-bound kernels beside them.
+    2016, vDNN, Sec. 3; Megatron-LM fine-grained activation offloading), unless every
+    layer also talks to other nodes over the same PCIe link (:func:`per_layer_inter_node`);
+    the copies also read and write HBM once each way, which slows the memory-bound kernels
+    beside them.
     """
     moved = x.offload * act.stored
     t_copy = moved / (x.host_bytes_s * c.host_copy_efficiency)
     hbm = moved / s.mem_bw
-    fwd = maximum(t_copy - layer_fwd, 0.0) + hbm
-    bwd = maximum(t_copy - layer_bwd, 0.0) + hbm
+    window = where(per_layer_inter_node(x, s) > 0, 0.0, 1.0)
+    fwd = maximum(t_copy - layer_fwd * window, 0.0) + hbm
+    bwd = maximum(t_copy - layer_bwd * window, 0.0) + hbm
     return fwd, bwd
+
+
+def per_layer_inter_node(x: Inputs, s: Shapes) -> Any:
+    """Above 0 when every layer moves data between nodes: TP, CP or EP groups, or the
+    ZeRO-3/FSDP shard group, spanning nodes. The NIC sits on the GPU's PCIe link (DGX
+    H100: each GPU and its ConnectX-7 behind one PCIe switch, GPUDirect RDMA), so those
+    transfers and the offload copies share it; we then hide no copy under compute."""
+
+    def spans(size: Any, stride: Any) -> Any:
+        return where(comm.members_per_node(size, stride, x.gpus_per_node) < size, 1.0, 0.0)
+
+    fsdp = where(x.sharding > SHARDS_WEIGHTS, spans(s.shard_group, x.tp), 0.0)
+    return fsdp + spans(x.tp, 1.0) + spans(x.cp, x.tp) + spans(x.ep, x.tp * x.cp)
 
 
 class StageActivations(NamedTuple):

@@ -128,3 +128,14 @@ def test_megatron_theoretical_memory_formula_with_its_own_ffn() -> None:
                  gated=0.0, hidden_dropout=1.0, attention_dropout=1.0, flash=0.0)  # fmt: skip
     stored = sum(v for k, v in rows.items() if k != "attention_core")
     assert stored == pytest.approx(s * h * (18 + 4 * 3) / t)
+
+
+def test_offload_is_not_hidden_when_every_layer_talks_across_nodes() -> None:
+    """FSDP over 64 GPUs gathers every layer over the NIC, which shares the GPU's PCIe
+    link with the offload copies: the copies are then exposed in full."""
+    model = planner.get_model("llama3-70b")
+    cluster = planner.ClusterSpec(gpu=H100, num_gpus=64)
+    training = planner.TrainingSpec(seq_len=8192, global_batch_seqs=64, total_tokens=1e12)
+    fsdp = planner.Layout(dp=64, sharding="zero3", activation_offload=0.5)
+    est = planner.estimate(model, cluster, training, fsdp)
+    assert est.step.breakdown["offload_s"] > 0.05 * est.step.time_s
