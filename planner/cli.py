@@ -130,6 +130,10 @@ def estimate_command(
     offload: float | None = typer.Option(
         None, "--offload", help="Share of saved activations offloaded to host (0-0.99)."
     ),
+    schedule: str | None = typer.Option(None, "--schedule", help="Pipeline: 1f1b | gpipe."),
+    microbatch_group: int | None = typer.Option(
+        None, "--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."
+    ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
@@ -180,6 +184,8 @@ def estimate_command(
         sequence_parallel=sequence_parallel,
         uneven_stages=uneven_stages,
         activation_offload=offload,
+        schedule=schedule,
+        microbatch_group=microbatch_group,
         precision=precision,
         optimizer=optimizer,
         attention=attention,
@@ -242,6 +248,10 @@ def search_command(
     ),
     offload: float | None = typer.Option(
         None, "--offload", help="Pin the share of activations offloaded to host."
+    ),
+    schedule: str | None = typer.Option(None, "--schedule", help="Pin the pipeline schedule."),
+    microbatch_group: int | None = typer.Option(
+        None, "--microbatch-group", help="Pin micro-batches per chunk (interleaved)."
     ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
@@ -329,6 +339,7 @@ def search_command(
         "hsdp_shard_size": hsdp_shard, "micro_batch": micro_batch, "recompute": recompute,
         "interleave": interleave, "sequence_parallel": sequence_parallel,
         "uneven_stages": uneven_stages, "activation_offload": offload,
+        "schedule": schedule, "microbatch_group": microbatch_group,
     }  # fmt: skip
     if plot is not None:
         from planner.plot import check_plot_path

@@ -33,7 +33,10 @@ FLAGS = {
     "uneven_stages": "--uneven-stages",
     "activation_offload": "--offload",
 }
-"""Layout field -> the ``plan estimate`` flag that pins it."""
+"""Layout field -> the ``plan estimate`` flag that pins it (and the search fills in)."""
+
+PINNED_ONLY = {"schedule": "--schedule", "microbatch_group": "--microbatch-group"}
+"""Knobs the search does not vary (their defaults are never slower): given or default."""
 
 _NEGATED = {"sequence_parallel": "--no-sequence-parallel", "uneven_stages": "--even-stages"}
 

@@ -106,6 +106,8 @@ class Inputs(NamedTuple):
     ep: Any
     uneven: Any
     offload: Any
+    gpipe: Any
+    mb_group: Any
 
 
 class Constants(NamedTuple):
@@ -255,6 +257,8 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "ep": float(layout.ep),
         "uneven": _f(layout.uneven_stages),
         "offload": float(layout.activation_offload),
+        "gpipe": _f(layout.schedule == "gpipe"),
+        "mb_group": float(layout.microbatch_group or 0),
     }
 
 
@@ -337,6 +341,8 @@ LAYOUT_DEFAULTS = {
     "ep": 1.0,
     "uneven": 0.0,
     "offload": 0.0,
+    "gpipe": 0.0,
+    "mb_group": 0.0,
 }
 """Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
 

@@ -53,7 +53,7 @@ from planner.specs import ClusterSpec, Layout, ModelSpec, TrainingSpec
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("gpus", "tp", "cp", "pp", "dp"),
     ("sp", "micro_batch", "ep"),
-    ("interleave", "uneven"),
+    ("interleave", "uneven", "gpipe", "mb_group"),
     ("sharding", "hsdp_shard"),
     ("recompute", "offload"),
 )
@@ -73,6 +73,8 @@ PINNABLE = {
     "sequence_parallel": "sp",
     "uneven_stages": "uneven",
     "activation_offload": "offload",
+    "schedule": "gpipe",
+    "microbatch_group": "mb_group",
 }
 """Layout field -> Inputs name of the knobs that can be pinned."""
 
@@ -191,6 +193,8 @@ def layout_from_values(values: Mapping[str, float]) -> Layout:
         ep=int(values["ep"]),
         uneven_stages=bool(values.get("uneven", 0.0)),
         activation_offload=float(values.get("offload", 0.0)),
+        schedule="gpipe" if values.get("gpipe", 0.0) else "1f1b",
+        microbatch_group=int(values["mb_group"]) if values.get("mb_group", 0.0) else None,
     )
 
 
@@ -220,6 +224,10 @@ def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
             out[name] = RECOMPUTE_CODES[value]
         elif name in ("sp", "uneven"):
             out[name] = 1.0 if value else 0.0
+        elif name == "gpipe":
+            if value not in ("1f1b", "gpipe"):
+                raise PlanInputError(f"pinned schedule {value!r}: use 1f1b or gpipe.")
+            out[name] = 1.0 if value == "gpipe" else 0.0
         elif name == "offload":
             if isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
                 raise PlanInputError(
@@ -363,8 +371,13 @@ def enumerate_layouts(
         even_ok = (table == 1) | ((pp2 > 1) & (layers % (pp2 * table) == 0))
         uneven_ok = (pp2 > 1) & ((layers + 2) % (pp2 * table) == 0)
     mask = np.where(uneven > 0, uneven_ok, even_ok)
+    # GPipe and micro-batch groups only when pinned: never faster than 1F1B's defaults.
+    gpipe = np.full_like(table, pins.get("gpipe", 0.0))
+    group = np.full_like(table, pins.get("mb_group", 0.0))
+    mask = mask & ((gpipe == 0) | ((table == 1) & (pp2 > 1))) & ((group == 0) | (table > 1))
     _expand(levels, parents, np.broadcast_to(mask, (len(pp2), table.shape[1])),
-            {"interleave": table, "uneven": uneven}, True)  # fmt: skip
+            {"interleave": table, "uneven": uneven, "gpipe": gpipe, "mb_group": group},
+            True)  # fmt: skip
     finish_rules({"interleave", "uneven"})
 
     # --- level 3: data-parallel sharding ----------------------------------------------------

@@ -48,6 +48,8 @@ class EstimateRequest:
     sequence_parallel: bool | None = None
     uneven_stages: bool | None = None
     activation_offload: float | None = None
+    schedule: str | None = None
+    microbatch_group: int | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
@@ -155,7 +157,8 @@ def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
         "hsdp_shard_size": r.hsdp_shard, "micro_batch": r.micro_batch,
         "recompute": r.recompute, "interleave": r.interleave,
         "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
-        "activation_offload": r.activation_offload,
+        "activation_offload": r.activation_offload, "schedule": r.schedule,
+        "microbatch_group": r.microbatch_group,
     }  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
@@ -171,7 +174,10 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
     from planner.estimate_defaults import explain, searched_layout
 
     r = request
+    if r.schedule not in (None, "1f1b", "gpipe"):
+        raise PlanInputError(f"--schedule {r.schedule!r}: use 1f1b or gpipe.")
     for flag, value in (
+        ("--microbatch-group", r.microbatch_group),
         ("--tp", r.tp),
         ("--pp", r.pp),
         ("--cp", r.cp),
@@ -221,6 +227,8 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             sequence_parallel=sequence_parallel,
             uneven_stages=bool(r.uneven_stages),
             activation_offload=offload,
+            schedule="gpipe" if r.schedule == "gpipe" else "1f1b",
+            microbatch_group=r.microbatch_group,
         )
 
     # The given knobs must make a valid layout on their own (the checks' own messages).

@@ -18,6 +18,10 @@ def describe_layout(layout: Layout) -> str:
         parts.append(f"v{lo.interleave}")
     if lo.sequence_parallel:
         parts.append("sp")
+    if lo.schedule == "gpipe":
+        parts.append("gpipe")
+    if lo.microbatch_group is not None:
+        parts.append(f"N{lo.microbatch_group}")
     if lo.uneven_stages:
         parts.append("uneven")
     if lo.recompute != "none":

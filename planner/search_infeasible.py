@@ -63,9 +63,10 @@ def no_valid_layout(
     """Why the enumeration is empty: a fully pinned layout gets the checks' own message."""
     from planner.layouts import PINNABLE, layout_from_values
 
-    full = set(PINNABLE.values()) - {"hsdp_shard", "uneven", "offload"}
+    optional = {"hsdp_shard": 1.0, "uneven": 0.0, "offload": 0.0, "gpipe": 0.0, "mb_group": 0.0}
+    full = set(PINNABLE.values()) - set(optional)
     if full <= set(pins) and len(counts) == 1:
-        values = {"hsdp_shard": 1.0, "uneven": 0.0, "offload": 0.0, **pins}
+        values = {**optional, **pins}
         try:
             layout = layout_from_values(values)
         except PlanInputError as exc:

@@ -218,6 +218,14 @@ class Layout(BaseModel):
     """The first and the last pipeline stage hold one layer fewer than the others, which
     balances the embedding, the output layer and the first stage's extra micro-batches in
     flight (Llama 3 paper, Sec. 3.3.2; Megatron-LM --decoder-first/last-pipeline-num-layers)."""
+    schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    """Pipeline schedule: '1f1b' (one forward, one backward; interleaved when interleave
+    > 1; Narayanan et al. 2021) or 'gpipe' (every forward, then every backward; Huang et
+    al. 2019): the same bubble, with all micro-batches' activations in flight."""
+    microbatch_group: int | None = Field(default=None, gt=0)
+    """Interleaved schedules: micro-batches a chunk runs before the next chunk (Megatron-LM
+    microbatch_group_size_per_vp_stage; Llama 3's N, Sec. 3.3.2); None means pp. Fewer
+    than pp keeps fewer micro-batches in flight and idles the stage between chunks."""
     activation_offload: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Fraction of each layer's saved activations copied to host memory after its forward
     and back before its backward, overlapped with compute (Megatron-LM fine-grained
@@ -237,6 +245,12 @@ class Layout(BaseModel):
             raise PlanInputError("layout: interleave > 1 needs pipeline stages (pp > 1).")
         if self.uneven_stages and self.pp == 1:
             raise PlanInputError("layout: uneven_stages needs pipeline stages (pp > 1).")
+        if self.schedule == "gpipe" and (self.pp == 1 or self.interleave > 1):
+            raise PlanInputError(
+                "layout: schedule 'gpipe' needs pipeline stages and no interleave."
+            )
+        if self.microbatch_group is not None and self.interleave == 1:
+            raise PlanInputError("layout: microbatch_group needs an interleaved schedule.")
         return self
 
     @property

@@ -175,10 +175,21 @@ def stored_layer_activation_bytes(
     )
 
 
-def chunks_in_flight(stage: Num, pp: Num, interleave: Num, micro_batches: Num) -> Num:
-    """Model chunks whose activations stage ``stage`` (0-based) holds at its peak."""
-    interleaved = 2 * (pp - stage - 1) + (interleave - 1) * pp + 1
-    plain = pp - stage
+def chunks_in_flight(
+    stage: Num, pp: Num, interleave: Num, micro_batches: Num, group: Num = None,
+    gpipe: Num = 0.0,
+) -> Num:  # fmt: skip
+    """Model chunks whose activations stage ``stage`` (0-based) holds at its peak.
+
+    Interleaved 1F1B: Megatron-LM's warm-up of 2(p - r - 1) + (v - 1)·N chunk forwards
+    plus the one of the steady state, N the micro-batches a chunk runs before the next
+    (``microbatch_group_size_per_vp_stage``, default p; Llama 3's N, Sec. 3.3.2). 1F1B:
+    p - r (Narayanan et al. 2021, Sec. 2.2.1). GPipe runs every forward before the first
+    backward: all m micro-batches (Huang et al. 2019).
+    """
+    n = pp if group is None else group
+    interleaved = 2 * (pp - stage - 1) + (interleave - 1) * n + 1
+    plain = where(gpipe > 0, micro_batches, pp - stage)
     return minimum(where(interleave > 1, interleaved, plain), micro_batches * interleave)
 
 

@@ -101,9 +101,10 @@ def stage_activations(
     """
     layers_per_chunk = s.layers_stage / x.interleave
     m = s.micro_batches
-    first_chunks = memory.chunks_in_flight(0.0, x.pp, x.interleave, m)
-    second_chunks = memory.chunks_in_flight(1.0, x.pp, x.interleave, m)
-    last_chunks = memory.chunks_in_flight(x.pp - 1, x.pp, x.interleave, m)
+    group = where(x.mb_group > 0, x.mb_group, x.pp)
+    first_chunks = memory.chunks_in_flight(0.0, x.pp, x.interleave, m, group, x.gpipe)
+    second_chunks = memory.chunks_in_flight(1.0, x.pp, x.interleave, m, group, x.gpipe)
+    last_chunks = memory.chunks_in_flight(x.pp - 1, x.pp, x.interleave, m, group, x.gpipe)
     chunk0_first = minimum(where(x.interleave > 1, 2 * x.pp - 1, first_chunks), m)
     on_gpu = act.stored * (1.0 - x.offload)
     logits = x.logits_bytes * s.tokens * x.vocab / x.tp

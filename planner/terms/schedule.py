@@ -105,7 +105,10 @@ def pipeline_time(
     """(bubble, exposed stage-to-stage sends) seconds per step: bubble (p-1)/v · t_mb
     (Narayanan et al. 2021, Sec. 2.2.1); each rank sends its 1/t share of the
     activations, all of them with SP (scatter/gather optimisation, Sec. 4.1)."""
-    bubble = step.bubble_time(x.pp, x.interleave, t_micro_batch)
+    group = where(x.mb_group > 0, x.mb_group, x.pp)
+    bubble = step.bubble_time(x.pp, x.interleave, t_micro_batch) + step.group_idle_time(
+        s.micro_batches, x.pp, x.interleave, group, t_micro_batch
+    )
     p2p_send = comm.p2p_time(s.act_full * s.sp_share / where(x.sp > 0, 1.0, x.tp), pp_bw, pp_alpha)
     p2p = step.p2p_exposed_time(s.micro_batches, x.pp, x.interleave, p2p_send)
     return bubble, p2p

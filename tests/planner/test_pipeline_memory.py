@@ -139,3 +139,37 @@ def test_offload_is_not_hidden_when_every_layer_talks_across_nodes() -> None:
     fsdp = planner.Layout(dp=64, sharding="zero3", activation_offload=0.5)
     est = planner.estimate(model, cluster, training, fsdp)
     assert est.step.breakdown["offload_s"] > 0.05 * est.step.time_s
+
+
+def test_gpipe_holds_every_micro_batch_and_groups_trade_memory_for_idle() -> None:
+    model, cluster, training = _llama3(8192)
+    one_f_one_b = planner.Layout(dp=64, tp=8, pp=16, sharding="zero1", sequence_parallel=True,
+                                 recompute="full")  # fmt: skip
+    gpipe = one_f_one_b.model_copy(update={"schedule": "gpipe"})
+    a = planner.estimate(model, cluster, training, one_f_one_b)
+    b = planner.estimate(model, cluster, training, gpipe)
+    # 32 micro-batches in flight instead of 16 (first stage): the last stage, which also
+    # holds them all now, peaks with its logits (6 bytes x 8192 tokens x 128256 / 8).
+    logits_gib = 6 * 8192 * 128256 / 8 / 2**30
+    assert b.memory_gib.activations == pytest.approx(a.memory_gib.activations * 2 + logits_gib)
+    assert b.step.time_s == pytest.approx(a.step.time_s)
+    # Megatron's micro-batch groups: N = 8 < p = 16 on an interleaved schedule.
+    assert chunks_in_flight(0, 16, 4, 32, 8) == 2 * 15 + 3 * 8 + 1
+    inter = planner.Layout(dp=64, tp=8, pp=16, interleave=4, uneven_stages=True,
+                           sharding="zero1", sequence_parallel=True)  # fmt: skip
+    grouped = inter.model_copy(update={"microbatch_group": 8})
+    c = planner.estimate(model, cluster, training, inter)
+    d = planner.estimate(model, cluster, training, grouped)
+    assert d.memory_gib.total < c.memory_gib.total
+    # m/N = 4 rounds, each idling (v - 1)/v x (p - N) = 6 micro-batch times more.
+    t_mb = c.step.breakdown["pipeline_bubble_s"] / (15 / 4)
+    assert d.step.breakdown["pipeline_bubble_s"] - c.step.breakdown[
+        "pipeline_bubble_s"
+    ] == pytest.approx(4 * 6 * t_mb, rel=1e-6)
+    with pytest.raises(ValueError, match="microbatch_group needs an interleaved"):
+        planner.Layout(dp=8, pp=2, microbatch_group=1)
+    with pytest.raises(ValueError, match="gpipe"):
+        planner.Layout(dp=8, pp=2, interleave=2, schedule="gpipe")
+    result = search(model, cluster, training, top_k=1,
+                    pinned={"tp": 8, "pp": 16, "cp": 1, "schedule": "gpipe"})  # fmt: skip
+    assert all(e.layout.schedule == "gpipe" for e in result.ranked)
