@@ -3,6 +3,8 @@ so, and with --explain says why the alternatives lost (issue 17, item 4)."""
 
 from __future__ import annotations
 
+import pytest
+
 import planner
 from planner.layout_search import search
 from planner.request import EstimateRequest, run_request
@@ -44,3 +46,21 @@ def test_nothing_fits_falls_back_and_says_so() -> None:
     assert not plan.estimate.fits and plan.layout.recompute == "full"
     assert "`plan search` found no layout that fits under the given pins" in notes
     assert isinstance(plan.estimate, planner.Estimate)
+
+
+def test_bad_memory_knob_flags_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from scalectl.cli import main
+
+    base = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "64",
+            "--seq-len", "8k", "--global-batch", "512"]  # fmt: skip
+    for extra, message in (
+        (["--offload", "1.5"], "--offload: a share of activations in [0, 1)"),
+        (["--schedule", "bogus"], "--schedule 'bogus': use 1f1b or gpipe"),
+        (["--microbatch-group", "0"], "--microbatch-group: must be a positive whole number"),
+        (["--pp", "1", "--uneven-stages"], "uneven_stages needs pipeline stages"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, *extra])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
