@@ -134,6 +134,9 @@ def estimate_command(
     microbatch_group: int | None = typer.Option(
         None, "--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."
     ),
+    free_stage_outputs: bool | None = typer.Option(
+        None, "--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."
+    ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
@@ -186,6 +189,7 @@ def estimate_command(
         activation_offload=offload,
         schedule=schedule,
         microbatch_group=microbatch_group,
+        free_stage_outputs=free_stage_outputs,
         precision=precision,
         optimizer=optimizer,
         attention=attention,
@@ -252,6 +256,9 @@ def search_command(
     schedule: str | None = typer.Option(None, "--schedule", help="Pin the pipeline schedule."),
     microbatch_group: int | None = typer.Option(
         None, "--microbatch-group", help="Pin micro-batches per chunk (interleaved)."
+    ),
+    free_stage_outputs: bool | None = typer.Option(
+        None, "--free-stage-outputs/--keep-stage-outputs", help="Pin freeing sent outputs."
     ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
@@ -340,6 +347,7 @@ def search_command(
         "interleave": interleave, "sequence_parallel": sequence_parallel,
         "uneven_stages": uneven_stages, "activation_offload": offload,
         "schedule": schedule, "microbatch_group": microbatch_group,
+        "free_stage_outputs": free_stage_outputs,
     }  # fmt: skip
     if plot is not None:
         from planner.plot import check_plot_path

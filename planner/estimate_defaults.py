@@ -35,7 +35,11 @@ FLAGS = {
 }
 """Layout field -> the ``plan estimate`` flag that pins it (and the search fills in)."""
 
-PINNED_ONLY = {"schedule": "--schedule", "microbatch_group": "--microbatch-group"}
+PINNED_ONLY = {
+    "schedule": "--schedule",
+    "microbatch_group": "--microbatch-group",
+    "free_stage_outputs": "--free-stage-outputs",
+}
 """Knobs the search does not vary (their defaults are never slower): given or default."""
 
 _NEGATED = {"sequence_parallel": "--no-sequence-parallel", "uneven_stages": "--even-stages"}

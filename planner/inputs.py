@@ -108,6 +108,7 @@ class Inputs(NamedTuple):
     offload: Any
     gpipe: Any
     mb_group: Any
+    keep_outputs: Any
 
 
 class Constants(NamedTuple):
@@ -259,6 +260,7 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "offload": float(layout.activation_offload),
         "gpipe": _f(layout.schedule == "gpipe"),
         "mb_group": float(layout.microbatch_group or 0),
+        "keep_outputs": _f(not layout.free_stage_outputs),
     }
 
 
@@ -343,6 +345,7 @@ LAYOUT_DEFAULTS = {
     "offload": 0.0,
     "gpipe": 0.0,
     "mb_group": 0.0,
+    "keep_outputs": 0.0,
 }
 """Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
 

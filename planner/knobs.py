@@ -27,6 +27,7 @@ PINNABLE = {
     "activation_offload": "offload",
     "schedule": "gpipe",
     "microbatch_group": "mb_group",
+    "free_stage_outputs": "keep_outputs",
 }
 """Layout field -> Inputs name of the knobs that can be pinned."""
 
@@ -59,6 +60,7 @@ def layout_from_values(values: Mapping[str, float]) -> Layout:
         activation_offload=float(values.get("offload", 0.0)),
         schedule="gpipe" if values.get("gpipe", 0.0) else "1f1b",
         microbatch_group=int(values["mb_group"]) if values.get("mb_group", 0.0) else None,
+        free_stage_outputs=not values.get("keep_outputs", 0.0),
     )
 
 
@@ -88,6 +90,8 @@ def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
             out[name] = RECOMPUTE_CODES[value]
         elif name in ("sp", "uneven"):
             out[name] = 1.0 if value else 0.0
+        elif name == "keep_outputs":
+            out[name] = 0.0 if value else 1.0
         elif name == "gpipe":
             if value not in ("1f1b", "gpipe"):
                 raise PlanInputError(f"pinned schedule {value!r}: use 1f1b or gpipe.")

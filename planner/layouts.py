@@ -69,7 +69,7 @@ __all__ = [
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("gpus", "tp", "cp", "pp", "dp"),
     ("sp", "micro_batch", "ep"),
-    ("interleave", "uneven", "gpipe", "mb_group"),
+    ("interleave", "uneven", "gpipe", "mb_group", "keep_outputs"),
     ("sharding", "hsdp_shard"),
     ("recompute", "offload"),
 )
@@ -290,10 +290,11 @@ def enumerate_layouts(
     # GPipe and micro-batch groups only when pinned: never faster than 1F1B's defaults.
     gpipe = np.full_like(table, pins.get("gpipe", 0.0))
     group = np.full_like(table, pins.get("mb_group", 0.0))
+    keep = np.full_like(table, pins.get("keep_outputs", 0.0))
     mask = mask & ((gpipe == 0) | ((table == 1) & (pp2 > 1))) & ((group == 0) | (table > 1))
     _expand(levels, parents, np.broadcast_to(mask, (len(pp2), table.shape[1])),
-            {"interleave": table, "uneven": uneven, "gpipe": gpipe, "mb_group": group},
-            True)  # fmt: skip
+            {"interleave": table, "uneven": uneven, "gpipe": gpipe, "mb_group": group,
+             "keep_outputs": keep}, True)  # fmt: skip
     finish_rules({"interleave", "uneven"})
 
     # --- level 3: data-parallel sharding ----------------------------------------------------

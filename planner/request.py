@@ -50,6 +50,7 @@ class EstimateRequest:
     activation_offload: float | None = None
     schedule: str | None = None
     microbatch_group: int | None = None
+    free_stage_outputs: bool | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
@@ -158,7 +159,7 @@ def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
         "recompute": r.recompute, "interleave": r.interleave,
         "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
         "activation_offload": r.activation_offload, "schedule": r.schedule,
-        "microbatch_group": r.microbatch_group,
+        "microbatch_group": r.microbatch_group, "free_stage_outputs": r.free_stage_outputs,
     }  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
@@ -229,6 +230,7 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             activation_offload=offload,
             schedule="gpipe" if r.schedule == "gpipe" else "1f1b",
             microbatch_group=r.microbatch_group,
+            free_stage_outputs=r.free_stage_outputs is not False,
         )
 
     # The given knobs must make a valid layout on their own (the checks' own messages).

@@ -24,6 +24,8 @@ def describe_layout(layout: Layout) -> str:
         parts.append(f"N{lo.microbatch_group}")
     if lo.uneven_stages:
         parts.append("uneven")
+    if not lo.free_stage_outputs:
+        parts.append("keep-outputs")
     if lo.recompute != "none":
         parts.append({"selective": "sel-rc", "full": "full-rc"}[lo.recompute])
     if lo.activation_offload > 0:

@@ -63,7 +63,14 @@ def no_valid_layout(
     """Why the enumeration is empty: a fully pinned layout gets the checks' own message."""
     from planner.layouts import PINNABLE, layout_from_values
 
-    optional = {"hsdp_shard": 1.0, "uneven": 0.0, "offload": 0.0, "gpipe": 0.0, "mb_group": 0.0}
+    optional = {
+        "hsdp_shard": 1.0,
+        "uneven": 0.0,
+        "offload": 0.0,
+        "gpipe": 0.0,
+        "mb_group": 0.0,
+        "keep_outputs": 0.0,
+    }
     full = set(PINNABLE.values()) - set(optional)
     if full <= set(pins) and len(counts) == 1:
         values = {**optional, **pins}

@@ -226,6 +226,11 @@ class Layout(BaseModel):
     """Interleaved schedules: micro-batches a chunk runs before the next chunk (Megatron-LM
     microbatch_group_size_per_vp_stage; Llama 3's N, Sec. 3.3.2); None means pp. Fewer
     than pp keeps fewer micro-batches in flight and idles the stage between chunks."""
+    free_stage_outputs: bool = True
+    """Free the data of each tensor a stage sends once sent, keeping only its autograd
+    node (Megatron-LM deallocate_pipeline_outputs / deallocate_output_tensor); False keeps
+    every chunk's output until its backward (plain autograd), one hidden state per chunk
+    in flight."""
     activation_offload: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Fraction of each layer's saved activations copied to host memory after its forward
     and back before its backward, overlapped with compute (Megatron-LM fine-grained

@@ -113,6 +113,12 @@ def stage_activations(
     act_first = first_layers * on_gpu + where(x.pp == 1, logits, 0.0)
     act_last = last_layers * on_gpu + logits
     act_second = second_chunks * layers_per_chunk * on_gpu
+    # Kept stage outputs: one hidden state (SP-sharded, as sent) per chunk in flight on
+    # every stage but the last, whose last chunk sends nothing.
+    sent = x.keep_outputs * where(x.pp > 1, s.act_full * s.sp_share, 0.0)
+    act_first = act_first + sent * first_chunks
+    act_second = act_second + sent * second_chunks
+    act_last = act_last + sent * (last_chunks - 1)
     workspace = where(
         x.recompute >= flops.RECOMPUTE_FULL,
         act.no_recompute,

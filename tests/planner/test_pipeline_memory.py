@@ -173,3 +173,21 @@ def test_gpipe_holds_every_micro_batch_and_groups_trade_memory_for_idle() -> Non
     result = search(model, cluster, training, top_k=1,
                     pinned={"tp": 8, "pp": 16, "cp": 1, "schedule": "gpipe"})  # fmt: skip
     assert all(e.layout.schedule == "gpipe" for e in result.ranked)
+
+
+def test_kept_stage_outputs_cost_one_hidden_state_per_chunk_in_flight() -> None:
+    """Without Megatron's deallocate_pipeline_outputs every chunk in flight keeps the
+    hidden state it sent: 2 bytes x 8192 tokens x 16384 / 8 (SP) per chunk."""
+    model, cluster, training = _llama3(8192)
+    freed = planner.Layout(dp=64, tp=8, pp=16, sharding="zero1", sequence_parallel=True,
+                           recompute="full")  # fmt: skip
+    kept = freed.model_copy(update={"free_stage_outputs": False})
+    a = planner.estimate(model, cluster, training, freed)
+    b = planner.estimate(model, cluster, training, kept)
+    per_chunk_gib = 2 * 8192 * 16384 / 8 / 2**30
+    assert b.memory_gib.activations - a.memory_gib.activations == pytest.approx(
+        16 * per_chunk_gib  # 1F1B: 16 chunks in flight on the first stage
+    )
+    result = search(model, cluster, training, top_k=1,
+                    pinned={"tp": 8, "pp": 16, "free_stage_outputs": False})  # fmt: skip
+    assert not result.ranked[0].layout.free_stage_outputs
