@@ -56,6 +56,10 @@ OverlapGradReduceOption = Annotated[
     typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),
 ]
 GradReduceDtypeOption = Annotated[str, typer.Option("--grad-dtype", help="fp32 or bf16 gradients.")]
+MoeCapacityOption = Annotated[
+    float | None,
+    typer.Option("--moe-capacity", help="MoE expert capacity factor (default: dropless)."),
+]
 PueOption = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE.")]
 GridOption = Annotated[float | None, typer.Option("--grid", help="Grid kg CO2 per kWh.")]
 PriceOption = Annotated[float | None, typer.Option("--price", help="USD per GPU-hour.")]
@@ -142,6 +146,7 @@ def estimate_command(
     attention: AttentionOption = "flash",
     overlap_grad_reduce: OverlapGradReduceOption = True,
     grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    moe_capacity: MoeCapacityOption = None,
     pue: PueOption = None,
     grid: GridOption = None,
     price: PriceOption = None,
@@ -195,6 +200,7 @@ def estimate_command(
         attention=attention,
         overlap_grad_reduce=overlap_grad_reduce,
         grad_reduce_dtype=grad_reduce_dtype,
+        moe_capacity_factor=moe_capacity,
         pue=pue,
         grid=grid,
         price=price,
@@ -265,6 +271,7 @@ def search_command(
     attention: AttentionOption = "flash",
     overlap_grad_reduce: OverlapGradReduceOption = True,
     grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    moe_capacity: MoeCapacityOption = None,
     pue: PueOption = None,
     grid: GridOption = None,
     price: PriceOption = None,
@@ -330,7 +337,8 @@ def search_command(
         gpus_per_node=gpus_per_node, seq_len=seq_len, global_batch=global_batch,
         global_batch_tokens=global_batch_tokens, tokens=tokens, precision=precision,
         optimizer=optimizer, attention=attention, overlap_grad_reduce=overlap_grad_reduce,
-        grad_reduce_dtype=grad_reduce_dtype, pue=pue, grid=grid, price=price,
+        grad_reduce_dtype=grad_reduce_dtype, moe_capacity_factor=moe_capacity, pue=pue,
+        grid=grid, price=price,
         mtbf_hours=mtbf_hours, ckpt_gb_s=ckpt_gb_s, ckpt_gb_s_max=ckpt_gb_s_max,
         restart_min=restart_min,
     )  # fmt: skip

@@ -92,6 +92,7 @@ class Inputs(NamedTuple):
     overlap_grad_reduce: Any
     tp_comm_overlap: Any
     grad_bytes: Any
+    moe_capacity: Any
     # layout
     dp: Any
     tp: Any
@@ -239,6 +240,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
+        "moe_capacity": float(training.moe_capacity_factor or 1.0),
     }
 
 

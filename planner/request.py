@@ -56,6 +56,7 @@ class EstimateRequest:
     attention: str = "flash"
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
+    moe_capacity_factor: float | None = None
     pue: float | None = None
     grid: float | None = None
     price: float | None = None
@@ -147,6 +148,7 @@ def specs_from_request(
         attention_kernel=r.attention,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
+        moe_capacity_factor=r.moe_capacity_factor,
     )
     return model, cluster, training, defaults
 

@@ -152,6 +152,11 @@ class TrainingSpec(BaseModel):
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
+    moe_capacity_factor: float | None = Field(default=None, ge=1.0)
+    """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
+    share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch
+    Transformer, Sec. 2.2; GShard); None is dropless routing with balanced experts
+    (Gale et al. 2022, MegaBlocks)."""
 
     @model_validator(mode="before")
     @classmethod

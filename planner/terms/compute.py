@@ -27,7 +27,7 @@ def moe_mlp_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     shared expert on every token (Dai et al. 2024, DeepSeekMoE, Sec. 3.2) and the router."""
     tokens = s.tokens
     local_experts = x.experts / x.ep
-    expert_tokens = tokens * x.top_k / local_experts
+    expert_tokens = tokens * x.top_k / local_experts * x.moe_capacity
     shared_w = maximum(x.shared_ffn, 1.0)
     return (
         gemm(s, c, expert_tokens, (1 + x.gated) * x.moe_ffn / x.tp, x.hidden, local_experts)

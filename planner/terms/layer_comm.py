@@ -66,7 +66,8 @@ def expert_parallel(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     ep_stride = x.tp * x.cp
     ep_per_node = comm.members_per_node(x.ep, ep_stride, x.gpus_per_node)
     a2a = comm.all_to_all_time(
-        s.act_full * x.top_k * s.sp_share, x.ep, ep_per_node, s.intra_bw, s.inter_bw,
+        s.act_full * x.top_k * s.sp_share * x.moe_capacity, x.ep, ep_per_node, s.intra_bw,
+        s.inter_bw,
         where(x.ep > ep_per_node, c.alpha_inter_s, c.alpha_intra_s),
     )  # fmt: skip
     ep_fwd = s.moe * 2 * a2a

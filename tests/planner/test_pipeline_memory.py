@@ -191,3 +191,30 @@ def test_kept_stage_outputs_cost_one_hidden_state_per_chunk_in_flight() -> None:
     result = search(model, cluster, training, top_k=1,
                     pinned={"tp": 8, "pp": 16, "free_stage_outputs": False})  # fmt: skip
     assert not result.ranked[0].layout.free_stage_outputs
+
+
+def test_moe_capacity_factor_pads_expert_work_and_all_to_all() -> None:
+    """Switch Transformer (Fedus et al. 2021, Sec. 2.2): experts compute and exchange
+    capacity_factor x their even share of routed tokens; dropless (default) is 1."""
+    model = planner.get_model("mixtral-8x7b")
+    cluster = planner.ClusterSpec(gpu=H100, num_gpus=64)
+    lo = planner.Layout(dp=32, tp=2, ep=8, sharding="zero1", sequence_parallel=True)
+
+    def run(cf: float | None) -> planner.Estimate:
+        training = planner.TrainingSpec(seq_len=4096, global_batch_seqs=256,
+                                        total_tokens=1e12, moe_capacity_factor=cf)  # fmt: skip
+        return planner.estimate(model, cluster, training, lo)
+
+    dropless, one, padded = run(None), run(1.0), run(1.25)
+    assert one.step.time_s == dropless.step.time_s
+    ep_dropless, ep_padded = (
+        dropless.step.breakdown["ep_comm_s"],
+        padded.step.breakdown["ep_comm_s"],
+    )
+    assert 1.2 * ep_dropless < ep_padded <= 1.25 * ep_dropless  # bytes x 1.25, latency not
+    assert padded.step.breakdown["gemm_s"] > dropless.step.breakdown["gemm_s"]
+    assert padded.memory_gib.activations > dropless.memory_gib.activations
+    with pytest.raises(ValueError, match="moe_capacity_factor"):
+        planner.TrainingSpec(
+            seq_len=8, global_batch_seqs=1, total_tokens=1, moe_capacity_factor=0.5
+        )
