@@ -26,7 +26,10 @@ layer's input (2sbh, /t with SP). Context parallelism divides s by cp for the qu
 (scores are s/cp x s). The pipeline schedule multiplies by the micro-batches in flight:
 1F1B stage r holds min(p - r, m) (Narayanan 2021); interleaved with v chunks stage r
 holds 2(p - r - 1) + (v - 1)p + 1 chunks of L/(pv) layers (Megatron-LM's warm-up), which
-for the first stage is Korthikanti's L(1 + (p-1)/pv).
+for the first stage is Korthikanti's L(1 + (p-1)/pv); with Megatron's micro-batch groups
+of N per chunk, (v - 1)N replaces (v - 1)p; GPipe holds all m micro-batches. Uneven first
+and last stages, activation offload and kept stage outputs are applied per stage in
+:mod:`planner.terms.activations`.
 """
 
 from __future__ import annotations
