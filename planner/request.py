@@ -235,8 +235,10 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             free_stage_outputs=r.free_stage_outputs is not False,
         )
 
-    # The given knobs must make a valid layout on their own (the checks' own messages).
-    validate(model, cluster, training, layout(r.recompute or "none"), cluster.accelerator())
+    # The given knobs must make a valid layout with the others at 1 (the checks' own
+    # messages), unless dp is given without all of tp, pp and cp: the search fills those.
+    if r.dp is None or None not in (r.tp, r.pp, r.cp):
+        validate(model, cluster, training, layout(r.recompute or "none"), cluster.accelerator())
     pins = _pins(r, r.zero)
     fully_pinned = set(_pins_all()) <= set(pins)
     found = None if fully_pinned else searched_layout(model, cluster, training, pins)

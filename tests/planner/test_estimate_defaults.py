@@ -64,3 +64,10 @@ def test_bad_memory_knob_flags_exit_2_with_one_line(capsys: pytest.CaptureFixtur
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_dp_alone_lets_the_search_fill_the_model_parallel_degrees() -> None:
+    plan, notes = run_request(EstimateRequest(**{**BASE, "gpus": "1024"}, dp=8))
+    lo = plan.layout
+    assert lo.dp == 8 and lo.tp * lo.pp * lo.cp == 128
+    assert any(n.startswith("--pp ") and "plan search" in n for n in notes)
