@@ -50,7 +50,7 @@ def stage_params(x: Inputs, s: Shapes) -> StageParams:
     end_layers = layers_stage - x.uneven * UNEVEN_LAYERS
     dense_first = end_layers * layer_dense + embed + where(x.pp == 1, head_params, 0.0)
     dense_last = end_layers * layer_dense + head_params + where(x.pp == 1, embed, 0.0)
-    interior = layers_stage * layer_dense
+    interior = where(x.pp > 2, layers_stage * layer_dense, 0.0)  # stages between the ends
     dense_stage = maximum(maximum(dense_first, dense_last), interior)
     expert_stage = layers_stage * layer_expert
     return StageParams(
