@@ -141,6 +141,9 @@ def estimate_command(
     free_stage_outputs: bool | None = typer.Option(
         None, "--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."
     ),
+    expert_tp: int | None = typer.Option(
+        None, "--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."
+    ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
@@ -195,6 +198,7 @@ def estimate_command(
         schedule=schedule,
         microbatch_group=microbatch_group,
         free_stage_outputs=free_stage_outputs,
+        expert_tp=expert_tp,
         precision=precision,
         optimizer=optimizer,
         attention=attention,
@@ -265,6 +269,9 @@ def search_command(
     ),
     free_stage_outputs: bool | None = typer.Option(
         None, "--free-stage-outputs/--keep-stage-outputs", help="Pin freeing sent outputs."
+    ),
+    expert_tp: int | None = typer.Option(
+        None, "--expert-tp", help="Pin the experts' tensor-parallel degree (MoE)."
     ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
@@ -355,7 +362,7 @@ def search_command(
         "interleave": interleave, "sequence_parallel": sequence_parallel,
         "uneven_stages": uneven_stages, "activation_offload": offload,
         "schedule": schedule, "microbatch_group": microbatch_group,
-        "free_stage_outputs": free_stage_outputs,
+        "free_stage_outputs": free_stage_outputs, "expert_tp": expert_tp,
     }  # fmt: skip
     if plot is not None:
         from planner.plot import check_plot_path

@@ -39,6 +39,7 @@ PINNED_ONLY = {
     "schedule": "--schedule",
     "microbatch_group": "--microbatch-group",
     "free_stage_outputs": "--free-stage-outputs",
+    "expert_tp": "--expert-tp",
 }
 """Knobs the search does not vary (their defaults are never slower): given or default."""
 

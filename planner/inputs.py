@@ -105,6 +105,7 @@ class Inputs(NamedTuple):
     interleave: Any
     sp: Any
     ep: Any
+    etp: Any
     uneven: Any
     offload: Any
     gpipe: Any
@@ -258,6 +259,7 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "interleave": float(layout.interleave),
         "sp": _f(layout.sequence_parallel),
         "ep": float(layout.ep),
+        "etp": float(layout.expert_tp or 0),
         "uneven": _f(layout.uneven_stages),
         "offload": float(layout.activation_offload),
         "gpipe": _f(layout.schedule == "gpipe"),
@@ -343,6 +345,7 @@ LAYOUT_DEFAULTS = {
     "interleave": 1.0,
     "sp": 0.0,
     "ep": 1.0,
+    "etp": 0.0,
     "uneven": 0.0,
     "offload": 0.0,
     "gpipe": 0.0,

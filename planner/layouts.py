@@ -68,7 +68,7 @@ __all__ = [
 
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("gpus", "tp", "cp", "pp", "dp"),
-    ("sp", "micro_batch", "ep"),
+    ("sp", "micro_batch", "ep", "etp"),
     ("interleave", "uneven", "gpipe", "mb_group", "keep_outputs"),
     ("sharding", "hsdp_shard"),
     ("recompute", "offload"),
@@ -267,7 +267,10 @@ def enumerate_layouts(
         ep_table = _options("ep", [1.0], pins)[None, :]
         _expand(levels, parents, np.ones((len(levels[-1]["sp"]), 1), bool), {"ep": ep_table},
                 False)  # fmt: skip
-    finish_rules({"sp", "micro_batch", "ep"})
+    # Expert tensor parallelism apart from tp only when pinned (default: tp).
+    etp = np.full(len(levels[-1]["sp"]), pins.get("etp", 0.0))
+    levels[-1]["etp"] = etp
+    finish_rules({"sp", "micro_batch", "ep", "etp"})
 
     # --- level 2: interleaved pipeline, uneven first and last stages -----------------------
     pp2 = column("pp")[:, None]

@@ -51,6 +51,7 @@ class EstimateRequest:
     schedule: str | None = None
     microbatch_group: int | None = None
     free_stage_outputs: bool | None = None
+    expert_tp: int | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
@@ -162,6 +163,7 @@ def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
         "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
         "activation_offload": r.activation_offload, "schedule": r.schedule,
         "microbatch_group": r.microbatch_group, "free_stage_outputs": r.free_stage_outputs,
+        "expert_tp": r.expert_tp,
     }  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
@@ -181,6 +183,7 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
         raise PlanInputError(f"--schedule {r.schedule!r}: use 1f1b or gpipe.")
     for flag, value in (
         ("--microbatch-group", r.microbatch_group),
+        ("--expert-tp", r.expert_tp),
         ("--tp", r.tp),
         ("--pp", r.pp),
         ("--cp", r.cp),
@@ -233,6 +236,7 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             schedule="gpipe" if r.schedule == "gpipe" else "1f1b",
             microbatch_group=r.microbatch_group,
             free_stage_outputs=r.free_stage_outputs is not False,
+            expert_tp=r.expert_tp,
         )
 
     # The given knobs must make a valid layout with the others at 1 (the checks' own

@@ -12,6 +12,8 @@ def describe_layout(layout: Layout) -> str:
     parts = [f"tp{lo.tp}", f"pp{lo.pp}", f"cp{lo.cp}", f"dp{lo.dp}"]
     if lo.ep > 1:
         parts.append(f"ep{lo.ep}")
+    if lo.expert_tp is not None:
+        parts.append(f"etp{lo.expert_tp}")
     parts.append(lo.sharding + (f"/{lo.hsdp_shard_size}" if lo.hsdp_shard_size else ""))
     parts.append(f"mb{lo.micro_batch}")
     if lo.interleave > 1:

@@ -70,6 +70,7 @@ def no_valid_layout(
         "gpipe": 0.0,
         "mb_group": 0.0,
         "keep_outputs": 0.0,
+        "etp": 0.0,
     }
     full = set(PINNABLE.values()) - set(optional)
     if full <= set(pins) and len(counts) == 1:

@@ -219,6 +219,10 @@ class Layout(BaseModel):
     """Shard LayerNorm/dropout activations across the TP group (Korthikanti 2022 Sec. 4.2.2)."""
     ep: int = Field(default=1, gt=0)
     """Expert-parallel degree (MoE): experts split across data-parallel ranks."""
+    expert_tp: int | None = Field(default=None, gt=0)
+    """MoE: tensor-parallel degree of the experts, apart from the attention's tp
+    (Megatron-Core --expert-tensor-parallel-size, "MoE parallel folding"); the experts are
+    split over ep x expert_tp ranks of the stage's tp·cp·dp. None means tp."""
     uneven_stages: bool = False
     """The first and the last pipeline stage hold one layer fewer than the others, which
     balances the embedding, the output layer and the first stage's extra micro-batches in

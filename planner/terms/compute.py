@@ -27,11 +27,13 @@ def moe_mlp_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     shared expert on every token (Dai et al. 2024, DeepSeekMoE, Sec. 3.2) and the router."""
     tokens = s.tokens
     local_experts = x.experts / x.ep
-    expert_tokens = tokens * x.top_k / local_experts * x.moe_capacity
+    # With expert TP e < tp, the tp ranks' tokens spread over tp/e expert-TP groups.
+    expert_tokens = tokens * x.top_k / local_experts * x.moe_capacity * (s.expert_tp / x.tp)
+    e = s.expert_tp
     shared_w = maximum(x.shared_ffn, 1.0)
     return (
-        gemm(s, c, expert_tokens, (1 + x.gated) * x.moe_ffn / x.tp, x.hidden, local_experts)
-        + gemm(s, c, expert_tokens, x.hidden, x.moe_ffn / x.tp, local_experts)
+        gemm(s, c, expert_tokens, (1 + x.gated) * x.moe_ffn / e, x.hidden, local_experts)
+        + gemm(s, c, expert_tokens, x.hidden, x.moe_ffn / e, local_experts)
         + where(
             x.shared_ffn > 0,
             gemm(s, c, tokens, (1 + x.gated) * shared_w / x.tp, x.hidden)

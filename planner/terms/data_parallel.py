@@ -63,12 +63,12 @@ def layer_params(s: Shapes, p: StageParams) -> Any:
 def data_parallel_time(x: Inputs, c: Constants, s: Shapes, p: StageParams, mb: MicroBatch) -> Any:
     """Exposed data-parallel seconds per step under the layout's sharding mode."""
     dp_size = s.dp_size
-    expert_dp = maximum(dp_size / x.ep, 1.0)
+    expert_dp = maximum(dp_size * x.tp / (x.ep * s.expert_tp), 1.0)
     dp_bw, dp_alpha = comm.group_link(
         dp_size, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
     )
     edp_bw, edp_alpha = comm.group_link(
-        expert_dp, x.tp * x.ep, x.gpus_per_node, s.intra_bw, s.inter_bw,
+        expert_dp, s.expert_tp * x.ep, x.gpus_per_node, s.intra_bw, s.inter_bw,
         c.alpha_intra_s, c.alpha_inter_s,
     )  # fmt: skip
     bucket = c.grad_bucket_bytes

@@ -47,6 +47,8 @@ class Shapes(NamedTuple):
     act_full: Any
     dp_size: Any
     shard_group: Any
+    expert_tp: Any
+    """Tensor-parallel degree of the experts (the layout's, or tp)."""
 
 
 def shapes(x: Inputs) -> Shapes:
@@ -94,4 +96,5 @@ def shapes(x: Inputs) -> Shapes:
         act_full=ab * tokens * x.hidden,
         dp_size=dp_size,
         shard_group=where(x.sharding > SHARDING_HSDP, x.hsdp_shard * x.cp, dp_size),
+        expert_tp=where(x.etp > 0, x.etp, x.tp),
     )

@@ -41,7 +41,7 @@ def stage_params(x: Inputs, s: Shapes) -> StageParams:
     ) / x.tp + params.layer_replicated_params(x.hidden, x.experts, x.layernorm)  # fmt: skip
     layer_expert = params.layer_expert_params(
         x.hidden, x.experts, x.moe_ffn, x.gated, x.bias, x.experts
-    ) / (x.tp * x.ep)
+    ) / (s.expert_tp * x.ep)
     layers_stage = s.layers_stage
     embed = x.vocab * x.hidden / x.tp + x.learned_pos_rows * x.hidden
     head_params = where((x.tied > 0) & (x.pp == 1), 0.0, x.vocab * x.hidden / x.tp) + (
@@ -75,7 +75,8 @@ def model_states(x: Inputs, c: Constants, s: Shapes, p: StageParams) -> tuple[An
     """(weights, gradients, optimizer states) in bytes on one GPU of the larger stage,
     and the optimizer step's seconds (Rajbhandari et al. 2020, ZeRO, Sec. 3.1 and 5;
     the step reads and writes ``optimizer_step_bytes`` per local parameter)."""
-    expert_shard = maximum(s.shard_group / x.ep, 1.0)
+    # The expert-data-parallel group: the stage's tp·cp·dp ranks over ep x expert_tp.
+    expert_shard = maximum(s.shard_group * x.tp / (x.ep * s.expert_tp), 1.0)
     weights_b, grads_b, optimizer_b = memory.model_state_bytes(
         p.dense, p.expert, x.sharding, s.shard_group, expert_shard,
         x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,

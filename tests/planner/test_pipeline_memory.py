@@ -218,3 +218,28 @@ def test_moe_capacity_factor_pads_expert_work_and_all_to_all() -> None:
         planner.TrainingSpec(
             seq_len=8, global_batch_seqs=1, total_tokens=1, moe_capacity_factor=0.5
         )
+
+
+def test_expert_tp_shards_experts_apart_from_tp() -> None:
+    """MoE parallel folding: experts split over ep x expert_tp, not tp; expert GEMMs are
+    1/expert_tp wide with tp/expert_tp times the tokens; the expert-data-parallel group
+    is tp·cp·dp / (ep·expert_tp)."""
+    model = planner.get_model("mixtral-8x7b")
+    cluster = planner.ClusterSpec(gpu=H100, num_gpus=64)
+    training = planner.TrainingSpec(seq_len=4096, global_batch_seqs=256, total_tokens=1e12)
+    folded = planner.Layout(dp=32, tp=2, ep=8, sharding="none", sequence_parallel=True)
+    a = planner.estimate(model, cluster, training, folded)
+    same = planner.estimate(model, cluster, training, folded.model_copy(update={"expert_tp": 2}))
+    assert same.step.time_s == a.step.time_s and same.memory_gib == a.memory_gib
+    b = planner.estimate(model, cluster, training, folded.model_copy(update={"expert_tp": 1}))
+    # One expert a GPU (ep 8) is ~78 % of its weights at tp 2: unsplit by TP they double.
+    assert 1.7 < b.memory_gib.params / a.memory_gib.params < 1.9
+    assert b.step.model_tflops_per_gpu == pytest.approx(
+        a.step.model_tflops_per_gpu * a.step.time_s / b.step.time_s
+    )
+    dense = planner.get_model("llama3-8b")
+    lo = planner.Layout(dp=32, tp=2, expert_tp=1, sequence_parallel=True)
+    with pytest.raises(planner.PlanInputError, match="expert_tp=1 needs a mixture-of-experts"):
+        planner.estimate(dense, cluster, training, lo)
+    result = search(model, cluster, training, top_k=3, pinned={"tp": 2, "expert_tp": 1})
+    assert result.ranked and all(e.layout.expert_tp == 1 for e in result.ranked)
