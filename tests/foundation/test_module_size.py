@@ -15,8 +15,6 @@ MAX_LINES = 420
 
 STILL_BEING_SPLIT = frozenset(
     {
-        "planner/core.py",
-        "planner/layout_search.py",
         "tui/app.py",
         "runtime/agent/agent.py",
         "launcher/backends/slurm_task.py",
