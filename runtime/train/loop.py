@@ -487,7 +487,8 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m runtime.train``; returns the exit code."""
+    """Entry point of ``python -m runtime.train``: returns 2 on bad input; otherwise the
+    process ends inside (``distributed.leave``) with ``Trainer.run``'s exit code."""
     from runtime.train.config import parse_config
 
     try:
@@ -497,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
         code = trainer.run()
     except (ConfigError, faults.FaultSpecError, data.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return code
+        if not dist.is_initialized():
+            return 2
+        # The other ranks may not have met the error (they may wait in a collective for
+        # this one): no barrier, but no teardown either, so the status stays 2.
+        distributed.leave(2)
+    progress.close()
+    distributed.leave(code, trainer.dist)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import signal
 import subprocess
 import time
@@ -17,6 +18,7 @@ import pytest
 import torch
 from torch.distributed.checkpoint.api import CheckpointException
 from trainer_harness import (
+    REPO,
     TINY,
     describe,
     events,
@@ -195,3 +197,36 @@ def test_sigterm_to_torchrun_checkpoints_at_a_step_boundary(tmp_path: Path) -> N
     assert JobDir(job).latest_checkpoint() == (step, JobDir(job).checkpoint_dir(step))
     assert checkpoint.is_complete(JobDir(job).checkpoint_dir(step))
     assert progress(job, 0)[-1]["step"] == progress(job, 1)[-1]["step"] == step
+
+
+ABORT_AT_EXIT = """\
+import atexit, os
+if os.environ.get("RANK") == os.environ.get("ABORT_AT_EXIT_RANK"):
+    open(os.environ["ABORT_AT_EXIT_ARMED"], "a").write(os.environ["RANK"] + "\\n")
+    atexit.register(os.abort)
+"""
+"""A ``sitecustomize`` that makes one rank abort (SIGABRT) while the interpreter tears
+down, as torch 2.13's gloo teardown sometimes does ("terminate called without an active
+exception") after the rank finished its work."""
+
+
+def test_rank_aborting_at_teardown_after_its_work_does_not_fail_the_job(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ABORT_AT_EXIT)
+    armed = tmp_path / "armed"
+    env = trainer_env()
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(hooks), env.get("PYTHONPATH", "")]),
+        ABORT_AT_EXIT_RANK="1",
+        ABORT_AT_EXIT_ARMED=str(armed),
+    )
+    done = subprocess.run(
+        torchrun_cmd(job, 2, ["--steps", "6", "--ckpt-every", "3"]),
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert armed.read_text() == "1\n"  # the abort was armed in rank 1, and only there
+    assert done.returncode == 0, describe(done)
+    assert [e["step"] for e in events(job, "training_complete")] == [6]
+    assert progress(job, 0)[-1]["step"] == progress(job, 1)[-1]["step"] == 6
