@@ -1,23 +1,95 @@
 """Waiting in tests for something another process does: one helper for every folder.
 
 Importable as ``polling`` from any test (``tests/`` is on ``sys.path`` because the root
-``conftest.py`` lives there)."""
+``conftest.py`` lives there).
+
+Every wait has a ceiling of at most :data:`CEILING_S`. A wait for something that takes
+long but shows steady progress (a training job running to its end on a loaded machine)
+passes ``progress``: then the ceiling is on the time *without progress*, so a slow
+machine is waited for and a stuck job still fails within a minute.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+CEILING_S = 60.0
+"""The longest any test waits for one thing to happen (issue 15)."""
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 60.0, poll_s: float = 0.1) -> Any:
+
+class _Clock:
+    """The deadline of one wait, pushed back whenever ``progress`` changes."""
+
+    def __init__(self, timeout_s: float, progress: Callable[[], Any] | None) -> None:
+        if not 0 < timeout_s <= CEILING_S:
+            raise ValueError(f"timeout_s={timeout_s:g}: a test waits at most {CEILING_S:g} s")
+        self.timeout_s = timeout_s
+        self.progress = progress
+        self.seen = progress() if progress is not None else None
+        self.deadline = time.monotonic() + timeout_s
+
+    def expired(self) -> bool:
+        now = time.monotonic()
+        if self.progress is not None:
+            value = self.progress()
+            if value != self.seen:
+                self.seen, self.deadline = value, now + self.timeout_s
+        return now > self.deadline
+
+    def failure(self, predicate: Callable[[], Any]) -> AssertionError:
+        still = f" without progress (last: {self.seen!r})" if self.progress is not None else ""
+        waited = f"timed out after {self.timeout_s:g} s{still}"
+        return AssertionError(f"{waited} waiting for {predicate}")
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout_s: float = CEILING_S,
+    poll_s: float = 0.1,
+    progress: Callable[[], Any] | None = None,
+) -> Any:
     """Call ``predicate`` until it returns something truthy and return that; fail the test
-    with an AssertionError naming the predicate after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
+    with an AssertionError naming the predicate after ``timeout_s`` (at most
+    :data:`CEILING_S`), counted from the last change of ``progress()`` when given."""
+    clock = _Clock(timeout_s, progress)
     while True:
         value = predicate()
         if value:
             return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {predicate}")
+        if clock.expired():
+            raise clock.failure(predicate)
         time.sleep(poll_s)
+
+
+async def wait_for_async(
+    predicate: Callable[[], Any],
+    timeout_s: float = CEILING_S,
+    poll_s: float = 0.05,
+    pause: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> Any:
+    """:func:`wait_for` inside an event loop (a Textual pilot passes ``pilot.pause``, so
+    the app runs while the test waits)."""
+    clock = _Clock(timeout_s, None)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if clock.expired():
+            raise clock.failure(predicate)
+        await pause(poll_s)
+
+
+def tree_bytes(root: Path) -> int:
+    """Bytes in the files under ``root``: it grows while a job writes its logs, progress
+    and events, so it serves as ``progress`` for a wait on a whole job."""
+    total = 0
+    for path in root.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                total += path.stat().st_size
+    return total

@@ -11,11 +11,11 @@ import math
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from polling import wait_for
 from torch.distributed.checkpoint.api import CheckpointException
 from trainer_harness import (
     REPO,
@@ -180,14 +180,14 @@ def test_sigterm_to_torchrun_checkpoints_at_a_step_boundary(tmp_path: Path) -> N
         cmd, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (
-            progress(job) and progress(job)[-1]["step"] >= 3
-        ):
+
+        def at_step_3() -> bool:
             assert proc.poll() is None, proc.communicate()[0]
-            time.sleep(0.2)
+            return bool(progress(job)) and progress(job)[-1]["step"] >= 3
+
+        wait_for(at_step_3, poll_s=0.2)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
+        output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
