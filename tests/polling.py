@@ -5,8 +5,9 @@ Importable as ``polling`` from any test (``tests/`` is on ``sys.path`` because t
 
 Every wait has a ceiling of at most :data:`CEILING_S`. A wait for something that takes
 long but shows steady progress (a training job running to its end on a loaded machine)
-passes ``progress``: then the ceiling is on the time *without progress*, so a slow
-machine is waited for and a stuck job still fails within a minute.
+passes ``progress`` (e.g. :func:`job_activity`): then the ceiling is on the time
+*without progress*, so a slow machine is waited for and a stuck job still fails within
+a minute.
 """
 
 from __future__ import annotations
@@ -84,12 +85,12 @@ async def wait_for_async(
         await pause(poll_s)
 
 
-def tree_bytes(root: Path) -> int:
-    """Bytes in the files under ``root``: it grows while a job writes its logs, progress
-    and events, so it serves as ``progress`` for a wait on a whole job."""
+def job_activity(job_dir: Path) -> int:
+    """Bytes in a job's ``events.jsonl`` and ``progress/*.jsonl``: they grow while the job
+    trains or changes state, so this serves as ``progress`` for a wait on a whole job.
+    Telemetry and logs are left out: they grow while a job is stuck too."""
     total = 0
-    for path in root.rglob("*"):
+    for path in [job_dir / "events.jsonl", *job_dir.glob("progress/*.jsonl")]:
         with contextlib.suppress(OSError):
-            if path.is_file():
-                total += path.stat().st_size
+            total += path.stat().st_size
     return total

@@ -13,11 +13,12 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from agent_harness import assert_loss_continuous, events, summary
-from polling import tree_bytes, wait_for
+from polling import job_activity, wait_for
 
 from launcher import api
 from launcher.procs import job_processes, stop_processes
@@ -65,9 +66,11 @@ def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
             assert record is not None
             return api.refresh(store, record)
 
-    # as long as the job directory keeps growing (training on a loaded machine), a minute
-    # at most without that
-    wait_for(lambda: refreshed().state.is_terminal, poll_s=1, progress=lambda: tree_bytes(job_dir))
+    # as long as the job trains or changes state (a loaded machine), a minute at most
+    # without that
+    wait_for(
+        lambda: refreshed().state.is_terminal, poll_s=1, progress=partial(job_activity, job_dir)
+    )
     record = refreshed()
     assert record.state.value == "COMPLETED", (record.state, record.reason)
     (fault,) = events(job_dir, "fault_injected")

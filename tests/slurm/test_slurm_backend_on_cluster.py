@@ -58,11 +58,11 @@ def record_of(job_id: str) -> JobRecord:
 
 
 def wait_terminal(job_id: str) -> JobRecord:
-    """The job's final record: waited for as long as its job directory keeps growing
-    (a training run on a loaded machine), a minute at most without that."""
+    """The job's final record: waited for as long as the job trains or changes state (a
+    loaded machine), a minute at most without that (``polling.job_activity``)."""
     job_dir = record_of(job_id).job_dir
     wait_for(
-        lambda: record_of(job_id).state.is_terminal, progress=lambda: polling.tree_bytes(job_dir)
+        lambda: record_of(job_id).state.is_terminal, progress=lambda: polling.job_activity(job_dir)
     )
     return record_of(job_id)
 
@@ -186,7 +186,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(cli) -> None:
     wait_for(lambda: len(progress(job_dir)) >= 10)
     subprocess.run(["scancel", "--signal=USR2", handle], check=True)
 
-    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.tree_bytes(job_dir))
+    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.job_activity(job_dir))
     # Skip Slurm's credential-expiry hold of a requeued job (see the module docstring),
     # but start it no earlier than the second after the old credential was revoked:
     # slurmd refuses a credential issued in the same second ("Job credential revoked").
@@ -343,7 +343,7 @@ def test_requeue_on_demand_checkpoints_and_puts_the_job_back_in_the_queue(cli) -
     result = cli("requeue", job_id)
     assert result.code == 0, result.err
     assert "SIGUSR2 sent" in result.out and "requeue 1 of 3" in result.out
-    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.tree_bytes(job_dir))
+    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.job_activity(job_dir))
     saved = [e for e in events(job_dir, "checkpoint_saved") if e.get("reason") == "signal"]
     assert saved, "the ranks checkpoint before the job goes back to the queue"
     assert events(job_dir, "requeue_requested")[0]["by"]
