@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -94,3 +97,46 @@ def job_activity(job_dir: Path) -> int:
         with contextlib.suppress(OSError):
             total += path.stat().st_size
     return total
+
+
+def run_to_end(
+    args: list[str],
+    *,
+    watch: Path | None = None,
+    timeout_s: float = CEILING_S,
+    poll_s: float = 0.1,
+    **popen: Any,
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run(args, capture_output=True, text=True, **popen)`` for a process that
+    may run for minutes (a training job on a loaded machine): its ceiling is on time
+    without progress, where progress is its output growing or (given ``watch``, a job
+    directory) :func:`job_activity`. Past the ceiling the process is killed and the test
+    fails, naming the command."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, **popen)
+
+        def activity() -> tuple[int, int, int]:
+            return (
+                os.fstat(out.fileno()).st_size,
+                os.fstat(err.fileno()).st_size,
+                job_activity(watch) if watch is not None else 0,
+            )
+
+        def ended() -> bool:
+            return proc.poll() is not None
+
+        ended.__qualname__ = f"the end of {' '.join(map(str, args))[:200]}"
+        try:
+            wait_for(ended, timeout_s, poll_s, progress=activity)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(
+            args,
+            proc.returncode,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )

@@ -29,7 +29,7 @@ from agent_harness import (
     run_agent,
     summary,
 )
-from polling import wait_for
+from polling import run_to_end, wait_for
 
 from launcher.jobdir import JobDir
 
@@ -226,13 +226,11 @@ def test_a_restart_the_agent_never_saw_is_still_recorded(tmp_path: Path) -> None
     assert cmd[2:4] == ["scalectl", "agent"]
     ranks = cmd.index("runtime.rank_exec") + 2  # -m runtime.rank_exec -- <command>
     argv = [*cmd[4:ranks], sys.executable, str(flaky)]
-    done = subprocess.run(
+    done = run_to_end(
         [sys.executable, "-c", blind, *argv],
+        watch=tmp_path / "job",
         env=job_env(new_job_id(), None),
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     restarts = events(tmp_path / "job", "restarted", source="agent")
@@ -257,10 +255,8 @@ def test_a_rank_aborting_after_training_complete_is_not_restarted(tmp_path: Path
     job = tmp_path / "job"
     cmd = agent_cmd(job, 1, [], ["--restart-mode", "agent"], restarts=1)
     ranks = cmd.index("runtime.rank_exec") + 2  # -m runtime.rank_exec -- <command>
-    done = subprocess.run(
-        [*cmd[:ranks], sys.executable, str(done_then_abort)],
-        env=job_env(new_job_id(), None), cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    done = run_to_end([*cmd[:ranks], sys.executable, str(done_then_abort)],
+                      watch=job, env=job_env(new_job_id(), None), cwd=REPO)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "after training_complete: finished" in done.stdout
     assert len(events(job, "training_complete")) == 1

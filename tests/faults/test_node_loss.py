@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from agent_harness import REPO, TINY, assert_loss_continuous, events, job_pids, kill_job, summary
+from polling import run_to_end
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -48,10 +48,8 @@ def test_one_of_two_nodes_lost_shrinks_then_grows_back(tmp_path: Path) -> None:
     }
     env.pop("SCALECTL_JOB_ID", None)
     env.pop("SCALECTL_FAULTS", None)
-    launched = subprocess.run(
-        [sys.executable, "-m", "scalectl", "launch", str(spec), "-f"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=200,
-    )  # fmt: skip
+    launched = run_to_end([sys.executable, "-m", "scalectl", "launch", str(spec), "-f"],
+                          watch=job, env=env, cwd=REPO)  # fmt: skip
     job_id = json.loads((job / "job.json").read_text())["job_id"]
     try:
         assert launched.returncode == 0, launched.stdout[-3000:] + launched.stderr[-2000:]

@@ -53,7 +53,7 @@ def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
          "--cpus-per-node", "1", "--nodes", "1:2", "--max-restarts", "2",
          "--job-dir", str(job_dir), "--env", "SCALECTL_FAULTS=kill@step=30,node=node2,target=node",
          "--module", "runtime.train", "--", *TINY, "--steps", str(STEPS), "--ckpt-every", "10"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert launched.returncode == 0, launched.stderr
     job_id = next(

@@ -68,7 +68,7 @@ def test_script_refuses_unknown_command() -> None:
 def test_up_is_idempotent() -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "slurm-local.sh"
     before = subprocess.run([str(script), "status"], capture_output=True, text=True).stdout
-    result = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([str(script), "up"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "starting" not in result.stdout, "a second `up` must not start daemons again"
     after = subprocess.run([str(script), "status"], capture_output=True, text=True).stdout

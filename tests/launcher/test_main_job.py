@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from polling import run_to_end
 
 from launcher.states import JobState
 from launcher.store import Store
@@ -21,12 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_main_job_plans_trains_and_compares(scalectl_home: Path) -> None:
     env = {**os.environ, "SCALECTL_HOME": str(scalectl_home), "COLUMNS": "160"}
-    result = subprocess.run(
+    result = run_to_end(
         [sys.executable, str(REPO / "scripts" / "main_job.py"), "--target-s", "3"],
-        capture_output=True,
-        text=True,
         env=env,
-        timeout=240,
         cwd=REPO,
     )
     out = result.stdout

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from polling import wait_for
+from polling import run_to_end, wait_for
 from torch.distributed.checkpoint.api import CheckpointException
 from trainer_harness import (
     REPO,
@@ -222,10 +222,8 @@ def test_rank_aborting_at_teardown_after_its_work_does_not_fail_the_job(tmp_path
         ABORT_AT_EXIT_RANK="1",
         ABORT_AT_EXIT_ARMED=str(armed),
     )
-    done = subprocess.run(
-        torchrun_cmd(job, 2, ["--steps", "6", "--ckpt-every", "3"]),
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    done = run_to_end(torchrun_cmd(job, 2, ["--steps", "6", "--ckpt-every", "3"]),
+                      watch=job, env=env, cwd=REPO)  # fmt: skip
     assert armed.read_text() == "1\n"  # the abort was armed in rank 1, and only there
     assert done.returncode == 0, describe(done)
     assert [e["step"] for e in events(job, "training_complete")] == [6]
