@@ -88,6 +88,7 @@ class NodeAgent:
         """Most local workers seen at once in this generation."""
         self.agent_restart: dict[str, Any] | None = None
         """The agent's own restart of torchrun, recorded once its workers are up."""
+        self.started_ts = time.time()
 
     # -- output ---------------------------------------------------------------------
 
@@ -178,6 +179,13 @@ class NodeAgent:
             if code == 0:
                 self.say("training finished")
                 return EXIT_OK
+            if self._completed_since_start():
+                # The work is done and recorded: a rank that aborts in its teardown, or a
+                # torchrun whose rendezvous host left after the end (a node that returned
+                # late), must not make a finished job fail or train again.
+                self.say(f"torchrun exited with code {code} after training_complete: finished")
+                self.pending = None
+                return EXIT_OK
             incident = self.pending or self._torchrun_incident(code)
             self.pending = None
             if incident["cause"] == "bad_input":
@@ -207,6 +215,13 @@ class NodeAgent:
                 "restarts_left": self.cfg.restarts - self.restarts_used,
                 **incident,
             }
+
+    def _completed_since_start(self) -> bool:
+        """Whether the job recorded ``training_complete`` while this agent ran."""
+        return any(
+            e.get("event") == EventKind.TRAINING_COMPLETE and e.get("ts", 0) >= self.started_ts
+            for e in read_all_jsonl(self.job.events)
+        )
 
     def _torchrun_incident(self, code: int) -> dict[str, Any]:
         now = time.time()
