@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from planner.accelerator_spec import AcceleratorSpec
 from planner.errors import PlanInputError
-from planner.specs import AcceleratorSpec, ModelSpec
+from planner.model_spec import ModelSpec
 
 
 def _read(name: str) -> Any:

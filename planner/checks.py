@@ -162,6 +162,21 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
+        ("etp", "ep", "tp", "dp", "cp"),
+        lambda v, p: (
+            (v["etp"] == 0)
+            | (
+                p.moe
+                & ((v["tp"] * v["cp"] * v["dp"]) % ((v["etp"] + (v["etp"] == 0)) * v["ep"]) == 0)
+            )
+        ),
+        lambda lo, p, gpus: (
+            f"layout: expert_tp={lo.expert_tp} needs a mixture-of-experts model, and "
+            f"ep·expert_tp = {lo.ep * (lo.expert_tp or 1)} must divide tp·cp·dp = "
+            f"{lo.tp * lo.cp * lo.dp}."
+        ),
+    ),
+    Rule(
         ("ep", "dp", "cp"),
         lambda v, p: (v["ep"] == 1) | ((v["dp"] * v["cp"]) % v["ep"] == 0),
         lambda lo, p, gpus: (
@@ -177,6 +192,7 @@ def layout_values(layout: Layout, gpus: int) -> dict[str, int]:
     """The numbers :data:`RULES` read, for one layout on ``gpus`` GPUs."""
     lo = layout
     return {"dp": lo.dp, "tp": lo.tp, "pp": lo.pp, "cp": lo.cp, "ep": lo.ep,
+            "etp": lo.expert_tp or 0,
             "micro_batch": lo.micro_batch, "interleave": lo.interleave, "gpus": gpus}  # fmt: skip
 
 

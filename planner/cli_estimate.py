@@ -19,6 +19,7 @@ from planner.cli_options import (
     GradReduceDtypeOption,
     GridOption,
     ModelOption,
+    MoeCapacityOption,
     MtbfHoursOption,
     OptimizerOption,
     OverlapGradReduceOption,
@@ -42,30 +43,49 @@ def estimate_command(
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,
-    tp: int = typer.Option(1, "--tp", help="Tensor-parallel degree."),
-    pp: int = typer.Option(1, "--pp", help="Pipeline stages."),
-    cp: int = typer.Option(1, "--cp", help="Context-parallel degree."),
-    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree (default: the rest)."),
-    ep: int = typer.Option(1, "--ep", help="Expert-parallel degree (MoE)."),
+    tp: int | None = typer.Option(None, "--tp", help="Tensor-parallel degree."),
+    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages."),
+    cp: int | None = typer.Option(None, "--cp", help="Context-parallel degree."),
+    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree."),
+    ep: int | None = typer.Option(None, "--ep", help="Expert-parallel degree (MoE)."),
     zero: str | None = typer.Option(
         None, "--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp (default 1 if dp>1)."
     ),
     hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="HSDP shard group size."),
-    micro_batch: int = typer.Option(1, "--micro-batch", help="Sequences per micro-batch."),
-    recompute: str | None = typer.Option(
-        None, "--recompute", help="none|selective|full (default: the least that fits)."
+    micro_batch: int | None = typer.Option(
+        None, "--micro-batch", help="Sequences per micro-batch."
     ),
-    interleave: int = typer.Option(1, "--interleave", help="Virtual pipeline stages per GPU."),
+    recompute: str | None = typer.Option(None, "--recompute", help="none|selective|full."),
+    interleave: int | None = typer.Option(
+        None, "--interleave", help="Virtual pipeline stages per GPU."
+    ),
     sequence_parallel: bool | None = typer.Option(
         None,
         "--sequence-parallel/--no-sequence-parallel",
         help="Shard norm/dropout activations over TP (default: on when tp > 1).",
+    ),
+    uneven_stages: bool | None = typer.Option(
+        None, "--uneven-stages/--even-stages", help="First and last stage one layer fewer."
+    ),
+    offload: float | None = typer.Option(
+        None, "--offload", help="Share of saved activations offloaded to host (0-0.99)."
+    ),
+    schedule: str | None = typer.Option(None, "--schedule", help="Pipeline: 1f1b | gpipe."),
+    microbatch_group: int | None = typer.Option(
+        None, "--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."
+    ),
+    free_stage_outputs: bool | None = typer.Option(
+        None, "--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."
+    ),
+    expert_tp: int | None = typer.Option(
+        None, "--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."
     ),
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
     overlap_grad_reduce: OverlapGradReduceOption = True,
     grad_reduce_dtype: GradReduceDtypeOption = "fp32",
+    moe_capacity: MoeCapacityOption = None,
     pue: PueOption = None,
     grid: GridOption = None,
     price: PriceOption = None,
@@ -75,8 +95,15 @@ def estimate_command(
     restart_min: RestartMinOption = None,
     profile: ProfileOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Say why the chosen layout beat the runner-up and variants."
+    ),
 ) -> None:
-    """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout."""
+    """Predict memory, step time, MFU, days, GPU-hours, energy, cost and CO2 of one layout.
+
+    Layout flags not given take what `plan search` picks under the given ones (the
+    fastest layout that fits); the output says so.
+    """
     import json
     import sys
 
@@ -103,11 +130,18 @@ def estimate_command(
         recompute=recompute,
         interleave=interleave,
         sequence_parallel=sequence_parallel,
+        uneven_stages=uneven_stages,
+        activation_offload=offload,
+        schedule=schedule,
+        microbatch_group=microbatch_group,
+        free_stage_outputs=free_stage_outputs,
+        expert_tp=expert_tp,
         precision=precision,
         optimizer=optimizer,
         attention=attention,
         overlap_grad_reduce=overlap_grad_reduce,
         grad_reduce_dtype=grad_reduce_dtype,
+        moe_capacity_factor=moe_capacity,
         pue=pue,
         grid=grid,
         price=price,
@@ -116,6 +150,7 @@ def estimate_command(
         ckpt_gb_s_max=ckpt_gb_s_max,
         restart_min=restart_min,
         profile=profile,
+        explain=explain,
     )
     plan, defaults = run_request(request)
     if as_json:

@@ -46,6 +46,10 @@ OverlapGradReduceOption = Annotated[
     typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),
 ]
 GradReduceDtypeOption = Annotated[str, typer.Option("--grad-dtype", help="fp32 or bf16 gradients.")]
+MoeCapacityOption = Annotated[
+    float | None,
+    typer.Option("--moe-capacity", help="MoE expert capacity factor (default: dropless)."),
+]
 PueOption = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE.")]
 GridOption = Annotated[float | None, typer.Option("--grid", help="Grid kg CO2 per kWh.")]
 PriceOption = Annotated[float | None, typer.Option("--price", help="USD per GPU-hour.")]

@@ -11,7 +11,11 @@ Two key families are understood:
 * GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
+* GPT-NeoX (``model_type`` gpt_neox): the Llama-style keys, with LayerNorm, biases and
+  ``hidden_dropout``.
 
+A key the planner reads that is missing takes its ``model_type``'s default in transformers
+(:mod:`planner.hf_defaults`: GPT-2's dropout is 0.1, Mistral's kv heads 8, ...).
 A required key that is missing raises :class:`~planner.errors.PlanInputError` naming it.
 """
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import PlanInputError
+from planner.hf_defaults import with_defaults
 from planner.specs import ModelSpec
 
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
@@ -37,7 +42,9 @@ def _need(cfg: dict[str, Any], key: str, path: Path, what: str) -> Any:
 
 def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
     """Build a ModelSpec from an already-parsed config.json mapping."""
-    if "n_embd" in cfg or cfg.get("model_type") == "gpt2":
+    gpt2_keys = "n_embd" in cfg or cfg.get("model_type") == "gpt2"
+    cfg = with_defaults(cfg, gpt2_keys)
+    if gpt2_keys:
         hidden = _need(cfg, "n_embd", path, "hidden size")
         return ModelSpec(
             name=name,
@@ -48,17 +55,18 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
             ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
             activation="gelu",
             vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),
-            tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+            tied_embeddings=bool(cfg["tie_word_embeddings"]),
             norm="layernorm",
             bias=True,
             position_embedding="learned",
-            max_position_embeddings=cfg.get("n_positions") or 1024,
-            hidden_dropout=float(cfg.get("resid_pdrop") or 0.0),
-            attention_dropout=float(cfg.get("attn_pdrop") or 0.0),
+            max_position_embeddings=cfg["n_positions"],
+            hidden_dropout=float(cfg["resid_pdrop"] or 0.0),
+            attention_dropout=float(cfg["attn_pdrop"] or 0.0),
         )
     heads = _need(cfg, "num_attention_heads", path, "attention heads")
     experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
-    act = str(cfg.get("hidden_act", "silu")).lower()
+    act = str(cfg["hidden_act"]).lower()
+    neox = cfg.get("model_type") == "gpt_neox"
     moe_ffn = cfg.get("moe_intermediate_size")
     return ModelSpec(
         name=name,
@@ -70,11 +78,14 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         ffn_hidden_size=_need(cfg, "intermediate_size", path, "MLP width"),
         activation="swiglu" if act in _GATED_ACTIVATIONS else "gelu",
         vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        tied_embeddings=bool(cfg["tie_word_embeddings"]),
         num_experts=int(experts),
         top_k=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
         moe_ffn_hidden_size=moe_ffn if experts > 1 else None,
         shared_expert_ffn_hidden_size=int(cfg.get("shared_expert_intermediate_size") or 0),
+        norm="layernorm" if neox else "rmsnorm",
+        bias=bool(neox and cfg.get("attention_bias")),
+        hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),
         attention_dropout=float(cfg.get("attention_dropout") or 0.0),
     )
 

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from planner.attention_rates import measured_attention
-from planner.formulas import params as P
+from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
 from planner.units import GIGA, TERA
 
@@ -70,6 +70,7 @@ class Inputs(NamedTuple):
     runtime_reserved_gib: Any
     comm_buffer_gib_per_group: Any
     step_overhead_s: Any
+    host_bytes_s: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -96,6 +97,7 @@ class Inputs(NamedTuple):
     overlap_grad_reduce: Any
     tp_comm_overlap: Any
     grad_bytes: Any
+    moe_capacity: Any
     # layout
     dp: Any
     tp: Any
@@ -108,6 +110,12 @@ class Inputs(NamedTuple):
     interleave: Any
     sp: Any
     ep: Any
+    etp: Any
+    uneven: Any
+    offload: Any
+    gpipe: Any
+    mb_group: Any
+    keep_outputs: Any
 
 
 class Constants(NamedTuple):
@@ -130,6 +138,7 @@ class Constants(NamedTuple):
     grad_bucket_bytes: float
     comm_power_fraction: float
     allocator_fragmentation: float
+    host_copy_efficiency: float
 
 
 @lru_cache(maxsize=1)
@@ -147,7 +156,7 @@ def _f(flag: bool) -> float:
 
 def model_inputs(model: ModelSpec) -> dict[str, float]:
     """The model's fields of :class:`Inputs`."""
-    shape = P.model_shape_args(model)
+    shape = model_shape_args(model)
     names = Inputs._fields[: Inputs._fields.index("hidden_dropout")]
     out = dict(zip(names, shape, strict=True))
     out["hidden_dropout"] = _f(model.hidden_dropout > 0)
@@ -183,6 +192,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "runtime_reserved_gib": float(acc.runtime_reserved_gib),
         "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
         "step_overhead_s": float(acc.step_overhead_s),
+        "host_bytes_s": acc.host_link_gb_s * GIGA,
     }
 
 
@@ -238,6 +248,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
+        "moe_capacity": float(training.moe_capacity_factor or 1.0),
     }
 
 
@@ -255,6 +266,12 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "interleave": float(layout.interleave),
         "sp": _f(layout.sequence_parallel),
         "ep": float(layout.ep),
+        "etp": float(layout.expert_tp or 0),
+        "uneven": _f(layout.uneven_stages),
+        "offload": float(layout.activation_offload),
+        "gpipe": _f(layout.schedule == "gpipe"),
+        "mb_group": float(layout.microbatch_group or 0),
+        "keep_outputs": _f(not layout.free_stage_outputs),
     }
 
 
@@ -346,6 +363,12 @@ LAYOUT_DEFAULTS = {
     "interleave": 1.0,
     "sp": 0.0,
     "ep": 1.0,
+    "etp": 0.0,
+    "uneven": 0.0,
+    "offload": 0.0,
+    "gpipe": 0.0,
+    "mb_group": 0.0,
+    "keep_outputs": 0.0,
 }
 """Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
 

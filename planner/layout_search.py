@@ -42,12 +42,29 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.checks import layout_problems, precision_problems
+from planner.checks import precision_problems
 from planner.errors import PlanInputError
 from planner.layouts import CandidateTree, enumerate_layouts, pinned_values
 from planner.pareto import pareto_front, rank
 from planner.result import Estimate, Plan
-from planner.specs import ClusterSpec, Layout, ModelSpec, TrainingSpec
+from planner.search_explain import describe_layout, why_it_loses
+from planner.search_infeasible import (
+    cluster_with,
+    fits_on_more_gpus,
+    money,
+    no_valid_layout,
+)
+from planner.specs import ClusterSpec, ModelSpec, TrainingSpec
+
+__all__ = [
+    "NoFeasibleLayout",
+    "SearchConstraints",
+    "SearchResult",
+    "cluster_with",
+    "describe_layout",
+    "search",
+    "why_it_loses",
+]
 
 Objective = Literal["time", "cost", "energy", "mfu"]
 OBJECTIVES: tuple[str, ...] = ("time", "cost", "energy", "mfu")
@@ -147,85 +164,6 @@ class NoFeasibleLayout(PlanInputError):
     """No layout fits or meets the constraints; the message names the nearest answer."""
 
 
-def cluster_with(cluster: ClusterSpec, num_gpus: int) -> ClusterSpec:
-    """``cluster`` with ``num_gpus`` GPUs (nodes recomputed)."""
-    if num_gpus == cluster.num_gpus:
-        return cluster
-    data = cluster.model_dump()
-    data.update(num_gpus=num_gpus, num_nodes=None)
-    return ClusterSpec(**data)
-
-
-def describe_layout(layout: Layout) -> str:
-    """``tp8 pp4 cp1 dp32 zero1 mb2 v4 sp sel-rc``: a layout in a few words."""
-    lo = layout
-    parts = [f"tp{lo.tp}", f"pp{lo.pp}", f"cp{lo.cp}", f"dp{lo.dp}"]
-    if lo.ep > 1:
-        parts.append(f"ep{lo.ep}")
-    parts.append(lo.sharding + (f"/{lo.hsdp_shard_size}" if lo.hsdp_shard_size else ""))
-    parts.append(f"mb{lo.micro_batch}")
-    if lo.interleave > 1:
-        parts.append(f"v{lo.interleave}")
-    if lo.sequence_parallel:
-        parts.append("sp")
-    if lo.recompute != "none":
-        parts.append({"selective": "sel-rc", "full": "full-rc"}[lo.recompute])
-    return " ".join(parts)
-
-
-_WHY = {
-    "gemm_s": "GEMM time",
-    "attention_s": "attention",
-    "memory_bound_s": "memory-bound kernels",
-    "recompute_s": "recompute",
-    "tp_comm_s": "TP comm",
-    "cp_comm_s": "CP comm",
-    "ep_comm_s": "EP all-to-all",
-    "pp_p2p_s": "pipeline p2p",
-    "pipeline_bubble_s": "pipeline bubble",
-    "dp_comm_s": "exposed DP comm",
-    "optimizer_s": "optimizer step",
-}
-
-
-def why_it_loses(est: Estimate, best: Estimate, objective: str) -> str:
-    """Why ``est`` ranks below ``best``: the step-time components that grow the most (per
-    GPU-second when the GPU counts differ, as a share of the best step), the objective's
-    own difference, and the memory it needs."""
-    scale = est.layout.num_gpus / best.layout.num_gpus
-    base = best.step.time_s
-    deltas = sorted(
-        ((est.step.breakdown[key] * scale - best.step.breakdown[key], key)
-         for key in est.step.breakdown),
-        reverse=True,
-    )  # fmt: skip
-    total = est.step.time_s * scale - base
-    parts = [
-        f"{_WHY.get(key, key)} +{delta / base:.1%}"
-        for delta, key in deltas[:2]
-        if delta > 0.05 * max(total, 0.0) and delta > 5e-4 * base
-    ]
-    if scale != 1:
-        parts.insert(0, f"{est.layout.num_gpus} GPUs")
-    if objective == "energy":
-        parts.insert(0, f"energy {est.train.energy_mwh / best.train.energy_mwh - 1:+.1%}")
-    elif objective == "cost":
-        parts.insert(0, f"cost {est.train.cost_usd / best.train.cost_usd - 1:+.1%}")
-    elif objective == "mfu":
-        parts.insert(0, f"MFU {est.step.mfu - best.step.mfu:+.1%}")
-    if not parts:
-        slower = est.step.time_s * scale / base - 1
-        parts.append(
-            f"step {slower:+.2%}" if abs(slower) > 1e-6 else "same step time (equivalent layout)"
-        )
-    mem = est.memory_gib
-    more = mem.total - best.memory_gib.total
-    parts.append(
-        f"{mem.total:.0f}/{mem.capacity:.0f} GiB" + (f" (+{more:.1f})" if more > 0.05 else "")
-    )
-    return ", ".join(parts)
-
-
 def search(
     model: ModelSpec,
     cluster: ClusterSpec,
@@ -282,7 +220,7 @@ def search(
         return SearchResult(**values, seconds=timings["total"], timings=timings)
 
     if tree.size == 0:
-        return finish(problem=_no_valid_layout(model, cluster, training, pins, counts))
+        return finish(problem=no_valid_layout(model, cluster, training, pins, counts))
 
     tick = time.perf_counter()
     memory_gib = costs.memory(tree)
@@ -294,7 +232,7 @@ def search(
         nearest = costs.estimates(tree, np.asarray([closest]))[0]
         room = f" less the {cons.memory_headroom:.0%} headroom" if cons.memory_headroom else ""
         where = f"{counts[0]} GPUs" if len(counts) == 1 else f"up to {counts[-1]} GPUs"
-        larger = _fits_on_more_gpus(model, cluster, training, pinned, counts[-1], capacity, costs)
+        larger = fits_on_more_gpus(model, cluster, training, pinned, counts[-1], capacity, costs)
         hint = (
             f"it first fits on {larger[0]} GPUs ({larger[1]}); use more GPUs"
             if larger is not None
@@ -351,63 +289,6 @@ def search(
     )
 
 
-DOUBLINGS = 10
-"""When nothing fits, GPU counts up to 2**DOUBLINGS times larger are tried (memory only)."""
-
-
-def _fits_on_more_gpus(
-    model: ModelSpec,
-    cluster: ClusterSpec,
-    training: TrainingSpec,
-    pinned: Mapping[str, Any] | None,
-    gpus: int,
-    capacity_gib: float,
-    costs: Any,
-) -> tuple[int, str] | None:
-    """The first of 2x, 4x, ... ``gpus`` at which some layout fits (memory pass only), with
-    that layout (the one with the most memory to spare); None when none up to 2**10 x."""
-    for doubling in range(1, DOUBLINGS + 1):
-        count = gpus * 2**doubling
-        tree = enumerate_layouts(model, cluster_with(cluster, count), training, [count], pinned)
-        if tree.size == 0:
-            continue
-        memory = costs.memory(tree)
-        best = int(np.argmin(memory))
-        if memory[best] <= capacity_gib:
-            return count, describe_layout(tree.layout(best))
-    return None
-
-
-def _no_valid_layout(
-    model: ModelSpec,
-    cluster: ClusterSpec,
-    training: TrainingSpec,
-    pins: Mapping[str, float],
-    counts: list[int],
-) -> str:
-    """Why the enumeration is empty: a fully pinned layout gets the checks' own message."""
-    from planner.layouts import PINNABLE, layout_from_values
-
-    full = set(PINNABLE.values()) - {"hsdp_shard"}
-    if full <= set(pins) and len(counts) == 1:
-        values = {"hsdp_shard": 1.0, **pins}
-        try:
-            layout = layout_from_values(values)
-        except PlanInputError as exc:
-            return str(exc)
-        problems = layout_problems(model, cluster_with(cluster, counts[0]), training, layout)
-        if problems:
-            return problems[0]
-    shown = ", ".join(f"{k}={v:g}" for k, v in pins.items()) or "none"
-    where = f"{counts[0]} GPUs" if len(counts) == 1 else f"up to {counts[-1]} GPUs"
-    return (
-        f"no valid layout of {model.name} on {where} with the pinned knobs ({shown}): "
-        f"check that the GPU count factors into dp·tp·pp·cp with dp dividing the global "
-        f"batch of {training.global_batch_seqs} and tp dividing the heads; unpin knobs or "
-        "change the GPU count."
-    )
-
-
 def _infeasible(
     finish: Any,
     costs: Any,
@@ -435,9 +316,9 @@ def _infeasible(
         index = int(np.argmin(cost))
         nearest = costs.estimates(tree, np.asarray([index]))[0]
         problem = (
-            f"no layout of {model.name} on {where} fits the ${_money(cons.budget_usd)} "
+            f"no layout of {model.name} on {where} fits the ${money(cons.budget_usd)} "
             f"budget: the cheapest ({describe_layout(nearest.layout)}) costs "
-            f"${_money(cost[index])} with failures; raise the budget, train on fewer "
+            f"${money(cost[index])} with failures; raise the budget, train on fewer "
             "tokens or use a cheaper GPU."
         )
     else:
@@ -446,15 +327,7 @@ def _infeasible(
         nearest = costs.estimates(tree, np.asarray([index]))[0]
         problem = (
             f"no layout of {model.name} on {where} meets both the {cons.deadline_days:g}-day "
-            f"deadline and the ${_money(cons.budget_usd)} budget: the cheapest on time "
-            f"({describe_layout(nearest.layout)}) costs ${_money(cost[index])}; relax one of them."
+            f"deadline and the ${money(cons.budget_usd)} budget: the cheapest on time "
+            f"({describe_layout(nearest.layout)}) costs ${money(cost[index])}; relax one of them."
         )
     return finish(nearest=nearest, problem=problem, fitting=tree.size)
-
-
-def _money(value: float | None) -> str:
-    value = float(value or 0.0)
-    for suffix, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g}{suffix}"
-    return f"{value:.0f}"

@@ -5,9 +5,9 @@ each level repeating the rows of the one before for each option of its knobs::
 
     level 0  shape       gpus, tp, cp, pp, dp      (dp·tp·pp·cp = gpus)
     level 1  kernels     sp, micro_batch, ep
-    level 2  schedule    interleave
+    level 2  schedule    interleave, uneven
     level 3  sharding    sharding, hsdp_shard
-    level 4  recompute   recompute
+    level 4  recompute   recompute, offload
 
 A row of level k has a parent row in level k-1 (``parents[k]``); the candidates are the
 rows of the last level. Keeping the levels apart lets the vectorised cost model
@@ -25,11 +25,13 @@ What is enumerated (every layout the checks accept, with these policies):
 * micro-batch: every divisor of the per-replica batch;
 * expert parallelism (MoE): divisors of the expert count that divide dp·cp;
 * interleave: 1, and v > 1 when pp > 1 and pp·v divides the layers (Megatron-LM requires
-  whole layers per virtual stage);
+  whole layers per virtual stage); uneven stages (first and last stage one layer fewer,
+  Llama 3 Sec. 3.3.2) when pp > 1 and pp·v divides the layers + 2;
 * sharding: none when dp·cp = 1 (the others would be the same layout); otherwise none,
   ZeRO-1, ZeRO-2, ZeRO-3/FSDP and HSDP with every shard group size h, 1 < h < dp, that
   divides dp (h = dp is ZeRO-3);
-* recompute: none, selective, full.
+* recompute: none, selective, full; and activation offload of :data:`OFFLOAD_OPTIONS`
+  of each layer's saved activations without recomputation.
 
 A pinned knob (``pinned``) takes only its given value, which need only pass the checks
 (:data:`planner.checks.RULES`, applied here to every level as soon as its fields exist).
@@ -44,36 +46,34 @@ from typing import Any
 import numpy as np
 
 from planner.checks import RULES, problem_of, rules_ok
-from planner.errors import PlanInputError
 from planner.inputs import RECOMPUTE_CODES, SHARDING_CODES
+from planner.knobs import (
+    OFFLOAD_OPTIONS,
+    PINNABLE,
+    layout_from_values,
+    pinned_values,
+)
 from planner.specs import ClusterSpec, Layout, ModelSpec, TrainingSpec
+
+__all__ = [
+    "LEVELS",
+    "OFFLOAD_OPTIONS",
+    "PINNABLE",
+    "CandidateTree",
+    "divisors",
+    "enumerate_layouts",
+    "layout_from_values",
+    "pinned_values",
+]
 
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("gpus", "tp", "cp", "pp", "dp"),
-    ("sp", "micro_batch", "ep"),
-    ("interleave",),
+    ("sp", "micro_batch", "ep", "etp"),
+    ("interleave", "uneven", "gpipe", "mb_group", "keep_outputs"),
     ("sharding", "hsdp_shard"),
-    ("recompute",),
+    ("recompute", "offload"),
 )
 """The knobs each level adds (Inputs names; ``gpus`` is the GPU count of the candidate)."""
-
-PINNABLE = {
-    "dp": "dp",
-    "tp": "tp",
-    "pp": "pp",
-    "cp": "cp",
-    "ep": "ep",
-    "sharding": "sharding",
-    "hsdp_shard_size": "hsdp_shard",
-    "micro_batch": "micro_batch",
-    "recompute": "recompute",
-    "interleave": "interleave",
-    "sequence_parallel": "sp",
-}
-"""Layout field -> Inputs name of the knobs that can be pinned."""
-
-_SHARDING_NAMES = {code: name for name, code in SHARDING_CODES.items()}
-_RECOMPUTE_NAMES = {code: name for name, code in RECOMPUTE_CODES.items()}
 
 
 def divisors(n: int) -> list[int]:
@@ -162,64 +162,6 @@ class CandidateTree:
                 row = index if source == last else int(self.index_map(source, last)[index])
                 return float(values[name][row])
         raise KeyError(name)
-
-
-def layout_from_values(values: Mapping[str, float]) -> Layout:
-    """A Layout from knob values keyed by Inputs name (codes for the categorical ones)."""
-    sharding = _SHARDING_NAMES[float(values["sharding"])]
-    return Layout(
-        dp=int(values["dp"]),
-        tp=int(values["tp"]),
-        pp=int(values["pp"]),
-        cp=int(values["cp"]),
-        sharding=sharding,
-        hsdp_shard_size=int(values["hsdp_shard"]) if sharding == "hsdp" else None,
-        micro_batch=int(values["micro_batch"]),
-        recompute=_RECOMPUTE_NAMES[float(values["recompute"])],
-        interleave=int(values["interleave"]),
-        sequence_parallel=bool(values["sp"]),
-        ep=int(values["ep"]),
-    )
-
-
-def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
-    """Pinned Layout fields as Inputs names and numbers; unknown fields are refused."""
-    out: dict[str, float] = {}
-    for key, value in (pinned or {}).items():
-        if value is None:
-            continue
-        name = PINNABLE.get(key)
-        if name is None:
-            raise PlanInputError(
-                f"pinned: {key!r} is not a layout knob; pin one of {', '.join(PINNABLE)}."
-            )
-        if name == "sharding":
-            text = str(value).lower()
-            aliases = {"0": "none", "1": "zero1", "2": "zero2", "3": "zero3", "fsdp": "zero3"}
-            text = aliases.get(text, text)
-            if text not in SHARDING_CODES:
-                raise PlanInputError(
-                    f"pinned sharding {value!r}: use none, zero1, zero2, zero3 (fsdp) or hsdp."
-                )
-            out[name] = SHARDING_CODES[text]
-        elif name == "recompute":
-            if value not in RECOMPUTE_CODES:
-                raise PlanInputError(f"pinned recompute {value!r}: use none, selective or full.")
-            out[name] = RECOMPUTE_CODES[value]
-        elif name == "sp":
-            out[name] = 1.0 if value else 0.0
-        else:
-            if isinstance(value, bool) or int(value) != value or value <= 0:
-                raise PlanInputError(
-                    f"pinned {key}: must be a positive whole number, got {value!r}."
-                )
-            out[name] = float(value)
-    if "hsdp_shard" in out:
-        if out.setdefault("sharding", SHARDING_CODES["hsdp"]) != SHARDING_CODES["hsdp"]:
-            raise PlanInputError("pinned hsdp_shard_size goes with sharding='hsdp' only.")
-        if out["hsdp_shard"] <= 1:
-            raise PlanInputError("pinned hsdp_shard_size must be at least 2.")
-    return out
 
 
 def _expand(
@@ -325,19 +267,38 @@ def enumerate_layouts(
         ep_table = _options("ep", [1.0], pins)[None, :]
         _expand(levels, parents, np.ones((len(levels[-1]["sp"]), 1), bool), {"ep": ep_table},
                 False)  # fmt: skip
-    finish_rules({"sp", "micro_batch", "ep"})
+    # Expert tensor parallelism apart from tp only when pinned (default: tp).
+    etp = np.full(len(levels[-1]["sp"]), pins.get("etp", 0.0))
+    levels[-1]["etp"] = etp
+    finish_rules({"sp", "micro_batch", "ep", "etp"})
 
-    # --- level 2: interleaved pipeline ---------------------------------------------------
+    # --- level 2: interleaved pipeline, uneven first and last stages -----------------------
     pp2 = column("pp")[:, None]
     if "interleave" in pins:
-        table = np.asarray([[pins["interleave"]]])
-        mask = (table == 1) | (pp2 > 1)
+        v_options = [pins["interleave"]]
     else:
-        table = np.asarray([float(v) for v in divisors(layers)])[None, :]
-        mask = (table == 1) | ((pp2 > 1) & (layers % (pp2 * table) == 0))
+        v_options = [float(v) for v in sorted(set(divisors(layers)) | set(divisors(layers + 2)))]
+    u_options = [pins["uneven"]] if "uneven" in pins else [0.0, 1.0]
+    table = np.asarray([v for _ in u_options for v in v_options])[None, :]
+    uneven = np.asarray([u for u in u_options for _ in v_options])[None, :]
+    # Whole layers per virtual stage (Megatron-LM); uneven: the first and the last stage
+    # one layer fewer, so pp·v divides layers + 2. A pinned interleave needs only pp > 1.
+    if "interleave" in pins:
+        even_ok = (table == 1) | (pp2 > 1)
+        uneven_ok = pp2 > 1
+    else:
+        even_ok = (table == 1) | ((pp2 > 1) & (layers % (pp2 * table) == 0))
+        uneven_ok = (pp2 > 1) & ((layers + 2) % (pp2 * table) == 0)
+    mask = np.where(uneven > 0, uneven_ok, even_ok)
+    # GPipe and micro-batch groups only when pinned: never faster than 1F1B's defaults.
+    gpipe = np.full_like(table, pins.get("gpipe", 0.0))
+    group = np.full_like(table, pins.get("mb_group", 0.0))
+    keep = np.full_like(table, pins.get("keep_outputs", 0.0))
+    mask = mask & ((gpipe == 0) | ((table == 1) & (pp2 > 1))) & ((group == 0) | (table > 1))
     _expand(levels, parents, np.broadcast_to(mask, (len(pp2), table.shape[1])),
-            {"interleave": table}, True)  # fmt: skip
-    finish_rules({"interleave"})
+            {"interleave": table, "uneven": uneven, "gpipe": gpipe, "mb_group": group,
+             "keep_outputs": keep}, True)  # fmt: skip
+    finish_rules({"interleave", "uneven"})
 
     # --- level 3: data-parallel sharding ----------------------------------------------------
     dp3 = column("dp")[:, None]
@@ -358,9 +319,17 @@ def enumerate_layouts(
         mask = np.broadcast_to(codes == pins["sharding"], (len(dp3), codes.shape[1]))
     _expand(levels, parents, mask, {"sharding": codes, "hsdp_shard": shard}, True)
 
-    # --- level 4: activation recomputation ------------------------------------------------
-    recompute = _options("recompute", sorted(RECOMPUTE_CODES.values()), pins)[None, :]
+    # --- level 4: activation recomputation and offload -----------------------------------
+    none = RECOMPUTE_CODES["none"]
+    pairs = [(code, 0.0) for code in sorted(RECOMPUTE_CODES.values())]
+    pairs += [(none, f) for f in OFFLOAD_OPTIONS]
+    if "offload" in pins:
+        pairs = [(code, pins["offload"]) for code in sorted(RECOMPUTE_CODES.values())]
+    if "recompute" in pins:
+        pairs = [(code, f) for code, f in pairs if code == pins["recompute"]]
+    recompute = np.asarray([code for code, _ in pairs])[None, :]
+    offload = np.asarray([f for _, f in pairs])[None, :]
     n3 = len(levels[-1]["sharding"])
     _expand(levels, parents, np.ones((n3, recompute.shape[1]), bool),
-            {"recompute": recompute}, True)  # fmt: skip
+            {"recompute": recompute, "offload": offload}, True)  # fmt: skip
     return CandidateTree(levels, parents)

@@ -37,6 +37,10 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         f"ep={lo.ep} sharding={lo.sharding} micro_batch={lo.micro_batch} "
         f"recompute={lo.recompute} interleave={lo.interleave} "
         f"sp={'on' if lo.sequence_parallel else 'off'}"
+        + (" uneven_stages=on" if lo.uneven_stages else "")
+        + (f" offload={lo.activation_offload:g}" if lo.activation_offload else "")
+        + (" schedule=gpipe" if lo.schedule == "gpipe" else "")
+        + (f" microbatch_group={lo.microbatch_group}" if lo.microbatch_group else "")
     )
     mem = est.memory_gib
     table = Table(title="Memory per GPU (GiB, most loaded pipeline stage)")

@@ -35,22 +35,29 @@ class EstimateRequest:
     global_batch: str | None = None
     global_batch_tokens: str | None = None
     tokens: str | None = None
-    tp: int = 1
-    pp: int = 1
-    cp: int = 1
+    tp: int | None = None
+    pp: int | None = None
+    cp: int | None = None
     dp: int | None = None
-    ep: int = 1
+    ep: int | None = None
     zero: str | None = None
     hsdp_shard: int | None = None
-    micro_batch: int = 1
+    micro_batch: int | None = None
     recompute: str | None = None
-    interleave: int = 1
+    interleave: int | None = None
     sequence_parallel: bool | None = None
+    uneven_stages: bool | None = None
+    activation_offload: float | None = None
+    schedule: str | None = None
+    microbatch_group: int | None = None
+    free_stage_outputs: bool | None = None
+    expert_tp: int | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
+    moe_capacity_factor: float | None = None
     pue: float | None = None
     grid: float | None = None
     price: float | None = None
@@ -59,6 +66,8 @@ class EstimateRequest:
     ckpt_gb_s_max: float | None = None
     restart_min: float | None = None
     profile: str | None = None
+    explain: bool = False
+    """Add why the chosen layout beat the alternatives to the notes."""
 
 
 def resolve_model(text: str) -> ModelSpec:
@@ -159,14 +168,41 @@ def specs_from_request(
         attention_kernel=r.attention,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
+        moe_capacity_factor=r.moe_capacity_factor,
     )
     return model, cluster, training, defaults
 
 
+def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
+    """The layout knobs the request gives (None: left to the search)."""
+    given = {
+        "tp": r.tp, "pp": r.pp, "cp": r.cp, "dp": r.dp, "ep": r.ep, "sharding": sharding,
+        "hsdp_shard_size": r.hsdp_shard, "micro_batch": r.micro_batch,
+        "recompute": r.recompute, "interleave": r.interleave,
+        "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
+        "activation_offload": r.activation_offload, "schedule": r.schedule,
+        "microbatch_group": r.microbatch_group, "free_stage_outputs": r.free_stage_outputs,
+        "expert_tp": r.expert_tp,
+    }  # fmt: skip
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
-    """Build the specs (stating every default used) and estimate the layout."""
+    """Build the specs (stating every default used) and estimate the layout.
+
+    Knobs not given are what ``plan search`` picks under the given ones (the fastest layout
+    that fits; :mod:`planner.estimate_defaults`); when nothing fits, the least
+    recomputation with one GPU per degree not given, dp the rest, ZeRO-1.
+    """
+    from planner.checks import validate
+    from planner.estimate_defaults import explain, searched_layout
+
     r = request
+    if r.schedule not in (None, "1f1b", "gpipe"):
+        raise PlanInputError(f"--schedule {r.schedule!r}: use 1f1b or gpipe.")
     for flag, value in (
+        ("--microbatch-group", r.microbatch_group),
+        ("--expert-tp", r.expert_tp),
         ("--tp", r.tp),
         ("--pp", r.pp),
         ("--cp", r.cp),
@@ -174,11 +210,13 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
         ("--micro-batch", r.micro_batch),
         ("--interleave", r.interleave),
     ):
-        _positive(value, flag)
+        if value is not None:
+            _positive(value, flag)
     model, cluster, training, defaults = specs_from_request(r)
     gpus = cluster.num_gpus
+    tp, pp, cp = r.tp or 1, r.pp or 1, r.cp or 1
 
-    model_parallel = r.tp * r.pp * r.cp
+    model_parallel = tp * pp * cp
     if r.dp is None:
         if gpus % model_parallel:
             raise PlanInputError(
@@ -186,41 +224,56 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
                 "change the degrees or the GPU count."
             )
         dp = gpus // model_parallel
-        defaults.append(f"--dp {dp} (GPUs / (tp·pp·cp))")
     else:
         dp = _positive(r.dp, "--dp")
-    if r.zero is None:
-        sharding = "zero1" if dp * r.cp > 1 else "none"
-        defaults.append(f"--zero {sharding} (distributed optimizer when data-parallel)")
-    else:
-        sharding = r.zero
+    sharding = r.zero if r.zero is not None else ("zero1" if dp * cp > 1 else "none")
     hsdp_shard = r.hsdp_shard
     if sharding == "hsdp" and hsdp_shard is None:
         raise PlanInputError("--zero hsdp needs --hsdp-shard N (the shard group size).")
     if sharding != "hsdp" and hsdp_shard is not None:
         raise PlanInputError("--hsdp-shard only applies with --zero hsdp.")
-    sequence_parallel = r.sequence_parallel
-    if sequence_parallel is None:
-        sequence_parallel = r.tp > 1
-        if r.tp > 1:
-            defaults.append("--sequence-parallel (tp > 1)")
+    offload = 0.0 if r.activation_offload is None else r.activation_offload
+    if not 0.0 <= offload < 1.0:
+        raise PlanInputError(f"--offload: a share of activations in [0, 1), got {offload}.")
+    sequence_parallel = r.sequence_parallel if r.sequence_parallel is not None else tp > 1
 
     def layout(recompute: str) -> Layout:
         return Layout(
             dp=dp,
-            tp=r.tp,
-            pp=r.pp,
-            cp=r.cp,
-            ep=r.ep,
+            tp=tp,
+            pp=pp,
+            cp=cp,
+            ep=r.ep or 1,
             sharding=sharding,
             hsdp_shard_size=hsdp_shard,
-            micro_batch=r.micro_batch,
+            micro_batch=r.micro_batch or 1,
             recompute=recompute,
-            interleave=r.interleave,
+            interleave=r.interleave or 1,
             sequence_parallel=sequence_parallel,
+            uneven_stages=bool(r.uneven_stages),
+            activation_offload=offload,
+            schedule="gpipe" if r.schedule == "gpipe" else "1f1b",
+            microbatch_group=r.microbatch_group,
+            free_stage_outputs=r.free_stage_outputs is not False,
+            expert_tp=r.expert_tp,
         )
 
-    if r.recompute is not None:
+    # The given knobs must make a valid layout with the others at 1 (the checks' own
+    # messages), unless dp is given without all of tp, pp and cp: the search fills those.
+    if r.dp is None or None not in (r.tp, r.pp, r.cp):
+        validate(model, cluster, training, layout(r.recompute or "none"), cluster.accelerator())
+    pins = _pins(r, r.zero)
+    fully_pinned = set(_pins_all()) <= set(pins)
+    found = None if fully_pinned else searched_layout(model, cluster, training, pins)
+    if found is not None:
+        chosen, searched, notes = found
+        result = estimate(model, cluster, training, chosen)
+        defaults += notes
+        if r.explain:
+            defaults += [
+                f"why: {line}" for line in explain(model, cluster, training, result, searched, pins)
+            ]
+    elif r.recompute is not None:
         chosen = layout(r.recompute)
         result = estimate(model, cluster, training, chosen)
     else:
@@ -231,5 +284,18 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
                 break
         reason = "the least recomputation that fits" if result.fits else "nothing fits"
         defaults.append(f"--recompute {chosen.recompute} ({reason})")
+    if found is None and not fully_pinned:
+        if r.dp is None:
+            defaults.append(f"--dp {dp} (GPUs / (tp·pp·cp))")
+        if r.zero is None:
+            defaults.append(f"--zero {sharding} (distributed optimizer when data-parallel)")
+        defaults.append("`plan search` found no layout that fits under the given pins")
     plan = Plan(model=model, cluster=cluster, training=training, layout=chosen, estimate=result)
     return plan, defaults
+
+
+def _pins_all() -> tuple[str, ...]:
+    """Every knob an estimate can pin (hsdp_shard_size only goes with HSDP)."""
+    from planner.estimate_defaults import FLAGS
+
+    return tuple(name for name in FLAGS if name != "hsdp_shard_size")

@@ -12,9 +12,24 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from planner.accelerator_spec import AcceleratorSpec
+from planner.catalog import get_gpu
 from planner.errors import PlanInputError
+from planner.model_spec import Activation, ModelSpec
 
-Activation = Literal["swiglu", "gelu"]
+__all__ = [
+    "AcceleratorSpec",
+    "Activation",
+    "AttentionKernel",
+    "ClusterSpec",
+    "Layout",
+    "ModelSpec",
+    "Optimizer",
+    "Precision",
+    "Recompute",
+    "Sharding",
+    "TrainingSpec",
+]
 Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
 Precision = Literal["bf16", "fp8", "fp32"]
@@ -22,183 +37,6 @@ Optimizer = Literal["adamw", "sgd_momentum"]
 AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "sdpa_math", "unfused"]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
-
-
-class ModelSpec(BaseModel):
-    """A decoder-only transformer, dense or mixture-of-experts."""
-
-    model_config = _FROZEN
-
-    name: str = Field(min_length=1)
-    """Label shown in outputs (a preset name, or the config.json's folder)."""
-    num_layers: int = Field(gt=0)
-    """Transformer blocks (L)."""
-    hidden_size: int = Field(gt=0)
-    """Residual-stream width (h, d_model)."""
-    num_attention_heads: int = Field(gt=0)
-    """Query heads (a)."""
-    num_kv_heads: int = Field(gt=0)
-    """Key/value heads: equal to num_attention_heads for MHA, fewer for GQA, 1 for MQA."""
-    head_dim: int | None = Field(default=None, gt=0)
-    """Per-head width; None means hidden_size / num_attention_heads."""
-    ffn_hidden_size: int = Field(gt=0)
-    """Inner width of the dense MLP (4h for GPT, 8/3·h rounded for Llama)."""
-    activation: Activation = "swiglu"
-    """'swiglu': three matrices (gate, up, down); 'gelu': two (up, down)."""
-    vocab_size: int = Field(gt=0)
-    """Vocabulary size (padded, as trained)."""
-    tied_embeddings: bool = False
-    """Output layer shares the input embedding matrix."""
-    num_experts: int = Field(default=1, gt=0)
-    """Routed experts per MoE layer; 1 means a dense model."""
-    top_k: int = Field(default=1, gt=0)
-    """Experts each token is routed to (MoE only)."""
-    moe_ffn_hidden_size: int | None = Field(default=None, gt=0)
-    """Inner width of one routed expert; None means ffn_hidden_size."""
-    shared_expert_ffn_hidden_size: int = Field(default=0, ge=0)
-    """Inner width of an always-active shared expert (Qwen-MoE, DeepSeek-MoE); 0 for none."""
-    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
-    """Normalisation: RMSNorm (weight only) or LayerNorm (weight and bias)."""
-    bias: bool = False
-    """Linear layers carry biases (GPT-2/Megatron GPT do, Llama does not)."""
-    position_embedding: Literal["rope", "learned"] = "rope"
-    """Rotary (no parameters) or a learned table of max_position_embeddings rows."""
-    max_position_embeddings: int | None = Field(default=None, gt=0)
-    """Rows of the learned position table (required when position_embedding is 'learned')."""
-    hidden_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Dropout after attention and MLP; > 0 stores a byte mask per element (Korthikanti 2022)."""
-    attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Dropout on attention probabilities; > 0 stores an s x s byte mask with unfused attention."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_kv_heads(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("num_kv_heads") is None:
-            data = {**data, "num_kv_heads": data.get("num_attention_heads")}
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ModelSpec:
-        if self.head_dim is None and self.hidden_size % self.num_attention_heads:
-            raise PlanInputError(
-                f"model {self.name}: hidden_size {self.hidden_size} is not divisible by "
-                f"num_attention_heads {self.num_attention_heads}; set head_dim explicitly."
-            )
-        if self.num_attention_heads % self.num_kv_heads:
-            raise PlanInputError(
-                f"model {self.name}: num_kv_heads {self.num_kv_heads} must divide "
-                f"num_attention_heads {self.num_attention_heads} (GQA groups)."
-            )
-        if self.top_k > self.num_experts:
-            raise PlanInputError(
-                f"model {self.name}: top_k {self.top_k} exceeds num_experts {self.num_experts}."
-            )
-        if self.position_embedding == "learned" and self.max_position_embeddings is None:
-            raise PlanInputError(
-                f"model {self.name}: learned position embeddings need max_position_embeddings."
-            )
-        return self
-
-    @property
-    def head_dim_eff(self) -> int:
-        """Per-head width actually used."""
-        return self.head_dim or self.hidden_size // self.num_attention_heads
-
-    @property
-    def is_moe(self) -> bool:
-        """True for a mixture-of-experts model."""
-        return self.num_experts > 1
-
-    @property
-    def num_params(self) -> float:
-        """Total parameters, embeddings included (every expert counted)."""
-        from planner.formulas import params
-
-        return float(params.total_params(*params.model_shape_args(self)))
-
-    @property
-    def num_active_params(self) -> float:
-        """Parameters a token passes through (top_k experts, not all), embeddings included."""
-        from planner.formulas import params
-
-        return float(params.active_params(*params.model_shape_args(self)))
-
-
-class AcceleratorSpec(BaseModel):
-    """One GPU (or any accelerator) type: peak rates, memory, links, power and price.
-
-    Catalog entries live in ``planner/data/gpus.yaml`` with a source per number; a custom
-    accelerator (for example this CPU, calibrated by a benchmark) can be given inline.
-    """
-
-    model_config = _FROZEN
-
-    name: str = Field(min_length=1)
-    """Catalog name, e.g. 'H100-SXM-80GB'."""
-    aliases: tuple[str, ...] = ()
-    """Other names that resolve to this entry (e.g. 'H100')."""
-    vendor: str = "custom"
-    """Maker, for display."""
-    bf16_dense_tflops: float = Field(gt=0)
-    """Dense BF16 tensor throughput, TFLOP/s (no sparsity)."""
-    fp8_dense_tflops: float | None = Field(default=None, gt=0)
-    """Dense FP8 throughput, TFLOP/s; None when the device has no FP8 units."""
-    fp32_dense_tflops: float | None = Field(default=None, gt=0)
-    """FP32 throughput (IEEE FP32 math, not TF32), TFLOP/s: the peak of an FP32 run; None
-    when unknown (FP32 training is then refused)."""
-    hbm_gib: float = Field(gt=0)
-    """Device memory, GiB."""
-    hbm_tb_s: float = Field(gt=0)
-    """Device memory bandwidth, TB/s."""
-    intra_node_gb_s: float = Field(gt=0)
-    """GPU-to-GPU bandwidth inside a node, GB/s per direction (NVLink, Infinity Fabric, PCIe)."""
-    inter_node_gb_s_per_gpu: float = Field(gt=0)
-    """Network bandwidth between nodes per GPU, GB/s per direction (NIC line rate)."""
-    tdp_w: float = Field(gt=0)
-    """Board power limit, W."""
-    idle_w: float = Field(ge=0)
-    """Power drawn when idle, W."""
-    price_usd_per_gpu_hour: float = Field(ge=0)
-    """Indicative on-demand price, USD per GPU-hour."""
-    gemm_efficiency: float = Field(default=0.8, gt=0, le=1)
-    """Best achievable fraction of the BF16 peak for large GEMMs (MAMF / spec)."""
-    fp8_gemm_efficiency: float | None = Field(default=None, gt=0, le=1)
-    """Same for FP8 GEMMs; None means gemm_efficiency."""
-    sustained_clock_fraction: float = Field(default=1.0, gt=0, le=1)
-    """Compute rate under hours of full load relative to the burst rate behind the
-    efficiencies above (power-capped GPUs settle below boost clock); 1 for measured rates."""
-    hbm_efficiency: float = Field(default=0.85, gt=0, le=1)
-    """Fraction of hbm_tb_s that streaming (element-wise) kernels reach."""
-    intra_node_efficiency: float = Field(default=0.8, gt=0, le=1)
-    """Collective bus bandwidth inside a node as a fraction of intra_node_gb_s."""
-    inter_node_efficiency: float = Field(default=0.9, gt=0, le=1)
-    """Collective bandwidth across nodes as a fraction of inter_node_gb_s_per_gpu."""
-    attention_fwd_efficiency: float = Field(default=0.5, gt=0, le=1)
-    """Fraction of the BF16 peak that fused (flash) attention forward reaches."""
-    attention_bwd_efficiency: float = Field(default=0.4, gt=0, le=1)
-    """Same for fused attention backward."""
-    attention_benchmarks: str | None = None
-    """Key of the measured attention-kernel table (constants.yaml attention_kernels) that
-    times the fa2/fa3/cudnn kernels on this accelerator; None: the efficiencies above."""
-    node_overhead_w: float = Field(default=0.0, ge=0)
-    """Power of one node excluding its GPUs (CPUs, DRAM, NICs, fans), W."""
-    runtime_reserved_gib: float = Field(default=0.0, ge=0)
-    """Device memory the runtime takes per process before any tensor (CUDA context,
-    cuBLAS/cuDNN workspaces), GiB; 0 for a host (CPU) accelerator."""
-    comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
-    """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
-    step_overhead_s: float = Field(default=0.0, ge=0)
-    """Seconds per optimizer step that no kernel term covers (framework and Python work,
-    logging, host synchronisation), counted in the step breakdown's ``optimizer_s``; 0
-    unless fitted from measured jobs by ``scalectl plan calibrate``."""
-
-    @model_validator(mode="after")
-    def _idle_below_tdp(self) -> AcceleratorSpec:
-        if self.idle_w > self.tdp_w:
-            raise PlanInputError(
-                f"accelerator {self.name}: idle_w {self.idle_w} exceeds tdp_w {self.tdp_w}."
-            )
-        return self
 
 
 class ClusterSpec(BaseModel):
@@ -279,8 +117,6 @@ class ClusterSpec(BaseModel):
         """The AcceleratorSpec, resolving a catalog name (close matches on a typo)."""
         if isinstance(self.gpu, AcceleratorSpec):
             return self.gpu
-        from planner.catalog import get_gpu
-
         return get_gpu(self.gpu)  # cached lookup; raises PlanInputError when unknown
 
 
@@ -320,6 +156,11 @@ class TrainingSpec(BaseModel):
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
+    moe_capacity_factor: float | None = Field(default=None, ge=1.0)
+    """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
+    share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch
+    Transformer, Sec. 2.2; GShard); None is dropless routing with balanced experts
+    (Gale et al. 2022, MegaBlocks)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -382,6 +223,31 @@ class Layout(BaseModel):
     """Shard LayerNorm/dropout activations across the TP group (Korthikanti 2022 Sec. 4.2.2)."""
     ep: int = Field(default=1, gt=0)
     """Expert-parallel degree (MoE): experts split across data-parallel ranks."""
+    expert_tp: int | None = Field(default=None, gt=0)
+    """MoE: tensor-parallel degree of the experts, apart from the attention's tp
+    (Megatron-Core --expert-tensor-parallel-size, "MoE parallel folding"); the experts are
+    split over ep x expert_tp ranks of the stage's tp·cp·dp. None means tp."""
+    uneven_stages: bool = False
+    """The first and the last pipeline stage hold one layer fewer than the others, which
+    balances the embedding, the output layer and the first stage's extra micro-batches in
+    flight (Llama 3 paper, Sec. 3.3.2; Megatron-LM --decoder-first/last-pipeline-num-layers)."""
+    schedule: Literal["1f1b", "gpipe"] = "1f1b"
+    """Pipeline schedule: '1f1b' (one forward, one backward; interleaved when interleave
+    > 1; Narayanan et al. 2021) or 'gpipe' (every forward, then every backward; Huang et
+    al. 2019): the same bubble, with all micro-batches' activations in flight."""
+    microbatch_group: int | None = Field(default=None, gt=0)
+    """Interleaved schedules: micro-batches a chunk runs before the next chunk (Megatron-LM
+    microbatch_group_size_per_vp_stage; Llama 3's N, Sec. 3.3.2); None means pp. Fewer
+    than pp keeps fewer micro-batches in flight and idles the stage between chunks."""
+    free_stage_outputs: bool = True
+    """Free the data of each tensor a stage sends once sent, keeping only its autograd
+    node (Megatron-LM deallocate_pipeline_outputs / deallocate_output_tensor); False keeps
+    every chunk's output until its backward (plain autograd), one hidden state per chunk
+    in flight."""
+    activation_offload: float = Field(default=0.0, ge=0.0, lt=1.0)
+    """Fraction of each layer's saved activations copied to host memory after its forward
+    and back before its backward, overlapped with compute (Megatron-LM fine-grained
+    activation offloading; torch.autograd.graph.save_on_cpu); 0 keeps all on the GPU."""
 
     @model_validator(mode="after")
     def _self_consistent(self) -> Layout:
@@ -395,6 +261,14 @@ class Layout(BaseModel):
             )
         if self.interleave > 1 and self.pp == 1:
             raise PlanInputError("layout: interleave > 1 needs pipeline stages (pp > 1).")
+        if self.uneven_stages and self.pp == 1:
+            raise PlanInputError("layout: uneven_stages needs pipeline stages (pp > 1).")
+        if self.schedule == "gpipe" and (self.pp == 1 or self.interleave > 1):
+            raise PlanInputError(
+                "layout: schedule 'gpipe' needs pipeline stages and no interleave."
+            )
+        if self.microbatch_group is not None and self.interleave == 1:
+            raise PlanInputError("layout: microbatch_group needs an interleaved schedule.")
         return self
 
     @property

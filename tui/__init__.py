@@ -6,7 +6,9 @@ Public API (imported lazily: Textual loads only when the UI starts)::
 
 Layout: ``tui.data`` reads the registry and job directories into frozen snapshots
 (standard library plus ``launcher.store``/``contract``; no Textual), ``tui.widgets``
-draws them, ``tui.panes`` are the four tabs, ``tui.app`` wires them with worker threads.
+draws them, ``tui.panes`` are the four tabs, ``tui.app`` lays them out, and
+``tui.controllers`` gives them behaviour (the refresh tick in a worker thread, job
+actions, planner requests).
 """
 
 from __future__ import annotations

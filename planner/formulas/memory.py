@@ -26,7 +26,10 @@ layer's input (2sbh, /t with SP). Context parallelism divides s by cp for the qu
 (scores are s/cp x s). The pipeline schedule multiplies by the micro-batches in flight:
 1F1B stage r holds min(p - r, m) (Narayanan 2021); interleaved with v chunks stage r
 holds 2(p - r - 1) + (v - 1)p + 1 chunks of L/(pv) layers (Megatron-LM's warm-up), which
-for the first stage is Korthikanti's L(1 + (p-1)/pv).
+for the first stage is Korthikanti's L(1 + (p-1)/pv); with Megatron's micro-batch groups
+of N per chunk, (v - 1)N replaces (v - 1)p; GPipe holds all m micro-batches. Uneven first
+and last stages, activation offload and kept stage outputs are applied per stage in
+:mod:`planner.terms.activations`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,93 @@ from planner.formulas.ops import Num, minimum, where
 
 RECOMPUTE_SELECTIVE = 1.0
 RECOMPUTE_FULL = 2.0
+
+
+ACTIVATION_ROWS: tuple[tuple[str, str, str], ...] = (
+    (
+        "norms",
+        "inputs of the two norms and their outputs (the QKV and FC1 inputs): "
+        "4 x s·b·h, /t with SP (the sharded norm output is re-gathered in backward)",
+        "Korthikanti et al. 2022, Sec. 4.1 and 4.2.2; Megatron-LM theoretical_memory_usage.py",
+    ),
+    (
+        "qkv",
+        "Q, K and V after rotary (flash) or as QKᵀ and PV inputs (unfused): "
+        "s·b·(q + 2·kv)/t, GQA's K and V kv_heads·head_dim wide",
+        "Korthikanti Sec. 4.1 (4sbh + 2sbh for MHA); Ainslie et al. 2023 (GQA)",
+    ),
+    (
+        "context",
+        "attention output, input of the output projection: s·b·q/t",
+        "Korthikanti Sec. 4.1 (2sbh)",
+    ),
+    (
+        "dropout_masks",
+        "1-byte masks after attention and after the MLP, only with "
+        "hidden dropout > 0: 2 x s·b·h, /t with SP",
+        "Korthikanti Sec. 4.1 (sbh each); absent in Llama-style models (no dropout)",
+    ),
+    (
+        "attention_core",
+        "unfused: softmax output (2), dropout mask (1) and output (2) per "
+        "score, a·s_q·s_k·b/t; fused: the FP32 log-sum-exp per query and head",
+        "Korthikanti Sec. 4.1 (5as²b); Dao 2023, FlashAttention-2, Sec. 3.1",
+    ),
+    (
+        "mlp",
+        "GELU: FC1 output and GELU output (2 x ffn); SwiGLU: gate and up output and "
+        "their product (3 x ffn, its own ffn width); MoE: top_k routed copies of the "
+        "expert MLP and its input, the shared expert, the FP32 router logits",
+        "Korthikanti Sec. 4.1 (8sbh + 8sbh for ffn = 4h); Shazeer 2020; Megatron-LM "
+        "theoretical_memory_usage.py (18 + 4·ffn/h per sbh)",
+    ),
+)
+"""Saved tensors of one transformer layer per micro-batch: (row, what, source), in the
+order :func:`activation_rows` returns them. The norms' FP32 statistics (mean and rstd per
+token, < 0.01 % of the rest) and bias vectors are not counted, as in Korthikanti's count."""
+
+
+def activation_rows(
+    tokens: Num,
+    keys: Num,
+    hidden: Num,
+    heads: Num,
+    q_dim: Num,
+    kv_dim: Num,
+    ffn: Num,
+    gated: Num,
+    moe: Num,
+    top_k: Num,
+    moe_ffn: Num,
+    shared_ffn: Num,
+    experts: Num,
+    tp: Num,
+    sp_share: Num,
+    flash: Num,
+    hidden_dropout: Num,
+    attention_dropout: Num,
+    act_bytes: Num,
+    mask_bytes: Num,
+    stat_bytes: Num,
+) -> dict[str, Num]:
+    """Bytes of each row of :data:`ACTIVATION_ROWS` for one layer and micro-batch of
+    ``tokens`` local tokens attending over ``keys`` keys, without recomputation."""
+    x = tokens * hidden
+    scores = tokens * keys * heads / tp
+    unfused_core = (act_bytes + attention_dropout * (mask_bytes + act_bytes)) * scores
+    fused_core = stat_bytes * tokens * heads / tp
+    dense_mlp = act_bytes * tokens * ffn * (2 + gated) / tp
+    routed = top_k * act_bytes * tokens * (moe_ffn * (2 + gated) + hidden) / tp
+    shared = act_bytes * tokens * shared_ffn * (2 + gated) / tp
+    router = 4 * tokens * experts
+    return {
+        "norms": 4 * act_bytes * x * sp_share,
+        "qkv": act_bytes * tokens * (q_dim + 2 * kv_dim) / tp,
+        "context": act_bytes * tokens * q_dim / tp,
+        "dropout_masks": 2 * mask_bytes * hidden_dropout * x * sp_share,
+        "attention_core": where(flash > 0, fused_core, unfused_core),
+        "mlp": where(moe > 0, routed + shared + router, dense_mlp),
+    }
 
 
 def layer_activation_bytes(
@@ -61,22 +151,18 @@ def layer_activation_bytes(
     stat_bytes: Num,
 ) -> tuple[Num, Num]:
     """(bytes stored without recompute, bytes of the attention core) for one layer and
-    micro-batch of ``tokens`` local tokens attending over ``keys`` keys."""
-    x = tokens * hidden
-    norms = 4 * act_bytes * x * sp_share
-    qkv = act_bytes * tokens * (q_dim + 2 * kv_dim) / tp
-    context = act_bytes * tokens * q_dim / tp
-    masks = 2 * mask_bytes * hidden_dropout * x * sp_share
-    scores = tokens * keys * heads / tp
-    unfused_core = (act_bytes + attention_dropout * (mask_bytes + act_bytes)) * scores
-    fused_core = stat_bytes * tokens * heads / tp
-    core = where(flash > 0, fused_core, unfused_core)
-    dense_mlp = act_bytes * tokens * ffn * (2 + gated) / tp
-    routed = top_k * act_bytes * tokens * (moe_ffn * (2 + gated) + hidden) / tp
-    shared = act_bytes * tokens * shared_ffn * (2 + gated) / tp
-    router = 4 * tokens * experts
-    mlp = where(moe > 0, routed + shared + router, dense_mlp)
-    return norms + qkv + context + masks + core + mlp, core
+    micro-batch: the sum of :func:`activation_rows`."""
+    rows = activation_rows(
+        tokens, keys, hidden, heads, q_dim, kv_dim, ffn, gated, moe, top_k, moe_ffn,
+        shared_ffn, experts, tp, sp_share, flash, hidden_dropout, attention_dropout,
+        act_bytes, mask_bytes, stat_bytes,
+    )  # fmt: skip
+    core = rows["attention_core"]
+    total = (
+        rows["norms"] + rows["qkv"] + rows["context"] + rows["dropout_masks"] + core
+        + rows["mlp"]
+    )  # fmt: skip
+    return total, core
 
 
 def stored_layer_activation_bytes(
@@ -92,10 +178,21 @@ def stored_layer_activation_bytes(
     )
 
 
-def chunks_in_flight(stage: Num, pp: Num, interleave: Num, micro_batches: Num) -> Num:
-    """Model chunks whose activations stage ``stage`` (0-based) holds at its peak."""
-    interleaved = 2 * (pp - stage - 1) + (interleave - 1) * pp + 1
-    plain = pp - stage
+def chunks_in_flight(
+    stage: Num, pp: Num, interleave: Num, micro_batches: Num, group: Num = None,
+    gpipe: Num = 0.0,
+) -> Num:  # fmt: skip
+    """Model chunks whose activations stage ``stage`` (0-based) holds at its peak.
+
+    Interleaved 1F1B: Megatron-LM's warm-up of 2(p - r - 1) + (v - 1)·N chunk forwards
+    plus the one of the steady state, N the micro-batches a chunk runs before the next
+    (``microbatch_group_size_per_vp_stage``, default p; Llama 3's N, Sec. 3.3.2). 1F1B:
+    p - r (Narayanan et al. 2021, Sec. 2.2.1). GPipe runs every forward before the first
+    backward: all m micro-batches (Huang et al. 2019).
+    """
+    n = pp if group is None else group
+    interleaved = 2 * (pp - stage - 1) + (interleave - 1) * n + 1
+    plain = where(gpipe > 0, micro_batches, pp - stage)
     return minimum(where(interleave > 1, interleaved, plain), micro_batches * interleave)
 
 

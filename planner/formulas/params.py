@@ -10,34 +10,7 @@ reproduces Narayanan et al. 2021, eq. 2: P = 12lh²(1 + 13/12h + (V + s)/12lh).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from planner.formulas.ops import Num, where
-
-if TYPE_CHECKING:
-    from planner.specs import ModelSpec
-
-
-def model_shape_args(m: ModelSpec) -> tuple[float, ...]:
-    """The numeric shape of ``m`` in the argument order of the functions below."""
-    return (
-        float(m.num_layers),
-        float(m.hidden_size),
-        float(m.num_attention_heads),
-        float(m.num_kv_heads),
-        float(m.head_dim_eff),
-        float(m.ffn_hidden_size),
-        1.0 if m.activation == "swiglu" else 0.0,
-        float(m.vocab_size),
-        1.0 if m.tied_embeddings else 0.0,
-        float(m.num_experts),
-        float(m.top_k),
-        float(m.moe_ffn_hidden_size or m.ffn_hidden_size),
-        float(m.shared_expert_ffn_hidden_size),
-        1.0 if m.norm == "layernorm" else 0.0,
-        1.0 if m.bias else 0.0,
-        float(m.max_position_embeddings or 0) if m.position_embedding == "learned" else 0.0,
-    )
 
 
 def attention_weights(hidden: Num, heads: Num, kv_heads: Num, head_dim: Num) -> Num:

@@ -31,6 +31,18 @@ def bubble_time(pp: Num, interleave: Num, t_micro_batch: Num) -> Num:
     return (pp - 1) / interleave * t_micro_batch
 
 
+def group_idle_time(
+    micro_batches: Num, pp: Num, interleave: Num, group: Num, t_micro_batch: Num
+) -> Num:
+    """Extra idle of an interleaved schedule whose chunks run N < p micro-batches before
+    the next chunk: a micro-batch comes back to the stage p chunk-slots after it left, so
+    at each of the v - 1 chunk changes of a round the stage waits p - N slots, forward
+    and backward; m/N rounds (derived from Narayanan et al. 2021, Sec. 2.2.2, Fig. 4)."""
+    rounds = micro_batches / group
+    slots = (interleave - 1) / interleave * (pp - group) * t_micro_batch
+    return where(group < pp, rounds * slots, 0.0)
+
+
 def p2p_exposed_time(micro_batches: Num, pp: Num, interleave: Num, t_send: Num) -> Num:
     """Critical-path time of stage-to-stage sends (forward and backward) in one step."""
     return where(pp > 1, 2 * (micro_batches * interleave + pp - 1) * t_send, 0.0)

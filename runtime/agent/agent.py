@@ -30,7 +30,7 @@ from contract.env import (
     format_restart_backoff,
 )
 from contract.events import EventKind
-from contract.jobdir import write_json_atomic
+from contract.jobdir import read_all_jsonl, write_json_atomic
 from runtime import processes
 from runtime.agent import procs, torchrun
 from runtime.agent.config import AgentConfig
@@ -133,6 +133,13 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
             if code == 0:
                 self.say("training finished")
                 return EXIT_OK
+            if self._completed_since_start():
+                # The work is done and recorded: a rank that aborts in its teardown, or a
+                # torchrun whose rendezvous host left after the end (a node that returned
+                # late), must not make a finished job fail or train again.
+                self.say(f"torchrun exited with code {code} after training_complete: finished")
+                self.pending = None
+                return EXIT_OK
             if self.policy.torchrun_lost(code, self.killed_torchrun):
                 self.lost_exit = code
                 self.say(f"torchrun killed from outside (exit {code}): this node left the job")
@@ -166,6 +173,13 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
                 "restarts_left": self.cfg.restarts - self.restarts_used,
                 **incident,
             }
+
+    def _completed_since_start(self) -> bool:
+        """Whether the job recorded ``training_complete`` while this agent ran."""
+        return any(
+            e.get("event") == EventKind.TRAINING_COMPLETE and e.get("ts", 0) >= self.started_ts
+            for e in read_all_jsonl(self.job.events)
+        )
 
     def _torchrun_incident(self, code: int) -> dict[str, Any]:
         now = time.time()

@@ -57,6 +57,7 @@ class AgentBase:
         """torchrun's exit code when the policy took its end for this node's loss."""
         self.agent_restart: dict[str, Any] | None = None
         """The agent's own restart of torchrun, recorded once its workers are up."""
+        self.started_ts = time.time()
 
     # -- output ---------------------------------------------------------------------
 

@@ -63,9 +63,9 @@ from __future__ import annotations
 
 from runtime.telemetry.errors import TelemetryInputError
 from runtime.telemetry.exporter import MetricsServer, metric_families, start_metrics_server
-from runtime.telemetry.nvml import (
+from runtime.telemetry.nvml import NvmlSampler
+from runtime.telemetry.nvml_codes import (
     CLOCK_EVENT_REASONS,
-    NvmlSampler,
     NvmlUnavailable,
     decode_clock_event_reasons,
 )

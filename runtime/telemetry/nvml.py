@@ -22,143 +22,32 @@ instead; it samples a 20 ms window per call, so it blocks ~40 ms of wall time pe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.telemetry.nvml_codes import (
+    _ALL_LINKS,
+    _CLOCK_REASON_FUNCTIONS,
+    _DEFAULTS,
+    _LOST,
+    _MAX_EVENTS_PER_SAMPLE,
+    _PERMANENT,
+    NvmlUnavailable,
+    _GpuLost,
+    decode_clock_event_reasons,
+    describe_nvml_error,
+)
+from runtime.telemetry.nvml_device import (
+    _attr,
+    _Device,
+    _field_values,
+    _int,
+    _mib,
+    _num,
+    _quiet,
+    _round,
+    _to_str,
+)
 from runtime.telemetry.snapshots import GpuSample
-
-# nvmlReturn_t codes (nvml.h). The ABI fixes them; comparing codes rather than classes
-# lets a stand-in module and every pynvml version be handled the same way.
-_NOT_SUPPORTED = 3
-_TIMEOUT = 10
-_FUNCTION_NOT_FOUND = 13
-_GPU_IS_LOST = 15
-_RESET_REQUIRED = 16
-_GPU_NOT_FOUND = 28
-_PERMANENT = frozenset({_NOT_SUPPORTED, _FUNCTION_NOT_FOUND})
-_LOST = frozenset({_GPU_IS_LOST, _RESET_REQUIRED, _GPU_NOT_FOUND})
-
-# Enum values from nvml.h, used when the bindings lack the named constant.
-_DEFAULTS: dict[str, int] = {
-    "NVML_TEMPERATURE_GPU": 0,
-    "NVML_CLOCK_SM": 1,
-    "NVML_CLOCK_MEM": 2,
-    "NVML_MEMORY_ERROR_TYPE_CORRECTED": 0,
-    "NVML_MEMORY_ERROR_TYPE_UNCORRECTED": 1,
-    "NVML_VOLATILE_ECC": 0,
-    "NVML_PCIE_UTIL_TX_BYTES": 0,
-    "NVML_PCIE_UTIL_RX_BYTES": 1,
-    "nvmlEventTypeXidCriticalError": 0x8,
-    "NVML_FI_DEV_PCIE_COUNT_TX_BYTES": 197,
-    "NVML_FI_DEV_PCIE_COUNT_RX_BYTES": 198,
-    "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX": 138,
-    "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX": 139,
-}
-
-_ALL_LINKS = 0xFFFFFFFF
-"""scopeId asking NVML for the sum over all NVLinks (nvml.h, NVLink throughput fields)."""
-
-CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
-    (0x001, "gpu_idle"),
-    (0x002, "applications_clocks_setting"),
-    (0x004, "sw_power_cap"),
-    (0x008, "hw_slowdown"),
-    (0x010, "sync_boost"),
-    (0x020, "sw_thermal_slowdown"),
-    (0x040, "hw_thermal_slowdown"),
-    (0x080, "hw_power_brake_slowdown"),
-    (0x100, "display_clock_setting"),
-)
-"""Bits of nvmlClocksEventReason* (nvml.h; the same bits as the older ...ThrottleReason*)."""
-
-_CLOCK_REASON_FUNCTIONS = (
-    "nvmlDeviceGetCurrentClocksEventReasons",  # driver >= 535
-    "nvmlDeviceGetCurrentClocksThrottleReasons",  # older name, same mask
-)
-_MAX_EVENTS_PER_SAMPLE = 256
-_MIB = float(1 << 20)
-
-
-def decode_clock_event_reasons(mask: int) -> tuple[str, ...]:
-    """Names of the reasons set in an NVML clock-event mask; unknown bits as ``bit_0x...``."""
-    names = [name for bit, name in CLOCK_EVENT_REASONS if mask & bit]
-    known = 0
-    for bit, _ in CLOCK_EVENT_REASONS:
-        known |= bit
-    rest = mask & ~known
-    bit = 1
-    while rest:
-        if rest & bit:
-            names.append(f"bit_{bit:#x}")
-            rest &= ~bit
-        bit <<= 1
-    return tuple(names)
-
-
-class NvmlUnavailable(Exception):
-    """There is no usable NVML here; ``str()`` is the one-line notice to show once."""
-
-
-class _GpuLost(Exception):
-    pass
-
-
-def describe_nvml_error(exc: BaseException) -> str:
-    """``NoPermission: Insufficient Permissions`` for an NVMLError, ``Type: text`` otherwise."""
-    kind = type(exc).__name__.removeprefix("NVMLError_")
-    try:
-        text = str(exc)
-    except Exception:  # pynvml's __str__ may itself call into a missing library
-        text = ""
-    text = " ".join(text.split())
-    return f"{kind}: {text}" if text and text != kind else kind
-
-
-def _to_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
-
-
-@dataclass
-class _Device:
-    """Per-GPU state the sampler keeps between samples."""
-
-    index: int
-    handle: Any
-    uuid: str | None = None
-    name: str | None = None
-    bus_id: str | None = None
-    unsupported: set[str] = field(default_factory=set)
-    unavailable: str | None = None
-    """Why the handle could not be had (then every sample of it carries this error)."""
-    xid_watched: bool = False
-    pending_xids: list[int] = field(default_factory=list)
-    last_xid: int | None = None
-    xid_total: int = 0
-    counters: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """Counter name -> (monotonic seconds, value) at the previous sample."""
-
-    def rate(self, key: str, value: float | None, now_s: float, scale: float) -> float | None:
-        """Per-second rate of a cumulative counter since the previous sample, times scale."""
-        if value is None:
-            self.counters.pop(key, None)
-            return None
-        previous = self.counters.get(key)
-        self.counters[key] = (now_s, value)
-        if previous is None:
-            return None
-        dt = now_s - previous[0]
-        delta = value - previous[1]
-        if dt <= 0 or delta < 0:  # clock did not move, or the counter wrapped/reset
-            return None
-        return delta / dt * scale
 
 
 class NvmlSampler:
@@ -512,47 +401,3 @@ class NvmlSampler:
         taken = tuple(dev.pending_xids)
         dev.pending_xids.clear()
         return taken
-
-
-def _field_values(values: Any, count: int) -> list[float | None]:
-    """Values of an nvmlDeviceGetFieldValues answer; None where that field failed."""
-    out: list[float | None] = [None] * count
-    if values is None:
-        return out
-    members = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
-    try:
-        for i in range(min(count, len(values))):
-            item = values[i]
-            if int(getattr(item, "nvmlReturn", 1)) != 0:
-                continue
-            value_type = int(getattr(item, "valueType", 3))
-            member = members[value_type] if 0 <= value_type < len(members) else "ullVal"
-            out[i] = float(getattr(item.value, member))
-    except Exception:
-        return [None] * count
-    return out
-
-
-def _quiet(fn: Callable[..., Any] | None, *args: Any) -> Any:
-    if fn is None:
-        return None
-    try:
-        return fn(*args)
-    except Exception:
-        return None
-
-
-def _attr(obj: Any, name: str) -> Any:
-    return None if obj is None else getattr(obj, name, None)
-
-
-def _mib(value: Any) -> float | None:
-    return None if value is None else float(value) / _MIB
-
-
-def _num(value: Any) -> float | None:
-    return None if value is None else value if isinstance(value, int) else float(value)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)

@@ -1,4 +1,5 @@
-"""The training loop: resume, steps, evaluation, checkpoints, signals, progress.
+"""The training loop: steps, evaluation, signals, progress (resume and checkpoints:
+``runtime.train.resume``).
 
 Exit codes of ``python -m runtime.train``:
 
@@ -38,9 +39,10 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import checkpoint, data, distributed
-from runtime.train.config import MODEL_FIELDS, ConfigError, TrainConfig
+from runtime.train import data, distributed
+from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.model import Transformer, count_parameters
+from runtime.train.resume import Checkpointing
 from runtime.train.schedule import lr_at
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
@@ -67,7 +69,7 @@ class StepResult:
     ``Trainer._time_compute``): what straggler detection compares across ranks."""
 
 
-class Trainer:
+class Trainer(Checkpointing):
     """One rank of the reference trainer; ``run`` returns the process exit code."""
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -177,77 +179,6 @@ class Trainer:
         if self.rank == 0:
             progress.event(name, source=SOURCE, **fields)
 
-    # ---- resume ------------------------------------------------------------------------
-
-    def resume(self) -> None:
-        """Load the newest complete checkpoint, or start fresh; emits resumed/started."""
-        found: tuple[int, str] | None = None
-        if self.job is not None:
-            if self.rank == 0:
-                removed = checkpoint.clean_stale(self.job)
-                if removed:
-                    self.log(f"removed incomplete checkpoint debris: {', '.join(removed)}")
-                latest = checkpoint.find_latest(self.job)
-                found = (latest[0], str(latest[1])) if latest else None
-            found = distributed.broadcast(found)
-        if found is None:
-            eval_loss = self.evaluate() if self.cfg.eval_every else None
-            self.log(
-                f"starting fresh: {self.n_params:,} parameters, world size {self.world_size}, "
-                f"{self.tokens_per_step:,} tokens/step, corpus {self.corpus.source} "
-                f"({len(self.corpus.train):,} train / {len(self.corpus.val):,} held-out tokens)"
-                + (f", held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
-            )
-            self.event(
-                EventKind.STARTED,
-                step=0,
-                world_size=self.world_size,
-                params=self.n_params,
-                tokens_per_step=self.tokens_per_step,
-                corpus=self.corpus.fingerprint,
-                eval_loss=eval_loss,
-            )
-            return
-        path = Path(found[1])
-        saved = checkpoint.read_trainer_state(path)
-        self._check_compatible(saved, path)
-        start = time.perf_counter()
-        checkpoint.load(path, self.model, self.optimizer)
-        for group, decay in zip(
-            self.optimizer.param_groups, (self.cfg.weight_decay, 0.0), strict=True
-        ):
-            group["weight_decay"] = decay  # flags of this run win over the saved ones
-        self.step, self.tokens = int(saved["step"]), int(saved["tokens"])
-        self.last_checkpoint_step = self.step
-        then = int(saved["world_size"])
-        corpus_changed = saved.get("corpus") != self.corpus.fingerprint
-        self.log(
-            f"resumed from {path} at step {self.step} (world size {then} then, "
-            f"{self.world_size} now; {time.perf_counter() - start:.2f}s to load)"
-        )
-        if corpus_changed:
-            self.log("warning: the corpus differs from the one the checkpoint was trained on")
-        self.event(
-            EventKind.RESUMED,
-            step=self.step,
-            checkpoint=str(path),
-            world_size_then=then,
-            world_size=self.world_size,
-            tokens=self.tokens,
-            corpus_changed=corpus_changed,
-        )
-        self._maybe_dump("resumed")
-
-    def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
-        old = saved.get("config", {})
-        for name in MODEL_FIELDS:
-            if name in old and old[name] != getattr(self.cfg, name):
-                flag = "--" + name.replace("_", "-")
-                raise ConfigError(
-                    f"checkpoint {path} holds a model with {name}={old[name]} but this run has "
-                    f"{flag} {getattr(self.cfg, name)}; use the same model shape or a new --job-dir"
-                )
-
     # ---- one step ----------------------------------------------------------------------
 
     def train_step(self, step: int) -> StepResult:
@@ -335,57 +266,6 @@ class Trainer:
         dist.all_reduce(totals)
         self.model.train()
         return float(totals[0] / totals[1])
-
-    # ---- checkpoints -------------------------------------------------------------------
-
-    def save(self, reason: str) -> None:
-        if self.job is None:
-            return
-        start = time.perf_counter()
-        state = {
-            "step": self.step,
-            "tokens": self.tokens,
-            "world_size": self.world_size,
-            "reason": reason,
-            "saved_ts": time.time(),
-            "config": self.cfg.to_json(),
-            "corpus": self.corpus.fingerprint,
-            "torch": torch.__version__,
-        }
-        step = self.step
-        path = checkpoint.save(
-            self.job,
-            step,
-            self.model,
-            self.optimizer,
-            state,
-            keep=self.cfg.keep_checkpoints,
-            after_shards=lambda: self.injector.fire(faults.CHECKPOINT, step),
-        )
-        self.last_checkpoint_step = step
-        seconds = time.perf_counter() - start
-        self.log(f"checkpoint step {step} saved to {path} in {seconds:.2f}s ({reason})")
-        self.event(
-            EventKind.CHECKPOINT_SAVED,
-            step=step,
-            path=str(path),
-            seconds=round(seconds, 4),
-            reason=reason,
-            world_size=self.world_size,
-        )
-        self._maybe_dump("saved")
-
-    def _maybe_dump(self, kind: str) -> None:
-        if not env.train_dump_state() or self.job is None:
-            return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        model_state, optim_state = get_state_dict(self.model, self.optimizer, options=options)
-        if self.rank == 0:
-            target = self.job.root / "debug" / f"{kind}_step_{self.step}.pt"
-            target.parent.mkdir(exist_ok=True)
-            torch.save({"model": model_state, "optim": optim_state}, target)
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -484,7 +364,8 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m runtime.train``; returns the exit code."""
+    """Entry point of ``python -m runtime.train``: returns 2 on bad input; otherwise the
+    process ends inside (``distributed.leave``) with ``Trainer.run``'s exit code."""
     from runtime.train.config import parse_config
 
     try:
@@ -494,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
         code = trainer.run()
     except (ConfigError, faults.FaultSpecError, data.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return code
+        if not dist.is_initialized():
+            return 2
+        # The other ranks may not have met the error (they may wait in a collective for
+        # this one): no barrier, but no teardown either, so the status stays 2.
+        distributed.leave(2)
+    progress.close()
+    distributed.leave(code, trainer.dist)

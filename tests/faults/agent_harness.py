@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from polling import job_activity, wait_for
+
 from contract.jobdir import JobDir, read_all_jsonl, read_json
 from runtime import processes
 
@@ -99,13 +101,19 @@ def run_agent(
     faults: str | None = None,
     job_id: str,
     agent_args: list[str] = (),  # type: ignore[assignment]
-    timeout_s: float = 120,
 ) -> int:
+    """Run an agent to its end: minutes on a loaded machine, not a minute without
+    progress (its output or the job's events and progress growing)."""
     proc = start_agent(
         job_dir, nproc, train_args, faults=faults, job_id=job_id, agent_args=agent_args
     )
+    output = job_dir.parent / f"{job_dir.name}.agent.out"
     try:
-        return proc.wait(timeout=timeout_s)
+        wait_for(
+            lambda: proc.poll() is not None,
+            progress=lambda: (output.stat().st_size, job_activity(job_dir)),
+        )
+        return proc.wait()
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -29,7 +29,7 @@ from agent_harness import (
     run_agent,
     summary,
 )
-from polling import wait_for
+from polling import run_to_end, wait_for
 
 from contract.jobdir import JobDir
 
@@ -189,10 +189,11 @@ def test_sigusr2_from_a_scheduler_that_signals_every_process(tmp_path: Path, job
         env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        wait_for(lambda: any(r["step"] >= 10 for r in rank0(job)), timeout_s=120, poll_s=0.02)
+        wait_for(lambda: any(r["step"] >= 10 for r in rank0(job)), poll_s=0.02)
         for pid in [proc.pid, *(p for p in job_pids(job_id) if p != proc.pid)]:
             os.kill(pid, signal.SIGUSR2)  # what the scheduler does, to every process
-        assert proc.wait(timeout=120) == 140
+        wait_for(lambda: proc.poll() is not None, poll_s=0.2)
+        assert proc.returncode == 140
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -225,13 +226,11 @@ def test_a_restart_the_agent_never_saw_is_still_recorded(tmp_path: Path) -> None
     assert cmd[2:4] == ["scalectl", "agent"]
     ranks = cmd.index("runtime.rank_exec") + 2  # -m runtime.rank_exec -- <command>
     argv = [*cmd[4:ranks], sys.executable, str(flaky)]
-    done = subprocess.run(
+    done = run_to_end(
         [sys.executable, "-c", blind, *argv],
+        watch=tmp_path / "job",
         env=job_env(new_job_id(), None),
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     restarts = events(tmp_path / "job", "restarted", source="agent")
@@ -240,3 +239,26 @@ def test_a_restart_the_agent_never_saw_is_still_recorded(tmp_path: Path) -> None
     assert (restart["by"], restart["attempt"], restart["restarts_left"]) == ("torchrun", 1, 0)
     assert restart["cause"] and restart["cause"] != "unknown"  # from the reported failure
     assert events(tmp_path / "job", "agent_finished")[-1]["restarts_used"] == 1
+
+
+def test_a_rank_aborting_after_training_complete_is_not_restarted(tmp_path: Path) -> None:
+    # A script that records its completion and then dies in its teardown (SIGABRT, as
+    # torch's gloo teardown sometimes does): the job's work is done, so the agent trusts
+    # the record instead of restarting (which would run the script again).
+    done_then_abort = tmp_path / "done_then_abort.py"
+    done_then_abort.write_text(
+        "import os\n"
+        "from runtime import progress\n"
+        "progress.event('training_complete', step=1)\n"
+        "os.abort()\n"
+    )
+    job = tmp_path / "job"
+    cmd = agent_cmd(job, 1, [], ["--restart-mode", "agent"], restarts=1)
+    ranks = cmd.index("runtime.rank_exec") + 2  # -m runtime.rank_exec -- <command>
+    done = run_to_end([*cmd[:ranks], sys.executable, str(done_then_abort)],
+                      watch=job, env=job_env(new_job_id(), None), cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "after training_complete: finished" in done.stdout
+    assert len(events(job, "training_complete")) == 1
+    assert events(job, "restarted", source="agent") == []
+    assert events(job, "agent_finished")[-1]["exit_code"] == 0

@@ -16,11 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("planner", "launcher", "runtime", "tui", "scalectl", "contract")
 
-KNOWN_CYCLES: list[set[str]] = [
-    # planner.specs imports get_gpu from planner.catalog inside a function; the planner's
-    # own branch of issue 15 removes it. Delete the entry then.
-    {"planner.specs", "planner.catalog"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 """Cycles other branches are removing. Shrinks only: an entry that is no longer a cycle
 fails the test, so it is deleted as soon as the cycle is gone."""
 

@@ -68,7 +68,7 @@ def test_kubernetes_validate_cli_strict_passes_on_the_files(version: str) -> Non
     exe = validate_cli()
     files = sorted(str(p) for p in EXAMPLES.glob("*.yaml"))
     result = subprocess.run(
-        [exe, "--strict", "-k", version, *files], capture_output=True, text=True, timeout=120
+        [exe, "--strict", "-k", version, *files], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
     passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
@@ -86,7 +86,7 @@ def test_kubernetes_validate_cli_fails_on_a_broken_file(tmp_path: Path) -> None:
     extra = "completionMode: Indexed\n  bogusField: 1"
     broken.write_text(text.replace("completionMode: Indexed", extra))
     result = subprocess.run(
-        [exe, "--strict", "-k", "1.29", str(broken)], capture_output=True, text=True, timeout=120
+        [exe, "--strict", "-k", "1.29", str(broken)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0 and "bogusField" in result.stdout + result.stderr
 

@@ -240,7 +240,7 @@ def test_two_local_node_agents_form_one_world(cli, script) -> None:
     result = cli("launch", "--nodes", "2", "--", "python", str(path))
     assert result.code == 0, result.err
     job_id = job_id_from(result.out)
-    wait_for(lambda: record_of(job_id).state.is_terminal, timeout_s=90)
+    wait_for(lambda: record_of(job_id).state.is_terminal)
     record = record_of(job_id)
     assert record.state is JobState.COMPLETED, record.reason
     logs = sorted(p.name for p in (record.job_dir / "logs").glob("*.log"))

@@ -50,7 +50,7 @@ def test_trainer_cancel_checkpoints_and_relaunch_resumes(cli, tmp_path: Path) ->
     busy = cli("launch", str(spec))
     assert busy.code == 2 and f"in use by job {job_id}" in busy.err
 
-    wait_for(lambda: (read_progress(job_dir).step or 0) >= 3, timeout_s=120)
+    wait_for(lambda: (read_progress(job_dir).step or 0) >= 3)
     cancelled = cli("cancel", job_id)
     assert cancelled.code == 0, cancelled.err
     assert "killed" not in cancelled.out  # the trainer stopped on SIGTERM, in time

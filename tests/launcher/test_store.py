@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from launcher.errors import JobNotFoundError, RegistryError
 from launcher.ids import is_job_id, new_job_id
@@ -192,8 +193,13 @@ def test_several_writer_and_reader_processes(tmp_path: Path) -> None:
     readers = [ctx.Process(target=_reader, args=(path, 40, results)) for _ in range(2)]
     for proc in writers + readers:
         proc.start()
-    for proc in writers + readers:
-        proc.join(timeout=120)
+    everyone = writers + readers
+    wait_for(
+        lambda: not any(proc.is_alive() for proc in everyone),
+        progress=lambda: sum(not proc.is_alive() for proc in everyone),
+    )
+    for proc in everyone:
+        proc.join()
         assert proc.exitcode == 0, f"{proc.name} exited with {proc.exitcode}"
     assert all(results.get(timeout=5) <= 100 for _ in readers)
     with Store(Path(path)) as store:

@@ -10,6 +10,7 @@ import pytest
 
 import planner
 from planner.errors import PlanInputError
+from planner.hf_defaults import HF_DEFAULTS
 
 LLAMA3_8B = {
     "architectures": ["LlamaForCausalLM"],
@@ -111,3 +112,72 @@ def test_not_json_or_absent(tmp_path: Path) -> None:
         planner.load_hf_config(bad)
     with pytest.raises(PlanInputError, match=r"no config\.json"):
         planner.load_hf_config(tmp_path / "nowhere")
+
+
+def test_gpt2_dropout_defaults_to_transformers_0_1(tmp_path: Path) -> None:
+    """GPT2Config defaults resid_pdrop and attn_pdrop to 0.1: a config.json without them
+    trains with dropout, so its masks take memory (Why 2 of issue 17)."""
+    spec = planner.load_hf_config(write(tmp_path, GPT2))
+    assert (spec.hidden_dropout, spec.attention_dropout) == (0.1, 0.1)
+    off = planner.load_hf_config(write(tmp_path, {**GPT2, "resid_pdrop": 0.0}, "off"))
+    assert off.hidden_dropout == 0.0 and off.attention_dropout == 0.1
+
+
+def test_mistral_kv_heads_default_to_8_not_mha(tmp_path: Path) -> None:
+    cfg = {k: v for k, v in LLAMA3_8B.items() if k != "num_key_value_heads"}
+    mistral = planner.load_hf_config(write(tmp_path, {**cfg, "model_type": "mistral"}, "a"))
+    llama = planner.load_hf_config(write(tmp_path, cfg, "b"))
+    assert (mistral.num_kv_heads, llama.num_kv_heads) == (8, 32)
+
+
+def test_gpt_neox_is_layernorm_with_biases(tmp_path: Path) -> None:
+    cfg = {**{k: v for k, v in LLAMA3_8B.items() if k != "hidden_act"}, "model_type": "gpt_neox"}
+    spec = planner.load_hf_config(write(tmp_path, cfg))
+    assert (spec.norm, spec.bias, spec.activation) == ("layernorm", True, "gelu")
+
+
+SHAPE_KEYS = {
+    "gpt2": {"n_embd": 256, "n_layer": 2, "n_head": 4, "vocab_size": 1000},
+    "llama-style": {
+        "hidden_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 32,
+        "intermediate_size": 512,
+        "vocab_size": 1000,
+    },
+}
+
+
+@pytest.mark.parametrize("model_type", sorted(HF_DEFAULTS))
+def test_defaults_match_transformers_config_classes(tmp_path: Path, model_type: str) -> None:
+    """Each default in planner.hf_defaults equals the transformers class's, and a
+    config.json with only the shape keys reads as transformers would build it."""
+    transformers = pytest.importorskip("transformers")
+
+    reference = transformers.CONFIG_MAPPING[model_type]()
+    for key, value in HF_DEFAULTS[model_type].items():
+        if not hasattr(reference, key):
+            assert value in (None, 0), (model_type, key)  # a key this family lacks
+            continue
+        actual = getattr(reference, key)
+        if key == "num_key_value_heads" and value is None:
+            assert actual == reference.num_attention_heads, (model_type, key)
+        elif key == "head_dim" and value is None:
+            assert actual in (None, reference.hidden_size // reference.num_attention_heads)
+        else:
+            assert actual == value, (model_type, key, actual)
+    shape = SHAPE_KEYS["gpt2" if model_type == "gpt2" else "llama-style"]
+    hf = transformers.CONFIG_MAPPING[model_type](**shape)
+    spec = planner.load_hf_config(write(tmp_path, {"model_type": model_type, **shape}))
+    assert spec.tied_embeddings == bool(hf.tie_word_embeddings)
+    if model_type == "gpt2":
+        assert (spec.hidden_dropout, spec.attention_dropout) == (hf.resid_pdrop, hf.attn_pdrop)
+        assert spec.max_position_embeddings == hf.n_positions
+        return
+    assert spec.num_kv_heads == (getattr(hf, "num_key_value_heads", None) or hf.num_attention_heads)
+    assert spec.attention_dropout == hf.attention_dropout
+    assert spec.hidden_dropout == getattr(hf, "hidden_dropout", 0.0)
+    experts = getattr(hf, "num_local_experts", None) or getattr(hf, "num_experts", None) or 1
+    assert spec.num_experts == experts
+    if experts > 1:
+        assert spec.top_k == hf.num_experts_per_tok

@@ -11,7 +11,7 @@ import pytest
 import planner
 from planner.core import Outputs
 from planner.estimator import estimate
-from planner.layouts import LEVELS, divisors, enumerate_layouts
+from planner.layouts import LEVELS, OFFLOAD_OPTIONS, divisors, enumerate_layouts
 from planner.levels import compile_levels
 from planner.pareto import pareto_front, rank
 from planner.vector import cost_model
@@ -91,17 +91,22 @@ def _brute_force(
             shardings += [("zero1", None), ("zero2", None), ("zero3", None)]
             shardings += [("hsdp", h) for h in divisors(dp) if 1 < h < dp]
         eps = [e for e in divisors(model.num_experts) if (dp * cp) % e == 0]
-        for (sharding, h), mb, rc, v, sp, ep in itertools.product(
-            shardings, range(1, training.global_batch_seqs + 1), ("none", "selective", "full"),
-            range(1, layers + 1), (False, True), eps,
+        recompute = [(rc, 0.0) for rc in ("none", "selective", "full")]
+        recompute += [("none", f) for f in OFFLOAD_OPTIONS]  # offload without recompute
+        for (sharding, h), mb, (rc, off), v, sp, ep, uneven in itertools.product(
+            shardings, range(1, training.global_batch_seqs + 1), recompute,
+            range(1, layers + 2 + 1), (False, True), eps, (False, True),
         ):  # fmt: skip
-            if v > 1 and (pp == 1 or layers % (pp * v)):
+            if uneven and (pp == 1 or (layers + 2) % (pp * v)):
+                continue  # first and last stage one layer fewer: pp·v divides layers + 2
+            if not uneven and v > 1 and (pp == 1 or layers % (pp * v)):
                 continue  # interleave only with whole layers per virtual stage
             if sp and tp == 1:
                 continue  # identical to sp off
             lo = planner.Layout(dp=dp, tp=tp, pp=pp, cp=cp, sharding=sharding,
                                 hsdp_shard_size=h, micro_batch=mb, recompute=rc,
-                                interleave=v, sequence_parallel=sp, ep=ep)  # fmt: skip
+                                interleave=v, sequence_parallel=sp, ep=ep,
+                                uneven_stages=uneven, activation_offload=off)  # fmt: skip
             if not planner.layout_problems(model, cluster, training, lo):
                 found.add(tuple(lo.model_dump().values()))
     return found

@@ -8,10 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from polling import wait_for
 
 from contract.jobdir import JobDir, append_jsonl
 from runtime import faults, processes
@@ -185,9 +185,7 @@ def test_worker_table_and_faulthandler_stacks(tmp_path: Path, monkeypatch) -> No
         stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while "ready" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: "ready" in log.read_text(), timeout_s=30)
         (worker,) = procs.WorkerTable().scan(parent.pid)
         assert (worker.rank, worker.local_rank, worker.world_size, worker.nodes) == (3, 1, 4, 2)
         assert worker.restart_count == 2
@@ -196,8 +194,7 @@ def test_worker_table_and_faulthandler_stacks(tmp_path: Path, monkeypatch) -> No
         assert processes.catches(worker.pid, STACK_DUMP_SIGNAL)
         assert not processes.catches(parent.pid, STACK_DUMP_SIGNAL)
         os.kill(worker.pid, signal.SIGSTOP)
-        while processes.state(worker.pid) != "T":
-            time.sleep(0.01)
+        wait_for(lambda: processes.state(worker.pid) == "T", timeout_s=10, poll_s=0.01)
         monkeypatch.setattr(stacks, "py_spy_path", lambda: None)
         job = JobDir(tmp_path / "job")
         path, method = stacks.dump(job, "n0", 3, worker.pid, log)
@@ -345,8 +342,7 @@ def test_one_subreaper_reaper_and_scan_for_a_jobs_processes(tmp_path: Path) -> N
 def test_reap_children_keeps_the_child_popen_waits_for() -> None:
     kept = subprocess.Popen([sys.executable, "-c", "pass"])
     other = subprocess.Popen([sys.executable, "-c", "pass"])
-    while processes.state(kept.pid) != "Z" or processes.state(other.pid) != "Z":
-        time.sleep(0.01)
+    wait_for(lambda: processes.state(kept.pid) == processes.state(other.pid) == "Z", 30, 0.01)
     processes.reap_children(keep=kept.pid)
     assert processes.state(other.pid) is None  # reaped
     assert processes.state(kept.pid) == "Z" and kept.wait() == 0  # left for its Popen

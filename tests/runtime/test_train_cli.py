@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import run_to_end
 from trainer_harness import REPO, TINY, describe, events, progress, trainer_env
 
 from runtime.train.data import MIN_VOCAB, build_corpus
@@ -16,14 +17,8 @@ from runtime.train.data import MIN_VOCAB, build_corpus
 
 def _train(args: list[str], faults: str | None = None) -> subprocess.CompletedProcess[str]:
     """One process, no torchrun: the trainer makes its own one-rank process group."""
-    return subprocess.run(
-        [sys.executable, "-m", "runtime.train", *TINY, *args],
-        env=trainer_env(faults),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    return run_to_end([sys.executable, "-m", "runtime.train", *TINY, *args],
+                      env=trainer_env(faults), cwd=REPO)  # fmt: skip
 
 
 def _unigram_cross_entropy() -> float:

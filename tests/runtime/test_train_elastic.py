@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from polling import run_to_end, wait_for
 from torch.distributed.checkpoint.api import CheckpointException
 from trainer_harness import (
+    REPO,
     TINY,
     describe,
     events,
@@ -178,14 +180,14 @@ def test_sigterm_to_torchrun_checkpoints_at_a_step_boundary(tmp_path: Path) -> N
         cmd, env=trainer_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not (
-            progress(job) and progress(job)[-1]["step"] >= 3
-        ):
+
+        def at_step_3() -> bool:
             assert proc.poll() is None, proc.communicate()[0]
-            time.sleep(0.2)
+            return bool(progress(job)) and progress(job)[-1]["step"] >= 3
+
+        wait_for(at_step_3, poll_s=0.2)
         proc.send_signal(signal.SIGTERM)
-        output, _ = proc.communicate(timeout=120)
+        output, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -195,3 +197,34 @@ def test_sigterm_to_torchrun_checkpoints_at_a_step_boundary(tmp_path: Path) -> N
     assert JobDir(job).latest_checkpoint() == (step, JobDir(job).checkpoint_dir(step))
     assert checkpoint.is_complete(JobDir(job).checkpoint_dir(step))
     assert progress(job, 0)[-1]["step"] == progress(job, 1)[-1]["step"] == step
+
+
+ABORT_AT_EXIT = """\
+import atexit, os
+if os.environ.get("RANK") == os.environ.get("ABORT_AT_EXIT_RANK"):
+    open(os.environ["ABORT_AT_EXIT_ARMED"], "a").write(os.environ["RANK"] + "\\n")
+    atexit.register(os.abort)
+"""
+"""A ``sitecustomize`` that makes one rank abort (SIGABRT) while the interpreter tears
+down, as torch 2.13's gloo teardown sometimes does ("terminate called without an active
+exception") after the rank finished its work."""
+
+
+def test_rank_aborting_at_teardown_after_its_work_does_not_fail_the_job(tmp_path: Path) -> None:
+    job = tmp_path / "job"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ABORT_AT_EXIT)
+    armed = tmp_path / "armed"
+    env = trainer_env()
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(hooks), env.get("PYTHONPATH", "")]),
+        ABORT_AT_EXIT_RANK="1",
+        ABORT_AT_EXIT_ARMED=str(armed),
+    )
+    done = run_to_end(torchrun_cmd(job, 2, ["--steps", "6", "--ckpt-every", "3"]),
+                      watch=job, env=env, cwd=REPO)  # fmt: skip
+    assert armed.read_text() == "1\n"  # the abort was armed in rank 1, and only there
+    assert done.returncode == 0, describe(done)
+    assert [e["step"] for e in events(job, "training_complete")] == [6]
+    assert progress(job, 0)[-1]["step"] == progress(job, 1)[-1]["step"] == 6

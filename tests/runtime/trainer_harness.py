@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from polling import run_to_end
+
 from contract.jobdir import JobDir, read_all_jsonl
 
 BIN = Path(sys.executable).parent
@@ -64,16 +66,14 @@ def run_trainer(
     *,
     faults: str | None = None,
     dump: bool = False,
-    timeout_s: float = 240,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the trainer under torchrun to completion (or failure); output captured."""
-    return subprocess.run(
+    """Run the trainer under torchrun to completion (or failure); output captured. It
+    may take minutes on a loaded machine, but not a minute without progress."""
+    return run_to_end(
         torchrun_cmd(job_dir, nproc, args),
+        watch=job_dir,
         env=trainer_env(faults, dump),
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
     )
 
 

@@ -12,6 +12,7 @@ default) before it may start again; the preemption test releases it after 2 s wi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -38,11 +39,15 @@ TINY = [
 ]  # fmt: skip
 HOSTILE = "a b'c\"d$HOME`id`\\e\nf;g|h&i* ~"
 HOSTILE_PATH = "we ird'd\"$x`y` ;&|"
-TIMEOUT_S = 180.0
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = TIMEOUT_S) -> Any:
-    return polling.wait_for(predicate, timeout_s, poll_s=0.3)  # sacct/squeue: not too often
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout_s: float = polling.CEILING_S,
+    progress: Callable[[], Any] | None = None,
+) -> Any:
+    # sacct/squeue: not too often
+    return polling.wait_for(predicate, timeout_s, poll_s=0.3, progress=progress)
 
 
 def record_of(job_id: str) -> JobRecord:
@@ -53,8 +58,13 @@ def record_of(job_id: str) -> JobRecord:
         return api.refresh(store, record)
 
 
-def wait_terminal(job_id: str, timeout_s: float = TIMEOUT_S) -> JobRecord:
-    wait_for(lambda: record_of(job_id).state.is_terminal, timeout_s)
+def wait_terminal(job_id: str) -> JobRecord:
+    """The job's final record: waited for as long as the job trains or changes state (a
+    loaded machine), a minute at most without that (``polling.job_activity``)."""
+    job_dir = record_of(job_id).job_dir
+    wait_for(
+        lambda: record_of(job_id).state.is_terminal, progress=lambda: polling.job_activity(job_dir)
+    )
     return record_of(job_id)
 
 
@@ -93,9 +103,8 @@ def wait_sacct(handle: str, state: str) -> list[str]:
 
 def no_leftovers(job_id: str) -> None:
     """No process on this host (both nodes) still carries the job's marker."""
-    deadline = time.monotonic() + 30
-    while job_processes(job_id) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # the assertion below names them
+        wait_for(lambda: not job_processes(job_id), 30)
     left = [(p.pid, p.cmdline()[:3]) for p in job_processes(job_id)]
     assert left == []
 
@@ -169,7 +178,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(cli) -> None:
     wait_for(lambda: len(progress(job_dir)) >= 10)
     subprocess.run(["scancel", "--signal=USR2", handle], check=True)
 
-    wait_for(lambda: events(job_dir, "requeued"), 90)
+    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.job_activity(job_dir))
     # Skip Slurm's credential-expiry hold of a requeued job (see the module docstring),
     # but start it no earlier than the second after the old credential was revoked:
     # slurmd refuses a credential issued in the same second ("Job credential revoked").
@@ -327,7 +336,7 @@ def test_requeue_on_demand_checkpoints_and_puts_the_job_back_in_the_queue(cli) -
     result = cli("requeue", job_id)
     assert result.code == 0, result.err
     assert "SIGUSR2 sent" in result.out and "requeue 1 of 3" in result.out
-    wait_for(lambda: events(job_dir, "requeued"), 90)
+    wait_for(lambda: events(job_dir, "requeued"), progress=lambda: polling.job_activity(job_dir))
     saved = [e for e in events(job_dir, "checkpoint_saved") if e.get("reason") == "signal"]
     assert saved, "the ranks checkpoint before the job goes back to the queue"
     assert events(job_dir, "requeue_requested")[0]["by"]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import tui_fixtures as fx
+from polling import wait_for_async
 from textual.command import CommandPalette
 from textual.geometry import Region
 from textual.pilot import Pilot
@@ -111,11 +112,7 @@ def screen_text(app: ScalectlApp) -> str:
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
+    await wait_for_async(condition, timeout_s, pause=pilot.pause)
 
 
 # -- jobs tab ---------------------------------------------------------------------------

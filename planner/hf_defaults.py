@@ -1,0 +1,81 @@
+"""Defaults of Hugging Face ``config.json`` keys, per ``model_type``.
+
+A config.json written by ``save_pretrained`` may leave out keys (older exports, hand-written
+files, and hub configs that predate a key); ``from_pretrained`` then takes the default of
+the model type's configuration class. The planner must read the same model, so a key it
+reads that is missing takes the value below. Source: the ``__init__`` defaults of
+transformers' configuration classes (``GPT2Config``, ``LlamaConfig``, ``MistralConfig``,
+``MixtralConfig``, ``Qwen2Config``, ``Qwen2MoeConfig``, ``GPTNeoXConfig`` in
+``src/transformers/models/<type>/configuration_<type>.py``), checked against transformers
+5.25 by ``tests/planner/test_planner_hf_config.py`` when transformers is installed.
+
+``None`` means the class derives the value from other keys: ``num_key_value_heads`` None
+is multi-head attention (kv heads = attention heads), ``head_dim`` None is
+hidden_size / num_attention_heads, ``n_inner`` None is 4·n_embd.
+
+Shape keys (layers, widths, heads, vocabulary) stay required: a config.json without them
+is a mistake rather than a request for the class's example model (Llama 2 7B for
+``LlamaConfig()``), so the planner names the key instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_LLAMA_STYLE: dict[str, Any] = {
+    "num_key_value_heads": None,
+    "head_dim": None,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "attention_dropout": 0.0,
+    "num_experts_per_tok": None,
+    "moe_intermediate_size": None,
+    "shared_expert_intermediate_size": 0,
+}
+"""Keys of the Llama family the planner reads, with LlamaConfig's defaults."""
+
+HF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gpt2": {
+        "n_inner": None,
+        "n_positions": 1024,
+        "tie_word_embeddings": True,
+        "resid_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+    },
+    "llama": dict(_LLAMA_STYLE),
+    "mistral": {**_LLAMA_STYLE, "num_key_value_heads": 8},
+    "mixtral": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 8,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+    },
+    "qwen2": {**_LLAMA_STYLE, "num_key_value_heads": 32},
+    "qwen2_moe": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 16,
+        "num_experts": 60,
+        "num_experts_per_tok": 4,
+        "moe_intermediate_size": 1408,
+        "shared_expert_intermediate_size": 5632,
+    },
+    "gpt_neox": {
+        **_LLAMA_STYLE,
+        "hidden_act": "gelu",
+        "hidden_dropout": 0.0,
+        "attention_bias": True,
+    },
+}
+"""Per model_type: the keys the planner reads and their defaults (see the module doc)."""
+
+FALLBACK_TYPE = "llama"
+"""Defaults for a model_type not listed (Llama look-alikes: most decoder-only configs)."""
+
+
+def with_defaults(cfg: dict[str, Any], gpt2_keys: bool) -> dict[str, Any]:
+    """``cfg`` with every missing key the planner reads set to its model_type's default;
+    ``gpt2_keys``: the config uses GPT-2's key names (n_embd, n_layer, ...)."""
+    model_type = "gpt2" if gpt2_keys else str(cfg.get("model_type") or FALLBACK_TYPE)
+    defaults = HF_DEFAULTS.get(model_type, HF_DEFAULTS[FALLBACK_TYPE])
+    return {**defaults, **cfg}

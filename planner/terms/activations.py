@@ -1,0 +1,186 @@
+"""Activation memory per layer and per pipeline stage, activation offload, and the peak
+memory per GPU."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from planner.formulas import comm, flops, memory
+from planner.formulas.ops import maximum, minimum, where
+from planner.inputs import Constants, Inputs
+from planner.terms.shapes import SHARDS_WEIGHTS, UNEVEN_LAYERS, Shapes
+from planner.terms.states import StageParams
+from planner.units import GIB
+
+OFFLOAD_BUFFERS = 2.0
+"""Layers' offloaded shares on the GPU while copying (double buffering: one leaving or
+arriving, one being produced or consumed; as torch's save_on_cpu streams do)."""
+
+
+class LayerActivations(NamedTuple):
+    """Bytes one layer saves for backward, per micro-batch (on one GPU)."""
+
+    no_recompute: Any
+    """Everything the layer saves without recomputation."""
+    core: Any
+    """The attention core's share (what selective recomputation drops)."""
+    stored: Any
+    """What it saves under the layout's recompute mode."""
+
+
+def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
+    """Per stored tensor (Korthikanti et al. 2022, Sec. 4, eq. 1-2, generalised in
+    :func:`planner.formulas.memory.layer_activation_bytes`), under the recompute mode
+    (Sec. 5: selective drops the attention core, full keeps the layer input)."""
+    act_none, act_core = memory.layer_activation_bytes(
+        s.tokens, x.seq, x.hidden, x.heads, s.q_dim, s.kv_dim, x.ffn, x.gated, s.moe,
+        x.top_k * x.moe_capacity, x.moe_ffn, x.shared_ffn, x.experts, x.tp, s.sp_share,
+        x.flash,
+        x.hidden_dropout, x.attention_dropout, s.ab, c.mask_bytes, c.softmax_stat_bytes,
+    )  # fmt: skip
+    act_layer = memory.stored_layer_activation_bytes(
+        act_none, act_core, s.tokens, x.hidden, s.sp_share, x.recompute, s.ab
+    )
+    return LayerActivations(act_none, act_core, act_layer)
+
+
+def offload_time(
+    x: Inputs, c: Constants, s: Shapes, act: LayerActivations, layer_fwd: Any, layer_bwd: Any
+) -> tuple[Any, Any]:
+    """(forward, backward) exposed seconds per layer of activation offloading.
+
+    The offloaded bytes go to the host during the layer's forward and come back during its
+    backward on the copy engines, hidden under that compute up to its length (Rhu et al.
+    2016, vDNN, Sec. 3; Megatron-LM fine-grained activation offloading), unless every
+    layer also talks to other nodes over the same PCIe link (:func:`per_layer_inter_node`);
+    the copies also read and write HBM once each way, which slows the memory-bound kernels
+    beside them.
+    """
+    moved = x.offload * act.stored
+    t_copy = moved / (x.host_bytes_s * c.host_copy_efficiency)
+    hbm = moved / s.mem_bw
+    window = where(per_layer_inter_node(x, s) > 0, 0.0, 1.0)
+    fwd = maximum(t_copy - layer_fwd * window, 0.0) + hbm
+    bwd = maximum(t_copy - layer_bwd * window, 0.0) + hbm
+    return fwd, bwd
+
+
+def per_layer_inter_node(x: Inputs, s: Shapes) -> Any:
+    """Above 0 when every layer moves data between nodes: TP, CP or EP groups, or the
+    ZeRO-3/FSDP shard group, spanning nodes. The NIC sits on the GPU's PCIe link (DGX
+    H100: each GPU and its ConnectX-7 behind one PCIe switch, GPUDirect RDMA), so those
+    transfers and the offload copies share it; we then hide no copy under compute."""
+
+    def spans(size: Any, stride: Any) -> Any:
+        return where(comm.members_per_node(size, stride, x.gpus_per_node) < size, 1.0, 0.0)
+
+    fsdp = where(x.sharding > SHARDS_WEIGHTS, spans(s.shard_group, x.tp), 0.0)
+    return fsdp + spans(x.tp, 1.0) + spans(x.cp, x.tp) + spans(x.ep, x.tp * x.cp)
+
+
+class StageActivations(NamedTuple):
+    """Bytes of activations held at the peak of the first, second and last stage."""
+
+    first: Any
+    second: Any
+    last: Any
+    workspace: Any
+    """Transient buffers of the backward: the recomputed layer, FSDP's gathered layer, the
+    offloaded layer in flight to or from the host."""
+
+
+def stage_activations(
+    x: Inputs, s: Shapes, act: LayerActivations, per_layer_params: Any
+) -> StageActivations:
+    """Saved activations of the layers of the chunks in flight on a stage (Narayanan et
+    al. 2021, Sec. 2.2; :func:`planner.formulas.memory.chunks_in_flight`), plus the logits.
+
+    With uneven stages the first stage's chunk 0 and the last stage's last chunk hold one
+    layer fewer: 2p - 1 instances of chunk 0 are in flight on the first stage of an
+    interleaved schedule (its warm-up runs p of each chunk, then p - 1 more of chunk 0),
+    one of the last chunk on the last stage.
+    """
+    layers_per_chunk = s.layers_stage / x.interleave
+    m = s.micro_batches
+    group = where(x.mb_group > 0, x.mb_group, x.pp)
+    first_chunks = memory.chunks_in_flight(0.0, x.pp, x.interleave, m, group, x.gpipe)
+    second_chunks = memory.chunks_in_flight(1.0, x.pp, x.interleave, m, group, x.gpipe)
+    last_chunks = memory.chunks_in_flight(x.pp - 1, x.pp, x.interleave, m, group, x.gpipe)
+    chunk0_first = minimum(where(x.interleave > 1, 2 * x.pp - 1, first_chunks), m)
+    on_gpu = act.stored * (1.0 - x.offload)
+    logits = x.logits_bytes * s.tokens * x.vocab / x.tp
+    first_layers = first_chunks * layers_per_chunk - x.uneven * UNEVEN_LAYERS * chunk0_first
+    last_layers = last_chunks * layers_per_chunk - x.uneven * UNEVEN_LAYERS
+    act_first = first_layers * on_gpu + where(x.pp == 1, logits, 0.0)
+    act_last = last_layers * on_gpu + logits
+    act_second = second_chunks * layers_per_chunk * on_gpu
+    # Kept stage outputs: one hidden state (SP-sharded, as sent) per chunk in flight on
+    # every stage but the last, whose last chunk sends nothing.
+    sent = x.keep_outputs * where(x.pp > 1, s.act_full * s.sp_share, 0.0)
+    act_first = act_first + sent * first_chunks
+    act_second = act_second + sent * second_chunks
+    act_last = act_last + sent * (last_chunks - 1)
+    workspace = where(
+        x.recompute >= flops.RECOMPUTE_FULL,
+        act.no_recompute,
+        where(x.recompute >= flops.RECOMPUTE_SELECTIVE, act.core, 0.0),
+    ) + where(
+        (x.sharding > SHARDS_WEIGHTS) & (s.shard_group > 1),
+        (2 * x.weight_bytes + x.grad_bytes) * per_layer_params,
+        0.0,
+    )
+    # Double-buffered: one layer's offloaded share leaving while the next is produced.
+    workspace = workspace + OFFLOAD_BUFFERS * x.offload * act.stored
+    return StageActivations(act_first, act_second, act_last, workspace)
+
+
+class PeakMemory(NamedTuple):
+    """Memory of the fullest of the first, second and last stage, in bytes."""
+
+    scale: Any
+    """Its model states relative to the largest stage's (:class:`StageParams`)."""
+    activations: Any
+    other: Any
+    total: Any
+
+
+def peak_memory(
+    x: Inputs, c: Constants, s: Shapes, p: StageParams, act: StageActivations, states_b: Any
+) -> PeakMemory:
+    """Model states + activations + runtime, communicator buffers and allocator slack on
+    the first, the second and the last stage; the largest is the job's peak (Megatron-LM's
+    theoretical_memory_usage.py reports the first stage; the last holds the logits; with
+    uneven stages the second, full of layers, can exceed both)."""
+    # One communicator (and its NCCL buffers) per parallel group of more than one rank.
+    groups = (
+        where(x.tp > 1, 1.0, 0.0) + where(x.cp > 1, 1.0, 0.0)
+        + where(s.dp_size > 1, 1.0, 0.0) + where(x.pp > 1, 1.0, 0.0)
+        + where(x.ep > 1, 1.0, 0.0)
+    )  # fmt: skip
+    fixed_other = (x.runtime_reserved_gib + x.comm_buffer_gib_per_group * groups) * GIB
+    frag = c.allocator_fragmentation
+    workspace = act.workspace
+
+    def stage(params: Any, activations: Any) -> tuple[Any, Any, Any]:
+        scale = params / p.dense
+        other = fixed_other + workspace + frag * (activations + workspace)
+        return scale, other, states_b * scale + activations + other
+
+    scale_first, other_first, total_first = stage(p.first, act.first)
+    scale_last, other_last, total_last = stage(p.last, act.last)
+    scale_second, other_second, total_second = stage(p.interior, act.second)
+    first_worse = total_first >= total_last
+    ends = PeakMemory(
+        where(first_worse, scale_first, scale_last),
+        where(first_worse, act.first, act.last),
+        where(first_worse, other_first, other_last),
+        where(first_worse, total_first, total_last),
+    )
+    # The second stage is a third one only with more than two stages.
+    second_worse = (x.pp > 2) & (total_second > ends.total)
+    return PeakMemory(
+        where(second_worse, scale_second, ends.scale),
+        where(second_worse, act.second, ends.activations),
+        where(second_worse, other_second, ends.other),
+        where(second_worse, total_second, ends.total),
+    )

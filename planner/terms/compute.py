@@ -1,0 +1,123 @@
+"""Kernel time of one layer and of the output layer for one micro-batch on one GPU.
+
+GEMMs are roofline-timed with a shape factor, fused attention is compute-bound and the
+rest is memory-bound (:mod:`planner.formulas.kernels` cites the sources).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.formulas import flops, kernels
+from planner.formulas.ops import maximum, where
+from planner.inputs import Constants, Inputs
+from planner.terms.shapes import Shapes
+
+
+def gemm(s: Shapes, c: Constants, m: Any, n: Any, k: Any, count: Any = 1.0) -> Any:
+    """Seconds of ``count`` (m x k)@(k x n) GEMMs at the training precision."""
+    return kernels.gemm_time(
+        m, n, k, count, s.peak_gemm, s.eff_gemm, s.mem_bw, s.ab, c.gemm_mn_half, c.gemm_k_half
+    )
+
+
+def moe_mlp_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
+    """Forward GEMMs of an MoE block: each local expert's share of top_k routed tokens
+    (Fedus et al. 2021, Switch Transformer, Sec. 2.1; Lepikhin et al. 2020, GShard), the
+    shared expert on every token (Dai et al. 2024, DeepSeekMoE, Sec. 3.2) and the router."""
+    tokens = s.tokens
+    local_experts = x.experts / x.ep
+    # With expert TP e < tp, the tp ranks' tokens spread over tp/e expert-TP groups.
+    expert_tokens = tokens * x.top_k / local_experts * x.moe_capacity * (s.expert_tp / x.tp)
+    e = s.expert_tp
+    shared_w = maximum(x.shared_ffn, 1.0)
+    return (
+        gemm(s, c, expert_tokens, (1 + x.gated) * x.moe_ffn / e, x.hidden, local_experts)
+        + gemm(s, c, expert_tokens, x.hidden, x.moe_ffn / e, local_experts)
+        + where(
+            x.shared_ffn > 0,
+            gemm(s, c, tokens, (1 + x.gated) * shared_w / x.tp, x.hidden)
+            + gemm(s, c, tokens, x.hidden, shared_w / x.tp),
+            0.0,
+        )
+        + gemm(s, c, tokens, x.experts, x.hidden)
+    )
+
+
+def layer_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
+    """Forward GEMMs of one layer: QKV, output projection, MLP (GELU: 2 matrices, SwiGLU:
+    3; Shazeer 2020), each column/row split by TP (Shoeybi et al. 2019, Sec. 3)."""
+    tokens = s.tokens
+    t_qkv = gemm(s, c, tokens, (s.q_dim + 2 * s.kv_dim) / x.tp, x.hidden)
+    t_proj = gemm(s, c, tokens, x.hidden, s.q_dim / x.tp)
+    t_dense_mlp = gemm(s, c, tokens, (1 + x.gated) * x.ffn / x.tp, x.hidden) + gemm(
+        s, c, tokens, x.hidden, x.ffn / x.tp
+    )
+    return t_qkv + t_proj + where(s.moe > 0, moe_mlp_gemm_fwd(x, c, s), t_dense_mlp)
+
+
+def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
+    """(forward, backward) seconds of the attention core of one layer.
+
+    Fused: 4·s_q·s_k·h FLOPs forward over the executed (causal-skipping) key blocks, the
+    backward ``flash_bwd_flops_ratio`` times that (Dao 2023, FlashAttention-2, Sec. 3).
+    Unfused: the two batched GEMMs QKᵀ and PV per head, backward twice the forward.
+    """
+    exec_fraction = flops.executed_key_fraction(x.seq, x.flash, c.flash_causal_block)
+    flash_flops = 4 * s.tokens * x.seq * s.heads_local * x.head_dim * exec_fraction
+    # With context parallelism each ring step runs the kernel on s/cp keys (Liu 2023, Ring
+    # Attention, Sec. 3): its efficiency is that of the shorter sequence.
+    attn_fwd_flash = kernels.fused_attention_time(
+        flash_flops, s.peak_bf16, x.attn_fwd_eff, s.seq_local, x.attn_seq_half
+    )
+    attn_bwd_flash = kernels.fused_attention_time(
+        c.flash_bwd_flops_ratio * flash_flops,
+        s.peak_bf16,
+        x.attn_bwd_eff,
+        s.seq_local,
+        x.attn_seq_half,
+    )
+    attn_count = x.micro_batch * s.heads_local
+    seq_local, peak_bf16, mem_bw, ab = s.seq_local, s.peak_bf16, s.mem_bw, s.ab
+    attn_fwd_unfused = kernels.gemm_time(
+        seq_local, x.seq, x.head_dim, attn_count, peak_bf16, x.gemm_eff, mem_bw, ab,
+        c.gemm_mn_half, c.gemm_k_half,
+    ) + kernels.gemm_time(
+        seq_local, x.head_dim, x.seq, attn_count, peak_bf16, x.gemm_eff, mem_bw, ab,
+        c.gemm_mn_half, c.gemm_k_half,
+    )  # fmt: skip
+    attn_fwd = where(x.flash > 0, attn_fwd_flash, attn_fwd_unfused)
+    attn_bwd = where(x.flash > 0, attn_bwd_flash, 2 * attn_fwd_unfused)
+    return attn_fwd, attn_bwd
+
+
+def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]:
+    """(forward, attention-core forward, backward) seconds of a layer's memory-bound ops.
+
+    Bytes moved over the achievable HBM bandwidth (Williams et al. 2009, roofline); the
+    backward moves ``elementwise_bwd_ratio`` times the forward's bytes.
+    """
+    ew_layer = kernels.layer_elementwise_bytes_fwd(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
+        s.sp_share, x.hidden_dropout, s.moe, x.top_k, x.fp8, s.ab, c.mask_bytes,
+        c.fp8_cast_bytes,
+    )  # fmt: skip
+    ew_core = kernels.attention_core_elementwise_bytes_fwd(
+        s.tokens, x.seq, s.heads_local, s.q_dim / x.tp, x.attention_dropout, 1.0 - x.flash,
+        s.ab, c.mask_bytes,
+    )  # fmt: skip
+    ew_core_fwd = kernels.memory_bound_time(ew_core, s.mem_bw)
+    ew_fwd = kernels.memory_bound_time(ew_layer, s.mem_bw) + ew_core_fwd
+    ew_bwd = c.elementwise_bwd_ratio * ew_fwd
+    return ew_fwd, ew_core_fwd, ew_bwd
+
+
+def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
+    """(output GEMM forward, loss element-wise) seconds on the last stage: logits h x V/t
+    (vocab-parallel, Shoeybi et al. 2019, Sec. 3), the cross-entropy reading and writing
+    the logits in ``loss_bytes`` and the final norm and its gradient."""
+    t_head = gemm(s, c, s.tokens, x.vocab / x.tp, x.hidden)
+    loss_ew = kernels.memory_bound_time(
+        x.loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
+    )
+    return t_head, loss_ew

@@ -1,0 +1,123 @@
+"""Data-parallel communication of one step: gradient reduction, parameter gathering.
+
+DDP all-reduces gradients (Li et al. 2020, PyTorch DDP, Sec. 3.2); ZeRO-1/2 reduce-scatter
+gradients and all-gather updated weights (Rajbhandari et al. 2020, Sec. 5), ZeRO-2 once
+per micro-batch; FSDP gathers weights and scatters gradients per layer (Zhao et al. 2023,
+Sec. 3.3); HSDP adds an all-reduce across replicas. Expert parameters reduce over the
+expert-data-parallel group dp·cp/ep. What hides under backward (forward for gathers) is
+:func:`planner.formulas.step.overlapped`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.formulas import comm, step
+from planner.formulas.ops import maximum, where
+from planner.inputs import Constants, Inputs
+from planner.terms.schedule import MicroBatch
+from planner.terms.shapes import (
+    SHARDING_HSDP,
+    SHARDS_GRADIENTS,
+    SHARDS_OPTIMIZER,
+    SHARDS_WEIGHTS,
+    Shapes,
+)
+from planner.terms.states import StageParams
+
+
+def fsdp_time(
+    x: Inputs, c: Constants, s: Shapes, p: StageParams, mb: MicroBatch
+) -> tuple[Any, Any]:
+    """(FSDP/ZeRO-3, HSDP) exposed seconds per step."""
+    sh_bw, sh_alpha = comm.group_link(
+        s.shard_group, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s,
+        c.alpha_inter_s,
+    )  # fmt: skip
+    replicas = s.dp_size / s.shard_group
+    rep_bw, rep_alpha = comm.group_link(
+        replicas, x.tp * s.shard_group, x.gpus_per_node, s.intra_bw, s.inter_bw,
+        c.alpha_intra_s, c.alpha_inter_s,
+    )  # fmt: skip
+    ov = x.overlap_grad_reduce
+    # FSDP: per-layer gathers/scatters inside the shard group (all of dp for ZeRO-3).
+    per_layer = layer_params(s, p)
+    fsdp_gather = comm.all_gather_time(x.weight_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
+    fsdp_scatter = comm.all_gather_time(x.grad_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
+    fsdp_x = s.micro_batches * step.fsdp_exposed_per_micro_batch(
+        s.layers_stage, fsdp_gather, fsdp_scatter, mb.layer_fwd, mb.layer_bwd, ov
+    )
+    replica_ar = comm.all_reduce_time(
+        (x.grad_bytes * p.dense + x.grad_bytes * p.expert) / s.shard_group,
+        replicas, rep_bw, rep_alpha,
+    )  # fmt: skip
+    hsdp_x = fsdp_x + step.overlapped(replica_ar, 0.0, mb.bwd * ov, ov)
+    return fsdp_x, hsdp_x
+
+
+def layer_params(s: Shapes, p: StageParams) -> Any:
+    """Parameters of one layer of the stage on one GPU (FSDP's unit of gathering)."""
+    return (p.dense + p.expert) / s.layers_stage
+
+
+def data_parallel_time(x: Inputs, c: Constants, s: Shapes, p: StageParams, mb: MicroBatch) -> Any:
+    """Exposed data-parallel seconds per step under the layout's sharding mode."""
+    dp_size = s.dp_size
+    expert_dp = maximum(dp_size * x.tp / (x.ep * s.expert_tp), 1.0)
+    dp_bw, dp_alpha = comm.group_link(
+        dp_size, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
+    )
+    edp_bw, edp_alpha = comm.group_link(
+        expert_dp, s.expert_tp * x.ep, x.gpus_per_node, s.intra_bw, s.inter_bw,
+        c.alpha_intra_s, c.alpha_inter_s,
+    )  # fmt: skip
+    bucket = c.grad_bucket_bytes
+    g_dense, g_expert = x.grad_bytes * p.dense, x.grad_bytes * p.expert
+    w_dense, w_expert = x.weight_bytes * p.dense, x.weight_bytes * p.expert
+    window_bwd, window_fwd = mb.bwd * x.overlap_grad_reduce, mb.fwd * x.overlap_grad_reduce
+    ov = x.overlap_grad_reduce
+
+    def ar(size: Any) -> Any:
+        return comm.all_reduce_time(size, dp_size, dp_bw, dp_alpha)
+
+    def ag(size: Any) -> Any:
+        return comm.all_gather_time(size, dp_size, dp_bw, dp_alpha)
+
+    def e_ar(size: Any) -> Any:
+        return comm.all_reduce_time(size, expert_dp, edp_bw, edp_alpha)
+
+    def e_ag(size: Any) -> Any:
+        return comm.all_gather_time(size, expert_dp, edp_bw, edp_alpha)
+
+    def small(size: Any) -> Any:
+        return where(size < bucket, size, bucket)
+
+    ddp_x = step.overlapped(ar(g_dense) + e_ar(g_expert), ar(small(g_dense)), window_bwd, ov)
+    rs_x = step.overlapped(ag(g_dense) + e_ag(g_expert), ag(small(g_dense)), window_bwd, ov)
+    param_ag_x = step.overlapped(ag(w_dense) + e_ag(w_expert), ag(small(w_dense)), window_fwd, ov)
+    zero1_x = rs_x + param_ag_x
+    zero2_x = s.micro_batches * rs_x + param_ag_x
+    fsdp_x, hsdp_x = fsdp_time(x, c, s, p, mb)
+    return where(
+        x.sharding < SHARDS_OPTIMIZER,
+        ddp_x,
+        where(
+            x.sharding < SHARDS_GRADIENTS,
+            zero1_x,
+            where(
+                x.sharding < SHARDS_WEIGHTS,
+                zero2_x,
+                where(x.sharding < SHARDING_HSDP, fsdp_x, hsdp_x),
+            ),
+        ),
+    )
+
+
+def tied_embedding_sync_time(x: Inputs, pp_bw: Any, pp_alpha: Any) -> Any:
+    """Tied embeddings split across first and last stage: their gradients are all-reduced
+    between the two (Shoeybi et al. 2019; Megatron-LM's embedding group)."""
+    return where(
+        (x.tied > 0) & (x.pp > 1),
+        comm.all_reduce_time(x.grad_bytes * x.vocab * x.hidden / x.tp, 2.0, pp_bw, pp_alpha),
+        0.0,
+    )

@@ -1,0 +1,75 @@
+"""Communication inside a layer: tensor, context and expert parallelism.
+
+Collective costs are the alpha-beta model of :mod:`planner.formulas.comm`; what hides
+under compute follows :func:`planner.formulas.step.overlapped`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from planner.formulas import comm, step
+from planner.formulas.ops import maximum, where
+from planner.inputs import Constants, Inputs
+from planner.terms.shapes import Shapes
+
+
+class TensorParallel(NamedTuple):
+    """Tensor-parallel collectives of one layer (seconds)."""
+
+    all_reduce_s: Any
+    """One all-reduce of a micro-batch's hidden states."""
+    all_gather_s: Any
+    """One all-gather (or reduce-scatter) of them."""
+    fwd_exposed_s: Any
+    """Exposed forward communication of a layer."""
+    bwd_exposed_s: Any
+    """Exposed backward communication of a layer."""
+
+
+def tensor_parallel(x: Inputs, c: Constants, s: Shapes, gemm_fwd: Any) -> TensorParallel:
+    """Without SP: two all-reduces forward, two backward (Shoeybi et al. 2019, Fig. 4).
+    With SP: all-gather + reduce-scatter per block forward; backward adds re-gathering
+    the norm outputs for the weight gradients (Korthikanti et al. 2022, Sec. 4.2.2)."""
+    tp_bw, tp_alpha = comm.group_link(
+        x.tp, 1.0, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
+    )
+    tp_ar = comm.all_reduce_time(s.act_full, x.tp, tp_bw, tp_alpha)
+    tp_ag = comm.all_gather_time(s.act_full, x.tp, tp_bw, tp_alpha)
+    tp_fwd = where(x.sp > 0, 4 * tp_ag, 2 * tp_ar)
+    tp_bwd = where(x.sp > 0, 6 * tp_ag, 2 * tp_ar)
+    tp_fwd_x = step.overlapped(tp_fwd, 0.0, gemm_fwd, x.tp_comm_overlap)
+    tp_bwd_x = step.overlapped(tp_bwd, 0.0, 2 * gemm_fwd, x.tp_comm_overlap)
+    return TensorParallel(tp_ar, tp_ag, tp_fwd_x, tp_bwd_x)
+
+
+def context_parallel(
+    x: Inputs, c: Constants, s: Shapes, attn_fwd: Any, attn_bwd: Any
+) -> tuple[Any, Any]:
+    """(forward, backward) exposed seconds of ring attention: cp - 1 sends of the local
+    K and V chunk, hidden under the attention core (Liu et al. 2023, Ring Attention,
+    Sec. 3); the backward sends K, V and their gradients."""
+    cp_bw, cp_alpha = comm.group_link(
+        x.cp, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
+    )
+    kv_chunk = s.ab * s.tokens * 2 * s.kv_dim / x.tp
+    cp_fwd = (x.cp - 1) * comm.p2p_time(kv_chunk, cp_bw, cp_alpha)
+    cp_fwd_x = maximum(cp_fwd - attn_fwd, 0.0)
+    cp_bwd_x = maximum(2 * cp_fwd - attn_bwd, 0.0)
+    return cp_fwd_x, cp_bwd_x
+
+
+def expert_parallel(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
+    """(forward, backward) seconds of the MoE token exchange: dispatch and combine
+    all-to-alls of top_k copies of each token (Lepikhin et al. 2020, GShard, Sec. 2.2),
+    twice forward and twice backward."""
+    ep_stride = x.tp * x.cp
+    ep_per_node = comm.members_per_node(x.ep, ep_stride, x.gpus_per_node)
+    a2a = comm.all_to_all_time(
+        s.act_full * x.top_k * s.sp_share * x.moe_capacity, x.ep, ep_per_node, s.intra_bw,
+        s.inter_bw,
+        where(x.ep > ep_per_node, c.alpha_inter_s, c.alpha_intra_s),
+    )  # fmt: skip
+    ep_fwd = s.moe * 2 * a2a
+    ep_bwd = s.moe * 2 * a2a
+    return ep_fwd, ep_bwd

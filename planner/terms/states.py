@@ -1,0 +1,90 @@
+"""Parameters per pipeline stage, their memory (weights, gradients, optimizer states)
+and the time of updating them (gradient accumulation, optimizer step)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from planner.formulas import kernels, memory, params
+from planner.formulas.ops import maximum, where
+from planner.inputs import Constants, Inputs
+from planner.terms.shapes import SHARDS_GRADIENTS, UNEVEN_LAYERS, Shapes
+
+
+class StageParams(NamedTuple):
+    """Parameters held by one GPU of a stage, before data-parallel sharding."""
+
+    layer_dense: Any
+    """Dense (non-expert) parameters of one layer, TP share plus replicated norms."""
+    layer_expert: Any
+    """Expert parameters of one layer on one GPU (split by TP x EP)."""
+    first: Any
+    """Dense parameters of the first stage (embedding; the head too without pp)."""
+    last: Any
+    """Dense parameters of the last stage (output layer and final norm)."""
+    interior: Any
+    """Dense parameters of a stage in between (no embedding or output layer)."""
+    dense: Any
+    """The largest of first, last and interior."""
+    expert: Any
+    """Expert parameters of a stage."""
+
+
+def stage_params(x: Inputs, s: Shapes) -> StageParams:
+    """Parameters of the first and last stage on one GPU (Narayanan et al. 2021, eq. 2
+    per layer; the embedding on the first stage and the output layer on the last, both
+    split by TP, Shoeybi et al. 2019, Sec. 3); with uneven stages the first and the last
+    hold one layer fewer (Llama 3 paper, Sec. 3.3.2)."""
+    layer_dense = params.layer_dense_params(
+        x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.experts, x.shared_ffn,
+        x.bias,
+    ) / x.tp + params.layer_replicated_params(x.hidden, x.experts, x.layernorm)  # fmt: skip
+    layer_expert = params.layer_expert_params(
+        x.hidden, x.experts, x.moe_ffn, x.gated, x.bias, x.experts
+    ) / (s.expert_tp * x.ep)
+    layers_stage = s.layers_stage
+    embed = x.vocab * x.hidden / x.tp + x.learned_pos_rows * x.hidden
+    head_params = where((x.tied > 0) & (x.pp == 1), 0.0, x.vocab * x.hidden / x.tp) + (
+        params.norm_params(x.hidden, x.layernorm)
+    )
+    end_layers = layers_stage - x.uneven * UNEVEN_LAYERS
+    dense_first = end_layers * layer_dense + embed + where(x.pp == 1, head_params, 0.0)
+    dense_last = end_layers * layer_dense + head_params + where(x.pp == 1, embed, 0.0)
+    interior = where(x.pp > 2, layers_stage * layer_dense, 0.0)  # stages between the ends
+    dense_stage = maximum(maximum(dense_first, dense_last), interior)
+    expert_stage = layers_stage * layer_expert
+    return StageParams(
+        layer_dense, layer_expert, dense_first, dense_last, interior, dense_stage, expert_stage
+    )
+
+
+def grad_accumulation_time(x: Inputs, s: Shapes, p: StageParams) -> Any:
+    """Seconds per layer and micro-batch of accumulating weight gradients.
+
+    The weight-gradient GEMM accumulates into the gradient buffer every micro-batch
+    (C += A·B in the buffer's dtype: Megatron's gradient_accumulation_fusion, autograd's
+    .grad accumulation): read and write of the local gradient per parameter.
+    """
+    grads_sharded = where(x.sharding > SHARDS_GRADIENTS, 1.0 / s.shard_group, 1.0)
+    return kernels.memory_bound_time(
+        2 * x.grad_bytes * (p.layer_dense + p.layer_expert) * grads_sharded, s.mem_bw
+    )
+
+
+def model_states(x: Inputs, c: Constants, s: Shapes, p: StageParams) -> tuple[Any, Any, Any, Any]:
+    """(weights, gradients, optimizer states) in bytes on one GPU of the larger stage,
+    and the optimizer step's seconds (Rajbhandari et al. 2020, ZeRO, Sec. 3.1 and 5;
+    the step reads and writes ``optimizer_step_bytes`` per local parameter)."""
+    # The expert-data-parallel group: the stage's tp·cp·dp ranks over ep x expert_tp.
+    expert_shard = maximum(s.shard_group * x.tp / (x.ep * s.expert_tp), 1.0)
+    weights_b, grads_b, optimizer_b = memory.model_state_bytes(
+        p.dense, p.expert, x.sharding, s.shard_group, expert_shard,
+        x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,
+        x.optimizer_state_bytes,
+    )  # fmt: skip
+    local_opt_params = optimizer_b / x.optimizer_state_bytes
+    t_optimizer = (
+        kernels.memory_bound_time(x.optimizer_step_bytes * local_opt_params, s.mem_bw)
+        + x.step_overhead_s  # per-step overhead fitted by `plan calibrate` (planner.profile)
+    )
+    return weights_b, grads_b, optimizer_b, t_optimizer
