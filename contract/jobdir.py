@@ -1,6 +1,6 @@
 """The job directory: the versioned contract between backends, the runtime and the UI.
 
-Layout (see DESIGN.md)::
+Layout (see ARCHITECTURE.md, "The contract")::
 
     <jobs_root>/<job_id>/
       job.json                 JobSpec as submitted (+ schema_version; contract.job)

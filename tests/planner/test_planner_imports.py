@@ -1,6 +1,6 @@
 """The planner imports only numpy, pydantic, pyyaml and the standard library (plus typer,
 rich and matplotlib in its CLI modules); never torch, kubernetes, textual or submitit
-(DESIGN.md)."""
+(ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
