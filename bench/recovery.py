@@ -41,6 +41,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from runtime import processes  # noqa: E402
+
 PY = sys.executable
 TINY = [
     *("--layers", "1", "--hidden", "32", "--heads", "2", "--kv-heads", "1"),
@@ -101,15 +105,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def kill_job(job_id: str) -> None:
-    marker = f"SCALECTL_JOB_ID={job_id}".encode()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as handle:
-                    if marker in handle.read().split(b"\0"):
-                        os.kill(int(entry), signal.SIGKILL)
-            except OSError:
-                pass
+    for pid in processes.job_pids(job_id):
+        processes.kill(pid, signal.SIGKILL)
 
 
 def run_one(supervisor: str, fault: str, give_up_s: float, root: Path) -> dict[str, Any]:

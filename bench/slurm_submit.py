@@ -5,9 +5,10 @@ Both run the reference trainer (the tests' tiny model, 5 steps) on 2 nodes, one 
 node, torchrun elastic c10d rendezvous on the first node's address. The plain job is the
 script a user would write by hand: ``srun python -m torch.distributed.run ... -m
 runtime.train``. scalectl's adds its CLI (typer, pydantic, SQLite registry, job
-directory), the sbatch submission, the node task (``launcher.backends.slurm_task``),
-whatever ``launcher.commands.node_command`` puts in front of torchrun (the runtime agent)
-and ``runtime.rank_exec`` per rank. Measured from the moment the command is started:
+directory), the sbatch submission, the node agent (``scalectl agent --policy=slurm``,
+``srun``'s task, its command completed from job.json by ``launcher.backends.slurm_node``)
+in front of torchrun, and ``runtime.rank_exec`` per rank. Measured from the moment the
+command is started:
 
 * RUNNING: ``squeue`` first reports the job RUNNING (polled every ~20 ms);
 * first step: the first line of rank 0's ``progress/0.jsonl`` (both write it: the plain

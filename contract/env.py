@@ -54,13 +54,14 @@ RESTART_BACKOFF_ENV = "SCALECTL_RESTART_BACKOFF"
 node agent, slept by ``runtime.rank_exec`` (restart n ≥ 2 waits ``min(max, base·2^(n-2))``)."""
 
 SIGNALS_REACH_ALL_ENV = "SCALECTL_SIGNALS_REACH_ALL"
-"""``1`` when the scheduler's signals reach every process of the step (so the agent does
-not forward them to the ranks), ``0`` when only the step's first process gets them; set
-by the Slurm node task from the cluster's ``KillMode``/proctrack behaviour."""
+"""``1`` when the scheduler's signals reach every process of the job (so the agent does
+not forward them to the ranks); read by the agent's local and Kubernetes policies, for a
+scheduler it has no policy for (the Slurm policy reads the cluster's proctrack type
+itself)."""
 
 RDZV_ENDPOINT_ENV = "SCALECTL_RDZV_ENDPOINT"
 """``host:port`` of torchrun's c10d rendezvous; exported by the sbatch script (the first
-node of the allocation) for the Slurm node task."""
+node of the allocation) for the node agent's command (``launcher.backends.slurm_node``)."""
 
 FAULTS_ENV = "SCALECTL_FAULTS"
 """Fault injection for tests and drills: ``kind@step=N,...`` entries separated by ``;``

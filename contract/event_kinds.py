@@ -109,7 +109,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
         },
     ),
     EventKind.STARTED: EventSpec(
-        "local supervisor, Slurm node task (first node), reference trainer (rank 0)",
+        "local supervisor, node agent's Slurm policy (first node), reference trainer (rank 0)",
         "the job's processes (launcher) or a fresh training run (trainer) started",
         {
             **_LAUNCHER,
@@ -117,7 +117,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "supervisor_pid": "local supervisor's pid",
             "agents": "node → agent pid (local)",
             "rdzv_endpoint": "host:port",
-            "command": "argv of each node's agent",
+            "command": "argv of each node's agent (local), of torchrun (Slurm)",
             "backend": "'slurm'",
             "nodelist": "SLURM_JOB_NODELIST",
             "step": "0 (trainer)",
@@ -177,36 +177,36 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
         },
     ),
     EventKind.SLURM_NODE_STARTED: EventSpec(
-        "Slurm node task",
+        "node agent (Slurm policy: the agent is srun's task)",
         "the node task started on a node",
         {
             "job_id": "the job's id",
             **SLURM_TAGS,
-            "pid": "node task pid",
+            "pid": "node task (agent) pid",
             "rdzv_endpoint": "host:port",
             "nodes": "nodes in the allocation",
         },
     ),
     EventKind.SLURM_SIGNAL: EventSpec(
-        "Slurm node task",
+        "node agent (Slurm policy)",
         "Slurm signalled the node task",
         {"job_id": "the job's id", **SLURM_TAGS, "signal": "signal name"},
     ),
     EventKind.SLURM_NODE_ENDED: EventSpec(
-        "Slurm node task",
+        "node agent (Slurm policy)",
         "the node task ended on a node",
         {
             "job_id": "the job's id",
             **SLURM_TAGS,
-            "outcome": "completed, preempted, stopped or failed",
+            "outcome": "completed, preempted, stopped, lost or failed",
             "node_command_exit": "the agent's exit code",
             "signal": "signal that stopped it",
-            "leftovers_killed": "processes of the job killed after it",
+            "leftovers_killed": "processes the agent started, killed after torchrun ended",
         },
     ),
     EventKind.NODE_LOST: EventSpec(
-        "Slurm node task",
-        "the node went away (its agent was killed, or the node failed)",
+        "node agent (Slurm policy)",
+        "the node left the job (its torchrun was killed from outside)",
         {"job_id": "the job's id", **SLURM_TAGS, "reason": "why"},
     ),
     EventKind.AGENT_STARTED: EventSpec(
@@ -219,6 +219,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "restart_mode": "torchrun or agent",
             "hang_floor_s": "least hang timeout, seconds",
             "torchrun_args": "torchrun's argv",
+            "policy": "backend policy: local, slurm or kubernetes",
         },
     ),
     EventKind.TELEMETRY_UNAVAILABLE: EventSpec(

@@ -58,7 +58,7 @@ class SlurmOptions(BaseModel):
     """Requeue budget; the job stops requeueing after this many."""
     stop_grace_s: float = Field(default=60.0, ge=0)
     """Seconds the ranks get to checkpoint and exit after ``signal`` (preemption, the
-    time limit, ``scalectl cancel``) before the node task kills what is left."""
+    time limit, ``scalectl cancel``) before the node agent kills what is left."""
     after: list[str] = Field(default_factory=list)
     """Slurm job ids this job starts after, once they completed successfully
     (``--dependency=afterok:...``); ``scalectl launch --after JOB`` fills it in."""

@@ -31,7 +31,9 @@ kind                   what happens                                             
 (the node agent, ``SCALECTL_AGENT_PID``: a preemption signal arriving at a step) or
 ``node`` (every process of this job on this node, found by ``SCALECTL_JOB_ID`` and
 ``SCALECTL_NODE`` in ``/proc/<pid>/environ``, agent first, the rank itself last: the
-node is lost).
+node is lost). Under Slurm the agent is ``srun``'s task and its own environment has no
+``SCALECTL_NODE`` (only its children's has), so it outlives torchrun and the ranks and
+reports the loss (``runtime.agent.slurm_policy``).
 
 "Step start" for ``step=N`` means before step N runs: N-1 steps are complete (and a
 checkpoint due at step N-1 is committed). The trainer calls :meth:`Injector.fire` with
@@ -59,8 +61,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from contract import env
-from contract.env import AGENT_PID_ENV, FAULTS_ENV, JOB_ID_ENV, NODE_ENV
+from contract.env import AGENT_PID_ENV, FAULTS_ENV
 from contract.events import EventKind, append_event
+from runtime import processes
 
 FAULTS_DIR = "faults"
 """Sub-directory of the job directory holding the one-shot markers."""
@@ -335,18 +338,7 @@ def node_processes(job_id: str | None, node: str | None) -> list[int]:
     """
     if not job_id or not node:
         return []
-    want = {f"{JOB_ID_ENV}={job_id}".encode(), f"{NODE_ENV}={node}".encode()}
-    found: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                env = set(handle.read().split(b"\0"))
-        except OSError:
-            continue
-        if want <= env:
-            found.append(int(entry))
+    found = processes.job_pids(job_id, node)
     agent = os.environ.get(AGENT_PID_ENV, "")
     found.sort(key=lambda pid: (str(pid) != agent, pid))
     return found

@@ -9,8 +9,17 @@ import sys
 
 
 def run_agent_if_asked(args: list[str]) -> None:
-    """``agent ARGS``: run the node agent and exit with its code; otherwise return."""
+    """``agent ARGS``: run the node agent and exit with its code; otherwise return.
+
+    A Slurm node task's short command line (``agent --policy=slurm --job-dir=DIR``, no
+    torchrun arguments) is completed from the job directory first, in this process, so
+    the agent is ``srun``'s task itself (``launcher.backends.slurm_node``)."""
     if args[:1] == ["agent"]:
+        agent_args = args[1:]
+        if "--policy=slurm" in agent_args and "--" not in agent_args:
+            from launcher.backends.slurm_node import complete_agent_args
+
+            agent_args = complete_agent_args(agent_args)
         from runtime.agent.main import main as agent_main
 
-        sys.exit(agent_main(args[1:]))
+        sys.exit(agent_main(agent_args))

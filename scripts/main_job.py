@@ -33,11 +33,11 @@ from contract.events import EventKind
 from contract.jobdir import JobDir, read_all_jsonl
 from launcher import api
 from launcher.commands import omp_threads
-from launcher.procs import job_processes
 from launcher.progress_view import read_progress
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord, Store
+from runtime.processes import job_processes
 
 RANKS = 2
 MODEL = {"layers": 4, "hidden": 128, "heads": 4, "kv_heads": 2, "vocab": 257}

@@ -29,16 +29,16 @@ from contract.jobdir import JobDir, tail_jsonl
 from launcher.backends.base import Backend, BackendStatus, CancelReport, SubmitRequest
 from launcher.commands import Rendezvous, node_command, rank_environment
 from launcher.errors import BackendUnavailableError, LaunchInputError
-from launcher.procs import (
+from launcher.spec import JobSpec
+from launcher.states import JobState, parse_state
+from launcher.store import JobRecord
+from runtime.processes import (
     StopReport,
     job_processes,
     process_of_job,
     signal_processes,
     stop_processes,
 )
-from launcher.spec import JobSpec
-from launcher.states import JobState, parse_state
-from launcher.store import JobRecord
 
 SUPERVISOR_MODULE = "launcher.backends.local_supervisor"
 LAST_CALL_TIMEOUT_S = 2

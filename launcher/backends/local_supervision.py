@@ -31,10 +31,10 @@ from launcher.backends.local import (
 )
 from launcher.commands import node_command, rank_environment
 from launcher.errors import RegistryError
-from launcher.procs import job_processes, stop_processes
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import Store
+from runtime.processes import job_processes, stop_processes
 
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0

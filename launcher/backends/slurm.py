@@ -14,8 +14,8 @@
 * ``cancel``: a running job first gets its stop signal (``slurm.signal``, steps only),
   so the ranks checkpoint, and once the step is over (or after the grace) ``scancel``.
 
-What happens inside the allocation (signals, requeue, node loss) is
-:mod:`launcher.backends.slurm_task`.
+What happens inside the allocation (signals, node loss) is the node agent's Slurm
+policy (:mod:`runtime.agent.slurm_policy`); requeue is :mod:`launcher.backends.slurm_task`.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ from launcher.backends.slurm_state import (
     parse_squeue,
 )
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
-from launcher.procs import job_processes
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobRecord
+from runtime.processes import job_processes
 
 SUBMIT_DIR = "slurm"
 """Sub-directory of the job directory (or sweep directory) holding the submitted script."""

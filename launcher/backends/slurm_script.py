@@ -17,9 +17,10 @@ What the script does, in order:
    a hostname or IP on real clusters, 127.0.0.1 on the local two-slurmd cluster) and a
    port derived from the job id (:func:`rdzv_port_expr`);
 3. runs the user's ``slurm.setup`` lines;
-4. runs ONE ``srun`` step, one task per node, ``--kill-on-bad-exit=1``: the node task
-   ``python -m launcher.backends.slurm_task node`` (see that module) which starts
-   :func:`launcher.commands.node_command` — torchrun today, the runtime agent later;
+4. runs ONE ``srun`` step, one task per node, ``--kill-on-bad-exit=1``: the node agent
+   ``python -m scalectl agent --policy=slurm``, whose command line
+   (:func:`launcher.commands.node_command`) ``launcher.backends.slurm_node`` completes
+   from job.json on the node; it starts torchrun;
 5. hands the step's exit status to ``slurm_task end``, which decides: finished,
    failed, or preempted / node lost → ``scontrol requeue`` within the budget.
 
@@ -283,7 +284,7 @@ def srun_argv_text(request: ScriptRequest) -> str:
     out = f'--output="${JOB_DIR_ENV}/logs/{BATCH_LOG}"'
     return (
         f'{head} --ntasks="$SLURM_JOB_NUM_NODES" {out} '
-        f'{python} -u -m {SLURM_TASK_MODULE} node "${JOB_DIR_ENV}"'
+        f'{python} -u -m scalectl agent --policy=slurm --job-dir="${JOB_DIR_ENV}"'
     )
 
 

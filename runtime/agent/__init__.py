@@ -1,5 +1,8 @@
 """The node agent (``scalectl agent -- <torchrun args>``): one per node, started by every
-backend through ``launcher.commands.node_command``.
+backend through ``launcher.commands.node_command``, the only process between the
+scheduler and torchrun (under Slurm it is ``srun``'s task). What differs by backend is a
+policy object (``policy``: local, kubernetes; ``slurm_policy``); the loop's parts are
+``agent``, ``restarts``, ``node_loss``, ``hang`` and ``preemption``.
 
 It runs the node's elastic torchrun as a child in a process group of its own, watches
 the ranks (pids from torchrun's children, global ranks from their environment, progress
@@ -31,8 +34,8 @@ from ``progress/<rank>.jsonl``) and acts:
 * **preemption**: on SIGTERM/SIGUSR2 (SIGINT/SIGHUP: SIGTERM to the ranks) the agent
   freezes torchrun (SIGSTOP: it must neither restart the ranks when they exit 143 after
   their checkpoint nor signal them a second time) and sends the signal once, straight
-  to each rank pid (under Slurm, ``SCALECTL_SIGNALS_REACH_ALL=1``, the scheduler has
-  already signalled every rank, so it sends nothing); the trainer finishes its step,
+  to each rank pid (under Slurm the scheduler has already signalled every rank, so it
+  sends nothing: ``policy``/``slurm_policy``); the trainer finishes its step,
   checkpoints and exits; when the ranks are gone (or after ``stop_grace_s``) the agent
   kills torchrun, records ``stopped`` (with the checkpoint step) and exits 128 + signum
   (143 SIGTERM, 140 SIGUSR2): "preempted, requeue". Signals the agent was started with
@@ -42,9 +45,12 @@ from ``progress/<rank>.jsonl``) and acts:
   their collectives, torchrun re-forms the rendezvous at the smaller size (``--nnodes
   min:max``) and the agent records ``restarted``/``resized`` with cause ``node_lost``;
   when a node joins again torchrun grows the job back (``resized``, ``node_joined``).
+  On the lost node itself, under Slurm, torchrun killed from outside is that loss: the
+  agent does not restart it and exits so that the step goes on without the node.
 
 Exit codes: 0 training finished; 1 failed (budget spent); 2 bad input (agent options,
-or ranks failed with status 2); 128 + N stopped by signal N (requeue).
+or ranks failed with status 2); 128 + N stopped by signal N (requeue). The Slurm policy
+maps them for ``srun`` (``slurm_policy.exit_code``).
 
 At the end it writes ``summary.json`` (``summary``) and prints it. It also runs the
 node's telemetry sampler (``runtime.telemetry.run_sampler``) and, with a metrics port,
@@ -53,10 +59,11 @@ the Prometheus endpoint.
 
 from __future__ import annotations
 
-from runtime.agent.agent import NodeAgent, run_agent, stop_exit_code
+from runtime.agent.agent import NodeAgent, run_agent
 from runtime.agent.classify import FailureCause, classify
 from runtime.agent.config import AgentConfig
 from runtime.agent.errors import AgentInputError
+from runtime.agent.preemption import stop_exit_code
 from runtime.agent.summary import job_summary
 from runtime.agent.watch import find_stragglers, hang_timeout_s, stalled
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import math
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 from contract import env
 from runtime.agent.errors import AgentInputError
+from runtime.agent.policy import POLICIES
 
 RESTART_MODES = ("torchrun", "agent")
+
+_CATCHABLE = frozenset(
+    s.name.removeprefix("SIG") for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP)
+)
+"""Signal names (Slurm's spelling, ``USR2``) a process can handle."""
 
 _SAFE_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -60,6 +67,12 @@ class AgentConfig:
     """Serve Prometheus metrics on this port (0: any free one); None: no server."""
     metrics_addr: str = "127.0.0.1"
     """Address the metrics server binds to."""
+    policy: str = "auto"
+    """The backend's policy (``runtime.agent.policy``): ``local``, ``slurm``,
+    ``kubernetes``; ``auto``: ``kubernetes`` inside a pod, else ``local``."""
+    preempt_signal: str | None = None
+    """Slurm policy: the signal Slurm sends before the time limit or to preempt
+    (``slurm.signal``, Slurm's spelling, e.g. ``USR2``, the default)."""
 
     def __post_init__(self) -> None:
         _need(self.restarts >= 0, "--restarts", f"must be 0 or more (got {self.restarts})")
@@ -102,6 +115,17 @@ class AgentConfig:
                 0 <= self.metrics_port <= 65535,
                 "--metrics-port",
                 f"must be 0-65535 (got {self.metrics_port})",
+            )
+        _need(
+            self.policy in POLICIES,
+            "--policy",
+            f"must be one of {', '.join(POLICIES)} (got {self.policy!r})",
+        )
+        if self.preempt_signal is not None:
+            _need(
+                self.preempt_signal in _CATCHABLE,
+                "--preempt-signal",
+                f"{self.preempt_signal!r} is not a signal that can be caught; write e.g. USR2",
             )
         _need(
             bool(_SAFE_NODE.match(self.node)),

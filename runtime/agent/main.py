@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--metrics-port", type=int, default=None,
         help="Serve Prometheus metrics on this port (0: any free).")  # fmt: skip
     add("--metrics-addr", default="127.0.0.1", help="Address the metrics server binds to.")
+    add("--policy", default="auto",
+        help="local, slurm, kubernetes; auto: kubernetes in a pod, else local.")  # fmt: skip
+    add("--preempt-signal", default=None,
+        help="slurm: the signal Slurm sends to preempt (slurm.signal, e.g. USR2).")  # fmt: skip
     return parser
 
 
@@ -95,6 +99,8 @@ def parse(argv: list[str]) -> tuple[AgentConfig, list[str]]:
         telemetry_interval_s=ns.telemetry_interval if ns.telemetry_interval > 0 else None,
         metrics_port=ns.metrics_port,
         metrics_addr=ns.metrics_addr,
+        policy=ns.policy,
+        preempt_signal=ns.preempt_signal,
     )
     return cfg, torchrun_args
 

@@ -4,14 +4,14 @@ torchrun starts each worker in a session of its own, as a direct child; the work
 ``runtime.rank_exec``, which execs the entrypoint, so the child *is* the rank. Its global
 rank and attempt are in its environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
 ``GROUP_WORLD_SIZE``, ``TORCHELASTIC_RESTART_COUNT``), read once per pid.
+The generic ``/proc`` readers live in :mod:`runtime.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 from dataclasses import dataclass
+
+from runtime.processes import children, read_environ, stat_fields, state
 
 _WANTED = (
     "RANK",
@@ -37,61 +37,6 @@ class Worker:
     """torchrun's failure-restart count (membership changes do not raise it)."""
     start_ticks: int
     """Start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): pid reuse guard."""
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (``/proc/<pid>/task/*/children``)."""
-    found: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found
-    for task in tasks:
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as handle:
-            found.extend(int(x) for x in handle.read().split())
-    return found
-
-
-def read_environ(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return {}
-    env: dict[str, str] = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            env[key.decode(errors="replace")] = value.decode(errors="replace")
-    return env
-
-
-def stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after the command name (field 3 onwards)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def state(pid: int) -> str | None:
-    """Process state letter: ``R`` running, ``S`` sleeping, ``T`` stopped, ``Z`` zombie..."""
-    fields = stat_fields(pid)
-    return fields[0] if fields else None
-
-
-def catches(pid: int, signum: int) -> bool:
-    """Whether ``pid`` has a handler installed for ``signum`` (``SigCgt`` in its status)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
-    except (OSError, ValueError):
-        pass
-    return False
 
 
 class WorkerTable:
@@ -137,11 +82,3 @@ def _worker(pid: int) -> Worker | None:
         restart_count=number("TORCHELASTIC_RESTART_COUNT", 0),
         start_ticks=int(fields[19]) if fields and len(fields) > 19 else 0,
     )
-
-
-def kill(pid: int, signum: int = signal.SIGKILL) -> bool:
-    try:
-        os.kill(pid, signum)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from contract.jobdir import JobDir
-from runtime.agent import procs
+from runtime import processes
 from runtime.progress import STACK_DUMP_SIGNAL
 
 PY_SPY_TIMEOUT_S = 20.0
@@ -62,7 +62,7 @@ def dump(job: JobDir, node: str, rank: int, pid: int, log_path: Path) -> tuple[P
                 return target, "py-spy"
         except (OSError, subprocess.TimeoutExpired):
             pass
-    if not procs.catches(pid, STACK_DUMP_SIGNAL):
+    if not processes.catches(pid, STACK_DUMP_SIGNAL):
         return None, "unavailable: no py-spy and no faulthandler registered in the rank"
     return _faulthandler_dump(pid, log_path, target)
 
@@ -72,9 +72,9 @@ def _faulthandler_dump(pid: int, log_path: Path, target: Path) -> tuple[Path | N
         start = log_path.stat().st_size
     except OSError:
         return None, f"unavailable: cannot read {log_path}"
-    procs.kill(pid, STACK_DUMP_SIGNAL)
-    if procs.state(pid) in ("T", "t"):
-        procs.kill(pid, signal.SIGCONT)
+    processes.kill(pid, STACK_DUMP_SIGNAL)
+    if processes.state(pid) in ("T", "t"):
+        processes.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + FAULTHANDLER_WAIT_S
     size = start
     while time.monotonic() < deadline:

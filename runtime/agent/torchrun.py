@@ -69,3 +69,19 @@ def _options_part(args: list[str]) -> list[str]:
 
 def torchrun_argv(python: str, args: list[str], max_restarts: int) -> list[str]:
     return [python, "-m", "torch.distributed.run", f"--max-restarts={max_restarts}", *args]
+
+
+def nnodes(args: list[str]) -> tuple[int, int] | None:
+    """``--nnodes=MIN:MAX`` (or ``N``) from torchrun's options as (min, max); None when
+    absent or not numbers."""
+    options = _options_part(args)
+    for index, arg in enumerate(options):
+        name, sep, value = arg.partition("=")
+        if name != "--nnodes":
+            continue
+        if not sep:
+            value = options[index + 1] if index + 1 < len(options) else ""
+        low, _, high = value.partition(":")
+        if low.isdigit() and (high or low).isdigit():
+            return int(low), int(high or low)
+    return None

@@ -16,6 +16,7 @@ from typing import Any
 from polling import job_activity, wait_for
 
 from contract.jobdir import JobDir, read_all_jsonl, read_json
+from runtime import processes
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -126,22 +127,7 @@ def agent_output(job_dir: Path) -> str:
 
 def job_pids(job_id: str) -> list[int]:
     """Live processes carrying ``SCALECTL_JOB_ID=job_id`` (the no-orphan check)."""
-    marker = f"SCALECTL_JOB_ID={job_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                if marker not in handle.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat") as handle:
-                if handle.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except OSError:
-            continue
-        found.append(int(entry))
-    return found
+    return processes.job_pids(job_id)
 
 
 def kill_job(job_id: str) -> None:

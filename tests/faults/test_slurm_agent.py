@@ -1,6 +1,7 @@
 """The node agent under the Slurm backend, on the real local 2-node cluster: one node of
-an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's whole
-chain: Slurm node task, agent, torchrun, rank); the surviving node's agent records the
+an elastic job is lost at a chosen step (``kill@...,target=node`` kills that node's
+torchrun and rank; its agent, ``srun``'s task, has no ``SCALECTL_NODE`` in its own
+environment, survives and reports ``node_lost``); the surviving node's agent records the
 shrink with cause ``node_lost`` and training finishes at world size 1.
 
 The lost node is node2: node1's torchrun hosts the c10d rendezvous store (the Slurm
@@ -16,13 +17,14 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import psutil
 import pytest
 from agent_harness import assert_loss_continuous, events, summary
 from polling import job_activity, wait_for
 
 from launcher import api
-from launcher.procs import job_processes, stop_processes
 from launcher.store import JobRecord, Store
+from runtime.processes import job_processes, stop_processes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -46,6 +48,25 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
             stop_processes(job_processes(record.id), 1.0)
 
 
+def assert_one_supervisor_per_node(job_dir: Path) -> None:
+    """On each node: slurmstepd -> the agent (srun's task) -> torchrun -> the ranks."""
+    started = wait_for(lambda: (e := events(job_dir, "slurm_node_started")) and len(e) == 2 and e)
+    for event in started:
+        agent = psutil.Process(event["pid"])
+        parent = agent.parent()
+        assert parent is not None and parent.name() == "slurmstepd", parent
+        assert agent.cmdline()[1:5] == ["-u", "-m", "scalectl", "agent"], agent.cmdline()
+
+        def torchrun_with_ranks(agent: psutil.Process = agent) -> bool:
+            try:
+                runs = [c for c in agent.children() if "torch.distributed.run" in c.cmdline()]
+                return len(runs) == 1 and bool(runs[0].children())
+            except psutil.NoSuchProcess:  # a child that ended between the two calls
+                return False
+
+        wait_for(torchrun_with_ranks)
+
+
 def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
     job_dir = home / "run"
     launched = subprocess.run(
@@ -59,6 +80,7 @@ def test_node_lost_under_slurm_the_other_agent_goes_on(home: Path) -> None:
     job_id = next(
         line.split()[2] for line in launched.stdout.splitlines() if line.startswith("launched job")
     )
+    assert_one_supervisor_per_node(job_dir)
 
     def refreshed() -> JobRecord:
         with Store() as store:

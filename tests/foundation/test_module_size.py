@@ -13,12 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("planner", "launcher", "runtime", "tui", "scalectl", "contract")
 MAX_LINES = 420
 
-STILL_BEING_SPLIT = frozenset(
-    {
-        "runtime/agent/agent.py",
-        "launcher/backends/slurm_task.py",
-    }
-)
+STILL_BEING_SPLIT: frozenset[str] = frozenset()
 """Over the limit today; each is being split (or folded away) on its own branch."""
 
 

@@ -30,8 +30,8 @@ def _kill_leftovers(path: Path) -> None:
     if not path.exists():
         return
     from launcher.errors import RegistryError
-    from launcher.procs import job_processes, stop_processes
     from launcher.store import Store
+    from runtime.processes import job_processes, stop_processes
 
     try:
         with Store(path) as store:

@@ -18,10 +18,10 @@ from launcher_helpers import events, job_id_from, wait_for
 
 from launcher.backends.local import host_name
 from launcher.commands import omp_threads
-from launcher.procs import job_processes
 from launcher.spec import spec_from_mapping
 from launcher.states import JobState
 from launcher.store import Store
+from runtime.processes import job_processes
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ import pytest
 from launcher_helpers import events, job_id_from, wait_for
 
 from contract.jobdir import JobDir
-from launcher.procs import job_processes
 from launcher.progress_view import read_progress
 from launcher.states import JobState
 from launcher.store import Store
+from runtime.processes import job_processes
 
 pytestmark = pytest.mark.slow
 

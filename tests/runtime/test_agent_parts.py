@@ -14,7 +14,7 @@ import pytest
 from polling import wait_for
 
 from contract.jobdir import JobDir, append_jsonl
-from runtime import faults
+from runtime import faults, processes
 from runtime.agent import (
     AgentConfig,
     AgentInputError,
@@ -191,10 +191,10 @@ def test_worker_table_and_faulthandler_stacks(tmp_path: Path, monkeypatch) -> No
         assert worker.restart_count == 2
         from runtime.progress import STACK_DUMP_SIGNAL
 
-        assert procs.catches(worker.pid, STACK_DUMP_SIGNAL)
-        assert not procs.catches(parent.pid, STACK_DUMP_SIGNAL)
+        assert processes.catches(worker.pid, STACK_DUMP_SIGNAL)
+        assert not processes.catches(parent.pid, STACK_DUMP_SIGNAL)
         os.kill(worker.pid, signal.SIGSTOP)
-        wait_for(lambda: procs.state(worker.pid) == "T", timeout_s=10, poll_s=0.01)
+        wait_for(lambda: processes.state(worker.pid) == "T", timeout_s=10, poll_s=0.01)
         monkeypatch.setattr(stacks, "py_spy_path", lambda: None)
         job = JobDir(tmp_path / "job")
         path, method = stacks.dump(job, "n0", 3, worker.pid, log)
@@ -206,8 +206,8 @@ def test_worker_table_and_faulthandler_stacks(tmp_path: Path, monkeypatch) -> No
             assert method == "py-spy" and path is not None
             assert "waiting_in_a_collective" in path.read_text()
     finally:
-        for pid in procs.children(parent.pid):
-            procs.kill(pid)
+        for pid in processes.children(parent.pid):
+            processes.kill(pid)
         parent.kill()
         parent.wait()
 
@@ -312,3 +312,79 @@ def test_python_m_scalectl_agent_starts_without_typer() -> None:
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "--stop-grace-s" in run.stdout and run.stdout.rstrip().endswith("LOADED=")
+
+
+def test_one_subreaper_reaper_and_scan_for_a_jobs_processes(tmp_path: Path) -> None:
+    """A subreaper adopts the orphan its child leaves; the marker scan finds it (and not
+    a process without the marker); kill_marked kills and reaps it."""
+    script = (
+        "import os, subprocess, sys, time\n"
+        "from runtime import processes\n"
+        "processes.become_subreaper()\n"
+        "env = {**os.environ, 'SCALECTL_JOB_ID': 'scan-test', 'SCALECTL_NODE': 'n9'}\n"
+        "subprocess.run(['sh', '-c', 'sleep 60 & exit 0'], env=env, check=True)\n"
+        "orphans = processes.job_pids('scan-test', 'n9')\n"
+        "assert len(orphans) == 1, orphans\n"
+        "assert processes.children(os.getpid()) == orphans, 'not adopted'\n"
+        "assert processes.job_pids('scan-test', 'other') == []\n"
+        "killed = processes.kill_marked({'SCALECTL_JOB_ID': 'scan-test'})\n"
+        "assert killed == orphans and processes.job_pids('scan-test') == []\n"
+        "assert processes.state(orphans[0]) is None, 'not reaped'\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SCALECTL_JOB_ID"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+
+
+def test_reap_children_keeps_the_child_popen_waits_for() -> None:
+    kept = subprocess.Popen([sys.executable, "-c", "pass"])
+    other = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_for(lambda: processes.state(kept.pid) == processes.state(other.pid) == "Z", 30, 0.01)
+    processes.reap_children(keep=kept.pid)
+    assert processes.state(other.pid) is None  # reaped
+    assert processes.state(kept.pid) == "Z" and kept.wait() == 0  # left for its Popen
+    other.returncode = 0
+
+
+def test_policy_is_chosen_by_flag_or_environment(tmp_path: Path) -> None:
+    from runtime.agent.policies import choose_policy
+    from runtime.agent.policy import KubernetesPolicy, LocalPolicy
+    from runtime.agent.slurm_policy import SlurmPolicy
+
+    def cfg(**kw: object) -> AgentConfig:
+        return AgentConfig(job_dir=tmp_path, node="n0", **kw)  # type: ignore[arg-type]
+
+    assert type(choose_policy(cfg(), {})) is LocalPolicy
+    assert type(choose_policy(cfg(), {"KUBERNETES_SERVICE_HOST": "10.0.0.1"})) is KubernetesPolicy
+    assert type(choose_policy(cfg(policy="local"), {"KUBERNETES_SERVICE_HOST": "x"})) is (
+        LocalPolicy
+    )
+    slurm = choose_policy(cfg(policy="slurm", preempt_signal="USR1"), {"SLURM_JOB_ID": "7"})
+    assert isinstance(slurm, SlurmPolicy)
+    assert signal.SIGUSR1 in slurm.stop_signals() and signal.SIGTERM in slurm.stop_signals()
+    assert signal.SIGUSR1 in slurm.torchrun_ignored()
+    assert slurm.torchrun_env() == {"PET_SIGNALS_TO_HANDLE": "SIGTERM,SIGINT,SIGHUP,SIGQUIT"}
+    # torchrun killed from outside is a lost node under Slurm, a fault to restart locally
+    assert slurm.torchrun_lost(-9, killed_by_agent=False)
+    assert not slurm.torchrun_lost(-9, killed_by_agent=True)
+    assert not slurm.torchrun_lost(1, killed_by_agent=False)
+    assert not choose_policy(cfg(), {}).torchrun_lost(-9, killed_by_agent=False)
+    local = choose_policy(cfg(), {"SCALECTL_SIGNALS_REACH_ALL": "1"})
+    assert local.signals_reach_all() and local.torchrun_ignored() == {signal.SIGUSR2}
+    assert choose_policy(cfg(), {}).torchrun_ignored() == set()
+
+
+def test_policy_options_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(AgentInputError, match="--policy must be one of"):
+        AgentConfig(job_dir=tmp_path, node="n0", policy="pbs")
+    with pytest.raises(AgentInputError, match="--preempt-signal 'KILL'"):
+        AgentConfig(job_dir=tmp_path, node="n0", preempt_signal="KILL")
+
+
+def test_nnodes_from_torchrun_args() -> None:
+    assert torchrun.nnodes(["--nnodes=1:2", "--nproc-per-node=2", "-m", "x"]) == (1, 2)
+    assert torchrun.nnodes(["--nnodes", "3", "-m", "x", "--nnodes=9"]) == (3, 3)
+    assert torchrun.nnodes(["--nproc-per-node=2", "train.py"]) is None

@@ -26,8 +26,8 @@ def _cancel_leftover_slurm_jobs() -> None:
     path = registry_path()
     if not path.exists():
         return
-    from launcher.procs import job_processes, stop_processes
     from launcher.store import Store
+    from runtime.processes import job_processes, stop_processes
 
     with Store(path) as store:
         records = store.list_jobs()

@@ -164,7 +164,7 @@ def test_hostile_args_and_env_stay_out_of_executable_lines() -> None:
         assert line.startswith("#"), line
     executable = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert not any("`id`" in ln or "HOME`" in ln for ln in executable)
-    assert "PLAIN" not in text  # env values are read from job.json by the node task
+    assert "PLAIN" not in text  # env values are read from job.json by the node agent
 
 
 def test_env_references_are_never_in_the_script(cli, monkeypatch, tmp_path) -> None:
@@ -248,7 +248,7 @@ def test_no_container_means_the_host_python_and_no_pyxis_flags() -> None:
     spec = full_spec(slurm={"partition": "cpu"})
     text = render_sbatch(single(spec))
     assert "--container" not in text
-    assert "/opt/venv/bin/python -u -m launcher.backends.slurm_task node" in text
+    assert "/opt/venv/bin/python -u -m scalectl agent --policy=slurm" in text
     assert "--requeue" in text and "--no-requeue" not in text
     text = render_sbatch(single(full_spec(slurm={"requeue": False})))
     assert "#SBATCH --no-requeue" in text.splitlines()

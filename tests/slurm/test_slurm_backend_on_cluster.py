@@ -26,9 +26,10 @@ import polling
 import pytest
 
 from launcher import api
-from launcher.procs import job_processes
 from launcher.states import JobState
 from launcher.store import JobRecord, Store
+from runtime import processes
+from runtime.processes import job_processes
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -109,19 +110,10 @@ def no_leftovers(job_id: str) -> None:
 
 
 def kill_node(job_id: str, node: str) -> int:
-    """SIGKILL every process of the job on ``node``: its launcher chain and its ranks."""
-    import psutil
-
-    victims = []
-    for proc in psutil.process_iter():
-        try:
-            env = proc.environ()
-        except (psutil.Error, OSError):
-            continue
-        if env.get("SCALECTL_JOB_ID") == job_id and env.get("SCALECTL_NODE") == node:
-            victims.append(proc)
-    for proc in victims:
-        proc.kill()
+    """SIGKILL every process of the job on ``node``: its torchrun and its ranks."""
+    victims = processes.job_pids(job_id, node)
+    for pid in victims:
+        processes.kill(pid)
     return len(victims)
 
 
@@ -210,7 +202,7 @@ def test_preemption_signal_checkpoints_requeues_and_resumes(cli) -> None:
     # logs (which node gets which rank is the rendezvous' choice) 2 runs x 2 ranks.
     logs = job_dir / "logs"
     for node in ("node1", "node2"):
-        assert (logs / f"{node}.slurm.log").read_text().count("slurm_task: node command pid") == 2
+        assert (logs / f"{node}.torchrun.log").read_text().count("slurm task of job") == 2
     rank_logs = "".join(p.read_text() for p in logs.glob("node*.[01].log"))
     assert rank_logs.count("==== scalectl") == 4
     assert "SIGUSR2 received" in rank_logs
@@ -228,7 +220,8 @@ def test_losing_a_node_continues_on_the_other_and_leaves_no_process(cli) -> None
         cli, "--nodes", "1:2", "--max-restarts", "2", steps=60, extra=("--ckpt-every", "10")
     )
     wait_for(lambda: len(progress(job_dir)) >= 20)
-    assert kill_node(job_id, "node2") >= 2  # the node's launcher chain and its rank
+    assert kill_node(job_id, "node2") >= 2  # the node's torchrun and its rank (the agent
+    # reports the loss: its own environment has no SCALECTL_NODE)
 
     record = wait_terminal(job_id)
     assert record.state is JobState.COMPLETED, record.reason

@@ -1,7 +1,10 @@
 """Pure parts of the Slurm backend: squeue/sacct parsing and state mapping, the end-of-step
-decision (finish, fail, requeue within the budget), and the node task's environment."""
+decision (finish, fail, requeue within the budget), and the node agent's Slurm policy
+(its environment, its outcome and exit status)."""
 
 from __future__ import annotations
+
+import signal
 
 import pytest
 
@@ -12,8 +15,9 @@ from launcher.backends.slurm_state import (
     parse_sacct,
     parse_squeue,
 )
-from launcher.backends.slurm_task import SlurmContext, decide_end, run_outcomes, torchrun_signals
+from launcher.backends.slurm_task import decide_end, run_outcomes
 from launcher.states import JobState
+from runtime.agent.slurm_policy import SlurmContext, exit_code, outcome, torchrun_signals
 
 
 def test_parse_squeue_and_sacct() -> None:
@@ -138,6 +142,25 @@ def test_torchrun_does_not_forward_the_stop_signal() -> None:
     assert torchrun_signals("TERM") == "SIGINT,SIGHUP,SIGQUIT"
 
 
+def test_node_outcome_and_task_exit_status() -> None:
+    usr2, term = signal.SIGUSR2, signal.SIGTERM
+    assert outcome(0, None, usr2, lost=False) == "completed"
+    assert outcome(0, usr2, usr2, lost=False) == "completed"  # the last step beat the signal
+    assert outcome(140, usr2, usr2, lost=False) == "preempted"
+    assert outcome(143, term, usr2, lost=False) == "stopped"
+    assert outcome(1, None, usr2, lost=True) == "lost"
+    assert outcome(1, None, usr2, lost=False) == "failed"
+    # completed and preempted end the task with 0: kill-on-bad-exit must not end the others
+    assert exit_code("completed", 0, nodes_min=1, num_nodes=2) == 0
+    assert exit_code("preempted", 140, nodes_min=2, num_nodes=2) == 0
+    # a lost node of an elastic job leaves the others running; of a rigid one, it ends the step
+    assert exit_code("lost", 1, nodes_min=1, num_nodes=2) == 0
+    assert exit_code("lost", 1, nodes_min=2, num_nodes=2) == 1
+    assert exit_code("stopped", 143, nodes_min=1, num_nodes=2) == 143
+    assert exit_code("failed", 2, nodes_min=1, num_nodes=2) == 2
+    assert exit_code("failed", -9, nodes_min=1, num_nodes=2) == 1
+
+
 def test_context_from_slurm_environment() -> None:
     env = {
         "SLURM_JOB_ID": "42",
@@ -201,3 +224,38 @@ def test_requeue_is_refused_when_off_or_spent_before_asking_slurm(tmp_path) -> N
     append_event(JobDir(tmp_path), "requeued", job_id="20260101-000000-abcd", count=1)
     with pytest.raises(JobActionError, match=r"budget \(slurm\.max_requeues = 1\) is spent"):
         backend.requeue(record({"max_requeues": 1}))
+
+
+def test_the_node_agents_command_is_completed_from_job_json(tmp_path) -> None:
+    """What srun's short ``scalectl agent --policy=slurm --job-dir=D`` becomes on a node:
+    the agent options and torchrun arguments of node_command, plus the Slurm policy, the
+    preemption signal, the node's name and whether it hosts the rendezvous store."""
+    from contract.job import JobFile, write_job_file
+    from launcher.backends.slurm_node import agent_args
+    from launcher.spec import spec_from_mapping
+    from runtime.agent.main import parse
+
+    spec = spec_from_mapping(
+        {"name": "r", "backend": "slurm", "entrypoint": {"module": "runtime.train"},
+         "args": ["--steps", "5"], "nodes": "1:2", "max_restarts": 2,
+         "env": {"PLAIN": "yes"}, "slurm": {"signal": "USR1", "stop_grace_s": 30}}
+    )  # fmt: skip
+    write_job_file(tmp_path, JobFile(job_id="J1", spec=spec.to_json()))
+    env = {"SCALECTL_RDZV_ENDPOINT": "10.0.0.1:20007", "SLURM_JOB_ID": "7",
+           "SLURMD_NODENAME": "gpu 2", "SLURM_NODEID": "1", "SLURM_JOB_NUM_NODES": "2",
+           "SLURM_CPUS_PER_TASK": "8"}  # fmt: skip
+    args, added, workdir = agent_args(tmp_path, env, "/venv/bin/python")
+    cfg, torchrun_args = parse(args)
+    assert (cfg.policy, cfg.preempt_signal, cfg.node, cfg.restarts) == ("slurm", "USR1", "gpu-2", 2)
+    assert cfg.stop_grace_s == 25 and cfg.job_dir == tmp_path.resolve()
+    assert "--nnodes=1:2" in torchrun_args and "--rdzv-endpoint=10.0.0.1:20007" in torchrun_args
+    conf = next(a for a in torchrun_args if a.startswith("--rdzv-conf="))
+    assert "is_host=0" in conf and "last_call_timeout=5" in conf
+    assert torchrun_args[-3:] == ["runtime.train", "--steps", "5"]
+    assert added["SCALECTL_NODE"] == "gpu-2" and added["SCALECTL_JOB_ID"] == "J1"
+    assert added["PLAIN"] == "yes" and added["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"] == "30"
+    assert workdir == tmp_path.resolve()
+    head, *_ = agent_args(tmp_path, {**env, "SLURM_NODEID": "0"}, "/venv/bin/python")
+    assert "is_host=1" in next(a for a in head if a.startswith("--rdzv-conf="))
+    with pytest.raises(SystemExit, match="SCALECTL_RDZV_ENDPOINT is not set"):
+        agent_args(tmp_path, {"SLURM_JOB_ID": "7"}, "/venv/bin/python")

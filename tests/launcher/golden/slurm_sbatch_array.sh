@@ -31,7 +31,7 @@ export SCALECTL_RDZV_ENDPOINT="${scalectl_addr:-$scalectl_head}:$((20000 + SLURM
 export SUBMITIT_EXECUTOR=slurm
 # run 0's node tasks start (rendezvous conf and per-node values added at run time):
 #   /opt/venv/bin/python '<node_command>' '$SCALECTL_RDZV_ENDPOINT' /shared/jobs/20250101-000000-0000 --steps 1000 --lr 3e-4
-srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" /opt/venv/bin/python -u -m launcher.backends.slurm_task node "$SCALECTL_JOB_DIR"
+srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" /opt/venv/bin/python -u -m scalectl agent --policy=slurm --job-dir="$SCALECTL_JOB_DIR"
 scalectl_step_rc=$?
 
 

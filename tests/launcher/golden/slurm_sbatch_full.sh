@@ -39,7 +39,7 @@ source /shared/venv/bin/activate
 export SUBMITIT_EXECUTOR=slurm
 # each node task starts (rendezvous conf and per-node values added at run time):
 #   python3 '<node_command>' '$SCALECTL_RDZV_ENDPOINT' /shared/jobs/20250101-000000-abcd --steps 1000 --lr 3e-4
-srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/shared:/shared,/scratch:/scratch:rw --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" python3 -u -m launcher.backends.slurm_task node "$SCALECTL_JOB_DIR"
+srun --kill-on-bad-exit=1 --ntasks-per-node=1 --open-mode=append --cpus-per-task=64 '--container-image=nvcr.io#nvidia/pytorch:24.05-py3' --container-mounts=/shared:/shared,/scratch:/scratch:rw --ntasks="$SLURM_JOB_NUM_NODES" --output="$SCALECTL_JOB_DIR/logs/batch.slurm.log" python3 -u -m scalectl agent --policy=slurm --job-dir="$SCALECTL_JOB_DIR"
 scalectl_step_rc=$?
 
 
