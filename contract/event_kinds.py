@@ -28,7 +28,7 @@ class EventKind(str, enum.Enum):
     STOPPING = "stopping"
     NODE_RETURNED = "node_returned"
     FINISHED = "finished"
-    # the Slurm node task
+    # the node agent under the Slurm policy (and the batch script's end helper)
     SLURM_NODE_STARTED = "slurm_node_started"
     SLURM_SIGNAL = "slurm_signal"
     SLURM_NODE_ENDED = "slurm_node_ended"
@@ -73,7 +73,7 @@ SLURM_TAGS: Mapping[str, str] = {
     "slurm_job_id": "Slurm's job id (SLURM_JOB_ID)",
     "restart": "Slurm's restart count of the allocation (SLURM_RESTART_COUNT)",
 }
-"""Fields the Slurm node task adds to each of its events."""
+"""Fields the Slurm side (the agent's Slurm policy, the end helper) adds to each of its events."""
 
 _AGENT = {"source": "'agent'", "job_id": "the job's id", "node": "the agent's node"}
 _INCIDENT = {
@@ -145,7 +145,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
         {**_LAUNCHER, "by": "user name"},
     ),
     EventKind.REQUEUED: EventSpec(
-        "Slurm node task (end)",
+        "the batch script's end helper (launcher/backends/slurm_task.py end)",
         "the allocation ended preempted and the job was requeued",
         {
             **_LAUNCHER,
@@ -166,7 +166,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
         {**_LAUNCHER, "node": "the node", "lost_exit_code": "its agent's exit code when lost"},
     ),
     EventKind.FINISHED: EventSpec(
-        "local supervisor, Slurm node task (end)",
+        "local supervisor, the Slurm batch script's end helper",
         "the job ended; its final state",
         {
             **_LAUNCHER,
@@ -178,23 +178,23 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
     ),
     EventKind.SLURM_NODE_STARTED: EventSpec(
         "node agent (Slurm policy: the agent is srun's task)",
-        "the node task started on a node",
+        "the node agent started on a node",
         {
             "job_id": "the job's id",
             **SLURM_TAGS,
-            "pid": "node task (agent) pid",
+            "pid": "the node agent's pid",
             "rdzv_endpoint": "host:port",
             "nodes": "nodes in the allocation",
         },
     ),
     EventKind.SLURM_SIGNAL: EventSpec(
         "node agent (Slurm policy)",
-        "Slurm signalled the node task",
+        "Slurm signalled the node agent",
         {"job_id": "the job's id", **SLURM_TAGS, "signal": "signal name"},
     ),
     EventKind.SLURM_NODE_ENDED: EventSpec(
         "node agent (Slurm policy)",
-        "the node task ended on a node",
+        "the node agent ended on a node",
         {
             "job_id": "the job's id",
             **SLURM_TAGS,

@@ -2,7 +2,7 @@
 
 ``scalectl launch`` writes it into the new job directory (launcher.api); the Kubernetes
 backend ships the same document in a ConfigMap that an init container copies there.
-The node-side processes (the local supervisor, the Slurm node task) read it to learn
+The node-side processes (the local supervisor, the Slurm node agent) read it to learn
 the job's id and spec. The spec stays a JSON object here: the launcher validates it as
 a ``JobSpec`` (the contract does not import the launcher).
 """
