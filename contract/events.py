@@ -2,8 +2,9 @@
 
 A record is one JSON object a line: ``ts`` (seconds since the epoch), ``event`` (the
 kind) and the kind's fields. Who writes it names itself in ``source`` (``launcher``,
-``agent``, ``trainer``) where it says so; the Slurm side (the agent's Slurm policy, the end helper) adds ``node``,
-``slurm_job_id`` and ``restart`` (:data:`SLURM_TAGS`) to each of its events.
+``agent``, ``trainer``) where it says so; the Slurm side (the agent's Slurm policy, the
+end helper) adds ``node``, ``slurm_job_id`` and ``restart`` (:data:`SLURM_TAGS`) to each
+of its events.
 
 Writers call :func:`append_event`, which accepts only an :class:`EventKind`; readers
 compare ``record.get("event")`` with an :class:`EventKind` (a ``str`` enum, so it equals
