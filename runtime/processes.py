@@ -21,8 +21,10 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from contract.env import JOB_ID_ENV, NODE_ENV
@@ -251,3 +253,16 @@ def kill_marked(marks: Mapping[str, str], wait_s: float = 5.0) -> list[int]:
         time.sleep(0.05)
     reap_children()
     return victims
+
+
+def redirect_output(path: Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, and Python's
+    streams, line-buffered) to ``path`` in append mode: a detached supervisor or a node
+    agent writes its own log, which survives its restarts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)

@@ -34,7 +34,7 @@ from launcher.errors import RegistryError
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import Store
-from runtime.processes import job_processes, stop_processes
+from runtime.processes import job_processes, redirect_output, stop_processes
 
 POLL_S = 0.2
 PRUNE_EVERY_S = 5.0
@@ -327,13 +327,3 @@ def supervise(job_dir: Path, registry: Path) -> int:
     jobdir = JobDir(job_dir)
     redirect_output(jobdir.log_file(host_name(), "supervisor"))
     return Supervisor(jobdir, registry).run()
-
-
-def redirect_output(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)

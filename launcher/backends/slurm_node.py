@@ -32,6 +32,7 @@ from launcher.backends.slurm_script import slurm_signal_name
 from launcher.commands import AGENT_ARGV, Rendezvous, node_command, rank_environment
 from launcher.spec import JobSpec
 from runtime.agent.slurm_policy import SlurmContext
+from runtime.processes import redirect_output
 
 POLICY_FLAG = "--policy=slurm"
 """The flag that, without torchrun arguments, marks a Slurm node task's short command
@@ -101,7 +102,7 @@ def complete_agent_args(args: list[str]) -> list[str]:
     os.environ.update(env)
     os.chdir(workdir)
     node = env[NODE_ENV]
-    _redirect_output(JobDir(Path(job_dir).resolve()).log_file(node, "torchrun"))
+    redirect_output(JobDir(Path(job_dir).resolve()).log_file(node, "torchrun"))
     return full
 
 
@@ -112,13 +113,3 @@ def _option(args: list[str], name: str) -> str | None:
         if arg == name and index + 1 < len(args):
             return args[index + 1]
     return None
-
-
-def _redirect_output(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
