@@ -47,6 +47,11 @@ class AcceleratorSpec(BaseModel):
     """Board power limit, W."""
     idle_w: float = Field(ge=0)
     """Power drawn when idle, W."""
+    power_limit_w: float | None = Field(default=None, gt=0)
+    """Board power limit the operator set below tdp_w (``nvidia-smi -pl``), W; under hours
+    of dense load the clock settles where the dynamic power fits the limit
+    (:func:`planner.formulas.step.power_capped_clock_fraction`) and the GPU draws at
+    most this. None: the board runs at tdp_w."""
     price_usd_per_gpu_hour: float = Field(ge=0)
     """Indicative on-demand price, USD per GPU-hour."""
     gemm_efficiency: float = Field(default=0.8, gt=0, le=1)
@@ -90,4 +95,16 @@ class AcceleratorSpec(BaseModel):
             raise PlanInputError(
                 f"accelerator {self.name}: idle_w {self.idle_w} exceeds tdp_w {self.tdp_w}."
             )
+        limit = self.power_limit_w
+        if limit is not None and not self.idle_w < limit <= self.tdp_w:
+            raise PlanInputError(
+                f"accelerator {self.name}: power_limit_w {limit:g} must lie above idle_w "
+                f"{self.idle_w:g} and at most tdp_w {self.tdp_w:g}; set it in that range or "
+                "leave it out."
+            )
         return self
+
+    @property
+    def board_power_w(self) -> float:
+        """The power the board may draw: the operator's limit, else the TDP."""
+        return self.tdp_w if self.power_limit_w is None else self.power_limit_w

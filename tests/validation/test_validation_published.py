@@ -25,9 +25,38 @@ def _describe(check: Check) -> str:
     )
 
 
-@pytest.mark.parametrize("check", PUBLIC, ids=[c.id for c in PUBLIC])
+FSDP_OUTSIDE = {
+    "fsdp_throughput-mpt-7b-8gpus": "llm-foundry's eager PyTorch blocks (unfused LayerNorm, "
+    "GELU, ALiBi bias, autocast casts) and per-step framework work are not modelled; "
+    "the planner runs MPT at Megatron/TE kernel speed",
+    "fsdp_throughput-mpt-13b-32gpus": "same",
+    "fsdp_throughput-mpt-30b-16gpus": "same",
+    "fsdp_throughput-mpt-1b-64gpus": "same",
+    "fsdp_throughput-mpt-70b-64gpus": "same",
+}
+"""public.yaml's llm-foundry rows the planner models but misses by more than the
+throughput tolerance (open, issue 17); pinned to fail like OUTSIDE below."""
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        pytest.param(
+            c,
+            id=c.id,
+            marks=[pytest.mark.xfail(strict=True, reason=FSDP_OUTSIDE[c.id])]
+            if c.id in FSDP_OUTSIDE
+            else [],
+        )
+        for c in PUBLIC
+    ],
+)
 def test_public_case(check: Check) -> None:
     assert check.ok, _describe(check)
+
+
+def test_fsdp_outside_list_names_real_rows() -> None:
+    assert set(FSDP_OUTSIDE) <= {c.id for c in PUBLIC}
 
 
 @pytest.mark.parametrize("check", EXTRA, ids=[c.id for c in EXTRA])
@@ -38,8 +67,12 @@ def test_further_published_run(check: Check) -> None:
 def test_every_public_section_is_checked() -> None:
     kinds = {check.kind for check in PUBLIC}
     assert kinds == {"throughput", "memory", "iteration_time", "energy"}
-    # 5 throughput rows, 2 x 3 memory figures, 2 x 2 iteration times, 3 x 3 energy checks
-    assert len(PUBLIC) == 5 + 6 + 4 + 9
+    # 5 throughput rows, 2 x 3 memory figures, 2 x 2 iteration times, 3 x 3 energy checks,
+    # 5 llm-foundry FSDP rows
+    assert len(PUBLIC) == 5 + 6 + 4 + 9 + 5
+    fsdp = [c for c in PUBLIC if c.id.startswith("fsdp_throughput-")]
+    assert len(fsdp) == 5 and all(c.metric == "tokens_per_s_per_gpu" for c in fsdp)
+    assert all(c.fits for c in fsdp)  # the published runs ran: the memory model fits them
 
 
 # --- published.yaml: 2024-25 H100 runs (Megatron-LM, NeMo, Megatron-Bridge, torchtitan) ----
@@ -59,13 +92,12 @@ OUTSIDE = {
     "nemo-long-context-llama2-7b-128k": "same",
     "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
     "matmul (no planner knob between selective and full); eager PyTorch element-wise "
-    "kernels and the 500 W power cap are not modelled",
+    "kernels are not modelled (the 500 W power cap is: +53 % before, +43 % after)",
     "torchtitan-2024-12-llama3-8b-fsdp-128gpus": "same",
-    "torchtitan-2024-12-llama3-8b-32k-fsdp8": "same, at 32k",
     "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4) overheads",
-    "torchtitan-2024-12-llama3-405b-3d-1f1b": "every torchtitan row on the 500 W Grand Teton "
-    "H100s runs 1.3-1.6x below the planner: the power-capped clock is not modelled (the "
-    "source gives the peak only as between SXM and NVL)",
+    "torchtitan-2024-12-llama3-405b-3d-1f1b": "with the 500 W power-capped clock modelled "
+    "still +35 %: torchtitan's FSDP2 + TP + PP eager stack (per-op overheads, FP8 casts "
+    "outside GEMMs) runs below the Megatron-class kernel speed the planner assumes",
     "torchtitan-2024-12-llama3-405b-3d-interleaved": "same",
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each

@@ -1,0 +1,55 @@
+"""A board power limit below the TDP slows compute by the DVFS cube law and caps the
+power drawn; ALiBi models carry no position table and no rotary pass."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+import planner
+from planner import ClusterSpec, Layout, ModelSpec, TrainingSpec
+from planner.catalog import get_gpu
+from planner.errors import PlanInputError
+from planner.formulas.step import power_capped_clock_fraction
+
+H100 = get_gpu("H100-SXM-80GB")
+TRAINING = TrainingSpec(seq_len=4096, global_batch_seqs=64, total_tokens=1e12)
+LAYOUT = Layout(dp=8, micro_batch=1, sharding="zero3", recompute="full")
+
+
+def _estimate(gpu: object, model: str | ModelSpec = "llama3-8b") -> planner.Estimate:
+    spec = planner.get_model(model) if isinstance(model, str) else model
+    return planner.estimate(spec, ClusterSpec(gpu=gpu, num_gpus=8), TRAINING, LAYOUT)
+
+
+def test_clock_fraction_follows_the_cube_law() -> None:
+    assert power_capped_clock_fraction(700, 700, 70) == pytest.approx(1.0)
+    # (430 / 630)^(1/3): a 500 W cap on a 700 W H100 idling at 70 W
+    assert power_capped_clock_fraction(500, 700, 70) == pytest.approx(0.8805, abs=1e-4)
+    half = power_capped_clock_fraction(385, 700, 70)  # half the dynamic range
+    assert half == pytest.approx(0.5 ** (1 / 3))
+
+
+def test_power_limit_slows_compute_and_caps_power() -> None:
+    full = _estimate(H100)
+    capped = _estimate(H100.model_copy(update={"power_limit_w": 500.0}))
+    assert capped.step.time_s > full.step.time_s
+    # compute-bound: the step stretches by about 1 / clock fraction, not more
+    ratio = capped.step.time_s / full.step.time_s
+    assert 1.0 < ratio <= 1 / power_capped_clock_fraction(500, 700, 70) + 1e-9
+    assert capped.step.gpu_power_w <= 500.0 < full.step.gpu_power_w
+
+
+@pytest.mark.parametrize("limit", [60.0, 800.0])
+def test_power_limit_outside_idle_to_tdp_is_refused(limit: float) -> None:
+    with pytest.raises((PlanInputError, ValidationError), match=r"power_limit_w .* tdp_w"):
+        H100.model_validate({**H100.model_dump(), "power_limit_w": limit})
+
+
+def test_alibi_has_no_rotary_pass_and_no_position_table() -> None:
+    base = planner.get_model("llama3-8b")
+    alibi = base.model_copy(update={"position_embedding": "alibi", "name": "llama3-8b-alibi"})
+    assert alibi.num_params == base.num_params
+    rope_est, alibi_est = _estimate(H100, base), _estimate(H100, alibi)
+    assert alibi_est.step.breakdown["memory_bound_s"] < rope_est.step.breakdown["memory_bound_s"]
+    assert alibi_est.step.breakdown["gemm_s"] == pytest.approx(rope_est.step.breakdown["gemm_s"])
