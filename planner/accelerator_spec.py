@@ -82,6 +82,9 @@ class AcceleratorSpec(BaseModel):
     host_link_gb_s: float = Field(default=32.0, gt=0)
     """GPU-to-host bandwidth per direction, GB/s (PCIe: Gen4 x16 32, Gen5 x16 64; C2C on
     Grace-Hopper): what activation offloading copies over."""
+    node_host_memory_gib: float = Field(default=2048.0, gt=0)
+    """Host (CPU) memory of one node, GiB: what offloaded activations of all its GPUs must
+    fit in. Default: DGX H100 datasheet, 2 TB DDR5 system memory per 8-GPU node."""
     comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
     """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
     step_overhead_s: float = Field(default=0.0, ge=0)

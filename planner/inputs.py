@@ -73,6 +73,7 @@ class Inputs(NamedTuple):
     comm_buffer_gib_per_group: Any
     step_overhead_s: Any
     host_bytes_s: Any
+    node_host_memory_gib: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -197,6 +198,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
         "step_overhead_s": float(acc.step_overhead_s),
         "host_bytes_s": acc.host_link_gb_s * GIGA,
+        "node_host_memory_gib": float(acc.node_host_memory_gib),
     }
 
 

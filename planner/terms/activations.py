@@ -87,6 +87,8 @@ class StageActivations(NamedTuple):
     workspace: Any
     """Transient buffers of the backward: the recomputed layer, FSDP's gathered layer, the
     offloaded layer in flight to or from the host."""
+    host: Any
+    """Offloaded activations held in host memory at the fullest stage's peak, per GPU."""
 
 
 def stage_activations(
@@ -131,7 +133,17 @@ def stage_activations(
     )
     # Double-buffered: one layer's offloaded share leaving while the next is produced.
     workspace = workspace + OFFLOAD_BUFFERS * x.offload * act.stored
-    return StageActivations(act_first, act_second, act_last, workspace)
+    # Every saved layer in flight leaves its offloaded share on the host until backward.
+    in_flight = maximum(first_layers, maximum(last_layers, second_chunks * layers_per_chunk))
+    host = x.offload * act.stored * in_flight
+    return StageActivations(act_first, act_second, act_last, workspace, host)
+
+
+def node_host_gib(x: Inputs, act: StageActivations) -> Any:
+    """Host memory one node's offloaded activations take, GiB: every GPU of the node
+    (those of the job, when it is smaller than a node) holds its share in pinned host
+    buffers until backward (torch's save_on_cpu; Megatron-LM's activation offloading)."""
+    return act.host * minimum(x.gpus_per_node, x.gpus) / GIB
 
 
 class PeakMemory(NamedTuple):

@@ -10,6 +10,7 @@ import planner
 from planner import ClusterSpec, Layout, ModelSpec, TrainingSpec
 from planner.catalog import get_gpu
 from planner.errors import PlanInputError
+from planner.estimator import host_memory_gib
 from planner.formulas.step import power_capped_clock_fraction
 
 H100 = get_gpu("H100-SXM-80GB")
@@ -53,3 +54,35 @@ def test_alibi_has_no_rotary_pass_and_no_position_table() -> None:
     rope_est, alibi_est = _estimate(H100, base), _estimate(H100, alibi)
     assert alibi_est.step.breakdown["memory_bound_s"] < rope_est.step.breakdown["memory_bound_s"]
     assert alibi_est.step.breakdown["gemm_s"] == pytest.approx(rope_est.step.breakdown["gemm_s"])
+
+
+def _offload(host_gib: float, offload: float) -> tuple[planner.Estimate, float, float]:
+    gpu = H100.model_copy(update={"node_host_memory_gib": host_gib})
+    layout = Layout(
+        dp=8, micro_batch=1, sharding="zero3", recompute="none", activation_offload=offload
+    )
+    args = (planner.get_model("llama3-8b"), ClusterSpec(gpu=gpu, num_gpus=8), TRAINING, layout)
+    return (planner.estimate(*args), *host_memory_gib(*args))
+
+
+def test_offloaded_activations_must_fit_the_nodes_host_memory() -> None:
+    roomy, used, capacity = _offload(2048.0, 0.5)
+    assert roomy.fits and 0 < used < capacity == 2048.0
+    # the same layout on a node whose host memory cannot hold 8 GPUs' offloaded layers
+    tight, used_tight, capacity_tight = _offload(used / 2, 0.5)
+    assert not tight.fits and used_tight == pytest.approx(used)
+    assert used_tight > capacity_tight
+    assert tight.memory_gib.total == pytest.approx(roomy.memory_gib.total)
+    # without offload nothing goes to the host, whatever its size
+    none, used_none, _ = _offload(used / 2, 0.0)
+    assert none.fits and used_none == 0.0
+
+
+def test_host_offload_is_the_offloaded_share_of_every_gpu_on_the_node() -> None:
+    assert _offload(2048.0, 0.5)[1] == pytest.approx(2 * _offload(2048.0, 0.25)[1])
+
+
+def test_default_host_memory_is_the_dgx_h100s() -> None:
+    assert H100.node_host_memory_gib == 2048.0
+    with pytest.raises(ValidationError):
+        H100.model_validate({**H100.model_dump(), "node_host_memory_gib": 0.0})
