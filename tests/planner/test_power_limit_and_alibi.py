@@ -86,3 +86,27 @@ def test_default_host_memory_is_the_dgx_h100s() -> None:
     assert H100.node_host_memory_gib == 2048.0
     with pytest.raises(ValidationError):
         H100.model_validate({**H100.model_dump(), "node_host_memory_gib": 0.0})
+
+
+def _offload_s(gpus: int, sharding: str, overlap: bool = True) -> float:
+    training = TrainingSpec(
+        seq_len=4096, global_batch_seqs=64, total_tokens=1e12, overlap_grad_reduce=overlap
+    )
+    layout = Layout(
+        dp=gpus, micro_batch=1, sharding=sharding, recompute="none", activation_offload=0.5
+    )
+    est = planner.estimate(
+        planner.get_model("llama3-8b"), ClusterSpec(gpu=H100, num_gpus=gpus), training, layout
+    )
+    return est.step.breakdown["offload_s"]
+
+
+def test_offload_copies_share_the_pcie_link_with_cross_node_gradient_reduction() -> None:
+    # inside one node the gradient reduction rides NVLink: the copies hide alike
+    assert _offload_s(8, "zero2") == pytest.approx(_offload_s(8, "zero1"))
+    # across nodes ZeRO-2 reduces every micro-batch's gradients over the NIC, on the same
+    # PCIe link as the copies; ZeRO-1 only the last micro-batch's; without overlap the
+    # reduction runs after backward, beside no copy
+    alone = _offload_s(16, "zero2", overlap=False)
+    assert alone == pytest.approx(_offload_s(16, "zero1", overlap=False))
+    assert _offload_s(16, "zero2") > _offload_s(16, "zero1") > alone
