@@ -110,3 +110,20 @@ def test_offload_copies_share_the_pcie_link_with_cross_node_gradient_reduction()
     alone = _offload_s(16, "zero2", overlap=False)
     assert alone == pytest.approx(_offload_s(16, "zero1", overlap=False))
     assert _offload_s(16, "zero2") > _offload_s(16, "zero1") > alone
+
+
+def test_search_does_not_offload_where_cross_node_reductions_hold_the_link() -> None:
+    # Llama-3-70B on 512 H100 at 8k (issue 17): before the link was shared with the
+    # data-parallel reduction, every top layout offloaded half its activations at
+    # ZeRO-2 over 64 data-parallel ranks spanning nodes.
+    result = planner.search(
+        planner.get_model("llama3-70b"),
+        ClusterSpec(gpu="H100-SXM-80GB", num_gpus=512),
+        TrainingSpec(seq_len=8192, global_batch_seqs=512, total_tokens=1e12),
+        top_k=10,
+    )
+    assert result.ranked
+    for est in result.ranked:
+        lo = est.layout
+        if lo.activation_offload > 0 and lo.sharding in ("zero1", "zero2"):
+            assert lo.dp * lo.cp * lo.tp <= 8  # only when the reduction stays in a node
