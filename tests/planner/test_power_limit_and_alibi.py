@@ -127,3 +127,21 @@ def test_search_does_not_offload_where_cross_node_reductions_hold_the_link() -> 
         lo = est.layout
         if lo.activation_offload > 0 and lo.sharding in ("zero1", "zero2"):
             assert lo.dp * lo.cp * lo.tp <= 8  # only when the reduction stays in a node
+
+
+def test_expert_parallelism_may_span_tensor_parallel_ranks_when_folded() -> None:
+    """Megatron's MoE parallel folding: with expert_tp pinned, ep·expert_tp need only
+    divide tp·cp·dp (Qwen3-235B on 256 H100: tp 2, dp 16, ep 32, expert_tp 1)."""
+    model = planner.get_model("mixtral-8x7b")
+    cluster = ClusterSpec(gpu=H100, num_gpus=16)
+    training = TrainingSpec(seq_len=4096, global_batch_seqs=64, total_tokens=1e12)
+    lo = Layout(dp=2, tp=8, ep=4, sequence_parallel=True, sharding="zero1")
+    with pytest.raises(PlanInputError, match=r"ep=4 must divide dp·cp = 2.*--expert-tp"):
+        planner.estimate(model, cluster, training, lo)
+    folded = planner.estimate(model, cluster, training, lo.model_copy(update={"expert_tp": 2}))
+    assert folded.step.breakdown["ep_comm_s"] > 0
+    # the 4 expert ranks sit expert_tp = 2 apart: inside one node, unlike ep 4 over dp
+    wide = Layout(dp=4, tp=4, ep=4, sequence_parallel=True, sharding="zero1")
+    across = planner.estimate(model, cluster, training, wide)
+    inside = planner.estimate(model, cluster, training, wide.model_copy(update={"expert_tp": 1}))
+    assert inside.step.breakdown["ep_comm_s"] < across.step.breakdown["ep_comm_s"]

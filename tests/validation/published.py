@@ -4,8 +4,10 @@ One rule set for every row (not tuned per row); what a source leaves unstated ta
 value its section's ``common`` names, each stated there with its reason:
 
 * Layout: dp = GPUs / (tp·pp·cp); ``vp`` is the interleave (Megatron's virtual pipeline
-  size); expert parallelism ``ep`` inside dp. Sequence parallelism whenever tp > 1 (NeMo
-  and Megatron-LM performance recipes, torchtitan's TP plan all shard the norms).
+  size); expert parallelism ``ep`` inside dp, or with ``etp`` (expert tensor parallelism,
+  Megatron's MoE parallel folding) ep·etp ranks over the stage's tp·cp·dp. Sequence
+  parallelism whenever tp > 1 (NeMo and Megatron-LM performance recipes, torchtitan's TP
+  plan all shard the norms).
 * Megatron GPT (the README table): GELU MLP of 4h, biases, LayerNorm, learned positions,
   vocabulary and sequence from the README, Megatron-LM's default dropout 0.1.
 * Gradient reduction overlapped with backward everywhere (all three stacks default to it).
@@ -97,6 +99,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         pp=pp,
         cp=cp,
         ep=ep,
+        expert_tp=row.get("etp"),
         micro_batch=row["micro_batch"],
         interleave=row.get("vp", 1),
         recompute=row["recompute"],

@@ -122,6 +122,9 @@ OUTSIDE = {
     "still +35 %: torchtitan's FSDP2 + TP + PP eager stack (per-op overheads, FP8 casts "
     "outside GEMMs) runs below the Megatron-class kernel speed the planner assumes",
     "torchtitan-2024-12-llama3-405b-3d-interleaved": "same",
+    "megatron-bridge-25.11-qwen3-235b-a22b": "MoE, modelled since expert parallelism may "
+    "span the TP ranks (expert_tp 1): -18 %, the exposed all-to-alls (ep 32 over four "
+    "nodes, 62 % of the predicted step) cost more than the run shows",
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each
 is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
@@ -146,7 +149,6 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
     gaps = [c for c in PUBLISHED if c.known_gap]
     assert {c.id for c in gaps} == {
         "megatron-bridge-25.11-gpt-oss-120b",
-        "megatron-bridge-25.11-qwen3-235b-a22b",
         "megatron-bridge-25.11-deepseek-v3",
     }
     for check in gaps:
@@ -154,7 +156,8 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
         assert check.regime["moe"]
         # a prediction where the planner can evaluate the layout, else NaN (shown as —)
         assert check.predicted > 0 or math.isnan(check.predicted)
-    assert math.isnan(next(c for c in gaps if "qwen3" in c.id).predicted)
+    qwen3 = next(c for c in PUBLISHED if "qwen3" in c.id)
+    assert qwen3.regime["moe"] and not qwen3.known_gap and qwen3.predicted > 0
 
 
 def test_outside_list_names_real_rows() -> None:
