@@ -47,6 +47,11 @@ class AcceleratorSpec(BaseModel):
     """Board power limit, W."""
     idle_w: float = Field(ge=0)
     """Power drawn when idle, W."""
+    power_limit_w: float | None = Field(default=None, gt=0)
+    """Board power limit the operator set below tdp_w (``nvidia-smi -pl``), W; under hours
+    of dense load the clock settles where the dynamic power fits the limit
+    (:func:`planner.formulas.step.power_capped_clock_fraction`) and the GPU draws at
+    most this. None: the board runs at tdp_w."""
     price_usd_per_gpu_hour: float = Field(ge=0)
     """Indicative on-demand price, USD per GPU-hour."""
     gemm_efficiency: float = Field(default=0.8, gt=0, le=1)
@@ -77,6 +82,9 @@ class AcceleratorSpec(BaseModel):
     host_link_gb_s: float = Field(default=32.0, gt=0)
     """GPU-to-host bandwidth per direction, GB/s (PCIe: Gen4 x16 32, Gen5 x16 64; C2C on
     Grace-Hopper): what activation offloading copies over."""
+    node_host_memory_gib: float = Field(default=2048.0, gt=0)
+    """Host (CPU) memory of one node, GiB: what offloaded activations of all its GPUs must
+    fit in. Default: DGX H100 datasheet, 2 TB DDR5 system memory per 8-GPU node."""
     comm_buffer_gib_per_group: float = Field(default=0.0, ge=0)
     """Device memory the collective library reserves per process group (NCCL buffers), GiB."""
     step_overhead_s: float = Field(default=0.0, ge=0)
@@ -90,4 +98,16 @@ class AcceleratorSpec(BaseModel):
             raise PlanInputError(
                 f"accelerator {self.name}: idle_w {self.idle_w} exceeds tdp_w {self.tdp_w}."
             )
+        limit = self.power_limit_w
+        if limit is not None and not self.idle_w < limit <= self.tdp_w:
+            raise PlanInputError(
+                f"accelerator {self.name}: power_limit_w {limit:g} must lie above idle_w "
+                f"{self.idle_w:g} and at most tdp_w {self.tdp_w:g}; set it in that range or "
+                "leave it out."
+            )
         return self
+
+    @property
+    def board_power_w(self) -> float:
+        """The power the board may draw: the operator's limit, else the TDP."""
+        return self.tdp_w if self.power_limit_w is None else self.power_limit_w

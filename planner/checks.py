@@ -177,11 +177,12 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(
-        ("ep", "dp", "cp"),
-        lambda v, p: (v["ep"] == 1) | ((v["dp"] * v["cp"]) % v["ep"] == 0),
+        ("etp", "ep", "dp", "cp"),
+        lambda v, p: (v["ep"] == 1) | (v["etp"] > 0) | ((v["dp"] * v["cp"]) % v["ep"] == 0),
         lambda lo, p, gpus: (
             f"layout: ep={lo.ep} must divide dp·cp = {lo.dp * lo.cp} "
-            "(experts are split across data-parallel ranks)."
+            "(experts are split across data-parallel ranks); or pin --expert-tp so that "
+            "ep·expert_tp divides tp·cp·dp (MoE parallel folding)."
         ),
     ),
 )

@@ -44,6 +44,8 @@ class Outputs(NamedTuple):
     other_gib: Any
     total_gib: Any
     capacity_gib: Any
+    host_offload_gib: Any
+    host_capacity_gib: Any
     fits: Any
     step_time_s: Any
     model_tflops_per_gpu: Any
@@ -173,12 +175,13 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
     peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b)
-    return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak)
+    host_gib = activations.node_host_gib(x, act)
+    return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak, host_gib)
 
 
 def _outputs(
     x: Inputs, c: Constants, s: Shapes, mb: schedule.MicroBatch, b: Breakdown,
-    states_b: tuple[Any, Any, Any], peak: activations.PeakMemory,
+    states_b: tuple[Any, Any, Any], peak: activations.PeakMemory, host_gib: Any,
 ) -> Outputs:  # fmt: skip
     """Step time, utilisation and run totals from the terms, as :class:`Outputs`."""
     step_time = (
@@ -209,7 +212,9 @@ def _outputs(
         other_gib=peak.other / GIB,
         total_gib=total_gib,
         capacity_gib=x.hbm_gib + 0.0 * total_gib,
-        fits=total_gib <= x.hbm_gib,
+        host_offload_gib=host_gib,
+        host_capacity_gib=x.node_host_memory_gib + 0.0 * total_gib,
+        fits=(total_gib <= x.hbm_gib) & (host_gib <= x.node_host_memory_gib),
         step_time_s=step_time,
         model_tflops_per_gpu=model_flops / gpu_seconds / TERA,
         hardware_tflops_per_gpu=hardware_flops / gpu_seconds / TERA,

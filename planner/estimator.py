@@ -163,6 +163,16 @@ to_estimate = _compile_packer()
 plain tuple the compiled function returns) into an Estimate: ``to_estimate(layout, out)``."""
 
 
+def host_memory_gib(
+    model: ModelSpec, cluster: ClusterSpec, training: TrainingSpec, layout: Layout
+) -> tuple[float, float]:
+    """(offloaded activations in one node's host memory, that memory), GiB: the host side
+    of ``fits``, for display (the estimate's JSON keeps its published schema)."""
+    accelerator = cluster.accelerator()
+    out = evaluate(build_inputs(model, accelerator, cluster, training, layout), constants())
+    return float(out.host_offload_gib), float(out.host_capacity_gib)
+
+
 def make_plan(
     model: ModelSpec, cluster: ClusterSpec, training: TrainingSpec, layout: Layout
 ) -> Plan:

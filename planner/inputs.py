@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from planner.attention_rates import measured_attention
+from planner.formulas.step import power_capped_clock_fraction
 from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
 from planner.units import GIGA, TERA
@@ -46,6 +47,7 @@ class Inputs(NamedTuple):
     learned_pos_rows: Any
     hidden_dropout: Any
     attention_dropout: Any
+    rope: Any
     # accelerator
     peak_flops: Any
     peak_fp8_flops: Any
@@ -71,6 +73,7 @@ class Inputs(NamedTuple):
     comm_buffer_gib_per_group: Any
     step_overhead_s: Any
     host_bytes_s: Any
+    node_host_memory_gib: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -161,6 +164,7 @@ def model_inputs(model: ModelSpec) -> dict[str, float]:
     out = dict(zip(names, shape, strict=True))
     out["hidden_dropout"] = _f(model.hidden_dropout > 0)
     out["attention_dropout"] = _f(model.attention_dropout > 0)
+    out["rope"] = _f(model.position_embedding == "rope")
     return out
 
 
@@ -174,7 +178,8 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "peak_fp32_flops": (acc.fp32_dense_tflops or 0.0) * TERA,
         "gemm_eff": acc.gemm_efficiency,
         "fp8_gemm_eff": acc.fp8_gemm_efficiency or acc.gemm_efficiency,
-        "sustained_clock": acc.sustained_clock_fraction,
+        "sustained_clock": acc.sustained_clock_fraction
+        * power_capped_clock_fraction(acc.board_power_w, acc.tdp_w, acc.idle_w),
         "hbm_gib": float(acc.hbm_gib),
         "hbm_bytes_s": acc.hbm_tb_s * TERA,
         "hbm_eff": acc.hbm_efficiency,
@@ -185,7 +190,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "attn_fwd_eff": acc.attention_fwd_efficiency,
         "attn_bwd_eff": acc.attention_bwd_efficiency,
         "attn_seq_half": constants().attention_seq_half,
-        "tdp_w": float(acc.tdp_w),
+        "tdp_w": float(acc.board_power_w),
         "idle_w": float(acc.idle_w),
         "node_overhead_w": float(acc.node_overhead_w if overhead is None else overhead),
         "price_usd_per_gpu_hour": float(acc.price_usd_per_gpu_hour if price is None else price),
@@ -193,6 +198,7 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "comm_buffer_gib_per_group": float(acc.comm_buffer_gib_per_group),
         "step_overhead_s": float(acc.step_overhead_s),
         "host_bytes_s": acc.host_link_gb_s * GIGA,
+        "node_host_memory_gib": float(acc.node_host_memory_gib),
     }
 
 

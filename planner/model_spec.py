@@ -55,8 +55,10 @@ class ModelSpec(BaseModel):
     """Normalisation: RMSNorm (weight only) or LayerNorm (weight and bias)."""
     bias: bool = False
     """Linear layers carry biases (GPT-2/Megatron GPT do, Llama does not)."""
-    position_embedding: Literal["rope", "learned"] = "rope"
-    """Rotary (no parameters) or a learned table of max_position_embeddings rows."""
+    position_embedding: Literal["rope", "learned", "alibi"] = "rope"
+    """Rotary (no parameters), a learned table of max_position_embeddings rows, or ALiBi
+    (Press et al. 2022: a per-head linear bias added to the attention scores inside the
+    attention kernel; no parameters and no rotary pass over q and k, e.g. MPT, BLOOM)."""
     max_position_embeddings: int | None = Field(default=None, gt=0)
     """Rows of the learned position table (required when position_embedding is 'learned')."""
     hidden_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.error_band import error_band
+from planner.estimator import host_memory_gib
 from planner.result import Plan
 from planner.specs import AcceleratorSpec, ModelSpec
 from planner.units import format_count
@@ -51,10 +52,19 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         value = getattr(mem, part)
         table.add_row(part, f"{value:.2f}", _bar(value / mem.capacity))
     verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+    host_gib, host_capacity_gib = host_memory_gib(plan.model, plan.cluster, plan.training, lo)
+    host_full = host_gib > host_capacity_gib
+    if host_full and mem.total <= mem.capacity:
+        verdict = "[red]does not fit (host memory)[/]"
     table.add_row(
         "[bold]total[/]", f"[bold]{mem.total:.2f}[/]", f"{_bar(mem.total / mem.capacity)} {verdict}"
     )
     console.print(table)
+    if host_gib > 0:
+        console.print(
+            f"Offloaded activations in host memory: {host_gib:.0f} of "
+            f"{host_capacity_gib:.0f} GiB per node" + (" [red](exceeds it)[/]" if host_full else "")
+        )
 
     step = est.step
     band = error_band(plan.model, plan.training, lo)

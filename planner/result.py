@@ -128,7 +128,8 @@ class Estimate(BaseModel):
     memory_gib: MemoryGiB
     """Per-GPU memory against capacity."""
     fits: bool
-    """True when memory_gib.total <= memory_gib.capacity."""
+    """True when memory_gib.total <= memory_gib.capacity and the node's offloaded
+    activations fit its host memory (:func:`planner.estimator.host_memory_gib`)."""
     step: StepEstimate
     """One optimizer step."""
     train: TrainTotals

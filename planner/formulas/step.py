@@ -64,6 +64,19 @@ def fsdp_exposed_per_micro_batch(
     return where(overlap > 0, hidden, layers * (2 * t_gather + t_scatter))
 
 
+def power_capped_clock_fraction(limit_w: float, tdp_w: float, idle_w: float) -> float:
+    """Sustained clock under a board power limit, relative to the clock at the TDP.
+
+    Dynamic power is P - P_idle = a·C·V²·f, and across the DVFS range the supply voltage
+    rises about linearly with the clock, so P - P_idle grows as f³ (Rabaey et al.,
+    Digital Integrated Circuits, 2nd ed., Sec. 5.5 and 11.7; measured on GPUs by Mei,
+    Wang and Chu 2017, A Survey and Measurement Study of GPU DVFS on Energy Conservation,
+    Sec. 2.2). Dense tensor-core load holds the GPU at its limit (gpus.yaml [clock]), so
+    f_limit / f_tdp = ((limit - idle) / (tdp - idle))^(1/3).
+    """
+    return float(((limit_w - idle_w) / (tdp_w - idle_w)) ** (1.0 / 3.0))
+
+
 def gpu_power_w(
     idle_w: Num, tdp_w: Num, busy_fraction: Num, comm_fraction: Num, comm_power: Num
 ) -> Num:

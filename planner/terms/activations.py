@@ -8,7 +8,13 @@ from typing import Any, NamedTuple
 from planner.formulas import comm, flops, memory
 from planner.formulas.ops import maximum, minimum, where
 from planner.inputs import Constants, Inputs
-from planner.terms.shapes import SHARDS_WEIGHTS, UNEVEN_LAYERS, Shapes
+from planner.terms.shapes import (
+    SHARDS_GRADIENTS,
+    SHARDS_OPTIMIZER,
+    SHARDS_WEIGHTS,
+    UNEVEN_LAYERS,
+    Shapes,
+)
 from planner.terms.states import StageParams
 from planner.units import GIB
 
@@ -60,9 +66,28 @@ def offload_time(
     t_copy = moved / (x.host_bytes_s * c.host_copy_efficiency)
     hbm = moved / s.mem_bw
     window = where(per_layer_inter_node(x, s) > 0, 0.0, 1.0)
-    fwd = maximum(t_copy - layer_fwd * window, 0.0) + hbm
-    bwd = maximum(t_copy - layer_bwd * window, 0.0) + hbm
+    dp_fwd, dp_bwd = data_parallel_link_share(x, s)
+    fwd = maximum(t_copy - layer_fwd * window * (1.0 - dp_fwd), 0.0) + hbm
+    bwd = maximum(t_copy - layer_bwd * window * (1.0 - dp_bwd), 0.0) + hbm
     return fwd, bwd
+
+
+def data_parallel_link_share(x: Inputs, s: Shapes) -> tuple[Any, Any]:
+    """(forward, backward) share of micro-batches whose layers overlap a data-parallel
+    collective that crosses nodes, and so share the GPU's PCIe link (and its NIC) with the
+    offload copies (:func:`per_layer_inter_node`): ZeRO-2 reduce-scatters every
+    micro-batch's gradients during its backward; DDP and ZeRO-1 reduce during the last
+    micro-batch's backward only, and ZeRO-1/2 gather the updated weights under the first
+    forward (Rajbhandari et al. 2020, Sec. 5; Li et al. 2020, PyTorch DDP, Sec. 3.2).
+    FSDP's per-layer traffic is :func:`per_layer_inter_node`'s. Those layers hide no copy.
+    """
+    spans = where(
+        comm.members_per_node(s.dp_size, x.tp, x.gpus_per_node) < s.dp_size, 1.0, 0.0
+    ) * where(x.overlap_grad_reduce > 0, 1.0, 0.0)
+    once = 1.0 / maximum(s.micro_batches, 1.0)
+    bwd = where(x.sharding > SHARDS_WEIGHTS, 0.0, where(x.sharding > SHARDS_GRADIENTS, 1.0, once))
+    fwd = where((x.sharding > SHARDS_OPTIMIZER) & (x.sharding < SHARDS_WEIGHTS), once, 0.0)
+    return spans * fwd, spans * bwd
 
 
 def per_layer_inter_node(x: Inputs, s: Shapes) -> Any:
@@ -87,6 +112,8 @@ class StageActivations(NamedTuple):
     workspace: Any
     """Transient buffers of the backward: the recomputed layer, FSDP's gathered layer, the
     offloaded layer in flight to or from the host."""
+    host: Any
+    """Offloaded activations held in host memory at the fullest stage's peak, per GPU."""
 
 
 def stage_activations(
@@ -131,7 +158,17 @@ def stage_activations(
     )
     # Double-buffered: one layer's offloaded share leaving while the next is produced.
     workspace = workspace + OFFLOAD_BUFFERS * x.offload * act.stored
-    return StageActivations(act_first, act_second, act_last, workspace)
+    # Every saved layer in flight leaves its offloaded share on the host until backward.
+    in_flight = maximum(first_layers, maximum(last_layers, second_chunks * layers_per_chunk))
+    host = x.offload * act.stored * in_flight
+    return StageActivations(act_first, act_second, act_last, workspace, host)
+
+
+def node_host_gib(x: Inputs, act: StageActivations) -> Any:
+    """Host memory one node's offloaded activations take, GiB: every GPU of the node
+    (those of the job, when it is smaller than a node) holds its share in pinned host
+    buffers until backward (torch's save_on_cpu; Megatron-LM's activation offloading)."""
+    return act.host * minimum(x.gpus_per_node, x.gpus) / GIB
 
 
 class PeakMemory(NamedTuple):

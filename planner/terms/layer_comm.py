@@ -63,7 +63,10 @@ def expert_parallel(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     """(forward, backward) seconds of the MoE token exchange: dispatch and combine
     all-to-alls of top_k copies of each token (Lepikhin et al. 2020, GShard, Sec. 2.2),
     twice forward and twice backward."""
-    ep_stride = x.tp * x.cp
+    # Without expert TP pinned the experts split over data-parallel ranks (stride tp·cp);
+    # with it (Megatron-Core MoE parallel folding, Liu et al. 2025, Sec. 3) the expert
+    # ranks are laid out expert_tp-major over the stage's tp·cp·dp ranks.
+    ep_stride = where(x.etp > 0, s.expert_tp, x.tp * x.cp)
     ep_per_node = comm.members_per_node(x.ep, ep_stride, x.gpus_per_node)
     a2a = comm.all_to_all_time(
         s.act_full * x.top_k * s.sp_share * x.moe_capacity, x.ep, ep_per_node, s.intra_bw,

@@ -73,7 +73,7 @@ def shapes(x: Inputs) -> Shapes:
         q_dim=x.heads * x.head_dim,
         kv_dim=x.kv_heads * x.head_dim,
         ffn_active=where(moe > 0, x.top_k * x.moe_ffn + x.shared_ffn, x.ffn),
-        rope=where(x.learned_pos_rows > 0, 0.0, 1.0),
+        rope=x.rope,
         sp_share=where(x.sp > 0, 1.0 / x.tp, 1.0),
         peak_mfu=peak_mfu,
         # Compute kernels run at the sustained (power-capped) clock; MFU keeps the peak.

@@ -12,6 +12,14 @@ The same rules apply to every row (they are not tuned per row):
   Narayanan Table 2 and Figs. 14-15), and where a paper says "interleaved schedule"
   without the chunk count, the smallest count v > 1 for which pp·v divides the layers
   (Megatron-LM requires it).
+* MPT on llm-foundry (public.yaml ``fsdp_throughput``): the benchmarked configurations
+  are GPT-style blocks with biases, LayerNorm, a GELU MLP of 4h, tied embeddings and a
+  learned position table of seq_len rows, not ALiBi: the source table's NumParams column
+  is exactly that count for all five rows (e.g. 7b at 2048: 6,658,859,008; it grows by
+  seq_len x d_model with the sequence), which the tests pin. No dropout (the benchmark
+  yamls set every ``*_pdrop`` to 0), flash attention; FSDP FULL_SHARD is ZeRO-3 over all
+  GPUs with backward prefetch (overlapped), activation checkpointing is full recompute,
+  and the stated micro-batch and accumulation give the global batch.
 * Llama 2 (layout unpublished): one recipe for all three sizes, from the Llama 1 paper
   (Touvron 2023a, Sec. 2.4) that Llama 2 says it adopts: 2048 A100-80GB, tensor
   parallelism 8 with sequence parallelism, selective recompute, memory-efficient
@@ -235,6 +243,58 @@ def _iteration_time(section: dict[str, Any], memory: dict[str, Any], label: str)
             )
 
 
+def mpt(name: str, arch: dict[str, Any], vocab: int, seq_len: int) -> ModelSpec:
+    """An MPT model as llm-foundry benchmarked it (see module docstring)."""
+    return ModelSpec(
+        name=name,
+        num_layers=arch["layers"],
+        hidden_size=arch["hidden"],
+        num_attention_heads=arch["heads"],
+        num_kv_heads=arch["heads"],
+        ffn_hidden_size=4 * arch["hidden"],
+        activation="gelu",
+        vocab_size=vocab,
+        tied_embeddings=True,
+        norm="layernorm",
+        bias=True,
+        position_embedding="learned",
+        max_position_embeddings=seq_len,
+    )
+
+
+def _fsdp_throughput(section: dict[str, Any], label: str) -> Iterator[Check]:
+    common = section["common"]
+    for row in section["cases"]:
+        arch = section["models"][row["model"]]
+        model = mpt(row["model"], arch, common["vocab"], row["seq_len"])
+        gpus = row["gpus"]
+        layout = Layout(
+            dp=gpus,
+            micro_batch=row["micro_batch"],
+            recompute="full" if row["activation_checkpointing"] else "none",
+            sharding=common["sharding"],
+        )
+        training = TrainingSpec(
+            seq_len=row["seq_len"], global_batch_seqs=row["global_batch"], total_tokens=1e12
+        )
+        est = planner.estimate(
+            model, ClusterSpec(gpu=common["gpu"], num_gpus=gpus), training, layout
+        )
+        yield Check(
+            id=f"{label}-{row['model']}-{gpus}gpus",
+            kind="throughput",
+            metric=common["metric"],
+            published=row["tokens_per_s_per_gpu"],
+            predicted=est.step.tokens_per_s / gpus,
+            source=section["source"],
+            layout=f"{gpus}x {common['gpu']} {common['sharding']} mb{row['micro_batch']} "
+            f"ga{row['grad_accum']} s{row['seq_len']} "
+            f"{'full' if row['activation_checkpointing'] else 'no'} recompute",
+            regime={"moe": False, "pp": False, "seq_len": row["seq_len"]},
+            fits=est.fits,
+        )
+
+
 def llama2_estimate(name: str, grid_kg_per_kwh: float) -> planner.Estimate:
     """The Llama 2 pretraining run under the Llama 1 recipe (see module docstring)."""
     cluster = ClusterSpec(
@@ -292,6 +352,7 @@ def public_checks() -> list[Check]:
         ),
         *_iteration_time(data["iteration_time"], data["memory"], "iteration_time"),
         *_energy(data["energy"]),
+        *_fsdp_throughput(data["fsdp_throughput"], "fsdp_throughput"),
     ]
 
 

@@ -4,8 +4,10 @@ One rule set for every row (not tuned per row); what a source leaves unstated ta
 value its section's ``common`` names, each stated there with its reason:
 
 * Layout: dp = GPUs / (tp·pp·cp); ``vp`` is the interleave (Megatron's virtual pipeline
-  size); expert parallelism ``ep`` inside dp. Sequence parallelism whenever tp > 1 (NeMo
-  and Megatron-LM performance recipes, torchtitan's TP plan all shard the norms).
+  size); expert parallelism ``ep`` inside dp, or with ``etp`` (expert tensor parallelism,
+  Megatron's MoE parallel folding) ep·etp ranks over the stage's tp·cp·dp. Sequence
+  parallelism whenever tp > 1 (NeMo and Megatron-LM performance recipes, torchtitan's TP
+  plan all shard the norms).
 * Megatron GPT (the README table): GELU MLP of 4h, biases, LayerNorm, learned positions,
   vocabulary and sequence from the README, Megatron-LM's default dropout 0.1.
 * Gradient reduction overlapped with backward everywhere (all three stacks default to it).
@@ -32,18 +34,19 @@ PUBLISHED = Path(__file__).resolve().parent / "published.yaml"
 
 ACCELERATORS: dict[str, tuple[str, dict[str, float]]] = {
     # torchtitan benchmarks/llama3_h100_202412_torchtitan.md, "Hardware": H100 with 96 GB
-    # HBM2e at 2.4 TB/s, run at the default 500 W power limit, 400 Gb/s RDMA per GPU.
-    # Its footnote 2: the peak "is between SXM and NVL" (989 and 835 TFLOP/s BF16 dense, 1979
-    # and 1671 FP8, H100 SXM and NVL datasheets); the midpoint of each is used.
+    # HBM2e at 2.4 TB/s, run at the default 500 W power limit, 400 Gb/s RDMA per GPU. The
+    # chip is the SXM-class H100 (the HBM2e part takes power caps from 200 to 700 W:
+    # Ujeniya et al. 2026, arXiv 2604.11391, Sec. 3), so its rates are the SXM datasheet's
+    # at the clock the 500 W limit leaves (planner.formulas.step.power_capped_clock_fraction).
+    # Its footnote 2 (the MFU peak "is between SXM and NVL") is the source's MFU basis; these
+    # rows compare tokens/s, which does not depend on it.
     "grand-teton-h100": (
         "H100-SXM-80GB",
         {
             "hbm_gib": 96.0,
             "hbm_tb_s": 2.4,
-            "tdp_w": 500.0,
+            "power_limit_w": 500.0,
             "inter_node_gb_s_per_gpu": 50.0,
-            "bf16_dense_tflops": (989 + 835) / 2,
-            "fp8_dense_tflops": (1979 + 1671) / 2,
         },
     ),
 }
@@ -96,6 +99,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         pp=pp,
         cp=cp,
         ep=ep,
+        expert_tp=row.get("etp"),
         micro_batch=row["micro_batch"],
         interleave=row.get("vp", 1),
         recompute=row["recompute"],

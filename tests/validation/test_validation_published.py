@@ -25,9 +25,61 @@ def _describe(check: Check) -> str:
     )
 
 
-@pytest.mark.parametrize("check", PUBLIC, ids=[c.id for c in PUBLIC])
+FSDP_OUTSIDE = {
+    "fsdp_throughput-mpt-7b-8gpus": "PyTorch-eager FSDP (Composer, amp_bf16 autocast, "
+    "unfused LayerNorm/GELU, 2023 software) runs below the Megatron/TE kernel speed the "
+    "planner assumes: the three no-checkpointing rows miss by a near-constant ~0.3 s per "
+    "step (1B-13B, 8-64 GPUs), the two checkpointed ones by ~1.2x; neither is modelled",
+    "fsdp_throughput-mpt-13b-32gpus": "same",
+    "fsdp_throughput-mpt-30b-16gpus": "same",
+    "fsdp_throughput-mpt-1b-64gpus": "same",
+    "fsdp_throughput-mpt-70b-64gpus": "same",
+}
+"""public.yaml's llm-foundry rows the planner models but misses by more than the
+throughput tolerance (open, issue 17); pinned to fail like OUTSIDE below."""
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        pytest.param(
+            c,
+            id=c.id,
+            marks=[pytest.mark.xfail(strict=True, reason=FSDP_OUTSIDE[c.id])]
+            if c.id in FSDP_OUTSIDE
+            else [],
+        )
+        for c in PUBLIC
+    ],
+)
 def test_public_case(check: Check) -> None:
     assert check.ok, _describe(check)
+
+
+def test_fsdp_outside_list_names_real_rows() -> None:
+    assert set(FSDP_OUTSIDE) <= {c.id for c in PUBLIC}
+
+
+# NumParams of the llm-foundry README table (scripts/train/benchmarking/README.md,
+# "H100 80GB BF16", the rows public.yaml takes, seq 2048): the MPT reading in cases.py
+# (biases, learned positions, tied embeddings) must reproduce them exactly.
+MPT_NUM_PARAMS = {
+    "mpt-1b": 1_315_950_592,
+    "mpt-7b": 6_658_859_008,
+    "mpt-13b": 12_853_954_560,
+    "mpt-30b": 29_975_214_080,
+    "mpt-70b": 64_862_437_376,
+}
+
+
+def test_mpt_models_have_the_sources_parameter_counts() -> None:
+    from tests.validation.cases import PUBLIC as PUBLIC_YAML
+    from tests.validation.cases import load, mpt
+
+    section = load(PUBLIC_YAML)["fsdp_throughput"]
+    for name, arch in section["models"].items():
+        model = mpt(name, arch, section["common"]["vocab"], 2048)
+        assert model.num_params == MPT_NUM_PARAMS[name], name
 
 
 @pytest.mark.parametrize("check", EXTRA, ids=[c.id for c in EXTRA])
@@ -38,8 +90,12 @@ def test_further_published_run(check: Check) -> None:
 def test_every_public_section_is_checked() -> None:
     kinds = {check.kind for check in PUBLIC}
     assert kinds == {"throughput", "memory", "iteration_time", "energy"}
-    # 5 throughput rows, 2 x 3 memory figures, 2 x 2 iteration times, 3 x 3 energy checks
-    assert len(PUBLIC) == 5 + 6 + 4 + 9
+    # 5 throughput rows, 2 x 3 memory figures, 2 x 2 iteration times, 3 x 3 energy checks,
+    # 5 llm-foundry FSDP rows
+    assert len(PUBLIC) == 5 + 6 + 4 + 9 + 5
+    fsdp = [c for c in PUBLIC if c.id.startswith("fsdp_throughput-")]
+    assert len(fsdp) == 5 and all(c.metric == "tokens_per_s_per_gpu" for c in fsdp)
+    assert all(c.fits for c in fsdp)  # the published runs ran: the memory model fits them
 
 
 # --- published.yaml: 2024-25 H100 runs (Megatron-LM, NeMo, Megatron-Bridge, torchtitan) ----
@@ -59,14 +115,16 @@ OUTSIDE = {
     "nemo-long-context-llama2-7b-128k": "same",
     "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
     "matmul (no planner knob between selective and full); eager PyTorch element-wise "
-    "kernels and the 500 W power cap are not modelled",
+    "kernels are not modelled (the 500 W power cap is: +53 % before, +43 % after)",
     "torchtitan-2024-12-llama3-8b-fsdp-128gpus": "same",
-    "torchtitan-2024-12-llama3-8b-32k-fsdp8": "same, at 32k",
     "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4) overheads",
-    "torchtitan-2024-12-llama3-405b-3d-1f1b": "every torchtitan row on the 500 W Grand Teton "
-    "H100s runs 1.3-1.6x below the planner: the power-capped clock is not modelled (the "
-    "source gives the peak only as between SXM and NVL)",
+    "torchtitan-2024-12-llama3-405b-3d-1f1b": "with the 500 W power-capped clock modelled "
+    "still +35 %: torchtitan's FSDP2 + TP + PP eager stack (per-op overheads, FP8 casts "
+    "outside GEMMs) runs below the Megatron-class kernel speed the planner assumes",
     "torchtitan-2024-12-llama3-405b-3d-interleaved": "same",
+    "megatron-bridge-25.11-qwen3-235b-a22b": "MoE, modelled since expert parallelism may "
+    "span the TP ranks (expert_tp 1): -18 %, the exposed all-to-alls (ep 32 over four "
+    "nodes, 62 % of the predicted step) cost more than the run shows",
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each
 is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
@@ -91,7 +149,6 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
     gaps = [c for c in PUBLISHED if c.known_gap]
     assert {c.id for c in gaps} == {
         "megatron-bridge-25.11-gpt-oss-120b",
-        "megatron-bridge-25.11-qwen3-235b-a22b",
         "megatron-bridge-25.11-deepseek-v3",
     }
     for check in gaps:
@@ -99,7 +156,8 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
         assert check.regime["moe"]
         # a prediction where the planner can evaluate the layout, else NaN (shown as —)
         assert check.predicted > 0 or math.isnan(check.predicted)
-    assert math.isnan(next(c for c in gaps if "qwen3" in c.id).predicted)
+    qwen3 = next(c for c in PUBLISHED if "qwen3" in c.id)
+    assert qwen3.regime["moe"] and not qwen3.known_gap and qwen3.predicted > 0
 
 
 def test_outside_list_names_real_rows() -> None:
