@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,8 @@ from typing import Any
 
 import psutil
 
+from launcher.backends.local import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MODEL = [
@@ -45,12 +46,6 @@ MODEL = [
     "--seq-len", "64", "--micro-batch", "8", "--eval-every", "0", "--log-every", "1000000",
 ]  # fmt: skip
 SKIP_STEPS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 AGENT_ARGS: list[str] = []

@@ -31,7 +31,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from launcher.backends.local import free_port  # noqa: E402
 from runtime import processes  # noqa: E402
 
 PY = sys.executable
@@ -59,12 +59,6 @@ FAULTS = {
     "preempt": ("SIGTERM to the supervisor", None),
 }
 SUPERVISORS = ("agent", "agent/full", "torchrun", "torchrun/as-is")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(supervisor: str, job: Path) -> list[str]:

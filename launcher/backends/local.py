@@ -14,6 +14,7 @@ process only counts as the job's when its environment carries ``SCALECTL_JOB_ID`
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import signal
@@ -78,8 +79,40 @@ def local_rendezvous(job_id: str, port: int) -> Rendezvous:
     )
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the kernel picks it)."""
+LOCAL_RDZV_PORTS = 2700
+"""How many ports below the kernel's ephemeral range local rendezvous ports are drawn from
+(30068-32767 with Linux's default range): above the Slurm backend's 20000-29999, so a
+local job and a Slurm job on one machine never aim at the same port."""
+
+
+def ephemeral_port_floor() -> int:
+    """First port of the kernel's ephemeral range (net.ipv4.ip_local_port_range)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(attempts: int = 50) -> int:
+    """A TCP port free on 127.0.0.1 right now, below the ephemeral range.
+
+    The port is probed here and bound later by torchrun's c10d store. A port the kernel
+    hands out for ``bind(0)`` is an ephemeral one, which any outgoing connection on the
+    machine (gloo opens many) may take in between: the job then dies with EADDRINUSE. The
+    kernel never gives a port below the range to an outgoing connection, so only another
+    listener can take one, and the probe sees those.
+    """
+    floor = ephemeral_port_floor()
+    low = max(1024, floor - LOCAL_RDZV_PORTS)
+    for _ in range(attempts):
+        port = random.randrange(low, floor)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 from polling import job_activity, wait_for
 
 from contract.jobdir import JobDir, read_all_jsonl, read_json
+from launcher.backends.local import free_port
 from runtime import processes
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,12 +30,6 @@ FAST_AGENT = [
     *("--hang-timeout-floor-s", "3", "--hang-startup-s", "60", "--poll-s", "0.2"),
     *("--backoff-s", "0.5", "--stop-grace-s", "30"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def job_env(job_id: str, faults: str | None) -> dict[str, str]:

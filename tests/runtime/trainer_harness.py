@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from polling import run_to_end
 
 from contract.jobdir import JobDir, read_all_jsonl
+from launcher.backends.local import free_port
 
 BIN = Path(sys.executable).parent
 TORCHRUN = BIN / "torchrun"
@@ -22,12 +22,6 @@ TINY = [
     "--micro-batch", "4", "--warmup-steps", "5", "--log-every", "5", "--eval-every", "0",
 ]  # fmt: skip
 """A model small enough that a step takes tens of milliseconds on one shared core."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def trainer_env(faults: str | None = None, dump: bool = False) -> dict[str, str]:
