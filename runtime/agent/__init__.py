@@ -11,7 +11,8 @@ from ``progress/<rank>.jsonl``) and acts:
 * **crash** (a rank exits non-zero or dies of a signal): torchrun reports the first
   failed worker; the agent classifies it from the exit status and the rank log's tail
   (``classify``) into ``rank_failed``, and the restart that follows into ``restarted``
-  (cause, detail, attempt, restarts left). Restart mode ``torchrun`` (default): torchrun
+  (cause, detail, attempt, restarts left). torchrun's output is read after each scan of
+  its workers (``output``), so a restart is never recorded before its failure's report. Restart mode ``torchrun`` (default): torchrun
   restarts the workers in place with ``--max-restarts`` = the agent's budget left, and
   the agent restarts torchrun itself only when torchrun exits with budget left (e.g. the
   rendezvous store died with its node). Mode ``agent``: ``--max-restarts=0`` and the

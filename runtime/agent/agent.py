@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from types import FrameType
 from typing import Any
@@ -36,6 +35,7 @@ from runtime.agent import procs, torchrun
 from runtime.agent.config import AgentConfig
 from runtime.agent.hang import HangChecks
 from runtime.agent.node_loss import Membership
+from runtime.agent.output import TorchrunOutput
 from runtime.agent.preemption import Stopping
 from runtime.agent.restarts import RestartRecords
 from runtime.agent.summary import format_summary, job_summary
@@ -241,8 +241,9 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
             process_group=0,  # signals reach torchrun only through the agent
             preexec_fn=keep_ignored if ignored else None,
         )
-        reader = threading.Thread(target=self._pump, args=(proc,), daemon=True)
-        reader.start()
+        assert proc.stdout is not None
+        output = TorchrunOutput(proc.stdout, self.out, self._on_failure_report)
+        output.start()
         table = procs.WorkerTable()
         self.watcher.new_generation(time.time())
         generation: tuple[int, int] | None = None
@@ -253,15 +254,8 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
         while proc.poll() is None:
             now_m = time.monotonic()
             workers = table.scan(proc.pid)
-            if workers:
-                for worker in workers:
-                    self.workers_seen[worker.pid] = worker
-                current = (min(w.restart_count for w in workers), workers[0].world_size)
-                if current != generation and len(workers) == len({w.local_rank for w in workers}):
-                    self._on_generation(generation, current, workers)
-                    generation = current
+            generation = self._observe(workers, output, generation)
             self._drain_signals()
-            self._handle_failures()
             if self.pending is not None and self.pending["cause"] == "bad_input":
                 self.say("bad input: stopping torchrun")
                 self._kill_tree(proc)
@@ -291,22 +285,42 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
         code = proc.wait()
         if self.stop_signal is not None:
             self._await_ranks(stop_ranks or [w.pid for w in workers], stop_began)
-        reader.join(timeout=5)
+        output.finish(timeout_s=5)
         self._handle_failures()
         if code == 0 and self.pending is not None and self.stop_signal is None:
             self._on_unseen_restart(generation, workers)
         return code
 
-    def _pump(self, proc: subprocess.Popen[bytes]) -> None:
-        """Copy torchrun's output to ours, and note its worker-failure reports."""
-        assert proc.stdout is not None
-        for raw in iter(proc.stdout.readline, b""):
-            line = raw.decode("utf-8", errors="replace")
-            self.out.write(line)
-            self.out.flush()
-            report = torchrun.parse_failure(line)
-            if report is not None:
-                self.failures.append((time.time(), report))
+    def _observe(
+        self,
+        workers: list[procs.Worker],
+        output: TorchrunOutput,
+        generation: tuple[int, int] | None,
+    ) -> tuple[int, int] | None:
+        """Act on one scan of torchrun's workers; returns the generation now running.
+
+        torchrun's output is read *after* the scan: torchrun reports a round's failure
+        before it starts the next round, so a scan that sees restarted workers is never
+        handled before the failure that restarted them (``runtime.agent.output``), and
+        the ``restarted`` event carries that failure's cause and times.
+        """
+        for worker in workers:
+            self.workers_seen[worker.pid] = worker
+        output.drain()
+        self._handle_failures()
+        if self.pending is not None and self.pending["cause"] == "bad_input":
+            return generation  # not a restart: the loop stops torchrun
+        if not workers:
+            return generation
+        current = (min(w.restart_count for w in workers), workers[0].world_size)
+        if current != generation and len(workers) == len({w.local_rank for w in workers}):
+            self._on_generation(generation, current, workers)
+            return current
+        return generation
+
+    def _on_failure_report(self, report: torchrun.FailureReport) -> None:
+        """torchrun reported a failed worker (called by the output reader)."""
+        self.failures.append((time.time(), report))
 
 
 def run_agent(cfg: AgentConfig, torchrun_args: list[str]) -> int:

@@ -15,7 +15,9 @@ Definitions:
   one fault on a two-node job counts once.
 * ``faults``: per restart or stop, the time from the fault to the next completed step
   (``fault_ts``: the injected fault's own event when there is one, else the last step
-  before a hang, else the moment the failure was seen) and the steps it cost.
+  before a hang, else the moment the failure was seen) and the steps it cost. For a
+  restart the next step is the first after the failure was seen, so the figures do not
+  depend on when the ``restarted`` event itself was written.
 * ``energy``: GPU energy from the NVML energy counters in the telemetry files (last
   minus first reading per GPU and node), and per step over rank 0's last unbroken run
   of steps against the plan's GPU power x step time (see :func:`energy`).
@@ -34,6 +36,9 @@ SECONDARY_CAUSES = frozenset({"peer_failure"})
 J_PER_MWH = 3.6e9
 FAULT_MATCH_WINDOW_S = 600.0
 """An injected fault is matched to a restart seen at most this long after it."""
+TS_ROUNDING_S = 0.001
+"""The agent writes ``detected_ts``/``fault_ts`` rounded to the millisecond, so a failure
+seen within a millisecond of the fault can read as seen just before it."""
 
 
 def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
@@ -101,7 +106,10 @@ def fault_recoveries(
         fault_ts = float(event.get("fault_ts") or seen_ts)
         spec = None
         for index, fault in enumerate(injected):
-            if index not in used and 0 <= seen_ts - fault["ts"] <= FAULT_MATCH_WINDOW_S:
+            if (
+                index not in used
+                and -TS_ROUNDING_S <= seen_ts - fault["ts"] <= FAULT_MATCH_WINDOW_S
+            ):
                 used.add(index)
                 fault_ts, spec = float(fault["ts"]), fault.get("spec")
                 break
@@ -109,13 +117,21 @@ def fault_recoveries(
         # step it finished a few milliseconds after another rank's fault fired.
         before = bisect.bisect_right(times, max(fault_ts, seen_ts))
         last_step = ts_sorted[before - 1]["step"] if before else 0
-        after = bisect.bisect_right(times, float(event["ts"]))
+        # Recovery is the next step after the failure was seen, not after the restart was
+        # recorded (which can come after the new workers' first steps, or at the very end
+        # when no scan saw them): torchrun reports a failure only once it has stopped that
+        # round's workers, so this node's later records are the new round's. A stop is
+        # recorded as the agent ends, and its ranks may finish a step after the signal.
+        if kind == EventKind.RESTARTED:
+            after = before
+        else:
+            after = bisect.bisect_right(times, float(event["ts"]))
         entry: dict[str, Any] = {
             "kind": "preemption" if kind == EventKind.STOPPED else event.get("cause"),
             "node": event.get("node"),
             "fault": spec,
             "fault_ts": round(fault_ts, 3),
-            "detect_s": round(seen_ts - fault_ts, 3),
+            "detect_s": round(max(0.0, seen_ts - fault_ts), 3),
             "last_step_before": last_step,
         }
         if after < len(ts_sorted):

@@ -3,16 +3,19 @@ policies, options, torchrun arguments, stacks, the worker table, the summary, th
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from polling import wait_for
 
+from contract.events import EventKind, append_event, read_events
 from contract.jobdir import JobDir, append_jsonl
 from runtime import faults, processes
 from runtime.agent import (
@@ -28,6 +31,8 @@ from runtime.agent import (
     stop_exit_code,
     torchrun,
 )
+from runtime.agent.agent import NodeAgent
+from runtime.agent.output import TorchrunOutput
 from runtime.agent.summary import format_summary
 from runtime.agent.watch import ProgressWatcher
 from runtime.rank_exec import backoff_s
@@ -388,3 +393,109 @@ def test_nnodes_from_torchrun_args() -> None:
     assert torchrun.nnodes(["--nnodes=1:2", "--nproc-per-node=2", "-m", "x"]) == (1, 2)
     assert torchrun.nnodes(["--nnodes", "3", "-m", "x", "--nnodes=9"]) == (3, 3)
     assert torchrun.nnodes(["--nproc-per-node=2", "train.py"]) is None
+
+
+TORCHRUN_REPORT = (
+    "[E1206 02:50:20.123456 77 torch/distributed/elastic/multiprocessing/api.py:1003] "
+    "failed (exitcode: -9) local_rank: 1 (pid: {pid}) of binary: /usr/bin/python3\n"
+)
+
+
+def _rank(pid: int, rank: int, attempt: int) -> procs.Worker:
+    return procs.Worker(
+        pid=pid, rank=rank, local_rank=rank, world_size=2, nodes=1,
+        restart_count=attempt, start_ticks=0,
+    )  # fmt: skip
+
+
+def test_a_restart_seen_before_torchruns_report_is_recorded_with_its_failure(
+    tmp_path: Path,
+) -> None:
+    """torchrun logs a round's failure, then starts the next round. On a busy machine the
+    agent's scan can see the new workers before its output thread has read that line; the
+    restart must still be recorded once, with the failure's cause, and the summary time
+    the recovery (it used to record a restart of cause "unknown", then a second one for
+    "signal" at the very end, whose time_to_recover_s was None)."""
+    job = JobDir(tmp_path / "job")
+    job.create()
+    agent = NodeAgent(
+        AgentConfig(job_dir=job.root, node="n0", restarts=3),
+        ["--nproc-per-node=2", "-m", "runtime.train"],
+    )
+    t0 = time.time()
+    append_event(job, EventKind.AGENT_STARTED, source="agent", node="n0")
+    read_fd, write_fd = os.pipe()
+    copied = io.StringIO()
+    with os.fdopen(read_fd, "rb") as pipe:
+        # The output thread is never started: the worst scheduling there is.
+        output = TorchrunOutput(pipe, copied, agent._on_failure_report)
+        generation = agent._observe([_rank(100, 0, 0), _rank(101, 1, 0)], output, None)
+        assert generation == (0, 2)
+        append_jsonl(job.progress_file(0), {"ts": t0, "step": 7, "step_time_s": 0.1})
+        append_event(job, EventKind.FAULT_INJECTED, kind="kill", spec="kill@step=8,rank=1")
+        os.write(write_fd, TORCHRUN_REPORT.format(pid=101).encode())  # torchrun reports,
+        restarted = [_rank(200, 0, 1), _rank(201, 1, 1)]  # then restarts the workers
+        assert agent._observe(restarted, output, generation) == (1, 2)
+        os.write(write_fd, b"a last line without a newline")
+        os.close(write_fd)
+        assert output.drain() is False
+    assert copied.getvalue() == TORCHRUN_REPORT.format(pid=101) + "a last line without a newline"
+    records = [e.record for e in read_events(job)]
+    kinds = [r["event"] for r in records if r.get("source") == "agent"]
+    assert kinds == [EventKind.AGENT_STARTED, EventKind.RANK_FAILED, EventKind.RESTARTED]
+    failed, restart = records[-2:]
+    assert (failed["rank"], failed["cause"], failed["signal"]) == (1, "signal", "SIGKILL")
+    assert (restart["cause"], restart["by"], restart["attempt"]) == ("signal", "torchrun", 1)
+    assert agent.pending is None and agent.restarts_used == 1  # nothing left to record late
+    append_jsonl(job.progress_file(0), {"ts": time.time() + 1, "step": 6, "step_time_s": 0.1})
+    summary = job_summary(job, time.time() + 2)
+    assert summary["restarts_by_cause"] == {"signal": 1}
+    (fault,) = summary["faults"]
+    assert fault["kind"] == "signal" and fault["fault"] == "kill@step=8,rank=1"
+    assert fault["time_to_recover_s"] is not None and fault["time_to_recover_s"] > 0
+    assert fault["steps_lost"] == 2  # steps 6 and 7 run again
+
+
+def test_bad_input_reported_with_restarted_workers_is_not_recorded_as_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Read in the same look, a bad-input failure wins over the restart torchrun already
+    made: the agent stops torchrun instead of recording a restart it will not allow."""
+    job = JobDir(tmp_path / "job")
+    job.create()
+    agent = NodeAgent(
+        AgentConfig(job_dir=job.root, node="n0", restarts=3), ["--nproc-per-node=2", "x.py"]
+    )
+    job.log_file("n0", 1).parent.mkdir(parents=True, exist_ok=True)
+    job.log_file("n0", 1).write_text("error: --steps 0: must be at least 1\n")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as pipe:
+        output = TorchrunOutput(pipe, io.StringIO(), agent._on_failure_report)
+        generation = agent._observe([_rank(100, 0, 0), _rank(101, 1, 0)], output, None)
+        os.write(write_fd, TORCHRUN_REPORT.replace("-9", "2").format(pid=101).encode())
+        os.close(write_fd)
+        again = agent._observe([_rank(200, 0, 1), _rank(201, 1, 1)], output, generation)
+    assert again == generation and agent.pending is not None
+    assert agent.pending["cause"] == "bad_input"
+    assert [e.record["event"] for e in read_events(job)] == [EventKind.RANK_FAILED]
+
+
+def test_recovery_is_timed_from_the_failure_not_from_when_the_restart_was_recorded(
+    tmp_path: Path,
+) -> None:
+    """A restart recorded late (after the new workers' first steps, or at the end when no
+    scan saw them) is timed from when its failure was seen, like one recorded at once."""
+    job = JobDir(tmp_path)
+    job.create()
+    t0 = 1000.0
+    append_jsonl(job.events, {"ts": t0, "event": "agent_started", "source": "agent"})
+    for step in range(1, 8):
+        append_jsonl(job.progress_file(0), {"ts": t0 + step, "step": step, "step_time_s": 0.5})
+    append_jsonl(job.events, {"ts": t0 + 7.5, "event": "fault_injected", "spec": "kill@step=8"})
+    for step in range(6, 11):  # the new workers resumed from step 5 before the record below
+        append_jsonl(job.progress_file(0), {"ts": t0 + 20 + step, "step": step})
+    late = {"source": "agent", "node": "n0", "cause": "signal", "detected_ts": t0 + 7.7}
+    append_jsonl(job.events, {"ts": t0 + 31, "event": "restarted", **late})
+    (fault,) = job_summary(job, t0 + 40)["faults"]
+    assert fault["fault"] == "kill@step=8" and fault["time_to_recover_s"] == pytest.approx(18.5)
+    assert fault["resumed_at_step"] == 5 and fault["steps_lost"] == 2
