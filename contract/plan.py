@@ -126,6 +126,10 @@ class PlanLayout(_Section):
     """none, selective or full."""
     interleave: int | None = None
     """Virtual pipeline stages per rank."""
+    sequence_parallel: bool | None = None
+    """With tp > 1, norms and the residual stream are also split along the sequence."""
+    hsdp_shard_size: int | None = None
+    """With sharding hsdp: data-parallel ranks of one shard group (divides dp)."""
 
     def text(self) -> str:
         """``dp8 tp2 pp1 cp1 zero3 mb1 rc=selective``: the layout in one short line."""

@@ -4,7 +4,9 @@ Precedence: a flag given on the command line beats the Plan, which beats the def
 From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``,
 ``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
-``training.seq_len`` and ``layout.micro_batch``, and derives ``grad_accum`` as
+``training.seq_len``, ``training.precision`` and the layout (``layout.micro_batch``,
+``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``, ``sharding``,
+``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
 ``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the planned global batch
 at the planned data-parallel size) and ``steps`` as ``training.total_tokens /
 (training.global_batch_seqs * training.seq_len)`` rounded up; other fields are ignored.
@@ -26,6 +28,10 @@ from contract.env import job_dir as env_job_dir
 from contract.plan import PlanError, read_plan
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
+from runtime.train.parallel import RECOMPUTES, SHARDINGS
+
+PRECISIONS = ("auto", "fp32", "bf16")
+"""Numerics the trainer applies (fp8 is refused: not applied yet)."""
 
 
 class ConfigError(ValueError):
@@ -57,7 +63,27 @@ class TrainConfig:
     micro_batch: int = 8
     """Sequences per rank per micro-step."""
     grad_accum: int = 1
-    """Micro-steps per optimizer step; global batch = world size * grad_accum * micro_batch."""
+    """Micro-steps per optimizer step; global batch = dp * grad_accum * micro_batch."""
+    dp: int = 0
+    """Data-parallel degree; 0: world size / (tp * pp * cp). Must multiply to the world size."""
+    tp: int = 1
+    """Tensor-parallel degree; divides heads and kv_heads."""
+    pp: int = 1
+    """Pipeline stages (only 1: pipeline parallelism is not applied yet)."""
+    cp: int = 1
+    """Context-parallel degree (only 1: not applied yet)."""
+    ep: int = 1
+    """Expert-parallel degree (only 1: not applied yet)."""
+    sequence_parallel: bool = False
+    """With tp > 1, also split norms and the residual stream along the sequence."""
+    sharding: str = "zero3"
+    """Data-parallel sharding: none, zero1, zero2, zero3 or hsdp."""
+    hsdp_shard_size: int = 0
+    """With sharding hsdp: ranks of one shard group (divides dp); otherwise 0."""
+    recompute: str = "none"
+    """Activation recomputation per block: none, selective (attention core) or full."""
+    precision: str = "auto"
+    """fp32, bf16 (fp32 reductions; CUDA only) or auto: bf16 on CUDA, fp32 on the CPU."""
     lr: float = 3e-3
     """Peak learning rate (after warm-up)."""
     min_lr: float = 3e-4
@@ -120,6 +146,16 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "tied_embeddings": ("model", "tied_embeddings"),
     "seq_len": ("training", "seq_len"),
     "micro_batch": ("layout", "micro_batch"),
+    "dp": ("layout", "dp"),
+    "tp": ("layout", "tp"),
+    "pp": ("layout", "pp"),
+    "cp": ("layout", "cp"),
+    "ep": ("layout", "ep"),
+    "sequence_parallel": ("layout", "sequence_parallel"),
+    "sharding": ("layout", "sharding"),
+    "hsdp_shard_size": ("layout", "hsdp_shard_size"),
+    "recompute": ("layout", "recompute"),
+    "precision": ("training", "precision"),
 }
 
 
@@ -296,3 +332,12 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
     need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
+    for name in ("tp", "pp", "cp", "ep"):
+        need(getattr(cfg, name) >= 1, name, "must be 1 or more")
+    for name in ("dp", "hsdp_shard_size"):
+        need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
+    need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")
+    need(cfg.recompute in RECOMPUTES, "recompute", f"use one of {', '.join(RECOMPUTES)}")
+    need(cfg.precision in PRECISIONS, "precision", f"use one of {', '.join(PRECISIONS)}")
+    need(cfg.heads % cfg.tp == 0, "tp", f"must divide the {cfg.heads} attention heads")
+    need(cfg.kv_heads % cfg.tp == 0, "tp", f"must divide the {cfg.kv_heads} key/value heads")

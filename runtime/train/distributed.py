@@ -55,6 +55,11 @@ def init(device_choice: str, timeout_s: float) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
+def launched_world_size() -> int:
+    """Processes of the job as the launcher (torchrun) set it; 1 when run alone."""
+    return int(os.environ.get("WORLD_SIZE", "1")) if "RANK" in os.environ else 1
+
+
 def shard(model: nn.Module, blocks: nn.ModuleList, device: torch.device) -> None:
     """FSDP2: one ``fully_shard`` unit per transformer block, then the root.
 
