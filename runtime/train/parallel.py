@@ -72,12 +72,7 @@ class ParallelDims:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
-        for name in ("pp", "cp", "ep"):
-            if getattr(self, name) > 1:
-                raise LayoutError(
-                    f"--{name} {getattr(self, name)}: the reference trainer does not apply "
-                    f"{name} yet; plan with {name}=1"
-                )
+        _refuse_unapplied(pp=self.pp, cp=self.cp, ep=self.ep)
         product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
         if product != self.world_size:
             raise LayoutError(
@@ -117,8 +112,9 @@ def parallel_dims(
     """
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
+    _refuse_unapplied(pp=pp, cp=cp, ep=ep)
     if tp >= 1 and dp == 0 and world_size % tp == 0:
-        dp = world_size // (tp * max(pp, 1) * max(cp, 1))
+        dp = world_size // tp
     if sharding == "hsdp":
         if hsdp_shard_size < 2 or dp % hsdp_shard_size:
             raise LayoutError(
@@ -135,6 +131,15 @@ def parallel_dims(
     else:
         replicate, shard = 1, dp
     return ParallelDims(replicate, shard, tp, world_size, pp=pp, cp=cp, ep=ep)
+
+
+def _refuse_unapplied(**degrees: int) -> None:
+    for name, value in degrees.items():
+        if value > 1:
+            raise LayoutError(
+                f"--{name} {value}: the reference trainer does not apply {name} yet; "
+                f"plan with {name}=1"
+            )
 
 
 def check_heads(dims: ParallelDims, heads: int, kv_heads: int) -> None:
