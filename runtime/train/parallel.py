@@ -32,11 +32,7 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
-SHARDINGS = ("none", "zero1", "zero2", "zero3", "hsdp")
-"""Data-parallel sharding, the planner's names (planner.specs.Layout.sharding)."""
-
-RECOMPUTES = ("none", "selective", "full")
-"""Activation recomputation, the planner's names (planner.specs.Layout.recompute)."""
+from contract.plan_layout import RECOMPUTES, SHARDINGS
 
 MESH_DIMS = ("dp_replicate", "dp_shard", "tp")
 """Names of the device mesh's dimensions, outermost first."""
