@@ -101,3 +101,37 @@ def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
         f"plan: {resolved.text()}\n"
         f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
     )
+
+
+def check_embedded_plan(spec: Any) -> None:
+    """The checks of ``--plan`` for a JobSpec's ``plan`` (a ``plan:`` block in job.yaml,
+    the TUI's launch): a Plan of this schema with a runnable layout; for the reference
+    trainer also a fixed node count whose ranks are the layout's world size, whole
+    tensor-parallel groups per node (the trainer would refuse anything else at start)."""
+    if spec.plan is None:
+        return
+    try:
+        plan = parse_plan(spec.plan, "plan")
+        resolved = resolve_layout(plan, "plan")
+    except PlanError as exc:
+        raise LaunchInputError(str(exc)) from None
+    if not spec.entrypoint.is_reference_trainer:
+        return
+    nodes, procs = spec.nodes, spec.procs_per_node
+    if nodes.min != nodes.max:
+        raise LaunchInputError(
+            f"nodes {nodes}: a planned reference-trainer job has a fixed world size "
+            f"({resolved.world_size} ranks); give one node count"
+        )
+    world = nodes.min * procs
+    if world != resolved.world_size:
+        raise LaunchInputError(
+            f"procs_per_node: {nodes.min} node(s) x {procs} rank(s) = {world} ranks, but the "
+            f"plan's layout {plan.layout.text()} needs {resolved.world_size}; change nodes "
+            "or procs_per_node, or plan again"
+        )
+    tp = plan.layout.tp or 1
+    if procs % tp:
+        raise LaunchInputError(
+            f"procs_per_node {procs}: a node must hold whole tensor-parallel groups of tp {tp}"
+        )

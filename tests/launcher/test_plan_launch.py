@@ -153,3 +153,25 @@ def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: 
     assert (applied["global_batch_tokens"], applied["grad_accum"]) == (8 * 32, 2)
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert [r["tokens"] for r in steps] == [256, 512]
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{foo: 1}", "plan: plan foo: unknown field"),
+        ("{model: {num_attention_heads: 4}, layout: {dp: 1, tp: 3}}",
+         "plan layout.tp 3: must divide model.num_attention_heads 4"),
+        ("{layout: {dp: 1, sharding: zero9}}", "plan layout.sharding 'zero9': use one of"),
+        ("{layout: {dp: 1, tp: 2}}", "procs_per_node: 1 node(s) x 1 rank(s) = 1 ranks"),
+    ],
+)  # fmt: skip
+def test_a_plan_block_in_job_yaml_gets_the_same_checks(
+    cli: Any, tmp_path: Path, block: str, message: str
+) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"name: planned\nentrypoint: {{module: runtime.train}}\nplan: {block}\n")
+    for extra in (["--dry-run"], []):
+        run = cli("launch", str(spec), *extra)
+        assert run.code == 2 and message in run.err, run.err
+    with Store() as store:
+        assert store.list_jobs() == []
