@@ -21,7 +21,16 @@ from typing import Any
 
 import pytest
 from polling import run_to_end
-from trainer_harness import REPO, TORCHRUN, describe, events, free_port, progress
+from trainer_harness import (
+    REPO,
+    TORCHRUN,
+    describe,
+    events,
+    free_port,
+    losses_by_step,
+    progress,
+    run_trainer,
+)
 from trainer_harness import trainer_env as harness_env
 
 from runtime.train import parallel
@@ -235,3 +244,29 @@ def test_parallel_dims_validate_their_product() -> None:
         parallel.ParallelDims(dp_replicate=1, dp_shard=3, tp=2, world_size=8)
     with pytest.raises(parallel.LayoutError, match="--dp-shard 0: must be 1 or more"):
         parallel.ParallelDims(dp_replicate=1, dp_shard=0, tp=2, world_size=8)
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_layouts(tmp_path: Path) -> None:
+    """Written under dp2 x tp2 (SP), resumed under dp4, then under tp2 on 2 ranks: the
+    losses continue as a dp4 run that was never interrupted. Warm-up outlasts the run,
+    so the learning rate of a step does not depend on ``--steps``."""
+    common = ["--seq-len", "32", "--micro-batch", "2", "--warmup-steps", "50",
+              "--ckpt-every", "0", "--eval-every", "0"]  # fmt: skip
+    job, straight = tmp_path / "job", tmp_path / "straight"
+    legs = [
+        (4, ["--tp", "2", "--sequence-parallel", "--grad-accum", "2", "--steps", "3"]),
+        (4, ["--grad-accum", "1", "--steps", "6"]),
+        (2, ["--tp", "2", "--grad-accum", "4", "--steps", "8"]),
+    ]
+    for nproc, args in legs:
+        run = run_trainer(job, nproc, [*common, *args])
+        assert run.returncode == 0, describe(run)
+    run = run_trainer(straight, 4, [*common, "--grad-accum", "1", "--steps", "8"])
+    assert run.returncode == 0, describe(run)
+    resumed = [(e["step"], e["world_size_then"], e["world_size"]) for e in events(job, "resumed")]
+    assert resumed == [(3, 4, 4), (6, 4, 2)]
+    got, want = losses_by_step(progress(job)), losses_by_step(progress(straight))
+    assert sorted(got) == sorted(want) == list(range(1, 9))
+    rel = max(abs(got[s] - want[s]) / want[s] for s in want)
+    assert rel <= REL_TOL, f"{got} against an uninterrupted dp4 run {want}"
