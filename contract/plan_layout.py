@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract import env
 from contract.jobdir import write_json_atomic
 from contract.plan import PLAN_SCHEMA_VERSION, Plan, PlanError, PlanLayout, parse_plan
 
@@ -106,6 +107,27 @@ def resolve_layout(plan: Plan, source: str = "plan") -> ResolvedLayout:
     world = degrees["dp"] * tp * degrees["pp"] * degrees["cp"]
     tokens = batch * seq if batch is not None and seq is not None else None
     return ResolvedLayout(layout, world, batch, tokens, accum)
+
+
+def layout_environment(resolved: ResolvedLayout) -> dict[str, str]:
+    """The ``SCALECTL_LAYOUT_*`` variables of a resolved layout (``contract.env.layout``
+    reads them); a value the plan does not give is left unset."""
+    lay = resolved.layout
+    values: dict[str, Any] = {
+        env.LAYOUT_DP_ENV: lay.dp or 1,
+        env.LAYOUT_TP_ENV: lay.tp or 1,
+        env.LAYOUT_PP_ENV: lay.pp or 1,
+        env.LAYOUT_CP_ENV: lay.cp or 1,
+        env.LAYOUT_EP_ENV: lay.ep or 1,
+        env.LAYOUT_SEQUENCE_PARALLEL_ENV: "1" if lay.sequence_parallel else "0",
+        env.LAYOUT_SHARDING_ENV: lay.sharding,
+        env.LAYOUT_HSDP_SHARD_SIZE_ENV: lay.hsdp_shard_size,
+        env.LAYOUT_RECOMPUTE_ENV: lay.recompute,
+        env.LAYOUT_MICRO_BATCH_ENV: lay.micro_batch,
+        env.LAYOUT_GRAD_ACCUM_ENV: resolved.grad_accum,
+        env.LAYOUT_GLOBAL_BATCH_TOKENS_ENV: resolved.tokens_per_step,
+    }
+    return {name: str(value) for name, value in values.items() if value is not None}
 
 
 def plan_document(plan_fields: dict[str, Any]) -> dict[str, Any]:

@@ -175,3 +175,26 @@ def test_a_plan_block_in_job_yaml_gets_the_same_checks(
         assert run.code == 2 and message in run.err, run.err
     with Store() as store:
         assert store.list_jobs() == []
+
+
+def test_every_rank_gets_the_layout_as_typed_variables(plan_path: Path, tmp_path: Path) -> None:
+    from contract import env
+    from launcher.commands import rank_environment
+    from launcher.spec import spec_from_mapping
+
+    document = json.loads(plan_path.read_text())
+    spec = spec_from_mapping(
+        {"name": "mine", "entrypoint": {"script": "train.py"}, "procs_per_node": 4,
+         "plan": document}, "test"
+    )  # fmt: skip
+    variables = rank_environment(spec, "job-1", tmp_path, "node0", node_cpus=4)
+    assert variables[env.LAYOUT_TP_ENV] == "2" and variables[env.LAYOUT_GRAD_ACCUM_ENV] == "2"
+    layout = env.layout(variables)
+    assert layout == env.LayoutEnv(
+        dp=2, tp=2, pp=1, cp=1, ep=1, sequence_parallel=True, sharding="zero3",
+        hsdp_shard_size=None, recompute="none", micro_batch=2, grad_accum=2,
+        global_batch_tokens=256,
+    )  # fmt: skip
+    assert env.layout({}) is None
+    plain = spec_from_mapping({"name": "p", "entrypoint": {"script": "t.py"}}, "test")
+    assert env.layout(rank_environment(plain, "job-2", tmp_path, "node0", node_cpus=4)) is None
