@@ -66,6 +66,14 @@ class PlanModel(_Section):
     """Tokens in the vocabulary."""
     tied_embeddings: bool | None = None
     """Input embedding and output projection share weights."""
+    activation: str | None = None
+    """Feed-forward: swiglu or gelu."""
+    norm: str | None = None
+    """rmsnorm or layernorm."""
+    bias: bool | None = None
+    """Biases in the projections and norms."""
+    head_dim: int | None = None
+    """Size of one attention head (None: hidden_size / num_attention_heads)."""
 
 
 class PlanGpu(_Section):

@@ -4,6 +4,7 @@ Precedence: a flag given on the command line beats the Plan, which beats the def
 From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``,
 ``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
+``model.activation``, ``model.norm``, ``model.bias``, ``model.head_dim``,
 ``training.seq_len``, ``training.precision`` and the layout (``layout.micro_batch``,
 ``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``, ``sharding``,
 ``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
@@ -53,11 +54,20 @@ class TrainConfig:
     kv_heads: int = 2
     """Key/value heads (GQA); divides ``heads``."""
     ffn_hidden: int = 0
-    """SwiGLU inner width; 0 picks 8/3 * hidden rounded up to a multiple of 32 (Llama)."""
+    """MLP inner width; 0 picks 8/3 * hidden rounded up to a multiple of 32 (Llama's
+    SwiGLU), or 4 * hidden with --activation gelu (GPT)."""
     vocab: int = MIN_VOCAB
     """Embedding rows; at least 257 (bytes + end-of-document)."""
     tied_embeddings: bool = False
     """Share the input embedding with the output projection."""
+    activation: str = "swiglu"
+    """Feed-forward: swiglu (Llama) or gelu (GPT: 2-matrix MLP)."""
+    norm: str = "rmsnorm"
+    """rmsnorm (Llama) or layernorm (GPT)."""
+    bias: bool = False
+    """Biases in the projections and norms (GPT)."""
+    head_dim: int = 0
+    """Size of one attention head; 0: hidden / heads."""
     seq_len: int = 128
     """Tokens per training sequence."""
     micro_batch: int = 8
@@ -127,13 +137,18 @@ class TrainConfig:
             vocab=self.vocab,
             seq_len=self.seq_len,
             tied=self.tied_embeddings,
+            activation=self.activation,
+            norm=self.norm,
+            bias=self.bias,
+            head_dim_override=self.head_dim,
         )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings")
+MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings",
+                "activation", "norm", "bias", "head_dim")  # fmt: skip
 """Fields that fix the shapes of the parameters: a checkpoint only loads if they match."""
 
 _PLAN_FIELDS: dict[str, tuple[str, str]] = {
@@ -144,6 +159,10 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "ffn_hidden": ("model", "ffn_hidden_size"),
     "vocab": ("model", "vocab_size"),
     "tied_embeddings": ("model", "tied_embeddings"),
+    "activation": ("model", "activation"),
+    "norm": ("model", "norm"),
+    "bias": ("model", "bias"),
+    "head_dim": ("model", "head_dim"),
     "seq_len": ("training", "seq_len"),
     "micro_batch": ("layout", "micro_batch"),
     "dp": ("layout", "dp"),
@@ -247,7 +266,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         values["job_dir"] = str(env_job_dir() or "")
     config = TrainConfig(**values)
     if config.ffn_hidden == 0:
-        config = replace(config, ffn_hidden=default_ffn_hidden(config.hidden))
+        # GPT's MLP is 4 x hidden wide (Radford et al. 2018, section 4.1).
+        width = 4 * config.hidden if config.activation == "gelu" else None
+        config = replace(config, ffn_hidden=width or default_ffn_hidden(config.hidden))
     _validate(config, lambda name: origin.get(name, _flag(name)))
     return config
 
@@ -318,8 +339,17 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
         need(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("warmup_steps", "ckpt_every", "eval_every", "seed"):
         need(getattr(cfg, name) >= 0, name, "must be 0 or more")
-    need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
-    need((cfg.hidden // cfg.heads) % 2 == 0, "heads", "hidden / heads must be even (rotary pairs)")
+    need(cfg.head_dim >= 0, "head_dim", "must be 0 (hidden / heads) or more")
+    need(cfg.head_dim % 2 == 0, "head_dim", "must be even (rotary pairs)")
+    if cfg.head_dim == 0:
+        need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
+        need(
+            (cfg.hidden // cfg.heads) % 2 == 0,
+            "heads",
+            "hidden / heads must be even (rotary pairs)",
+        )
+    need(cfg.activation in ("swiglu", "gelu"), "activation", "use swiglu or gelu")
+    need(cfg.norm in ("rmsnorm", "layernorm"), "norm", "use rmsnorm or layernorm")
     need(cfg.heads % cfg.kv_heads == 0, "kv_heads", f"must divide the {cfg.heads} query heads")
     need(
         cfg.vocab >= MIN_VOCAB,

@@ -171,9 +171,10 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
             "attn.wv": ColwiseParallel(),
             "attn.wo": RowwiseParallel(output_layouts=seq),
             "ffn.w1": ColwiseParallel(),
-            "ffn.w3": ColwiseParallel(),
             "ffn.w2": RowwiseParallel(output_layouts=seq),
         }
+        if hasattr(block.get_submodule("ffn"), "w3"):  # SwiGLU's gate
+            plan["ffn.w3"] = ColwiseParallel()
         if sequence_parallel:
             plan["attn_norm"] = SequenceParallel()
             plan["ffn_norm"] = SequenceParallel()

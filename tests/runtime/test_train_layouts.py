@@ -8,7 +8,7 @@ within ``REL_TOL``. The layouts change only the order of floating-point sums (sh
 matmuls, reduce-scatter against all-reduce), so the losses agree to a few 1e-7
 relative; ``REL_TOL`` leaves room for that drift to grow over 10 AdamW steps. A wrong
 sharding (tp ranks reading different samples, say) moves the loss by 1e-2 within two
-steps.
+steps. ``GPT`` layouts run a GPT-style model (GELU, LayerNorm, biases, tied embeddings).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ REL_TOL = 1e-4
 
 WORKER = Path(__file__).with_name("parity_worker.py")
 
+GPT = "--activation gelu --norm layernorm --bias --tied-embeddings"
+"""A GPT-style model (GELU MLP, LayerNorm, biases, tied embeddings)."""
+
 LAYOUTS: dict[str, tuple[str, str]] = {
     # name: (4-rank flags, one-process reference flags); global batch 8 sequences
     "dp4 zero3": ("--grad-accum 1", "--grad-accum 4"),
@@ -53,6 +56,8 @@ LAYOUTS: dict[str, tuple[str, str]] = {
     "dp4 recompute full": ("--recompute full", "--grad-accum 4"),
     "dp2 tp2 sp": ("--tp 2 --sequence-parallel --grad-accum 2", "--grad-accum 4"),
     "dp2 tp2 no sp": ("--tp 2 --no-sequence-parallel --grad-accum 2", "--grad-accum 4"),
+    "gpt dp2 tp2 sp": (f"--tp 2 --sequence-parallel --grad-accum 2 {GPT}", f"--grad-accum 4 {GPT}"),
+    "gpt dp4 zero3": (f"--grad-accum 1 {GPT}", f"--grad-accum 4 {GPT}"),
     "dp2 tp2 sp selective tied": (
         "--tp 2 --sequence-parallel --grad-accum 2 --recompute selective --tied-embeddings",
         "--grad-accum 4 --tied-embeddings",
@@ -163,6 +168,9 @@ TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "-
         (["--sharding", "zero4"], "--sharding zero4: use one of none, zero1, zero2, zero3, hsdp"),
         (["--recompute", "some"], "--recompute some: use one of none, selective, full"),
         (["--precision", "fp8"], "--precision fp8: use one of auto, fp32, bf16"),
+        (["--activation", "relu"], "--activation relu: use swiglu or gelu"),
+        (["--norm", "batchnorm"], "--norm batchnorm: use rmsnorm or layernorm"),
+        (["--head-dim", "7"], "--head-dim 7: must be even (rotary pairs)"),
     ],
 )
 def test_bad_layout_flags_name_the_knob(argv: list[str], message: str) -> None:
