@@ -74,6 +74,8 @@ class PlanModel(_Section):
     """Biases in the projections and norms."""
     head_dim: int | None = None
     """Size of one attention head (None: hidden_size / num_attention_heads)."""
+    num_experts: int | None = None
+    """Experts per MoE layer (1 or None: a dense model)."""
 
 
 class PlanGpu(_Section):

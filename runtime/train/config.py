@@ -302,6 +302,12 @@ def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     if batch and seq and total:
         steps = max(1, math.ceil(total / (batch * seq)))
         found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
+    experts = plan.model.num_experts
+    if experts is not None and experts > 1:
+        raise ConfigError(
+            f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
+            "models only; plan a model with num_experts 1"
+        )
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
