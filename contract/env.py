@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 PREFIX = "SCALECTL_"
@@ -87,6 +88,47 @@ a Plan. The reference trainer reads the plan from it when no ``--plan`` flag nam
 LOCAL_NODE_RETURN_S_ENV = "SCALECTL_LOCAL_NODE_RETURN_S"
 """Seconds before the local backend starts a lost node's agent again (tests shorten it)."""
 
+# The planned layout, for any program a Plan launches (set with SCALECTL_PLAN_FILE; the
+# reference trainer reads plan.json itself). contract.plan_layout.layout_environment
+# writes them; :func:`layout` reads them.
+
+LAYOUT_DP_ENV = "SCALECTL_LAYOUT_DP"
+"""Data-parallel degree of the plan's layout."""
+
+LAYOUT_TP_ENV = "SCALECTL_LAYOUT_TP"
+"""Tensor-parallel degree."""
+
+LAYOUT_PP_ENV = "SCALECTL_LAYOUT_PP"
+"""Pipeline stages."""
+
+LAYOUT_CP_ENV = "SCALECTL_LAYOUT_CP"
+"""Context-parallel degree."""
+
+LAYOUT_EP_ENV = "SCALECTL_LAYOUT_EP"
+"""Expert-parallel degree."""
+
+LAYOUT_SHARDING_ENV = "SCALECTL_LAYOUT_SHARDING"
+"""Data-parallel sharding: none, zero1, zero2, zero3 or hsdp (unset: the plan does not say)."""
+
+LAYOUT_HSDP_SHARD_SIZE_ENV = "SCALECTL_LAYOUT_HSDP_SHARD_SIZE"
+"""With sharding hsdp: ranks of one shard group; unset otherwise."""
+
+LAYOUT_SEQUENCE_PARALLEL_ENV = "SCALECTL_LAYOUT_SEQUENCE_PARALLEL"
+"""``1`` when norms and the residual stream are split along the sequence over tp, else ``0``."""
+
+LAYOUT_RECOMPUTE_ENV = "SCALECTL_LAYOUT_RECOMPUTE"
+"""Activation recomputation: none, selective or full (unset: the plan does not say)."""
+
+LAYOUT_MICRO_BATCH_ENV = "SCALECTL_LAYOUT_MICRO_BATCH"
+"""Sequences per micro-batch per data-parallel rank."""
+
+LAYOUT_GRAD_ACCUM_ENV = "SCALECTL_LAYOUT_GRAD_ACCUM"
+"""Micro-steps per optimiser step: global batch / (dp x micro-batch); unset when the plan
+has no global batch."""
+
+LAYOUT_GLOBAL_BATCH_TOKENS_ENV = "SCALECTL_LAYOUT_GLOBAL_BATCH_TOKENS"
+"""Tokens per optimiser step, the whole job; unset when the plan does not say."""
+
 ALL = (
     HOME_ENV,
     JOBS_ROOT_ENV,
@@ -104,6 +146,18 @@ ALL = (
     CKPT_KEEP_LAST_ENV,
     PLAN_FILE_ENV,
     LOCAL_NODE_RETURN_S_ENV,
+    LAYOUT_DP_ENV,
+    LAYOUT_TP_ENV,
+    LAYOUT_PP_ENV,
+    LAYOUT_CP_ENV,
+    LAYOUT_EP_ENV,
+    LAYOUT_SHARDING_ENV,
+    LAYOUT_HSDP_SHARD_SIZE_ENV,
+    LAYOUT_SEQUENCE_PARALLEL_ENV,
+    LAYOUT_RECOMPUTE_ENV,
+    LAYOUT_MICRO_BATCH_ENV,
+    LAYOUT_GRAD_ACCUM_ENV,
+    LAYOUT_GLOBAL_BATCH_TOKENS_ENV,
 )
 """Every variable above, in the order documented."""
 
@@ -217,3 +271,56 @@ def local_node_return_s(environ: Mapping[str, str] | None = None) -> float | Non
     """
     value = _get(LOCAL_NODE_RETURN_S_ENV, environ)
     return float(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class LayoutEnv:
+    """The planned layout as the ``SCALECTL_LAYOUT_*`` variables give it."""
+
+    dp: int
+    """Data-parallel degree."""
+    tp: int
+    """Tensor-parallel degree."""
+    pp: int
+    """Pipeline stages."""
+    cp: int
+    """Context-parallel degree."""
+    ep: int
+    """Expert-parallel degree."""
+    sequence_parallel: bool
+    """Norms and residual stream split along the sequence over tp."""
+    sharding: str | None
+    """none, zero1, zero2, zero3 or hsdp; None when the plan does not say."""
+    hsdp_shard_size: int | None
+    """HSDP shard group size; None unless sharding is hsdp."""
+    recompute: str | None
+    """none, selective or full; None when the plan does not say."""
+    micro_batch: int | None
+    """Sequences per micro-batch per data-parallel rank."""
+    grad_accum: int | None
+    """Micro-steps per optimiser step."""
+    global_batch_tokens: int | None
+    """Tokens per optimiser step, the whole job."""
+
+
+def layout(environ: Mapping[str, str] | None = None) -> LayoutEnv | None:
+    """The planned layout, or None for a job launched without a Plan (or garbled values)."""
+    degrees = [_int(name, environ) for name in (LAYOUT_DP_ENV, LAYOUT_TP_ENV, LAYOUT_PP_ENV,
+                                                 LAYOUT_CP_ENV, LAYOUT_EP_ENV)]  # fmt: skip
+    if any(value is None for value in degrees):
+        return None
+    dp, tp, pp, cp, ep = (int(value or 1) for value in degrees)
+    return LayoutEnv(
+        dp=dp,
+        tp=tp,
+        pp=pp,
+        cp=cp,
+        ep=ep,
+        sequence_parallel=_get(LAYOUT_SEQUENCE_PARALLEL_ENV, environ) == "1",
+        sharding=_get(LAYOUT_SHARDING_ENV, environ),
+        hsdp_shard_size=_int(LAYOUT_HSDP_SHARD_SIZE_ENV, environ),
+        recompute=_get(LAYOUT_RECOMPUTE_ENV, environ),
+        micro_batch=_int(LAYOUT_MICRO_BATCH_ENV, environ),
+        grad_accum=_int(LAYOUT_GRAD_ACCUM_ENV, environ),
+        global_batch_tokens=_int(LAYOUT_GLOBAL_BATCH_TOKENS_ENV, environ),
+    )

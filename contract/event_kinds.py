@@ -47,6 +47,7 @@ class EventKind(str, enum.Enum):
     GAVE_UP = "gave_up"
     AGENT_FINISHED = "agent_finished"
     # the ranks (the reference trainer, fault injection)
+    LAYOUT_APPLIED = "layout_applied"
     RESUMED = "resumed"
     CHECKPOINT_SAVED = "checkpoint_saved"
     TRAINING_COMPLETE = "training_complete"
@@ -356,6 +357,28 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "seconds": "time to save",
             "reason": "interval, final or signal",
             "world_size": "ranks",
+        },
+    ),
+    EventKind.LAYOUT_APPLIED: EventSpec(
+        "reference trainer (rank 0)",
+        "the parallel layout the trainer applied, at every (re)start, before resuming",
+        {
+            "source": "'trainer'",
+            "rank": "0",
+            "dp_replicate": "data-parallel replicas (HSDP's replicate group; dp under none)",
+            "dp_shard": "data-parallel ranks sharding parameters and optimizer state",
+            "tp": "tensor-parallel degree",
+            "pp": "pipeline stages",
+            "cp": "context-parallel degree",
+            "ep": "expert-parallel degree",
+            "sequence_parallel": "norms and residual stream split along the sequence",
+            "recompute": "none, selective or full",
+            "sharding": "none, zero1, zero2, zero3 or hsdp",
+            "precision": "fp32 or bf16",
+            "world_size": "ranks",
+            "global_batch_tokens": "tokens per optimiser step, the whole job",
+            "micro_batch": "sequences per micro-step per data-parallel rank",
+            "grad_accum": "micro-steps per optimiser step",
         },
     ),
     EventKind.TRAINING_COMPLETE: EventSpec(

@@ -66,6 +66,16 @@ class PlanModel(_Section):
     """Tokens in the vocabulary."""
     tied_embeddings: bool | None = None
     """Input embedding and output projection share weights."""
+    activation: str | None = None
+    """Feed-forward: swiglu or gelu."""
+    norm: str | None = None
+    """rmsnorm or layernorm."""
+    bias: bool | None = None
+    """Biases in the projections and norms."""
+    head_dim: int | None = None
+    """Size of one attention head (None: hidden_size / num_attention_heads)."""
+    num_experts: int | None = None
+    """Experts per MoE layer (1 or None: a dense model)."""
 
 
 class PlanGpu(_Section):
@@ -126,6 +136,10 @@ class PlanLayout(_Section):
     """none, selective or full."""
     interleave: int | None = None
     """Virtual pipeline stages per rank."""
+    sequence_parallel: bool | None = None
+    """With tp > 1, norms and the residual stream are also split along the sequence."""
+    hsdp_shard_size: int | None = None
+    """With sharding hsdp: data-parallel ranks of one shard group (divides dp)."""
 
     def text(self) -> str:
         """``dp8 tp2 pp1 cp1 zero3 mb1 rc=selective``: the layout in one short line."""

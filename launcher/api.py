@@ -24,6 +24,7 @@ from launcher.backends.base import Backend, CancelReport, SubmitRequest
 from launcher.errors import BackendUnavailableError, JobActionError, LaunchInputError
 from launcher.ids import new_job_id
 from launcher.paths import default_jobs_root
+from launcher.plan_launch import check_embedded_plan
 from launcher.spec import JobSpec
 from launcher.states import JobState
 from launcher.store import JobIdTakenError, JobRecord, NewJob, Store
@@ -60,6 +61,7 @@ def prepare(spec: JobSpec, *, cwd: Path, environ: Mapping[str, str]) -> Prepared
     backend = get_backend(spec.backend)
     spec = resolve_paths(spec, cwd)
     backend.check(spec)
+    check_embedded_plan(spec)
     secret_env = backend.resolve_env(spec, environ)
     if spec.entrypoint.script is not None and spec.backend == "local":
         script = spec.entrypoint.script

@@ -85,10 +85,17 @@ def launch(
     after: list[str] | None = typer.Option(
         None, "--after", help="slurm: start once this job completed (id or name; repeatable)."
     ),
+    plan_file: str | None = typer.Option(
+        None,
+        "--plan",
+        help="A planner plan.json: nodes, ranks and layout from it; the reference trainer "
+        "unless --module/--script or a command is given.",
+    ),
 ) -> None:
     """Launch a job from a spec file and/or flags: `scalectl launch job.yaml`,
     `scalectl launch --nodes 1:2 --nproc-per-node 2 -- python train.py --lr 1e-3`,
-    `scalectl launch --module runtime.train -- --steps 50`."""
+    `scalectl launch --module runtime.train -- --steps 50`,
+    `scalectl launch --plan plan.json -- --steps 50`."""
     from launcher import api
     from launcher.cli_follow import follow_logs, print_final
     from launcher.spec import read_spec_mapping, spec_from_mapping
@@ -124,10 +131,21 @@ def launch(
         for line in sweep_command(file_data, flags, words, source=source, dry_run=dry_run):
             typer.echo(line)
         return
-    spec = spec_from_mapping(build_mapping(file_data, flags, words), source=source)
+    plan_lines = None
+    if plan_file is not None:
+        from launcher.plan_launch import apply_plan, describe, with_default_entrypoint
+
+        flags = with_default_entrypoint(flags, file_data)
+    mapping = build_mapping(file_data, flags, words)
+    if plan_file is not None:
+        mapping, resolved = apply_plan(Path(plan_file), mapping, flags)
+        plan_lines = describe(resolved, mapping)
+    spec = spec_from_mapping(mapping, source=source)
     if after:
         check_after(spec, after)
     if dry_run:
+        if plan_lines is not None:
+            typer.echo(plan_lines)
         typer.echo(api.dry_run(spec, cwd=Path.cwd(), environ=dict(_environ())))
         return
     with Store() as store:

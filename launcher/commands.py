@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from contract import env as env_names
 from contract.jobdir import JobDir
+from contract.plan import PlanError, parse_plan
+from contract.plan_layout import layout_environment, resolve_layout
 from launcher.spec import JobSpec
 
 RANK_EXEC_MODULE = "runtime.rank_exec"
@@ -188,4 +191,14 @@ def rank_environment(
         env[env_names.CKPT_KEEP_LAST_ENV] = str(spec.checkpoint.keep_last)
     if spec.plan is not None:
         env[env_names.PLAN_FILE_ENV] = str(JobDir(job_dir).plan_json)
+        env.update(_layout_environment(spec.plan))
     return env
+
+
+def _layout_environment(plan: dict[str, Any]) -> dict[str, str]:
+    """``SCALECTL_LAYOUT_*`` of an embedded plan; none for a plan that is not a Plan
+    (launch refuses those in ``api.prepare``; this also serves specs built in tests)."""
+    try:
+        return layout_environment(resolve_layout(parse_plan(plan)))
+    except PlanError:
+        return {}

@@ -95,6 +95,9 @@ def estimate_command(
     restart_min: RestartMinOption = None,
     profile: ProfileOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print the estimate as one JSON object."),
+    out: str | None = typer.Option(
+        None, "--out", help="Also write the Plan to FILE (plan.json) for `scalectl launch --plan`."
+    ),
     explain: bool = typer.Option(
         False, "--explain", help="Say why the chosen layout beat the runner-up and variants."
     ),
@@ -153,6 +156,10 @@ def estimate_command(
         explain=explain,
     )
     plan, defaults = run_request(request)
+    if out is not None:
+        from planner.cli_out import write_plan_file
+
+        write_plan_file(plan, out)
     if as_json:
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)

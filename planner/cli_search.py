@@ -95,6 +95,10 @@ def search_command(
     as_json: bool = typer.Option(
         False, "--json", help="Print the ranked layouts as a JSON list of estimates."
     ),
+    out: str | None = typer.Option(
+        None, "--out", help="Also write the Plan of one ranked layout to FILE (plan.json)."
+    ),
+    pick: int = typer.Option(1, "--pick", help="With --out: which ranked layout (1 = best)."),
 ) -> None:
     """Search every valid layout; rank them; show why each loses and the Pareto front.
 
@@ -159,6 +163,10 @@ def search_command(
         objective=objective,  # type: ignore[arg-type]
         top_k=top, constraints=constraints,
     )  # fmt: skip
+    if out is not None:
+        from planner.cli_out import picked_plan, write_plan_file
+
+        write_plan_file(picked_plan(model_spec, cluster, training, result.ranked, pick), out)
     if plot is not None and result.ranked:
         from planner.plot import plot_search
 

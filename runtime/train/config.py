@@ -4,7 +4,10 @@ Precedence: a flag given on the command line beats the Plan, which beats the def
 From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``,
 ``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
-``training.seq_len`` and ``layout.micro_batch``, and derives ``grad_accum`` as
+``model.activation``, ``model.norm``, ``model.bias``, ``model.head_dim``,
+``training.seq_len``, ``training.precision`` and the layout (``layout.micro_batch``,
+``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``, ``sharding``,
+``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
 ``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the planned global batch
 at the planned data-parallel size) and ``steps`` as ``training.total_tokens /
 (training.global_batch_seqs * training.seq_len)`` rounded up; other fields are ignored.
@@ -26,6 +29,10 @@ from contract.env import job_dir as env_job_dir
 from contract.plan import PlanError, read_plan
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
+from runtime.train.parallel import RECOMPUTES, SHARDINGS
+
+PRECISIONS = ("auto", "fp32", "bf16")
+"""Numerics the trainer applies (fp8 is refused: not applied yet)."""
 
 
 class ConfigError(ValueError):
@@ -47,17 +54,46 @@ class TrainConfig:
     kv_heads: int = 2
     """Key/value heads (GQA); divides ``heads``."""
     ffn_hidden: int = 0
-    """SwiGLU inner width; 0 picks 8/3 * hidden rounded up to a multiple of 32 (Llama)."""
+    """MLP inner width; 0 picks 8/3 * hidden rounded up to a multiple of 32 (Llama's
+    SwiGLU), or 4 * hidden with --activation gelu (GPT)."""
     vocab: int = MIN_VOCAB
     """Embedding rows; at least 257 (bytes + end-of-document)."""
     tied_embeddings: bool = False
     """Share the input embedding with the output projection."""
+    activation: str = "swiglu"
+    """Feed-forward: swiglu (Llama) or gelu (GPT: 2-matrix MLP)."""
+    norm: str = "rmsnorm"
+    """rmsnorm (Llama) or layernorm (GPT)."""
+    bias: bool = False
+    """Biases in the projections and norms (GPT)."""
+    head_dim: int = 0
+    """Size of one attention head; 0: hidden / heads."""
     seq_len: int = 128
     """Tokens per training sequence."""
     micro_batch: int = 8
     """Sequences per rank per micro-step."""
     grad_accum: int = 1
-    """Micro-steps per optimizer step; global batch = world size * grad_accum * micro_batch."""
+    """Micro-steps per optimizer step; global batch = dp * grad_accum * micro_batch."""
+    dp: int = 0
+    """Data-parallel degree; 0: world size / (tp * pp * cp). Must multiply to the world size."""
+    tp: int = 1
+    """Tensor-parallel degree; divides heads and kv_heads."""
+    pp: int = 1
+    """Pipeline stages (only 1: pipeline parallelism is not applied yet)."""
+    cp: int = 1
+    """Context-parallel degree (only 1: not applied yet)."""
+    ep: int = 1
+    """Expert-parallel degree (only 1: not applied yet)."""
+    sequence_parallel: bool = False
+    """With tp > 1, also split norms and the residual stream along the sequence."""
+    sharding: str = "zero3"
+    """Data-parallel sharding: none, zero1, zero2, zero3 or hsdp."""
+    hsdp_shard_size: int = 0
+    """With sharding hsdp: ranks of one shard group (divides dp); otherwise 0."""
+    recompute: str = "none"
+    """Activation recomputation per block: none, selective (attention core) or full."""
+    precision: str = "auto"
+    """fp32, bf16 (fp32 reductions; CUDA only) or auto: bf16 on CUDA, fp32 on the CPU."""
     lr: float = 3e-3
     """Peak learning rate (after warm-up)."""
     min_lr: float = 3e-4
@@ -101,13 +137,18 @@ class TrainConfig:
             vocab=self.vocab,
             seq_len=self.seq_len,
             tied=self.tied_embeddings,
+            activation=self.activation,
+            norm=self.norm,
+            bias=self.bias,
+            head_dim_override=self.head_dim,
         )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings")
+MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings",
+                "activation", "norm", "bias", "head_dim")  # fmt: skip
 """Fields that fix the shapes of the parameters: a checkpoint only loads if they match."""
 
 _PLAN_FIELDS: dict[str, tuple[str, str]] = {
@@ -118,8 +159,22 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "ffn_hidden": ("model", "ffn_hidden_size"),
     "vocab": ("model", "vocab_size"),
     "tied_embeddings": ("model", "tied_embeddings"),
+    "activation": ("model", "activation"),
+    "norm": ("model", "norm"),
+    "bias": ("model", "bias"),
+    "head_dim": ("model", "head_dim"),
     "seq_len": ("training", "seq_len"),
     "micro_batch": ("layout", "micro_batch"),
+    "dp": ("layout", "dp"),
+    "tp": ("layout", "tp"),
+    "pp": ("layout", "pp"),
+    "cp": ("layout", "cp"),
+    "ep": ("layout", "ep"),
+    "sequence_parallel": ("layout", "sequence_parallel"),
+    "sharding": ("layout", "sharding"),
+    "hsdp_shard_size": ("layout", "hsdp_shard_size"),
+    "recompute": ("layout", "recompute"),
+    "precision": ("training", "precision"),
 }
 
 
@@ -211,7 +266,9 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         values["job_dir"] = str(env_job_dir() or "")
     config = TrainConfig(**values)
     if config.ffn_hidden == 0:
-        config = replace(config, ffn_hidden=default_ffn_hidden(config.hidden))
+        # GPT's MLP is 4 x hidden wide (Radford et al. 2018, section 4.1).
+        width = 4 * config.hidden if config.activation == "gelu" else None
+        config = replace(config, ffn_hidden=width or default_ffn_hidden(config.hidden))
     _validate(config, lambda name: origin.get(name, _flag(name)))
     return config
 
@@ -245,6 +302,12 @@ def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     if batch and seq and total:
         steps = max(1, math.ceil(total / (batch * seq)))
         found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
+    experts = plan.model.num_experts
+    if experts is not None and experts > 1:
+        raise ConfigError(
+            f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
+            "models only; plan a model with num_experts 1"
+        )
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
@@ -282,8 +345,17 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
         need(getattr(cfg, name) >= 1, name, "must be at least 1")
     for name in ("warmup_steps", "ckpt_every", "eval_every", "seed"):
         need(getattr(cfg, name) >= 0, name, "must be 0 or more")
-    need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
-    need((cfg.hidden // cfg.heads) % 2 == 0, "heads", "hidden / heads must be even (rotary pairs)")
+    need(cfg.head_dim >= 0, "head_dim", "must be 0 (hidden / heads) or more")
+    need(cfg.head_dim % 2 == 0, "head_dim", "must be even (rotary pairs)")
+    if cfg.head_dim == 0:
+        need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
+        need(
+            (cfg.hidden // cfg.heads) % 2 == 0,
+            "heads",
+            "hidden / heads must be even (rotary pairs)",
+        )
+    need(cfg.activation in ("swiglu", "gelu"), "activation", "use swiglu or gelu")
+    need(cfg.norm in ("rmsnorm", "layernorm"), "norm", "use rmsnorm or layernorm")
     need(cfg.heads % cfg.kv_heads == 0, "kv_heads", f"must divide the {cfg.heads} query heads")
     need(
         cfg.vocab >= MIN_VOCAB,
@@ -296,3 +368,12 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
     need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
+    for name in ("tp", "pp", "cp", "ep"):
+        need(getattr(cfg, name) >= 1, name, "must be 1 or more")
+    for name in ("dp", "hsdp_shard_size"):
+        need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
+    need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")
+    need(cfg.recompute in RECOMPUTES, "recompute", f"use one of {', '.join(RECOMPUTES)}")
+    need(cfg.precision in PRECISIONS, "precision", f"use one of {', '.join(PRECISIONS)}")
+    need(cfg.heads % cfg.tp == 0, "tp", f"must divide the {cfg.heads} attention heads")
+    need(cfg.kv_heads % cfg.tp == 0, "tp", f"must divide the {cfg.kv_heads} key/value heads")

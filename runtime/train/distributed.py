@@ -1,4 +1,4 @@
-"""Process group, device and FSDP2 sharding for the reference trainer.
+"""Process group and device for the reference trainer (the layout: ``runtime.train.parallel``).
 
 Under torchrun (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) it joins the job's process
 group; run alone it makes a one-process group over an in-memory store, so
@@ -16,8 +16,6 @@ from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 
 @dataclass(frozen=True)
@@ -55,21 +53,9 @@ def init(device_choice: str, timeout_s: float) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
-def shard(model: nn.Module, blocks: nn.ModuleList, device: torch.device) -> None:
-    """FSDP2: one ``fully_shard`` unit per transformer block, then the root.
-
-    The root unit holds the embedding, the final norm and the output projection (so a
-    tied embedding/output weight lives in one unit). On CUDA, parameters are gathered in
-    bf16 and gradients reduced in fp32; on the CPU everything stays fp32.
-    """
-    kwargs: dict[str, Any] = {}
-    if device.type == "cuda":
-        kwargs["mp_policy"] = MixedPrecisionPolicy(
-            param_dtype=torch.bfloat16, reduce_dtype=torch.float32
-        )
-    for block in blocks:
-        fully_shard(block, **kwargs)
-    fully_shard(model, **kwargs)
+def launched_world_size() -> int:
+    """Processes of the job as the launcher (torchrun) set it; 1 when run alone."""
+    return int(os.environ.get("WORLD_SIZE", "1")) if "RANK" in os.environ else 1
 
 
 def broadcast(value: Any) -> Any:

@@ -18,6 +18,7 @@ signal delivered to any one rank stops every rank after the same step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import resource
@@ -34,12 +35,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
+from torch.distributed.tensor.parallel import loss_parallel
 
 from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed
+from runtime.train import data, distributed, parallel
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.model import Transformer, count_parameters
 from runtime.train.resume import Checkpointing
@@ -87,6 +89,17 @@ class Trainer(Checkpointing):
         cfg = self.cfg
         injector_faults = faults.parse(env.faults())
         # Input checks first, so bad input leaves no file behind.
+        self.dims = parallel.parallel_dims(
+            world_size=distributed.launched_world_size(),
+            dp=cfg.dp,
+            tp=cfg.tp,
+            sharding=cfg.sharding,
+            hsdp_shard_size=cfg.hsdp_shard_size,
+            pp=cfg.pp,
+            cp=cfg.cp,
+            ep=cfg.ep,
+        )
+        parallel.check_heads(self.dims, cfg.heads, cfg.kv_heads)
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
             try:
@@ -118,7 +131,22 @@ class Trainer(Checkpointing):
         with torch.device(self.device):
             self.model = Transformer(cfg.model_config())
         self.n_params = count_parameters(self.model)
-        distributed.shard(self.model, self.model.layers, self.device)
+        self.precision = parallel.resolve_precision(cfg.precision, self.device)
+        self.mesh = self.dims.mesh(self.device.type)
+        # Mesh order (dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
+        self.dp_rank = self.rank // self.dims.tp
+        if self.dims.tp > 1:
+            parallel.apply_tp(self.model, self.mesh["tp"], cfg.sequence_parallel)
+            if cfg.tied_embeddings:
+                # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
+                self.model.output.weight = self.model.embed.weight
+        parallel.apply_recompute(self.model, cfg.recompute)
+        parallel.apply_sharding(
+            self.model,
+            self.mesh,
+            cfg.sharding,
+            parallel.mixed_precision(self.precision, self.device),
+        )
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -130,7 +158,8 @@ class Trainer(Checkpointing):
             betas=(0.9, 0.95),
             eps=1e-8,
         )
-        self.tokens_per_step = self.world_size * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
+        # Tokens per step are the plan's global batch: tp ranks read the same samples.
+        self.tokens_per_step = self.dims.dp * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
         self._time_compute(self.model.layers)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
@@ -197,8 +226,8 @@ class Trainer(Checkpointing):
                 seed=cfg.seed,
                 step=step,
                 micro_step=micro,
-                rank=self.rank,
-                world_size=self.world_size,
+                rank=self.dp_rank,
+                world_size=self.dims.dp,
                 micro_batch=cfg.micro_batch,
                 seq_len=cfg.seq_len,
             )
@@ -206,14 +235,13 @@ class Trainer(Checkpointing):
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
-            logits = self.model(batch[:, :-1])
-            loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
-            (loss / cfg.grad_accum).backward()
-            loss_sum += loss.detach()
+            with self._loss_context():
+                logits = self.model(batch[:, :-1])
+                loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+                (loss / cfg.grad_accum).backward()
+            loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        if isinstance(norm, DTensor):
-            norm = norm.full_tensor()
+        norm = parallel.clip_grad_norm(list(self.model.parameters()), max_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         signum = self._pending_signal
@@ -246,8 +274,10 @@ class Trainer(Checkpointing):
         """Mean per-token loss over the fixed held-out windows, the same at any world size."""
         self.model.eval()
         windows = self.eval_set
-        per_rank = -(-len(windows) // self.world_size)
-        mine = windows[self.rank * per_rank : (self.rank + 1) * per_rank]
+        # Split over data-parallel ranks; a tensor-parallel group reads the same rows and
+        # so counts them tp times, in both sums of the ratio.
+        per_rank = -(-len(windows) // self.dims.dp)
+        mine = windows[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
         chunks = -(-per_rank // self.cfg.micro_batch)
         totals = torch.zeros(2, device=self.device, dtype=torch.float64)
         for index in range(chunks):
@@ -257,15 +287,41 @@ class Trainer(Checkpointing):
                 # Every rank must run the same number of forwards (FSDP gathers inside them).
                 rows, weight = windows[:1], 0.0
             batch = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
-            logits = self.model(batch[:, :-1])
-            loss = F.cross_entropy(
-                logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
-            )
-            totals[0] += weight * loss.double()
+            with self._loss_context():
+                logits = self.model(batch[:, :-1])
+                loss = F.cross_entropy(
+                    logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
+                )
+            totals[0] += weight * _local(loss).double()
             totals[1] += weight * batch[:, 1:].numel()
         dist.all_reduce(totals)
         self.model.train()
         return float(totals[0] / totals[1])
+
+    def _loss_context(self) -> contextlib.AbstractContextManager[None]:
+        """Under tensor parallelism the logits stay sharded over the vocabulary and the
+        cross-entropy is computed on the shards (torch's ``loss_parallel``)."""
+        return loss_parallel() if self.dims.tp > 1 else contextlib.nullcontext()
+
+    def layout_fields(self) -> dict[str, Any]:
+        """The layout this run applies: the ``layout_applied`` event's fields."""
+        cfg, dims = self.cfg, self.dims
+        return {
+            "dp_replicate": dims.dp_replicate,
+            "dp_shard": dims.dp_shard,
+            "tp": dims.tp,
+            "pp": dims.pp,
+            "cp": dims.cp,
+            "ep": dims.ep,
+            "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
+            "recompute": cfg.recompute,
+            "sharding": cfg.sharding,
+            "precision": self.precision,
+            "world_size": self.world_size,
+            "global_batch_tokens": self.tokens_per_step,
+            "micro_batch": cfg.micro_batch,
+            "grad_accum": cfg.grad_accum,
+        }
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -323,6 +379,7 @@ class Trainer(Checkpointing):
     def run(self) -> int:
         cfg = self.cfg
         self.setup()
+        self.event(EventKind.LAYOUT_APPLIED, **self.layout_fields())
         self.resume()
         wall_start = time.perf_counter()
         last: StepResult | None = None
@@ -363,6 +420,11 @@ class Trainer(Checkpointing):
         return code
 
 
+def _local(value: torch.Tensor) -> torch.Tensor:
+    """A loss as a plain tensor (under ``loss_parallel`` it is a replicated DTensor)."""
+    return value.full_tensor() if isinstance(value, DTensor) else value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m runtime.train``: returns 2 on bad input; otherwise the
     process ends inside (``distributed.leave``) with ``Trainer.run``'s exit code."""
@@ -373,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         faults.parse(env.faults())
         trainer = Trainer(cfg)
         code = trainer.run()
-    except (ConfigError, faults.FaultSpecError, data.DataError) as exc:
+    except (ConfigError, parallel.LayoutError, faults.FaultSpecError, data.DataError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         if not dist.is_initialized():
             return 2

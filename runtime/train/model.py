@@ -1,4 +1,5 @@
-"""A decoder-only transformer in plain torch: RMSNorm, rotary embeddings, GQA, SwiGLU.
+"""A decoder-only transformer in plain torch: RMSNorm, rotary embeddings, GQA, SwiGLU
+(or, for GPT-style plans, LayerNorm, GELU MLP and biases).
 
 The blocks are the Llama layout (Touvron et al. 2023, "LLaMA", section 2.2):
 pre-normalisation with RMSNorm (Zhang & Sennrich 2019, eq. 4), rotary position
@@ -39,6 +40,14 @@ class ModelConfig:
     """Longest sequence the rotary tables cover."""
     tied: bool
     """Whether the output projection shares the input embedding's weight."""
+    activation: str = "swiglu"
+    """Feed-forward: ``swiglu`` (Llama) or ``gelu`` (GPT-2/3, a 2-matrix MLP)."""
+    norm: str = "rmsnorm"
+    """``rmsnorm`` (Llama) or ``layernorm`` (GPT)."""
+    bias: bool = False
+    """Biases in the attention and MLP projections and the norms (GPT: yes, Llama: no)."""
+    head_dim_override: int = 0
+    """Size of one attention head; 0: hidden / heads."""
     rope_theta: float = 10_000.0
     """Rotary base (RoFormer section 3.4.2 uses 10000)."""
     norm_eps: float = 1e-5
@@ -46,7 +55,7 @@ class ModelConfig:
 
     @property
     def head_dim(self) -> int:
-        return self.hidden // self.heads
+        return self.head_dim_override or self.hidden // self.heads
 
 
 class RMSNorm(nn.Module):
@@ -80,23 +89,34 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=False)
+        self.wq = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=cfg.bias)
+        self.wk = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
+        self.wv = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
+        self.wo = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=cfg.bias)
+        self.core = AttentionCore()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         batch, seq, _ = x.shape
-        q = self.wq(x).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
-        k = self.wk(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = self.wv(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        # -1 heads: under tensor parallelism each rank holds heads / tp of them.
+        q = self.wq(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(batch, seq, -1, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        if self.kv_heads != self.heads:
+        out = self.core(q, k, v)
+        return self.wo(out.transpose(1, 2).reshape(batch, seq, -1))
+
+
+class AttentionCore(nn.Module):
+    """softmax(q k^T / sqrt(d)) v, causal: the part selective recomputation recomputes
+    (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+    Models", section 4.2); no parameters, so wrapping it changes no checkpoint key."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if k.shape[1] != q.shape[1]:
             # Each group of heads/kv_heads query heads reads the same key/value head (GQA).
-            repeat = self.heads // self.kv_heads
+            repeat = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.wo(out.transpose(1, 2).reshape(batch, seq, self.heads * self.head_dim))
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
 
 class SwiGLU(nn.Module):
@@ -112,13 +132,34 @@ class SwiGLU(nn.Module):
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
+class GeluMLP(nn.Module):
+    """FFN(x) = W2 GELU(W1 x + b1) + b2 (Radford et al. 2019, GPT-2; GELU with the tanh
+    approximation of Hendrycks & Gimpel 2016, eq. 2, as GPT-2's code computes it)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(cfg.hidden, cfg.ffn_hidden, bias=cfg.bias)
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.hidden, bias=cfg.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.gelu(self.w1(x), approximate="tanh"))
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    """RMSNorm (Llama), or LayerNorm (Ba et al. 2016, eq. 4; GPT) with a bias when
+    ``cfg.bias``."""
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.hidden, eps=cfg.norm_eps, bias=cfg.bias)
+    return RMSNorm(cfg.hidden, cfg.norm_eps)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.attn_norm = RMSNorm(cfg.hidden, cfg.norm_eps)
+        self.attn_norm = make_norm(cfg)
         self.attn = Attention(cfg)
-        self.ffn_norm = RMSNorm(cfg.hidden, cfg.norm_eps)
-        self.ffn = SwiGLU(cfg)
+        self.ffn_norm = make_norm(cfg)
+        self.ffn: nn.Module = GeluMLP(cfg) if cfg.activation == "gelu" else SwiGLU(cfg)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin)
@@ -131,7 +172,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab, cfg.hidden)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
-        self.norm = RMSNorm(cfg.hidden, cfg.norm_eps)
+        self.norm = make_norm(cfg)
         self.output = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
         if cfg.tied:
             self.output.weight = self.embed.weight
@@ -149,8 +190,10 @@ class Transformer(nn.Module):
         """
         std = 0.02
         for name, param in self.named_parameters():
+            if name.endswith("bias"):
+                nn.init.zeros_(param)  # GPT-2 starts its biases at 0
             if param.dim() < 2:
-                continue  # RMSNorm gains stay at 1
+                continue  # norm gains stay at 1
             scale = (
                 1 / math.sqrt(2 * self.cfg.layers)
                 if name.endswith(("wo.weight", "w2.weight"))

@@ -48,7 +48,7 @@ def test_the_planners_document_reads_typed_and_whole() -> None:
     assert plan.step.time_s == document["estimate"]["step"]["time_s"]
     # The planner's other fields ride along untouched.
     assert plan.model.model_extra is not None
-    assert plan.model.model_extra["activation"] == document["model"]["activation"]
+    assert plan.model.model_extra["position_embedding"] == document["model"]["position_embedding"]
     assert plan.model_dump(mode="json") == document | {"schema_version": 1}
 
 

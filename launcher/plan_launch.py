@@ -1,0 +1,137 @@
+"""``scalectl launch --plan plan.json``: the planner's Plan becomes the job (pure, no I/O
+beyond reading the plan file).
+
+Nodes and ranks per node come from the plan's cluster; ``--nodes`` and
+``--nproc-per-node`` may override them while the layout still holds (nodes x ranks per
+node = dp x tp x pp x cp, whole tensor-parallel groups on each node), otherwise the
+launch is refused naming the flag. The entrypoint is the reference trainer (the words
+after ``--`` are its arguments) unless ``--module``/``--script`` or the spec file names
+the user's program; the plan is embedded in
+the spec, so it lands in the job directory as ``plan.json`` and the trainer reads its
+layout from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from contract.plan import PlanError, parse_plan
+from contract.plan_layout import ResolvedLayout, read_document, resolve_layout
+from launcher.errors import LaunchInputError
+from launcher.flags import LaunchFlags, default_name
+
+REFERENCE_TRAINER = "runtime.train"
+"""The module run when the launch names no program."""
+
+
+def with_default_entrypoint(flags: LaunchFlags, file_data: dict[str, Any] | None) -> LaunchFlags:
+    """The flags with the reference trainer as ``--module`` when nothing names a program:
+    the words after ``--`` are then the trainer's arguments."""
+    if flags.module or flags.script or (file_data and "entrypoint" in file_data):
+        return flags
+    return dataclasses.replace(flags, module=REFERENCE_TRAINER)
+
+
+def _plan_nodes_and_procs(plan: Any, world: int) -> tuple[int, int]:
+    """(nodes, ranks per node) of the plan's cluster for ``world`` ranks."""
+    cluster = plan.cluster
+    per_node = cluster.gpus_per_node or world
+    nodes = cluster.num_nodes or max(1, -(-world // per_node))
+    return nodes, max(1, world // nodes)
+
+
+def _single_node_count(nodes: str) -> int:
+    parts = nodes.strip().split(":")
+    if not all(p.strip().isdigit() for p in parts) or len(set(parts)) != 1:
+        raise LaunchInputError(
+            f"--nodes {nodes}: with --plan the node count is fixed (the layout's world "
+            "size); give one number, or plan again for another size"
+        )
+    return int(parts[0])
+
+
+def apply_plan(
+    plan_path: Path, data: dict[str, Any], flags: LaunchFlags
+) -> tuple[dict[str, Any], ResolvedLayout]:
+    """The spec mapping ``data`` with the plan's job in it, and the resolved layout."""
+    try:
+        document = read_document(plan_path)
+        plan = parse_plan(document, str(plan_path))
+        resolved = resolve_layout(plan, str(plan_path))
+    except PlanError as exc:
+        raise LaunchInputError(f"--plan {exc}") from None
+    if data.get("plan") is not None:
+        raise LaunchInputError(
+            "--plan: the spec file has a plan: block too; give one of them, not both"
+        )
+    world = resolved.world_size
+    nodes, procs = _plan_nodes_and_procs(plan, world)
+    if flags.nodes is not None:
+        nodes = _single_node_count(flags.nodes)
+        if flags.procs_per_node is None and nodes and world % nodes == 0:
+            procs = world // nodes
+    if flags.procs_per_node is not None:
+        procs = flags.procs_per_node
+        if flags.nodes is None and procs and world % procs == 0:
+            nodes = world // procs
+    if nodes * procs != world:
+        knob = "--nproc-per-node" if flags.procs_per_node is not None else "--nodes"
+        raise LaunchInputError(
+            f"{knob}: {nodes} node(s) x {procs} rank(s) = {nodes * procs} ranks, but the "
+            f"plan's layout {plan.layout.text()} needs {world}; drop the flag or plan "
+            f"for {nodes * procs} GPUs"
+        )
+    tp = plan.layout.tp or 1
+    if procs % tp:
+        raise LaunchInputError(
+            f"--nproc-per-node {procs}: a node must hold whole tensor-parallel groups of "
+            f"tp {tp}; give a multiple of {tp}"
+        )
+    out = {**data, "plan": document, "nodes": str(nodes), "procs_per_node": procs}
+    if "name" not in out and isinstance(out.get("entrypoint"), dict):
+        out["name"] = default_name(out["entrypoint"])
+    return out, resolved
+
+
+def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
+    """The ``--dry-run`` lines about the plan."""
+    return (
+        f"plan: {resolved.text()}\n"
+        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
+    )
+
+
+def check_embedded_plan(spec: Any) -> None:
+    """The checks of ``--plan`` for a JobSpec's ``plan`` (a ``plan:`` block in job.yaml,
+    the TUI's launch): a Plan of this schema with a runnable layout; for the reference
+    trainer also a fixed node count whose ranks are the layout's world size, whole
+    tensor-parallel groups per node (the trainer would refuse anything else at start)."""
+    if spec.plan is None:
+        return
+    try:
+        plan = parse_plan(spec.plan, "plan")
+        resolved = resolve_layout(plan, "plan")
+    except PlanError as exc:
+        raise LaunchInputError(str(exc)) from None
+    if not spec.entrypoint.is_reference_trainer:
+        return
+    nodes, procs = spec.nodes, spec.procs_per_node
+    if nodes.min != nodes.max:
+        raise LaunchInputError(
+            f"nodes {nodes}: a planned reference-trainer job has a fixed world size "
+            f"({resolved.world_size} ranks); give one node count"
+        )
+    world = nodes.min * procs
+    if world != resolved.world_size:
+        raise LaunchInputError(
+            f"procs_per_node: {nodes.min} node(s) x {procs} rank(s) = {world} ranks, but the "
+            f"plan's layout {plan.layout.text()} needs {resolved.world_size}; change nodes "
+            "or procs_per_node, or plan again"
+        )
+    tp = plan.layout.tp or 1
+    if procs % tp:
+        raise LaunchInputError(
+            f"procs_per_node {procs}: a node must hold whole tensor-parallel groups of tp {tp}"
+        )

@@ -1,0 +1,275 @@
+"""The planned layout in the trainer: one validated value object, one device mesh, and small
+``apply_*`` functions on torch's own building blocks (no hand-written collectives).
+
+:class:`ParallelDims` follows torchtitan's ``ParallelDims`` (torchtitan/distributed/
+parallel_dims.py): the degrees multiply to the world size. The mesh's dimensions are
+``("dp_replicate", "dp_shard", "tp")`` in that order, so tensor-parallel ranks are
+neighbours (consecutive global ranks, one node) and a data-parallel rank is
+``rank // tp``. Pipeline, context and expert parallelism are present and refused until
+the trainer applies them.
+
+The order of application is torchtitan's (models/llama3/infra/parallelize.py): tensor
+parallelism, then activation recomputation, then data-parallel sharding (FSDP2's
+``fully_shard``, per block and then the root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.tensor import DTensor, Replicate, Shard
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    PrepareModuleInput,
+    RowwiseParallel,
+    SequenceParallel,
+    parallelize_module,
+)
+
+from contract.plan_layout import RECOMPUTES, SHARDINGS
+
+MESH_DIMS = ("dp_replicate", "dp_shard", "tp")
+"""Names of the device mesh's dimensions, outermost first."""
+
+
+class LayoutError(ValueError):
+    """A layout the trainer cannot run; the trainer prints it and exits 2."""
+
+    user_error = True
+
+
+@dataclass(frozen=True)
+class ParallelDims:
+    """Degrees of parallelism of one run; constructing it validates them."""
+
+    dp_replicate: int
+    """Data-parallel replicas (HSDP's replicate dimension; dp under sharding ``none``)."""
+    dp_shard: int
+    """Data-parallel ranks that shard parameters, gradients and optimizer state."""
+    tp: int
+    """Tensor-parallel degree (Megatron-style, Shoeybi et al. 2019, section 3)."""
+    world_size: int
+    """Processes of the job."""
+    pp: int = 1
+    """Pipeline stages (refused above 1: the next issue)."""
+    cp: int = 1
+    """Context-parallel degree (refused above 1: the next issue)."""
+    ep: int = 1
+    """Expert-parallel degree (refused above 1: the next issue)."""
+
+    def __post_init__(self) -> None:
+        for name in ("dp_replicate", "dp_shard", "tp", "pp", "cp", "ep"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
+        _refuse_unapplied(pp=self.pp, cp=self.cp, ep=self.ep)
+        product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
+        if product != self.world_size:
+            raise LayoutError(
+                f"--dp x --tp: layout dp{self.dp} x tp{self.tp} x pp{self.pp} x cp{self.cp} "
+                f"= {product} ranks but the job has world size {self.world_size}; "
+                "launch as many processes as the layout's product"
+            )
+
+    @property
+    def dp(self) -> int:
+        """Data-parallel degree: ranks that read different samples."""
+        return self.dp_replicate * self.dp_shard
+
+    def mesh(self, device_type: str) -> DeviceMesh:
+        """The job's one device mesh, ``MESH_DIMS`` in order (every rank calls it)."""
+        return init_device_mesh(
+            device_type, (self.dp_replicate, self.dp_shard, self.tp), mesh_dim_names=MESH_DIMS
+        )
+
+
+def parallel_dims(
+    *,
+    world_size: int,
+    dp: int,
+    tp: int,
+    sharding: str,
+    hsdp_shard_size: int,
+    pp: int = 1,
+    cp: int = 1,
+    ep: int = 1,
+) -> ParallelDims:
+    """ParallelDims from the planner's knobs; ``dp`` 0 means what the world size leaves.
+
+    Sharding ``none`` replicates over all of dp; ``hsdp`` shards inside groups of
+    ``hsdp_shard_size`` and replicates across them (Zhao et al. 2023, "PyTorch FSDP",
+    section 3.2.2); the ZeRO stages shard over all of dp.
+    """
+    if sharding not in SHARDINGS:
+        raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
+    _refuse_unapplied(pp=pp, cp=cp, ep=ep)
+    if tp >= 1 and dp == 0 and world_size % tp == 0:
+        dp = world_size // tp
+    if sharding == "hsdp":
+        if hsdp_shard_size < 2 or dp % hsdp_shard_size:
+            raise LayoutError(
+                f"--hsdp-shard-size {hsdp_shard_size}: with sharding hsdp it must be 2 or "
+                f"more and divide dp {dp}"
+            )
+        replicate, shard = dp // hsdp_shard_size, hsdp_shard_size
+    elif hsdp_shard_size:
+        raise LayoutError(
+            f"--hsdp-shard-size {hsdp_shard_size}: goes with --sharding hsdp only; drop it"
+        )
+    elif sharding == "none":
+        replicate, shard = dp, 1
+    else:
+        replicate, shard = 1, dp
+    return ParallelDims(replicate, shard, tp, world_size, pp=pp, cp=cp, ep=ep)
+
+
+def _refuse_unapplied(**degrees: int) -> None:
+    for name, value in degrees.items():
+        if value > 1:
+            raise LayoutError(
+                f"--{name} {value}: the reference trainer does not apply {name} yet; "
+                f"plan with {name}=1"
+            )
+
+
+def check_heads(dims: ParallelDims, heads: int, kv_heads: int) -> None:
+    """Tensor parallelism splits attention by heads: tp must divide both head counts."""
+    if heads % dims.tp:
+        raise LayoutError(f"--tp {dims.tp}: must divide the {heads} attention heads")
+    if kv_heads % dims.tp:
+        raise LayoutError(f"--tp {dims.tp}: must divide the {kv_heads} key/value heads")
+
+
+def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> None:
+    """Megatron tensor parallelism (Shoeybi et al. 2019, section 3): q/k/v and the MLP's
+    first projections column-wise, the attention output and the MLP's last projection
+    row-wise, the output projection column-wise with a vocabulary-parallel loss
+    (``loss_parallel``). With sequence parallelism (Korthikanti et al. 2022, section 4.2.2)
+    the norms and the residual stream between the blocks are split along the sequence."""
+    # Without sequence parallelism the norms see the whole sequence on every rank and
+    # stay plain (replicated) parameters.
+    seq = Shard(1) if sequence_parallel else Replicate()
+    root: dict[str, Any] = {
+        "embed": RowwiseParallel(input_layouts=Replicate(), output_layouts=seq),
+        "output": ColwiseParallel(
+            input_layouts=seq, output_layouts=Shard(-1), use_local_output=False
+        ),
+    }
+    if sequence_parallel:
+        root["norm"] = SequenceParallel()
+    parallelize_module(model, tp_mesh, root)
+    for block in model.layers:  # type: ignore[union-attr]
+        plan: dict[str, Any] = {
+            "attn.wq": ColwiseParallel(),
+            "attn.wk": ColwiseParallel(),
+            "attn.wv": ColwiseParallel(),
+            "attn.wo": RowwiseParallel(output_layouts=seq),
+            "ffn.w1": ColwiseParallel(),
+            "ffn.w2": RowwiseParallel(output_layouts=seq),
+        }
+        if hasattr(block.get_submodule("ffn"), "w3"):  # SwiGLU's gate
+            plan["ffn.w3"] = ColwiseParallel()
+        if sequence_parallel:
+            plan["attn_norm"] = SequenceParallel()
+            plan["ffn_norm"] = SequenceParallel()
+            # The norms hand over sequence shards; attention and the MLP need it whole.
+            plan["attn"] = PrepareModuleInput(
+                input_layouts=(seq, None, None), desired_input_layouts=(Replicate(), None, None)
+            )
+            plan["ffn"] = PrepareModuleInput(
+                input_layouts=(seq,), desired_input_layouts=(Replicate(),)
+            )
+        parallelize_module(block, tp_mesh, plan)
+
+
+def apply_recompute(model: nn.Module, recompute: str) -> None:
+    """Activation recomputation per block: ``full`` recomputes the whole block in the
+    backward pass, ``selective`` only the attention core (softmax(QK^T)V), the part
+    Korthikanti et al. 2022 (section 4.2, table 2) recompute and the planner counts."""
+    if recompute not in RECOMPUTES:
+        raise LayoutError(f"--recompute {recompute!r}: use one of {', '.join(RECOMPUTES)}")
+    layers: nn.ModuleList = model.layers  # type: ignore[assignment]
+    for index, block in enumerate(layers):
+        if recompute == "full":
+            layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
+        elif recompute == "selective":
+            attn = block.get_submodule("attn")
+            attn.core = checkpoint_wrapper(attn.get_submodule("core"), preserve_rng_state=False)
+
+
+def mixed_precision(precision: str, device: torch.device) -> MixedPrecisionPolicy | None:
+    """fp32: none; bf16: parameters gathered in bf16, gradients reduced in fp32 (the
+    planner's "bf16 mixed precision" with fp32 master weights)."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    raise LayoutError(
+        f"--precision {precision!r}: the reference trainer runs fp32 or bf16 (fp8 is not "
+        "applied yet); plan with precision bf16"
+    )
+
+
+def apply_sharding(
+    model: nn.Module, mesh: DeviceMesh, sharding: str, mp_policy: MixedPrecisionPolicy | None
+) -> None:
+    """Data-parallel sharding with FSDP2 (``fully_shard``), one unit per block, then the root.
+
+    * ``zero3``: parameters, gradients and optimizer state sharded over dp; parameters are
+      gathered for each block's forward and again for its backward (ZeRO-3, Rajbhandari
+      et al. 2020, section 5);
+    * ``zero2`` and ``zero1``: the same, but a block's gathered parameters stay from its
+      forward to its backward (``reshard_after_forward=False``). FSDP2 always
+      reduce-scatters gradients, so zero1 is run as zero2: its optimizer state is sharded
+      as planned and its gradients use less memory than the planner counts for zero1;
+    * ``hsdp``: zero3 inside ``dp_shard`` groups, replicated across ``dp_replicate``;
+    * ``none``: replicated over dp (a ``dp_shard`` of 1), gradients all-reduced (DDP).
+
+    The root unit holds the embedding, the final norm and the output projection (so a
+    tied embedding/output weight lives in one unit).
+    """
+    dp_mesh = mesh["dp_replicate", "dp_shard"] if sharding in ("hsdp", "none") else mesh["dp_shard"]
+    kwargs: dict[str, Any] = {"mesh": dp_mesh}
+    if mp_policy is not None:
+        kwargs["mp_policy"] = mp_policy
+    reshard = sharding not in ("zero1", "zero2")
+    for block in model.layers:  # type: ignore[union-attr]
+        fully_shard(block, reshard_after_forward=reshard, **kwargs)
+    fully_shard(model, reshard_after_forward=reshard, **kwargs)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → bf16 on CUDA, fp32 on the CPU; fp8 is refused (not applied yet)."""
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    mixed_precision(precision, device)  # refuses what it cannot apply
+    return precision
+
+
+def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Clip the global gradient 2-norm to ``max_norm``; returns the norm before clipping.
+
+    Without sequence parallelism the norms' weights are sharded over dp only and the rest
+    over dp x tp: DTensors on different meshes, which ``clip_grad_norm_`` cannot stack.
+    So the norm is taken per mesh (``full_tensor`` reduces each over its own mesh) and the
+    parts combined as sqrt(sum of squares), as torchtitan's ``clip_grad_norm_`` does.
+    """
+    groups: dict[int, list[nn.Parameter]] = {}
+    for param in parameters:
+        if param.grad is not None:
+            mesh = param.grad.device_mesh if isinstance(param.grad, DTensor) else None
+            groups.setdefault(id(mesh), []).append(param)
+    parts = []
+    for params in groups.values():
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)  # type: ignore[misc]
+        parts.append(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+    total = torch.linalg.vector_norm(torch.stack(parts)) if parts else torch.zeros(())
+    for params in groups.values():
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total

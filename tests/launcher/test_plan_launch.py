@@ -1,0 +1,200 @@
+"""The plan is the job: ``scalectl plan search/estimate --out plan.json`` and ``scalectl
+launch --plan plan.json`` (local backend), its dry run, and plans or flags it refuses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from launcher_helpers import job_id_from
+
+from contract.jobdir import JobDir, read_all_jsonl
+from launcher.store import Store
+
+TINY_LLAMA = {
+    "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 192,
+    "vocab_size": 257, "max_position_embeddings": 32, "hidden_act": "silu",
+    "tie_word_embeddings": False,
+}  # fmt: skip
+"""A Llama-shaped model small enough to train for a few steps on this machine's CPUs."""
+
+SEARCH = ["--gpu", "H100-SXM-80GB", "--gpus", "4", "--gpus-per-node", "4", "--seq-len", "32",
+          "--global-batch", "8", "--tokens", "2560", "--micro-batch", "2"]  # fmt: skip
+
+
+@pytest.fixture
+def model_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(TINY_LLAMA))
+    return path
+
+
+@pytest.fixture
+def plan_path(cli: Any, tmp_path: Path, model_config: Path) -> Path:
+    out = tmp_path / "p.json"
+    run = cli("plan", "search", "--model", str(model_config), *SEARCH, "--tp", "2",
+              "--zero", "3", "--sequence-parallel", "--out", str(out))  # fmt: skip
+    assert run.code == 0, run.err
+    assert f"plan written to {out}: layout dp2 tp2 pp1 cp1 zero3 mb2" in run.err
+    return out
+
+
+def test_search_out_writes_a_plan_of_this_schema(plan_path: Path) -> None:
+    document = json.loads(plan_path.read_text())
+    assert document["schema_version"] == 1
+    assert {k: document["layout"][k] for k in ("dp", "tp", "pp", "cp", "micro_batch")} == {
+        "dp": 2, "tp": 2, "pp": 1, "cp": 1, "micro_batch": 2
+    }  # fmt: skip
+    assert document["cluster"]["num_gpus"] == 4
+    assert document["model"]["hidden_size"] == 64
+
+
+def test_search_pick_and_estimate_out(cli: Any, tmp_path: Path, model_config: Path) -> None:
+    second = tmp_path / "second.json"
+    run = cli("plan", "search", "--model", str(model_config), *SEARCH, "--pick", "2",
+              "--out", str(second))  # fmt: skip
+    assert run.code == 0, run.err
+    best = tmp_path / "best.json"
+    assert (
+        cli("plan", "search", "--model", str(model_config), *SEARCH, "--out", str(best)).code == 0
+    )
+    assert json.loads(second.read_text())["layout"] != json.loads(best.read_text())["layout"]
+    too_far = cli("plan", "search", "--model", str(model_config), *SEARCH, "--pick", "999",
+                  "--out", str(tmp_path / "none.json"))  # fmt: skip
+    assert too_far.code == 2 and "--pick 999: the search ranked" in too_far.err
+    assert not (tmp_path / "none.json").exists()
+    estimate = tmp_path / "estimate.json"
+    run = cli("plan", "estimate", "--model", str(model_config), *SEARCH, "--tp", "2", "--dp", "2",
+              "--out", str(estimate))  # fmt: skip
+    assert run.code == 0, run.err
+    assert json.loads(estimate.read_text())["layout"]["tp"] == 2
+
+
+def test_dry_run_prints_the_resolved_layout(cli: Any, plan_path: Path) -> None:
+    run = cli("launch", "--plan", str(plan_path), "--dry-run", "--", "--steps", "3")
+    assert run.code == 0, run.err
+    assert (
+        "plan: layout dp2 tp2 pp1 cp1 zero3 mb2 (sequence_parallel=True, recompute=none); "
+        "world size 4; tokens per step 256; grad accum 2"
+    ) in run.out
+    assert "plan: 1 node(s) x 4 rank(s) per node" in run.out
+    assert "--nproc-per-node=4" in run.out and "SCALECTL_PLAN_FILE=" in run.out
+    with Store() as store:
+        assert store.list_jobs() == []
+
+
+def _edited(plan_path: Path, section: str, field: str, value: Any) -> Path:
+    document = json.loads(plan_path.read_text())
+    if section:
+        document[section][field] = value
+    else:
+        document[field] = value
+    out = plan_path.with_name(f"edited-{field}.json")
+    out.write_text(json.dumps(document))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        ("layout", "tp", 3, "plan layout.tp 3: must divide model.num_attention_heads 4"),
+        ("layout", "dp", -1, "plan layout.dp -1: must be 1 or more"),
+        ("layout", "sharding", "zero4", "plan layout.sharding 'zero4': use one of"),
+        ("", "schema_version", 2, "plan schema_version 2: this scalectl reads version 1"),
+    ],
+)
+def test_bad_plans_exit_2_naming_the_field(
+    cli: Any, plan_path: Path, section: str, field: str, value: Any, message: str
+) -> None:
+    run = cli("launch", "--plan", str(_edited(plan_path, section, field, value)), "--dry-run")
+    assert run.code == 2 and message in run.err, run.err
+    assert len(run.err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--nproc-per-node", "3"], "--nproc-per-node: 1 node(s) x 3 rank(s) = 3 ranks"),
+        (["--nodes", "2", "--nproc-per-node", "4"], "--nproc-per-node: 2 node(s) x 4 rank(s) = 8"),
+        (["--nodes", "1:2"], "--nodes 1:2: with --plan the node count is fixed"),
+        (["--nodes", "4"], "--nproc-per-node 1: a node must hold whole tensor-parallel groups"),
+    ],
+)
+def test_flags_that_contradict_the_plan_exit_2(
+    cli: Any, plan_path: Path, flags: list[str], message: str
+) -> None:
+    run = cli("launch", "--plan", str(plan_path), *flags, "--dry-run")
+    assert run.code == 2 and message in run.err, run.err
+
+
+def test_flags_that_keep_the_layout_are_taken(cli: Any, plan_path: Path) -> None:
+    run = cli("launch", "--plan", str(plan_path), "--nodes", "2", "--local-nodes", "2",
+              "--dry-run")  # fmt: skip
+    assert run.code == 0, run.err
+    assert "plan: 2 node(s) x 2 rank(s) per node" in run.out
+
+
+@pytest.mark.slow
+def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: Path) -> None:
+    run = cli("launch", "--plan", str(plan_path), "-f", "--", "--steps", "2", "--eval-every", "0")
+    assert run.code == 0, run.out + run.err
+    with Store() as store:
+        record = store.get(job_id_from(run.out))
+    assert record is not None
+    job = JobDir(record.job_dir)
+    assert json.loads(job.plan_json.read_text()) == json.loads(plan_path.read_text())
+    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    assert {k: applied[k] for k in ("dp_shard", "tp", "sharding", "world_size")} == {
+        "dp_shard": 2, "tp": 2, "sharding": "zero3", "world_size": 4
+    }  # fmt: skip
+    assert (applied["global_batch_tokens"], applied["grad_accum"]) == (8 * 32, 2)
+    steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
+    assert [r["tokens"] for r in steps] == [256, 512]
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ("{foo: 1}", "plan: plan foo: unknown field"),
+        ("{model: {num_attention_heads: 4}, layout: {dp: 1, tp: 3}}",
+         "plan layout.tp 3: must divide model.num_attention_heads 4"),
+        ("{layout: {dp: 1, sharding: zero9}}", "plan layout.sharding 'zero9': use one of"),
+        ("{layout: {dp: 1, tp: 2}}", "procs_per_node: 1 node(s) x 1 rank(s) = 1 ranks"),
+    ],
+)  # fmt: skip
+def test_a_plan_block_in_job_yaml_gets_the_same_checks(
+    cli: Any, tmp_path: Path, block: str, message: str
+) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(f"name: planned\nentrypoint: {{module: runtime.train}}\nplan: {block}\n")
+    for extra in (["--dry-run"], []):
+        run = cli("launch", str(spec), *extra)
+        assert run.code == 2 and message in run.err, run.err
+    with Store() as store:
+        assert store.list_jobs() == []
+
+
+def test_every_rank_gets_the_layout_as_typed_variables(plan_path: Path, tmp_path: Path) -> None:
+    from contract import env
+    from launcher.commands import rank_environment
+    from launcher.spec import spec_from_mapping
+
+    document = json.loads(plan_path.read_text())
+    spec = spec_from_mapping(
+        {"name": "mine", "entrypoint": {"script": "train.py"}, "procs_per_node": 4,
+         "plan": document}, "test"
+    )  # fmt: skip
+    variables = rank_environment(spec, "job-1", tmp_path, "node0", node_cpus=4)
+    assert variables[env.LAYOUT_TP_ENV] == "2" and variables[env.LAYOUT_GRAD_ACCUM_ENV] == "2"
+    layout = env.layout(variables)
+    assert layout == env.LayoutEnv(
+        dp=2, tp=2, pp=1, cp=1, ep=1, sequence_parallel=True, sharding="zero3",
+        hsdp_shard_size=None, recompute="none", micro_batch=2, grad_accum=2,
+        global_batch_tokens=256,
+    )  # fmt: skip
+    assert env.layout({}) is None
+    plain = spec_from_mapping({"name": "p", "entrypoint": {"script": "t.py"}}, "test")
+    assert env.layout(rank_environment(plain, "job-2", tmp_path, "node0", node_cpus=4)) is None

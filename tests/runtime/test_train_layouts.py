@@ -1,0 +1,281 @@
+"""The planned layout in the reference trainer: numerics parity with one process (the way
+torchtitan proves its parallelisms), the ``layout_applied`` event, and bad layouts.
+
+Parity: 4 CPU ranks (gloo, fp32, seed 0) train 10 steps in each layout of ``LAYOUTS``
+from the same initial weights and data; each loss must equal a one-process run of the
+same global batch (8 sequences: micro-batch 2 times dp times gradient accumulation)
+within ``REL_TOL``. The layouts change only the order of floating-point sums (sharded
+matmuls, reduce-scatter against all-reduce), so the losses agree to a few 1e-7
+relative; ``REL_TOL`` leaves room for that drift to grow over 10 AdamW steps. A wrong
+sharding (tp ranks reading different samples, say) moves the loss by 1e-2 within two
+steps. ``GPT`` layouts run a GPT-style model (GELU, LayerNorm, biases, tied embeddings).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from polling import run_to_end
+from trainer_harness import (
+    REPO,
+    TORCHRUN,
+    describe,
+    events,
+    free_port,
+    losses_by_step,
+    progress,
+    run_trainer,
+)
+from trainer_harness import trainer_env as harness_env
+
+from runtime.train import parallel
+from runtime.train.config import ConfigError, parse_config
+from runtime.train.loop import main
+
+STEPS = 10
+REL_TOL = 1e-4
+"""Relative tolerance of parity (observed: at most ~1e-6 on torch 2.13 CPU, 2 blocks)."""
+
+WORKER = Path(__file__).with_name("parity_worker.py")
+
+GPT = "--activation gelu --norm layernorm --bias --tied-embeddings"
+"""A GPT-style model (GELU MLP, LayerNorm, biases, tied embeddings)."""
+
+LAYOUTS: dict[str, tuple[str, str]] = {
+    # name: (4-rank flags, one-process reference flags); global batch 8 sequences
+    "dp4 zero3": ("--grad-accum 1", "--grad-accum 4"),
+    "dp4 zero1": ("--sharding zero1", "--grad-accum 4"),
+    "dp4 zero2": ("--sharding zero2", "--grad-accum 4"),
+    "dp4 none": ("--sharding none", "--grad-accum 4"),
+    "hsdp 2x2": ("--sharding hsdp --hsdp-shard-size 2", "--grad-accum 4"),
+    "dp4 recompute full": ("--recompute full", "--grad-accum 4"),
+    "dp2 tp2 sp": ("--tp 2 --sequence-parallel --grad-accum 2", "--grad-accum 4"),
+    "dp2 tp2 no sp": ("--tp 2 --no-sequence-parallel --grad-accum 2", "--grad-accum 4"),
+    "gpt dp2 tp2 sp": (f"--tp 2 --sequence-parallel --grad-accum 2 {GPT}", f"--grad-accum 4 {GPT}"),
+    "gpt dp4 zero3": (f"--grad-accum 1 {GPT}", f"--grad-accum 4 {GPT}"),
+    "dp2 tp2 sp selective tied": (
+        "--tp 2 --sequence-parallel --grad-accum 2 --recompute selective --tied-embeddings",
+        "--grad-accum 4 --tied-embeddings",
+    ),
+}
+
+
+def _worker_env() -> dict[str, str]:
+    env = harness_env()
+    # DTensor warns at every step of a 2-D norm reduction; the parity run need not say so.
+    env["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    return env
+
+
+def _run_worker(out: Path, nproc: int, layouts: list[str]) -> dict[str, list[float]]:
+    if nproc == 1:
+        cmd = [sys.executable, str(WORKER)]
+    else:
+        cmd = [str(TORCHRUN), "--nnodes=1", f"--nproc-per-node={nproc}",
+               "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{free_port()}",
+               "--max-restarts=0", str(WORKER)]  # fmt: skip
+    proc = run_to_end([*cmd, str(out), str(STEPS), *layouts], env=_worker_env(), cwd=REPO)
+    assert proc.returncode == 0, describe(proc)
+    losses: dict[str, list[float]] = json.loads(out.read_text())
+    return losses
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[float], list[float]]]:
+    """name → (losses in the layout, losses of the one-process reference)."""
+    tmp = tmp_path_factory.mktemp("parity")
+    sharded = _run_worker(tmp / "four.json", 4, [flags for flags, _ in LAYOUTS.values()])
+    references = sorted({ref for _, ref in LAYOUTS.values()})
+    single = _run_worker(tmp / "one.json", 1, references)
+    return {name: (sharded[flags], single[ref]) for name, (flags, ref) in LAYOUTS.items()}
+
+
+def _max_rel(got: list[float], want: list[float]) -> float:
+    assert len(got) == len(want) == STEPS
+    return max(abs(a - b) / abs(b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_layout_losses_equal_one_process(
+    name: str, parity: dict[str, tuple[list[float], list[float]]]
+) -> None:
+    got, want = parity[name]
+    rel = _max_rel(got, want)
+    print(f"{name}: max relative loss difference over {STEPS} steps {rel:.2e}")
+    assert rel <= REL_TOL, f"{name}: {got} against one process {want}"
+    assert want[-1] < want[0] - 0.5  # it trains: the comparison is not of flat lines
+
+
+@pytest.mark.slow
+def test_zero1_and_recompute_full_match_their_counterparts(
+    parity: dict[str, tuple[list[float], list[float]]],
+) -> None:
+    zero3 = parity["dp4 zero3"][0]
+    assert _max_rel(parity["dp4 zero1"][0], zero3) <= REL_TOL
+    assert _max_rel(parity["dp4 recompute full"][0], zero3) <= REL_TOL
+
+
+@pytest.mark.slow
+def test_plan_layout_is_applied_and_reported(tmp_path: Path) -> None:
+    """A dp2 x tp2 plan with sequence parallelism on 4 ranks: tokens per step are the
+    plan's global batch (not world size x micro-batch x accumulation)."""
+    plan = {
+        "model": {"num_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                  "num_kv_heads": 2, "vocab_size": 257},
+        "training": {"seq_len": 32, "global_batch_seqs": 8, "precision": "fp32"},
+        "layout": {"dp": 2, "tp": 2, "pp": 1, "cp": 1, "ep": 1, "sharding": "zero3",
+                   "micro_batch": 2, "recompute": "selective", "sequence_parallel": True},
+    }  # fmt: skip
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    job = tmp_path / "job"
+    # No flags beyond the plan's: a flag would beat the plan.
+    cmd = [str(TORCHRUN), "--nnodes=1", "--nproc-per-node=4", "--rdzv-backend=c10d",
+           f"--rdzv-endpoint=127.0.0.1:{free_port()}", "--max-restarts=0", "-m",
+           "runtime.train", "--plan", str(path), "--job-dir", str(job), "--steps", "2",
+           "--eval-every", "0", "--device", "cpu"]  # fmt: skip
+    run = run_to_end(cmd, watch=job, env=_worker_env(), cwd=REPO)
+    assert run.returncode == 0, describe(run)
+    (applied,) = events(job, "layout_applied")
+    expected: dict[str, Any] = {
+        "dp_replicate": 1, "dp_shard": 2, "tp": 2, "pp": 1, "cp": 1, "ep": 1,
+        "sequence_parallel": True, "recompute": "selective", "sharding": "zero3",
+        "precision": "fp32", "world_size": 4, "global_batch_tokens": 8 * 32,
+        "micro_batch": 2, "grad_accum": 2,
+    }  # fmt: skip
+    assert {key: applied[key] for key in expected} == expected
+    assert [r["tokens"] for r in progress(job) if "loss" in r] == [256, 512]
+
+
+# ---- bad layouts: one line naming the knob, exit 2 -----------------------------------------
+
+TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "--seq-len", "16"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tp", "3"], "--tp 3: must divide the 4 attention heads"),
+        (["--tp", "4"], "--tp 4: must divide the 2 key/value heads"),
+        (["--tp", "-1"], "--tp -1: must be 1 or more"),
+        (["--dp", "-2"], "--dp -2: must be 0 (derived) or more"),
+        (["--sharding", "zero4"], "--sharding zero4: use one of none, zero1, zero2, zero3, hsdp"),
+        (["--recompute", "some"], "--recompute some: use one of none, selective, full"),
+        (["--precision", "fp8"], "--precision fp8: use one of auto, fp32, bf16"),
+        (["--activation", "relu"], "--activation relu: use swiglu or gelu"),
+        (["--norm", "batchnorm"], "--norm batchnorm: use rmsnorm or layernorm"),
+        (["--head-dim", "7"], "--head-dim 7: must be even (rotary pairs)"),
+    ],
+)
+def test_bad_layout_flags_name_the_knob(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config([*TINY, *argv])
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def _plan_file(tmp_path: Path, **changes: Any) -> Path:
+    plan: dict[str, Any] = {
+        "model": {"num_layers": 1, "hidden_size": 32, "num_attention_heads": 4,
+                  "num_kv_heads": 2},
+        "training": {"seq_len": 16, "global_batch_seqs": 4},
+        "layout": {"dp": 2, "tp": 1, "micro_batch": 2, "sharding": "zero3"},
+    }  # fmt: skip
+    for key, value in changes.items():
+        section, field = key.split("__")
+        if section == "top":
+            plan[field] = value
+        else:
+            plan[section][field] = value
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"layout__tp": 3}, "plan layout.tp 3: must divide the 4 attention heads"),
+        ({"layout__tp": -2}, "plan layout.tp -2: must be 1 or more"),
+        ({"layout__sharding": "zero9"}, "plan layout.sharding zero9: use one of"),
+        ({"layout__recompute": "half"}, "plan layout.recompute half: use one of"),
+        ({"model__num_experts": 8}, "plan model.num_experts 8: the reference trainer trains dense"),
+        ({"layout__dp": -2}, "plan layout.dp -2: must be 0 (derived) or more"),
+        ({"top__schema_version": 2}, "plan schema_version 2: this scalectl reads version 1"),
+    ],
+)
+def test_bad_plan_layouts_name_the_field(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        parse_config(["--plan", str(_plan_file(tmp_path, **changes))])
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dp", "2"], "layout dp2 x tp1 x pp1 x cp1 = 2 ranks but the job has world size 1"),
+        (["--pp", "2"], "--pp 2: the reference trainer does not apply pp yet"),
+        (["--cp", "2"], "--cp 2: the reference trainer does not apply cp yet"),
+        (["--ep", "2"], "--ep 2: the reference trainer does not apply ep yet"),
+        (["--sharding", "hsdp"], "--hsdp-shard-size 0: with sharding hsdp it must be 2"),
+        (["--hsdp-shard-size", "2"], "--hsdp-shard-size 2: goes with --sharding hsdp only"),
+    ],
+)
+def test_layouts_this_job_cannot_run_exit_2_before_any_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    message: str,
+) -> None:
+    for name in ("RANK", "WORLD_SIZE", "SCALECTL_JOB_DIR", "SCALECTL_PLAN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    job = tmp_path / "job"
+    assert main([*TINY, "--job-dir", str(job), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not job.exists()
+
+
+def test_parallel_dims_validate_their_product() -> None:
+    dims = parallel.parallel_dims(world_size=8, dp=0, tp=2, sharding="hsdp", hsdp_shard_size=2)
+    assert (dims.dp_replicate, dims.dp_shard, dims.tp, dims.dp) == (2, 2, 2, 4)
+    none = parallel.parallel_dims(world_size=4, dp=0, tp=1, sharding="none", hsdp_shard_size=0)
+    assert (none.dp_replicate, none.dp_shard) == (4, 1)
+    with pytest.raises(parallel.LayoutError, match="world size 8"):
+        parallel.ParallelDims(dp_replicate=1, dp_shard=3, tp=2, world_size=8)
+    with pytest.raises(parallel.LayoutError, match="--dp-shard 0: must be 1 or more"):
+        parallel.ParallelDims(dp_replicate=1, dp_shard=0, tp=2, world_size=8)
+
+
+@pytest.mark.slow
+def test_checkpoints_move_between_layouts(tmp_path: Path) -> None:
+    """Written under dp2 x tp2 (SP), resumed under dp4, then under tp2 on 2 ranks: the
+    losses continue as a dp4 run that was never interrupted. Warm-up outlasts the run,
+    so the learning rate of a step does not depend on ``--steps``."""
+    common = ["--seq-len", "32", "--micro-batch", "2", "--warmup-steps", "50",
+              "--ckpt-every", "0", "--eval-every", "0"]  # fmt: skip
+    job, straight = tmp_path / "job", tmp_path / "straight"
+    legs = [
+        (4, ["--tp", "2", "--sequence-parallel", "--grad-accum", "2", "--steps", "3"]),
+        (4, ["--grad-accum", "1", "--steps", "6"]),
+        (2, ["--tp", "2", "--grad-accum", "4", "--steps", "8"]),
+    ]
+    for nproc, args in legs:
+        run = run_trainer(job, nproc, [*common, *args])
+        assert run.returncode == 0, describe(run)
+    run = run_trainer(straight, 4, [*common, "--grad-accum", "1", "--steps", "8"])
+    assert run.returncode == 0, describe(run)
+    resumed = [(e["step"], e["world_size_then"], e["world_size"]) for e in events(job, "resumed")]
+    assert resumed == [(3, 4, 4), (6, 4, 2)]
+    got, want = losses_by_step(progress(job)), losses_by_step(progress(straight))
+    assert sorted(got) == sorted(want) == list(range(1, 9))
+    rel = max(abs(got[s] - want[s]) / want[s] for s in want)
+    assert rel <= REL_TOL, f"{got} against an uninterrupted dp4 run {want}"
