@@ -12,20 +12,21 @@ from ``progress/<rank>.jsonl``) and acts:
   failed worker; the agent classifies it from the exit status and the rank log's tail
   (``classify``) into ``rank_failed``, and the restart that follows into ``restarted``
   (cause, detail, attempt, restarts left). torchrun's output is read after each scan of
-  its workers (``output``), so a restart is never recorded before its failure's report. Restart mode ``torchrun`` (default): torchrun
-  restarts the workers in place with ``--max-restarts`` = the agent's budget left, and
-  the agent restarts torchrun itself only when torchrun exits with budget left (e.g. the
-  rendezvous store died with its node). Mode ``agent``: ``--max-restarts=0`` and the
-  agent restarts torchrun. In-place restarts skip torchrun's own start (an interpreter,
-  ``import torch``, a new c10d store) and keep the rendezvous store alive for the other
-  nodes: bench/recovery.py measured 5.5 s against 8.0 s from a SIGKILLed rank to the
-  next step (6.6 against 9.1 s after an exception), so in place is the default. torchrun
-  runs with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: with the store shared across
-  rounds (torch's default) a restarted gloo rank can read its dead peer's address from
-  the previous round and fail ("connectFullMesh ... Connection refused"). Back-off: the
-  first restart at once, then ``backoff_s × 2^(n-2)`` up to ``backoff_max_s`` (in
-  torchrun mode slept by ``runtime.rank_exec`` before the entrypoint starts).
-  Ranks failing with status 2 (bad input) are not restarted.
+  its workers (``output``), so a restart is never recorded before its failure's report.
+  Restart mode ``torchrun`` (default): torchrun restarts the workers in place with
+  ``--max-restarts`` = the agent's budget left, and the agent restarts torchrun itself
+  only when torchrun exits with budget left (e.g. the rendezvous store died with its
+  node). Mode ``agent``: ``--max-restarts=0`` and the agent restarts torchrun. In-place
+  restarts skip torchrun's own start (an interpreter, ``import torch``, a new c10d
+  store) and keep the rendezvous store alive for the other nodes: bench/recovery.py
+  measured 5.5 s against 8.0 s from a SIGKILLed rank to the next step (6.6 against 9.1 s
+  after an exception), so in place is the default. torchrun runs with
+  ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``: with the store shared across rounds (torch's
+  default) a restarted gloo rank can read its dead peer's address from the previous
+  round and fail ("connectFullMesh ... Connection refused"). Back-off: the first restart
+  at once, then ``backoff_s × 2^(n-2)`` up to ``backoff_max_s`` (in torchrun mode slept
+  by ``runtime.rank_exec`` before the entrypoint starts). Ranks failing with status 2
+  (bad input) are not restarted.
 * **hang**: a local rank without a step for longer than the learned timeout
   (``watch``) gets its Python stacks dumped to ``stacks/`` (``stacks``: py-spy, else
   faulthandler) and is SIGKILLed; torchrun (or the agent) restarts the workers.

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import resource
 import signal
 import sys
 import time
@@ -43,6 +42,7 @@ from contract.jobdir import JobDir
 from runtime import faults, progress
 from runtime.train import data, distributed, parallel
 from runtime.train.config import ConfigError, TrainConfig
+from runtime.train.measure import Measurements
 from runtime.train.model import Transformer, count_parameters
 from runtime.train.resume import Checkpointing
 from runtime.train.schedule import lr_at
@@ -71,7 +71,7 @@ class StepResult:
     ``Trainer._time_compute``): what straggler detection compares across ranks."""
 
 
-class Trainer(Checkpointing):
+class Trainer(Checkpointing, Measurements):
     """One rank of the reference trainer; ``run`` returns the process exit code."""
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -164,35 +164,6 @@ class Trainer(Checkpointing):
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
         progress.enable_stack_dumps()
-
-    def _time_compute(self, blocks: torch.nn.ModuleList) -> None:
-        """Time each block's forward between FSDP's unshard and its end: the rank's own
-        compute, without the time spent waiting for others in collectives.
-
-        In synchronous data parallelism every rank's step wall time is the same (the fast
-        ranks wait for the slow one inside the collectives), so the step time cannot show
-        which rank is slow; the forward compute time can (the per-kernel timing idea of
-        NVIDIA's straggler detection, nvidia-resiliency-ext, applied to whole blocks).
-        FSDP2 registers its pre-forward hook (all-gather and wait) with ``prepend=True``
-        and its post-forward hook first, so these hooks, registered after sharding, bracket
-        only computation. A ``slow`` fault adds its delay inside the bracket, where a
-        throttled device would.
-        """
-        self._compute_s = 0.0
-        self._block_start = 0.0
-        self._slow_s = 0.0
-
-        def begin(module: torch.nn.Module, args: Any) -> None:
-            self._block_start = time.perf_counter()
-
-        def end(module: torch.nn.Module, args: Any, output: Any) -> None:
-            if self._slow_s and module is blocks[0]:
-                time.sleep(self._slow_s)
-            self._compute_s += time.perf_counter() - self._block_start
-
-        for block in blocks:
-            block.register_forward_pre_hook(begin)
-            block.register_forward_hook(end)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping or self._pending_signal:
@@ -303,47 +274,7 @@ class Trainer(Checkpointing):
         cross-entropy is computed on the shards (torch's ``loss_parallel``)."""
         return loss_parallel() if self.dims.tp > 1 else contextlib.nullcontext()
 
-    def layout_fields(self) -> dict[str, Any]:
-        """The layout this run applies: the ``layout_applied`` event's fields."""
-        cfg, dims = self.cfg, self.dims
-        return {
-            "dp_replicate": dims.dp_replicate,
-            "dp_shard": dims.dp_shard,
-            "tp": dims.tp,
-            "pp": dims.pp,
-            "cp": dims.cp,
-            "ep": dims.ep,
-            "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
-            "recompute": cfg.recompute,
-            "sharding": cfg.sharding,
-            "precision": self.precision,
-            "world_size": self.world_size,
-            "global_batch_tokens": self.tokens_per_step,
-            "micro_batch": cfg.micro_batch,
-            "grad_accum": cfg.grad_accum,
-        }
-
     # ---- the loop ----------------------------------------------------------------------
-
-    def memory_fields(self) -> dict[str, float]:
-        """Peak memory so far: the process's resident set, and on a GPU what torch allocated.
-
-        ``max_rss_mib`` is Linux's ``ru_maxrss`` (KiB); ``gpu_memory_peak_mib`` is
-        ``torch.cuda.max_memory_allocated`` (tensors only, not the CUDA context or the
-        allocator's cache: ``gpu_memory_reserved_peak_mib`` is what the cache held), the
-        figures the planner's per-GPU memory is checked against.
-        """
-        fields = {
-            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-        }
-        if self.device.type == "cuda":
-            fields["gpu_memory_peak_mib"] = round(
-                torch.cuda.max_memory_allocated(self.device) / 2**20, 1
-            )
-            fields["gpu_memory_reserved_peak_mib"] = round(
-                torch.cuda.max_memory_reserved(self.device) / 2**20, 1
-            )
-        return fields
 
     def advance(self) -> tuple[StepResult, float | None]:
         """Run the next step, evaluate if due, report progress and log; no checkpointing."""

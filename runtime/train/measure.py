@@ -1,0 +1,98 @@
+"""What the trainer measures and reports about itself, for ``Trainer`` (a mixin): the
+layout it applied (the ``layout_applied`` event), its peak memory, and each rank's own
+compute time per step (how the agent finds a straggler).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import torch
+
+from runtime.train.config import TrainConfig
+from runtime.train.parallel import ParallelDims
+
+
+class Measurements:
+    """Layout, memory and compute-time figures of ``Trainer`` (a mixin)."""
+
+    cfg: TrainConfig
+    dims: ParallelDims
+    precision: str
+    world_size: int
+    tokens_per_step: int
+    device: torch.device
+    _compute_s: float
+    _block_start: float
+    _slow_s: float
+
+    def _time_compute(self, blocks: torch.nn.ModuleList) -> None:
+        """Time each block's forward between FSDP's unshard and its end: the rank's own
+        compute, without the time spent waiting for others in collectives.
+
+        In synchronous data parallelism every rank's step wall time is the same (the fast
+        ranks wait for the slow one inside the collectives), so the step time cannot show
+        which rank is slow; the forward compute time can (the per-kernel timing idea of
+        NVIDIA's straggler detection, nvidia-resiliency-ext, applied to whole blocks).
+        FSDP2 registers its pre-forward hook (all-gather and wait) with ``prepend=True``
+        and its post-forward hook first, so these hooks, registered after sharding, bracket
+        only computation. A ``slow`` fault adds its delay inside the bracket, where a
+        throttled device would.
+        """
+        self._compute_s = 0.0
+        self._block_start = 0.0
+        self._slow_s = 0.0
+
+        def begin(module: torch.nn.Module, args: Any) -> None:
+            self._block_start = time.perf_counter()
+
+        def end(module: torch.nn.Module, args: Any, output: Any) -> None:
+            if self._slow_s and module is blocks[0]:
+                time.sleep(self._slow_s)
+            self._compute_s += time.perf_counter() - self._block_start
+
+        for block in blocks:
+            block.register_forward_pre_hook(begin)
+            block.register_forward_hook(end)
+
+    def layout_fields(self) -> dict[str, Any]:
+        """The layout this run applies: the ``layout_applied`` event's fields."""
+        cfg, dims = self.cfg, self.dims
+        return {
+            "dp_replicate": dims.dp_replicate,
+            "dp_shard": dims.dp_shard,
+            "tp": dims.tp,
+            "pp": dims.pp,
+            "cp": dims.cp,
+            "ep": dims.ep,
+            "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
+            "recompute": cfg.recompute,
+            "sharding": cfg.sharding,
+            "precision": self.precision,
+            "world_size": self.world_size,
+            "global_batch_tokens": self.tokens_per_step,
+            "micro_batch": cfg.micro_batch,
+            "grad_accum": cfg.grad_accum,
+        }
+
+    def memory_fields(self) -> dict[str, float]:
+        """Peak memory so far: the process's resident set, and on a GPU what torch allocated.
+
+        ``max_rss_mib`` is Linux's ``ru_maxrss`` (KiB); ``gpu_memory_peak_mib`` is
+        ``torch.cuda.max_memory_allocated`` (tensors only, not the CUDA context or the
+        allocator's cache: ``gpu_memory_reserved_peak_mib`` is what the cache held), the
+        figures the planner's per-GPU memory is checked against.
+        """
+        fields = {
+            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        }
+        if self.device.type == "cuda":
+            fields["gpu_memory_peak_mib"] = round(
+                torch.cuda.max_memory_allocated(self.device) / 2**20, 1
+            )
+            fields["gpu_memory_reserved_peak_mib"] = round(
+                torch.cuda.max_memory_reserved(self.device) / 2**20, 1
+            )
+        return fields
