@@ -1,8 +1,8 @@
 """Command lines and environments every backend runs: pure functions, no I/O.
 
-One place builds them, so the local supervisor, the Slurm script and the Kubernetes
-manifests start ranks the same way, and the runtime agent (issue 7) is inserted in
-one place (:func:`node_command`) between the backend and torchrun.
+One place builds them, so the local supervisor, the Slurm node agent and the Kubernetes
+manifests start ranks the same way (ARCHITECTURE.md, "The process tree per backend"):
+:func:`node_command` puts the node agent between the backend and torchrun.
 
 The chain on every node::
 
