@@ -153,6 +153,13 @@ def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: 
     assert (applied["global_batch_tokens"], applied["grad_accum"]) == (8 * 32, 2)
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert [r["tokens"] for r in steps] == [256, 512]
+    # What ran is what was planned, as `scalectl jobs --json` reports it.
+    shown = cli("jobs", "--json")
+    assert shown.code == 0, shown.err
+    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
+    check = mine["plan"]["layout_check"]
+    assert check["differs"] == [] and check["applied"]["grad_accum"] == 2
+    assert check["planned"]["world_size"] == 4 and check["planned"]["dp_shard"] == 2
 
 
 @pytest.mark.parametrize(
