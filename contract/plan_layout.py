@@ -13,11 +13,14 @@ Standard library and pydantic only (every rank imports the contract).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contract import env
+from contract.event_kinds import EventKind
+from contract.events import Event
 from contract.jobdir import write_json_atomic
 from contract.plan import PLAN_SCHEMA_VERSION, Plan, PlanError, PlanLayout, parse_plan
 
@@ -155,3 +158,123 @@ def read_document(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise PlanError(f"{path}: expected a JSON object (a planner Plan)")
     return document
+
+
+APPLIED_FIELDS = (
+    "dp_replicate",
+    "dp_shard",
+    "tp",
+    "pp",
+    "cp",
+    "ep",
+    "sequence_parallel",
+    "recompute",
+    "sharding",
+    "precision",
+    "world_size",
+    "global_batch_tokens",
+    "micro_batch",
+    "grad_accum",
+)
+"""The fields of the ``layout_applied`` event that a plan also says, in the event's order."""
+
+
+def planned_layout_fields(plan: Plan) -> dict[str, Any]:
+    """The plan's layout in the ``layout_applied`` event's fields.
+
+    A field the plan leaves to the trainer (no sharding, no precision) is absent, and so
+    are world size, tokens per step and accumulation when the layout does not resolve:
+    nothing is claimed the plan did not say.
+    """
+    lay = plan.layout
+    if not lay.model_fields_set:
+        return {}
+    tp = lay.tp or 1
+    fields: dict[str, Any] = {
+        "tp": tp,
+        "pp": lay.pp or 1,
+        "cp": lay.cp or 1,
+        "ep": lay.ep or 1,
+        # The trainer splits the sequence only under tp > 1 (the event says what ran).
+        "sequence_parallel": bool(lay.sequence_parallel) and tp > 1,
+        "recompute": lay.recompute or "none",
+        "micro_batch": lay.micro_batch or 1,
+    }
+    dp = lay.dp or 1
+    if lay.sharding is not None:
+        fields["sharding"] = lay.sharding
+        # The split of dp that runtime.train.parallel.dims_from_layout makes.
+        if lay.sharding == "hsdp" and lay.hsdp_shard_size:
+            fields["dp_replicate"] = dp // lay.hsdp_shard_size
+            fields["dp_shard"] = lay.hsdp_shard_size
+        elif lay.sharding == "none":
+            fields["dp_replicate"], fields["dp_shard"] = dp, 1
+        elif lay.sharding != "hsdp":
+            fields["dp_replicate"], fields["dp_shard"] = 1, dp
+    if plan.training.precision is not None:
+        fields["precision"] = plan.training.precision
+    try:
+        resolved = resolve_layout(plan)
+    except PlanError:
+        return fields
+    fields["world_size"] = resolved.world_size
+    if resolved.tokens_per_step is not None:
+        fields["global_batch_tokens"] = resolved.tokens_per_step
+    if resolved.grad_accum is not None:
+        fields["grad_accum"] = resolved.grad_accum
+    return fields
+
+
+def last_layout_applied(events: Iterable[Event]) -> dict[str, Any] | None:
+    """The fields of the newest ``layout_applied`` event (each restart writes one), or
+    None before the trainer has written any."""
+    found = None
+    for event in events:
+        if event.kind is EventKind.LAYOUT_APPLIED:
+            found = event.record
+    if found is None:
+        return None
+    return {name: found[name] for name in APPLIED_FIELDS if name in found}
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    """The plan's layout beside the one the trainer says it applied."""
+
+    planned: dict[str, Any]
+    """The plan's layout in the event's fields (:func:`planned_layout_fields`)."""
+    applied: dict[str, Any] | None
+    """The newest ``layout_applied`` event's fields; None before the trainer wrote one."""
+    differs: tuple[str, ...]
+    """Fields both give, with different values, in :data:`APPLIED_FIELDS` order."""
+
+    def json(self) -> dict[str, Any]:
+        """The form ``scalectl jobs --json`` prints."""
+        return {
+            "planned": self.planned,
+            "applied": self.applied,
+            "differs": list(self.differs),
+        }
+
+    def difference_text(self, name: str) -> str:
+        """``grad_accum: plan 2, ran 4``."""
+        applied = self.applied or {}
+        return f"{name}: plan {self.planned.get(name)}, ran {applied.get(name)}"
+
+
+def check_layout(plan: Plan, applied: Mapping[str, Any] | None) -> LayoutCheck:
+    """Compare a plan's layout with a ``layout_applied`` record (pure).
+
+    A field only one side gives is not a difference: a plan that leaves sharding to the
+    trainer, or an event from a trainer that did not write that field yet.
+    """
+    planned = planned_layout_fields(plan)
+    if applied is None:
+        return LayoutCheck(planned, None, ())
+    ran = {name: applied[name] for name in APPLIED_FIELDS if name in applied}
+    differs = tuple(
+        name
+        for name in APPLIED_FIELDS
+        if name in planned and name in ran and planned[name] != ran[name]
+    )
+    return LayoutCheck(planned, ran, differs)

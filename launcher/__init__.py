@@ -10,6 +10,7 @@ so ``import launcher`` must not pull in pydantic, psutil or sqlite)::
         JobDir,                                          # the job-directory contract
         Backend, get_backend,                            # backends
         launch, refresh, cancel,                         # what the commands do
+        plan_job, PlannedJob, LaunchFlags,               # a plan made a job (--plan's path)
         LaunchInputError, JobNotFoundError, RegistryError,
     )
 """
@@ -34,6 +35,9 @@ _EXPORTS = {
     "launch": "launcher.api",
     "refresh": "launcher.api",
     "cancel": "launcher.api",
+    "plan_job": "launcher.plan_launch",
+    "PlannedJob": "launcher.plan_launch",
+    "LaunchFlags": "launcher.flags",
     "LaunchInputError": "launcher.errors",
     "JobNotFoundError": "launcher.errors",
     "RegistryError": "launcher.errors",
@@ -46,7 +50,9 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobState",
+    "LaunchFlags",
     "LaunchInputError",
+    "PlannedJob",
     "ProgressSnapshot",
     "RegistryError",
     "Store",
@@ -54,6 +60,7 @@ __all__ = [
     "get_backend",
     "launch",
     "load_spec_file",
+    "plan_job",
     "read_progress",
     "refresh",
     "spec_from_mapping",
@@ -65,6 +72,8 @@ if TYPE_CHECKING:
     from launcher.backends import get_backend
     from launcher.backends.base import Backend
     from launcher.errors import JobNotFoundError, LaunchInputError, RegistryError
+    from launcher.flags import LaunchFlags
+    from launcher.plan_launch import PlannedJob, plan_job
     from launcher.progress_view import ProgressSnapshot, read_progress
     from launcher.spec import JobSpec, load_spec_file, spec_from_mapping
     from launcher.states import JobState

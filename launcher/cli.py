@@ -133,14 +133,12 @@ def launch(
         return
     plan_lines = None
     if plan_file is not None:
-        from launcher.plan_launch import apply_plan, describe, with_default_entrypoint
+        from launcher.plan_launch import plan_job
 
-        flags = with_default_entrypoint(flags, file_data)
-    mapping = build_mapping(file_data, flags, words)
-    if plan_file is not None:
-        mapping, resolved = apply_plan(Path(plan_file), mapping, flags)
-        plan_lines = describe(resolved, mapping)
-    spec = spec_from_mapping(mapping, source=source)
+        planned = plan_job(Path(plan_file), flags, words, file_data, source)
+        spec, plan_lines = planned.spec, planned.text
+    else:
+        spec = spec_from_mapping(build_mapping(file_data, flags, words), source=source)
     if after:
         check_after(spec, after)
     if dry_run:

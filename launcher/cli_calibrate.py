@@ -10,6 +10,7 @@ few steps, an unknown id) is one line and exit code 2, and nothing is written.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ def read_measured_job(ref: str) -> Any:
     from pydantic import ValidationError
 
     from contract.jobdir import JobDir, read_all_jsonl
+    from contract.plan import PLAN_SCHEMA_VERSION
     from planner.calibration import MeasuredJob, steady_step_time_s
     from planner.errors import PlanInputError
     from planner.result import Plan
@@ -80,8 +82,23 @@ def read_measured_job(ref: str) -> Any:
             f"{name}: no plan.json in {path}; calibrate from jobs launched with a plan "
             "(a JobSpec with `plan:`, as `make run` launches)."
         )
+    text = jobdir.plan_json.read_text(encoding="utf-8")
     try:
-        plan = Plan.model_validate_json(jobdir.plan_json.read_text(encoding="utf-8"))
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None  # the planner's model names the error below
+    if isinstance(document, dict) and "schema_version" in document:
+        # plan.json is the contract's document: the planner's Plan and its schema version
+        # (contract.plan_layout.plan_document), as `plan --out` and `launch --plan` write it.
+        version = document.pop("schema_version")
+        if version != PLAN_SCHEMA_VERSION:
+            raise PlanInputError(
+                f"{name}: plan.json schema_version {version!r}: this scalectl reads version "
+                f"{PLAN_SCHEMA_VERSION}; calibrate with the scalectl that launched it"
+            )
+        text = json.dumps(document)
+    try:
+        plan = Plan.model_validate_json(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

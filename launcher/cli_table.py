@@ -116,9 +116,13 @@ def job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
 
 
 def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | None:
-    """The job's plan against its progress (contract.plan); None for a job without a plan."""
+    """The job's plan against its progress (contract.plan) and the plan's layout against
+    the trainer's ``layout_applied`` event (contract.plan_layout; ``layout_check.differs``
+    lists the fields that differ); None for a job without a plan."""
     # contract.plan needs pydantic: loaded only when a job has a plan, not for --help.
+    from contract.events import read_events
     from contract.plan import PlanError, against_plan, read_plan
+    from contract.plan_layout import check_layout, last_layout_applied
 
     job = JobDir(record.job_dir)
     if not job.plan_json.is_file():
@@ -130,4 +134,5 @@ def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | Non
     return {
         "layout": plan.layout_text(),
         **against_plan(plan, snap.step_time_s, snap.tokens_per_s, snap.world_size),
+        "layout_check": check_layout(plan, last_layout_applied(read_events(job))).json(),
     }

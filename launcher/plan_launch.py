@@ -9,18 +9,23 @@ after ``--`` are its arguments) unless ``--module``/``--script`` or the spec fil
 the user's program; the plan is embedded in
 the spec, so it lands in the job directory as ``plan.json`` and the trainer reads its
 layout from there.
+
+:func:`plan_job` is the one path from a plan to a JobSpec: ``scalectl launch --plan``,
+``make run`` (scripts/main_job.py), scripts/gpu_check.py and the TUI's ``l`` all take it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from contract.plan import PlanError, parse_plan
-from contract.plan_layout import ResolvedLayout, read_document, resolve_layout
+from contract.plan_layout import ResolvedLayout, plan_document, read_document, resolve_layout
 from launcher.errors import LaunchInputError
-from launcher.flags import LaunchFlags, default_name
+from launcher.flags import LaunchFlags, build_mapping, default_name
+from launcher.spec import JobSpec, spec_from_mapping
 
 REFERENCE_TRAINER = "runtime.train"
 """The module run when the launch names no program."""
@@ -52,16 +57,20 @@ def _single_node_count(nodes: str) -> int:
     return int(parts[0])
 
 
-def apply_plan(
-    plan_path: Path, data: dict[str, Any], flags: LaunchFlags
+def apply_plan_document(
+    document: dict[str, Any],
+    source: str,
+    data: dict[str, Any],
+    flags: LaunchFlags,
+    prefix: str = "",
 ) -> tuple[dict[str, Any], ResolvedLayout]:
-    """The spec mapping ``data`` with the plan's job in it, and the resolved layout."""
+    """The spec mapping ``data`` with the plan document's job in it, and the resolved
+    layout; ``source`` names the plan in errors (its path), ``prefix`` the flag."""
     try:
-        document = read_document(plan_path)
-        plan = parse_plan(document, str(plan_path))
-        resolved = resolve_layout(plan, str(plan_path))
+        plan = parse_plan(document, source)
+        resolved = resolve_layout(plan, source)
     except PlanError as exc:
-        raise LaunchInputError(f"--plan {exc}") from None
+        raise LaunchInputError(f"{prefix}{exc}") from None
     if data.get("plan") is not None:
         raise LaunchInputError(
             "--plan: the spec file has a plan: block too; give one of them, not both"
@@ -90,6 +99,10 @@ def apply_plan(
             f"tp {tp}; give a multiple of {tp}"
         )
     out = {**data, "plan": document, "nodes": str(nodes), "procs_per_node": procs}
+    if out.get("backend", "local") != "local" and "gpus_per_node" not in out:
+        # One GPU per planned rank on a cluster; on the local backend the ranks are
+        # processes of this machine and the trainer takes CUDA when it finds it.
+        out["gpus_per_node"] = procs
     if "name" not in out and isinstance(out.get("entrypoint"), dict):
         out["name"] = default_name(out["entrypoint"])
     return out, resolved
@@ -101,6 +114,57 @@ def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
         f"plan: {resolved.text()}\n"
         f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedJob:
+    """A plan made a job, not yet launched."""
+
+    spec: JobSpec
+    """What ``launcher.api.launch`` submits (the plan embedded: plan.json in the job)."""
+    resolved: ResolvedLayout
+    """The plan's layout, world size, tokens per step and gradient accumulation."""
+    text: str
+    """The ``--dry-run`` lines about the plan."""
+
+
+def _plan_document(plan: Any) -> tuple[dict[str, Any], str]:
+    """(document, name in errors) of a plan file's path, a mapping or a Plan model."""
+    if isinstance(plan, str | Path):
+        try:
+            return read_document(Path(plan)), str(plan)
+        except PlanError as exc:
+            raise LaunchInputError(f"--plan {exc}") from None
+    if isinstance(plan, Mapping):
+        return dict(plan), "plan"
+    if hasattr(plan, "model_dump"):  # planner.Plan or contract.plan.Plan
+        return plan_document(plan.model_dump(mode="json")), "plan"
+    raise LaunchInputError(
+        f"plan {type(plan).__name__}: give a plan.json path, a planner Plan or its JSON mapping"
+    )
+
+
+def plan_job(
+    plan: Any,
+    flags: LaunchFlags | None = None,
+    words: Sequence[str] = (),
+    file_data: dict[str, Any] | None = None,
+    source: str = "launch flags",
+) -> PlannedJob:
+    """The JobSpec of ``scalectl launch --plan PLAN [flags] [spec file] [-- words]``.
+
+    ``plan`` is a plan.json path, a planner ``Plan`` or its JSON mapping; ``flags`` are
+    the launch options (nodes and ranks may override the plan's while the layout holds);
+    ``words`` the trainer's arguments (or the program, as after ``--``); ``file_data``
+    a job.yaml's mapping. Raises :class:`LaunchInputError` naming the field.
+    """
+    document, name = _plan_document(plan)
+    flags = with_default_entrypoint(flags or LaunchFlags(), file_data)
+    mapping = build_mapping(file_data, flags, list(words))
+    prefix = "--plan " if name != "plan" else ""
+    mapping, resolved = apply_plan_document(document, name, mapping, flags, prefix=prefix)
+    spec = spec_from_mapping(mapping, source=source)
+    return PlannedJob(spec, resolved, describe(resolved, mapping))
 
 
 def check_embedded_plan(spec: Any) -> None:

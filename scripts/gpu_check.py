@@ -109,34 +109,29 @@ def plan_for(config: dict[str, Any], gpu_name: str) -> Any:
     return planner.make_plan(model, cluster, training, layout)
 
 
-def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, Any]:
+def job_spec(config: dict[str, Any], plan: Any) -> Any:
+    """The JobSpec of one config, by `scalectl launch --plan`'s path (launcher.plan_job)."""
     from contract.env import FAULTS_ENV
+    from launcher import LaunchFlags, plan_job
+
+    # One rank on one GPU; shapes and layout from the plan.
+    flags = LaunchFlags(
+        name=f"gpu-check-{config['name']}",
+        gpus_per_node=1,
+        max_restarts=3 if config.get("faults") else 0,
+        env=[f"{FAULTS_ENV}={config['faults']}"] if config.get("faults") else [],
+    )
+    words = ["--steps", str(config["steps"]), "--eval-every", "0", "--log-every", "5"]
+    words += ["--ckpt-every", str(config.get("ckpt_every", 0))]
+    return plan_job(plan, flags, words).spec
+
+
+def run_job(config: dict[str, Any], plan: Any, timeout_s: float) -> dict[str, Any]:
     from contract.jobdir import JobDir, read_all_jsonl
     from launcher import api
-    from launcher.spec import JobSpec
     from launcher.store import Store
 
-    spec = JobSpec.model_validate(
-        {
-            "name": f"gpu-check-{config['name']}",
-            "entrypoint": {"module": "runtime.train"},
-            "args": [
-                "--steps",
-                str(config["steps"]),
-                "--eval-every",
-                "0",
-                "--log-every",
-                "5",
-                "--ckpt-every",
-                str(config.get("ckpt_every", 0)),
-            ],
-            "env": {FAULTS_ENV: config["faults"]} if config.get("faults") else {},
-            "max_restarts": 3 if config.get("faults") else 0,
-            "procs_per_node": 1,
-            "gpus_per_node": 1,
-            "plan": plan,
-        }
-    )
+    spec = job_spec(config, plan)
     start = time.monotonic()
     with Store() as store:
         record = api.launch(spec, store)

@@ -5,8 +5,9 @@
 2. Plan the reference trainer's default model (4 layers, width 128, GQA, SwiGLU) with
    ``planner.make_plan``: 2 data-parallel FSDP ranks; the step count is chosen so the
    predicted training time is about ``--target-s`` seconds.
-3. Launch it on the local backend (2 processes, elastic torchrun, the plan embedded: the
-   trainer takes its shapes from plan.json) and follow it with a progress bar.
+3. Launch it on the local backend through ``scalectl launch --plan``'s path
+   (``launcher.plan_job``: 2 processes, elastic torchrun, the plan embedded: the trainer
+   takes its shapes and layout from plan.json) and follow it with a progress bar.
 4. Summarise predicted against measured step time, throughput and memory per rank.
 5. Calibrate the planner from the job (``scalectl plan calibrate``): fit this CPU's
    efficiency constants and per-step overhead to the measured step time, write the
@@ -31,7 +32,7 @@ from rich.table import Table
 
 from contract.events import EventKind
 from contract.jobdir import JobDir, read_all_jsonl
-from launcher import api
+from launcher import LaunchFlags, api, plan_job
 from launcher.commands import omp_threads
 from launcher.progress_view import read_progress
 from launcher.spec import JobSpec
@@ -255,17 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         f"dp={RANKS} FSDP, micro-batch {MICRO_BATCH}×{SEQ_LEN}; predicted "
         f"{est.step.time_s * 1000:.0f} ms/step, {est.step.tokens_per_s:,.0f} tok/s → {steps} steps"
     )
-    spec = JobSpec.model_validate(
-        {
-            "name": "main-job",
-            "entrypoint": {"module": "runtime.train"},
-            # Shapes, micro-batch, accumulation and steps come from the embedded plan.
-            "args": ["--eval-every", str(steps), "--log-every", "10"],
-            "procs_per_node": RANKS,
-            "checkpoint": {"every_steps": max(10, steps // 2), "keep_last": 2},
-            "plan": plan,
-        }
-    )
+    # Shapes, layout, micro-batch, accumulation and steps come from the plan.
+    flags = LaunchFlags(name="main-job", ckpt_every=max(10, steps // 2), keep_last=2)
+    spec = plan_job(plan, flags, ["--eval-every", str(steps), "--log-every", "10"]).spec
     peaks: dict[str, float] = {}
     with Store() as store:
         record = api.launch(spec, store)

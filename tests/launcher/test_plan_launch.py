@@ -153,6 +153,13 @@ def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: 
     assert (applied["global_batch_tokens"], applied["grad_accum"]) == (8 * 32, 2)
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert [r["tokens"] for r in steps] == [256, 512]
+    # What ran is what was planned, as `scalectl jobs --json` reports it.
+    shown = cli("jobs", "--json")
+    assert shown.code == 0, shown.err
+    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
+    check = mine["plan"]["layout_check"]
+    assert check["differs"] == [] and check["applied"]["grad_accum"] == 2
+    assert check["planned"]["world_size"] == 4 and check["planned"]["dp_shard"] == 2
 
 
 @pytest.mark.parametrize(
@@ -198,3 +205,23 @@ def test_every_rank_gets_the_layout_as_typed_variables(plan_path: Path, tmp_path
     assert env.layout({}) is None
     plain = spec_from_mapping({"name": "p", "entrypoint": {"script": "t.py"}}, "test")
     assert env.layout(rank_environment(plain, "job-2", tmp_path, "node0", node_cpus=4)) is None
+
+
+def test_gpu_check_builds_its_jobs_by_the_plan_path() -> None:
+    # scripts/gpu_check.py runs only on a GPU; its jobs are built here, on the CPU.
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    import gpu_check
+
+    from contract.env import FAULTS_ENV
+
+    for config in gpu_check.CONFIGS:
+        plan = gpu_check.plan_for(config, "H100")
+        spec = gpu_check.job_spec(config, plan)
+        assert spec.entrypoint.module == "runtime.train"
+        assert (spec.nodes.min, spec.procs_per_node, spec.gpus_per_node) == (1, 1, 1)
+        assert spec.plan is not None and spec.plan["layout"]["dp"] == 1
+        assert spec.args[:2] == ["--steps", str(config["steps"])]
+        assert (FAULTS_ENV in spec.env) == bool(config.get("faults"))
+        assert spec.max_restarts == (3 if config.get("faults") else 0)

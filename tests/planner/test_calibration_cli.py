@@ -12,11 +12,16 @@ from tests.planner.test_calibration import measured
 from tests.planner.test_planner_cli import run
 
 
-def job_dir(root: Path, hidden: int, micro_batch: int, steps: int = 20) -> Path:
+def job_dir(
+    root: Path, hidden: int, micro_batch: int, steps: int = 20, schema_version: int | None = None
+) -> Path:
     job = measured(hidden, micro_batch)
     path = root / job.job
     (path / "progress").mkdir(parents=True)
-    (path / "plan.json").write_text(job.plan.model_dump_json())
+    document = job.plan.model_dump(mode="json")
+    if schema_version is not None:  # as `plan --out` and `launch --plan` write plan.json
+        document = {"schema_version": schema_version, **document}
+    (path / "plan.json").write_text(json.dumps(document))
     lines = [
         json.dumps({"step": s, "loss": 1.0, "step_time_s": job.step_time_s * (3 if s < 4 else 1)})
         for s in range(1, steps + 1)
@@ -34,7 +39,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_calibrate_writes_a_profile_that_estimate_and_search_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    jobs = [job_dir(tmp_path, 64, 8), job_dir(tmp_path, 128, 8)]
+    jobs = [job_dir(tmp_path, 64, 8), job_dir(tmp_path, 128, 8, schema_version=1)]
     out = tmp_path / "cluster.yaml"
     code, text, err = run(["plan", "calibrate", *map(str, jobs), "-o", str(out)], capsys)
     assert code == 0, err
@@ -88,8 +93,10 @@ def test_bad_jobs_are_one_line_exit_2_and_nothing_written(
     no_plan = tmp_path / "no-plan"
     (no_plan / "progress").mkdir(parents=True)
     short = job_dir(tmp_path, 128, 8, steps=8)
+    newer = job_dir(tmp_path / "newer", 128, 8, schema_version=9)
     cases = (
         (no_plan, "no-plan: no plan.json"),
+        (newer, "plan.json schema_version 9: this scalectl reads version 1"),
         (short, "fewer than 5 steps with step_time_s after the first 5"),
         (tmp_path / "20991231-000000-zzzz", "20991231-000000-zzzz"),
     )

@@ -304,6 +304,39 @@ def test_job_view_warns_about_corruption_and_a_vanished_directory(tmp_path: Path
     assert "is gone" in snapshot.warnings[0] and "$SCALECTL_HOME/jobs/" in snapshot.warnings[0]
 
 
+def test_job_view_shows_the_layout_that_ran_beside_the_plan(tmp_path: Path) -> None:
+    from contract.event_kinds import EventKind
+    from contract.events import append_event
+    from tui.panes.jobs import render_layout_check
+
+    store = fx.build_home(tmp_path, telemetry_samples=1, progress_steps=2)
+    record = store.get(fx.MAIN_ID)
+    store.close()
+    assert record is not None
+    job = JobDir(record.job_dir)
+    plan = {
+        "training": {"seq_len": 32, "global_batch_seqs": 8},
+        "layout": {"dp": 2, "tp": 2, "sharding": "zero3", "micro_batch": 2},
+    }
+    job.plan_json.write_text(json.dumps(plan))
+    view = JobView(record, home=tmp_path)
+    check = view.poll().layout_check
+    assert check is not None and check.applied is None  # the trainer has not started
+    applied = {"dp_replicate": 1, "dp_shard": 2, "tp": 2, "sharding": "zero3"}
+    applied |= {"world_size": 4, "global_batch_tokens": 256, "micro_batch": 2}
+    append_event(job, EventKind.LAYOUT_APPLIED, source="trainer", **applied, grad_accum=2)
+    check = view.poll().layout_check
+    assert check is not None and check.differs == ()
+    assert str(render_layout_check(check)) == "layout ran: as planned (layout_applied)"
+    # A restart that derived accumulation from dp x tp: flagged, in red.
+    append_event(job, EventKind.LAYOUT_APPLIED, source="trainer", **applied, grad_accum=1)
+    check = view.poll().layout_check
+    assert check is not None and check.differs == ("grad_accum",)
+    shown = render_layout_check(check)
+    assert "grad_accum: plan 2, ran 1" in str(shown)
+    assert shown.style == "bold red" and {span.style for span in shown.spans} == {"red"}
+
+
 # -- charts and text --------------------------------------------------------------------
 
 

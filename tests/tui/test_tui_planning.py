@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 import planner
-from launcher import spec_from_mapping
-from tui.data.planning import PlanForm, PlanFormError, job_name, launch_mapping, search
+from tui.data.planning import PlanForm, PlanFormError, job_name, planned_job, search
 
 FORM = PlanForm(
     model="llama3-8b", gpu="H100", gpus="16", seq_len="4096", batch="256", tokens="100B"
@@ -89,13 +88,15 @@ def test_a_config_path_and_its_launch_spec_validate(tmp_path: Path) -> None:
     result = search(form)
     assert result.model.num_layers == 4 and result.ranked
     plan = result.plan(0)
-    mapping = launch_mapping(plan, "local")
-    spec = spec_from_mapping(mapping, "test")
+    planned = planned_job(plan, "local")
+    spec = planned.spec
+    assert spec.name == "tiny" and spec.backend == "local"
+    assert planned.resolved.world_size == 2
     assert spec.entrypoint.module == "runtime.train"
     assert (spec.nodes.min, spec.nodes.max, spec.procs_per_node) == (1, 1, 2)
     assert spec.gpus_per_node == 0  # local: ranks are processes; no GPU is requested
     assert spec.plan is not None and spec.plan["training"]["total_tokens"] == 8192
-    slurm = spec_from_mapping(launch_mapping(plan, "slurm"), "test")
+    slurm = planned_job(plan, "slurm").spec
     assert slurm.gpus_per_node == 2
 
 

@@ -17,6 +17,8 @@ from tui.widgets.dialogs import ConfirmScreen
 if TYPE_CHECKING:
     from textual.app import App
 
+    from launcher import JobSpec
+
     _AppBase = App[None]
 else:
     _AppBase = object
@@ -62,35 +64,39 @@ class PlannerActions(_AppBase):
         result = pane.result
         if result is None:
             return
-        from tui.data.planning import launch_notes
+        from tui.data.planning import launch_notes, planned_job
 
         plan = result.plan(event.index)
-        cluster = plan.cluster
+        try:
+            # The path of `scalectl launch --plan`: the same checks before anything is asked.
+            planned = planned_job(plan, event.backend)
+        except Exception as exc:
+            self.notify(f"cannot launch this plan: {error_text(exc)}", severity="error")
+            return
+        spec = planned.spec
         body = Text()
         body.append(f"{plan.model.name}", style="bold")
         body.append(
-            f" on {event.backend}: {cluster.num_nodes} node(s) × "
-            f"{min(cluster.gpus_per_node, cluster.num_gpus)} rank(s), "
+            f" on {event.backend}: {spec.nodes} node(s) × {spec.procs_per_node} rank(s), "
             f"layout {text_layout(plan)}\n"
             "entrypoint: python -m runtime.train --plan <job dir>/plan.json\n"
         )
+        body.append(f"{planned.resolved.text()}\n", style="dim")
         for note in launch_notes(plan):
             body.append(f"• {note}\n", style="dim")
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._launch(result, event.index, event.backend)
+                self._launch(spec)
 
         self.push_screen(ConfirmScreen("Launch this plan?", body, yes="Launch"), answered)
 
     @work(thread=True, group="actions", exit_on_error=False)
-    def _launch(self, result: SearchResult, index: int, backend: str) -> None:
-        from launcher import api, spec_from_mapping
+    def _launch(self, spec: JobSpec) -> None:
+        from launcher import api
         from launcher.store import Store
-        from tui.data.planning import launch_mapping
 
         try:
-            spec = spec_from_mapping(launch_mapping(result.plan(index), backend), "planner tab")
             with Store(self.registry) as store:
                 record = api.launch(spec, store)
         except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from contract.events import EventKind, parse_event
 from contract.jobdir import JobDir
+from contract.plan_layout import last_layout_applied
 from tui.data.follow import JsonlTail
 from tui.text import finite
 
@@ -101,6 +102,8 @@ class EventLog:
     tail: JsonlTail | None = None
     items: list[TimelineItem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    layout_applied: dict[str, Any] | None = None
+    """The newest ``layout_applied`` event's layout fields (None before the trainer's)."""
 
     def poll(self) -> bool:
         """Read new events; True when there were any."""
@@ -111,6 +114,9 @@ class EventLog:
             item = describe(record)
             self.items.append(item)
             self.counts[item.event] = self.counts.get(item.event, 0) + 1
+        applied = last_layout_applied(parse_event(record) for record in records)
+        if applied is not None:
+            self.layout_applied = applied
         del self.items[:-MAX_EVENTS]
         return bool(records)
 

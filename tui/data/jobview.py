@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.jobdir import PLAN_FILE, JobDir, read_json
-from contract.plan import PlanError, parse_plan
+from contract.plan import Plan, PlanError, parse_plan
+from contract.plan_layout import LayoutCheck, check_layout
 from launcher.progress_view import ProgressSnapshot
 from launcher.store import JobRecord
 from tui import text
@@ -39,6 +40,8 @@ class JobSnapshot:
     compare: tuple[CompareRow, ...]
     summary: tuple[tuple[str, str], ...]
     warnings: tuple[str, ...]
+    layout_check: LayoutCheck | None = None
+    """The plan's layout beside the trainer's ``layout_applied`` (None: no plan)."""
 
 
 def _describe_entrypoint(spec: dict[str, Any]) -> str:
@@ -127,6 +130,7 @@ class JobView:
     progress: ProgressSeries = field(init=False)
     telemetry: TelemetrySeries = field(init=False)
     plan: PlanFacts = field(default_factory=PlanFacts)
+    plan_document: Plan | None = None
     plan_error: str | None = None
     plan_loaded: bool = False
     summary: tuple[tuple[str, str], ...] = ()
@@ -175,6 +179,11 @@ class JobView:
             gpu_power_w=telemetry.gpu_power_w(),
         )
         has_plan = self.plan.step_time_s is not None
+        layout_check = (
+            check_layout(self.plan_document, self.events.layout_applied)
+            if self.plan_document is not None
+            else None
+        )
         return JobSnapshot(
             record=self.record,
             dir_missing=missing,
@@ -187,6 +196,7 @@ class JobView:
             compare=tuple(compare(self.plan, measured)) if has_plan else (),
             summary=self.summary,
             warnings=tuple(warnings),
+            layout_check=layout_check,
         )
 
     def _load_plan(self) -> None:
@@ -202,7 +212,8 @@ class JobView:
             self.plan_error = f"plan.json unreadable ({type(exc).__name__}); no prediction shown"
             return
         try:
-            self.plan = plan_facts(parse_plan(document, PLAN_FILE))
+            self.plan_document = parse_plan(document, PLAN_FILE)
+            self.plan = plan_facts(self.plan_document)
         except PlanError as exc:
             self.plan_error = f"{exc}; no prediction shown"
 

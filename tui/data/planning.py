@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from launcher import PlannedJob
     from planner import ClusterSpec, Estimate, Layout, ModelSpec, Plan, TrainingSpec
     from planner import layout_search as planner_search
 
@@ -158,34 +159,28 @@ def job_name(model_name: str) -> str:
     return name[:63]
 
 
-def launch_mapping(plan: Plan, backend: str) -> dict[str, Any]:
-    """A JobSpec mapping that runs the reference trainer on ``plan``.
+def planned_job(plan: Plan, backend: str) -> PlannedJob:
+    """The job that runs the reference trainer on ``plan``: ``scalectl launch --plan``'s
+    path (:func:`launcher.plan_job`), named after the model.
 
     One rank per planned GPU: ``nodes`` x ``procs_per_node`` = the plan's GPUs. On the
     local backend the ranks are processes on this machine and no GPU is requested (the
     trainer uses CUDA when it finds it); elsewhere every node asks for its GPUs.
     """
-    cluster = plan.cluster
-    per_node = min(cluster.gpus_per_node, cluster.num_gpus)
-    return {
-        "name": job_name(plan.model.name),
-        "backend": backend,
-        "entrypoint": {"module": "runtime.train"},
-        "nodes": cluster.num_nodes,
-        "procs_per_node": per_node,
-        "gpus_per_node": 0 if backend == "local" else per_node,
-        "plan": plan.model_dump(mode="json"),
-    }
+    from launcher import LaunchFlags, plan_job
+
+    flags = LaunchFlags(backend=backend, name=job_name(plan.model.name))
+    return plan_job(plan, flags, source="planner tab")
 
 
 def launch_notes(plan: Plan) -> list[str]:
     """What the user should know before launching ``plan`` with the reference trainer."""
     notes = []
     layout = plan.layout
-    if layout.tp > 1 or layout.pp > 1 or layout.cp > 1:
+    if layout.pp > 1 or layout.cp > 1 or layout.ep > 1:
         notes.append(
-            "the reference trainer is data-parallel FSDP only: tp/pp/cp of this layout "
-            "are not applied (every rank holds a shard of the whole model)"
+            "the reference trainer applies dp, tp and sharding; pp/cp/ep of this layout "
+            "are not applied yet, so it refuses to start (exit 2 naming the degree)"
         )
     steps = plan.estimate.train.steps
     notes.append(f"{steps:,} steps of {plan.training.global_batch_tokens:,} tokens")

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from contract.plan_layout import LayoutCheck
 from tui import text
 from tui.data.jobs import SORT_KEYS, JobRow, filter_rows, sort_rows
 from tui.data.jobview import JobSnapshot
@@ -81,6 +82,16 @@ def render_timeline(snapshot: JobSnapshot, lines: int) -> Text:
     return out
 
 
+def render_layout_check(check: LayoutCheck) -> Text:
+    """The trainer's ``layout_applied`` against the plan: each differing field in red."""
+    if not check.differs:
+        return Text("layout ran: as planned (layout_applied)", style="green")
+    out = Text("layout ran differs from the plan:", style="bold red")
+    for name in check.differs:
+        out.append(f"\n  {check.difference_text(name)}", style="red")
+    return out
+
+
 def render_measures(snapshot: JobSnapshot) -> Group:
     parts: list[Table | Text] = []
     now = snapshot.progress
@@ -111,6 +122,9 @@ def render_measures(snapshot: JobSnapshot) -> Group:
         )
     else:
         parts.append(Text("no plan.json: nothing predicted to compare with", style="dim"))
+    check = snapshot.layout_check
+    if check is not None and check.applied is not None:
+        parts.append(render_layout_check(check))
     progress = Text()
     progress.append("\nprogress ", style="bold underline")
     loss = f"{now.loss:.4f}" if now.loss is not None else text.MISSING
@@ -294,6 +308,7 @@ class JobsPane(Vertical):
             snapshot.summary,
             snapshot.warnings,
             snapshot.plan,
+            snapshot.layout_check,
         )
         if measured != self._shown[2]:
             measures.update(render_measures(snapshot), layout=False)
