@@ -11,6 +11,9 @@ from planner.cli_options import (
     AttentionOption,
     CkptGbSMaxOption,
     CkptGbSOption,
+    CpOption,
+    DpOption,
+    EpOption,
     GlobalBatchOption,
     GlobalBatchTokensOption,
     GpuOption,
@@ -18,18 +21,26 @@ from planner.cli_options import (
     GpusPerNodeOption,
     GradReduceDtypeOption,
     GridOption,
+    HsdpShardOption,
+    InterleaveOption,
+    MicroBatchOption,
     ModelOption,
     MoeCapacityOption,
     MtbfHoursOption,
     OptimizerOption,
     OverlapGradReduceOption,
+    PpOption,
     PrecisionOption,
     PriceOption,
     ProfileOption,
     PueOption,
+    RecomputeOption,
     RestartMinOption,
     SeqLenOption,
+    SequenceParallelOption,
     TokensOption,
+    TpOption,
+    ZeroOption,
 )
 
 
@@ -43,27 +54,17 @@ def estimate_command(
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,
-    tp: int | None = typer.Option(None, "--tp", help="Tensor-parallel degree."),
-    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages."),
-    cp: int | None = typer.Option(None, "--cp", help="Context-parallel degree."),
-    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree."),
-    ep: int | None = typer.Option(None, "--ep", help="Expert-parallel degree (MoE)."),
-    zero: str | None = typer.Option(
-        None, "--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp (default 1 if dp>1)."
-    ),
-    hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="HSDP shard group size."),
-    micro_batch: int | None = typer.Option(
-        None, "--micro-batch", help="Sequences per micro-batch."
-    ),
-    recompute: str | None = typer.Option(None, "--recompute", help="none|selective|full."),
-    interleave: int | None = typer.Option(
-        None, "--interleave", help="Virtual pipeline stages per GPU."
-    ),
-    sequence_parallel: bool | None = typer.Option(
-        None,
-        "--sequence-parallel/--no-sequence-parallel",
-        help="Shard norm/dropout activations over TP (default: on when tp > 1).",
-    ),
+    tp: TpOption = None,
+    pp: PpOption = None,
+    cp: CpOption = None,
+    dp: DpOption = None,
+    ep: EpOption = None,
+    zero: ZeroOption = None,
+    hsdp_shard: HsdpShardOption = None,
+    micro_batch: MicroBatchOption = None,
+    recompute: RecomputeOption = None,
+    interleave: InterleaveOption = None,
+    sequence_parallel: SequenceParallelOption = None,
     uneven_stages: bool | None = typer.Option(
         None, "--uneven-stages/--even-stages", help="First and last stage one layer fewer."
     ),
