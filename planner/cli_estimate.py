@@ -14,6 +14,8 @@ from planner.cli_options import (
     CpOption,
     DpOption,
     EpOption,
+    ExpertTpOption,
+    FreeStageOutputsOption,
     GlobalBatchOption,
     GlobalBatchTokensOption,
     GpuOption,
@@ -23,10 +25,12 @@ from planner.cli_options import (
     GridOption,
     HsdpShardOption,
     InterleaveOption,
+    MicrobatchGroupOption,
     MicroBatchOption,
     ModelOption,
     MoeCapacityOption,
     MtbfHoursOption,
+    OffloadOption,
     OptimizerOption,
     OverlapGradReduceOption,
     PpOption,
@@ -36,10 +40,12 @@ from planner.cli_options import (
     PueOption,
     RecomputeOption,
     RestartMinOption,
+    ScheduleOption,
     SeqLenOption,
     SequenceParallelOption,
     TokensOption,
     TpOption,
+    UnevenStagesOption,
     ZeroOption,
 )
 
@@ -65,22 +71,12 @@ def estimate_command(
     recompute: RecomputeOption = None,
     interleave: InterleaveOption = None,
     sequence_parallel: SequenceParallelOption = None,
-    uneven_stages: bool | None = typer.Option(
-        None, "--uneven-stages/--even-stages", help="First and last stage one layer fewer."
-    ),
-    offload: float | None = typer.Option(
-        None, "--offload", help="Share of saved activations offloaded to host (0-0.99)."
-    ),
-    schedule: str | None = typer.Option(None, "--schedule", help="Pipeline: 1f1b | gpipe."),
-    microbatch_group: int | None = typer.Option(
-        None, "--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."
-    ),
-    free_stage_outputs: bool | None = typer.Option(
-        None, "--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."
-    ),
-    expert_tp: int | None = typer.Option(
-        None, "--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."
-    ),
+    uneven_stages: UnevenStagesOption = None,
+    offload: OffloadOption = None,
+    schedule: ScheduleOption = None,
+    microbatch_group: MicrobatchGroupOption = None,
+    free_stage_outputs: FreeStageOutputsOption = None,
+    expert_tp: ExpertTpOption = None,
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",

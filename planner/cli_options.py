@@ -107,6 +107,30 @@ SequenceParallelOption = Annotated[
         help="Shard norm/dropout activations over TP (sequence parallelism).",
     ),
 ]
+# Pipeline, offload and expert knobs (`plan estimate` only so far; `plan search` does not
+# search them).
+
+UnevenStagesOption = Annotated[
+    bool | None,
+    typer.Option("--uneven-stages/--even-stages", help="First and last stage one layer fewer."),
+]
+OffloadOption = Annotated[
+    float | None,
+    typer.Option("--offload", help="Share of saved activations offloaded to host (0-0.99)."),
+]
+ScheduleOption = Annotated[str | None, typer.Option("--schedule", help="Pipeline: 1f1b | gpipe.")]
+MicrobatchGroupOption = Annotated[
+    int | None,
+    typer.Option("--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."),
+]
+FreeStageOutputsOption = Annotated[
+    bool | None,
+    typer.Option("--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."),
+]
+ExpertTpOption = Annotated[
+    int | None,
+    typer.Option("--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."),
+]
 HeadroomOption = Annotated[
     float, typer.Option("--headroom", help="Share of GPU memory to leave free (0.1 = 10 %).")
 ]
