@@ -105,15 +105,23 @@ def get_model(name: str) -> ModelSpec:
 
 def load_gpu_spec(path: str) -> AcceleratorSpec:
     """An AcceleratorSpec from a YAML (or JSON) file, for accelerators not in the catalog."""
+    data = read_yaml_mapping(path, "--gpu-spec", "a mapping of AcceleratorSpec fields")
+    return AcceleratorSpec(**data)
+
+
+def read_yaml_mapping(path: str, flag: str, expected: str, missing_fix: str = "") -> dict[str, Any]:
+    """The mapping in the YAML (or JSON) file ``path`` given to ``flag``; a missing file, bad
+    YAML or another shape raises PlanInputError naming the flag (``expected`` names the
+    mapping, ``missing_fix`` is appended to the missing-file message)."""
     from pathlib import Path
 
     file = Path(path)
     if not file.is_file():
-        raise PlanInputError(f"--gpu-spec: no such file {path!r}.")
+        raise PlanInputError(f"{flag}: no such file {path!r}{missing_fix}.")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise PlanInputError(f"--gpu-spec {path}: not valid YAML ({exc}).") from exc
+        raise PlanInputError(f"{flag} {path}: not valid YAML ({exc}).") from exc
     if not isinstance(data, dict):
-        raise PlanInputError(f"--gpu-spec {path}: expected a mapping of AcceleratorSpec fields.")
-    return AcceleratorSpec(**data)
+        raise PlanInputError(f"{flag} {path}: expected {expected}.")
+    return data

@@ -6,15 +6,30 @@ from typing import Any
 
 import typer
 
+from planner.cli_options import (
+    CkptGbSMaxOption,
+    CkptGbSOption,
+    GlobalBatchOption,
+    GpuOption,
+    GpuSpecOption,
+    GpusPerNodeOption,
+    GridOption,
+    HeadroomOption,
+    MtbfHoursOption,
+    OptimizerOption,
+    PrecisionOption,
+    PriceOption,
+    PueOption,
+    RestartMinOption,
+)
+
 
 def capacity_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="Preset or config.json (for the cluster size)."
     ),
-    gpu: str | None = typer.Option(None, "--gpu", help="Catalog GPU (see `plan gpus`)."),
-    gpu_spec: str | None = typer.Option(
-        None, "--gpu-spec", help="YAML file with an AcceleratorSpec, instead of --gpu."
-    ),
+    gpu: GpuOption = None,
+    gpu_spec: GpuSpecOption = None,
     days: str | None = typer.Option(
         None, "--days", help="Deadline: the smallest cluster that trains in this (30d, 6w)."
     ),
@@ -27,39 +42,27 @@ def capacity_command(
     mfu: float | None = typer.Option(
         None, "--mfu", help="MFU assumed to turn dollars into FLOPs (default 0.40, Llama 3)."
     ),
-    gpus_per_node: int = typer.Option(8, "--gpus-per-node", help="GPUs per node."),
+    gpus_per_node: GpusPerNodeOption = 8,
     max_gpus: str = typer.Option("128k", "--max-gpus", help="Largest cluster considered."),
     seq_len: str | None = typer.Option(None, "--seq-len", help="Tokens per sequence (8k)."),
-    global_batch: str | None = typer.Option(
-        None, "--global-batch", help="Sequences per optimizer step."
-    ),
+    global_batch: GlobalBatchOption = None,
     global_batch_tokens: str | None = typer.Option(
         None, "--global-batch-tokens", help="Tokens per optimizer step (16M), instead."
     ),
     tokens: str | None = typer.Option(
         None, "--tokens", help="Training tokens, decimal (15T); default 20 x parameters."
     ),
-    precision: str = typer.Option("bf16", "--precision", help="bf16, fp8 or fp32."),
-    optimizer: str = typer.Option("adamw", "--optimizer", help="adamw or sgd_momentum."),
+    precision: PrecisionOption = "bf16",
+    optimizer: OptimizerOption = "adamw",
     attention: str = typer.Option("flash", "--attention", help="flash or unfused."),
-    pue: float | None = typer.Option(None, "--pue", help="Data-centre PUE."),
-    grid: float | None = typer.Option(None, "--grid", help="Grid kg CO2 per kWh."),
-    price: float | None = typer.Option(None, "--price", help="USD per GPU-hour."),
-    mtbf_hours: float | None = typer.Option(
-        None, "--mtbf-hours", help="GPU-hours between failures per GPU (default: Llama 3's rate)."
-    ),
-    ckpt_gb_s: float | None = typer.Option(
-        None, "--ckpt-gb-s", help="Checkpoint bandwidth per node to storage, GB/s."
-    ),
-    ckpt_gb_s_max: float | None = typer.Option(
-        None, "--ckpt-gb-s-max", help="Storage system's aggregate bandwidth, GB/s."
-    ),
-    restart_min: float | None = typer.Option(
-        None, "--restart-min", help="Minutes to restart after a failure (before reload)."
-    ),
-    headroom: float = typer.Option(
-        0.0, "--headroom", help="Share of GPU memory to leave free (0.1 = 10 %)."
-    ),
+    pue: PueOption = None,
+    grid: GridOption = None,
+    price: PriceOption = None,
+    mtbf_hours: MtbfHoursOption = None,
+    ckpt_gb_s: CkptGbSOption = None,
+    ckpt_gb_s_max: CkptGbSMaxOption = None,
+    restart_min: RestartMinOption = None,
+    headroom: HeadroomOption = 0.0,
     top: int = typer.Option(5, "--top", help="Layouts listed at the answer's size."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as one JSON object."),
 ) -> None:

@@ -2,38 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def gpus_command(
     as_json: bool = typer.Option(False, "--json", help="Print the catalog as JSON."),
 ) -> None:
     """List the accelerator catalog (planner/data/gpus.yaml)."""
-    import json
-
     from planner.catalog import list_gpus
 
-    specs = list_gpus()
-    if as_json:
-        print(json.dumps([spec.model_dump(mode="json") for spec in specs]))
-        return
-    from planner.render import render_gpus
-
-    render_gpus(specs)
+    _print_listing(list_gpus(), as_json, "render_gpus")
 
 
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print the presets as JSON."),
 ) -> None:
     """List the model presets (planner/data/models.yaml)."""
-    import json
-
     from planner.catalog import list_models
 
-    specs = list_models()
+    _print_listing(list_models(), as_json, "render_models")
+
+
+def _print_listing(specs: Sequence[BaseModel], as_json: bool, renderer: str) -> None:
+    """``specs`` as one JSON list, or as the table ``planner.render.<renderer>`` draws
+    (imported only then: it loads rich)."""
+    import json
+
     if as_json:
         print(json.dumps([spec.model_dump(mode="json") for spec in specs]))
         return
-    from planner.render import render_models
+    from planner import render
 
-    render_models(specs)
+    getattr(render, renderer)(specs)

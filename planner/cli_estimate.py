@@ -11,6 +11,11 @@ from planner.cli_options import (
     AttentionOption,
     CkptGbSMaxOption,
     CkptGbSOption,
+    CpOption,
+    DpOption,
+    EpOption,
+    ExpertTpOption,
+    FreeStageOutputsOption,
     GlobalBatchOption,
     GlobalBatchTokensOption,
     GpuOption,
@@ -18,18 +23,30 @@ from planner.cli_options import (
     GpusPerNodeOption,
     GradReduceDtypeOption,
     GridOption,
+    HsdpShardOption,
+    InterleaveOption,
+    MicrobatchGroupOption,
+    MicroBatchOption,
     ModelOption,
     MoeCapacityOption,
     MtbfHoursOption,
+    OffloadOption,
     OptimizerOption,
     OverlapGradReduceOption,
+    PpOption,
     PrecisionOption,
     PriceOption,
     ProfileOption,
     PueOption,
+    RecomputeOption,
     RestartMinOption,
+    ScheduleOption,
     SeqLenOption,
+    SequenceParallelOption,
     TokensOption,
+    TpOption,
+    UnevenStagesOption,
+    ZeroOption,
 )
 
 
@@ -43,43 +60,23 @@ def estimate_command(
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,
-    tp: int | None = typer.Option(None, "--tp", help="Tensor-parallel degree."),
-    pp: int | None = typer.Option(None, "--pp", help="Pipeline stages."),
-    cp: int | None = typer.Option(None, "--cp", help="Context-parallel degree."),
-    dp: int | None = typer.Option(None, "--dp", help="Data-parallel degree."),
-    ep: int | None = typer.Option(None, "--ep", help="Expert-parallel degree (MoE)."),
-    zero: str | None = typer.Option(
-        None, "--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp (default 1 if dp>1)."
-    ),
-    hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="HSDP shard group size."),
-    micro_batch: int | None = typer.Option(
-        None, "--micro-batch", help="Sequences per micro-batch."
-    ),
-    recompute: str | None = typer.Option(None, "--recompute", help="none|selective|full."),
-    interleave: int | None = typer.Option(
-        None, "--interleave", help="Virtual pipeline stages per GPU."
-    ),
-    sequence_parallel: bool | None = typer.Option(
-        None,
-        "--sequence-parallel/--no-sequence-parallel",
-        help="Shard norm/dropout activations over TP (default: on when tp > 1).",
-    ),
-    uneven_stages: bool | None = typer.Option(
-        None, "--uneven-stages/--even-stages", help="First and last stage one layer fewer."
-    ),
-    offload: float | None = typer.Option(
-        None, "--offload", help="Share of saved activations offloaded to host (0-0.99)."
-    ),
-    schedule: str | None = typer.Option(None, "--schedule", help="Pipeline: 1f1b | gpipe."),
-    microbatch_group: int | None = typer.Option(
-        None, "--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."
-    ),
-    free_stage_outputs: bool | None = typer.Option(
-        None, "--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."
-    ),
-    expert_tp: int | None = typer.Option(
-        None, "--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."
-    ),
+    tp: TpOption = None,
+    pp: PpOption = None,
+    cp: CpOption = None,
+    dp: DpOption = None,
+    ep: EpOption = None,
+    zero: ZeroOption = None,
+    hsdp_shard: HsdpShardOption = None,
+    micro_batch: MicroBatchOption = None,
+    recompute: RecomputeOption = None,
+    interleave: InterleaveOption = None,
+    sequence_parallel: SequenceParallelOption = None,
+    uneven_stages: UnevenStagesOption = None,
+    offload: OffloadOption = None,
+    schedule: ScheduleOption = None,
+    microbatch_group: MicrobatchGroupOption = None,
+    free_stage_outputs: FreeStageOutputsOption = None,
+    expert_tp: ExpertTpOption = None,
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",

@@ -79,6 +79,62 @@ RestartMinOption = Annotated[
     typer.Option("--restart-min", help="Minutes to restart after a failure (before reload)."),
 ]
 
+# Layout flags: `plan estimate` fills the ones not given from `plan search`; `plan search`
+# pins the ones given and searches the rest (each command's docstring says so).
+
+TpOption = Annotated[int | None, typer.Option("--tp", help="Tensor-parallel degree.")]
+PpOption = Annotated[int | None, typer.Option("--pp", help="Pipeline stages.")]
+CpOption = Annotated[int | None, typer.Option("--cp", help="Context-parallel degree.")]
+DpOption = Annotated[int | None, typer.Option("--dp", help="Data-parallel degree.")]
+EpOption = Annotated[int | None, typer.Option("--ep", help="Expert-parallel degree (MoE).")]
+ZeroOption = Annotated[
+    str | None, typer.Option("--zero", help="Sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp.")
+]
+HsdpShardOption = Annotated[int | None, typer.Option("--hsdp-shard", help="HSDP shard group size.")]
+MicroBatchOption = Annotated[
+    int | None, typer.Option("--micro-batch", help="Sequences per micro-batch.")
+]
+RecomputeOption = Annotated[
+    str | None, typer.Option("--recompute", help="Recomputation: none|selective|full.")
+]
+InterleaveOption = Annotated[
+    int | None, typer.Option("--interleave", help="Virtual pipeline stages per GPU.")
+]
+SequenceParallelOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--sequence-parallel/--no-sequence-parallel",
+        help="Shard norm/dropout activations over TP (sequence parallelism).",
+    ),
+]
+# Pipeline, offload and expert knobs (`plan estimate` only so far; `plan search` does not
+# search them).
+
+UnevenStagesOption = Annotated[
+    bool | None,
+    typer.Option("--uneven-stages/--even-stages", help="First and last stage one layer fewer."),
+]
+OffloadOption = Annotated[
+    float | None,
+    typer.Option("--offload", help="Share of saved activations offloaded to host (0-0.99)."),
+]
+ScheduleOption = Annotated[str | None, typer.Option("--schedule", help="Pipeline: 1f1b | gpipe.")]
+MicrobatchGroupOption = Annotated[
+    int | None,
+    typer.Option("--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."),
+]
+FreeStageOutputsOption = Annotated[
+    bool | None,
+    typer.Option("--free-stage-outputs/--keep-stage-outputs", help="Free sent stage outputs."),
+]
+ExpertTpOption = Annotated[
+    int | None,
+    typer.Option("--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."),
+]
+HeadroomOption = Annotated[
+    float, typer.Option("--headroom", help="Share of GPU memory to leave free (0.1 = 10 %).")
+]
+
 _SHARDING_ALIASES = {
     "0": "none",
     "none": "none",

@@ -10,6 +10,9 @@ from planner.cli_options import (
     AttentionOption,
     CkptGbSMaxOption,
     CkptGbSOption,
+    CpOption,
+    DpOption,
+    EpOption,
     GlobalBatchOption,
     GlobalBatchTokensOption,
     GpuOption,
@@ -17,17 +20,26 @@ from planner.cli_options import (
     GpusPerNodeOption,
     GradReduceDtypeOption,
     GridOption,
+    HeadroomOption,
+    HsdpShardOption,
+    InterleaveOption,
+    MicroBatchOption,
     ModelOption,
     MtbfHoursOption,
     OptimizerOption,
     OverlapGradReduceOption,
+    PpOption,
     PrecisionOption,
     PriceOption,
     ProfileOption,
     PueOption,
+    RecomputeOption,
     RestartMinOption,
     SeqLenOption,
+    SequenceParallelOption,
     TokensOption,
+    TpOption,
+    ZeroOption,
 )
 
 
@@ -43,25 +55,17 @@ def search_command(
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,
-    tp: int | None = typer.Option(None, "--tp", help="Pin the tensor-parallel degree."),
-    pp: int | None = typer.Option(None, "--pp", help="Pin the pipeline stages."),
-    cp: int | None = typer.Option(None, "--cp", help="Pin the context-parallel degree."),
-    dp: int | None = typer.Option(None, "--dp", help="Pin the data-parallel degree."),
-    ep: int | None = typer.Option(None, "--ep", help="Pin the expert-parallel degree (MoE)."),
-    zero: str | None = typer.Option(
-        None, "--zero", help="Pin the sharding: 0|1|2|3 (ZeRO stage), fsdp, hsdp."
-    ),
-    hsdp_shard: int | None = typer.Option(None, "--hsdp-shard", help="Pin the HSDP group size."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Pin the micro-batch."),
-    recompute: str | None = typer.Option(
-        None, "--recompute", help="Pin recomputation: none|selective|full."
-    ),
-    interleave: int | None = typer.Option(
-        None, "--interleave", help="Pin the virtual pipeline stages per GPU."
-    ),
-    sequence_parallel: bool | None = typer.Option(
-        None, "--sequence-parallel/--no-sequence-parallel", help="Pin sequence parallelism."
-    ),
+    tp: TpOption = None,
+    pp: PpOption = None,
+    cp: CpOption = None,
+    dp: DpOption = None,
+    ep: EpOption = None,
+    zero: ZeroOption = None,
+    hsdp_shard: HsdpShardOption = None,
+    micro_batch: MicroBatchOption = None,
+    recompute: RecomputeOption = None,
+    interleave: InterleaveOption = None,
+    sequence_parallel: SequenceParallelOption = None,
     precision: PrecisionOption = "bf16",
     optimizer: OptimizerOption = "adamw",
     attention: AttentionOption = "flash",
@@ -86,9 +90,7 @@ def search_command(
     max_gpus: str | None = typer.Option(
         None, "--max-gpus", help="Search GPU counts up to this (node multiples 1,2,3,4,6,8,...)."
     ),
-    headroom: float = typer.Option(
-        0.0, "--headroom", help="Share of GPU memory to leave free (0.1 = 10 %)."
-    ),
+    headroom: HeadroomOption = 0.0,
     plot: str | None = typer.Option(
         None, "--plot", help="Write time against cost of every feasible layout to FILE.png."
     ),

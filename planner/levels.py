@@ -34,7 +34,7 @@ import numpy as np
 
 from planner.core import Outputs, evaluate
 from planner.inputs import Inputs, constants
-from planner.trace import Sym, Tracer
+from planner.trace import Sym, Tracer, minmax_text
 
 _MAX_INLINE_DEPTH = 24
 
@@ -208,13 +208,7 @@ def _emit(
             depth = 1 + max(dc, da, db)
         elif kind in ("max", "min"):
             (a, da), (b, db) = ref(args[0], at), ref(args[1], at)
-            if dynamic:
-                text = f"_{kind}({a}, {b})"
-            else:
-                cmp = ">=" if kind == "max" else "<="
-                ta, bind_a = (a, a) if da == 0 else (f"m{index}a", f"(m{index}a := {a})")
-                tb, bind_b = (b, b) if db == 0 else (f"m{index}b", f"(m{index}b := {b})")
-                text = f"({ta} if {bind_a} {cmp} {bind_b} else {tb})"
+            text = f"_{kind}({a}, {b})" if dynamic else minmax_text(kind, index, a, da, b, db)
             depth = 1 + max(da, db)
         else:  # call
             (a, da) = ref(args[1], at)

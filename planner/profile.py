@@ -9,12 +9,12 @@ the fit found, and each job's residuals, so a reader can see how well it fits.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from planner.catalog import read_yaml_mapping
 from planner.errors import PlanInputError
 from planner.specs import AcceleratorSpec
 
@@ -81,17 +81,12 @@ class CalibrationProfile(BaseModel):
 
 def load_profile(path: str) -> CalibrationProfile:
     """The profile in ``path``; bad files raise PlanInputError naming the flag and the fix."""
-    file = Path(path)
-    if not file.is_file():
-        raise PlanInputError(
-            f"--profile: no such file {path!r}; write one with `scalectl plan calibrate`."
-        )
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PlanInputError(f"--profile {path}: not valid YAML ({exc}).") from exc
-    if not isinstance(data, dict):
-        raise PlanInputError(f"--profile {path}: expected a calibration profile mapping.")
+    data = read_yaml_mapping(
+        path,
+        "--profile",
+        "a calibration profile mapping",
+        missing_fix="; write one with `scalectl plan calibrate`",
+    )
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise PlanInputError(

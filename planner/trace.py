@@ -173,6 +173,18 @@ def traced_call(function: str, x: Sym) -> Sym:
     return x.tracer.node("call", function, x)
 
 
+def minmax_text(kind: str, index: int, a: str, da: int, b: str, db: int) -> str:
+    """Python source of scalar ``max``/``min`` node ``index`` of operands ``a`` and ``b``
+    (expression depths ``da``, ``db``; depth 0 is a name or a constant).
+
+    Each operand is needed twice: a computed operand is bound where it is computed
+    (walrus), so an operand that only feeds one side of a where stays lazy."""
+    cmp = ">=" if kind == "max" else "<="
+    ta, bind_a = (a, a) if da == 0 else (f"m{index}a", f"(m{index}a := {a})")
+    tb, bind_b = (b, b) if db == 0 else (f"m{index}b", f"(m{index}b := {b})")
+    return f"({ta} if {bind_a} {cmp} {bind_b} else {tb})"
+
+
 def _emit(
     tracer: Tracer, inputs: list[str], outputs: list[Any], static_inputs: int
 ) -> tuple[list[str], list[str], list[str], str]:
@@ -240,13 +252,8 @@ def _emit(
             (c, dc), (a, da), (b, db) = ref(args[0]), ref(args[1]), ref(args[2])
             text, depth = f"({a} if {c} else {b})", 1 + max(dc, da, db)
         elif kind in ("max", "min"):
-            # Each operand is needed twice: bind a computed operand where it is computed
-            # (walrus), so an operand that only feeds one side of a where stays lazy.
             (a, da), (b, db) = ref(args[0]), ref(args[1])
-            cmp = ">=" if kind == "max" else "<="
-            ta, bind_a = (a, a) if da == 0 else (f"m{index}a", f"(m{index}a := {a})")
-            tb, bind_b = (b, b) if db == 0 else (f"m{index}b", f"(m{index}b := {b})")
-            text = f"({ta} if {bind_a} {cmp} {bind_b} else {tb})"
+            text = minmax_text(kind, index, a, da, b, db)
             depth = 1 + max(da, db)
         else:  # call
             (a, da) = ref(args[1])

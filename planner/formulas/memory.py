@@ -127,36 +127,10 @@ def activation_rows(
     }
 
 
-def layer_activation_bytes(
-    tokens: Num,
-    keys: Num,
-    hidden: Num,
-    heads: Num,
-    q_dim: Num,
-    kv_dim: Num,
-    ffn: Num,
-    gated: Num,
-    moe: Num,
-    top_k: Num,
-    moe_ffn: Num,
-    shared_ffn: Num,
-    experts: Num,
-    tp: Num,
-    sp_share: Num,
-    flash: Num,
-    hidden_dropout: Num,
-    attention_dropout: Num,
-    act_bytes: Num,
-    mask_bytes: Num,
-    stat_bytes: Num,
-) -> tuple[Num, Num]:
+def layer_activation_bytes(*shape: Num, **named: Num) -> tuple[Num, Num]:
     """(bytes stored without recompute, bytes of the attention core) for one layer and
-    micro-batch: the sum of :func:`activation_rows`."""
-    rows = activation_rows(
-        tokens, keys, hidden, heads, q_dim, kv_dim, ffn, gated, moe, top_k, moe_ffn,
-        shared_ffn, experts, tp, sp_share, flash, hidden_dropout, attention_dropout,
-        act_bytes, mask_bytes, stat_bytes,
-    )  # fmt: skip
+    micro-batch: the sum of :func:`activation_rows`, called with the same arguments."""
+    rows = activation_rows(*shape, **named)
     core = rows["attention_core"]
     total = (
         rows["norms"] + rows["qkv"] + rows["context"] + rows["dropout_masks"] + core

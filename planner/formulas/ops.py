@@ -9,6 +9,7 @@ evaluated by the caller, exactly as with ``numpy.where``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -56,46 +57,26 @@ def clip(x: Num, lo: Num, hi: Num) -> Num:
     return minimum(maximum(x, lo), hi)
 
 
-def ceil(x: Num) -> Num:
-    """Element-wise ceiling, as float."""
-    if type(x) in _SCALAR:
-        return float(math.ceil(x))
-    if isinstance(x, _Sym):
-        return trace.traced_call("_ceil", x)
-    return np.ceil(x)
+def _unary(
+    name: str, scalar: Callable[[Any], float], array: Callable[[Any], Any], doc: str
+) -> Callable[[Num], Num]:
+    """Element-wise ``scalar``/``array`` function, traced as ``name`` on a symbol (the
+    compiled code calls ``name``, see planner.levels)."""
+
+    def function(x: Num) -> Num:
+        if type(x) in _SCALAR:
+            return scalar(x)
+        if isinstance(x, _Sym):
+            return trace.traced_call(name, x)
+        return array(x)
+
+    function.__name__ = function.__qualname__ = name.lstrip("_")
+    function.__doc__ = doc
+    return function
 
 
-def log2(x: Num) -> Num:
-    """Element-wise base-2 logarithm (x > 0)."""
-    if type(x) in _SCALAR:
-        return math.log2(x)
-    if isinstance(x, _Sym):
-        return trace.traced_call("_log2", x)
-    return np.log2(x)
-
-
-def sqrt(x: Num) -> Num:
-    """Element-wise square root (x >= 0)."""
-    if type(x) in _SCALAR:
-        return math.sqrt(x)
-    if isinstance(x, _Sym):
-        return trace.traced_call("_sqrt", x)
-    return np.sqrt(x)
-
-
-def exp(x: Num) -> Num:
-    """Element-wise e**x."""
-    if type(x) in _SCALAR:
-        return math.exp(x)
-    if isinstance(x, _Sym):
-        return trace.traced_call("_exp", x)
-    return np.exp(x)
-
-
-def expm1(x: Num) -> Num:
-    """Element-wise e**x - 1, accurate for small x."""
-    if type(x) in _SCALAR:
-        return math.expm1(x)
-    if isinstance(x, _Sym):
-        return trace.traced_call("_expm1", x)
-    return np.expm1(x)
+ceil = _unary("_ceil", lambda x: float(math.ceil(x)), np.ceil, "Element-wise ceiling, as float.")
+log2 = _unary("_log2", math.log2, np.log2, "Element-wise base-2 logarithm (x > 0).")
+sqrt = _unary("_sqrt", math.sqrt, np.sqrt, "Element-wise square root (x >= 0).")
+exp = _unary("_exp", math.exp, np.exp, "Element-wise e**x.")
+expm1 = _unary("_expm1", math.expm1, np.expm1, "Element-wise e**x - 1, accurate for small x.")

@@ -104,6 +104,7 @@ def embedding_params(vocab: Num, hidden: Num, learned_pos_rows: Num) -> Num:
 
 
 def _total(
+    routed: Num,
     layers: Num,
     hidden: Num,
     heads: Num,
@@ -120,8 +121,9 @@ def _total(
     layernorm: Num,
     bias: Num,
     learned_pos_rows: Num,
-    routed: Num,
 ) -> Num:
+    """Parameters with ``routed`` experts of each MoE layer counted (all, or the top_k
+    one token uses)."""
     per_layer = (
         layer_dense_params(hidden, heads, kv_heads, head_dim, ffn, gated, experts, shared_ffn, bias)
         + layer_replicated_params(hidden, experts, layernorm)
@@ -135,51 +137,17 @@ def _total(
     )
 
 
-def total_params(
-    layers: Num,
-    hidden: Num,
-    heads: Num,
-    kv_heads: Num,
-    head_dim: Num,
-    ffn: Num,
-    gated: Num,
-    vocab: Num,
-    tied: Num,
-    experts: Num,
-    top_k: Num,
-    moe_ffn: Num,
-    shared_ffn: Num,
-    layernorm: Num,
-    bias: Num,
-    learned_pos_rows: Num,
-) -> Num:
-    """All parameters (every expert), embeddings and output layer included."""
-    return _total(
-        layers, hidden, heads, kv_heads, head_dim, ffn, gated, vocab, tied, experts,
-        top_k, moe_ffn, shared_ffn, layernorm, bias, learned_pos_rows, experts,
-    )  # fmt: skip
+# Positions of ``experts`` and ``top_k`` among :func:`_total`'s arguments.
+_EXPERTS, _TOP_K = 9, 10
 
 
-def active_params(
-    layers: Num,
-    hidden: Num,
-    heads: Num,
-    kv_heads: Num,
-    head_dim: Num,
-    ffn: Num,
-    gated: Num,
-    vocab: Num,
-    tied: Num,
-    experts: Num,
-    top_k: Num,
-    moe_ffn: Num,
-    shared_ffn: Num,
-    layernorm: Num,
-    bias: Num,
-    learned_pos_rows: Num,
-) -> Num:
-    """Parameters one token uses (top_k routed experts), embeddings included."""
-    return _total(
-        layers, hidden, heads, kv_heads, head_dim, ffn, gated, vocab, tied, experts,
-        top_k, moe_ffn, shared_ffn, layernorm, bias, learned_pos_rows, top_k,
-    )  # fmt: skip
+def total_params(*shape: Num) -> Num:
+    """All parameters (every expert), embeddings and output layer included; ``shape`` is
+    :func:`_total`'s arguments after ``routed``."""
+    return _total(shape[_EXPERTS], *shape)
+
+
+def active_params(*shape: Num) -> Num:
+    """Parameters one token uses (top_k routed experts), embeddings included; ``shape`` as
+    in :func:`total_params`."""
+    return _total(shape[_TOP_K], *shape)
