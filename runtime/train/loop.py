@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -373,5 +374,13 @@ def main(argv: list[str] | None = None) -> int:
         # The other ranks may not have met the error (they may wait in a collective for
         # this one): no barrier, but no teardown either, so the status stays 2.
         distributed.leave(2)
+    except Exception:
+        if not dist.is_initialized():
+            raise
+        # A crash must end as the crash (status 1, the traceback in the rank's log, where
+        # the agent classifies it): left to the interpreter, gloo's teardown race turns
+        # about one in twenty into a SIGABRT, which reads as a killed rank.
+        traceback.print_exc()
+        distributed.leave(1)
     progress.close()
     distributed.leave(code, trainer.dist)

@@ -228,3 +228,30 @@ def test_rank_aborting_at_teardown_after_its_work_does_not_fail_the_job(tmp_path
     assert done.returncode == 0, describe(done)
     assert [e["step"] for e in events(job, "training_complete")] == [6]
     assert progress(job, 0)[-1]["step"] == progress(job, 1)[-1]["step"] == 6
+
+
+def test_rank_crashing_ends_with_status_1_even_when_its_teardown_would_abort(
+    tmp_path: Path,
+) -> None:
+    """An exception in a rank ends it with status 1 and its traceback, whatever gloo's
+    teardown would have done: a SIGABRT at exit would read as a killed rank (cause
+    ``signal``) instead of the exception (seen in CI: test_agent_faults' crash test)."""
+    job = tmp_path / "job"
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(ABORT_AT_EXIT)
+    armed = tmp_path / "armed"
+    env = trainer_env(faults="crash@step=2,rank=0")
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(hooks), env.get("PYTHONPATH", "")]),
+        ABORT_AT_EXIT_RANK="0",
+        ABORT_AT_EXIT_ARMED=str(armed),
+    )
+    done = run_to_end(torchrun_cmd(job, 2, ["--steps", "6", "--ckpt-every", "3"]),
+                      watch=job, env=env, cwd=REPO)  # fmt: skip
+    assert armed.read_text() == "0\n"
+    assert done.returncode != 0, describe(done)
+    output = done.stdout + done.stderr
+    assert "exitcode  : 1 (pid" in output, describe(done)
+    assert "SIGABRT" not in output, describe(done)
+    assert "FaultInjected: injected crash at step 2 on rank 0" in output, describe(done)
