@@ -65,6 +65,17 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
 )
 
+SECONDARY_CAUSES = ("peer_failure", "collective_timeout")
+"""Causes that are another rank's failure seen from this one (its peer went away)."""
+
+
+def is_secondary(error_text: str) -> bool:
+    """Whether an error message reads as the failure of another rank (a peer's connection
+    reset, a collective timing out), not this rank's own."""
+    return any(cause in SECONDARY_CAUSES and pattern.search(error_text)
+               for cause, pattern in _PATTERNS)  # fmt: skip
+
+
 _RANK_PREFIX = re.compile(r"^\[rank\d+\]:\s*")
 """torch prefixes the uncaught exception's lines of a rank with ``[rank0]: ``."""
 _EXCEPTION_LINE = re.compile(

@@ -40,9 +40,12 @@ class Membership(AgentBase):
             if shrank and incident["cause"] in _SECONDARY:
                 incident = {**incident, "cause": "node_lost"}
             self.event(EventKind.RESTARTED, world_size=now[1], nodes=nodes, **incident)
-        if before is not None and now[0] > before[0]:
-            # torchrun restarted its workers in place after a failure
-            self.restarts_used += now[0] - before[0]
+        # torchrun restarted its workers in place after a failure; when this agent never
+        # saw the failed round's workers (they ended between two scans), the first round it
+        # sees already carries torchrun's restart count, and that round is the restart.
+        restarts_before = before[0] if before is not None else 0
+        if now[0] > restarts_before:
+            self.restarts_used += now[0] - restarts_before
             incident = self.pending or {"cause": "unknown", "detail": "torchrun restarted workers"}
             self.pending = None
             if (

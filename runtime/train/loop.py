@@ -374,12 +374,16 @@ def main(argv: list[str] | None = None) -> int:
         # The other ranks may not have met the error (they may wait in a collective for
         # this one): no barrier, but no teardown either, so the status stays 2.
         distributed.leave(2)
-    except Exception:
-        if not dist.is_initialized():
+    except Exception as exc:
+        from runtime.agent.classify import is_secondary
+
+        if not dist.is_initialized() or is_secondary(f"{type(exc).__name__}: {exc}"):
+            # A peer went away: this rank leaves as it always did, after the peer, whose
+            # failure torchrun must report as the root cause.
             raise
-        # A crash must end as the crash (status 1, the traceback in the rank's log, where
-        # the agent classifies it): left to the interpreter, gloo's teardown race turns
-        # about one in twenty into a SIGABRT, which reads as a killed rank.
+        # This rank's own crash must end as the crash (status 1, the traceback in its log,
+        # where the agent classifies it): left to the interpreter, gloo's teardown race
+        # turns about one in twenty into a SIGABRT, which reads as a killed rank.
         traceback.print_exc()
         distributed.leave(1)
     progress.close()

@@ -499,3 +499,41 @@ def test_recovery_is_timed_from_the_failure_not_from_when_the_restart_was_record
     (fault,) = job_summary(job, t0 + 40)["faults"]
     assert fault["fault"] == "kill@step=8" and fault["time_to_recover_s"] == pytest.approx(18.5)
     assert fault["resumed_at_step"] == 5 and fault["steps_lost"] == 2
+
+
+def test_a_restart_whose_failed_round_was_never_seen_is_recorded_once_as_attempt_1(
+    tmp_path: Path,
+) -> None:
+    """A script that fails at once: the first round's workers end between two scans, so
+    the first round the agent sees is torchrun's restart (restart count 1). That round is
+    the restart: recorded once, attempt 1, with the failure's cause; nothing is left to be
+    recorded again when torchrun exits 0 (it used to add attempt 2 then)."""
+    job = JobDir(tmp_path / "job")
+    job.create()
+    agent = NodeAgent(
+        AgentConfig(job_dir=job.root, node="n0", restarts=1),
+        ["--nproc-per-node=2", "-m", "runtime.train"],
+    )
+    append_event(job, EventKind.AGENT_STARTED, source="agent", node="n0")
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as pipe:
+        output = TorchrunOutput(pipe, io.StringIO(), agent._on_failure_report)
+        assert agent._observe([], output, None) is None  # round 0 came and went unseen
+        os.write(write_fd, TORCHRUN_REPORT.format(pid=101).encode())
+        generation = agent._observe([_rank(200, 0, 1), _rank(201, 1, 1)], output, None)
+        assert generation == (1, 2)
+        os.close(write_fd)
+    assert agent.pending is None and agent.restarts_used == 1
+    records = [e.record for e in read_events(job) if e.record.get("source") == "agent"]
+    restarts = [r for r in records if r["event"] == EventKind.RESTARTED]
+    assert [(r["attempt"], r["cause"], r["by"]) for r in restarts] == [(1, "signal", "torchrun")]
+
+
+def test_secondary_failures_are_told_from_a_ranks_own() -> None:
+    from runtime.agent.classify import is_secondary
+
+    assert is_secondary("RuntimeError: [gloo/transport/tcp/pair.cc:537] Read error "
+                        "[127.0.0.1]:50079: Connection reset by peer")  # fmt: skip
+    assert is_secondary("DistBackendError: Watchdog caught collective operation timeout")
+    assert not is_secondary("FaultInjected: injected crash at step 7 on rank 0")
+    assert not is_secondary("ValueError: bad shape")
