@@ -244,22 +244,10 @@ def _iteration_time(section: dict[str, Any], memory: dict[str, Any], label: str)
 
 
 def mpt(name: str, arch: dict[str, Any], vocab: int, seq_len: int) -> ModelSpec:
-    """An MPT model as llm-foundry benchmarked it (see module docstring)."""
-    return ModelSpec(
-        name=name,
-        num_layers=arch["layers"],
-        hidden_size=arch["hidden"],
-        num_attention_heads=arch["heads"],
-        num_kv_heads=arch["heads"],
-        ffn_hidden_size=4 * arch["hidden"],
-        activation="gelu",
-        vocab_size=vocab,
-        tied_embeddings=True,
-        norm="layernorm",
-        bias=True,
-        position_embedding="learned",
-        max_position_embeddings=seq_len,
-    )
+    """An MPT model as llm-foundry benchmarked it (see module docstring): Megatron's GPT
+    shape (4x GELU MLP, LayerNorm, biases, learned positions, tied) without dropout."""
+    gpt = megatron_gpt(name, arch, seq_len, vocab, ffn_mult=4)
+    return gpt.model_copy(update={"hidden_dropout": 0.0, "attention_dropout": 0.0})
 
 
 def _fsdp_throughput(section: dict[str, Any], label: str) -> Iterator[Check]:
