@@ -9,20 +9,12 @@ from typing import Any
 
 import pytest
 from launcher_helpers import job_id_from
+from tiny_plans import TINY_LLAMA, search_args
 
 from contract.jobdir import JobDir, read_all_jsonl
 from launcher.store import Store
 
-TINY_LLAMA = {
-    "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 192,
-    "vocab_size": 257, "max_position_embeddings": 32, "hidden_act": "silu",
-    "tie_word_embeddings": False,
-}  # fmt: skip
-"""A Llama-shaped model small enough to train for a few steps on this machine's CPUs."""
-
-SEARCH = ["--gpu", "H100-SXM-80GB", "--gpus", "4", "--gpus-per-node", "4", "--seq-len", "32",
-          "--global-batch", "8", "--tokens", "2560", "--micro-batch", "2"]  # fmt: skip
+SEARCH = search_args(gpus_per_node=4)
 
 
 @pytest.fixture
