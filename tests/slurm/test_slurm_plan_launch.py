@@ -110,3 +110,48 @@ def test_the_layout_variables_reach_srun_tasks_on_every_node(cli: Any, tmp_path:
     for path in logs:
         assert f"{env.PLAN_FILE_ENV}={job.plan_json}" in path.read_text()
         assert f"{env.LAYOUT_TP_ENV}=2" in path.read_text()
+
+
+def test_a_planned_node_range_loses_a_node_and_keeps_tp(cli: Any, tmp_path: Path) -> None:
+    """Elastic resizing on Slurm: the dp2 x tp2 plan on ``--nodes 1:2`` loses node2 and
+    goes on as dp1 x tp2 on node1, accumulation doubled, tokens per step as planned."""
+    from runtime import processes
+
+    plan = dp2_tp2_plan(cli, tmp_path, gpus_per_node=2)
+    # Every step at least 0.2 s, so node2 is killed well before the job could end.
+    slow = f"{env.FAULTS_ENV}=slow@step=1,secs=0.2"
+    run = cli("launch", "--plan", str(plan), "--backend", "slurm", "--gpus-per-node", "0",
+              "--cpus-per-node", "1", "--nodes", "1:2", "--max-restarts", "2", "--env", slow,
+              "--", "--steps", "40", "--ckpt-every", "5", "--eval-every", "0")  # fmt: skip
+    assert run.code == 0, run.err
+    job_id = next(ln for ln in run.out.splitlines() if ln.startswith("launched job ")).split()[2]
+    job = JobDir(_record(job_id).job_dir)
+
+    def trained() -> int:
+        if not job.progress_file(0).exists():
+            return 0
+        return len([r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r])
+
+    polling.wait_for(lambda: trained() >= 8, poll_s=0.3, progress=trained)
+    victims = processes.job_pids(job_id, "node2")
+    assert len(victims) >= 2  # node2's torchrun and its ranks
+    for pid in victims:
+        processes.kill(pid)
+    polling.wait_for(
+        lambda: _record(job_id).state.is_terminal,
+        poll_s=0.3,
+        progress=lambda: polling.job_activity(job.root),
+    )
+    record = _record(job_id)
+    assert record.state is JobState.COMPLETED, record.reason
+    rounds = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    keys = ("world_size", "dp_shard", "tp", "grad_accum")
+    assert [rounds[0][k] for k in keys] == [4, 2, 2, 2]
+    assert [rounds[-1][k] for k in keys] == [2, 1, 2, 4]
+    assert {e["global_batch_tokens"] for e in rounds} == {256}
+    steps = {r["step"]: r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r}
+    assert sorted(steps) == list(range(1, 41)) and steps[40]["tokens"] == 40 * 256
+    shown = cli("jobs", "--json")
+    (mine,) = [j for j in json.loads(shown.out) if j["id"] == job_id]
+    check = mine["plan"]["layout_check"]
+    assert check["differs"] == [] and "world_size" in check["resized"]
