@@ -173,11 +173,28 @@ def _planned_mapping(
 
 
 def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
-    """The ``--dry-run`` lines about the plan."""
-    return (
-        f"plan: {resolved.text()}\n"
-        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
-    )
+    """The ``--dry-run`` lines about the plan; for a node range, the dp and gradient
+    accumulation each node count runs (tp kept)."""
+    lines = [
+        f"plan: {resolved.text()}",
+        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node",
+    ]
+    low, _, high = str(data["nodes"]).partition(":")
+    if high:
+        plan = parse_plan(data["plan"])
+        lay, procs = plan.layout, int(data["procs_per_node"])
+        for count in range(int(low), int(high) + 1):
+            dp, accum = dp_at_world_size(
+                count * procs,
+                model_ranks=(lay.tp or 1) * (lay.pp or 1) * (lay.cp or 1),
+                global_batch_seqs=plan.training.global_batch_seqs,
+                micro_batch=lay.micro_batch or 1,
+            )
+            lines.append(
+                f"plan: elastic: at {count} node(s) dp{dp} tp{lay.tp or 1}, grad accum "
+                f"{'?' if accum is None else accum}"
+            )
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -191,6 +191,8 @@ def test_a_node_range_makes_dp_elastic_with_tp_kept(cli: Any, plan_path: Path) -
     run = cli("launch", "--plan", str(plan_path), "--nodes", "1:2", "--dry-run")
     assert run.code == 0, run.err
     assert "plan: 1:2 node(s) x 4 rank(s) per node" in run.out
+    assert "plan: elastic: at 1 node(s) dp2 tp2, grad accum 2" in run.out
+    assert "plan: elastic: at 2 node(s) dp4 tp2, grad accum 1" in run.out
     # The trainer resizes dp at each rendezvous round; any program reads that it may.
     assert "--nnodes=1:2" in run.out and "--elastic-dp" in run.out
     assert f"{env.LAYOUT_ELASTIC_DP_ENV}=1" in run.out
