@@ -124,9 +124,9 @@ def dp_at_world_size(
     resizing runs it: the ranks of one model replica (``model_ranks`` = tp x pp x cp) and
     the hsdp shard group stay, dp is what the world size leaves, and gradient
     accumulation changes so an optimiser step still takes the plan's global batch
-    (grad_accum = global batch / (dp x micro-batch); torchtitan keeps its global batch so
-    too when dp changes). Raises :class:`PlanError` saying what does not hold; the
-    caller names the node count."""
+    (grad_accum = global batch / (dp x micro-batch), Megatron-LM's number of
+    micro-batches: global_batch_size / (micro_batch_size x data_parallel_size)). Raises
+    :class:`PlanError` saying what does not hold; the caller names the node count."""
     if world_size < model_ranks or world_size % model_ranks:
         raise PlanError(
             f"{world_size} ranks do not hold whole model replicas of tp x pp x cp = "
