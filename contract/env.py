@@ -129,6 +129,13 @@ has no global batch."""
 LAYOUT_GLOBAL_BATCH_TOKENS_ENV = "SCALECTL_LAYOUT_GLOBAL_BATCH_TOKENS"
 """Tokens per optimiser step, the whole job; unset when the plan does not say."""
 
+LAYOUT_ELASTIC_DP_ENV = "SCALECTL_LAYOUT_ELASTIC_DP"
+"""``1`` when the job's node range lets dp follow the world size (``launch --plan --nodes
+MIN:MAX``): at each rendezvous round dp = ``WORLD_SIZE`` / (tp x pp x cp) and gradient
+accumulation = global batch tokens / (seq_len x dp x micro-batch), so tokens per step stay
+the plan's; ``SCALECTL_LAYOUT_DP`` and ``_GRAD_ACCUM`` are then the plan's values. Unset
+for a fixed node count."""
+
 ALL = (
     HOME_ENV,
     JOBS_ROOT_ENV,
@@ -158,6 +165,7 @@ ALL = (
     LAYOUT_MICRO_BATCH_ENV,
     LAYOUT_GRAD_ACCUM_ENV,
     LAYOUT_GLOBAL_BATCH_TOKENS_ENV,
+    LAYOUT_ELASTIC_DP_ENV,
 )
 """Every variable above, in the order documented."""
 
@@ -301,6 +309,8 @@ class LayoutEnv:
     """Micro-steps per optimiser step."""
     global_batch_tokens: int | None
     """Tokens per optimiser step, the whole job."""
+    elastic_dp: bool = False
+    """dp (and with it grad_accum) follows the world size of each rendezvous round."""
 
 
 def layout(environ: Mapping[str, str] | None = None) -> LayoutEnv | None:
@@ -323,4 +333,5 @@ def layout(environ: Mapping[str, str] | None = None) -> LayoutEnv | None:
         micro_batch=_int(LAYOUT_MICRO_BATCH_ENV, environ),
         grad_accum=_int(LAYOUT_GRAD_ACCUM_ENV, environ),
         global_batch_tokens=_int(LAYOUT_GLOBAL_BATCH_TOKENS_ENV, environ),
+        elastic_dp=_get(LAYOUT_ELASTIC_DP_ENV, environ) == "1",
     )

@@ -2,9 +2,8 @@
 
 contract.events writes and reads them; this module only says what they are. Every kind
 a writer uses is here with its fields; tests/contract checks each writer's keywords
-against :data:`EVENT_FIELDS` and that every kind is written somewhere.
-
-Standard library only (every rank imports it).
+against :data:`EVENT_FIELDS` and that every kind is written somewhere. Standard library
+only (every rank imports it).
 """
 
 from __future__ import annotations
@@ -379,6 +378,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "global_batch_tokens": "tokens per optimiser step, the whole job",
             "micro_batch": "sequences per micro-step per data-parallel rank",
             "grad_accum": "micro-steps per optimiser step",
+            "elastic_dp": "dp and grad_accum followed the world size (a planned node range)",
         },
     ),
     EventKind.TRAINING_COMPLETE: EventSpec(

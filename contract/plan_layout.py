@@ -112,6 +112,39 @@ def resolve_layout(plan: Plan, source: str = "plan") -> ResolvedLayout:
     return ResolvedLayout(layout, world, batch, tokens, accum)
 
 
+def dp_at_world_size(
+    world_size: int,
+    *,
+    model_ranks: int,
+    global_batch_seqs: int | None,
+    micro_batch: int,
+    hsdp_shard_size: int | None = None,
+) -> tuple[int, int | None]:
+    """(dp, grad_accum) of a planned job running on ``world_size`` ranks, as elastic
+    resizing runs it: the ranks of one model replica (``model_ranks`` = tp x pp x cp) and
+    the hsdp shard group stay, dp is what the world size leaves, and gradient
+    accumulation changes so an optimiser step still takes the plan's global batch
+    (grad_accum = global batch / (dp x micro-batch), Megatron-LM's number of
+    micro-batches: global_batch_size / (micro_batch_size x data_parallel_size)). Raises
+    :class:`PlanError` saying what does not hold; the caller names the node count."""
+    if world_size < model_ranks or world_size % model_ranks:
+        raise PlanError(
+            f"{world_size} ranks do not hold whole model replicas of tp x pp x cp = "
+            f"{model_ranks} ranks"
+        )
+    dp = world_size // model_ranks
+    if hsdp_shard_size and dp % hsdp_shard_size:
+        raise PlanError(f"dp {dp} is not a multiple of the hsdp shard group {hsdp_shard_size}")
+    if global_batch_seqs is None:
+        return dp, None
+    if global_batch_seqs % (dp * micro_batch):
+        raise PlanError(
+            f"the global batch of {global_batch_seqs} sequences does not divide into "
+            f"dp {dp} x micro_batch {micro_batch}"
+        )
+    return dp, global_batch_seqs // (dp * micro_batch)
+
+
 def layout_environment(resolved: ResolvedLayout) -> dict[str, str]:
     """The ``SCALECTL_LAYOUT_*`` variables of a resolved layout (``contract.env.layout``
     reads them); a value the plan does not give is left unset."""
@@ -178,6 +211,13 @@ APPLIED_FIELDS = (
 )
 """The fields of the ``layout_applied`` event that a plan also says, in the event's order."""
 
+ELASTIC_DP_FIELD = "elastic_dp"
+"""The ``layout_applied`` field that says dp followed the world size at this start (the
+job's node range allowed it: ``launch --nodes MIN:MAX`` of a plan)."""
+
+RESIZE_FIELDS = ("dp_replicate", "dp_shard", "world_size", "grad_accum")
+"""What a resize of dp changes (:func:`dp_at_world_size`); tp, the batch and the rest stay."""
+
 
 def planned_layout_fields(plan: Plan) -> dict[str, Any]:
     """The plan's layout in the ``layout_applied`` event's fields.
@@ -234,7 +274,7 @@ def last_layout_applied(events: Iterable[Event]) -> dict[str, Any] | None:
             found = event.record
     if found is None:
         return None
-    return {name: found[name] for name in APPLIED_FIELDS if name in found}
+    return {name: found[name] for name in (*APPLIED_FIELDS, ELASTIC_DP_FIELD) if name in found}
 
 
 @dataclass(frozen=True)
@@ -246,7 +286,12 @@ class LayoutCheck:
     applied: dict[str, Any] | None
     """The newest ``layout_applied`` event's fields; None before the trainer wrote one."""
     differs: tuple[str, ...]
-    """Fields both give, with different values, in :data:`APPLIED_FIELDS` order."""
+    """Fields both give, with different values, in :data:`APPLIED_FIELDS` order, except
+    those in ``resized``: what ran is not what was planned (flagged)."""
+    resized: tuple[str, ...] = ()
+    """Fields that differ only because dp followed the world size as the job's node range
+    allows (tp and the global batch kept, grad_accum changed to keep it): the values
+    :func:`dp_at_world_size` gives at the world size that ran. Shown, not flagged."""
 
     def json(self) -> dict[str, Any]:
         """The form ``scalectl jobs --json`` prints."""
@@ -254,6 +299,7 @@ class LayoutCheck:
             "planned": self.planned,
             "applied": self.applied,
             "differs": list(self.differs),
+            "resized": list(self.resized),
         }
 
     def difference_text(self, name: str) -> str:
@@ -266,7 +312,10 @@ def check_layout(plan: Plan, applied: Mapping[str, Any] | None) -> LayoutCheck:
     """Compare a plan's layout with a ``layout_applied`` record (pure).
 
     A field only one side gives is not a difference: a plan that leaves sharding to the
-    trainer, or an event from a trainer that did not write that field yet.
+    trainer, or an event from a trainer that did not write that field yet. When the
+    record says dp followed the world size (``elastic_dp``), the fields of
+    :data:`RESIZE_FIELDS` that equal what the plan gives at the world size that ran are
+    ``resized``, not ``differs``; any other value still differs.
     """
     planned = planned_layout_fields(plan)
     if applied is None:
@@ -277,4 +326,30 @@ def check_layout(plan: Plan, applied: Mapping[str, Any] | None) -> LayoutCheck:
         for name in APPLIED_FIELDS
         if name in planned and name in ran and planned[name] != ran[name]
     )
-    return LayoutCheck(planned, ran, differs)
+    resized: tuple[str, ...] = ()
+    if differs and applied.get(ELASTIC_DP_FIELD) is True:
+        allowed = _fields_at_world_size(plan, ran.get("world_size"))
+        resized = tuple(n for n in differs if n in RESIZE_FIELDS and allowed.get(n) == ran[n])
+        differs = tuple(n for n in differs if n not in resized)
+    return LayoutCheck(planned, ran, differs, resized)
+
+
+def _fields_at_world_size(plan: Plan, world_size: Any) -> dict[str, Any]:
+    """The plan's layout fields with dp resized to ``world_size`` ranks; none when that
+    size is not one the plan can run at."""
+    lay = plan.layout
+    if not isinstance(world_size, int) or isinstance(world_size, bool):
+        return {}
+    try:
+        dp, _ = dp_at_world_size(
+            world_size,
+            model_ranks=(lay.tp or 1) * (lay.pp or 1) * (lay.cp or 1),
+            global_batch_seqs=plan.training.global_batch_seqs,
+            micro_batch=lay.micro_batch or 1,
+            hsdp_shard_size=lay.hsdp_shard_size if lay.sharding == "hsdp" else None,
+        )
+    except PlanError:
+        return {}
+    return planned_layout_fields(
+        plan.model_copy(update={"layout": lay.model_copy(update={"dp": dp})})
+    )

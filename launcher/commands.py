@@ -49,8 +49,8 @@ def entrypoint_argv(spec: JobSpec, job_dir: Path, default_python: str) -> list[s
 
     For the reference trainer the policy fields become its flags unless the user's args
     already set them: ``--ckpt-every`` from ``checkpoint.every_steps``,
-    ``--keep-checkpoints`` from ``checkpoint.keep_last`` and ``--plan <job_dir>/plan.json``
-    when a plan is embedded.
+    ``--keep-checkpoints`` from ``checkpoint.keep_last``, ``--plan <job_dir>/plan.json``
+    when a plan is embedded, and ``--elastic-dp`` when that plan's job has a node range.
     """
     args = list(spec.args)
     if spec.entrypoint.is_reference_trainer:
@@ -60,6 +60,10 @@ def entrypoint_argv(spec: JobSpec, job_dir: Path, default_python: str) -> list[s
             args += ["--keep-checkpoints", str(spec.checkpoint.keep_last)]
         if spec.plan is not None and not _has_flag(args, "--plan"):
             args += ["--plan", str(job_dir / "plan.json")]
+        if spec.plan is not None and spec.nodes.min != spec.nodes.max:
+            # launch checked that every node count of the range holds the layout
+            # (plan_launch.check_node_range); the trainer resizes dp at each round.
+            args.append("--elastic-dp")
     return spec.entrypoint.argv(args, default_python)
 
 
@@ -192,6 +196,8 @@ def rank_environment(
     if spec.plan is not None:
         env[env_names.PLAN_FILE_ENV] = str(JobDir(job_dir).plan_json)
         env.update(_layout_environment(spec.plan))
+        if spec.nodes.min != spec.nodes.max:
+            env[env_names.LAYOUT_ELASTIC_DP_ENV] = "1"
     return env
 
 

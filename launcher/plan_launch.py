@@ -4,11 +4,14 @@ beyond reading the plan file).
 Nodes and ranks per node come from the plan's cluster; ``--nodes`` and
 ``--nproc-per-node`` may override them while the layout still holds (nodes x ranks per
 node = dp x tp x pp x cp, whole tensor-parallel groups on each node), otherwise the
-launch is refused naming the flag. The entrypoint is the reference trainer (the words
-after ``--`` are its arguments) unless ``--module``/``--script`` or the spec file names
-the user's program; the plan is embedded in
-the spec, so it lands in the job directory as ``plan.json`` and the trainer reads its
-layout from there.
+launch is refused naming the flag. ``--nodes MIN:MAX`` makes the job elastic: ranks per
+node stay, and every node count of the range must run the layout with tp kept and dp
+resized (:func:`check_node_range`); the trainer then derives dp and gradient
+accumulation at each rendezvous round (``--elastic-dp``). The entrypoint is the
+reference trainer (the words after ``--`` are its arguments) unless
+``--module``/``--script`` or the spec file names the user's program; the plan is
+embedded in the spec, so it lands in the job directory as ``plan.json`` and the trainer
+reads its layout from there.
 
 :func:`plan_job` is the one path from a plan to a JobSpec: ``scalectl launch --plan``,
 ``make run`` (scripts/main_job.py), scripts/gpu_check.py and the TUI's ``l`` all take it.
@@ -21,8 +24,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.plan import PlanError, parse_plan
-from contract.plan_layout import ResolvedLayout, plan_document, read_document, resolve_layout
+from contract.plan import Plan, PlanError, parse_plan
+from contract.plan_layout import (
+    ResolvedLayout,
+    dp_at_world_size,
+    plan_document,
+    read_document,
+    resolve_layout,
+)
 from launcher.errors import LaunchInputError
 from launcher.flags import LaunchFlags, build_mapping, default_name
 from launcher.spec import JobSpec, spec_from_mapping
@@ -47,14 +56,38 @@ def _plan_nodes_and_procs(plan: Any, world: int) -> tuple[int, int]:
     return nodes, max(1, world // nodes)
 
 
-def _single_node_count(nodes: str) -> int:
-    parts = nodes.strip().split(":")
-    if not all(p.strip().isdigit() for p in parts) or len(set(parts)) != 1:
-        raise LaunchInputError(
-            f"--nodes {nodes}: with --plan the node count is fixed (the layout's world "
-            "size); give one number, or plan again for another size"
-        )
-    return int(parts[0])
+def _node_range(nodes: str) -> tuple[int, int]:
+    """``--nodes N`` or ``MIN:MAX`` as (min, max); the spec's own check names a bad one."""
+    parts = [p.strip() for p in nodes.strip().split(":")]
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) >= 1 for p in parts):
+        low, high = int(parts[0]), int(parts[-1])
+        if low <= high:
+            return low, high
+    raise LaunchInputError(f"--nodes {nodes}: write N or MIN:MAX with 1 <= MIN <= MAX, e.g. 1:2")
+
+
+def check_node_range(plan: Plan, low: int, high: int, procs: int, knob: str) -> None:
+    """Refuse a node range of a planned reference-trainer job unless every node count in
+    it runs the layout: whole tp x pp x cp replicas, an hsdp shard group that divides dp,
+    and a global batch that divides into dp x micro-batch (elastic resizing keeps tp and
+    the plan's tokens per step and changes only dp and gradient accumulation,
+    ``contract.plan_layout.dp_at_world_size``). ``knob`` names the flag or field."""
+    lay = plan.layout
+    for count in range(low, high + 1):
+        try:
+            dp_at_world_size(
+                count * procs,
+                model_ranks=(lay.tp or 1) * (lay.pp or 1) * (lay.cp or 1),
+                global_batch_seqs=plan.training.global_batch_seqs,
+                micro_batch=lay.micro_batch or 1,
+                hsdp_shard_size=lay.hsdp_shard_size if lay.sharding == "hsdp" else None,
+            )
+        except PlanError as exc:
+            raise LaunchInputError(
+                f"{knob} {low}:{high}: at {count} node(s) x {procs} rank(s) {exc}; give a "
+                "node range whose every count runs the plan's layout, or plan another "
+                "global batch"
+            ) from None
 
 
 def apply_plan_document(
@@ -77,8 +110,10 @@ def apply_plan_document(
         )
     world = resolved.world_size
     nodes, procs = _plan_nodes_and_procs(plan, world)
+    if flags.nodes is not None and len(set(_node_range(flags.nodes))) == 2:
+        return _apply_node_range(plan, document, data, flags, resolved, procs)
     if flags.nodes is not None:
-        nodes = _single_node_count(flags.nodes)
+        nodes = _node_range(flags.nodes)[0]
         if flags.procs_per_node is None and nodes and world % nodes == 0:
             procs = world // nodes
     if flags.procs_per_node is not None:
@@ -98,22 +133,68 @@ def apply_plan_document(
             f"--nproc-per-node {procs}: a node must hold whole tensor-parallel groups of "
             f"tp {tp}; give a multiple of {tp}"
         )
-    out = {**data, "plan": document, "nodes": str(nodes), "procs_per_node": procs}
+    return _planned_mapping(document, data, str(nodes), procs), resolved
+
+
+def _apply_node_range(
+    plan: Plan,
+    document: dict[str, Any],
+    data: dict[str, Any],
+    flags: LaunchFlags,
+    resolved: ResolvedLayout,
+    procs: int,
+) -> tuple[dict[str, Any], ResolvedLayout]:
+    """``--nodes MIN:MAX`` with a plan: ranks per node as planned (or ``--nproc-per-node``),
+    dp follows the node count of each rendezvous round (the trainer's ``--elastic-dp``)."""
+    low, high = _node_range(flags.nodes or "")
+    if flags.procs_per_node is not None:
+        procs = flags.procs_per_node
+    tp = plan.layout.tp or 1
+    if procs % tp:
+        raise LaunchInputError(
+            f"--nproc-per-node {procs}: a node must hold whole tensor-parallel groups of "
+            f"tp {tp}; give a multiple of {tp}"
+        )
+    check_node_range(plan, low, high, procs, "--nodes")
+    return _planned_mapping(document, data, f"{low}:{high}", procs), resolved
+
+
+def _planned_mapping(
+    document: dict[str, Any], data: dict[str, Any], nodes: str, procs: int
+) -> dict[str, Any]:
+    out = {**data, "plan": document, "nodes": nodes, "procs_per_node": procs}
     if out.get("backend", "local") != "local" and "gpus_per_node" not in out:
         # One GPU per planned rank on a cluster; on the local backend the ranks are
         # processes of this machine and the trainer takes CUDA when it finds it.
         out["gpus_per_node"] = procs
     if "name" not in out and isinstance(out.get("entrypoint"), dict):
         out["name"] = default_name(out["entrypoint"])
-    return out, resolved
+    return out
 
 
 def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
-    """The ``--dry-run`` lines about the plan."""
-    return (
-        f"plan: {resolved.text()}\n"
-        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
-    )
+    """The ``--dry-run`` lines about the plan; for a node range, the dp and gradient
+    accumulation each node count runs (tp kept)."""
+    lines = [
+        f"plan: {resolved.text()}",
+        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node",
+    ]
+    low, _, high = str(data["nodes"]).partition(":")
+    if high:
+        plan = parse_plan(data["plan"])
+        lay, procs = plan.layout, int(data["procs_per_node"])
+        for count in range(int(low), int(high) + 1):
+            dp, accum = dp_at_world_size(
+                count * procs,
+                model_ranks=(lay.tp or 1) * (lay.pp or 1) * (lay.cp or 1),
+                global_batch_seqs=plan.training.global_batch_seqs,
+                micro_batch=lay.micro_batch or 1,
+            )
+            lines.append(
+                f"plan: elastic: at {count} node(s) dp{dp} tp{lay.tp or 1}, grad accum "
+                f"{'?' if accum is None else accum}"
+            )
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,8 +251,9 @@ def plan_job(
 def check_embedded_plan(spec: Any) -> None:
     """The checks of ``--plan`` for a JobSpec's ``plan`` (a ``plan:`` block in job.yaml,
     the TUI's launch): a Plan of this schema with a runnable layout; for the reference
-    trainer also a fixed node count whose ranks are the layout's world size, whole
-    tensor-parallel groups per node (the trainer would refuse anything else at start)."""
+    trainer also whole tensor-parallel groups per node and either a fixed node count whose
+    ranks are the layout's world size or a node range whose every count runs the layout
+    with dp resized (:func:`check_node_range`); the trainer would refuse anything else."""
     if spec.plan is None:
         return
     try:
@@ -182,13 +264,8 @@ def check_embedded_plan(spec: Any) -> None:
     if not spec.entrypoint.is_reference_trainer:
         return
     nodes, procs = spec.nodes, spec.procs_per_node
-    if nodes.min != nodes.max:
-        raise LaunchInputError(
-            f"nodes {nodes}: a planned reference-trainer job has a fixed world size "
-            f"({resolved.world_size} ranks); give one node count"
-        )
     world = nodes.min * procs
-    if world != resolved.world_size:
+    if nodes.min == nodes.max and world != resolved.world_size:
         raise LaunchInputError(
             f"procs_per_node: {nodes.min} node(s) x {procs} rank(s) = {world} ranks, but the "
             f"plan's layout {plan.layout.text()} needs {resolved.world_size}; change nodes "
@@ -199,3 +276,5 @@ def check_embedded_plan(spec: Any) -> None:
         raise LaunchInputError(
             f"procs_per_node {procs}: a node must hold whole tensor-parallel groups of tp {tp}"
         )
+    if nodes.min != nodes.max:
+        check_node_range(plan, nodes.min, nodes.max, procs, "nodes")

@@ -160,7 +160,7 @@ def launch(
     backend: str = "local",
     *,
     args: Sequence[str] = (),
-    nodes: int | None = None,
+    nodes: int | str | None = None,
     procs_per_node: int | None = None,
     name: str | None = None,
     module: str | None = None,
@@ -171,7 +171,8 @@ def launch(
 ) -> Job:
     """Launch ``plan`` (a Plan, its JSON mapping or a plan.json path) as
     ``scalectl launch --plan`` does: nodes and ranks from the plan's cluster (``nodes``,
-    ``procs_per_node`` may override while the layout holds), the reference trainer unless
+    ``procs_per_node`` may override while the layout holds; ``nodes="1:2"`` makes dp
+    elastic with tp kept, as ``--nodes MIN:MAX``), the reference trainer unless
     ``module``/``script`` names your program, ``args`` its arguments. Bad input raises
     ``LaunchInputError`` naming the field, before anything is created."""
     flags = LaunchFlags(

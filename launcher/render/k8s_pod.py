@@ -25,7 +25,19 @@ from launcher.spec import JobSpec
 
 
 def job_files_configmap(target: Target) -> dict[str, Any]:
-    """``job.json`` (and ``plan.json``) for the job directory on the PVC."""
+    """``job.json`` (and ``plan.json``) for the job directory on the PVC.
+
+    How a planned job's layout reaches the pods: the plan document rides in this
+    ConfigMap, which the init container copies into the job directory, and the scalar
+    layout rides in every container's environment (``SCALECTL_LAYOUT_*``, from
+    ``launcher.commands.rank_environment``, as on the local and Slurm backends). A
+    ConfigMap is Kubernetes' own object for handing configuration files to pods (up to
+    1 MiB; a plan is a few KiB), and copied onto the PVC it puts ``plan.json`` where
+    every backend has it, so the trainer and ``scalectl jobs`` read one path. An
+    annotation would be metadata for tools, capped at 256 KiB for all of an object's
+    annotations, copied into each pod template and readable from inside a pod only
+    through a downward-API volume: nothing a program expects to open.
+    """
     spec = target.spec
     document = JobFile(job_id=target.job_id, spec=spec.to_json()).to_json()
     data = {JOB_FILE: json.dumps(document, indent=2, sort_keys=True) + "\n"}

@@ -90,6 +90,10 @@ class TrainConfig:
     """Data-parallel sharding: none, zero1, zero2, zero3 or hsdp."""
     hsdp_shard_size: int = 0
     """With sharding hsdp: ranks of one shard group (divides dp); otherwise 0."""
+    elastic_dp: bool = False
+    """At each start derive dp from the world size (tp, pp, cp and hsdp_shard_size kept)
+    and grad_accum so tokens per step stay dp * grad_accum * micro_batch as given: a
+    planned job of a node range (set by the launcher)."""
     recompute: str = "none"
     """Activation recomputation per block: none, selective (attention core) or full."""
     precision: str = "auto"
@@ -372,6 +376,11 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
         need(getattr(cfg, name) >= 1, name, "must be 1 or more")
     for name in ("dp", "hsdp_shard_size"):
         need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
+    need(
+        not cfg.elastic_dp or cfg.dp >= 1,
+        "elastic_dp",
+        "needs --dp or --plan: the planned dp whose global batch it keeps",
+    )
     need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")
     need(cfg.recompute in RECOMPUTES, "recompute", f"use one of {', '.join(RECOMPUTES)}")
     need(cfg.precision in PRECISIONS, "precision", f"use one of {', '.join(PRECISIONS)}")

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -90,8 +90,16 @@ class Trainer(Checkpointing, Measurements):
         cfg = self.cfg
         injector_faults = faults.parse(env.faults())
         # Input checks first, so bad input leaves no file behind.
+        world_size = distributed.launched_world_size()
+        if cfg.elastic_dp:
+            dp, accum = parallel.elastic_dp(
+                world_size, dp=cfg.dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp,
+                grad_accum=cfg.grad_accum, micro_batch=cfg.micro_batch,
+                hsdp_shard_size=cfg.hsdp_shard_size,
+            )  # fmt: skip
+            self.cfg = cfg = replace(cfg, dp=dp, grad_accum=accum)
         self.dims = parallel.parallel_dims(
-            world_size=distributed.launched_world_size(),
+            world_size=world_size,
             dp=cfg.dp,
             tp=cfg.tp,
             sharding=cfg.sharding,

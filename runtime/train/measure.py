@@ -75,6 +75,8 @@ class Measurements:
             "global_batch_tokens": self.tokens_per_step,
             "micro_batch": cfg.micro_batch,
             "grad_accum": cfg.grad_accum,
+            # dp and grad_accum above follow the world size (a node range allowed it).
+            "elastic_dp": cfg.elastic_dp,
         }
 
     def memory_fields(self) -> dict[str, float]:

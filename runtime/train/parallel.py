@@ -32,7 +32,8 @@ from torch.distributed.tensor.parallel import (
     parallelize_module,
 )
 
-from contract.plan_layout import RECOMPUTES, SHARDINGS
+from contract.plan import PlanError
+from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
 
 MESH_DIMS = ("dp_replicate", "dp_shard", "tp")
 """Names of the device mesh's dimensions, outermost first."""
@@ -127,6 +128,37 @@ def parallel_dims(
     else:
         replicate, shard = 1, dp
     return ParallelDims(replicate, shard, tp, world_size, pp=pp, cp=cp, ep=ep)
+
+
+def elastic_dp(
+    world_size: int,
+    *,
+    dp: int,
+    tp: int,
+    pp: int,
+    cp: int,
+    grad_accum: int,
+    micro_batch: int,
+    hsdp_shard_size: int,
+) -> tuple[int, int]:
+    """(dp, grad_accum) for this rendezvous round of an elastic planned job: tp, pp, cp
+    and the hsdp shard group stay, dp is what the world size leaves, and accumulation
+    keeps the planned global batch ``dp * grad_accum * micro_batch`` sequences
+    (``contract.plan_layout.dp_at_world_size``, the launcher's check of the range)."""
+    try:
+        new_dp, accum = dp_at_world_size(
+            world_size,
+            model_ranks=tp * pp * cp,
+            global_batch_seqs=dp * grad_accum * micro_batch,
+            micro_batch=micro_batch,
+            hsdp_shard_size=hsdp_shard_size or None,
+        )
+    except PlanError as exc:
+        raise LayoutError(
+            f"--elastic-dp at world size {world_size}: {exc}; launch with a node range "
+            "whose every count runs the layout"
+        ) from None
+    return new_dp, accum if accum is not None else grad_accum
 
 
 def _refuse_unapplied(**degrees: int) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 from contract.event_kinds import EventKind
 from contract.events import append_event, read_events
 from contract.jobdir import JobDir
-from contract.plan import parse_plan
+from contract.plan import PlanError, parse_plan
 from contract.plan_layout import (
     check_layout,
+    dp_at_world_size,
     last_layout_applied,
     planned_layout_fields,
 )
@@ -70,7 +71,7 @@ def test_a_job_that_ran_its_plan_differs_in_nothing(tmp_path: Path) -> None:
     job = _job(tmp_path, APPLIED)
     check = check_layout(parse_plan(PLAN), last_layout_applied(read_events(job)))
     assert check.applied == APPLIED and check.differs == ()
-    assert check.json() == {"planned": APPLIED, "applied": APPLIED, "differs": []}
+    assert check.json() == {"planned": APPLIED, "applied": APPLIED, "differs": [], "resized": []}
 
 
 def test_a_different_grad_accum_is_flagged(tmp_path: Path) -> None:
@@ -81,6 +82,56 @@ def test_a_different_grad_accum_is_flagged(tmp_path: Path) -> None:
     check = check_layout(parse_plan(PLAN), last_layout_applied(read_events(job)))
     assert check.differs == ("global_batch_tokens", "grad_accum")
     assert check.difference_text("grad_accum") == "grad_accum: plan 2, ran 4"
+
+
+# What the trainer writes for PLAN after losing a node of a 1:2 range: dp 1, tp kept,
+# accumulation doubled so tokens per step stay the plan's 256.
+SHRUNK = APPLIED | {"dp_shard": 1, "world_size": 2, "grad_accum": 4}
+
+
+def test_a_dp_resize_the_node_range_allowed_is_shown_not_flagged(tmp_path: Path) -> None:
+    job = _job(tmp_path, SHRUNK | {"elastic_dp": True})
+    check = check_layout(parse_plan(PLAN), last_layout_applied(read_events(job)))
+    assert check.differs == ()
+    assert check.resized == ("dp_shard", "world_size", "grad_accum")
+    assert check.json()["resized"] == ["dp_shard", "world_size", "grad_accum"]
+    assert check.difference_text("grad_accum") == "grad_accum: plan 2, ran 4"
+
+
+def test_the_same_resize_without_a_node_range_is_flagged() -> None:
+    check = check_layout(parse_plan(PLAN), SHRUNK)
+    assert check.differs == ("dp_shard", "world_size", "grad_accum") and check.resized == ()
+
+
+def test_an_elastic_job_that_lost_the_plans_tokens_per_step_is_flagged() -> None:
+    # dp resized, but accumulation kept at the plan's 2: half the planned tokens per step.
+    ran = SHRUNK | {"grad_accum": 2, "global_batch_tokens": 128, "elastic_dp": True}
+    check = check_layout(parse_plan(PLAN), ran)
+    assert check.differs == ("global_batch_tokens",)
+    assert check.resized == ("dp_shard", "world_size")
+    # A tp change is never a resize.
+    check = check_layout(parse_plan(PLAN), SHRUNK | {"tp": 1, "elastic_dp": True})
+    assert "tp" in check.differs
+
+
+def test_dp_at_world_size_keeps_tp_and_the_global_batch() -> None:
+    size = {"model_ranks": 2, "global_batch_seqs": 8, "micro_batch": 2}
+    assert dp_at_world_size(4, **size) == (2, 2)
+    assert dp_at_world_size(2, **size) == (1, 4)
+    assert dp_at_world_size(8, **size) == (4, 1)
+    assert dp_at_world_size(8, model_ranks=2, global_batch_seqs=None, micro_batch=2) == (4, None)
+    for world, hsdp, message in [
+        (3, None, "3 ranks do not hold whole model replicas of tp x pp x cp = 2 ranks"),
+        (6, None, "the global batch of 8 sequences does not divide into dp 3 x micro_batch 2"),
+        (16, None, "the global batch of 8 sequences does not divide into dp 8 x micro_batch 2"),
+        (2, 2, "dp 1 is not a multiple of the hsdp shard group 2"),
+    ]:
+        try:
+            dp_at_world_size(world, hsdp_shard_size=hsdp, **size)
+        except PlanError as exc:
+            assert str(exc) == message
+        else:
+            raise AssertionError(f"world size {world} was accepted")
 
 
 def test_the_newest_event_counts_and_none_before_the_trainer_starts(tmp_path: Path) -> None:

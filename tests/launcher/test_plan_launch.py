@@ -9,20 +9,12 @@ from typing import Any
 
 import pytest
 from launcher_helpers import job_id_from
+from tiny_plans import TINY_LLAMA, search_args
 
 from contract.jobdir import JobDir, read_all_jsonl
 from launcher.store import Store
 
-TINY_LLAMA = {
-    "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 192,
-    "vocab_size": 257, "max_position_embeddings": 32, "hidden_act": "silu",
-    "tie_word_embeddings": False,
-}  # fmt: skip
-"""A Llama-shaped model small enough to train for a few steps on this machine's CPUs."""
-
-SEARCH = ["--gpu", "H100-SXM-80GB", "--gpus", "4", "--gpus-per-node", "4", "--seq-len", "32",
-          "--global-batch", "8", "--tokens", "2560", "--micro-batch", "2"]  # fmt: skip
+SEARCH = search_args(gpus_per_node=4)
 
 
 @pytest.fixture
@@ -119,7 +111,16 @@ def test_bad_plans_exit_2_naming_the_field(
     [
         (["--nproc-per-node", "3"], "--nproc-per-node: 1 node(s) x 3 rank(s) = 3 ranks"),
         (["--nodes", "2", "--nproc-per-node", "4"], "--nproc-per-node: 2 node(s) x 4 rank(s) = 8"),
-        (["--nodes", "1:2"], "--nodes 1:2: with --plan the node count is fixed"),
+        (
+            ["--nodes", "1:3"],
+            "--nodes 1:3: at 3 node(s) x 4 rank(s) the global batch of 8 "
+            "sequences does not divide into dp 6 x micro_batch 2; give a node range",
+        ),
+        (
+            ["--nodes", "1:2", "--nproc-per-node", "3"],
+            "--nproc-per-node 3: a node must hold whole tensor-parallel groups of tp 2",
+        ),
+        (["--nodes", "0:2"], "--nodes 0:2: write N or MIN:MAX"),
         (["--nodes", "4"], "--nproc-per-node 1: a node must hold whole tensor-parallel groups"),
     ],
 )
@@ -180,6 +181,41 @@ def test_a_plan_block_in_job_yaml_gets_the_same_checks(
     for extra in (["--dry-run"], []):
         run = cli("launch", str(spec), *extra)
         assert run.code == 2 and message in run.err, run.err
+    with Store() as store:
+        assert store.list_jobs() == []
+
+
+def test_a_node_range_makes_dp_elastic_with_tp_kept(cli: Any, plan_path: Path) -> None:
+    from contract import env
+
+    run = cli("launch", "--plan", str(plan_path), "--nodes", "1:2", "--dry-run")
+    assert run.code == 0, run.err
+    assert "plan: 1:2 node(s) x 4 rank(s) per node" in run.out
+    assert "plan: elastic: at 1 node(s) dp2 tp2, grad accum 2" in run.out
+    assert "plan: elastic: at 2 node(s) dp4 tp2, grad accum 1" in run.out
+    # The trainer resizes dp at each rendezvous round; any program reads that it may.
+    assert "--nnodes=1:2" in run.out and "--elastic-dp" in run.out
+    assert f"{env.LAYOUT_ELASTIC_DP_ENV}=1" in run.out
+    fixed = cli("launch", "--plan", str(plan_path), "--dry-run")
+    assert "--elastic-dp" not in fixed.out and env.LAYOUT_ELASTIC_DP_ENV not in fixed.out
+
+
+def test_a_node_range_in_job_yaml_is_checked_at_every_count(
+    cli: Any, tmp_path: Path, plan_path: Path
+) -> None:
+    spec = tmp_path / "job.yaml"
+    block = json.dumps(json.loads(plan_path.read_text()))
+    spec.write_text(f"entrypoint: {{module: runtime.train}}\nprocs_per_node: 4\n"
+                    f"nodes: '1:3'\nplan: {block}\n")  # fmt: skip
+    run = cli("launch", str(spec), "--dry-run")
+    assert run.code == 2, run.err
+    assert run.err.strip() == (
+        "error: nodes 1:3: at 3 node(s) x 4 rank(s) the global batch of 8 sequences does "
+        "not divide into dp 6 x micro_batch 2; give a node range whose every count runs the "
+        "plan's layout, or plan another global batch"
+    )
+    spec.write_text(spec.read_text().replace("'1:3'", "'1:2'"))
+    assert cli("launch", str(spec), "--dry-run").code == 0
     with Store() as store:
         assert store.list_jobs() == []
 

@@ -64,6 +64,8 @@ def test_estimate_and_bad_input_create_nothing() -> None:
     assert plan.estimate.step.time_s > 0 and plan.layout.tp == 2
     with pytest.raises(LaunchInputError, match="--nodes: 3 node"):
         launch(plan, nodes=3)
+    with pytest.raises(LaunchInputError, match="--nodes 1:3: at 3 node"):
+        launch(plan, nodes="1:3")
     with pytest.raises(LaunchInputError, match=r"plan layout\.tp 3: must divide"):
         launch(plan.model_dump(mode="json") | {"layout": {"dp": 1, "tp": 3}})
     with pytest.raises(LaunchInputError, match="no such file"):

@@ -226,8 +226,11 @@ def test_bad_plan_layouts_name_the_field(
         (["--ep", "2"], "--ep 2: the reference trainer does not apply ep yet"),
         (["--sharding", "hsdp"], "--hsdp-shard-size 0: with sharding hsdp it must be 2"),
         (["--hsdp-shard-size", "2"], "--hsdp-shard-size 2: goes with --sharding hsdp only"),
+        (["--elastic-dp"], "--elastic-dp True: needs --dp or --plan"),
+        (["--elastic-dp", "--dp", "2", "--tp", "2"], "--elastic-dp at world size 1: 1 ranks "
+         "do not hold whole model replicas of tp x pp x cp = 2 ranks; launch with a node range"),
     ],
-)
+)  # fmt: skip
 def test_layouts_this_job_cannot_run_exit_2_before_any_file(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -253,6 +256,33 @@ def test_parallel_dims_validate_their_product() -> None:
         parallel.ParallelDims(dp_replicate=1, dp_shard=3, tp=2, world_size=8)
     with pytest.raises(parallel.LayoutError, match="--dp-shard 0: must be 1 or more"):
         parallel.ParallelDims(dp_replicate=1, dp_shard=0, tp=2, world_size=8)
+
+
+def test_elastic_dp_keeps_tp_and_the_global_batch() -> None:
+    shape = {"tp": 2, "pp": 1, "cp": 1, "micro_batch": 2, "hsdp_shard_size": 0}
+    assert parallel.elastic_dp(4, dp=2, grad_accum=2, **shape) == (2, 2)
+    assert parallel.elastic_dp(2, dp=2, grad_accum=2, **shape) == (1, 4)
+    assert parallel.elastic_dp(8, dp=2, grad_accum=2, **shape) == (4, 1)
+    with pytest.raises(parallel.LayoutError, match="does not divide into dp 3 x micro_batch 2"):
+        parallel.elastic_dp(6, dp=2, grad_accum=2, **shape)
+    hsdp = shape | {"hsdp_shard_size": 2, "tp": 1}
+    with pytest.raises(parallel.LayoutError, match="dp 3 is not a multiple of the hsdp shard"):
+        parallel.elastic_dp(3, dp=4, grad_accum=3, **hsdp)
+
+
+def test_an_elastic_round_on_fewer_ranks_reports_dp_and_accumulation(tmp_path: Path) -> None:
+    """A round at world size 2 of a dp2 x tp2 job: tp kept, dp 1, accumulation doubled,
+    tokens per step kept, and the layout_applied event says dp followed the world size."""
+    job = tmp_path / "job"
+    args = [*TINY, "--elastic-dp", "--dp", "2", "--tp", "2", "--grad-accum", "1",
+            "--micro-batch", "2", "--steps", "1", "--eval-every", "0"]  # fmt: skip
+    run = run_trainer(job, 2, args)
+    assert run.returncode == 0, describe(run)
+    (applied,) = events(job, "layout_applied")
+    keys = ("world_size", "dp_shard", "tp", "grad_accum", "micro_batch", "global_batch_tokens")
+    assert [applied[k] for k in keys] == [2, 1, 2, 2, 2, 2 * 2 * 16]
+    assert applied["elastic_dp"] is True
+    assert [r["tokens"] for r in progress(job) if "loss" in r] == [64]
 
 
 @pytest.mark.slow

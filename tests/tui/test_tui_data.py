@@ -335,6 +335,17 @@ def test_job_view_shows_the_layout_that_ran_beside_the_plan(tmp_path: Path) -> N
     shown = render_layout_check(check)
     assert "grad_accum: plan 2, ran 1" in str(shown)
     assert shown.style == "bold red" and {span.style for span in shown.spans} == {"red"}
+    # After a node of a 1:2 range was lost: dp 1, tp and tokens per step kept. Shown as
+    # the resize the range allowed, not flagged.
+    shrunk = applied | {"dp_shard": 1, "world_size": 2, "elastic_dp": True}
+    append_event(job, EventKind.LAYOUT_APPLIED, source="trainer", **shrunk, grad_accum=4)
+    check = view.poll().layout_check
+    assert check is not None and check.differs == ()
+    assert check.resized == ("dp_shard", "world_size", "grad_accum")
+    shown = render_layout_check(check)
+    assert str(shown).startswith("layout ran: as planned (layout_applied)\ndp resized")
+    assert "world_size: plan 4, ran 2" in str(shown) and "grad_accum: plan 2, ran 4" in str(shown)
+    assert shown.style == "green" and "red" not in {span.style for span in shown.spans}
 
 
 # -- charts and text --------------------------------------------------------------------

@@ -83,12 +83,18 @@ def render_timeline(snapshot: JobSnapshot, lines: int) -> Text:
 
 
 def render_layout_check(check: LayoutCheck) -> Text:
-    """The trainer's ``layout_applied`` against the plan: each differing field in red."""
+    """The trainer's ``layout_applied`` against the plan: each differing field in red; a
+    dp resize the job's node range allowed (tp and tokens per step kept) in yellow."""
     if not check.differs:
-        return Text("layout ran: as planned (layout_applied)", style="green")
-    out = Text("layout ran differs from the plan:", style="bold red")
-    for name in check.differs:
-        out.append(f"\n  {check.difference_text(name)}", style="red")
+        out = Text("layout ran: as planned (layout_applied)", style="green")
+    else:
+        out = Text("layout ran differs from the plan:", style="bold red")
+        for name in check.differs:
+            out.append(f"\n  {check.difference_text(name)}", style="red")
+    if check.resized:
+        out.append("\ndp resized as the node range allows (tp and tokens per step kept):")
+        for name in check.resized:
+            out.append(f"\n  {check.difference_text(name)}", style="yellow")
     return out
 
 
