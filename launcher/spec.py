@@ -38,7 +38,7 @@ from launcher.spec_parts import (
 BackendName = Literal["local", "slurm", "kubernetes"]
 BACKENDS: tuple[str, ...] = ("local", "slurm", "kubernetes")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
 RESERVED_ENV = frozenset(
     {
         JOB_ID_ENV,
