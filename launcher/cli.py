@@ -67,7 +67,12 @@ def launch(
     env: list[str] | None = typer.Option(
         None, "--env", "-e", help="NAME=VALUE, or NAME to pass this shell's value by reference."
     ),
-    max_restarts: int | None = typer.Option(None, "--max-restarts", help="Restart budget."),
+    max_restarts: int | None = typer.Option(
+        None,
+        "--max-restarts",
+        help="Restart budget (default: 3 for the reference trainer, which resumes from its "
+        "checkpoints; 0 for other programs).",
+    ),
     ckpt_every: int | None = typer.Option(None, "--ckpt-every", help="Checkpoint every N steps."),
     keep_last: int | None = typer.Option(
         None, "--keep-last", help="Keep the newest K checkpoints."

@@ -103,3 +103,30 @@ def test_a_bad_state_is_named_alone_not_as_a_python_list(cli) -> None:
     result = cli("jobs", "-s", "RUNNING", "-s", "bogus")
     assert_one_line_error(result, "--state bogus: choose from PENDING")
     assert "[" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("entrypoint", "given", "expected"),
+    [
+        ({"module": "runtime.train"}, None, 3),
+        ({"module": "runtime.train"}, 0, 0),
+        ({"script": "train.py"}, None, 0),
+        ({"command": ["true"]}, 2, 2),
+    ],
+)
+def test_restart_budget_default_is_3_for_the_reference_trainer_only(
+    entrypoint, given, expected
+) -> None:
+    from launcher.spec import spec_from_mapping
+
+    data = {"name": "x", "entrypoint": entrypoint}
+    if given is not None:
+        data["max_restarts"] = given
+    spec = spec_from_mapping(data)
+    assert spec.max_restarts == expected
+    assert spec_from_mapping(spec.to_json()).max_restarts == expected
+
+
+def test_launch_help_states_the_restart_default(cli) -> None:
+    out = " ".join(cli("launch", "--help").out.replace("│", " ").split())
+    assert "default: 3 for the reference trainer" in out
