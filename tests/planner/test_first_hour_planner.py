@@ -57,3 +57,25 @@ def test_tp_refusal_suggests_only_valid_degrees(cli) -> None:
     )  # fmt: skip
     assert result.code == 2
     assert "choose tp from 1, 2, 4, 8" in result.err, result.err
+
+
+def test_a_config_has_one_name_however_its_path_is_written(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from planner.hf_config import load_hf_config
+
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    cfg = {
+        "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100,
+    }  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(folder)
+    names = {
+        load_hf_config(p).name
+        for p in ("config.json", "./config.json", str(folder / "config.json"), str(folder))
+    }
+    assert names == {"tiny"}
+    (folder / "config.json").write_text(json.dumps({**cfg, "_name_or_path": "org/My-Model"}))
+    assert load_hf_config("config.json").name == "My-Model"
