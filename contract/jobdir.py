@@ -48,7 +48,7 @@ CHECKPOINTS_DIR = "checkpoints"
 STACKS_DIR = "stacks"
 CHECKPOINT_PREFIX = "step_"
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def _safe_component(value: str, what: str) -> str:

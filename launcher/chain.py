@@ -14,7 +14,7 @@ from typing import Any
 from launcher.errors import JobNotFoundError, LaunchInputError, RegistryError
 from launcher.store import Store, registry_exists
 
-_SLURM_ID = re.compile(r"^\d+(_\d+)?$")
+_SLURM_ID = re.compile(r"^\d+(_\d+)?\Z")
 
 
 def resolve_after(refs: list[str]) -> list[str]:

@@ -67,7 +67,12 @@ def launch(
     env: list[str] | None = typer.Option(
         None, "--env", "-e", help="NAME=VALUE, or NAME to pass this shell's value by reference."
     ),
-    max_restarts: int | None = typer.Option(None, "--max-restarts", help="Restart budget."),
+    max_restarts: int | None = typer.Option(
+        None,
+        "--max-restarts",
+        help="Restart budget (default: 3 for the reference trainer, which resumes from its "
+        "checkpoints; 0 for other programs).",
+    ),
     ckpt_every: int | None = typer.Option(None, "--ckpt-every", help="Checkpoint every N steps."),
     keep_last: int | None = typer.Option(
         None, "--keep-last", help="Keep the newest K checkpoints."
@@ -176,11 +181,18 @@ def jobs(
 
     states = None
     if state:
-        try:
-            states = [JobState(s.strip().upper()) for s in state]
-        except ValueError:
-            known = ", ".join(s.value for s in JobState)
-            raise LaunchInputError(f"--state {state!r}: choose from {known}") from None
+        known = {s.value: s for s in JobState}
+        bad = [s for s in state if s.strip().upper() not in known]
+        if bad:
+            raise LaunchInputError(f"--state {bad[0]}: choose from {', '.join(known)}")
+        states = [known[s.strip().upper()] for s in state]
+    filters = [
+        *(f"--state {s}" for s in state or ()),
+        *([f"--backend {backend}"] if backend else []),
+        *([f"--filter {filter_text}"] if filter_text else []),
+        *(["--active"] if active else []),
+    ]
+    any_jobs = False
     if not registry_exists():
         records: list[JobRecord] = []
     else:
@@ -193,9 +205,13 @@ def jobs(
                 limit=limit,
             )
             records = [api.refresh(store, r) for r in records]
+            any_jobs = bool(records) or bool(store.list_jobs(limit=1))
     progress = {r.id: read_progress(r.job_dir) for r in records}
     if as_json:
         typer.echo(json.dumps([job_json(r, progress[r.id]) for r in records], indent=2))
+        return
+    if not records and any_jobs:
+        typer.echo(f"no job matches {' '.join(filters)}; `scalectl jobs` lists every job")
         return
     print_jobs_table(records, progress)
 

@@ -10,12 +10,17 @@ import typer
 
 from launcher import api
 from launcher.backends import get_backend
-from launcher.logs import LogFollower, follow, select_logs
+from launcher.logs import LogFollower, check_selection, follow, select_logs
 from launcher.store import JobRecord, Store
 
 
-def _log_source(record: JobRecord, rank: str | None, node: str | None) -> Any:
+def _log_source(
+    record: JobRecord, rank: str | None, node: str | None, *, present: bool = True
+) -> Any:
+    """``present``: the selection must name a log the job has now (a followed job may
+    still start the rank, after a resize)."""
     backend = get_backend(record.backend)
+    check_selection(backend.log_files(record) if present else [], rank, node)
     return lambda: select_logs(backend.log_files(record), rank, node)
 
 
@@ -40,7 +45,8 @@ def follow_logs(
         latest[0] = api.refresh(store, store.get(record.id) or latest[0])
         return latest[0].state.is_terminal
 
-    follower = LogFollower(_log_source(record, rank, node), last_lines=last_lines)
+    source = _log_source(record, rank, node, present=record.state.is_terminal)
+    follower = LogFollower(source, last_lines=last_lines)
     try:
         for line in follow(follower, done):
             _emit([line], follower)

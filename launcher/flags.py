@@ -83,7 +83,7 @@ def overrides_from_flags(flags: LaunchFlags) -> dict[str, Any]:
         out["entrypoint"] = {"script": flags.script}
     for item in flags.env:
         key, eq, value = item.partition("=")
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
             raise LaunchInputError(f"--env {item!r}: write NAME=VALUE, or NAME to pass it through")
         # `--env NAME` passes the launching shell's value by reference, never by copy.
         out[f"env.{key}"] = value if eq else {"from_env": key}

@@ -6,7 +6,7 @@ import re
 import secrets
 import time
 
-_JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}$")
+_JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4}\Z")
 
 
 def new_job_id(now_s: float | None = None, random_hex: str | None = None) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from launcher.backends.base import LogFile
+from launcher.errors import LaunchInputError
 
 _READ_LIMIT = 1 << 20
 
@@ -31,6 +32,27 @@ def select_logs(logs: list[LogFile], rank: str | None, node: str | None) -> list
         for log in logs
         if (rank is None or log.rank == rank) and (node is None or log.node == node)
     ]
+
+
+def check_selection(logs: list[LogFile], rank: str | None, node: str | None) -> None:
+    """Refuse a ``--rank``/``--node`` that names no log of the job (exit 2 listing the
+    ones it has), rather than printing nothing and exiting 0. A job with no logs yet is
+    not refused: its ranks have not started."""
+    if rank is not None and not (rank.isdigit() or rank.isidentifier()):
+        raise LaunchInputError(
+            f"--rank {rank}: give a rank number (0, 1, ...) or a service name "
+            "(torchrun, supervisor)"
+        )
+    if not logs or select_logs(logs, rank, node):
+        return
+    ranks = sorted({log.rank for log in logs}, key=lambda r: (not r.isdigit(), r.zfill(9)))
+    nodes = sorted({log.node for log in logs})
+    if node is not None and all(log.node != node for log in logs):
+        raise LaunchInputError(f"--node {node}: this job has logs on {', '.join(nodes)}")
+    raise LaunchInputError(
+        f"--rank {rank}: this job has logs for {', '.join(ranks)}"
+        + (f" on node {node}" if node is not None else "")
+    )
 
 
 def tail_offset(path: Path, lines: int) -> int:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 REFERENCE_TRAINER_MODULE = "runtime.train"
 """The reference trainer's module (issue 4); ``entrypoint: {module: runtime.train}``."""
 
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 """A POSIX environment variable name."""
 FROZEN = ConfigDict(extra="forbid", frozen=True)
 """Every spec model: unknown keys are errors, values never change after validation."""
@@ -109,7 +109,7 @@ class Entrypoint(BaseModel):
             raise ValueError(f"give exactly one of module, script or command (found {found})")
         if self.command is not None and not self.command:
             raise ValueError("command is empty; give the executable to run")
-        if self.module is not None and not re.match(r"^[A-Za-z_][\w.]*$", self.module):
+        if self.module is not None and not re.match(r"^[A-Za-z_][\w.]*\Z", self.module):
             raise ValueError(f"module {self.module!r} is not a Python module name")
         if self.python is not None and self.command is not None:
             raise ValueError("python applies to module and script entrypoints, not command")

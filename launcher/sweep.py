@@ -47,7 +47,7 @@ from launcher.store import Store
 MAX_RUNS = 1000
 """Slurm's default MaxArraySize is 1001 (indices 0-1000)."""
 SWEEPS_DIR = "sweeps"
-_ENV_KEY = re.compile(r"^env\.[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_KEY = re.compile(r"^env\.[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class SweepSpec(BaseModel):

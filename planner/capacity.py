@@ -42,6 +42,7 @@ from planner.layout_search import (
     search,
 )
 from planner.layouts import divisors, pinned_values
+from planner.margins import DEFAULT_MEMORY_HEADROOM
 from planner.specs import ClusterSpec, ModelSpec, TrainingSpec
 from planner.units import SECONDS_PER_DAY
 
@@ -126,7 +127,7 @@ def smallest_cluster(
     *,
     max_gpus: int = 131072,
     pinned: Mapping[str, Any] | None = None,
-    memory_headroom: float = 0.0,
+    memory_headroom: float = DEFAULT_MEMORY_HEADROOM,
     top_k: int = 5,
 ) -> CapacityAnswer:
     """The fewest GPUs of ``cluster``'s type (its ``num_gpus`` is ignored) that train

@@ -22,6 +22,7 @@ from planner.cli_options import (
     PueOption,
     RestartMinOption,
 )
+from planner.margins import DEFAULT_MEMORY_HEADROOM
 
 
 def capacity_command(
@@ -62,7 +63,7 @@ def capacity_command(
     ckpt_gb_s: CkptGbSOption = None,
     ckpt_gb_s_max: CkptGbSMaxOption = None,
     restart_min: RestartMinOption = None,
-    headroom: HeadroomOption = 0.0,
+    headroom: HeadroomOption = DEFAULT_MEMORY_HEADROOM,
     top: int = typer.Option(5, "--top", help="Layouts listed at the answer's size."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as one JSON object."),
 ) -> None:

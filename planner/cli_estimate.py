@@ -153,18 +153,36 @@ def estimate_command(
         explain=explain,
     )
     plan, defaults = run_request(request)
-    if out is not None:
+    est = plan.estimate
+    # A plan that does not fit is never written: `launch --plan` would start a job that
+    # runs out of memory. The report still prints, so the user sees by how much.
+    if out is not None and est.fits:
         from planner.cli_out import write_plan_file
 
         write_plan_file(plan, out)
     if as_json:
         for note in defaults:
             print(f"default: {note}", file=sys.stderr)
-        print(json.dumps({**plan.estimate.model_dump(mode="json"), **_band_json(plan)}))
-        return
-    from planner.render import render_plan
+        print(json.dumps({**est.model_dump(mode="json"), **_band_json(plan)}))
+    else:
+        from planner.render import render_plan
 
-    render_plan(plan, defaults)
+        render_plan(plan, defaults)
+    if not est.fits:
+        from planner.errors import PlanInputError
+        from planner.search_explain import describe_layout
+
+        mem = est.memory_gib
+        raise PlanInputError(
+            f"layout {describe_layout(est.layout)} does not fit: "
+            + (
+                f"{mem.total:.1f} GiB per GPU of {mem.capacity:.0f} GiB"
+                if mem.total > mem.capacity
+                else "its offloaded activations exceed the node's host memory"
+            )
+            + (f"; {out} not written" if out is not None else "")
+            + "; pin more tp/pp/dp, --recompute full or more GPUs, or run `plan search`"
+        )
 
 
 def _band_json(where: Any, layout: Any = None) -> dict[str, Any]:

@@ -132,7 +132,12 @@ ExpertTpOption = Annotated[
     typer.Option("--expert-tp", help="MoE: experts' tensor-parallel degree (default: tp)."),
 ]
 HeadroomOption = Annotated[
-    float, typer.Option("--headroom", help="Share of GPU memory to leave free (0.1 = 10 %).")
+    float,
+    typer.Option(
+        "--headroom",
+        help="Share of GPU memory to leave free (0.1 = 10 %); the default 5 % covers the "
+        "allocator's fragmentation, which the memory model does not count (0: every byte).",
+    ),
 ]
 
 _SHARDING_ALIASES = {

@@ -41,6 +41,7 @@ from planner.cli_options import (
     TpOption,
     ZeroOption,
 )
+from planner.margins import DEFAULT_MEMORY_HEADROOM
 
 
 def search_command(
@@ -90,7 +91,7 @@ def search_command(
     max_gpus: str | None = typer.Option(
         None, "--max-gpus", help="Search GPU counts up to this (node multiples 1,2,3,4,6,8,...)."
     ),
-    headroom: HeadroomOption = 0.0,
+    headroom: HeadroomOption = DEFAULT_MEMORY_HEADROOM,
     plot: str | None = typer.Option(
         None, "--plot", help="Write time against cost of every feasible layout to FILE.png."
     ),

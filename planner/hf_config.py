@@ -103,5 +103,15 @@ def load_hf_config(path: str | Path) -> ModelSpec:
         raise PlanInputError(f"{file}: not valid JSON ({exc}).") from exc
     if not isinstance(cfg, dict):
         raise PlanInputError(f"{file}: expected a JSON object of model settings.")
-    name = file.parent.name or file.stem
-    return model_from_hf_dict(cfg, name, file)
+    return model_from_hf_dict(cfg, config_model_name(cfg, file), file)
+
+
+def config_model_name(cfg: dict[str, Any], file: Path) -> str:
+    """The model's name: the last part of the config's own ``_name_or_path`` (what
+    ``save_pretrained`` records), else the name of the directory holding config.json,
+    resolved first, so ``config.json``, ``./config.json`` and its absolute path give one
+    name."""
+    given = cfg.get("_name_or_path")
+    if isinstance(given, str) and given.strip("/ "):
+        return given.rstrip("/").rsplit("/", 1)[-1]
+    return file.resolve().parent.name or file.stem

@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from planner.checks import precision_problems
 from planner.errors import PlanInputError
 from planner.layouts import CandidateTree, enumerate_layouts, pinned_values
+from planner.margins import DEFAULT_MEMORY_HEADROOM
 from planner.pareto import pareto_front, rank
 from planner.result import Estimate, Plan
 from planner.search_explain import describe_layout, why_it_loses
@@ -85,8 +86,9 @@ class SearchConstraints(BaseModel):
     """Longest acceptable expected wall-clock time, days (failures included)."""
     budget_usd: float | None = Field(default=None, gt=0)
     """Largest acceptable expected cost, USD (failures included)."""
-    memory_headroom: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Share of each GPU's memory to leave free (0.1 keeps 10 % spare)."""
+    memory_headroom: float = Field(default=DEFAULT_MEMORY_HEADROOM, ge=0.0, lt=1.0)
+    """Share of each GPU's memory to leave free (0.1 keeps 10 % spare); see
+    :data:`DEFAULT_MEMORY_HEADROOM` for the default's reason."""
 
 
 def gpu_counts(max_gpus: int, gpus_per_node: int) -> list[int]:

@@ -136,11 +136,16 @@ RANKED = ("step_time_s", "days", "cost_usd", "energy_mwh", "mfu", "goodput")
 def metrics_of(out: dict[str, np.ndarray], tree: CandidateTree) -> dict[str, np.ndarray]:
     """The ranking metrics from the cost model's outputs."""
     goodput = out["goodput"]
+    # A cluster so large it fails faster than it checkpoints has goodput 0: its expected
+    # days are +inf, ranked last, which is the answer (not a warning for the user).
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        days_expected = out["days"] / goodput
+        cost_expected_usd = out["cost_usd"] / goodput
     return {
         "days": out["days"],
-        "days_expected": out["days"] / goodput,
+        "days_expected": days_expected,
         "cost_usd": out["cost_usd"],
-        "cost_expected_usd": out["cost_usd"] / goodput,
+        "cost_expected_usd": cost_expected_usd,
         "energy_mwh": out["energy_mwh"],
         "mfu": out["mfu"],
         "step_time_s": out["step_time_s"],

@@ -116,7 +116,7 @@ def follow(store: Store, record: JobRecord, steps: int, peaks: dict[str, float])
         BarColumn(),
         TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
         TextColumn("loss {task.fields[loss]}"),
-        TextColumn("{task.fields[tps]} tok/s"),
+        TextColumn("{task.fields[tps]} tok/s (last step)"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as bar:
@@ -164,9 +164,9 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
         shown = format(measured, fmt) if measured is not None else "-"
         table.add_row(name, format(predicted, fmt), shown, ratio)
 
-    row("step time (ms)", est.step.time_s * 1000, step_s * 1000 if step_s else None, ".1f")
+    row("step time (ms, median)", est.step.time_s * 1000, step_s * 1000 if step_s else None, ".1f")
     row(
-        "tokens/s (job)",
+        "tokens/s (job, median step)",
         est.step.tokens_per_s,
         tokens_per_step / step_s if step_s else None,
         ",.0f",

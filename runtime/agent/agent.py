@@ -316,6 +316,7 @@ class NodeAgent(RestartRecords, Membership, HangChecks, Stopping):
         if current != generation and len(workers) == len({w.local_rank for w in workers}):
             self._on_generation(generation, current, workers)
             return current
+        self.announce_workers(workers)
         return generation
 
     def _on_failure_report(self, report: torchrun.FailureReport) -> None:

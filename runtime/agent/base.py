@@ -51,6 +51,9 @@ class AgentBase:
         self.world_size: int | None = None
         self.generation_workers = 0
         """Most local workers seen at once in this generation."""
+        self.unannounced: tuple[int, int] | None = None
+        """(attempt, world size) of a generation whose workers are not all up yet: the
+        first scan of a round often sees rank 0 before torchrun has forked the rest."""
         self.killed_torchrun = False
         """The agent itself killed the current torchrun (bad input, a stop)."""
         self.lost_exit: int | None = None

@@ -19,7 +19,7 @@ _CATCHABLE = frozenset(
 )
 """Signal names (Slurm's spelling, ``USR2``) a process can handle."""
 
-_SAFE_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_NODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 @dataclass(frozen=True)

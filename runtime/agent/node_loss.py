@@ -17,6 +17,20 @@ _SECONDARY = ("peer_failure", "torchrun_exit", "unknown")
 class Membership(AgentBase):
     """Watches the workers' generation (torchrun's restart count, world size)."""
 
+    def announce_workers(self, workers: list[procs.Worker]) -> None:
+        """Say which ranks run here once every rank of the node is up (called each scan)."""
+        if self.unannounced is None or not workers:
+            return
+        if len(workers) < workers[0].local_world_size:
+            return
+        attempt, world = self.unannounced
+        self.unannounced = None
+        ranks = ", ".join(str(w.rank) for w in workers)
+        self.say(
+            f"workers up: ranks {ranks} of world size {world} "
+            f"({workers[0].nodes} node(s)), attempt {attempt}"
+        )
+
     def _on_generation(
         self,
         before: tuple[int, int] | None,
@@ -26,11 +40,9 @@ class Membership(AgentBase):
         self.watcher.new_generation(time.time())
         self.stragglers.clear()
         self.generation_workers = len(workers)
-        ranks = [w.rank for w in workers]
         nodes = workers[0].nodes
-        self.say(
-            f"workers up: ranks {ranks} of world size {now[1]} ({nodes} node(s)), attempt {now[0]}"
-        )
+        self.unannounced = now
+        self.announce_workers(workers)
         previous_world = self.world_size
         self.world_size = now[1]
         shrank = previous_world is not None and now[1] < previous_world

@@ -37,6 +37,8 @@ class Worker:
     """torchrun's failure-restart count (membership changes do not raise it)."""
     start_ticks: int
     """Start time in clock ticks since boot (``/proc/<pid>/stat`` field 22): pid reuse guard."""
+    local_world_size: int = 1
+    """Ranks torchrun starts on this node (``LOCAL_WORLD_SIZE``)."""
 
 
 class WorkerTable:
@@ -81,4 +83,5 @@ def _worker(pid: int) -> Worker | None:
         nodes=number("GROUP_WORLD_SIZE", 1),
         restart_count=number("TORCHELASTIC_RESTART_COUNT", 0),
         start_ticks=int(fields[19]) if fields and len(fields) > 19 else 0,
+        local_world_size=number("LOCAL_WORLD_SIZE", 1),
     )

@@ -65,7 +65,9 @@ def job_summary(job: JobDir, end_ts: float) -> dict[str, Any]:
     return {
         "wall_s": round(wall_s, 3),
         "productive_s": round(productive_s, 3),
-        "goodput": round(productive_s / wall_s, 4) if wall_s > 0 else None,
+        # A program that reports no steps has no productive time to measure: its goodput
+        # is unknown, not zero.
+        "goodput": round(productive_s / wall_s, 4) if wall_s > 0 and final else None,
         "final_step": max(final) if final else None,
         "steps_run": len(rank0),
         "steps_lost": len(rank0) - len(final),
@@ -252,6 +254,13 @@ def _at(readings: list[tuple[float, float]], ts: float) -> float:
     return ea + (eb - ea) * (ts - ta) / (tb - ta)
 
 
+def _by_cause(by_cause: dict[str, int]) -> str:
+    """`` (signal 1, exit 2)`` for people, not a Python dict."""
+    if not by_cause:
+        return ""
+    return " (" + ", ".join(f"{cause} {n}" for cause, n in by_cause.items()) + ")"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A few lines for people (the agent prints it at the end)."""
     goodput = summary["goodput"]
@@ -260,8 +269,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"goodput {goodput:.1%}"
         if goodput is not None
         else f"wall {summary['wall_s']:.1f}s",
-        f"final step {summary['final_step']}, steps lost to rollbacks {summary['steps_lost']}, "
-        f"restarts {summary['restarts']} {summary['restarts_by_cause'] or ''}".rstrip(),
+        (
+            f"final step {summary['final_step']}, steps lost to rollbacks {summary['steps_lost']}"
+            if summary["final_step"] is not None
+            else "no training steps reported (the program writes no progress records)"
+        )
+        + f", restarts {summary['restarts']}"
+        + _by_cause(summary["restarts_by_cause"]),
     ]
     for fault in summary["faults"]:
         recover = fault.get("time_to_recover_s")

@@ -31,8 +31,8 @@ def test_main_job_plans_trains_and_compares(scalectl_home: Path) -> None:
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     for fragment in ("1. calibrating this CPU", "2. plan", "4. job COMPLETED",
-                     "predicted against measured", "step time (ms)", "held-out loss",
-                     "5. planner calibrated", "fit residual"):  # fmt: skip
+                     "predicted against measured", "step time (ms, median)", "held-out loss",
+                     "tok/s (last step)", "5. planner calibrated", "fit residual"):  # fmt: skip
         assert fragment in out, fragment
     with Store() as store:
         (record,) = store.list_jobs()

@@ -3,6 +3,7 @@ policies, options, torchrun arguments, stacks, the worker table, the summary, th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -537,3 +538,26 @@ def test_secondary_failures_are_told_from_a_ranks_own() -> None:
     assert is_secondary("DistBackendError: Watchdog caught collective operation timeout")
     assert not is_secondary("FaultInjected: injected crash at step 7 on rank 0")
     assert not is_secondary("ValueError: bad shape")
+
+
+def test_workers_up_is_said_once_every_rank_of_the_node_is_up(tmp_path: Path) -> None:
+    """The first scan of a round often sees rank 0 before torchrun forked rank 1: the agent
+    used to log "workers up: ranks [0] of world size 2" though both ranks started."""
+    job = JobDir(tmp_path / "job")
+    job.create()
+    agent = NodeAgent(
+        AgentConfig(job_dir=job.root, node="n0", restarts=0), ["--nproc-per-node=2", "x.py"]
+    )
+    said: list[str] = []
+    agent.say = said.append  # type: ignore[method-assign]
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as pipe:
+        output = TorchrunOutput(pipe, io.StringIO(), agent._on_failure_report)
+        rank0 = dataclasses.replace(_rank(100, 0, 0), local_world_size=2)
+        rank1 = dataclasses.replace(_rank(101, 1, 0), local_world_size=2)
+        generation = agent._observe([rank0], output, None)
+        assert generation == (0, 2) and said == []
+        agent._observe([rank0, rank1], output, generation)
+        agent._observe([rank0, rank1], output, generation)
+        os.close(write_fd)
+    assert said == ["workers up: ranks 0, 1 of world size 2 (1 node(s)), attempt 0"]
