@@ -17,6 +17,7 @@ layout from there.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,13 @@ def apply_plan_document(
 
 
 def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
-    """The ``--dry-run`` lines about the plan."""
-    return (
-        f"plan: {resolved.text()}\n"
-        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node"
-    )
+    """The ``--dry-run`` lines about the plan, broken between words before column 80
+    (the width of the command lines that follow)."""
+    lines = [
+        f"plan: {resolved.text()}",
+        f"plan: {data['nodes']} node(s) x {data['procs_per_node']} rank(s) per node",
+    ]
+    return "\n".join(textwrap.fill(line, 80, subsequent_indent="      ") for line in lines)
 
 
 @dataclasses.dataclass(frozen=True)

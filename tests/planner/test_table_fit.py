@@ -48,7 +48,7 @@ def test_narrowing_abbreviates_then_shrinks_then_drops_by_priority() -> None:
     assert narrow.rows[0][0] != narrow.rows[1][0] and narrow.rows[1][0].endswith("2")
     tightest = fit_table(COLUMNS, ROWS, 10)
     assert [c.header for c in tightest.columns] == ["name", "state"]
-    assert all(w >= len(c.header) for c, w in zip(tightest.columns, tightest.widths))
+    assert all(w >= len(c.header) for c, w in zip(tightest.columns, tightest.widths, strict=True))
 
 
 def test_legend_names_only_the_codes_shown() -> None:
