@@ -98,3 +98,27 @@ def test_plan_validate_fits_80_columns(capsys: Any, monkeypatch: pytest.MonkeyPa
     out = render(["plan", "validate"], 80, capsys, monkeypatch)
     assert_fits(out, 80)
     assert "median |error|" in out and "not shown at 80 columns" in out
+
+
+def test_search_collapses_equivalent_layouts_and_json_keeps_them(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 item 11: at pp2 with 32 layers even and uneven stages are the same layout
+    (ranks 41 and 42 predict the same step time and memory): one row that says so."""
+    import json
+
+    argv = ["plan", "search", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "8",
+            "--seq-len", "4k", "--global-batch", "1024", "--tokens", "1T",
+            "--top", "60"]  # fmt: skip
+    out = render(argv, 120, capsys, monkeypatch)
+    assert_fits(out, 120)
+    rows = [line.split() for line in out.splitlines()]
+    ranks = [row[0] for row in rows if row and row[0].isdigit() and len(row) > 5]
+    assert "41" in ranks and "42" not in ranks
+    row41 = next(row for row in rows if row and row[0] == "41")
+    assert row41[1:7] == ["tp1", "pp2", "cp1", "dp4", "zero2", "mb2"] and "×2" in row41
+    assert "×N: N layouts with the same predicted step time and memory" in " ".join(out.split())
+    listed = json.loads(render([*argv, "--json"], 120, capsys, monkeypatch))
+    assert len(listed) == 60
+    uneven = [e["layout"]["uneven_stages"] for e in listed[40:42]]
+    assert sorted(uneven) == [False, True]
