@@ -92,8 +92,6 @@ def render_search(
             )
     if result.nearest is not None:
         est = result.nearest
-        if not result.ranked:
-            print_line(console, legend(shown), "dim")
         columns = [Column("GPUs", justify="right"), Column("layout", shrink="wrap", min_width=24),
                    Column("GiB", justify="right"), Column("capacity", justify="right"),
                    Column("days", justify="right", priority=1),
@@ -106,6 +104,8 @@ def render_search(
               money(_expected_cost(est))]],
             title="Nearest answer",
         )  # fmt: skip
+        if not result.ranked:
+            print_line(console, legend(shown), "dim")
     for note in defaults:
         console.print(f"[dim]default: {note}[/]")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from planner.result import Estimate
 
 _SHARDING = {
-    "none": "no sharding: each data-parallel rank holds all state (DDP)",
+    "none": "no sharding, each data-parallel rank holds all state (DDP)",
     "zero1": "optimizer state sharded (ZeRO-1)",
     "zero2": "optimizer state and gradients sharded (ZeRO-2)",
     "zero3": "parameters, gradients, optimizer state sharded (ZeRO-3, FSDP)",
@@ -42,7 +42,8 @@ _DEGREE = re.compile(r"(tp|pp|cp|dp)\d+")
 def _explain(code: str, meaning: str, values: list[str]) -> str:
     """``v5: 5 virtual stages ...`` for one value; ``vN: N virtual stages ...`` for more."""
     if len(values) == 1 and values[0]:
-        return f"{code.replace('N', values[0], 1)}: {meaning.replace('N', values[0], 1)}"
+        said = meaning.replace("N sequences", "1 sequence") if values[0] == "1" else meaning
+        return f"{code.replace('N', values[0], 1)}: {said.replace('N', values[0], 1)}"
     return f"{code}: {meaning}"
 
 
