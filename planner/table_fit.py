@@ -149,7 +149,6 @@ def fit_table(columns: list[Column], rows: list[list[Cell]], width: int) -> Fitt
         widths = {i: natural(i) for i in kept}
         narrow(soft=True)
     narrow(soft=False)
-    # Room left over after a drop goes back to the columns that gave way.
     # Room left over after a drop goes back, a character at a time in turn, to the
     # columns that gave way.
     while total() < width:
