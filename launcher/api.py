@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from contract.events import EventKind, append_event
 from contract.job import JobFile, write_job_file
@@ -75,6 +76,13 @@ def prepare(spec: JobSpec, *, cwd: Path, environ: Mapping[str, str]) -> Prepared
 
 def dry_run(spec: JobSpec, *, cwd: Path, environ: Mapping[str, str]) -> str:
     """What would be submitted, without creating or registering anything."""
+    return dry_run_json(spec, cwd=cwd, environ=environ)["submit"]
+
+
+def dry_run_json(spec: JobSpec, *, cwd: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+    """``launch --dry-run --json``: the job id, backend and job directory it would get,
+    the validated spec, and what would be submitted (``submit``: script, manifests or
+    command lines); nothing is created or registered."""
     prepared = prepare(spec, cwd=cwd, environ=environ)
     job_id = new_job_id()
     root = prepared.spec.job_dir or (prepared.spec.jobs_root or default_jobs_root()) / job_id
@@ -84,7 +92,13 @@ def dry_run(spec: JobSpec, *, cwd: Path, environ: Mapping[str, str]) -> str:
         job_dir=JobDir(root),
         registry_path=Path(os.devnull),
     )
-    return prepared.backend.describe(request)
+    return {
+        "job_id": job_id,
+        "backend": prepared.backend.name,
+        "job_dir": str(root),
+        "spec": request.spec.model_dump(mode="json"),
+        "submit": prepared.backend.describe(request),
+    }
 
 
 def launch(

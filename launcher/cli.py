@@ -87,6 +87,9 @@ def launch(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what would be submitted; create nothing."
     ),
+    as_json: bool = typer.Option(
+        False, "--json", help="With --dry-run: print it as one JSON object (spec, job id, script)."
+    ),
     after: list[str] | None = typer.Option(
         None, "--after", help="slurm: start once this job completed (id or name; repeatable)."
     ),
@@ -105,6 +108,8 @@ def launch(
     from launcher.cli_follow import follow_logs, print_final
     from launcher.spec import read_spec_mapping, spec_from_mapping
 
+    if as_json and not dry_run:
+        raise LaunchInputError("--json: prints what --dry-run would submit; add --dry-run")
     spec_file, words = split_words(list(ctx.args))
     flags = LaunchFlags(
         backend=backend,
@@ -133,6 +138,9 @@ def launch(
     if file_data is not None and "sweep" in file_data:
         from launcher.sweep import sweep_command
 
+        if as_json:
+            raise LaunchInputError("--json: not for a sweep; --dry-run alone prints its script")
+
         for line in sweep_command(file_data, flags, words, source=source, dry_run=dry_run):
             typer.echo(line)
         return
@@ -147,9 +155,13 @@ def launch(
     if after:
         check_after(spec, after)
     if dry_run:
+        described = api.dry_run_json(spec, cwd=Path.cwd(), environ=dict(_environ()))
+        if as_json:
+            typer.echo(json.dumps({**described, "plan": plan_lines}, indent=2))
+            return
         if plan_lines is not None:
             typer.echo(plan_lines)
-        typer.echo(api.dry_run(spec, cwd=Path.cwd(), environ=dict(_environ())))
+        typer.echo(described["submit"])
         return
     with Store() as store:
         record = api.launch(spec, store)

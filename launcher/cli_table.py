@@ -3,12 +3,17 @@ JSON form of a job."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from contract.jobdir import JobDir
 from launcher.progress_view import ProgressSnapshot
 from launcher.states import STATE_STYLE
 from launcher.store import JobRecord
+
+clock: Callable[[], float] = time.time
+"""Now, for the AGE column (a test fixes it to render a golden table)."""
 
 
 def _age(seconds: float) -> str:
@@ -49,46 +54,45 @@ def jobs_table_rows(
     return rows
 
 
-def print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnapshot]) -> None:
-    import time
+def _cell(row: dict[str, str], header: str) -> str | tuple[str, ...]:
+    if header == "NODES" and " (" in row[header]:  # on a narrow terminal: 2×8, no GPUs
+        return (row[header], row[header].split(" (")[0])
+    return row[header]
 
+
+def print_jobs_table(records: list[JobRecord], progress: dict[str, ProgressSnapshot]) -> None:
+    """The jobs table, fitted to the terminal (planner.render_table): on a narrow one the
+    columns of least use drop first and a dim line names them; names keep their tail."""
     from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+
+    from planner.render_table import print_table
+    from planner.table_fit import Column
 
     console = Console()
     if not records:
         console.print("no jobs yet; `scalectl launch` starts one")
         return
-    rows = jobs_table_rows(records, progress, time.time())
-    fixed = ("ID", "BACKEND", "NODES", "STEP", "LOSS", "TOK/S", "AGE")
-    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in fixed}
-    # Only NAME and STATE (with its reason) give way on a narrow terminal: rich crops
-    # no_wrap columns from the right instead of shrinking them, so size them here.
-    gaps = 2 * (len(fixed) + 1)
-    spare = console.width - sum(widths.values()) - gaps
-    longest_name = max(4, *(len(r["NAME"]) for r in rows))
-    name_width = max(4, min(longest_name, 24, spare // 3))
-    state_width = max(9, spare - name_width)
-    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    table.add_column("ID", no_wrap=True)
-    table.add_column("NAME", no_wrap=True, overflow="ellipsis", max_width=name_width)
-    table.add_column("BACKEND", no_wrap=True)
-    table.add_column("STATE", no_wrap=True, overflow="ellipsis", max_width=state_width)
-    for column in ("NODES", "STEP", "LOSS", "TOK/S", "AGE"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for row in rows:
-        state = Text(row["STATE"], style=STATE_STYLE.get(row["STATE"], ""))
-        if row["REASON"]:
-            state.append(f" {row['REASON']}", style="dim")
-        table.add_row(
-            row["ID"],
-            row["NAME"],
-            row["BACKEND"],
-            state,
-            *(row[c] for c in ("NODES", "STEP", "LOSS", "TOK/S", "AGE")),
-        )
-    console.print(table)
+    rows = jobs_table_rows(records, progress, clock())
+    columns = [
+        Column("ID"),
+        Column("NAME", shrink="middle", min_width=14),
+        Column("BACKEND", priority=5),
+        Column("STATE"),
+        Column("REASON", shrink="end", min_width=20, priority=1),
+        Column("NODES", justify="right", priority=3),
+        Column("STEP", justify="right", priority=2),
+        Column("LOSS", justify="right", priority=4),
+        Column("TOK/S", justify="right", priority=4),
+        Column("AGE", justify="right", priority=3),
+    ]
+    if not any(row["REASON"] for row in rows):
+        columns = [c for c in columns if c.header != "REASON"]
+    print_table(
+        console,
+        columns,
+        [[_cell(row, c.header) for c in columns] for row in rows],
+        styles={"STATE": lambda state: STATE_STYLE.get(state, ""), "REASON": lambda _: "dim"},
+    )
 
 
 def job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:

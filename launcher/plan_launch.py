@@ -20,6 +20,7 @@ reads its layout from there.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -173,7 +174,8 @@ def _planned_mapping(
 
 
 def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
-    """The ``--dry-run`` lines about the plan; for a node range, the dp and gradient
+    """The ``--dry-run`` lines about the plan, broken between words before column 80
+    (the width of the command lines that follow); for a node range, the dp and gradient
     accumulation each node count runs (tp kept)."""
     lines = [
         f"plan: {resolved.text()}",
@@ -194,7 +196,7 @@ def describe(resolved: ResolvedLayout, data: dict[str, Any]) -> str:
                 f"plan: elastic: at {count} node(s) dp{dp} tp{lay.tp or 1}, grad accum "
                 f"{'?' if accum is None else accum}"
             )
-    return "\n".join(lines)
+    return "\n".join(textwrap.fill(line, 80, subsequent_indent="      ") for line in lines)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,35 +85,48 @@ def validate_command(
         print(json.dumps(table))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    out = Table(title="The planner against published runs (error = predicted / published - 1)")
-    for name, justify in (("case", "left"), ("layout", "left"), ("metric", "left"),
-                          ("predicted", "right"), ("published", "right"),
-                          ("error", "right"), ("tol.", "right"), ("", "left")):  # fmt: skip
-        out.add_column(name, justify=justify, no_wrap=name == "case")  # type: ignore[arg-type]
+    from planner.render_table import print_line, print_table
+    from planner.table_fit import Cell, Column
+
+    columns = [
+        Column("case", shrink="middle", min_width=24),
+        Column("layout", shrink="wrap", min_width=16, priority=3),
+        Column("metric", shrink="end", min_width=16, priority=2),
+        Column("predicted", justify="right"),
+        Column("published", justify="right"),
+        Column("error", justify="right"),
+        Column("tol.", justify="right", priority=1),
+        Column("", shrink="wrap", min_width=12),
+    ]
+    rows: list[list[Cell]] = []
     for row in table["rows"]:
         status = (
             f"known gap: {row['known_gap']}"
             if row["known_gap"]
-            else ("ok" if row["within_tolerance"] else "[red]outside[/]")
+            else ("ok" if row["within_tolerance"] else "outside")
         )
         if row["planner_fits"] is False:
             status += " (planner: does not fit in memory)"
         predicted, error = row["predicted"], row["error"]
-        out.add_row(
+        rows.append([
             row["case"], row["layout"], row["metric"],
             "—" if predicted is None else f"{predicted:.4g}", f"{row['published']:g}",
             "—" if error is None else f"{error:+.1%}", f"±{row['tolerance']:.0%}", status,
-        )  # fmt: skip
+        ])  # fmt: skip
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=220)  # a file or pipe gets the whole table unwrapped
-    console.print(out)
-    console.print(
+    print_table(
+        console,
+        columns,
+        rows,
+        title="The planner against published runs (error = predicted / published - 1)",
+        styles={"": lambda text: "red" if text.startswith("outside") else ""},
+    )
+    print_line(
+        console,
         f"median |error| {table['median_abs_error']:.1%}, worst {table['worst_abs_error']:.1%} "
         f"({table['worst_case']}) over {table['rows_counted']} rows; "
         f"{table['known_gaps']} known gaps shown, not counted. TFLOP/s rows use their "
         "source's FLOP convention (named in the metric); the planner's own MFU counts "
-        "causal attention as half the s x s matrix."
+        "causal attention as half the s x s matrix.",
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
 
 from planner.error_band import error_band
 from planner.estimator import host_memory_gib
+from planner.render_table import print_line, print_table
 from planner.result import Plan
 from planner.specs import AcceleratorSpec, ModelSpec
+from planner.table_fit import Cell, Column, count_cell
 from planner.units import format_count
 
 _BAR_WIDTH = 24
@@ -44,45 +45,50 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         + (f" microbatch_group={lo.microbatch_group}" if lo.microbatch_group else "")
     )
     mem = est.memory_gib
-    table = Table(title="Memory per GPU (GiB, most loaded pipeline stage)")
-    table.add_column("part")
-    table.add_column("GiB", justify="right")
-    table.add_column(f"share of {mem.capacity:.0f} GiB")
+    rows: list[list[Cell]] = []
     for part in ("params", "grads", "optimizer", "activations", "other"):
         value = getattr(mem, part)
-        table.add_row(part, f"{value:.2f}", _bar(value / mem.capacity))
-    verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+        rows.append([part, f"{value:.2f}", _bar(value / mem.capacity)])
+    verdict = "fits" if est.fits else "does not fit"
     host_gib, host_capacity_gib = host_memory_gib(plan.model, plan.cluster, plan.training, lo)
     host_full = host_gib > host_capacity_gib
     if host_full and mem.total <= mem.capacity:
-        verdict = "[red]does not fit (host memory)[/]"
-    table.add_row(
-        "[bold]total[/]", f"[bold]{mem.total:.2f}[/]", f"{_bar(mem.total / mem.capacity)} {verdict}"
+        verdict = "does not fit (host memory)"
+    rows.append(["total", f"{mem.total:.2f}", f"{_bar(mem.total / mem.capacity)} {verdict}"])
+    share = f"share of {mem.capacity:.0f} GiB"
+    print_table(
+        console,
+        [Column("part"), Column("GiB", justify="right"), Column(share, priority=1)],
+        rows,
+        title="Memory per GPU (GiB, most loaded pipeline stage)",
+        styles={"part": _bold_total, share: _verdict_style},
     )
-    console.print(table)
     if host_gib > 0:
-        console.print(
+        print_line(
+            console,
             f"Offloaded activations in host memory: {host_gib:.0f} of "
-            f"{host_capacity_gib:.0f} GiB per node" + (" [red](exceeds it)[/]" if host_full else "")
+            f"{host_capacity_gib:.0f} GiB per node" + (" (exceeds it)" if host_full else ""),
+            "red" if host_full else "",
         )
 
     step = est.step
     band = error_band(plan.model, plan.training, lo)
-    times = Table(title=f"One step: {_seconds(step.time_s)} ±{band.step_time_rel:.0%}")
-    times.add_column("where the time goes")
-    times.add_column("per step", justify="right")
-    times.add_column("share")
+    times: list[list[Cell]] = []
     for key, value in step.breakdown.items():
         if value > 0:
-            share = value / step.time_s
-            times.add_row(key.removesuffix("_s"), _seconds(value), f"{_bar(share)} {share:5.1%}")
-    console.print(times)
+            fraction = value / step.time_s
+            times.append([key.removesuffix("_s"), _seconds(value),
+                          f"{_bar(fraction)} {fraction:5.1%}"])  # fmt: skip
+    print_table(
+        console,
+        [Column("where the time goes"), Column("per step", justify="right"),
+         Column("share", priority=1)],
+        times,
+        title=f"One step: {_seconds(step.time_s)} ±{band.step_time_rel:.0%}",
+    )  # fmt: skip
 
-    totals = Table(title="Throughput and the whole run", show_header=False)
-    totals.add_column("metric")
-    totals.add_column("value", justify="right")
     train = est.train
-    rows = (
+    totals = (
         ("tokens/s (job)", f"{step.tokens_per_s:,.0f}"),
         ("MFU / HFU", f"{step.mfu:.1%} / {step.hfu:.1%}"),
         ("model / hardware TFLOP/s per GPU",
@@ -102,28 +108,48 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         ("expected interruptions", f"{train.expected_interruptions:,.0f}"),
         ("checkpoint every (Young 1974)", f"{train.checkpoint_interval_min:,.1f} min"),
     )  # fmt: skip
-    for name, value in rows:
-        totals.add_row(name, value)
-    console.print(totals)
-    console.print(
+    print_table(
+        console,
+        [Column("metric", shrink="end", min_width=30), Column("value", justify="right")],
+        [[name, value] for name, value in totals],
+        title="Throughput and the whole run",
+        show_header=False,
+    )
+    print_line(
+        console,
         f"expected error ({band.regime}): step time and throughput ±{band.step_time_rel:.0%} "
         f"(rms over {band.step_time_runs} published runs, group '{band.basis}'), memory "
         f"±{band.memory_rel:.0%} ({band.memory_runs} figures); MFU counts causal attention "
-        "as half the s x s matrix"
+        "as half the s x s matrix",
     )
     for note in defaults:
-        console.print(f"[dim]default: {note}[/]")
+        print_line(console, f"default: {note}", "dim")
+
+
+def _bold_total(text: str) -> str:
+    return "bold" if text == "total" else ""
+
+
+def _verdict_style(text: str) -> str:
+    return "red" if "does not fit" in text else ("green" if text.endswith("fits") else "")
 
 
 def render_gpus(specs: list[AcceleratorSpec], console: Console | None = None) -> None:
     """The accelerator catalog."""
     console = console or Console()
-    table = Table(title="Accelerators (planner/data/gpus.yaml); TFLOP/s dense, GB/s per direction")
-    table.add_column("name", no_wrap=True)
-    for column in ("BF16", "FP8", "GiB", "TB/s", "intra", "inter", "TDP W", "$/h"):
-        table.add_column(column, justify="right")
-    for s in specs:
-        table.add_row(
+    columns = [
+        Column("name", shrink="middle", min_width=16),
+        Column("BF16", justify="right"),
+        Column("FP8", justify="right", priority=3),
+        Column("GiB", justify="right"),
+        Column("TB/s", justify="right", priority=2),
+        Column("intra", justify="right", priority=2),
+        Column("inter", justify="right", priority=2),
+        Column("TDP W", justify="right", priority=3),
+        Column("$/h", justify="right", priority=1),
+    ]
+    rows: list[list[Cell]] = [
+        [
             s.name,
             f"{s.bf16_dense_tflops:g}",
             f"{s.fp8_dense_tflops:g}" if s.fp8_dense_tflops else "-",
@@ -133,30 +159,45 @@ def render_gpus(specs: list[AcceleratorSpec], console: Console | None = None) ->
             f"{s.inter_node_gb_s_per_gpu:g}",
             f"{s.tdp_w:g}",
             f"{s.price_usd_per_gpu_hour:.2f}",
-        )
-    console.print(table)
+        ]
+        for s in specs
+    ]
+    title = "Accelerators (planner/data/gpus.yaml); TFLOP/s dense, GB/s per direction"
+    print_table(console, columns, rows, title=title)
 
 
 def render_models(specs: list[ModelSpec], console: Console | None = None) -> None:
     """The model presets."""
     console = console or Console()
-    table = Table(title="Model presets (planner/data/models.yaml)")
-    table.add_column("name", no_wrap=True)
-    for column in ("params", "active", "layers", "hidden", "heads", "kv", "ffn", "act",
-                   "vocab", "experts"):  # fmt: skip
-        table.add_column(column)
-    for m in specs:
-        table.add_row(
+    columns = [
+        Column("name", shrink="middle", min_width=16),
+        Column("params", justify="right"),
+        Column("active", justify="right", priority=2),
+        Column("layers", justify="right"),
+        Column("hidden", justify="right"),
+        Column("heads", justify="right", priority=1),
+        Column("kv", justify="right", priority=1),
+        Column("ffn", justify="right", priority=2),
+        Column("act", priority=3),
+        Column("vocab", justify="right", priority=3),
+        Column("experts", priority=1),
+    ]
+    rows: list[list[Cell]] = [
+        [
             m.name,
             format_count(m.num_params),
             format_count(m.num_active_params),
-            str(m.num_layers),
-            str(m.hidden_size),
-            str(m.num_attention_heads),
-            str(m.num_kv_heads),
-            str(m.ffn_hidden_size),
+            count_cell(m.num_layers),
+            count_cell(m.hidden_size),
+            count_cell(m.num_attention_heads),
+            count_cell(m.num_kv_heads),
+            count_cell(m.ffn_hidden_size),
             m.activation,
-            str(m.vocab_size),
-            f"{m.num_experts} (top {m.top_k})" if m.is_moe else "-",
-        )
-    console.print(table)
+            count_cell(m.vocab_size),
+            (f"{m.num_experts} (top {m.top_k})", f"{m.num_experts}/top{m.top_k}")
+            if m.is_moe
+            else "-",
+        ]
+        for m in specs
+    ]
+    print_table(console, columns, rows, title="Model presets (planner/data/models.yaml)")

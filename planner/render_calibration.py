@@ -6,6 +6,7 @@ import statistics
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from planner.profile import CalibrationProfile
 
@@ -47,6 +48,9 @@ def render_profile(profile: CalibrationProfile, path: str, console: Console | No
     errors = [abs(job.ratio_after - 1.0) for job in profile.jobs]
     console.print(
         f"fit residual |measured/after - 1|: median {statistics.median(errors):.1%}, "
-        f"worst {max(errors):.1%} over {len(errors)} job(s); profile written to {path} "
-        f"(use: scalectl plan estimate --profile {path} ...)"
+        f"worst {max(errors):.1%} over {len(errors)} job(s); profile written to:"
     )
+    # Paths and commands on lines of their own, never broken by rich (copy and paste).
+    console.print(Text(f"  {path}"), soft_wrap=True)
+    console.print("use it:")
+    console.print(Text(f"  scalectl plan estimate --profile {path} ..."), soft_wrap=True)

@@ -29,6 +29,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from contract.events import EventKind
 from contract.jobdir import JobDir, read_all_jsonl
@@ -201,7 +202,10 @@ def summary(record: JobRecord, plan: Any, cal: Any, peaks: dict[str, float], wal
         "above that floor, planned in fp32 as the trainer runs on a CPU; the allocator's "
         "caching and per-step temporaries are not in the plan."
     )
-    console.print(f"job directory: {record.job_dir}   (scalectl logs {record.id})")
+    # Paths and commands on lines of their own, never broken by rich (copy and paste).
+    console.print("job directory:")
+    console.print(Text(f"  {record.job_dir}"), soft_wrap=True)
+    console.print(Text(f"  scalectl logs {record.id}"), soft_wrap=True)
 
 
 def calibrate_planner(record: JobRecord) -> None:
@@ -216,10 +220,8 @@ def calibrate_planner(record: JobRecord) -> None:
     except PlanInputError as exc:  # e.g. a job cut short before its steady state
         console.print(f"[bold]5. calibration skipped[/]: {exc}")
         return
-    console.print(
-        f"[bold]5. planner calibrated[/] from job {record.id} (scalectl plan calibrate "
-        f"{record.id} -o {path})"
-    )
+    console.print(f"[bold]5. planner calibrated[/] from job {record.id}, as")
+    console.print(Text(f"  scalectl plan calibrate {record.id} -o {path}"), soft_wrap=True)
     render_profile(profile, str(path), console)
 
 

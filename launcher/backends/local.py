@@ -126,6 +126,26 @@ def visible_gpus() -> int:
         return 0
 
 
+SHELL_WIDTH = 80
+"""``--dry-run`` breaks a command line before this column (the width of a terminal and
+of a shell script's conventional line), between words, with a ``\\`` continuation."""
+
+
+def shell_lines(words: list[str], width: int = SHELL_WIDTH) -> str:
+    """Quoted shell ``words`` as one command over lines of at most ``width`` characters
+    where no single word is longer (a shell reads the ``\\`` continuations as one line)."""
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        indent = "    " if lines else ""
+        if line and len(line) + 1 + len(word) + 2 > width:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else indent + word
+    return "\n".join([*lines, line])
+
+
 class LocalBackend(Backend):
     """Runs jobs on this machine. See the module docstring."""
 
@@ -154,8 +174,8 @@ class LocalBackend(Backend):
                 sys.executable,
                 backend_grace_s=spec.local.stop_grace_s,
             )
-            exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
-            lines.append(f"{exports} {shlex.join(argv)}")
+            exports = [f"{k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+            lines.append(shell_lines([*exports, *(shlex.quote(word) for word in argv)]))
         if port == 0:
             lines.append("# port 0 stands for a free port picked when the job starts")
         return "\n".join(lines)

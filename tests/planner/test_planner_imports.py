@@ -14,7 +14,14 @@ ROOT = Path(planner.__file__).resolve().parent
 FORBIDDEN = {"torch", "kubernetes", "textual", "submitit"}
 ALLOWED = {"numpy", "pydantic", "yaml", "planner"} | set(sys.stdlib_module_names)
 CLI_ONLY = {"typer", "rich", "matplotlib", "contract"}  # contract: plan.json (--out)
-CLI_FILES = {"cli.py", "render.py", "render_search.py", "render_calibration.py", "plot.py"}
+CLI_FILES = {
+    "cli.py",
+    "render.py",
+    "render_search.py",
+    "render_calibration.py",
+    "render_table.py",
+    "plot.py",
+}
 
 
 def _imports(path: Path) -> set[str]:
