@@ -139,16 +139,31 @@ def layer_activation_bytes(*shape: Num, **named: Num) -> tuple[Num, Num]:
     return total, core
 
 
+def op_policy_saved_bytes(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn: Num, gated: Num, tp: Num,
+    sp_share: Num, act_bytes: Num, fused_core: Num,
+) -> Num:  # fmt: skip
+    """Bytes one layer keeps under torchtitan's op-level selective checkpointing: the
+    block input (the checkpoint's own), the outputs of the odd matmuls (Q, V, the MLP's
+    first matrix, and with SwiGLU the down projection: the 7th), the attention output and
+    its log-sum-exp (``fused_core``); everything else is recomputed (torchtitan
+    parallelize_llama.py ``_save_list`` and ``_custom_policy`` at 9dec370)."""
+    block_io = (1.0 + gated) * hidden * sp_share
+    return act_bytes * tokens * (block_io + (2 * q_dim + kv_dim + ffn) / tp) + fused_core
+
+
 def stored_layer_activation_bytes(
     no_recompute: Num, core: Num, tokens: Num, hidden: Num, sp_share: Num,
-    recompute: Num, act_bytes: Num,
+    recompute: Num, act_bytes: Num, op_saved: Num = 0.0,
 ) -> Num:  # fmt: skip
-    """Bytes one layer keeps for backward under the recompute mode."""
+    """Bytes one layer keeps for backward under the recompute mode; ``op_saved`` > 0 is
+    what selective keeps under torchtitan's op policy (:func:`op_policy_saved_bytes`)."""
     full = act_bytes * tokens * hidden * sp_share
+    selective = where(op_saved > 0, op_saved, no_recompute - core)
     return where(
         recompute >= RECOMPUTE_FULL,
         full,
-        where(recompute >= RECOMPUTE_SELECTIVE, no_recompute - core, no_recompute),
+        where(recompute >= RECOMPUTE_SELECTIVE, selective, no_recompute),
     )
 
 

@@ -44,8 +44,12 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
         x.flash,
         x.hidden_dropout, x.attention_dropout, s.ab, c.mask_bytes, c.softmax_stat_bytes,
     )  # fmt: skip
+    op_saved = x.op_sac * memory.op_policy_saved_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
+        where(x.flash > 0, act_core, 0.0),
+    )  # fmt: skip
     act_layer = memory.stored_layer_activation_bytes(
-        act_none, act_core, s.tokens, x.hidden, s.sp_share, x.recompute, s.ab
+        act_none, act_core, s.tokens, x.hidden, s.sp_share, x.recompute, s.ab, op_saved
     )
     return LayerActivations(act_none, act_core, act_layer)
 

@@ -113,10 +113,6 @@ OUTSIDE = {
     "nemo-long-context-llama2-7b-32k": "same",
     "nemo-long-context-llama2-7b-64k": "same",
     "nemo-long-context-llama2-7b-128k": "same",
-    "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
-    "matmul (no planner knob between selective and full); eager PyTorch element-wise "
-    "kernels are not modelled (the 500 W power cap is: +53 % before, +43 % after)",
-    "torchtitan-2024-12-llama3-8b-fsdp-128gpus": "same",
     "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4) overheads",
     "torchtitan-2024-12-llama3-405b-3d-1f1b": "with the 500 W power-capped clock modelled "
     "still +35 %: torchtitan's FSDP2 + TP + PP eager stack (per-op overheads, FP8 casts "
