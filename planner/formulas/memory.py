@@ -21,8 +21,10 @@ written per stored tensor so that it generalises:
   log-sum-exp per query and head (Dao 2023);
 * dropout masks after attention and MLP (1 byte each) when dropout > 0.
 
-Selective recomputation drops the attention core; full recomputation keeps only each
-layer's input (2sbh, /t with SP). Context parallelism divides s by cp for the queries
+Selective recomputation drops the attention core (under torchtitan's op policy it keeps
+only the block input, the odd matmuls' outputs and the attention output:
+:func:`op_policy_saved_bytes`); full recomputation keeps only each layer's input (2sbh,
+/t with SP). Context parallelism divides s by cp for the queries
 (scores are s/cp x s). The pipeline schedule multiplies by the micro-batches in flight:
 1F1B stage r holds min(p - r, m) (Narayanan 2021); interleaved with v chunks stage r
 holds 2(p - r - 1) + (v - 1)p + 1 chunks of L/(pv) layers (Megatron-LM's warm-up), which
