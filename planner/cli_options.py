@@ -41,6 +41,14 @@ OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_
 AttentionOption = Annotated[
     str, typer.Option("--attention", help="flash, fa2, fa3, cudnn, sdpa_math or unfused.")
 ]
+KernelsOption = Annotated[
+    str,
+    typer.Option(
+        "--kernels",
+        help="fused (Megatron/TE kernels, torch.compile) or eager (PyTorch eager mode, "
+        "as the reference trainer runs without --compile).",
+    ),
+]
 OverlapGradReduceOption = Annotated[
     bool,
     typer.Option("--overlap-grad-reduce/--no-overlap-grad-reduce", help="Overlap DP reduction."),

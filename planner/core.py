@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from planner.formulas.ops import where
 from planner.inputs import Constants, Inputs
 from planner.terms import activations, compute, data_parallel, layer_comm, run, schedule, states
 from planner.terms.shapes import Shapes, shapes
@@ -160,8 +161,13 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     offload = activations.offload_time(x, c, s, act_layer, layer_fwd, layer_bwd_core)
     layer_fwd, layer_bwd_core = layer_fwd + offload[0], layer_bwd_core + offload[1]
     head = compute.output_layer_time(x, c, s)
+    # Selective recomputation repeats the attention core, or under torchtitan's op policy
+    # every other matmul and all element-wise ops (the attention output is kept).
+    selective_fwd = where(
+        x.op_sac > 0, compute.op_recompute_gemm_fwd(x, c, s) + ew_fwd, attn[0] + ew_core_fwd
+    )
     mb = schedule.micro_batch_time(
-        x, s, (layer_fwd, layer_bwd_core), attn[0] + ew_core_fwd,
+        x, s, (layer_fwd, layer_bwd_core), selective_fwd,
         tp.fwd_exposed_s + cp[0] + ep[0], tp, head,
     )  # fmt: skip
     pp_bw, pp_alpha = schedule.pipeline_link(x, c, s)

@@ -101,6 +101,8 @@ class Inputs(NamedTuple):
     tp_comm_overlap: Any
     grad_bytes: Any
     moe_capacity: Any
+    eager: Any
+    op_sac: Any
     # layout
     dp: Any
     tp: Any
@@ -255,6 +257,8 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "tp_comm_overlap": _f(training.tp_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
+        "eager": _f(training.kernels == "eager"),
+        "op_sac": _f(training.selective_recompute == "op"),
     }
 
 

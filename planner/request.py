@@ -55,6 +55,7 @@ class EstimateRequest:
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
+    kernels: str = "fused"
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
@@ -166,6 +167,7 @@ def specs_from_request(
         precision=r.precision,
         optimizer=r.optimizer,
         attention_kernel=r.attention,
+        kernels=r.kernels,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,

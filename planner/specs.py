@@ -156,6 +156,24 @@ class TrainingSpec(BaseModel):
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
+    kernels: Literal["fused", "eager"] = "fused"
+    """How the element-wise ops (norms, activation function, rotary, residual adds, the
+    loss) run. 'fused': one kernel per fused group that reads its inputs and writes its
+    output once (Megatron-LM / Transformer Engine fused kernels, or torch.compile's
+    generated kernels). 'eager': PyTorch eager mode, one kernel per op, as the reference
+    trainer runs without --compile and torchtitan and Composer runs without compile do:
+    RMSNorm as a chain of FP32 ops, the SwiGLU gate and product as separate kernels,
+    rotary through complex FP32, GQA key/value heads copied to every query head, the
+    logits upcast to FP32 for the loss (planner.formulas.kernels.eager_extra_bytes_fwd)."""
+    selective_recompute: Literal["attention", "op"] = "attention"
+    """What Layout.recompute='selective' recomputes. 'attention': the attention core
+    (Korthikanti et al. 2022, Sec. 5; Megatron-LM, and the reference trainer's only
+    selective mode). 'op': torchtitan's op-level selective activation checkpointing
+    (selective_ac_option 'op'): it saves the attention kernel's output and every other
+    matmul's, and recomputes the other matmuls (K, the output projection and one MLP
+    matrix of a Llama block) and every element-wise op in backward. A description of a
+    published run for the planner: the search never picks it, and a plan that names it
+    is refused by the reference trainer (it cannot run it)."""
     moe_capacity_factor: float | None = Field(default=None, ge=1.0)
     """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
     share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch

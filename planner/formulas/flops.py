@@ -79,13 +79,24 @@ def hardware_flops_per_token(
     recompute: Num,
     causal_block: Num,
     flash_bwd_ratio: Num,
+    op_recompute_matmul: Num = 0.0,
 ) -> Num:
-    """FLOPs the GPUs execute per token, recomputation and masked-out scores included."""
+    """FLOPs the GPUs execute per token, recomputation and masked-out scores included.
+
+    ``op_recompute_matmul``: matmul parameters per layer that selective recomputation
+    repeats instead of the attention core (torchtitan's op policy,
+    TrainingSpec.selective_recompute 'op'); 0 for the attention-core mode."""
     mm = matmul_flops_fwd_per_token(layers, layer_matmul_active, vocab, hidden)
-    mm_recompute = where(recompute >= RECOMPUTE_FULL, 2 * layers * layer_matmul_active, 0.0)
+    op = where((recompute >= RECOMPUTE_SELECTIVE) & (op_recompute_matmul > 0), 1.0, 0.0)
+    mm_recompute = where(
+        recompute >= RECOMPUTE_FULL,
+        2 * layers * layer_matmul_active,
+        op * 2 * layers * op_recompute_matmul,
+    )
     attn_fwd = attention_flops_fwd_per_token(
         layers, heads, head_dim, seq, executed_key_fraction(seq, flash, causal_block)
     )
     attn_bwd_ratio = where(flash > 0, flash_bwd_ratio, 2.0)
-    attn_recompute = where(recompute >= RECOMPUTE_SELECTIVE, 1.0, 0.0)
+    attn_recompute = where(recompute >= RECOMPUTE_FULL, 1.0, where(op > 0, 0.0, 1.0))
+    attn_recompute = where(recompute >= RECOMPUTE_SELECTIVE, attn_recompute, 0.0)
     return 3 * mm + mm_recompute + attn_fwd * (1 + attn_bwd_ratio + attn_recompute)

@@ -19,7 +19,10 @@ unfused attention) are memory-bound: bytes moved over the achievable HBM bandwid
 
 from __future__ import annotations
 
-from planner.formulas.ops import Num, maximum
+from planner.formulas.ops import Num, maximum, where
+
+FP32_BYTES = 4.0
+"""Bytes of an FP32 element (the dtype eager norms, rotary and the loss upcast to)."""
 
 
 def gemm_flops(m: Num, n: Num, k: Num, count: Num) -> Num:
@@ -102,6 +105,53 @@ def layer_elementwise_bytes_fwd(
     permute = moe * 4 * act_bytes * x * top_k * sp_share
     casts = fp8 * fp8_cast_bytes * (2 * x * sp_share + tokens * (q_dim + ffn_active) / tp)
     return norms + residual + rotary + activation + permute + casts
+
+
+def upcast_bytes(act_bytes: Num) -> Num:
+    """HBM bytes per element of one dtype cast between the activation dtype and FP32
+    (``x.float()`` or ``.type_as(x)``: read one, write the other); none when already FP32."""
+    return where(act_bytes < FP32_BYTES, act_bytes + FP32_BYTES, 0.0)
+
+
+def eager_extra_bytes_fwd(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn_active: Num, gated: Num,
+    rope: Num, layernorm: Num, tp: Num, sp_share: Num, act_bytes: Num,
+) -> Num:  # fmt: skip
+    """HBM bytes one layer's element-wise ops move in PyTorch eager mode beyond their fused
+    kernels (:func:`layer_elementwise_bytes_fwd`), forward, one micro-batch.
+
+    Per op of the eager decomposition (torchtitan models/llama and models/norms.py at
+    9dec370, the 2024-12 benchmark's commit; torch.nn.RMSNorm is the same composite):
+
+    * RMSNorm ``(x.float() * rsqrt(x.float().pow(2).mean(-1) + eps)).type_as(x) * w``:
+      cast up, pow (read 4, write 4), mean (read 4), multiply (read 4, write 4), cast
+      down, multiply by the weight (read and write the activation), against the fused
+      kernel's one read and one write. LayerNorm is one native kernel in eager mode too
+      (``torch.nn.functional.layer_norm``): nothing extra.
+    * rotary through complex FP32 (``view_as_complex(x.float()) * freqs_cis``, then
+      ``type_as``): cast up, complex multiply (read 4, write 4), cast down, on Q and K.
+    * SwiGLU ``w2(silu(w1 x) * w3 x)``: silu and the product are two kernels, so the silu
+      output is written and read back once more (GELU is one kernel either way).
+    * GQA: ``repeat_kv`` copies K and V to every query head before SDPA (read kv, write q
+      wide, for K and V).
+    """
+    f32 = 2 * FP32_BYTES
+    rms = 2 * upcast_bytes(act_bytes) + f32 + FP32_BYTES + f32 + 2 * act_bytes
+    norms = (1.0 - layernorm) * 2 * (rms - 2 * act_bytes) * tokens * hidden * sp_share
+    rotary = rope * (2 * upcast_bytes(act_bytes) + f32 - 2 * act_bytes)
+    rotary = rotary * tokens * (q_dim + kv_dim) / tp
+    glu = gated * 2 * act_bytes * tokens * ffn_active / tp
+    gqa = where(kv_dim < q_dim, 2 * act_bytes * (q_dim + kv_dim), 0.0) * tokens / tp
+    return norms + rotary + glu + gqa
+
+
+def eager_loss_extra_bytes(act_bytes: Num) -> Num:
+    """HBM bytes per logit an eager cross-entropy moves beyond the fused one (forward and
+    backward): the logits cast to FP32 and the gradient cast back (torchtitan's
+    ``output(h).float()``), plus log_softmax's separate max and sum passes over the FP32
+    logits forward and backward and the dense FP32 gradient nll_loss writes (read or
+    written once each: 3 x 4 bytes; PyTorch's unfused log_softmax / nll_loss kernels)."""
+    return 2 * upcast_bytes(act_bytes) + 3 * FP32_BYTES
 
 
 def attention_core_elementwise_bytes_fwd(

@@ -21,8 +21,10 @@ written per stored tensor so that it generalises:
   log-sum-exp per query and head (Dao 2023);
 * dropout masks after attention and MLP (1 byte each) when dropout > 0.
 
-Selective recomputation drops the attention core; full recomputation keeps only each
-layer's input (2sbh, /t with SP). Context parallelism divides s by cp for the queries
+Selective recomputation drops the attention core (under torchtitan's op policy it keeps
+only the block input, the odd matmuls' outputs and the attention output:
+:func:`op_policy_saved_bytes`); full recomputation keeps only each layer's input (2sbh,
+/t with SP). Context parallelism divides s by cp for the queries
 (scores are s/cp x s). The pipeline schedule multiplies by the micro-batches in flight:
 1F1B stage r holds min(p - r, m) (Narayanan 2021); interleaved with v chunks stage r
 holds 2(p - r - 1) + (v - 1)p + 1 chunks of L/(pv) layers (Megatron-LM's warm-up), which
@@ -139,16 +141,31 @@ def layer_activation_bytes(*shape: Num, **named: Num) -> tuple[Num, Num]:
     return total, core
 
 
+def op_policy_saved_bytes(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn: Num, gated: Num, tp: Num,
+    sp_share: Num, act_bytes: Num, fused_core: Num,
+) -> Num:  # fmt: skip
+    """Bytes one layer keeps under torchtitan's op-level selective checkpointing: the
+    block input (the checkpoint's own), the outputs of the odd matmuls (Q, V, the MLP's
+    first matrix, and with SwiGLU the down projection: the 7th), the attention output and
+    its log-sum-exp (``fused_core``); everything else is recomputed (torchtitan
+    parallelize_llama.py ``_save_list`` and ``_custom_policy`` at 9dec370)."""
+    block_io = (1.0 + gated) * hidden * sp_share
+    return act_bytes * tokens * (block_io + (2 * q_dim + kv_dim + ffn) / tp) + fused_core
+
+
 def stored_layer_activation_bytes(
     no_recompute: Num, core: Num, tokens: Num, hidden: Num, sp_share: Num,
-    recompute: Num, act_bytes: Num,
+    recompute: Num, act_bytes: Num, op_saved: Num = 0.0,
 ) -> Num:  # fmt: skip
-    """Bytes one layer keeps for backward under the recompute mode."""
+    """Bytes one layer keeps for backward under the recompute mode; ``op_saved`` > 0 is
+    what selective keeps under torchtitan's op policy (:func:`op_policy_saved_bytes`)."""
     full = act_bytes * tokens * hidden * sp_share
+    selective = where(op_saved > 0, op_saved, no_recompute - core)
     return where(
         recompute >= RECOMPUTE_FULL,
         full,
-        where(recompute >= RECOMPUTE_SELECTIVE, no_recompute - core, no_recompute),
+        where(recompute >= RECOMPUTE_SELECTIVE, selective, no_recompute),
     )
 
 

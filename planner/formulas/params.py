@@ -98,6 +98,13 @@ def layer_matmul_params_active(
     return attention_weights(hidden, heads, kv_heads, head_dim) + mlp
 
 
+def op_recompute_matmul_params(hidden: Num, kv_dim: Num, q_dim: Num, ffn: Num) -> Num:
+    """Matmul parameters per layer torchtitan's op-level selective checkpointing repeats
+    in backward: K, the output projection and one h x ffn MLP matrix, the even matmuls of a
+    block (planner.terms.compute.op_recompute_gemm_fwd has the source)."""
+    return hidden * kv_dim + q_dim * hidden + hidden * ffn
+
+
 def embedding_params(vocab: Num, hidden: Num, learned_pos_rows: Num) -> Num:
     """Input token embedding plus the learned position table (0 rows for RoPE)."""
     return vocab * hidden + learned_pos_rows * hidden

@@ -37,15 +37,20 @@ class LayerActivations(NamedTuple):
 def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     """Per stored tensor (Korthikanti et al. 2022, Sec. 4, eq. 1-2, generalised in
     :func:`planner.formulas.memory.layer_activation_bytes`), under the recompute mode
-    (Sec. 5: selective drops the attention core, full keeps the layer input)."""
+    (Sec. 5: selective drops the attention core, or keeps what torchtitan's op policy
+    saves; full keeps the layer input)."""
     act_none, act_core = memory.layer_activation_bytes(
         s.tokens, x.seq, x.hidden, x.heads, s.q_dim, s.kv_dim, x.ffn, x.gated, s.moe,
         x.top_k * x.moe_capacity, x.moe_ffn, x.shared_ffn, x.experts, x.tp, s.sp_share,
         x.flash,
         x.hidden_dropout, x.attention_dropout, s.ab, c.mask_bytes, c.softmax_stat_bytes,
     )  # fmt: skip
+    op_saved = x.op_sac * memory.op_policy_saved_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
+        where(x.flash > 0, act_core, 0.0),
+    )  # fmt: skip
     act_layer = memory.stored_layer_activation_bytes(
-        act_none, act_core, s.tokens, x.hidden, s.sp_share, x.recompute, s.ab
+        act_none, act_core, s.tokens, x.hidden, s.sp_share, x.recompute, s.ab, op_saved
     )
     return LayerActivations(act_none, act_core, act_layer)
 

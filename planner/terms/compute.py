@@ -95,7 +95,8 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     """(forward, attention-core forward, backward) seconds of a layer's memory-bound ops.
 
     Bytes moved over the achievable HBM bandwidth (Williams et al. 2009, roofline); the
-    backward moves ``elementwise_bwd_ratio`` times the forward's bytes.
+    backward moves ``elementwise_bwd_ratio`` times the forward's bytes. Eager PyTorch
+    (TrainingSpec.kernels) adds what its unfused ops move beyond the fused kernels.
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
@@ -106,8 +107,12 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
         s.tokens, x.seq, s.heads_local, s.q_dim / x.tp, x.attention_dropout, 1.0 - x.flash,
         s.ab, c.mask_bytes,
     )  # fmt: skip
+    eager = x.eager * kernels.eager_extra_bytes_fwd(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.layernorm,
+        x.tp, s.sp_share, s.ab,
+    )  # fmt: skip
     ew_core_fwd = kernels.memory_bound_time(ew_core, s.mem_bw)
-    ew_fwd = kernels.memory_bound_time(ew_layer, s.mem_bw) + ew_core_fwd
+    ew_fwd = kernels.memory_bound_time(ew_layer + eager, s.mem_bw) + ew_core_fwd
     ew_bwd = c.elementwise_bwd_ratio * ew_fwd
     return ew_fwd, ew_core_fwd, ew_bwd
 
@@ -117,7 +122,23 @@ def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     (vocab-parallel, Shoeybi et al. 2019, Sec. 3), the cross-entropy reading and writing
     the logits in ``loss_bytes`` and the final norm and its gradient."""
     t_head = gemm(s, c, s.tokens, x.vocab / x.tp, x.hidden)
+    loss_bytes = x.loss_bytes + x.eager * kernels.eager_loss_extra_bytes(s.ab)
     loss_ew = kernels.memory_bound_time(
-        x.loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
+        loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
     )
     return t_head, loss_ew
+
+
+def op_recompute_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
+    """Forward GEMMs torchtitan's op-level selective checkpointing repeats in backward
+    (TrainingSpec.selective_recompute 'op'): its policy saves the output of every odd
+    ``aten.mm`` of a block and recomputes the even ones (torchtitan
+    parallelisms/parallelize_llama.py ``_custom_policy`` at 9dec370). A block's matmuls run
+    Q, K, V, output projection, then the MLP's (SwiGLU: gate, up, down; GELU: up, down),
+    so the 2nd, 4th and 6th are K, the output projection and one h x ffn MLP matrix."""
+    tokens = s.tokens
+    return (
+        gemm(s, c, tokens, s.kv_dim / x.tp, x.hidden)
+        + gemm(s, c, tokens, x.hidden, s.q_dim / x.tp)
+        + gemm(s, c, tokens, s.ffn_active / x.tp, x.hidden)
+    )

@@ -26,6 +26,8 @@ def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
     hardware_flops = step_tokens * flops.hardware_flops_per_token(
         x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq, x.flash,
         x.recompute, c.flash_causal_block, c.flash_bwd_flops_ratio,
+        x.op_sac * params.op_recompute_matmul_params(x.hidden, x.kv_heads * x.head_dim,
+                                                     x.heads * x.head_dim, x.ffn),
     )  # fmt: skip
     return step_tokens, model_flops, hardware_flops
 

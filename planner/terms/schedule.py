@@ -58,7 +58,9 @@ def micro_batch_time(
 
     Full recomputation repeats a layer's forward in backward, selective only its attention
     core (Korthikanti et al. 2022, Sec. 5); ``layer`` is (forward, backward without
-    recomputation), ``core_fwd`` the attention core's forward (kernel and element-wise),
+    recomputation), ``core_fwd`` what selective recomputation repeats (the attention
+    core's forward, kernel and element-wise; or torchtitan's op policy's share,
+    :func:`planner.terms.compute.op_recompute_gemm_fwd` plus the element-wise forward),
     ``comm_fwd`` the exposed forward communication of a layer (TP + CP + EP).
     """
     layer_fwd, layer_bwd_core = layer

@@ -312,6 +312,12 @@ def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
             f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
             "models only; plan a model with num_experts 1"
         )
+    policy = getattr(training, "selective_recompute", None)
+    if layout.recompute == "selective" and policy not in (None, "attention"):
+        raise ConfigError(
+            f"{flag} plan training.selective_recompute {policy}: the reference trainer's "
+            "selective recompute is the attention core; plan selective_recompute attention"
+        )
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"

@@ -139,6 +139,7 @@ ERRORS = [
     (["--zero", "hsdp"], "--zero hsdp needs --hsdp-shard"),
     (["--precision", "fp8", "--gpu", "A100"], "precision fp8 needs FP8 tensor cores"),
     (["--pp", "64"], "pp=64 exceeds the 32 layers"),
+    (["--kernels", "jit"], "kernels: Input should be 'fused' or 'eager'"),
 ]
 
 

@@ -22,12 +22,13 @@ def candidates() -> list[
     tuple[planner.ModelSpec, planner.ClusterSpec, planner.TrainingSpec, planner.Layout]
 ]:
     out = []
-    for name, (tp, pp, cp), sharding, recompute, kernel in itertools.product(
+    for name, (tp, pp, cp), sharding, recompute, kernel, (kernels, policy) in itertools.product(
         MODELS,
         [(1, 1, 1), (8, 1, 1), (4, 4, 2), (2, 8, 1)],
         ["none", "zero1", "zero3", "hsdp"],
         ["none", "selective", "full"],
         ["flash", "unfused", "fa3"],
+        [("fused", "attention"), ("eager", "op")],
     ):
         model = planner.get_model(name)
         gpus = 256
@@ -47,8 +48,9 @@ def candidates() -> list[
         )
         cl = planner.ClusterSpec(gpu="H100", num_gpus=gpus)
         tr = planner.TrainingSpec(
-            seq_len=4096, global_batch_seqs=dp * 8, total_tokens=1e12, attention_kernel=kernel
-        )
+            seq_len=4096, global_batch_seqs=dp * 8, total_tokens=1e12, attention_kernel=kernel,
+            kernels=kernels, selective_recompute=policy,
+        )  # fmt: skip
         if not planner.layout_problems(model, cl, tr, lo):
             out.append((model, cl, tr, lo))
     return out

@@ -205,6 +205,10 @@ def _plan_file(tmp_path: Path, **changes: Any) -> Path:
         ({"layout__sharding": "zero9"}, "plan layout.sharding zero9: use one of"),
         ({"layout__recompute": "half"}, "plan layout.recompute half: use one of"),
         ({"model__num_experts": 8}, "plan model.num_experts 8: the reference trainer trains dense"),
+        (
+            {"layout__recompute": "selective", "training__selective_recompute": "op"},
+            "plan training.selective_recompute op: the reference trainer's selective",
+        ),
         ({"layout__dp": -2}, "plan layout.dp -2: must be 0 (derived) or more"),
         ({"top__schema_version": 2}, "plan schema_version 2: this scalectl reads version 1"),
     ],

@@ -11,6 +11,10 @@ value its section's ``common`` names, each stated there with its reason:
 * Megatron GPT (the README table): GELU MLP of 4h, biases, LayerNorm, learned positions,
   vocabulary and sequence from the README, Megatron-LM's default dropout 0.1.
 * Gradient reduction overlapped with backward everywhere (all three stacks default to it).
+* Element-wise kernels (TrainingSpec.kernels): fused for Megatron-LM / NeMo (fused
+  kernels, Transformer Engine) and for torchtitan runs with torch.compile; eager for
+  torchtitan's "no compile" rows. A row's selective recompute is the attention core
+  unless it names torchtitan's op policy (``selective_recompute: op``).
 * A figure in TFLOP/s is compared in the source's own FLOP convention: the planner's
   tokens/s times the source's FLOPs per token (``full``: the whole s x s attention
   matrix; ``causal``: half of it, the planner's own model_tflops_per_gpu).
@@ -113,6 +117,8 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         precision=row["precision"],
         attention_kernel=row["attention_kernel"],
         tp_comm_overlap=row["tp_comm_overlap"],
+        kernels=row.get("kernels", "fused"),
+        selective_recompute=row.get("selective_recompute", "attention"),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model
