@@ -108,11 +108,6 @@ OUTSIDE = {
     "megatron-readme-gpt-1.7b": "small GPT at tp 1-2 and dp 48: per-layer overheads underrated",
     "megatron-readme-gpt-7.1b": "same",
     "nemo-24.07-llama3-8b": "cp 2 on 8 GPUs: ring-attention overheads underrated",
-    "nemo-long-context-llama2-7b-16k": "NeMo 24.03 (TE 1.x) long-sequence kernels slower than "
-    "the 2024 cuDNN figures the planner uses",
-    "nemo-long-context-llama2-7b-32k": "same",
-    "nemo-long-context-llama2-7b-64k": "same",
-    "nemo-long-context-llama2-7b-128k": "same",
     "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
     "matmul (no planner knob between selective and full); eager PyTorch element-wise "
     "kernels are not modelled (the 500 W power cap is: +53 % before, +43 % after)",
