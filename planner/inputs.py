@@ -99,6 +99,7 @@ class Inputs(NamedTuple):
     flash: Any
     overlap_grad_reduce: Any
     tp_comm_overlap: Any
+    ep_comm_overlap: Any
     grad_bytes: Any
     moe_capacity: Any
     # layout
@@ -253,6 +254,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "flash": _f(training.attention_kernel not in UNFUSED_KERNELS),
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
+        "ep_comm_overlap": _f(training.ep_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
     }

@@ -155,6 +155,10 @@ class TrainingSpec(BaseModel):
     Megatron --overlap-grad-reduce); False reduces after backward (Megatron-LM 2021)."""
     tp_comm_overlap: bool = False
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
+    ep_comm_overlap: bool = False
+    """MoE all-to-alls hidden under the compute of an adjacent micro-batch, whose forward
+    and backward run merged (Megatron-Core --overlap-moe-expert-parallel-comm
+    --delay-wgrad-compute; DeepSeek-V3 report, Sec. 3.2.1, DualPipe)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
     moe_capacity_factor: float | None = Field(default=None, ge=1.0)

@@ -113,6 +113,8 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         precision=row["precision"],
         attention_kernel=row["attention_kernel"],
         tp_comm_overlap=row["tp_comm_overlap"],
+        ep_comm_overlap=row.get("ep_comm_overlap", False),
+        grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model

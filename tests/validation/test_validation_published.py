@@ -117,9 +117,6 @@ OUTSIDE = {
     "still +35 %: torchtitan's FSDP2 + TP + PP eager stack (per-op overheads, FP8 casts "
     "outside GEMMs) runs below the Megatron-class kernel speed the planner assumes",
     "torchtitan-2024-12-llama3-405b-3d-interleaved": "same",
-    "megatron-bridge-25.11-qwen3-235b-a22b": "MoE, modelled since expert parallelism may "
-    "span the TP ranks (expert_tp 1): -18 %, the exposed all-to-alls (ep 32 over four "
-    "nodes, 62 % of the predicted step) cost more than the run shows",
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each
 is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
