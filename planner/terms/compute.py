@@ -115,8 +115,16 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
 def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     """(output GEMM forward, loss element-wise) seconds on the last stage: logits h x V/t
     (vocab-parallel, Shoeybi et al. 2019, Sec. 3), the cross-entropy reading and writing
-    the logits in ``loss_bytes`` and the final norm and its gradient."""
-    t_head = gemm(s, c, s.tokens, x.vocab / x.tp, x.hidden)
+    the logits in ``loss_bytes`` and the final norm and its gradient.
+
+    The output GEMM runs at the BF16 rate in FP8 runs too: Megatron-Core's GPTModel builds
+    it as a tensor_parallel.ColumnParallelLinear, not a Transformer Engine module, so TE's
+    fp8_autocast leaves it in BF16 (megatron/core/models/gpt/gpt_model.py); torchtitan's
+    Float8 conversion skips it (float8 converter filter_fqns=["output"])."""
+    t_head = kernels.gemm_time(
+        s.tokens, x.vocab / x.tp, x.hidden, 1.0, s.peak_bf16, x.gemm_eff, s.mem_bw, s.ab,
+        c.gemm_mn_half, c.gemm_k_half,
+    )  # fmt: skip
     loss_ew = kernels.memory_bound_time(
         x.loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
     )

@@ -107,7 +107,6 @@ PUBLISHED = list(published_checks())
 OUTSIDE = {
     "megatron-readme-gpt-1.7b": "small GPT at tp 1-2 and dp 48: per-layer overheads underrated",
     "megatron-readme-gpt-7.1b": "same",
-    "nemo-24.07-llama3-8b": "cp 2 on 8 GPUs: ring-attention overheads underrated",
     "torchtitan-2024-12-llama3-8b-fsdp-8gpus": "op-level selective AC recomputes every second "
     "matmul (no planner knob between selective and full); eager PyTorch element-wise "
     "kernels are not modelled (the 500 W power cap is: +53 % before, +43 % after)",
