@@ -45,6 +45,7 @@ class Inputs(NamedTuple):
     layernorm: Any
     bias: Any
     learned_pos_rows: Any
+    dense_layers: Any
     hidden_dropout: Any
     attention_dropout: Any
     rope: Any

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.formulas import flops, kernels
+from planner.formulas import flops, kernels, params
 from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import Shapes
@@ -53,7 +53,10 @@ def layer_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     t_dense_mlp = gemm(s, c, tokens, (1 + x.gated) * x.ffn / x.tp, x.hidden) + gemm(
         s, c, tokens, x.hidden, x.ffn / x.tp
     )
-    return t_qkv + t_proj + where(s.moe > 0, moe_mlp_gemm_fwd(x, c, s), t_dense_mlp)
+    mlp = where(
+        s.moe > 0, params.mixed(moe_mlp_gemm_fwd(x, c, s), t_dense_mlp, s.moe_share), t_dense_mlp
+    )
+    return t_qkv + t_proj + mlp
 
 
 def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
@@ -99,7 +102,7 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
-        s.sp_share, x.hidden_dropout, s.moe, x.top_k, x.fp8, s.ab, c.mask_bytes,
+        s.sp_share, x.hidden_dropout, s.moe_share, x.top_k, x.fp8, s.ab, c.mask_bytes,
         c.fp8_cast_bytes,
     )  # fmt: skip
     ew_core = kernels.attention_core_elementwise_bytes_fwd(

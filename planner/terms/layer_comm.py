@@ -79,6 +79,6 @@ def expert_parallel(x: Inputs, c: Constants, s: Shapes, compute: Any) -> tuple[A
         4 * a2a, compute, s.micro_batches, x.pp, x.interleave, x.ep_comm_overlap
     )
     # The exposed part splits between forward and backward as the all-to-alls do (2 : 2).
-    ep_fwd = s.moe * exposed / 2
-    ep_bwd = s.moe * exposed / 2
+    ep_fwd = s.moe_share * exposed / 2
+    ep_bwd = s.moe_share * exposed / 2
     return ep_fwd, ep_bwd
