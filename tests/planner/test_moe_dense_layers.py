@@ -40,7 +40,7 @@ def _write(tmp_path: Path, cfg: dict[str, object]) -> Path:
 
 def _moe(dense_first: int, layers: int = 8) -> planner.ModelSpec:
     return planner.ModelSpec(
-        name="m", num_layers=layers, hidden_size=1024, num_attention_heads=8,
+        name="m", num_layers=layers, hidden_size=1024, num_attention_heads=8, num_kv_heads=8,
         ffn_hidden_size=4096, vocab_size=32000, num_experts=16, top_k=2,
         moe_ffn_hidden_size=512, shared_expert_ffn_hidden_size=512,
         dense_first_layers=dense_first,
@@ -68,7 +68,8 @@ def test_dense_first_layers_need_an_moe_model_and_fewer_than_all_layers() -> Non
         _moe(8)
     with pytest.raises(ValidationError, match="needs an MoE model"):
         planner.ModelSpec(name="d", num_layers=4, hidden_size=64, num_attention_heads=4,
-                          ffn_hidden_size=256, vocab_size=100, dense_first_layers=1)  # fmt: skip
+                          num_kv_heads=4, ffn_hidden_size=256, vocab_size=100,
+                          dense_first_layers=1)  # fmt: skip
 
 
 def _estimate(model: planner.ModelSpec, pp: int) -> planner.Estimate:
