@@ -239,7 +239,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
     data = constants_data()
     fp32 = training.precision == "fp32"
     sizes = data["precision"][training.precision]
-    suffix = "_fp32" if fp32 else ""
+    suffix, loss = "_fp32" if fp32 else "", "" if training.cross_entropy_fusion else "_unfused"
     return {
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
@@ -249,7 +249,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "weight_bytes": float(sizes["weight_bytes"]),
         "act_bytes": float(sizes["activation_bytes"]),
         "logits_bytes": float(sizes["logits_stored_bytes"]),
-        "loss_bytes": float(sizes["loss_traffic_bytes"]),
+        "loss_bytes": float(sizes["loss_traffic_bytes" + loss]),
         "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
         "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
         "flash": _f(training.attention_kernel not in UNFUSED_KERNELS),

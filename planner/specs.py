@@ -155,6 +155,10 @@ class TrainingSpec(BaseModel):
     Megatron --overlap-grad-reduce); False reduces after backward (Megatron-LM 2021)."""
     tp_comm_overlap: bool = False
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
+    cross_entropy_fusion: bool = True
+    """Softmax cross-entropy in fused kernels (Megatron --cross-entropy-loss-fusion, NeMo
+    recipes); False: Megatron-LM's default unfused vocab-parallel kernels, which stream the
+    FP32 logits about twice as often (constants.yaml loss_traffic_bytes_unfused)."""
     ep_comm_overlap: bool = False
     """MoE all-to-alls hidden under the compute of an adjacent micro-batch, whose forward
     and backward run merged (Megatron-Core --overlap-moe-expert-parallel-comm

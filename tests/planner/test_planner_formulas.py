@@ -171,3 +171,18 @@ def test_expert_all_to_all_overlap_lowers_exposed_time_only() -> None:
     assert 0 < on.step.breakdown["ep_comm_s"] < off.step.breakdown["ep_comm_s"]
     for key in ("gemm_s", "attention_s", "memory_bound_s"):
         assert on.step.breakdown[key] == off.step.breakdown[key]
+
+
+def test_unfused_cross_entropy_streams_the_logits_28_more_bytes() -> None:
+    model = planner.get_model("llama3-8b")
+    cluster = planner.ClusterSpec(gpu="H100", num_gpus=8)
+    lay = planner.Layout(dp=8, sharding="zero1")
+    kw = dict(seq_len=4096, global_batch_seqs=64, total_tokens=1e11)
+    fused = planner.estimate(model, cluster, planner.TrainingSpec(**kw), lay)
+    unfused = planner.estimate(
+        model, cluster, planner.TrainingSpec(cross_entropy_fusion=False, **kw), lay
+    )
+    gpu = planner.get_gpu("H100")
+    extra_s = 8 * (52 - 24) * 4096 * model.vocab_size / (gpu.hbm_tb_s * 1e12 * gpu.hbm_efficiency)
+    delta = unfused.step.breakdown["memory_bound_s"] - fused.step.breakdown["memory_bound_s"]
+    assert delta == pytest.approx(extra_s, rel=1e-9)

@@ -121,6 +121,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         attention_kernel=row["attention_kernel"],
         tp_comm_overlap=row["tp_comm_overlap"],
         ep_comm_overlap=row.get("ep_comm_overlap", False),
+        cross_entropy_fusion=row.get("cross_entropy_fusion", True),
         grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
