@@ -1,6 +1,7 @@
 """Measured attention-kernel speed as the efficiencies the cost model uses.
 
-For the fused kernels named in TrainingSpec.attention_kernel ('fa2', 'fa3', 'cudnn') on
+For the fused kernels named in TrainingSpec.attention_kernel ('fa2', 'fa3', 'cudnn',
+'cudnn8.9') on
 an accelerator whose catalog entry names a measured table (gpus.yaml
 ``attention_benchmarks``; tables in constants.yaml ``attention_kernels``), the kernel's
 forward rate at the model's head dimension is fitted to rate_max · s / (s + s_half)
@@ -13,6 +14,10 @@ parameters linearly in log2(head_dim); outside, the nearest is used.
 The benchmarks count half the score matrix for a causal mask; the cost model divides the
 FLOPs the kernel executes (diagonal tiles in full, planner.formulas.flops) by the rate, so
 each measured point is scaled by executed/counted = (s + block)/s before fitting.
+
+'cudnn8.9' (cuDNN 8.9's flash attention, before the Hopper rewrite of cuDNN 9.0) is the
+'cudnn' curve at the rate cuDNN 9.0's release notes state it gained over 8.9.7 on Hopper
+(constants.yaml ``cudnn9_flash_speedup_over_8_9_hopper``): both passes, every length.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from typing import Any
 
 from planner.formulas.kernels import backward_rates, saturating_fit
 
-MEASURED_KERNELS = ("fa2", "fa3", "cudnn")
+MEASURED_KERNELS = ("fa2", "fa3", "cudnn", "cudnn8.9")
 """Kernels timed from measured tables where the accelerator has one."""
+OLDER_RELEASES = {"cudnn8.9": ("cudnn", "cudnn9_flash_speedup_over_8_9_hopper")}
+"""A kernel timed as a newer release's table over the speed-up its release notes state."""
 RATIO_KERNEL = "fa2"
 """The kernel whose forward and forward+backward were both measured (constants.yaml)."""
 
@@ -60,6 +67,10 @@ def measured_attention(
     from planner.catalog import constants_data
 
     data = constants_data()
+    slowdown = 1.0
+    if kernel in OLDER_RELEASES:
+        kernel, speedup_key = OLDER_RELEASES[kernel]
+        slowdown = float(data[speedup_key])
     table = data["attention_kernels"][table_key]
     block, bwd_ratio = float(data["flash_causal_block"]), float(data["flash_bwd_flops_ratio"])
     dims = sorted(int(d) for d in table["fwd"][kernel])
@@ -70,4 +81,5 @@ def measured_attention(
     b = _fit(table, kernel, hi, block, bwd_ratio)
     w = 0.0 if hi == lo else (x - math.log2(lo)) / (math.log2(hi) - math.log2(lo))
     fwd, bwd, s_half = (p + w * (q - p) for p, q in zip(a, b, strict=True))
+    fwd, bwd = fwd / slowdown, bwd / slowdown
     return min(fwd / peak_tflops, 1.0), min(bwd / peak_tflops, 1.0), s_half

@@ -151,7 +151,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     ew_fwd, ew_core_fwd, ew_bwd = compute.elementwise_time(x, c, s)
     tp = layer_comm.tensor_parallel(x, c, s, gemm_fwd)
     cp = layer_comm.context_parallel(x, c, s, attn[0], attn[1])
-    ep = layer_comm.expert_parallel(x, c, s)
+    ep = layer_comm.expert_parallel(x, c, s, 3 * gemm_fwd + attn[0] + attn[1] + ew_fwd + ew_bwd)
     p = states.stage_params(x, s)
     ew_bwd = ew_bwd + states.grad_accumulation_time(x, s, p)
     layer_fwd, layer_bwd_core, kernel_fwd = schedule.layer_time(

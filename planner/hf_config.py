@@ -7,7 +7,11 @@ Two key families are understood:
   ``num_key_value_heads`` (default: MHA), ``intermediate_size``, ``vocab_size``,
   ``tie_word_embeddings`` (default false), ``head_dim`` (optional); MoE:
   ``num_local_experts``/``num_experts``, ``num_experts_per_tok``,
-  ``moe_intermediate_size``, ``shared_expert_intermediate_size``.
+  ``moe_intermediate_size``, ``shared_expert_intermediate_size``; DeepSeek-MoE's names
+  (deepseek_v2/v3, kimi_k2 and look-alikes): ``n_routed_experts``, ``n_shared_experts``
+  (shared experts of ``moe_intermediate_size`` each), ``first_k_dense_replace`` (dense
+  leading layers); MoE layers only every ``moe_layer_freq``-th/``decoder_sparse_step``-th
+  layer are not modelled and are refused.
 * GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
@@ -64,10 +68,21 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
             attention_dropout=float(cfg["attn_pdrop"] or 0.0),
         )
     heads = _need(cfg, "num_attention_heads", path, "attention heads")
-    experts = cfg.get("num_local_experts") or cfg.get("num_experts") or 1
+    experts = (
+        cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 1
+    )
     act = str(cfg["hidden_act"]).lower()
     neox = cfg.get("model_type") == "gpt_neox"
     moe_ffn = cfg.get("moe_intermediate_size")
+    shared = cfg.get("shared_expert_intermediate_size") or (
+        int(cfg.get("n_shared_experts") or 0) * int(moe_ffn or 0)
+    )
+    for key in ("moe_layer_freq", "decoder_sparse_step"):
+        if experts > 1 and int(cfg.get(key) or 1) != 1:
+            raise PlanInputError(
+                f"{path}: {key} {cfg[key]} (MoE only every few layers) is not modelled; "
+                "the planner takes MoE in every layer after first_k_dense_replace."
+            )
     return ModelSpec(
         name=name,
         num_layers=_need(cfg, "num_hidden_layers", path, "number of layers"),
@@ -82,7 +97,8 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         num_experts=int(experts),
         top_k=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
         moe_ffn_hidden_size=moe_ffn if experts > 1 else None,
-        shared_expert_ffn_hidden_size=int(cfg.get("shared_expert_intermediate_size") or 0),
+        shared_expert_ffn_hidden_size=int(shared) if experts > 1 else 0,
+        dense_first_layers=int(cfg.get("first_k_dense_replace") or 0) if experts > 1 else 0,
         norm="layernorm" if neox else "rmsnorm",
         bias=bool(neox and cfg.get("attention_bias")),
         hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),

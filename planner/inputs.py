@@ -45,6 +45,7 @@ class Inputs(NamedTuple):
     layernorm: Any
     bias: Any
     learned_pos_rows: Any
+    dense_layers: Any
     hidden_dropout: Any
     attention_dropout: Any
     rope: Any
@@ -99,6 +100,7 @@ class Inputs(NamedTuple):
     flash: Any
     overlap_grad_reduce: Any
     tp_comm_overlap: Any
+    ep_comm_overlap: Any
     grad_bytes: Any
     moe_capacity: Any
     eager: Any
@@ -239,7 +241,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
     data = constants_data()
     fp32 = training.precision == "fp32"
     sizes = data["precision"][training.precision]
-    suffix = "_fp32" if fp32 else ""
+    suffix, loss = "_fp32" if fp32 else "", "" if training.cross_entropy_fusion else "_unfused"
     return {
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
@@ -249,12 +251,13 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "weight_bytes": float(sizes["weight_bytes"]),
         "act_bytes": float(sizes["activation_bytes"]),
         "logits_bytes": float(sizes["logits_stored_bytes"]),
-        "loss_bytes": float(sizes["loss_traffic_bytes"]),
+        "loss_bytes": float(sizes["loss_traffic_bytes" + loss]),
         "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
         "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
         "flash": _f(training.attention_kernel not in UNFUSED_KERNELS),
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
+        "ep_comm_overlap": _f(training.ep_comm_overlap),
         "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
         "eager": _f(training.kernels == "eager"),

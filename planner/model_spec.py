@@ -50,7 +50,13 @@ class ModelSpec(BaseModel):
     moe_ffn_hidden_size: int | None = Field(default=None, gt=0)
     """Inner width of one routed expert; None means ffn_hidden_size."""
     shared_expert_ffn_hidden_size: int = Field(default=0, ge=0)
-    """Inner width of an always-active shared expert (Qwen-MoE, DeepSeek-MoE); 0 for none."""
+    """Inner width of the always-active shared experts together (Qwen-MoE's
+    shared_expert_intermediate_size; DeepSeek-MoE's n_shared_experts x
+    moe_intermediate_size); 0 for none."""
+    dense_first_layers: int = Field(default=0, ge=0)
+    """MoE only: leading layers whose MLP is a dense one of ffn_hidden_size instead of
+    experts (DeepSeek-V3: 3, config.json first_k_dense_replace; DeepSeek-V3 report, Sec.
+    4.2)."""
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     """Normalisation: RMSNorm (weight only) or LayerNorm (weight and bias)."""
     bias: bool = False
@@ -88,6 +94,13 @@ class ModelSpec(BaseModel):
         if self.top_k > self.num_experts:
             raise PlanInputError(
                 f"model {self.name}: top_k {self.top_k} exceeds num_experts {self.num_experts}."
+            )
+        if self.dense_first_layers and (
+            self.num_experts == 1 or self.dense_first_layers >= self.num_layers
+        ):
+            raise PlanInputError(
+                f"model {self.name}: dense_first_layers {self.dense_first_layers} needs an "
+                f"MoE model (num_experts > 1) and fewer than num_layers {self.num_layers}."
             )
         if self.position_embedding == "learned" and self.max_position_embeddings is None:
             raise PlanInputError(
@@ -135,4 +148,5 @@ def model_shape_args(m: ModelSpec) -> tuple[float, ...]:
         1.0 if m.norm == "layernorm" else 0.0,
         1.0 if m.bias else 0.0,
         float(m.max_position_embeddings or 0) if m.position_embedding == "learned" else 0.0,
+        float(m.dense_first_layers),
     )

@@ -34,7 +34,7 @@ Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
 Precision = Literal["bf16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
-AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "sdpa_math", "unfused"]
+AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "cudnn8.9", "sdpa_math", "unfused"]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -145,15 +145,24 @@ class TrainingSpec(BaseModel):
     attention_kernel: AttentionKernel = "flash"
     """'flash': fused, causal-aware, O(s) memory, timed by the accelerator's attention
     efficiencies; 'fa2' (FlashAttention-2, torch SDPA's flash backend), 'fa3'
-    (FlashAttention-3), 'cudnn' (cuDNN fused attention, Transformer Engine's default on
-    Hopper): fused, timed from measured tables where the accelerator has them
-    (constants.yaml attention_kernels), else as 'flash'; 'unfused' / 'sdpa_math':
+    (FlashAttention-3), 'cudnn' (cuDNN 9 fused attention, Transformer Engine's default on
+    Hopper), 'cudnn8.9' (cuDNN 8.9's, in NGC containers before 24.02): fused, timed from
+    measured tables where the accelerator has them (constants.yaml attention_kernels),
+    else as 'flash'; 'unfused' / 'sdpa_math':
     materialise the s x s scores (Megatron-LM before 2022; torch SDPA's math backend)."""
     overlap_grad_reduce: bool = True
     """Bucketed gradient reduction overlapped with backward (PyTorch DDP/FSDP,
     Megatron --overlap-grad-reduce); False reduces after backward (Megatron-LM 2021)."""
     tp_comm_overlap: bool = False
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
+    cross_entropy_fusion: bool = True
+    """Softmax cross-entropy in fused kernels (Megatron --cross-entropy-loss-fusion, NeMo
+    recipes); False: Megatron-LM's default unfused vocab-parallel kernels, which stream the
+    FP32 logits about twice as often (constants.yaml loss_traffic_bytes_unfused)."""
+    ep_comm_overlap: bool = False
+    """MoE all-to-alls hidden under the compute of an adjacent micro-batch, whose forward
+    and backward run merged (Megatron-Core --overlap-moe-expert-parallel-comm
+    --delay-wgrad-compute; DeepSeek-V3 report, Sec. 3.2.1, DualPipe)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
     kernels: Literal["fused", "eager"] = "fused"

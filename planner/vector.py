@@ -27,7 +27,14 @@ DYNAMIC = tuple(name for names in LEVELS for name in names)
 """Inputs that vary between candidates: the layout's knobs and the GPU count."""
 
 
-FIXED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "co2_tdp_basis")
+FIXED = (
+    "flash",
+    "fp8",
+    "overlap_grad_reduce",
+    "tp_comm_overlap",
+    "ep_comm_overlap",
+    "co2_tdp_basis",
+)
 """Categorical inputs constant within one problem: fixed while compiling, so each ``where``
 on them keeps one side (a dense model also fixes ``experts`` = 1)."""
 

@@ -125,7 +125,8 @@ def activation_rows(
         "context": act_bytes * tokens * q_dim / tp,
         "dropout_masks": 2 * mask_bytes * hidden_dropout * x * sp_share,
         "attention_core": where(flash > 0, fused_core, unfused_core),
-        "mlp": where(moe > 0, routed + shared + router, dense_mlp),
+        # ``moe``: the share of MoE layers (1 or 0, or an average with dense first layers)
+        "mlp": where(moe > 0, moe * (routed + shared + router) + (1 - moe) * dense_mlp, dense_mlp),
     }
 
 

@@ -105,6 +105,17 @@ def op_recompute_matmul_params(hidden: Num, kv_dim: Num, q_dim: Num, ffn: Num) -
     return hidden * kv_dim + q_dim * hidden + hidden * ffn
 
 
+def moe_layer_share(layers: Num, dense_layers: Num, experts: Num) -> Num:
+    """Share of the layers that are MoE layers: 0 for a dense model, 1 - d/L with ``d``
+    dense leading layers (DeepSeek-V3 report, Sec. 4.2: the first three)."""
+    return where(experts > 1, 1.0 - dense_layers / layers, 0.0)
+
+
+def mixed(moe_value: Num, dense_value: Num, moe_share: Num) -> Num:
+    """A per-layer quantity averaged over MoE and dense layers."""
+    return moe_share * moe_value + (1.0 - moe_share) * dense_value
+
+
 def embedding_params(vocab: Num, hidden: Num, learned_pos_rows: Num) -> Num:
     """Input token embedding plus the learned position table (0 rows for RoPE)."""
     return vocab * hidden + learned_pos_rows * hidden
@@ -128,16 +139,21 @@ def _total(
     layernorm: Num,
     bias: Num,
     learned_pos_rows: Num,
+    dense_layers: Num = 0.0,
 ) -> Num:
     """Parameters with ``routed`` experts of each MoE layer counted (all, or the top_k
-    one token uses)."""
+    one token uses); ``dense_layers`` leading layers of an MoE model have a dense MLP."""
     per_layer = (
         layer_dense_params(hidden, heads, kv_heads, head_dim, ffn, gated, experts, shared_ffn, bias)
         + layer_replicated_params(hidden, experts, layernorm)
         + layer_expert_params(hidden, experts, moe_ffn, gated, bias, routed)
     )
+    dense_layer = layer_dense_params(
+        hidden, heads, kv_heads, head_dim, ffn, gated, 1.0, 0.0, bias
+    ) + layer_replicated_params(hidden, 1.0, layernorm)
     return (
-        layers * per_layer
+        (layers - dense_layers) * per_layer
+        + dense_layers * dense_layer
         + embedding_params(vocab, hidden, learned_pos_rows)
         + (1 - tied) * vocab * hidden
         + norm_params(hidden, layernorm)

@@ -18,7 +18,7 @@ per-layer all-gather and reduce-scatter hide under that layer's compute when pre
 
 from __future__ import annotations
 
-from planner.formulas.ops import Num, maximum, where
+from planner.formulas.ops import Num, maximum, minimum, where
 
 
 def pipeline_time(micro_batches: Num, pp: Num, interleave: Num, t_micro_batch: Num) -> Num:
@@ -51,6 +51,22 @@ def p2p_exposed_time(micro_batches: Num, pp: Num, interleave: Num, t_send: Num) 
 def overlapped(t_comm: Num, t_min_exposed: Num, window: Num, overlap: Num) -> Num:
     """Exposed part of a communication that can hide under ``window`` seconds of compute."""
     return where(overlap > 0, maximum(t_comm - window, t_min_exposed), t_comm)
+
+
+def merged_micro_batch_exposed(
+    t_comm: Num, t_compute: Num, micro_batches: Num, pp: Num, interleave: Num, overlap: Num
+) -> Num:
+    """Exposed seconds of a layer's communication ``t_comm`` when each micro-batch's
+    forward runs merged with another's backward, so one's communication hides under the
+    other's ``t_compute`` (DeepSeek-V3 report, Sec. 3.2.1; Megatron-Core's EP A2A overlap
+    merges forward and backward of adjacent micro-batches). The chunks that run alone, the
+    first stage's warm-up forwards and cool-down backwards of the schedule (1F1B: p - 1;
+    interleaved: 2(p - 1) + (v - 1)p chunks of the m·v, Narayanan et al. 2021, Sec. 2.2;
+    without pipelining: the first forward and the last backward), overlap nothing."""
+    warm_up = where(interleave > 1, 2 * (pp - 1) + (interleave - 1) * pp, maximum(pp - 1, 1.0))
+    alone = minimum(warm_up / (micro_batches * interleave), 1.0)
+    merged = maximum(t_comm - t_compute, 0.0)
+    return where(overlap > 0, alone * t_comm + (1.0 - alone) * merged, t_comm)
 
 
 def fsdp_exposed_per_micro_batch(

@@ -40,7 +40,7 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     (Sec. 5: selective drops the attention core, or keeps what torchtitan's op policy
     saves; full keeps the layer input)."""
     act_none, act_core = memory.layer_activation_bytes(
-        s.tokens, x.seq, x.hidden, x.heads, s.q_dim, s.kv_dim, x.ffn, x.gated, s.moe,
+        s.tokens, x.seq, x.hidden, x.heads, s.q_dim, s.kv_dim, x.ffn, x.gated, s.moe_share,
         x.top_k * x.moe_capacity, x.moe_ffn, x.shared_ffn, x.experts, x.tp, s.sp_share,
         x.flash,
         x.hidden_dropout, x.attention_dropout, s.ab, c.mask_bytes, c.softmax_stat_bytes,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.formulas import flops, kernels
+from planner.formulas import flops, kernels, params
 from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import Shapes
@@ -53,7 +53,10 @@ def layer_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     t_dense_mlp = gemm(s, c, tokens, (1 + x.gated) * x.ffn / x.tp, x.hidden) + gemm(
         s, c, tokens, x.hidden, x.ffn / x.tp
     )
-    return t_qkv + t_proj + where(s.moe > 0, moe_mlp_gemm_fwd(x, c, s), t_dense_mlp)
+    mlp = where(
+        s.moe > 0, params.mixed(moe_mlp_gemm_fwd(x, c, s), t_dense_mlp, s.moe_share), t_dense_mlp
+    )
+    return t_qkv + t_proj + mlp
 
 
 def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
@@ -100,7 +103,7 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
-        s.sp_share, x.hidden_dropout, s.moe, x.top_k, x.fp8, s.ab, c.mask_bytes,
+        s.sp_share, x.hidden_dropout, s.moe_share, x.top_k, x.fp8, s.ab, c.mask_bytes,
         c.fp8_cast_bytes,
     )  # fmt: skip
     ew_core = kernels.attention_core_elementwise_bytes_fwd(
@@ -120,8 +123,16 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
 def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     """(output GEMM forward, loss element-wise) seconds on the last stage: logits h x V/t
     (vocab-parallel, Shoeybi et al. 2019, Sec. 3), the cross-entropy reading and writing
-    the logits in ``loss_bytes`` and the final norm and its gradient."""
-    t_head = gemm(s, c, s.tokens, x.vocab / x.tp, x.hidden)
+    the logits in ``loss_bytes`` and the final norm and its gradient.
+
+    The output GEMM runs at the BF16 rate in FP8 runs too: Megatron-Core's GPTModel builds
+    it as a tensor_parallel.ColumnParallelLinear, not a Transformer Engine module, so TE's
+    fp8_autocast leaves it in BF16 (megatron/core/models/gpt/gpt_model.py); torchtitan's
+    Float8 conversion skips it (float8 converter filter_fqns=["output"])."""
+    t_head = kernels.gemm_time(
+        s.tokens, x.vocab / x.tp, x.hidden, 1.0, s.peak_bf16, x.gemm_eff, s.mem_bw, s.ab,
+        c.gemm_mn_half, c.gemm_k_half,
+    )  # fmt: skip
     loss_bytes = x.loss_bytes + x.eager * kernels.eager_loss_extra_bytes(s.ab)
     loss_ew = kernels.memory_bound_time(
         loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw

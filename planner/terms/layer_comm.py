@@ -59,10 +59,12 @@ def context_parallel(
     return cp_fwd_x, cp_bwd_x
 
 
-def expert_parallel(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
-    """(forward, backward) seconds of the MoE token exchange: dispatch and combine
+def expert_parallel(x: Inputs, c: Constants, s: Shapes, compute: Any) -> tuple[Any, Any]:
+    """(forward, backward) exposed seconds of the MoE token exchange: dispatch and combine
     all-to-alls of top_k copies of each token (Lepikhin et al. 2020, GShard, Sec. 2.2),
-    twice forward and twice backward."""
+    twice forward and twice backward; with ``ep_comm_overlap`` what hides under
+    ``compute`` (a layer's forward + backward compute) of the adjacent micro-batch
+    (:func:`planner.formulas.step.merged_micro_batch_exposed`)."""
     # Without expert TP pinned the experts split over data-parallel ranks (stride tp·cp);
     # with it (Megatron-Core MoE parallel folding, Liu et al. 2025, Sec. 3) the expert
     # ranks are laid out expert_tp-major over the stage's tp·cp·dp ranks.
@@ -73,6 +75,10 @@ def expert_parallel(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
         s.inter_bw,
         where(x.ep > ep_per_node, c.alpha_inter_s, c.alpha_intra_s),
     )  # fmt: skip
-    ep_fwd = s.moe * 2 * a2a
-    ep_bwd = s.moe * 2 * a2a
+    exposed = step.merged_micro_batch_exposed(
+        4 * a2a, compute, s.micro_batches, x.pp, x.interleave, x.ep_comm_overlap
+    )
+    # The exposed part splits between forward and backward as the all-to-alls do (2 : 2).
+    ep_fwd = s.moe_share * exposed / 2
+    ep_bwd = s.moe_share * exposed / 2
     return ep_fwd, ep_bwd

@@ -15,10 +15,16 @@ def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
     """(tokens, model FLOPs, hardware FLOPs) of one step: 6N + attention per token
     (Narayanan et al. 2021, eq. 3; Chowdhery et al. 2022, App. B for MFU), hardware FLOPs
     adding recomputation and the key blocks fused attention executes."""
-    layer_mm = params.layer_matmul_params_active(
+    moe_layer_mm = params.layer_matmul_params_active(
         x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.experts, x.top_k,
         x.moe_ffn, x.shared_ffn,
     )  # fmt: skip
+    dense_layer_mm = params.layer_matmul_params_active(
+        x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, 1.0, 1.0, x.ffn, 0.0
+    )
+    layer_mm = params.mixed(
+        moe_layer_mm, dense_layer_mm, params.moe_layer_share(x.layers, x.dense_layers, x.experts)
+    )
     step_tokens = x.batch_seqs * x.seq
     model_flops = step_tokens * flops.model_flops_per_token(
         x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq
@@ -72,6 +78,7 @@ def reliability_terms(
     checkpoint_bytes = params.total_params(
         x.layers, x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.vocab, x.tied,
         x.experts, x.top_k, x.moe_ffn, x.shared_ffn, x.layernorm, x.bias, x.learned_pos_rows,
+        x.dense_layers,
     ) * (x.weight_bytes + x.optimizer_state_bytes)  # fmt: skip
     storage_bw = minimum(nodes * x.ckpt_node_bytes_s, x.ckpt_max_bytes_s)
     checkpoint_s = checkpoint_bytes / storage_bw

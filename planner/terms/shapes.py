@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from planner.formulas import params
 from planner.formulas.ops import ceil, where
 from planner.inputs import Inputs
 
@@ -27,6 +28,10 @@ class Shapes(NamedTuple):
 
     ab: Any
     moe: Any
+    moe_share: Any
+    """Share of MoE layers on the slowest stage: with pipelining a stage of MoE layers
+    only (the dense first layers sit on the first stage, and a dense layer costs less: the
+    same active MLP width, no all-to-all), without it all layers' average."""
     q_dim: Any
     kv_dim: Any
     ffn_active: Any
@@ -61,6 +66,7 @@ def shapes(x: Inputs) -> Shapes:
     """
     ab = x.act_bytes
     moe = where(x.experts > 1, 1.0, 0.0)
+    moe_share = where(x.pp > 1, moe, params.moe_layer_share(x.layers, x.dense_layers, x.experts))
     # The dense peak of the training precision: BF16 (mixed), FP8 GEMMs, or plain FP32.
     peak_main = where(x.fp32 > 0, x.peak_fp32_flops, x.peak_flops)
     peak_mfu = where(x.fp8 > 0, x.peak_fp8_flops, peak_main)
@@ -70,9 +76,10 @@ def shapes(x: Inputs) -> Shapes:
     return Shapes(
         ab=ab,
         moe=moe,
+        moe_share=moe_share,
         q_dim=x.heads * x.head_dim,
         kv_dim=x.kv_heads * x.head_dim,
-        ffn_active=where(moe > 0, x.top_k * x.moe_ffn + x.shared_ffn, x.ffn),
+        ffn_active=params.mixed(x.top_k * x.moe_ffn + x.shared_ffn, x.ffn, moe_share),
         rope=x.rope,
         sp_share=where(x.sp > 0, 1.0 / x.tp, 1.0),
         peak_mfu=peak_mfu,

@@ -35,13 +35,19 @@ def stage_params(x: Inputs, s: Shapes) -> StageParams:
     per layer; the embedding on the first stage and the output layer on the last, both
     split by TP, Shoeybi et al. 2019, Sec. 3); with uneven stages the first and the last
     hold one layer fewer (Llama 3 paper, Sec. 3.3.2)."""
-    layer_dense = params.layer_dense_params(
+    moe_layer = params.layer_dense_params(
         x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.experts, x.shared_ffn,
         x.bias,
     ) / x.tp + params.layer_replicated_params(x.hidden, x.experts, x.layernorm)  # fmt: skip
-    layer_expert = params.layer_expert_params(
-        x.hidden, x.experts, x.moe_ffn, x.gated, x.bias, x.experts
-    ) / (s.expert_tp * x.ep)
+    dense_layer = params.layer_dense_params(
+        x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, 1.0, 0.0, x.bias,
+    ) / x.tp + params.layer_replicated_params(x.hidden, 1.0, x.layernorm)  # fmt: skip
+    layer_dense = params.mixed(moe_layer, dense_layer, s.moe_share)
+    layer_expert = (
+        s.moe_share
+        * params.layer_expert_params(x.hidden, x.experts, x.moe_ffn, x.gated, x.bias, x.experts)
+        / (s.expert_tp * x.ep)
+    )
     layers_stage = s.layers_stage
     embed = x.vocab * x.hidden / x.tp + x.learned_pos_rows * x.hidden
     head_params = where((x.tied > 0) & (x.pp == 1), 0.0, x.vocab * x.hidden / x.tp) + (

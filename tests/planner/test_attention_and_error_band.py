@@ -52,6 +52,16 @@ def test_kernels_rank_as_measured_and_unknown_cases_fall_back() -> None:
     assert min(lo[0], hi[0]) <= mid[0] <= max(lo[0], hi[0])  # type: ignore[index]
 
 
+def test_cudnn_8_9_is_cudnn_9_over_its_release_note_speedup() -> None:
+    speedup = float(constants_data()["cudnn9_flash_speedup_over_8_9_hopper"])
+    new = measured_attention("hopper", "cudnn", 128, 989.0)
+    old = measured_attention("hopper", "cudnn8.9", 128, 989.0)
+    assert new is not None and old is not None and speedup > 1
+    assert old[0] == pytest.approx(new[0] / speedup) and old[1] == pytest.approx(new[1] / speedup)
+    assert old[2] == new[2]  # same saturation length: one kernel design, slower
+    assert measured_attention(None, "cudnn8.9", 128, 989.0) is None
+
+
 def _estimate(kernel: str, seq: int = 32768) -> planner.Estimate:
     return planner.estimate(
         planner.get_model("llama3-8b"),
@@ -63,8 +73,9 @@ def _estimate(kernel: str, seq: int = 32768) -> planner.Estimate:
 
 
 def test_long_sequence_time_follows_the_kernel() -> None:
-    times = {k: _estimate(k).step.breakdown["attention_s"] for k in ("fa2", "cudnn", "fa3")}
-    assert times["fa2"] > times["cudnn"] > times["fa3"]
+    kernels = ("cudnn8.9", "fa2", "cudnn", "fa3")
+    times = {k: _estimate(k).step.breakdown["attention_s"] for k in kernels}
+    assert times["cudnn8.9"] > times["cudnn"] and times["fa2"] > times["cudnn"] > times["fa3"]
     # sdpa_math materialises the scores like unfused attention
     assert _estimate("sdpa_math", 4096).memory_gib.activations == pytest.approx(
         _estimate("unfused", 4096).memory_gib.activations

@@ -143,3 +143,46 @@ def test_inputs_are_memoised_per_spec_object() -> None:
     assert build_inputs(m, cl.accelerator(), cl, tr, lo) == first
     other = build_inputs(m, cl.accelerator(), cl, tr, layout(dp=4, tp=2))
     assert other.tp == 2.0 and other.layers == first.layers
+
+
+def test_merged_micro_batches_hide_communication_outside_warm_up() -> None:
+    from planner.formulas.step import merged_micro_batch_exposed
+
+    # not overlapped: all of it; overlapped without pipelining: 1 of 8 runs alone
+    assert merged_micro_batch_exposed(4.0, 3.0, 8, 1, 1, 0.0) == 4.0
+    assert merged_micro_batch_exposed(4.0, 3.0, 8, 1, 1, 1.0) == pytest.approx(
+        4.0 / 8 + 7 / 8 * 1.0
+    )
+    # interleaved p = 8, v = 4, m = 128: 2·7 + 3·8 = 38 of 512 chunks alone
+    alone = 38 / 512
+    got = merged_micro_batch_exposed(4.0, 5.0, 128, 8, 4, 1.0)
+    assert got == pytest.approx(alone * 4.0)
+    # a warm-up longer than the step leaves nothing merged
+    assert merged_micro_batch_exposed(4.0, 5.0, 2, 8, 1, 1.0) == 4.0
+
+
+def test_expert_all_to_all_overlap_lowers_exposed_time_only() -> None:
+    model = planner.get_model("mixtral-8x7b")
+    cluster = planner.ClusterSpec(gpu="H100", num_gpus=64)
+    lay = planner.Layout(dp=8, tp=2, pp=4, ep=8, interleave=2, sharding="zero1")
+    kw = dict(seq_len=4096, global_batch_seqs=256, total_tokens=1e11)
+    off = planner.estimate(model, cluster, planner.TrainingSpec(**kw), lay)
+    on = planner.estimate(model, cluster, planner.TrainingSpec(ep_comm_overlap=True, **kw), lay)
+    assert 0 < on.step.breakdown["ep_comm_s"] < off.step.breakdown["ep_comm_s"]
+    for key in ("gemm_s", "attention_s", "memory_bound_s"):
+        assert on.step.breakdown[key] == off.step.breakdown[key]
+
+
+def test_unfused_cross_entropy_streams_the_logits_28_more_bytes() -> None:
+    model = planner.get_model("llama3-8b")
+    cluster = planner.ClusterSpec(gpu="H100", num_gpus=8)
+    lay = planner.Layout(dp=8, sharding="zero1")
+    kw = dict(seq_len=4096, global_batch_seqs=64, total_tokens=1e11)
+    fused = planner.estimate(model, cluster, planner.TrainingSpec(**kw), lay)
+    unfused = planner.estimate(
+        model, cluster, planner.TrainingSpec(cross_entropy_fusion=False, **kw), lay
+    )
+    gpu = planner.get_gpu("H100")
+    extra_s = 8 * (52 - 24) * 4096 * model.vocab_size / (gpu.hbm_tb_s * 1e12 * gpu.hbm_efficiency)
+    delta = unfused.step.breakdown["memory_bound_s"] - fused.step.breakdown["memory_bound_s"]
+    assert delta == pytest.approx(extra_s, rel=1e-9)

@@ -26,6 +26,7 @@ PROBLEMS = [
     ("llama3-8b", "H100", 16, dict(seq_len=2048, global_batch_seqs=32, precision="fp32",
                                    optimizer="sgd_momentum")),
     ("gpt3-175b", "H100", 256, dict(seq_len=2048, global_batch_seqs=256)),
+    ("mixtral-8x7b", "H100", 64, dict(seq_len=4096, global_batch_seqs=64, ep_comm_overlap=True)),
 ]  # fmt: skip
 
 

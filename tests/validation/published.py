@@ -78,11 +78,18 @@ def flops_per_token(model: ModelSpec, seq_len: int, convention: str) -> float:
     """Model FLOPs per token (training, no recompute) in a source's attention convention."""
     head_dim = model.head_dim or model.hidden_size // model.num_attention_heads
     moe_ffn = model.moe_ffn_hidden_size or model.ffn_hidden_size
-    layer_mm = params.layer_matmul_params_active(
+    gated = 1.0 if model.activation == "swiglu" else 0.0
+    moe_mm = params.layer_matmul_params_active(
         model.hidden_size, model.num_attention_heads, model.num_kv_heads, head_dim,
-        model.ffn_hidden_size, 1.0 if model.activation == "swiglu" else 0.0,
-        model.num_experts, model.top_k, moe_ffn, model.shared_expert_ffn_hidden_size,
+        model.ffn_hidden_size, gated, model.num_experts, model.top_k, moe_ffn,
+        model.shared_expert_ffn_hidden_size,
     )  # fmt: skip
+    dense_mm = params.layer_matmul_params_active(
+        model.hidden_size, model.num_attention_heads, model.num_kv_heads, head_dim,
+        model.ffn_hidden_size, gated, 1.0, 1.0, model.ffn_hidden_size, 0.0,
+    )  # fmt: skip
+    share = params.moe_layer_share(model.num_layers, model.dense_first_layers, model.num_experts)
+    layer_mm = params.mixed(moe_mm, dense_mm, share)
     mm = flops.matmul_flops_fwd_per_token(
         model.num_layers, layer_mm, model.vocab_size, model.hidden_size
     )
@@ -119,6 +126,9 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         tp_comm_overlap=row["tp_comm_overlap"],
         kernels=row.get("kernels", "fused"),
         selective_recompute=row.get("selective_recompute", "attention"),
+        ep_comm_overlap=row.get("ep_comm_overlap", False),
+        cross_entropy_fusion=row.get("cross_entropy_fusion", True),
+        grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model

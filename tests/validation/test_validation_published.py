@@ -107,18 +107,13 @@ from tests.validation.published import published_checks  # noqa: E402
 PUBLISHED = list(published_checks())
 
 OUTSIDE = {
-    "megatron-readme-gpt-1.7b": "small GPT at tp 1-2 and dp 48: per-layer overheads underrated",
+    "megatron-readme-gpt-1.7b": "small GPT at tp 1-2, dp 48, 4 micro-batches: the README "
+    "puts its lower MFU on GEMM size ('larger GEMMs have higher arithmetic intensity'), "
+    "which the planner's shape factor (gemm_mn_half/gemm_k_half, not measured on H100) "
+    "does not reproduce; not DP exposure (hidden under the last micro-batch's backward); "
+    "Megatron's unfused FP32 cross-entropy is modelled (+25 -> +18 %, +23 -> +21 %)",
     "megatron-readme-gpt-7.1b": "same",
-    "nemo-24.07-llama3-8b": "cp 2 on 8 GPUs: ring-attention overheads underrated",
-    "nemo-long-context-llama2-7b-16k": "NeMo 24.03 (TE 1.x) long-sequence kernels slower than "
-    "the 2024 cuDNN figures the planner uses",
-    "nemo-long-context-llama2-7b-32k": "same",
-    "nemo-long-context-llama2-7b-64k": "same",
-    "nemo-long-context-llama2-7b-128k": "same",
     "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4) overheads",
-    "megatron-bridge-25.11-qwen3-235b-a22b": "MoE, modelled since expert parallelism may "
-    "span the TP ranks (expert_tp 1): -18 %, the exposed all-to-alls (ep 32 over four "
-    "nodes, 62 % of the predicted step) cost more than the run shows",
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each
 is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
@@ -143,6 +138,7 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
     gaps = [c for c in PUBLISHED if c.known_gap]
     assert {c.id for c in gaps} == {
         "megatron-bridge-25.11-gpt-oss-120b",
+        "megatron-bridge-25.11-qwen3-30b-a3b",
         "megatron-bridge-25.11-deepseek-v3",
     }
     for check in gaps:
@@ -150,7 +146,7 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
         assert check.regime["moe"]
         # a prediction where the planner can evaluate the layout, else NaN (shown as —)
         assert check.predicted > 0 or math.isnan(check.predicted)
-    qwen3 = next(c for c in PUBLISHED if "qwen3" in c.id)
+    qwen3 = next(c for c in PUBLISHED if "qwen3-235b" in c.id)
     assert qwen3.regime["moe"] and not qwen3.known_gap and qwen3.predicted > 0
 
 
@@ -159,7 +155,7 @@ def test_outside_list_names_real_rows() -> None:
 
 
 def test_every_published_row_names_its_source_and_layout() -> None:
-    assert len(PUBLISHED) == 9 + 7 + 4 + 6 + 8  # sections in published.yaml order
+    assert len(PUBLISHED) == 9 + 7 + 6 + 7 + 8  # sections in published.yaml order
     for check in PUBLISHED:
         assert "/" in check.source and check.layout
         assert check.tolerance is not None and 0 < check.tolerance <= 0.25
