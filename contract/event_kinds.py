@@ -1,10 +1,8 @@
 """The event kinds of ``events.jsonl`` and the fields each carries (the schema table).
 
-contract.events writes and reads them; this module only says what they are. Every kind
-a writer uses is here with its fields; tests/contract checks each writer's keywords
-against :data:`EVENT_FIELDS` and that every kind is written somewhere.
-
-Standard library only (every rank imports it).
+contract.events writes and reads them; this module only says what they are (standard
+library only: every rank imports it). tests/contract checks that every kind a writer uses
+is here with its keywords (:data:`EVENT_FIELDS`) and that every kind is written somewhere.
 """
 
 from __future__ import annotations
@@ -374,11 +372,13 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "sequence_parallel": "norms and residual stream split along the sequence",
             "recompute": "none, selective or full",
             "sharding": "none, zero1, zero2, zero3 or hsdp",
-            "precision": "fp32 or bf16",
+            "precision": "fp32, bf16 or fp8",
             "world_size": "ranks",
             "global_batch_tokens": "tokens per optimiser step, the whole job",
             "micro_batch": "sequences per micro-step per data-parallel rank",
             "grad_accum": "micro-steps per optimiser step",
+            "compile": "whether each transformer block runs torch.compile'd",
+            "loss_chunks": "sequence chunks of the output projection and cross-entropy",
         },
     ),
     EventKind.TRAINING_COMPLETE: EventSpec(

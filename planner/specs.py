@@ -156,6 +156,9 @@ class TrainingSpec(BaseModel):
     """Tensor-parallel collectives overlapped with GEMMs (Transformer Engine userbuffers)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
     """Dtype of gradient accumulation buffers and their reduction."""
+    compile: bool = False
+    """The reference trainer compiles each transformer block (``torch.compile``); carried
+    to the job in the plan, not modelled: the estimate does not depend on it."""
     moe_capacity_factor: float | None = Field(default=None, ge=1.0)
     """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
     share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch

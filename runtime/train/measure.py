@@ -23,6 +23,7 @@ class Measurements:
     precision: str
     world_size: int
     tokens_per_step: int
+    loss_chunks: int
     device: torch.device
     _compute_s: float
     _block_start: float
@@ -75,6 +76,8 @@ class Measurements:
             "global_batch_tokens": self.tokens_per_step,
             "micro_batch": cfg.micro_batch,
             "grad_accum": cfg.grad_accum,
+            "compile": cfg.compile,
+            "loss_chunks": self.loss_chunks,
         }
 
     def memory_fields(self) -> dict[str, float]:
