@@ -105,7 +105,7 @@ class Trainer(Checkpointing, Measurements):
         planned = distributed.planned_device(cfg.device)
         self.precision = parallel.resolve_precision(cfg.precision, planned, self.dims.tp)
         if cfg.compile:
-            kernels.check_compile(planned.type)
+            kernels.check_compile(planned.type, self.dims.tp)
         self.loss_chunks = resolve_loss_chunks(cfg.loss_chunks, self.dims.tp, cfg.seq_len)
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:

@@ -68,6 +68,12 @@ def test_compile_without_a_cxx_compiler_exits_2(tmp_path: Path) -> None:
     assert not job.exists()
 
 
+def test_compile_under_tensor_parallelism_is_refused() -> None:
+    with pytest.raises(kernels.KernelError, match=r"^--compile: with --tp 2 the compiled"):
+        kernels.check_compile("cpu", tp=2)
+    kernels.check_compile("cpu", tp=1)  # this machine has g++
+
+
 def test_compile_comes_from_the_plan(tmp_path: Path) -> None:
     plan = {
         "model": {"num_layers": 1, "hidden_size": 32, "num_attention_heads": 4},
