@@ -26,10 +26,14 @@ chunk there, and refuses more when asked.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 AUTO_CHUNKS = 8
 """Chunks of ``--loss-chunks 0`` (auto) without tensor parallelism: the transients of
@@ -89,3 +93,35 @@ def chunked_cross_entropy(
         total = total + F.cross_entropy(logits.flatten(0, 1), wanted.flatten(), reduction="sum")
         del logits
     return total / targets.numel() if reduction == "mean" else total
+
+
+class LiveBytes(TorchDispatchMode):
+    """Bytes of tensor storage that operators allocated inside the ``with`` block and are
+    still alive, and their peak: the CPU has no allocator statistics
+    (``torch.cuda.max_memory_allocated`` has no CPU twin), so the operators' outputs are
+    counted as torch's own ``MemTracker`` (torch.distributed._tools) counts them, by
+    storage, released when the storage is freed. What tests and bench/loss_memory.py
+    measure the loss's peak with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self._alive: dict[int, weakref.ref[Any]] = {}
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for tensor in tree_leaves(out):
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            storage = tensor.untyped_storage()
+            key, size = id(storage), storage.nbytes()
+            if key in self._alive or size == 0:
+                continue  # a view of storage already counted
+            self._alive[key] = weakref.ref(storage, lambda _, k=key, n=size: self._free(k, n))
+            self.live += size
+            self.peak = max(self.peak, self.live)
+        return out
+
+    def _free(self, key: int, size: int) -> None:
+        self._alive.pop(key, None)
+        self.live -= size

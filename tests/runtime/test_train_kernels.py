@@ -12,21 +12,18 @@ from __future__ import annotations
 
 import json
 import sys
-import weakref
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from polling import run_to_end
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from trainer_harness import REPO, TINY, describe, trainer_env
 
 from runtime.train import kernels, parallel
 from runtime.train.config import parse_config
 from runtime.train.loop import main
-from runtime.train.loss import AUTO_CHUNKS, LossChunksError, resolve_loss_chunks
+from runtime.train.loss import AUTO_CHUNKS, LiveBytes, LossChunksError, resolve_loss_chunks
 from runtime.train.model import ModelConfig, Transformer
 
 COMPILE_REL_TOL = 1e-5
@@ -110,33 +107,6 @@ def test_chunked_loss_and_gradients_equal_unchunked(chunks: int) -> None:
     for name, grad in want.items():
         scale = grad.abs().max().item()
         assert (got[name] - grad).abs().max().item() <= CHUNK_REL_TOL * scale + 1e-12, name
-
-
-class LiveBytes(TorchDispatchMode):
-    """Bytes of tensor storage that operators allocated and are still alive; the peak."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live = self.peak = 0
-        self._alive: dict[int, weakref.ref[Any]] = {}
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for tensor in tree_leaves(out):
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            storage = tensor.untyped_storage()
-            key, size = id(storage), storage.nbytes()
-            if key in self._alive or size == 0:
-                continue  # a view of storage already counted
-            self._alive[key] = weakref.ref(storage, lambda _, k=key, n=size: self._free(k, n))
-            self.live += size
-            self.peak = max(self.peak, self.live)
-        return out
-
-    def _free(self, key: int, size: int) -> None:
-        self._alive.pop(key, None)
-        self.live -= size
 
 
 def _loss_peak_bytes(chunks: int) -> int:
