@@ -117,11 +117,16 @@ class LiveBytes(TorchDispatchMode):
             key, size = id(storage), storage.nbytes()
             if key in self._alive or size == 0:
                 continue  # a view of storage already counted
-            self._alive[key] = weakref.ref(storage, lambda _, k=key, n=size: self._free(k, n))
+            self._alive[key] = weakref.ref(storage, self._release(key, size))
             self.live += size
             self.peak = max(self.peak, self.live)
         return out
 
-    def _free(self, key: int, size: int) -> None:
-        self._alive.pop(key, None)
-        self.live -= size
+    def _release(self, key: int, size: int) -> Callable[[Any], None]:
+        """The weak reference's callback: the storage of ``key`` was freed."""
+
+        def free(_: Any) -> None:
+            self._alive.pop(key, None)
+            self.live -= size
+
+        return free
