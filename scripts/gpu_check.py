@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-timeout-s", type=float, default=240.0)
     parser.add_argument("--only", default=",".join(DEFAULT),
                         help="Comma-separated config names to run, or 'all'.")  # fmt: skip
+    parser.add_argument("--layers", type=int, default=0,
+                        help="Blocks of the Llama 3 8B-shaped config (default 8).")  # fmt: skip
     parser.add_argument("--cpu-dry-run", action="store_true",
                         help="Run DRY_CONFIG on this CPU through the same path.")  # fmt: skip
     args = parser.parse_args(argv)
@@ -368,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     for config in CONFIGS:
         if ("all" not in wanted and config["name"] not in wanted) or gpu_name is None:
             continue
+        if args.layers and config["name"] in DEFAULT:
+            config = {**config, "model": {**config["model"], "layers": args.layers}}
         entry = check_config(config, plan_for(config, gpu_name), args.job_timeout_s, True)
         results["runs"][config["name"]] = entry
         (args.out / "gpu_check.json").write_text(json.dumps(results, indent=2, default=str))
