@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contract.event_kinds import EVENT_FIELDS, SLURM_TAGS, EventKind, EventSpec
+from contract.event_fields import EVENT_FIELDS, SLURM_TAGS, EventSpec
+from contract.event_kinds import EventKind
 from contract.jobdir import JobDir, append_jsonl, finite, now_ts, read_jsonl
 
 __all__ = [

@@ -113,6 +113,9 @@ class PlanTraining(_Section):
     """Token budget of the run."""
     precision: str | None = None
     """bf16, fp8 or fp32."""
+    compile: bool | None = None
+    """Whether the trainer compiles each transformer block (``torch.compile``); the
+    planner's estimate does not depend on it."""
 
 
 class PlanLayout(_Section):

@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from planner.attention_rates import measured_attention
+from planner.cluster_inputs import cluster_inputs
 from planner.formulas.step import power_capped_clock_fraction
 from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
@@ -204,34 +205,6 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "host_bytes_s": acc.host_link_gb_s * GIGA,
         "node_host_memory_gib": float(acc.node_host_memory_gib),
     }
-
-
-def cluster_inputs(cluster: ClusterSpec) -> dict[str, float]:
-    """The cluster's fields of :class:`Inputs` (catalog defaults for PUE, grid and the
-    reliability figures)."""
-    from planner.catalog import constants_data, read_data
-
-    data = constants_data()
-    rel = read_data("reliability.yaml")
-    pue = cluster.pue if cluster.pue is not None else data["default_pue"]
-    grid = cluster.grid_kg_co2_per_kwh
-
-    def pick(value: float | None, default: float) -> float:
-        return float(default if value is None else value)
-
-    default_mtbf_h = rel["llama3_days"] * 24.0 * rel["llama3_gpus"] / rel["llama3_interruptions"]
-    return {
-        "gpus": float(cluster.num_gpus),
-        "gpus_per_node": float(cluster.gpus_per_node),
-        "pue": float(pue),
-        "grid_kg_per_kwh": float(grid if grid is not None else data["default_grid_kg_co2_per_kwh"]),
-        "co2_tdp_basis": _f(cluster.co2_basis == "tdp"),
-        "mtbf_gpu_s": pick(cluster.mtbf_gpu_hours, default_mtbf_h) * 3600.0,
-        "ckpt_node_bytes_s": pick(cluster.checkpoint_gb_s_per_node,
-                                  rel["checkpoint_gb_s_per_node"]) * GIGA,
-        "ckpt_max_bytes_s": pick(cluster.checkpoint_gb_s_max, rel["checkpoint_gb_s_max"]) * GIGA,
-        "restart_s": pick(cluster.restart_min, rel["restart_min"]) * 60.0,
-    }  # fmt: skip
 
 
 def training_inputs(training: TrainingSpec) -> dict[str, float]:

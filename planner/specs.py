@@ -183,6 +183,9 @@ class TrainingSpec(BaseModel):
     matrix of a Llama block) and every element-wise op in backward. A description of a
     published run for the planner: the search never picks it, and a plan that names it
     is refused by the reference trainer (it cannot run it)."""
+    compile: bool = False
+    """The reference trainer compiles each transformer block (``torch.compile``); carried
+    to the job in the plan, not modelled: the estimate does not depend on it."""
     moe_capacity_factor: float | None = Field(default=None, ge=1.0)
     """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
     share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch

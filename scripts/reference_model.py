@@ -12,10 +12,17 @@ from runtime.train.config import default_ffn_hidden
 
 
 def model_spec(
-    name: str, *, layers: int, hidden: int, heads: int, kv_heads: int, vocab: int
+    name: str,
+    *,
+    layers: int,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    vocab: int,
+    ffn_hidden: int = 0,
 ) -> Any:
-    """A ``planner.ModelSpec`` of the trainer's model with these shapes (SwiGLU width as
-    the trainer picks it when ``--ffn-hidden`` is not given)."""
+    """A ``planner.ModelSpec`` of the trainer's model with these shapes (``ffn_hidden`` 0:
+    the SwiGLU width the trainer picks when ``--ffn-hidden`` is not given)."""
     import planner
 
     return planner.ModelSpec(
@@ -24,6 +31,6 @@ def model_spec(
         hidden_size=hidden,
         num_attention_heads=heads,
         num_kv_heads=kv_heads,
-        ffn_hidden_size=default_ffn_hidden(hidden),
+        ffn_hidden_size=ffn_hidden or default_ffn_hidden(hidden),
         vocab_size=vocab,
     )

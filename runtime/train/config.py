@@ -5,9 +5,9 @@ From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``
 ``model.hidden_size``, ``model.num_attention_heads``, ``model.num_kv_heads``,
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
 ``model.activation``, ``model.norm``, ``model.bias``, ``model.head_dim``,
-``training.seq_len``, ``training.precision`` and the layout (``layout.micro_batch``,
-``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``, ``sharding``,
-``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
+``training.seq_len``, ``training.precision``, ``training.compile`` and the layout
+(``layout.micro_batch``, ``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``,
+``sharding``, ``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
 ``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the planned global batch
 at the planned data-parallel size) and ``steps`` as ``training.total_tokens /
 (training.global_batch_seqs * training.seq_len)`` rounded up; other fields are ignored.
@@ -31,8 +31,8 @@ from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 from runtime.train.parallel import RECOMPUTES, SHARDINGS
 
-PRECISIONS = ("auto", "fp32", "bf16")
-"""Numerics the trainer applies (fp8 is refused: not applied yet)."""
+PRECISIONS = ("auto", "fp32", "bf16", "fp8")
+"""Numerics the trainer applies (fp8 only where torchao's float8 training runs)."""
 
 
 class ConfigError(ValueError):
@@ -97,7 +97,14 @@ class TrainConfig:
     recompute: str = "none"
     """Activation recomputation per block: none, selective (attention core) or full."""
     precision: str = "auto"
-    """fp32, bf16 (fp32 reductions; CUDA only) or auto: bf16 on CUDA, fp32 on the CPU."""
+    """fp32, bf16 (fp32 reductions; CUDA only), fp8 (torchao float8 GEMMs, bf16 elsewhere;
+    CUDA compute capability 8.9+, tp 1) or auto: bf16 on CUDA, fp32 on the CPU."""
+    compile: bool = False
+    """torch.compile each transformer block (inductor: a C++ compiler on the CPU, Triton on
+    a GPU); exit 2 where it cannot."""
+    loss_chunks: int = 0
+    """Sequence chunks of the output projection and cross-entropy (runtime/train/loss.py);
+    0: 8 at tp 1, 1 under tp (vocabulary-parallel loss); 1: unchunked."""
     lr: float = 3e-3
     """Peak learning rate (after warm-up)."""
     min_lr: float = 3e-4
@@ -112,6 +119,9 @@ class TrainConfig:
     """Clip the global gradient 2-norm to this; 0 turns clipping off."""
     ckpt_every: int = 50
     """Checkpoint every N steps; 0: only at the end and on SIGTERM/SIGUSR2."""
+    final_checkpoint: bool = True
+    """Commit a checkpoint at the last step; off for benchmark runs that need no resume
+    point (a multi-GB write, e.g. scripts/gpu_check.py)."""
     keep_checkpoints: int = 3
     """Complete checkpoints kept; older ones are deleted after each commit."""
     seed: int = 0
@@ -179,12 +189,14 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "hsdp_shard_size": ("layout", "hsdp_shard_size"),
     "recompute": ("layout", "recompute"),
     "precision": ("training", "precision"),
+    "compile": ("training", "compile"),
 }
 
 
 _EPILOG = f"""\
 exit codes:
-  0         reached --steps (a final checkpoint is committed)
+  0         reached --steps (a final checkpoint is committed unless
+            --no-final-checkpoint)
   1         unhandled exception (including an injected crash)
   2         bad input: flags, --plan, {FAULTS_ENV}, --data, --job-dir, or a
             checkpoint of another model shape in the job directory
@@ -380,7 +392,7 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
     for name in ("tp", "pp", "cp", "ep"):
         need(getattr(cfg, name) >= 1, name, "must be 1 or more")
-    for name in ("dp", "hsdp_shard_size"):
+    for name in ("dp", "hsdp_shard_size", "loss_chunks"):
         need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
     need(
         not cfg.elastic_dp or cfg.dp >= 1,

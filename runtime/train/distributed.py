@@ -32,9 +32,15 @@ class DistInfo:
     """Device the model lives on."""
 
 
+def planned_device(device_choice: str) -> torch.device:
+    """The device type ``--device`` picks (its index is the local rank's, set by ``init``)."""
+    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if use_cuda else "cpu")
+
+
 def init(device_choice: str, timeout_s: float) -> DistInfo:
     """Initialise the default process group (idempotent) and pick the device."""
-    use_cuda = device_choice == "cuda" or (device_choice == "auto" and torch.cuda.is_available())
+    use_cuda = planned_device(device_choice).type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         device = torch.device("cuda", local_rank)

@@ -3,7 +3,8 @@
 
 Exit codes of ``python -m runtime.train``:
 
-* 0: the job reached ``--steps`` (or had already reached it) and left a final checkpoint;
+* 0: the job reached ``--steps`` (or had already reached it) and left a final checkpoint
+  (unless ``--no-final-checkpoint``);
 * 1: an unhandled exception (including an injected ``crash``);
 * 2: bad input: flags, Plan, ``SCALECTL_FAULTS``, corpus, job directory, or a checkpoint
   written for a different model shape (one ``error:`` line on stderr);
@@ -33,7 +34,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import loss_parallel
 
@@ -41,8 +41,9 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed, parallel
+from runtime.train import data, distributed, kernels, parallel
 from runtime.train.config import ConfigError, TrainConfig
+from runtime.train.loss import LossChunksError, resolve_loss_chunks
 from runtime.train.measure import Measurements
 from runtime.train.model import Transformer, count_parameters
 from runtime.train.resume import Checkpointing
@@ -109,6 +110,11 @@ class Trainer(Checkpointing, Measurements):
             ep=cfg.ep,
         )
         parallel.check_heads(self.dims, cfg.heads, cfg.kv_heads)
+        planned = distributed.planned_device(cfg.device)
+        self.precision = parallel.resolve_precision(cfg.precision, planned, self.dims.tp)
+        if cfg.compile:
+            kernels.check_compile(planned.type, self.dims.tp)
+        self.loss_chunks = resolve_loss_chunks(cfg.loss_chunks, self.dims.tp, cfg.seq_len)
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
             try:
@@ -140,7 +146,8 @@ class Trainer(Checkpointing, Measurements):
         with torch.device(self.device):
             self.model = Transformer(cfg.model_config())
         self.n_params = count_parameters(self.model)
-        self.precision = parallel.resolve_precision(cfg.precision, self.device)
+        if self.precision == "fp8":
+            kernels.apply_float8(self.model)  # before any parallelism, as torchtitan does
         self.mesh = self.dims.mesh(self.device.type)
         # Mesh order (dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
         self.dp_rank = self.rank // self.dims.tp
@@ -150,6 +157,8 @@ class Trainer(Checkpointing, Measurements):
                 # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
                 self.model.output.weight = self.model.embed.weight
         parallel.apply_recompute(self.model, cfg.recompute)
+        if cfg.compile:
+            kernels.apply_compile(self.model)
         parallel.apply_sharding(
             self.model,
             self.mesh,
@@ -216,8 +225,7 @@ class Trainer(Checkpointing, Measurements):
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
             with self._loss_context():
-                logits = self.model(batch[:, :-1])
-                loss = F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+                loss = self.model(batch[:, :-1], batch[:, 1:], self.loss_chunks)
                 (loss / cfg.grad_accum).backward()
             loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
@@ -268,10 +276,7 @@ class Trainer(Checkpointing, Measurements):
                 rows, weight = windows[:1], 0.0
             batch = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
             with self._loss_context():
-                logits = self.model(batch[:, :-1])
-                loss = F.cross_entropy(
-                    logits.float().flatten(0, 1), batch[:, 1:].flatten(), reduction="sum"
-                )
+                loss = self.model(batch[:, :-1], batch[:, 1:], self.loss_chunks, "sum")
             totals[0] += weight * _local(loss).double()
             totals[1] += weight * batch[:, 1:].numel()
         dist.all_reduce(totals)
@@ -332,7 +337,8 @@ class Trainer(Checkpointing, Measurements):
             if last.stop_signal and step < cfg.steps:
                 return self._stop(last.stop_signal)
             if step == cfg.steps:
-                self.save("final")
+                if cfg.final_checkpoint:
+                    self.save("final")
             elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 self.save("interval")
         self.event(
@@ -375,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         faults.parse(env.faults())
         trainer = Trainer(cfg)
         code = trainer.run()
-    except (ConfigError, parallel.LayoutError, faults.FaultSpecError, data.DataError) as exc:
+    except (ConfigError, parallel.LayoutError, kernels.KernelError, LossChunksError,
+            faults.FaultSpecError, data.DataError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr, flush=True)
         if not dist.is_initialized():
             return 2

@@ -23,6 +23,7 @@ class Measurements:
     precision: str
     world_size: int
     tokens_per_step: int
+    loss_chunks: int
     device: torch.device
     _compute_s: float
     _block_start: float
@@ -77,6 +78,8 @@ class Measurements:
             "grad_accum": cfg.grad_accum,
             # dp and grad_accum above follow the world size (a node range allowed it).
             "elastic_dp": cfg.elastic_dp,
+            "compile": cfg.compile,
+            "loss_chunks": self.loss_chunks,
         }
 
     def memory_fields(self) -> dict[str, float]:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.train.loss import chunked_cross_entropy
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -201,8 +203,18 @@ class Transformer(nn.Module):
             )
             nn.init.normal_(param, mean=0.0, std=std * scale)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits [B, T, vocab] for token ids [B, T]."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        loss_chunks: int = 1,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """Logits [B, T, vocab] for token ids [B, T]; with ``targets`` [B, T] instead the
+        cross-entropy over ``loss_chunks`` sequence chunks (``runtime.train.loss``), so
+        the whole micro-batch's logits need never exist at once. The loss is computed
+        here, inside the root module's forward, because FSDP gathers the output
+        projection's weight around this call."""
         seq = tokens.shape[1]
         rope_cos: torch.Tensor = self.rope_cos  # type: ignore[assignment]
         rope_sin: torch.Tensor = self.rope_sin  # type: ignore[assignment]
@@ -210,7 +222,10 @@ class Transformer(nn.Module):
         x = self.embed(tokens)
         for block in self.layers:
             x = block(x, cos, sin)
-        return self.output(self.norm(x))
+        hidden = self.norm(x)
+        if targets is None:
+            return self.output(hidden)
+        return chunked_cross_entropy(self.output, hidden, targets, loss_chunks, reduction)
 
 
 def count_parameters(model: nn.Module) -> int:

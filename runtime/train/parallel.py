@@ -34,6 +34,7 @@ from torch.distributed.tensor.parallel import (
 
 from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
+from runtime.train import kernels
 
 MESH_DIMS = ("dp_replicate", "dp_shard", "tp")
 """Names of the device mesh's dimensions, outermost first."""
@@ -236,16 +237,14 @@ def apply_recompute(model: nn.Module, recompute: str) -> None:
 
 
 def mixed_precision(precision: str, device: torch.device) -> MixedPrecisionPolicy | None:
-    """fp32: none; bf16: parameters gathered in bf16, gradients reduced in fp32 (the
-    planner's "bf16 mixed precision" with fp32 master weights)."""
+    """fp32: none; bf16 (and fp8, whose GEMMs torchao runs in float8 from bf16 inputs):
+    parameters gathered in bf16, gradients reduced in fp32 (the planner's "bf16 mixed
+    precision" with fp32 master weights)."""
     if precision == "fp32":
         return None
-    if precision == "bf16":
+    if precision in ("bf16", "fp8"):
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    raise LayoutError(
-        f"--precision {precision!r}: the reference trainer runs fp32 or bf16 (fp8 is not "
-        "applied yet); plan with precision bf16"
-    )
+    raise LayoutError(f"--precision {precision!r}: use fp32, bf16 or fp8")
 
 
 def apply_sharding(
@@ -276,10 +275,19 @@ def apply_sharding(
     fully_shard(model, reshard_after_forward=reshard, **kwargs)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 on CUDA, fp32 on the CPU; fp8 is refused (not applied yet)."""
+def resolve_precision(precision: str, device: torch.device, tp: int = 1) -> str:
+    """``auto`` → bf16 on CUDA, fp32 on the CPU; fp8 only where torchao's float8 training
+    runs (``kernels.check_fp8``) and without tensor parallelism (torchao's float8 TP plans
+    are not applied here)."""
     if precision == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp8":
+        kernels.check_fp8(device)
+        if tp > 1:
+            raise LayoutError(
+                f"--precision fp8: with --tp {tp} the trainer would need torchao's float8 "
+                "tensor-parallel plans, which it does not apply; plan fp8 with tp 1 or bf16"
+            )
     mixed_precision(precision, device)  # refuses what it cannot apply
     return precision
 

@@ -167,7 +167,7 @@ TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "-
         (["--dp", "-2"], "--dp -2: must be 0 (derived) or more"),
         (["--sharding", "zero4"], "--sharding zero4: use one of none, zero1, zero2, zero3, hsdp"),
         (["--recompute", "some"], "--recompute some: use one of none, selective, full"),
-        (["--precision", "fp8"], "--precision fp8: use one of auto, fp32, bf16"),
+        (["--precision", "fp16"], "--precision fp16: use one of auto, fp32, bf16, fp8"),
         (["--activation", "relu"], "--activation relu: use swiglu or gelu"),
         (["--norm", "batchnorm"], "--norm batchnorm: use rmsnorm or layernorm"),
         (["--head-dim", "7"], "--head-dim 7: must be even (rotary pairs)"),
