@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
 from contract.env import job_dir as env_job_dir
 from contract.plan import PlanError, read_plan
+from contract.plan_layout import SCHEDULES
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 from runtime.train.parallel import RECOMPUTES, SHARDINGS
@@ -79,7 +80,14 @@ class TrainConfig:
     tp: int = 1
     """Tensor-parallel degree; divides heads and kv_heads."""
     pp: int = 1
-    """Pipeline stages (only 1: pipeline parallelism is not applied yet)."""
+    """Pipeline stages (torch.distributed.pipelining); the gradient accumulation is the
+    schedule's micro-batches."""
+    interleave: int = 1
+    """Virtual pipeline stages per pipeline rank (interleaved 1F1B above 1)."""
+    schedule: str = "1f1b"
+    """Pipeline schedule: 1f1b (interleaved with --interleave > 1) or gpipe."""
+    uneven_stages: bool = False
+    """The first and the last pipeline stage hold one block fewer than the others."""
     cp: int = 1
     """Context-parallel degree (only 1: not applied yet)."""
     ep: int = 1
@@ -168,6 +176,9 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "dp": ("layout", "dp"),
     "tp": ("layout", "tp"),
     "pp": ("layout", "pp"),
+    "interleave": ("layout", "interleave"),
+    "schedule": ("layout", "schedule"),
+    "uneven_stages": ("layout", "uneven_stages"),
     "cp": ("layout", "cp"),
     "ep": ("layout", "ep"),
     "sequence_parallel": ("layout", "sequence_parallel"),
@@ -368,8 +379,14 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
     need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
-    for name in ("tp", "pp", "cp", "ep"):
+    for name in ("tp", "pp", "cp", "ep", "interleave"):
         need(getattr(cfg, name) >= 1, name, "must be 1 or more")
+    need(cfg.schedule in SCHEDULES, "schedule", f"use one of {', '.join(SCHEDULES)}")
+    need(
+        cfg.pp > 1 or (cfg.interleave == 1 and not cfg.uneven_stages),
+        "interleave" if cfg.interleave > 1 else "uneven_stages",
+        "needs pipeline stages (--pp 2 or more)",
+    )
     for name in ("dp", "hsdp_shard_size"):
         need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
     need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")

@@ -41,7 +41,7 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed, parallel
+from runtime.train import data, distributed, parallel, pipeline
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.measure import Measurements
 from runtime.train.model import Transformer, count_parameters
@@ -83,6 +83,7 @@ class Trainer(Checkpointing, Measurements):
         self.step = 0
         self.tokens = 0
         self.last_checkpoint_step = -1
+        self._evaluating = False
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -100,6 +101,8 @@ class Trainer(Checkpointing, Measurements):
             cp=cfg.cp,
             ep=cfg.ep,
         )
+        if cfg.pp > 1:
+            pipeline.stage_layer_counts(cfg.layers, cfg.pp * cfg.interleave, cfg.uneven_stages)
         parallel.check_heads(self.dims, cfg.heads, cfg.kv_heads)
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
@@ -134,20 +137,24 @@ class Trainer(Checkpointing, Measurements):
         self.n_params = count_parameters(self.model)
         self.precision = parallel.resolve_precision(cfg.precision, self.device)
         self.mesh = self.dims.mesh(self.device.type)
-        # Mesh order (dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
-        self.dp_rank = self.rank // self.dims.tp
-        if self.dims.tp > 1:
-            parallel.apply_tp(self.model, self.mesh["tp"], cfg.sequence_parallel)
-            if cfg.tied_embeddings:
-                # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
-                self.model.output.weight = self.model.embed.weight
-        parallel.apply_recompute(self.model, cfg.recompute)
-        parallel.apply_sharding(
-            self.model,
-            self.mesh,
-            cfg.sharding,
-            parallel.mixed_precision(self.precision, self.device),
-        )
+        # Mesh order (pp, dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
+        self.dp_rank = self.dims.dp_rank(self.rank)
+        self.pipeline: pipeline.Pipeline | None = None
+        if self.dims.pp > 1:
+            self.pipeline = pipeline.build_pipeline(
+                self.model,
+                self.mesh["pp"],
+                interleave=cfg.interleave,
+                schedule=cfg.schedule,
+                uneven=cfg.uneven_stages,
+                micro_batches=cfg.grad_accum,
+                device=self.device,
+                loss_fn=self._micro_loss,
+                prepare=self._prepare,
+            )
+            self.model = pipeline.StageGroup(self.pipeline.modules())  # type: ignore[assignment]
+        else:
+            self._prepare(self.model)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -161,10 +168,35 @@ class Trainer(Checkpointing, Measurements):
         )
         # Tokens per step are the plan's global batch: tp ranks read the same samples.
         self.tokens_per_step = self.dims.dp * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
-        self._time_compute(self.model.layers)
+        self._time_compute(parallel.blocks(self.model))
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
         progress.enable_stack_dumps()
+
+    def _prepare(self, module: torch.nn.Module) -> None:
+        """Tensor parallelism, recomputation and data-parallel sharding of the whole model
+        or of one pipeline stage, in torchtitan's order."""
+        cfg = self.cfg
+        if self.dims.tp > 1:
+            parallel.apply_tp(module, self.mesh["tp"], cfg.sequence_parallel)
+            if cfg.tied_embeddings:
+                # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
+                module.output.weight = module.embed.weight  # type: ignore[union-attr]
+        parallel.apply_recompute(module, cfg.recompute)
+        parallel.apply_sharding(
+            module,
+            self.mesh,
+            cfg.sharding,
+            parallel.mixed_precision(self.precision, self.device),
+        )
+
+    def _micro_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """A micro-batch's mean token loss (the pipeline's last stage calls it); during
+        evaluation the sum over the tokens that are not padding (targets -100)."""
+        flat = logits.float().flatten(0, 1)
+        if self._evaluating:
+            return F.cross_entropy(flat, targets.flatten(), reduction="sum", ignore_index=-100)
+        return F.cross_entropy(flat, targets.flatten())
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self._stopping or self._pending_signal:
@@ -192,18 +224,14 @@ class Trainer(Checkpointing, Measurements):
         self._slow_s = self.injector.slowdown_s(step) / cfg.grad_accum
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
-        for micro in range(cfg.grad_accum):
-            window = data.micro_batch_windows(
-                self.corpus.train,
-                seed=cfg.seed,
-                step=step,
-                micro_step=micro,
-                rank=self.dp_rank,
-                world_size=self.dims.dp,
-                micro_batch=cfg.micro_batch,
-                seq_len=cfg.seq_len,
-            )
-            batch = torch.from_numpy(window).to(self.device, non_blocking=True)
+        if self.pipeline is not None:
+            # The step's micro-batches in one tensor: the schedule splits it again.
+            windows = [self._window(step, micro) for micro in range(cfg.grad_accum)]
+            batch = torch.from_numpy(np.concatenate(windows)).to(self.device)
+            with self._loss_context():
+                loss_sum = self.pipeline.step(batch[:, :-1], batch[:, 1:])
+        for micro in range(cfg.grad_accum if self.pipeline is None else 0):
+            batch = torch.from_numpy(self._window(step, micro)).to(self.device, non_blocking=True)
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
@@ -213,7 +241,8 @@ class Trainer(Checkpointing, Measurements):
                 (loss / cfg.grad_accum).backward()
             loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
-        norm = parallel.clip_grad_norm(list(self.model.parameters()), max_norm)
+        pp_mesh = self.mesh["pp"] if self.dims.pp > 1 else None
+        norm = parallel.clip_grad_norm(list(self.model.parameters()), max_norm, pp_mesh)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         signum = self._pending_signal
@@ -227,12 +256,27 @@ class Trainer(Checkpointing, Measurements):
         dist.all_reduce(stats)  # one collective: loss, norm and stop flags of every rank
         values = stats.tolist()
         stop = next((int(s) for s, n in zip(STOP_SIGNALS, values[2:], strict=True) if n > 0), 0)
+        # The loss is on the last pipeline stage's ranks only: world / pp of them.
         return StepResult(
-            loss=values[0] / self.world_size,
+            loss=values[0] / (self.world_size // self.dims.pp),
             grad_norm=values[1] / self.world_size,
             step_time_s=time.perf_counter() - start,
             stop_signal=stop,
             compute_s=self._compute_s,
+        )
+
+    def _window(self, step: int, micro: int) -> np.ndarray:
+        """Token windows [micro_batch, seq_len + 1] of this data-parallel rank's micro-step."""
+        cfg = self.cfg
+        return data.micro_batch_windows(
+            self.corpus.train,
+            seed=cfg.seed,
+            step=step,
+            micro_step=micro,
+            rank=self.dp_rank,
+            world_size=self.dims.dp,
+            micro_batch=cfg.micro_batch,
+            seq_len=cfg.seq_len,
         )
 
     def lr(self, step: int) -> float:
@@ -250,6 +294,8 @@ class Trainer(Checkpointing, Measurements):
         # so counts them tp times, in both sums of the ratio.
         per_rank = -(-len(windows) // self.dims.dp)
         mine = windows[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
+        if self.pipeline is not None:
+            return self._evaluate_pipelined(mine, per_rank)
         chunks = -(-per_rank // self.cfg.micro_batch)
         totals = torch.zeros(2, device=self.device, dtype=torch.float64)
         for index in range(chunks):
@@ -266,6 +312,21 @@ class Trainer(Checkpointing, Measurements):
                 )
             totals[0] += weight * _local(loss).double()
             totals[1] += weight * batch[:, 1:].numel()
+        dist.all_reduce(totals)
+        self.model.train()
+        return float(totals[0] / totals[1])
+
+    def _evaluate_pipelined(self, mine: np.ndarray, per_rank: int) -> float:
+        assert self.pipeline is not None
+        cfg = self.cfg
+        self._evaluating = True
+        try:
+            totals = pipeline.eval_totals(
+                self.pipeline, mine, per_rank, cfg.micro_batch, cfg.grad_accum,
+                self.device, self._loss_context,
+            )  # fmt: skip
+        finally:
+            self._evaluating = False
         dist.all_reduce(totals)
         self.model.train()
         return float(totals[0] / totals[1])
