@@ -120,7 +120,12 @@ def parallel_dims(
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
     _refuse_unapplied(cp=cp, ep=ep)
-    if tp >= 1 and pp >= 1 and dp == 0 and world_size % (tp * pp) == 0:
+    if tp >= 1 and pp >= 1 and dp == 0:
+        if world_size % (tp * pp):
+            raise LayoutError(
+                f"--tp x --pp = {tp * pp} does not divide the world size {world_size}; "
+                "launch a multiple of tp x pp ranks"
+            )
         dp = world_size // (tp * pp)
     if sharding == "hsdp":
         if hsdp_shard_size < 2 or dp % hsdp_shard_size:

@@ -55,9 +55,13 @@ def stage_layer_counts(layers: int, stages: int, uneven: bool) -> list[int]:
         raise LayoutError(f"--pp x --interleave {stages}: must be 1 or more")
     extra = 2 * UNEVEN_LAYERS if uneven and stages > 1 else 0
     total = layers + extra
-    counts = [total // stages + (1 if i < total % stages else 0) for i in range(stages)]
+    base, remainder = divmod(total, stages)
+    # The blocks left over go to the middle stages first when the ends are to be lighter.
+    order = [*range(1, stages - 1), 0, stages - 1] if extra else list(range(stages))
+    counts = [base] * stages
+    for index in order[:remainder]:
+        counts[index] += 1
     if extra:
-        # The remainder went to the first stages; the last stage gives up its layer too.
         counts[0] -= UNEVEN_LAYERS
         counts[-1] -= UNEVEN_LAYERS
     if min(counts) < 1:
@@ -156,7 +160,7 @@ class Pipeline:
         self.schedule.step(*inputs, target=targets if self.has_last else None, losses=losses)
         if not losses:
             return torch.zeros((), device=tokens.device)
-        return torch.stack([loss.detach().float() for loss in losses]).sum()
+        return torch.stack([_plain(loss.detach()).float() for loss in losses]).sum()
 
 
 def build_pipeline(
