@@ -186,7 +186,7 @@ TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "-
         (["--head-dim", "7"], "--head-dim 7: must be even (rotary pairs)"),
         (["--schedule", "zb"], "--schedule zb: use one of 1f1b, gpipe"),
         (["--interleave", "2"], "--interleave 2: needs pipeline stages (--pp 2 or more)"),
-        (["--uneven-stages"], "--uneven-stages: needs pipeline stages (--pp 2 or more)"),
+        (["--uneven-stages"], "--uneven-stages True: needs pipeline stages (--pp 2 or more)"),
         (["--interleave", "0"], "--interleave 0: must be 1 or more"),
     ],
 )
