@@ -143,6 +143,10 @@ class PlanLayout(_Section):
     """With tp > 1, norms and the residual stream are also split along the sequence."""
     hsdp_shard_size: int | None = None
     """With sharding hsdp: data-parallel ranks of one shard group (divides dp)."""
+    schedule: str | None = None
+    """Pipeline schedule: 1f1b (interleaved when interleave > 1) or gpipe."""
+    uneven_stages: bool | None = None
+    """The first and the last pipeline stage hold one block fewer than the others."""
 
     def text(self) -> str:
         """``dp8 tp2 pp1 cp1 zero3 mb1 rc=selective``: the layout in one short line."""

@@ -30,6 +30,10 @@ SHARDINGS = ("none", "zero1", "zero2", "zero3", "hsdp")
 RECOMPUTES = ("none", "selective", "full")
 """Activation recomputation, the planner's names (planner.specs.Layout.recompute)."""
 
+SCHEDULES = ("1f1b", "gpipe")
+"""Pipeline schedules, the planner's names (planner.specs.Layout.schedule); 1f1b with
+interleave > 1 is interleaved 1F1B."""
+
 DEGREES = ("dp", "tp", "pp", "cp", "ep")
 """The layout's degrees of parallelism."""
 
@@ -86,6 +90,24 @@ def resolve_layout(plan: Plan, source: str = "plan") -> ResolvedLayout:
             f"{source}: plan layout.recompute {layout.recompute!r}: use one of "
             f"{', '.join(RECOMPUTES)}"
         )
+    if layout.schedule is not None and layout.schedule not in SCHEDULES:
+        raise PlanError(
+            f"{source}: plan layout.schedule {layout.schedule!r}: use one of {', '.join(SCHEDULES)}"
+        )
+    interleave = layout.interleave if layout.interleave is not None else 1
+    if interleave < 1:
+        raise PlanError(f"{source}: plan layout.interleave {interleave}: must be 1 or more")
+    layers = plan.model.num_layers
+    stages = degrees["pp"] * interleave
+    if layers is not None and degrees["pp"] > 1:
+        needed = stages + (2 if layout.uneven_stages else 0)
+        if layers < needed:
+            raise PlanError(
+                f"{source}: plan layout.pp x layout.interleave = {stages} virtual stages "
+                f"for model.num_layers {layers}: every stage needs a block"
+                + (" (uneven stages: two more)" if layout.uneven_stages else "")
+                + "; plan with fewer stages"
+            )
     tp = degrees["tp"]
     for field in ("num_attention_heads", "num_kv_heads"):
         heads = getattr(plan.model, field)
@@ -198,6 +220,9 @@ APPLIED_FIELDS = (
     "dp_shard",
     "tp",
     "pp",
+    "interleave",
+    "schedule",
+    "uneven_stages",
     "cp",
     "ep",
     "sequence_parallel",
@@ -233,6 +258,7 @@ def planned_layout_fields(plan: Plan) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "tp": tp,
         "pp": lay.pp or 1,
+        "interleave": lay.interleave or 1,
         "cp": lay.cp or 1,
         "ep": lay.ep or 1,
         # The trainer splits the sequence only under tp > 1 (the event says what ran).
@@ -240,6 +266,10 @@ def planned_layout_fields(plan: Plan) -> dict[str, Any]:
         "recompute": lay.recompute or "none",
         "micro_batch": lay.micro_batch or 1,
     }
+    if (lay.pp or 1) > 1:
+        # Schedule and stage balance only mean something with a pipeline.
+        fields["schedule"] = lay.schedule or "1f1b"
+        fields["uneven_stages"] = bool(lay.uneven_stages)
     dp = lay.dp or 1
     if lay.sharding is not None:
         fields["sharding"] = lay.sharding

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -26,19 +25,14 @@ from typing import Any, NoReturn
 
 from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
 from contract.env import job_dir as env_job_dir
-from contract.plan import PlanError, read_plan
+from contract.plan_layout import SCHEDULES
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 from runtime.train.parallel import RECOMPUTES, SHARDINGS
+from runtime.train.plan_fields import ConfigError, read_plan_fields
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp8")
 """Numerics the trainer applies (fp8 only where torchao's float8 training runs)."""
-
-
-class ConfigError(ValueError):
-    """Bad flags or Plan; the trainer prints ``error: <message>`` and exits 2."""
-
-    user_error = True
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,14 @@ class TrainConfig:
     tp: int = 1
     """Tensor-parallel degree; divides heads and kv_heads."""
     pp: int = 1
-    """Pipeline stages (only 1: pipeline parallelism is not applied yet)."""
+    """Pipeline stages (torch.distributed.pipelining); the gradient accumulation is the
+    schedule's micro-batches."""
+    interleave: int = 1
+    """Virtual pipeline stages per pipeline rank (interleaved 1F1B above 1)."""
+    schedule: str = "1f1b"
+    """Pipeline schedule: 1f1b (interleaved with --interleave > 1) or gpipe."""
+    uneven_stages: bool = False
+    """The first and the last pipeline stage hold one block fewer than the others."""
     cp: int = 1
     """Context-parallel degree (only 1: not applied yet)."""
     ep: int = 1
@@ -165,34 +166,6 @@ MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", 
                 "activation", "norm", "bias", "head_dim")  # fmt: skip
 """Fields that fix the shapes of the parameters: a checkpoint only loads if they match."""
 
-_PLAN_FIELDS: dict[str, tuple[str, str]] = {
-    "layers": ("model", "num_layers"),
-    "hidden": ("model", "hidden_size"),
-    "heads": ("model", "num_attention_heads"),
-    "kv_heads": ("model", "num_kv_heads"),
-    "ffn_hidden": ("model", "ffn_hidden_size"),
-    "vocab": ("model", "vocab_size"),
-    "tied_embeddings": ("model", "tied_embeddings"),
-    "activation": ("model", "activation"),
-    "norm": ("model", "norm"),
-    "bias": ("model", "bias"),
-    "head_dim": ("model", "head_dim"),
-    "seq_len": ("training", "seq_len"),
-    "micro_batch": ("layout", "micro_batch"),
-    "dp": ("layout", "dp"),
-    "tp": ("layout", "tp"),
-    "pp": ("layout", "pp"),
-    "cp": ("layout", "cp"),
-    "ep": ("layout", "ep"),
-    "sequence_parallel": ("layout", "sequence_parallel"),
-    "sharding": ("layout", "sharding"),
-    "hsdp_shard_size": ("layout", "hsdp_shard_size"),
-    "recompute": ("layout", "recompute"),
-    "precision": ("training", "precision"),
-    "compile": ("training", "compile"),
-}
-
-
 _EPILOG = f"""\
 exit codes:
   0         reached --steps (a final checkpoint is committed unless
@@ -273,7 +246,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     plan_path = Path(flag_path) if flag_path else plan_file()
     if plan_path is not None:
         flag = "--plan" if flag_path else PLAN_FILE_ENV
-        for name, (value, where) in _read_plan(plan_path, flag).items():
+        for name, (value, where) in read_plan_fields(plan_path, flag).items():
             values[name], origin[name] = value, where
     for name, value in args.items():
         if value is not None:
@@ -292,56 +265,6 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 def default_ffn_hidden(hidden: int) -> int:
     """8/3 * hidden rounded up to a multiple of 32 (Touvron et al. 2023, section 2.2)."""
     return -(-(8 * hidden // 3) // 32) * 32
-
-
-def _read_plan(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
-    try:
-        plan = read_plan(path)
-    except PlanError as exc:
-        raise ConfigError(f"{flag} {exc}") from None
-    found: dict[str, tuple[Any, str]] = {}
-    for name, (section, key) in _PLAN_FIELDS.items():
-        value = getattr(getattr(plan, section), key)
-        if value is not None:
-            found[name] = (value, f"plan {section}.{key}")
-    training, layout = plan.training, plan.layout
-    batch = _positive(training.global_batch_seqs)
-    dp = _positive(layout.dp)
-    micro = _positive(layout.micro_batch if layout.micro_batch is not None else 1)
-    if batch and dp and micro:
-        per_step = int(dp * micro)
-        where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
-        # Not a whole number is reported by validation, unless --grad-accum overrides it.
-        accum = batch / per_step
-        found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
-    total, seq = _positive(training.total_tokens), _positive(training.seq_len)
-    if batch and seq and total:
-        steps = max(1, math.ceil(total / (batch * seq)))
-        found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
-    experts = plan.model.num_experts
-    if experts is not None and experts > 1:
-        raise ConfigError(
-            f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
-            "models only; plan a model with num_experts 1"
-        )
-    policy = getattr(training, "selective_recompute", None)
-    if layout.recompute == "selective" and policy not in (None, "attention"):
-        raise ConfigError(
-            f"{flag} plan training.selective_recompute {policy}: the reference trainer's "
-            "selective recompute is the attention core; plan selective_recompute attention"
-        )
-    if "hidden" not in found or "layers" not in found:
-        raise ConfigError(
-            f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
-        )
-    return found
-
-
-def _positive(value: Any) -> float | None:
-    """``value`` as a float when it is a positive JSON number, else None."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
 
 
 def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
@@ -390,8 +313,14 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
     need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
-    for name in ("tp", "pp", "cp", "ep"):
+    for name in ("tp", "pp", "cp", "ep", "interleave"):
         need(getattr(cfg, name) >= 1, name, "must be 1 or more")
+    need(cfg.schedule in SCHEDULES, "schedule", f"use one of {', '.join(SCHEDULES)}")
+    need(
+        cfg.pp > 1 or (cfg.interleave == 1 and not cfg.uneven_stages),
+        "interleave" if cfg.interleave > 1 else "uneven_stages",
+        "needs pipeline stages (--pp 2 or more)",
+    )
     for name in ("dp", "hsdp_shard_size", "loss_chunks"):
         need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
     need(

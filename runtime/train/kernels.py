@@ -16,6 +16,7 @@ and each refused with exit 2 where this device cannot run it, never silently ski
 from __future__ import annotations
 
 import importlib.util
+from typing import Any
 
 import torch
 from torch import nn
@@ -78,9 +79,13 @@ def apply_compile(model: nn.Module) -> None:
     take quietly. DCP's state-dict helpers drop the ``_orig_mod`` level the wrapper adds,
     so checkpoints move between compiled and eager runs.
     """
-    layers: nn.ModuleList = model.layers  # type: ignore[assignment]
-    for index, block in enumerate(layers):
-        layers[index] = torch.compile(block, fullgraph=True)  # type: ignore[assignment]
+    layers: nn.ModuleList | nn.ModuleDict = model.layers  # type: ignore[assignment]
+    # A pipeline stage keys its blocks by the whole model's index (runtime.train.pipeline).
+    keys: list[Any] = (
+        list(layers.keys()) if isinstance(layers, nn.ModuleDict) else list(range(len(layers)))
+    )
+    for key in keys:
+        layers[key] = torch.compile(layers[key], fullgraph=True)  # type: ignore[assignment]
 
 
 def fp8_unavailable(

@@ -41,11 +41,11 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed, kernels, parallel
+from runtime.train import data, distributed, kernels, parallel, pipeline
+from runtime.train.build import ModelBuilder
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.loss import LossChunksError, resolve_loss_chunks
 from runtime.train.measure import Measurements
-from runtime.train.model import Transformer, count_parameters
 from runtime.train.resume import Checkpointing
 from runtime.train.schedule import lr_at
 
@@ -73,7 +73,7 @@ class StepResult:
     ``Trainer._time_compute``): what straggler detection compares across ranks."""
 
 
-class Trainer(Checkpointing, Measurements):
+class Trainer(ModelBuilder, Checkpointing, Measurements):
     """One rank of the reference trainer; ``run`` returns the process exit code."""
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -84,6 +84,7 @@ class Trainer(Checkpointing, Measurements):
         self.step = 0
         self.tokens = 0
         self.last_checkpoint_step = -1
+        self._evaluating = False
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -109,6 +110,8 @@ class Trainer(Checkpointing, Measurements):
             cp=cfg.cp,
             ep=cfg.ep,
         )
+        if cfg.pp > 1:
+            pipeline.stage_layer_counts(cfg.layers, cfg.pp * cfg.interleave, cfg.uneven_stages)
         parallel.check_heads(self.dims, cfg.heads, cfg.kv_heads)
         planned = distributed.planned_device(cfg.device)
         self.precision = parallel.resolve_precision(cfg.precision, planned, self.dims.tp)
@@ -142,29 +145,7 @@ class Trainer(Checkpointing, Measurements):
             )
         self.eval_set = data.eval_windows(self.corpus.val, cfg.eval_sequences, cfg.seq_len)
 
-        torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
-        with torch.device(self.device):
-            self.model = Transformer(cfg.model_config())
-        self.n_params = count_parameters(self.model)
-        if self.precision == "fp8":
-            kernels.apply_float8(self.model)  # before any parallelism, as torchtitan does
-        self.mesh = self.dims.mesh(self.device.type)
-        # Mesh order (dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
-        self.dp_rank = self.rank // self.dims.tp
-        if self.dims.tp > 1:
-            parallel.apply_tp(self.model, self.mesh["tp"], cfg.sequence_parallel)
-            if cfg.tied_embeddings:
-                # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
-                self.model.output.weight = self.model.embed.weight
-        parallel.apply_recompute(self.model, cfg.recompute)
-        if cfg.compile:
-            kernels.apply_compile(self.model)
-        parallel.apply_sharding(
-            self.model,
-            self.mesh,
-            cfg.sharding,
-            parallel.mixed_precision(self.precision, self.device),
-        )
+        self.build_model()
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -178,7 +159,7 @@ class Trainer(Checkpointing, Measurements):
         )
         # Tokens per step are the plan's global batch: tp ranks read the same samples.
         self.tokens_per_step = self.dims.dp * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
-        self._time_compute(self.model.layers)
+        self._time_compute(parallel.blocks(self.model))
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
         progress.enable_stack_dumps()
@@ -209,18 +190,14 @@ class Trainer(Checkpointing, Measurements):
         self._slow_s = self.injector.slowdown_s(step) / cfg.grad_accum
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
-        for micro in range(cfg.grad_accum):
-            window = data.micro_batch_windows(
-                self.corpus.train,
-                seed=cfg.seed,
-                step=step,
-                micro_step=micro,
-                rank=self.dp_rank,
-                world_size=self.dims.dp,
-                micro_batch=cfg.micro_batch,
-                seq_len=cfg.seq_len,
-            )
-            batch = torch.from_numpy(window).to(self.device, non_blocking=True)
+        if self.pipeline is not None:
+            # The step's micro-batches in one tensor: the schedule splits it again.
+            windows = [self._window(step, micro) for micro in range(cfg.grad_accum)]
+            batch = torch.from_numpy(np.concatenate(windows)).to(self.device)
+            with self._loss_context():
+                loss_sum = self.pipeline.step(batch[:, :-1], batch[:, 1:])
+        for micro in range(cfg.grad_accum if self.pipeline is None else 0):
+            batch = torch.from_numpy(self._window(step, micro)).to(self.device, non_blocking=True)
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
@@ -229,7 +206,8 @@ class Trainer(Checkpointing, Measurements):
                 (loss / cfg.grad_accum).backward()
             loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
-        norm = parallel.clip_grad_norm(list(self.model.parameters()), max_norm)
+        pp_mesh = self.mesh["pp"] if self.dims.pp > 1 else None
+        norm = parallel.clip_grad_norm(list(self.model.parameters()), max_norm, pp_mesh)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         signum = self._pending_signal
@@ -243,12 +221,27 @@ class Trainer(Checkpointing, Measurements):
         dist.all_reduce(stats)  # one collective: loss, norm and stop flags of every rank
         values = stats.tolist()
         stop = next((int(s) for s, n in zip(STOP_SIGNALS, values[2:], strict=True) if n > 0), 0)
+        # The loss is on the last pipeline stage's ranks only: world / pp of them.
         return StepResult(
-            loss=values[0] / self.world_size,
+            loss=values[0] / (self.world_size // self.dims.pp),
             grad_norm=values[1] / self.world_size,
             step_time_s=time.perf_counter() - start,
             stop_signal=stop,
             compute_s=self._compute_s,
+        )
+
+    def _window(self, step: int, micro: int) -> np.ndarray:
+        """Token windows [micro_batch, seq_len + 1] of this data-parallel rank's micro-step."""
+        cfg = self.cfg
+        return data.micro_batch_windows(
+            self.corpus.train,
+            seed=cfg.seed,
+            step=step,
+            micro_step=micro,
+            rank=self.dp_rank,
+            world_size=self.dims.dp,
+            micro_batch=cfg.micro_batch,
+            seq_len=cfg.seq_len,
         )
 
     def lr(self, step: int) -> float:
@@ -266,6 +259,8 @@ class Trainer(Checkpointing, Measurements):
         # so counts them tp times, in both sums of the ratio.
         per_rank = -(-len(windows) // self.dims.dp)
         mine = windows[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
+        if self.pipeline is not None:
+            return self._evaluate_pipelined(mine, per_rank)
         chunks = -(-per_rank // self.cfg.micro_batch)
         totals = torch.zeros(2, device=self.device, dtype=torch.float64)
         for index in range(chunks):

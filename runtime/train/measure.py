@@ -29,7 +29,7 @@ class Measurements:
     _block_start: float
     _slow_s: float
 
-    def _time_compute(self, blocks: torch.nn.ModuleList) -> None:
+    def _time_compute(self, blocks: list[torch.nn.Module]) -> None:
         """Time each block's forward between FSDP's unshard and its end: the rank's own
         compute, without the time spent waiting for others in collectives.
 
@@ -66,6 +66,9 @@ class Measurements:
             "dp_shard": dims.dp_shard,
             "tp": dims.tp,
             "pp": dims.pp,
+            "interleave": cfg.interleave,
+            "schedule": cfg.schedule,
+            "uneven_stages": cfg.uneven_stages,
             "cp": dims.cp,
             "ep": dims.ep,
             "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,

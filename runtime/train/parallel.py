@@ -3,10 +3,11 @@
 
 :class:`ParallelDims` follows torchtitan's ``ParallelDims`` (torchtitan/distributed/
 parallel_dims.py): the degrees multiply to the world size. The mesh's dimensions are
-``("dp_replicate", "dp_shard", "tp")`` in that order, so tensor-parallel ranks are
-neighbours (consecutive global ranks, one node) and a data-parallel rank is
-``rank // tp``. Pipeline, context and expert parallelism are present and refused until
-the trainer applies them.
+``("pp", "dp_replicate", "dp_shard", "tp")`` in that order (torchtitan's), so
+tensor-parallel ranks are neighbours (consecutive global ranks, one node), a data-parallel
+rank is ``(rank // tp) % dp`` and a pipeline rank ``rank // (dp x tp)``. Pipelines are
+built by :mod:`runtime.train.pipeline`; context and expert parallelism are present and
+refused until the trainer applies them.
 
 The order of application is torchtitan's (models/llama3/infra/parallelize.py): tensor
 parallelism, then activation recomputation, then data-parallel sharding (FSDP2's
@@ -36,7 +37,7 @@ from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
 from runtime.train import kernels
 
-MESH_DIMS = ("dp_replicate", "dp_shard", "tp")
+MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "tp")
 """Names of the device mesh's dimensions, outermost first."""
 
 
@@ -59,7 +60,7 @@ class ParallelDims:
     world_size: int
     """Processes of the job."""
     pp: int = 1
-    """Pipeline stages (refused above 1: the next issue)."""
+    """Pipeline stages (Huang et al. 2019; Narayanan et al. 2021)."""
     cp: int = 1
     """Context-parallel degree (refused above 1: the next issue)."""
     ep: int = 1
@@ -70,7 +71,7 @@ class ParallelDims:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
-        _refuse_unapplied(pp=self.pp, cp=self.cp, ep=self.ep)
+        _refuse_unapplied(cp=self.cp, ep=self.ep)
         product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
         if product != self.world_size:
             raise LayoutError(
@@ -84,10 +85,20 @@ class ParallelDims:
         """Data-parallel degree: ranks that read different samples."""
         return self.dp_replicate * self.dp_shard
 
+    def dp_rank(self, rank: int) -> int:
+        """The data-parallel rank of global ``rank`` (which samples it reads)."""
+        return (rank // self.tp) % self.dp
+
+    def pp_rank(self, rank: int) -> int:
+        """The pipeline rank of global ``rank``."""
+        return rank // (self.dp * self.tp)
+
     def mesh(self, device_type: str) -> DeviceMesh:
         """The job's one device mesh, ``MESH_DIMS`` in order (every rank calls it)."""
         return init_device_mesh(
-            device_type, (self.dp_replicate, self.dp_shard, self.tp), mesh_dim_names=MESH_DIMS
+            device_type,
+            (self.pp, self.dp_replicate, self.dp_shard, self.tp),
+            mesh_dim_names=MESH_DIMS,
         )
 
 
@@ -110,9 +121,14 @@ def parallel_dims(
     """
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
-    _refuse_unapplied(pp=pp, cp=cp, ep=ep)
-    if tp >= 1 and dp == 0 and world_size % tp == 0:
-        dp = world_size // tp
+    _refuse_unapplied(cp=cp, ep=ep)
+    if tp >= 1 and pp >= 1 and dp == 0:
+        if world_size % (tp * pp):
+            raise LayoutError(
+                f"--tp x --pp = {tp * pp} does not divide the world size {world_size}; "
+                "launch a multiple of tp x pp ranks"
+            )
+        dp = world_size // (tp * pp)
     if sharding == "hsdp":
         if hsdp_shard_size < 2 or dp % hsdp_shard_size:
             raise LayoutError(
@@ -171,6 +187,15 @@ def _refuse_unapplied(**degrees: int) -> None:
             )
 
 
+def blocks(model: nn.Module) -> list[nn.Module]:
+    """The transformer blocks of a model or of a pipeline stage (a ModuleDict keyed by the
+    whole model's block index)."""
+    layers = model.get_submodule("layers")
+    if isinstance(layers, nn.ModuleDict):
+        return list(layers.values())
+    return list(layers)  # type: ignore[call-overload]
+
+
 def check_heads(dims: ParallelDims, heads: int, kv_heads: int) -> None:
     """Tensor parallelism splits attention by heads: tp must divide both head counts."""
     if heads % dims.tp:
@@ -196,8 +221,11 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
     }
     if sequence_parallel:
         root["norm"] = SequenceParallel()
-    parallelize_module(model, tp_mesh, root)
-    for block in model.layers:  # type: ignore[union-attr]
+    # A pipeline stage holds the embedding only if first, the norm and output only if last.
+    root = {name: style for name, style in root.items() if getattr(model, name) is not None}
+    if root:
+        parallelize_module(model, tp_mesh, root)
+    for block in blocks(model):
         plan: dict[str, Any] = {
             "attn.wq": ColwiseParallel(),
             "attn.wk": ColwiseParallel(),
@@ -227,8 +255,12 @@ def apply_recompute(model: nn.Module, recompute: str) -> None:
     Korthikanti et al. 2022 (section 4.2, table 2) recompute and the planner counts."""
     if recompute not in RECOMPUTES:
         raise LayoutError(f"--recompute {recompute!r}: use one of {', '.join(RECOMPUTES)}")
-    layers: nn.ModuleList = model.layers  # type: ignore[assignment]
-    for index, block in enumerate(layers):
+    layers: nn.ModuleList | nn.ModuleDict = model.layers  # type: ignore[assignment]
+    keys: list[Any] = (
+        list(layers.keys()) if isinstance(layers, nn.ModuleDict) else list(range(len(layers)))
+    )
+    for index in keys:
+        block = layers[index]
         if recompute == "full":
             layers[index] = checkpoint_wrapper(block, preserve_rng_state=False)
         elif recompute == "selective":
@@ -270,7 +302,7 @@ def apply_sharding(
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy
     reshard = sharding not in ("zero1", "zero2")
-    for block in model.layers:  # type: ignore[union-attr]
+    for block in blocks(model):
         fully_shard(block, reshard_after_forward=reshard, **kwargs)
     fully_shard(model, reshard_after_forward=reshard, **kwargs)
 
@@ -292,7 +324,9 @@ def resolve_precision(precision: str, device: torch.device, tp: int = 1) -> str:
     return precision
 
 
-def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+def clip_grad_norm(
+    parameters: list[nn.Parameter], max_norm: float, pp_mesh: DeviceMesh | None = None
+) -> torch.Tensor:
     """Clip the global gradient 2-norm to ``max_norm``; returns the norm before clipping.
 
     Without sequence parallelism the norms' weights are sharded over dp only and the rest
@@ -310,6 +344,13 @@ def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Ten
         norm = torch.nn.utils.get_total_norm([p.grad for p in params], 2.0)  # type: ignore[misc]
         parts.append(norm.full_tensor() if isinstance(norm, DTensor) else norm)
     total = torch.linalg.vector_norm(torch.stack(parts)) if parts else torch.zeros(())
+    if pp_mesh is not None and pp_mesh.size() > 1:
+        # Each pipeline rank holds other layers: the global norm sums their squares.
+        import torch.distributed as dist
+
+        squared = total.pow(2)
+        dist.all_reduce(squared, group=pp_mesh.get_group())
+        total = squared.sqrt()
     for params in groups.values():
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
     return total

@@ -31,6 +31,7 @@ APPLIED: dict[str, Any] = {
     "dp_shard": 2,
     "tp": 2,
     "pp": 1,
+    "interleave": 1,
     "cp": 1,
     "ep": 1,
     "sequence_parallel": True,

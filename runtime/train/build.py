@@ -1,0 +1,101 @@
+"""Building the model a run trains: the whole model on every rank from one seed, then
+this rank's share of it under the planned layout (pipeline stages, tensor parallelism,
+recomputation, compile, data-parallel sharding), in torchtitan's order."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from runtime.train import kernels, parallel, pipeline
+from runtime.train.model import Transformer, count_parameters
+
+
+class ModelBuilder:
+    """The Trainer's model building (a mixin: the attributes are the Trainer's)."""
+
+    cfg: Any
+    dims: parallel.ParallelDims
+    device: torch.device
+    rank: int
+    precision: str
+    _evaluating: bool
+    _loss_context: Callable[[], contextlib.AbstractContextManager[None]]
+
+    def build_model(self) -> None:
+        """``self.model`` (the whole model, or this rank's pipeline stages as one module),
+        ``self.mesh``, ``self.dp_rank``, ``self.pipeline`` and ``self.n_params``."""
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
+        with torch.device(self.device):
+            self.model = Transformer(cfg.model_config())
+        self.n_params = count_parameters(self.model)
+        if self.precision == "fp8":
+            kernels.apply_float8(self.model)  # before any parallelism, as torchtitan does
+        self.mesh = self.dims.mesh(self.device.type)
+        # Mesh order (pp, dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
+        self.dp_rank = self.dims.dp_rank(self.rank)
+        self.pipeline: pipeline.Pipeline | None = None
+        if self.dims.pp > 1:
+            self.pipeline = pipeline.build_pipeline(
+                self.model,
+                self.mesh["pp"],
+                interleave=cfg.interleave,
+                schedule=cfg.schedule,
+                uneven=cfg.uneven_stages,
+                micro_batches=cfg.grad_accum,
+                device=self.device,
+                loss_fn=self._micro_loss,
+                prepare=self._prepare,
+            )
+            self.model = pipeline.StageGroup(self.pipeline.modules())  # type: ignore[assignment]
+        else:
+            self._prepare(self.model)
+
+    def _prepare(self, module: torch.nn.Module) -> None:
+        """Tensor parallelism, recomputation and data-parallel sharding of the whole model
+        or of one pipeline stage, in torchtitan's order."""
+        cfg = self.cfg
+        if self.dims.tp > 1:
+            parallel.apply_tp(module, self.mesh["tp"], cfg.sequence_parallel)
+            if cfg.tied_embeddings:
+                # Both vocabulary-sharded the same way (Shard(0) over tp): tie them again.
+                module.output.weight = module.embed.weight  # type: ignore[union-attr]
+        parallel.apply_recompute(module, cfg.recompute)
+        if cfg.compile:
+            kernels.apply_compile(module)
+        parallel.apply_sharding(
+            module,
+            self.mesh,
+            cfg.sharding,
+            parallel.mixed_precision(self.precision, self.device),
+        )
+
+    def _micro_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """A micro-batch's mean token loss (the pipeline's last stage calls it); during
+        evaluation the sum over the tokens that are not padding (targets -100)."""
+        flat = logits.float().flatten(0, 1)
+        if self._evaluating:
+            return F.cross_entropy(flat, targets.flatten(), reduction="sum", ignore_index=-100)
+        return F.cross_entropy(flat, targets.flatten())
+
+    def _evaluate_pipelined(self, mine: np.ndarray, per_rank: int) -> float:
+        assert self.pipeline is not None
+        cfg = self.cfg
+        self._evaluating = True
+        try:
+            totals = pipeline.eval_totals(
+                self.pipeline, mine, per_rank, cfg.micro_batch, cfg.grad_accum,
+                self.device, self._loss_context,
+            )  # fmt: skip
+        finally:
+            self._evaluating = False
+        dist.all_reduce(totals)
+        self.model.train()
+        return float(totals[0] / totals[1])

@@ -1,0 +1,97 @@
+"""The trainer's flags a planner Plan sets (``--plan`` or ``$SCALECTL_PLAN_FILE``), each
+with where in the plan it came from, and the plans the reference trainer cannot run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from contract.plan import PlanError, read_plan
+
+
+class ConfigError(ValueError):
+    """Bad flags or Plan; the trainer prints ``error: <message>`` and exits 2."""
+
+    user_error = True
+
+
+_PLAN_FIELDS: dict[str, tuple[str, str]] = {
+    "layers": ("model", "num_layers"),
+    "hidden": ("model", "hidden_size"),
+    "heads": ("model", "num_attention_heads"),
+    "kv_heads": ("model", "num_kv_heads"),
+    "ffn_hidden": ("model", "ffn_hidden_size"),
+    "vocab": ("model", "vocab_size"),
+    "tied_embeddings": ("model", "tied_embeddings"),
+    "activation": ("model", "activation"),
+    "norm": ("model", "norm"),
+    "bias": ("model", "bias"),
+    "head_dim": ("model", "head_dim"),
+    "seq_len": ("training", "seq_len"),
+    "micro_batch": ("layout", "micro_batch"),
+    "dp": ("layout", "dp"),
+    "tp": ("layout", "tp"),
+    "pp": ("layout", "pp"),
+    "interleave": ("layout", "interleave"),
+    "schedule": ("layout", "schedule"),
+    "uneven_stages": ("layout", "uneven_stages"),
+    "cp": ("layout", "cp"),
+    "ep": ("layout", "ep"),
+    "sequence_parallel": ("layout", "sequence_parallel"),
+    "sharding": ("layout", "sharding"),
+    "hsdp_shard_size": ("layout", "hsdp_shard_size"),
+    "recompute": ("layout", "recompute"),
+    "precision": ("training", "precision"),
+    "compile": ("training", "compile"),
+}
+
+
+def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
+    try:
+        plan = read_plan(path)
+    except PlanError as exc:
+        raise ConfigError(f"{flag} {exc}") from None
+    found: dict[str, tuple[Any, str]] = {}
+    for name, (section, key) in _PLAN_FIELDS.items():
+        value = getattr(getattr(plan, section), key)
+        if value is not None:
+            found[name] = (value, f"plan {section}.{key}")
+    training, layout = plan.training, plan.layout
+    batch = _positive(training.global_batch_seqs)
+    dp = _positive(layout.dp)
+    micro = _positive(layout.micro_batch if layout.micro_batch is not None else 1)
+    if batch and dp and micro:
+        per_step = int(dp * micro)
+        where = "plan training.global_batch_seqs / (layout.dp * layout.micro_batch)"
+        # Not a whole number is reported by validation, unless --grad-accum overrides it.
+        accum = batch / per_step
+        found["grad_accum"] = (int(accum) if accum.is_integer() else accum, where)
+    total, seq = _positive(training.total_tokens), _positive(training.seq_len)
+    if batch and seq and total:
+        steps = max(1, math.ceil(total / (batch * seq)))
+        found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
+    experts = plan.model.num_experts
+    if experts is not None and experts > 1:
+        raise ConfigError(
+            f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
+            "models only; plan a model with num_experts 1"
+        )
+    policy = getattr(training, "selective_recompute", None)
+    if layout.recompute == "selective" and policy not in (None, "attention"):
+        raise ConfigError(
+            f"{flag} plan training.selective_recompute {policy}: the reference trainer's "
+            "selective recompute is the attention core; plan selective_recompute attention"
+        )
+    if "hidden" not in found or "layers" not in found:
+        raise ConfigError(
+            f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"
+        )
+    return found
+
+
+def _positive(value: Any) -> float | None:
+    """``value`` as a float when it is a positive JSON number, else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
