@@ -18,6 +18,12 @@ Sharding: zero1 → ``--use-distributed-optimizer`` (optimizer states sharded ov
 zero2/zero3 → Megatron FSDP (``--use-megatron-fsdp --data-parallel-sharding-strategy
 optim_grads|optim_grads_params``); hsdp is refused (Megatron FSDP's outer replication
 takes more than the plan says).
+
+Every value the planner priced is passed even where it is the planner's default, because
+Megatron-LM's defaults differ (dropout 0.1, no gradient-reduction overlap): the model's
+shape, dropout, the attention kernel (``--attention-backend``), the optimizer, and the
+gradient-reduction overlap and dtype. Data, tokenizer, learning rate and checkpoint flags
+stay the user's.
 """
 
 from __future__ import annotations
@@ -77,9 +83,28 @@ FLAG_SOURCES = {
         "TransformerConfig.moe_shared_expert_intermediate_size"
     ),
     "--moe-expert-capacity-factor": "TransformerConfig.moe_expert_capacity_factor",
+    "--overlap-grad-reduce": ARGUMENTS_PY,
+    "--grad-reduce-in-bf16": ARGUMENTS_PY,
+    "--tp-comm-overlap": "ModelParallelConfig.tp_comm_overlap",
+    "--attention-backend": "TransformerConfig.attention_backend",
+    "--optimizer": ARGUMENTS_PY,
 }
 """Every flag emitted → the megatron-core/Megatron-LM dataclass field it is built from
 (``Class.field``), or :data:`ARGUMENTS_PY` for a flag written in arguments.py."""
+
+_ATTENTION = {
+    "flash": "flash",
+    "fa2": "flash",
+    "fa3": "flash",
+    "cudnn": "fused",
+    "unfused": "unfused",
+    "sdpa_math": "unfused",
+}
+"""The planner's attention kernel → megatron.core.transformer.enums.AttnBackend: FlashAttention,
+Transformer Engine's fused (cuDNN) attention, or the unfused scores."""
+
+_OPTIMIZERS = {"adamw": "adam", "sgd_momentum": "sgd"}
+"""Megatron-LM's ``adam`` is AdamW (decoupled weight decay, Loshchilov & Hutter 2019)."""
 
 _NORMS = {"rmsnorm": "RMSNorm", "layernorm": "LayerNorm"}
 _POSITIONS = {"rope": "rope", "learned": "learned_absolute", "none": "none"}
@@ -175,6 +200,28 @@ def _batch_and_precision(export: ExportPlan) -> list[str]:
     return args
 
 
+def _training_knobs(export: ExportPlan) -> list[str]:
+    """The training assumptions the planner prices that Megatron-LM has a flag for."""
+    args: list[str] = []
+    if export.training_value("overlap_grad_reduce", False):
+        args.append("--overlap-grad-reduce")
+    if export.training_value("grad_reduce_dtype") == "bf16":
+        args.append("--grad-reduce-in-bf16")
+    if export.training_value("tp_comm_overlap", False):
+        args.append("--tp-comm-overlap")
+    kernel = export.training_value("attention_kernel")
+    if kernel is not None:
+        if kernel not in _ATTENTION:
+            raise refuse(TARGET, "training.attention_kernel", kernel, "has no such backend")
+        args += ["--attention-backend", _ATTENTION[kernel]]
+    optimizer = export.training_value("optimizer")
+    if optimizer is not None:
+        if optimizer not in _OPTIMIZERS:
+            raise refuse(TARGET, "training.optimizer", optimizer, "takes adamw or sgd_momentum")
+        args += ["--optimizer", _OPTIMIZERS[optimizer]]
+    return args
+
+
 def _model(export: ExportPlan) -> list[str]:
     model = export.plan.model
     args: list[str] = []
@@ -238,5 +285,6 @@ def megatron_arguments(export: ExportPlan) -> list[str]:
         *_parallel(export),
         *_recompute_and_sharding(export),
         *_batch_and_precision(export),
+        *_training_knobs(export),
         *_model(export),
     ]

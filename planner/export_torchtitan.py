@@ -32,6 +32,9 @@ What the layout means in torchtitan's knobs:
   ``selective_ac_option = "op"``), its nearest policy to recomputing the attention core.
 - precision: bf16 → ``mixed_precision_param bfloat16``, fp32 → ``float32``; fp8 → 0.2's
   ``quantize.linear.float8`` model converter; 0.3 sets float8 in the config function only.
+- tensor-parallel communication overlap → async tensor parallelism (compiled models only).
+  The attention kernel and the optimizer belong to the model and optimizer config of the
+  user's config function (0.3) or TOML (0.2) and are not exported.
 """
 
 from __future__ import annotations
@@ -87,6 +90,20 @@ def _checks(export: ExportPlan, target: str) -> None:
             "training.moe_capacity_factor",
             capacity,
             "routes without a capacity factor (dropless); plan without it",
+        )
+    if export.training_value("grad_reduce_dtype") == "bf16":
+        raise refuse(
+            target,
+            "training.grad_reduce_dtype",
+            "bf16",
+            "reduces gradients in float32 only (mixed_precision_reduce); plan with fp32",
+        )
+    if not export.training_value("overlap_grad_reduce", True):
+        raise refuse(
+            target,
+            "training.overlap_grad_reduce",
+            False,
+            "always overlaps the gradient reduction with backward (FSDP2, DDP); plan with it",
         )
 
 
@@ -145,6 +162,17 @@ def _sequence_parallel(export: ExportPlan) -> bool | None:
 def _expert_tp_new(export: ExportPlan) -> None:
     expert_tp = export.layout_value("expert_tp")
     tp, ep = export.degree("tp"), export.degree("ep")
+    _, shard, _ = _dp_split(export, TARGET_NEW)
+    dense = shard * export.degree("cp") * tp
+    if ep > 1 and dense % ep:
+        raise refuse(
+            TARGET_NEW,
+            "layout.ep",
+            ep,
+            f"takes expert-parallel ranks from the sharded data-parallel, context and tensor "
+            f"ranks (dp_shard x cp x tp = {dense}), which ep must divide; plan with sharding "
+            "zero3 or an ep that divides them",
+        )
     effective = int(expert_tp) if expert_tp is not None else tp
     if ep > 1 and effective > 1:
         raise refuse(
@@ -179,6 +207,8 @@ def torchtitan_overrides(export: ExportPlan, compile_model: bool | None = None) 
         words.append(f"--parallelism.{prefix}enable-sequence-parallel")
     if compile_model is not None:
         words.append("--compile.enable" if compile_model else "--compile.no-enable")
+    if export.training_value("tp_comm_overlap", False):
+        words.append("--compile.enable-async-tensor-parallel")
     words.append(f"{AC_SUBCOMMAND}:{export.plan.layout.recompute or 'none'}")
     return words
 
@@ -218,6 +248,8 @@ def torchtitan_toml_sections(
                 f"takes an expert tensor-parallel degree of 1 or tp ({tp}) only",
             )
         settings["parallelism"]["expert_tensor_parallel_degree"] = etp
+    if export.training_value("tp_comm_overlap", False):
+        settings["parallelism"]["enable_async_tensor_parallel"] = True
     recompute = export.plan.layout.recompute or "none"
     checkpoint: dict[str, Any] = {"mode": recompute}
     if recompute == "selective":

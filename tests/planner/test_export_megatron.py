@@ -53,6 +53,15 @@ LAYOUTS: list[dict[str, Any]] = [
     {"model": MOE, "ep": 4, "expert_tp": 1, "training": {"moe_capacity_factor": 1.25}},
     {"model": {"head_dim": 128, "tied_embeddings": True}, "training": {"precision": "fp8"}},
     {"sharding": "zero2", "tp": 1, "sequence_parallel": False, "dp": 32},
+    {
+        "training": {
+            "grad_reduce_dtype": "bf16",
+            "tp_comm_overlap": True,
+            "attention_kernel": "cudnn",
+            "optimizer": "sgd_momentum",
+            "overlap_grad_reduce": False,
+        }
+    },
 ]
 
 
@@ -114,6 +123,14 @@ def test_values_of_an_interleaved_zero3_plan() -> None:
     assert "--untie-embeddings-and-output-weights" in flags
     assert "--disable-bias-linear" in flags
     assert flags["--hidden-dropout"] == "0.0"  # Megatron's default is 0.1
+    assert "--overlap-grad-reduce" in flags  # the planner's default, not Megatron's
+    assert flags["--attention-backend"] == "flash"
+    assert flags["--optimizer"] == "adam"
+    assert "--grad-reduce-in-bf16" not in flags and "--tp-comm-overlap" not in flags
+    knobs = flag_values(megatron_arguments(export_of(**LAYOUTS[7])))
+    assert "--grad-reduce-in-bf16" in knobs and "--tp-comm-overlap" in knobs
+    assert "--overlap-grad-reduce" not in knobs
+    assert (knobs["--attention-backend"], knobs["--optimizer"]) == ("fused", "sgd")
 
 
 def test_zero1_full_recompute_uneven_moe_and_fp8() -> None:

@@ -61,6 +61,7 @@ LAYOUTS = [
     },
     {"sharding": "hsdp", "hsdp_shard_size": 8, "pp": 1, "interleave": 1, "cp": 2, "dp": 8},
     {"sharding": "zero2", "pp": 1, "interleave": 1, "recompute": "none"},
+    {"training": {"tp_comm_overlap": True}},
 ]
 
 
@@ -70,7 +71,8 @@ def test_every_exported_key_is_a_torchtitan_field(layout: dict[str, Any]) -> Non
     words = torchtitan_overrides(export, compile_model=True)
     assert unknown_overrides(words, NEW) == []
     assert unknown_toml_keys(torchtitan_toml(export, compile_model=False), OLD) == []
-    fp8 = export_of(training={"precision": "fp8"}, **layout)
+    training = {**layout.get("training", {}), "precision": "fp8"}
+    fp8 = export_of(**{**layout, "training": training})
     assert unknown_toml_keys(torchtitan_toml(fp8), OLD) == []
 
 
@@ -139,6 +141,17 @@ def test_ddp_hsdp_and_zero2_degrees() -> None:
     assert zero2["--parallelism.fsdp_reshard_after_forward"] == "never"
 
 
+def test_tensor_parallel_overlap_is_async_tensor_parallelism() -> None:
+    overlap = export_of(training={"tp_comm_overlap": True})
+    assert "--compile.enable-async-tensor-parallel" in torchtitan_overrides(overlap)
+    assert "--compile.enable-async-tensor-parallel" not in torchtitan_overrides(export_of())
+    toml = tomllib.loads(torchtitan_toml(overlap))
+    assert toml["parallelism"]["enable_async_tensor_parallel"] is True
+    # Experts over the sharded ranks: dp_shard 16 x tp 2 = 32 ranks hold ep 4 groups.
+    moe = export_of(model={"num_experts": 8}, ep=4, expert_tp=1)
+    assert flag_values(torchtitan_overrides(moe))["--parallelism.expert_parallel_degree"] == "4"
+
+
 def test_toml_sections() -> None:
     toml = tomllib.loads(torchtitan_toml(export_of(training={"precision": "fp8"})))
     assert toml["parallelism"]["pipeline_parallel_layers_per_stage"] == 8
@@ -160,6 +173,12 @@ def test_toml_sections() -> None:
         ({"pp": 3, "interleave": 1}, "layout.pp 3"),
         ({"model": {"num_experts": 8}, "ep": 4, "pp": 1, "interleave": 1}, "layout.expert_tp"),
         ({"training": {"moe_capacity_factor": 1.25}}, "training.moe_capacity_factor 1.25"),
+        ({"training": {"grad_reduce_dtype": "bf16"}}, "training.grad_reduce_dtype 'bf16'"),
+        ({"training": {"overlap_grad_reduce": False}}, "training.overlap_grad_reduce False"),
+        (
+            {"model": {"num_experts": 8}, "ep": 4, "expert_tp": 1, "sharding": "none"},
+            "layout.ep 4",
+        ),
     ],
 )
 def test_refused_overrides_name_the_field(kw: dict[str, Any], field: str) -> None:
