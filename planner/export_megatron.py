@@ -54,6 +54,7 @@ FLAG_SOURCES = {
     "--use-distributed-optimizer": ARGUMENTS_PY,
     "--use-megatron-fsdp": ARGUMENTS_PY,
     "--data-parallel-sharding-strategy": ARGUMENTS_PY,
+    "--ckpt-format": "CheckpointConfig.ckpt_format",
     "--micro-batch-size": "TrainingConfig.micro_batch_size",
     "--global-batch-size": "TrainingConfig.global_batch_size",
     "--train-iters": "TrainingConfig.train_iters",
@@ -90,7 +91,9 @@ FLAG_SOURCES = {
     "--optimizer": ARGUMENTS_PY,
 }
 """Every flag emitted → the megatron-core/Megatron-LM dataclass field it is built from
-(``Class.field``), or :data:`ARGUMENTS_PY` for a flag written in arguments.py."""
+(``Class.field``: megatron-core's, or Megatron-LM's own TrainingConfig/CheckpointConfig in
+megatron/training/training_config.py), or :data:`ARGUMENTS_PY` for a flag written in
+arguments.py."""
 
 _ATTENTION = {
     "flash": "flash",
@@ -164,6 +167,8 @@ def _recompute_and_sharding(export: ExportPlan) -> list[str]:
     elif sharding in ("zero2", "zero3"):
         strategy = "optim_grads" if sharding == "zero2" else "optim_grads_params"
         args += ["--use-megatron-fsdp", "--data-parallel-sharding-strategy", strategy]
+        # Megatron FSDP saves only this format (validate_args asserts it).
+        args += ["--ckpt-format", "fsdp_dtensor"]
     elif sharding == "hsdp":
         raise refuse(
             TARGET,

@@ -201,6 +201,11 @@ def torchtitan_overrides(export: ExportPlan, compile_model: bool | None = None) 
     for section, fields in settings.items():
         for name, value in fields.items():
             words += [f"--{section}.{name}", str(value)]
+    if export.degree("pp") > 1 or export.degree("ep") > 1:
+        # Trainer.Config refuses CUDA graphs with pipeline stages, and with the expert
+        # dispatchers that synchronise with the host (torchtitan/trainer.py,
+        # _validate_cuda_graphs); the planner does not price graph capture.
+        words.append("--training.disable_cuda_graphs")
     sequence_parallel = _sequence_parallel(export)
     if sequence_parallel is not None:
         prefix = "" if sequence_parallel else "no-"

@@ -40,6 +40,9 @@ CORE_CLASSES = {
 LM_FILES = ("megatron/training/arguments.py", "megatron/training/training_config.py")
 """Megatron-LM files with the flags that are not megatron-core fields."""
 
+LM_CLASSES = ("TrainingConfig", "CheckpointConfig")
+"""Megatron-LM's own config dataclasses (training_config.py) its flags are built from."""
+
 
 def _flag(name: str, prefix: str = "") -> str:
     # ArgumentGroupFactory._format_arg_name (megatron/training/argument_utils.py, core_v0.16.1)
@@ -146,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             "arguments_source": LM_FILES[0],
             "flags": lm_flags(arguments),
             "transformer_factory_exclude": factory_exclude(arguments),
-            "training_config": {
-                "source": LM_FILES[1],
-                "fields": class_flags(training, "TrainingConfig"),
+            "classes": {
+                name: {"source": LM_FILES[1], "fields": class_flags(training, name)}
+                for name in LM_CLASSES
             },
         }
     json.dump(out, sys.stdout, indent=1, sort_keys=True)

@@ -21,7 +21,7 @@ FIELDS = json.loads((DATA / "megatron_fields.json").read_text(encoding="utf-8"))
 def unknown_flags(words: list[str], fields: dict[str, Any]) -> list[str]:
     """Flags that are not what their recorded source field (or arguments.py) gives."""
     lm = fields["megatron_lm"]
-    classes = {**fields["classes"], "TrainingConfig": lm["training_config"]}
+    classes = {**fields["classes"], **lm["classes"]}
     bad = []
     for flag in flag_values(words):
         source = FLAG_SOURCES.get(flag)
@@ -106,6 +106,7 @@ def test_values_of_an_interleaved_zero3_plan() -> None:
     assert flags["--recompute-granularity"] == "selective"
     assert "--use-megatron-fsdp" in flags
     assert flags["--data-parallel-sharding-strategy"] == "optim_grads_params"
+    assert flags["--ckpt-format"] == "fsdp_dtensor"  # the only one Megatron FSDP writes
     assert flags["--micro-batch-size"] == "2"
     assert flags["--global-batch-size"] == "512"
     assert flags["--seq-length"] == "8192"
@@ -136,6 +137,7 @@ def test_values_of_an_interleaved_zero3_plan() -> None:
 def test_zero1_full_recompute_uneven_moe_and_fp8() -> None:
     flags = flag_values(megatron_arguments(export_of(**LAYOUTS[1])))
     assert "--use-distributed-optimizer" in flags and "--use-megatron-fsdp" not in flags
+    assert "--ckpt-format" not in flags
     assert flags["--recompute-granularity"] == "full"
     assert flags["--recompute-method"] == "uniform"
     assert flags["--recompute-num-layers"] == "1"

@@ -47,7 +47,7 @@ def unknown_toml_keys(text: str, fields: dict[str, Any]) -> list[str]:
     return bad
 
 
-LAYOUTS = [
+LAYOUTS: list[dict[str, Any]] = [
     {},
     {"pp": 1, "interleave": 1, "sharding": "none", "recompute": "full"},
     {
@@ -109,7 +109,10 @@ def test_values_of_an_interleaved_zero3_plan() -> None:
     assert flags["--training.steps"] == "1000"
     assert flags["--training.mixed_precision_param"] == "bfloat16"
     assert "--parallelism.enable-sequence-parallel" in flags
+    assert "--training.disable_cuda_graphs" in flags  # Trainer.Config: none with pp > 1
     assert words[-1] == "activation-checkpoint:selective"
+    dense = torchtitan_overrides(export_of(pp=1, interleave=1, dp=32))
+    assert "--training.disable_cuda_graphs" not in dense
 
 
 def test_uneven_stages_take_a_layer_from_the_first_and_last() -> None:
