@@ -26,7 +26,7 @@ from contract.plan_layout import ResolvedLayout, plan_document, read_document, r
 from launcher.errors import LaunchInputError
 from launcher.flags import LaunchFlags, build_mapping, default_name
 from launcher.spec import JobSpec, spec_from_mapping
-from planner.export_frameworks import framework_arguments
+from planner.export_frameworks import framework_arguments, framework_environment
 from planner.export_plan import TARGETS, ExportError, export_plan
 
 REFERENCE_TRAINER = "runtime.train"
@@ -168,6 +168,14 @@ def framework_words(
         raise LaunchInputError(f"--framework {framework}: {exc}") from None
 
 
+def _with_framework_env(flags: LaunchFlags, environment: dict[str, str]) -> LaunchFlags:
+    """The flags with the variables the framework requires for the layout (Megatron-LM's
+    CUDA_DEVICE_MAX_CONNECTIONS), except those the user sets with --env."""
+    given = {item.split("=", 1)[0] for item in flags.env}
+    extra = [f"{name}={value}" for name, value in environment.items() if name not in given]
+    return dataclasses.replace(flags, env=[*flags.env, *extra]) if extra else flags
+
+
 _FRAMEWORK_EXAMPLES = {
     "torchtitan": " (-- python -m torchtitan.train --module llama3 --config llama3_8b)",
     "megatron": " (-- pretrain_gpt.py --data-path ... --tokenizer-type ...)",
@@ -195,6 +203,7 @@ def plan_job(
     flags = flags or LaunchFlags()
     if framework is not None:
         words = framework_words(document, name, framework, flags, words, file_data)
+        flags = _with_framework_env(flags, framework_environment(export_plan(document), framework))
     else:
         flags = with_default_entrypoint(flags, file_data)
     mapping = build_mapping(file_data, flags, list(words))

@@ -28,10 +28,13 @@ def export_command(
     out: Path | None = typer.Option(None, "--out", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write a plan as torchtitan overrides (or TOML) or Megatron-LM arguments."""
-    from planner.export_frameworks import export_text
+    from planner.export_frameworks import export_text, framework_environment
     from planner.export_plan import read_export_plan
 
-    text = export_text(read_export_plan(plan_file), to, toml=toml, compile_model=compile_model)
+    export = read_export_plan(plan_file)
+    text = export_text(export, to, toml=toml, compile_model=compile_model)
+    for name, value in framework_environment(export, to).items():
+        typer.echo(f"note: {to} needs {name}={value} in the ranks' environment", err=True)
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 
 from planner import export_torchtitan
-from planner.export_megatron import megatron_arguments
+from planner.export_megatron import megatron_arguments, megatron_environment
 from planner.export_plan import TARGETS, ExportError, ExportPlan
 
 
@@ -33,6 +33,12 @@ def framework_arguments(
             "--compile: Megatron-LM has no torch.compile argument; drop --compile/--no-compile"
         )
     return megatron_arguments(export)
+
+
+def framework_environment(export: ExportPlan, target: str) -> dict[str, str]:
+    """Environment variables ``target`` requires for the plan's layout (Megatron-LM's
+    ``CUDA_DEVICE_MAX_CONNECTIONS``); torchtitan requires none."""
+    return megatron_environment(export) if _target(target) == "megatron" else {}
 
 
 def export_text(

@@ -282,6 +282,22 @@ def _model(export: ExportPlan) -> list[str]:
     return args
 
 
+MAX_CONNECTIONS_ENV = "CUDA_DEVICE_MAX_CONNECTIONS"
+"""CUDA's hardware work queues per device; Megatron-LM's validate_args (core_v0.16.1)
+asserts 1 with tensor or context parallelism (so each layer's collective is queued before
+the next GEMM, for the overlap) and more than 1 with Megatron FSDP."""
+
+
+def megatron_environment(export: ExportPlan) -> dict[str, str]:
+    """The environment Megatron-LM asserts for this plan's layout (on GPUs before
+    Blackwell): ``CUDA_DEVICE_MAX_CONNECTIONS=1`` with tp or cp > 1, unless Megatron FSDP
+    runs (which wants CUDA's default, 8)."""
+    fsdp = export.plan.layout.sharding in ("zero2", "zero3")
+    if fsdp or (export.degree("tp") == 1 and export.degree("cp") == 1):
+        return {}
+    return {MAX_CONNECTIONS_ENV: "1"}
+
+
 def megatron_arguments(export: ExportPlan) -> list[str]:
     """The Megatron-LM arguments of a plan (to follow ``pretrain_gpt.py``; data, tokenizer,
     optimizer and checkpoint flags stay the user's)."""

@@ -61,6 +61,25 @@ def test_dry_run_shows_the_entrypoint_then_the_exported_plan(cli: Any, tmp_path:
     assert f"{pretrain} --data-path d --tensor-model-parallel-size 1" in mega.out
 
 
+def test_megatron_gets_the_environment_it_asserts(cli: Any, tmp_path: Path) -> None:
+    # tp 2 without Megatron FSDP: validate_args asserts CUDA_DEVICE_MAX_CONNECTIONS=1.
+    plan = small_plan(tmp_path, dp=1, tp=2, sharding="none")
+    pretrain = tmp_path / "pretrain_gpt.py"
+    pretrain.write_text("")
+    run = cli("launch", "--plan", str(plan), "--framework", "megatron", "--dry-run", "--",
+              str(pretrain))  # fmt: skip
+    assert run.code == 0, run.err
+    assert "CUDA_DEVICE_MAX_CONNECTIONS=1 " in run.out
+    mine = cli("launch", "--plan", str(plan), "--framework", "megatron", "--dry-run",
+               "--env", "CUDA_DEVICE_MAX_CONNECTIONS=2", "--", str(pretrain))  # fmt: skip
+    assert mine.code == 0, mine.err
+    assert "CUDA_DEVICE_MAX_CONNECTIONS=2 " in mine.out and "MAX_CONNECTIONS=1 " not in mine.out
+    titan = cli("launch", "--plan", str(plan), "--framework", "torchtitan", "--dry-run", "--",
+                str(pretrain))  # fmt: skip
+    assert titan.code == 0, titan.err
+    assert "CUDA_DEVICE_MAX_CONNECTIONS" not in titan.out
+
+
 def test_framework_refusals(cli: Any, tmp_path: Path) -> None:
     plan = small_plan(tmp_path)
     run = cli("launch", "--framework", "megatron", "--dry-run", "--", "pretrain_gpt.py")

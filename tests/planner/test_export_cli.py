@@ -37,6 +37,11 @@ def test_a_planned_layout_exports_to_both(cli: Any, tmp_path: Path) -> None:
     args = shlex.split(out.read_text())
     assert args[:4] == ["--tensor-model-parallel-size", "2", "--pipeline-model-parallel-size", "2"]
     assert "--num-virtual-stages-per-pipeline-rank" in args
+    assert "CUDA_DEVICE_MAX_CONNECTIONS" not in mega.err  # Megatron FSDP: CUDA's default
+    zero1 = write_plan(tmp_path / "zero1.json", sharding="zero1")
+    note = cli("plan", "export", str(zero1), "--to", "megatron")
+    assert note.code == 0, note.err
+    assert "note: megatron needs CUDA_DEVICE_MAX_CONNECTIONS=1" in note.err
 
 
 def test_refusals_are_one_line_exit_2_and_write_nothing(cli: Any, tmp_path: Path) -> None:

@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from planner.export_megatron import ARGUMENTS_PY, FLAG_SOURCES, megatron_arguments
+from planner.export_megatron import (
+    ARGUMENTS_PY,
+    FLAG_SOURCES,
+    megatron_arguments,
+    megatron_environment,
+)
 from planner.export_plan import ExportError
 from tests.planner.export_fixtures import DATA, export_of, flag_values
 
@@ -162,6 +167,13 @@ def test_zero1_full_recompute_uneven_moe_and_fp8() -> None:
     dense = flag_values(megatron_arguments(export_of(**LAYOUTS[6])))
     assert "--sequence-parallel" not in dense and "--expert-model-parallel-size" not in dense
     assert dense["--data-parallel-sharding-strategy"] == "optim_grads"
+
+
+def test_environment_megatron_asserts() -> None:
+    assert megatron_environment(export_of(sharding="zero1")) == {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}
+    assert megatron_environment(export_of(sharding="none", tp=1, cp=2)) != {}
+    assert megatron_environment(export_of()) == {}  # Megatron FSDP wants CUDA's default
+    assert megatron_environment(export_of(sharding="none", tp=1, dp=32)) == {}
 
 
 @pytest.mark.parametrize(
