@@ -2,8 +2,10 @@
 
 The unit tests check every exported name against recorded field names; this goes further
 where the frameworks' sources are at hand: torchtitan 0.3's overrides go through tyro
-into its ``Trainer.Config`` (whose ``__post_init__`` checks them), Megatron-LM's arguments
-through its ``parse_args`` and ``validate_args``. Needs torch (this repository's venv) and,
+into its ``Trainer.Config`` (whose ``__post_init__`` checks them), the TOML through
+torchtitan 0.2's ``ConfigManager`` (``--job.config_file``; run it in a second process,
+torchtitan 0.2 on the path instead of 0.3), Megatron-LM's arguments through its
+``parse_args`` and ``validate_args``. Needs torch (this repository's venv) and,
 on extra paths, the frameworks and their light dependencies (no GPU: Megatron's device
 generation is taken as Hopper's)::
 
@@ -12,6 +14,8 @@ generation is taken as Hopper's)::
     pip install --target /tmp/mc 'megatron-core==0.16.1' --no-deps   # and six, triton, …
     python scripts/check_exports.py --torchtitan /tmp/tt --megatron-lm ~/Megatron-LM \\
         --path /tmp/ttdeps --path /tmp/mc
+    git -C torchtitan archive v0.2.2 torchtitan | tar -x -C /tmp/tt22
+    python scripts/check_exports.py --torchtitan-toml /tmp/tt22 --path /tmp/ttdeps
 
 It prints one line per layout and exits 1 if a framework refused one.
 """
@@ -57,6 +61,37 @@ def check_torchtitan(layouts: list[dict[str, Any]]) -> int:
     return failed
 
 
+def check_torchtitan_toml(layouts: list[dict[str, Any]]) -> int:
+    import tempfile
+
+    from torchtitan.config.manager import ConfigManager
+
+    from planner.export_torchtitan import torchtitan_toml
+    from tests.planner.export_fixtures import export_of
+
+    failed = 0
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "plan.toml"
+        for layout in layouts:
+            for precision in ("bf16", "fp8"):
+                training = {**layout.get("training", {}), "precision": precision}
+                export = export_of(**{**layout, "training": training})
+                path.write_text(torchtitan_toml(export, compile_model=True), encoding="utf-8")
+                try:
+                    config = ConfigManager().parse_args(["--job.config_file", str(path)])
+                except SystemExit:
+                    failed += 1
+                    print(f"torchtitan 0.2 REFUSED {layout} {precision}")
+                    continue
+                par = config.parallelism
+                print(
+                    f"torchtitan 0.2 ok {layout} {precision}: shard "
+                    f"{par.data_parallel_shard_degree} pp {par.pipeline_parallel_degree} "
+                    f"{par.pipeline_parallel_schedule} converters {config.model.converters}"
+                )
+    return failed
+
+
 def check_megatron(layouts: list[dict[str, Any]]) -> int:
     import megatron.training.arguments as arguments
 
@@ -91,17 +126,21 @@ def check_megatron(layouts: list[dict[str, Any]]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--torchtitan", type=Path, help="an unpacked torchtitan 0.3 wheel")
+    parser.add_argument("--torchtitan-toml", type=Path, help="torchtitan 0.2's source tree")
     parser.add_argument("--megatron-lm", type=Path, help="a Megatron-LM core_v0.16 checkout")
     parser.add_argument("--path", type=Path, action="append", default=[], help="extra sys.path")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    sys.path[:0] = [str(ROOT)] + [str(p) for p in (args.torchtitan, args.megatron_lm) if p]
+    trees = (args.torchtitan, args.torchtitan_toml, args.megatron_lm)
+    sys.path[:0] = [str(ROOT)] + [str(p) for p in trees if p]
     sys.path += [str(p) for p in args.path]
     from tests.planner import test_export_megatron, test_export_torchtitan
 
     failed = 0
     if args.torchtitan:
         failed += check_torchtitan(test_export_torchtitan.LAYOUTS)
+    if args.torchtitan_toml:
+        failed += check_torchtitan_toml(test_export_torchtitan.LAYOUTS)
     if args.megatron_lm:
         failed += check_megatron(test_export_megatron.LAYOUTS)
     return 1 if failed else 0
