@@ -112,3 +112,15 @@ def test_a_launched_entrypoint_receives_the_exported_plan(
         argv = json.loads((job.root / f"argv.{rank}.json").read_text())
         assert argv == ["--data-path", "d", *exported]
     assert json.loads(job.plan_json.read_text()) == json.loads(plan.read_text())
+
+
+def test_the_python_api_takes_the_framework(tmp_path: Path, script: Any) -> None:
+    from scalectl import launch
+
+    plan = small_plan(tmp_path)
+    recorder = script("recorder.py", RECORDER.replace("JOB_DIR_ENV", env.JOB_DIR_ENV))
+    job = launch(plan, framework="torchtitan", args=[str(recorder), "--module", "llama3"])
+    assert job.wait(timeout=60).value == "COMPLETED"
+    exported = framework_arguments(export_plan(json.loads(plan.read_text())), "torchtitan")
+    argv = json.loads((job.job_dir / "argv.0.json").read_text())
+    assert argv == ["--module", "llama3", *exported]
