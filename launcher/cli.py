@@ -99,11 +99,18 @@ def launch(
         help="A planner plan.json: nodes, ranks and layout from it; the reference trainer "
         "unless --module/--script or a command is given.",
     ),
+    framework: str | None = typer.Option(
+        None,
+        "--framework",
+        help="With --plan: torchtitan or megatron; the plan, exported for it, follows the "
+        "entrypoint given after --.",
+    ),
 ) -> None:
     """Launch a job from a spec file and/or flags: `scalectl launch job.yaml`,
     `scalectl launch --nodes 1:2 --nproc-per-node 2 -- python train.py --lr 1e-3`,
     `scalectl launch --module runtime.train -- --steps 50`,
-    `scalectl launch --plan plan.json -- --steps 50`."""
+    `scalectl launch --plan plan.json -- --steps 50`,
+    `scalectl launch --plan plan.json --framework torchtitan -- python -m torchtitan.train …`."""
     from launcher import api
     from launcher.cli_follow import follow_logs, print_final
     from launcher.spec import read_spec_mapping, spec_from_mapping
@@ -145,10 +152,12 @@ def launch(
             typer.echo(line)
         return
     plan_lines = None
+    if framework is not None and plan_file is None:
+        raise LaunchInputError(f"--framework {framework}: needs --plan plan.json")
     if plan_file is not None:
         from launcher.plan_launch import plan_job
 
-        planned = plan_job(Path(plan_file), flags, words, file_data, source)
+        planned = plan_job(Path(plan_file), flags, words, file_data, source, framework)
         spec, plan_lines = planned.spec, planned.text
     else:
         spec = spec_from_mapping(build_mapping(file_data, flags, words), source=source)

@@ -36,6 +36,8 @@ from contract.plan_layout import (
 from launcher.errors import LaunchInputError
 from launcher.flags import LaunchFlags, build_mapping, default_name
 from launcher.spec import JobSpec, spec_from_mapping
+from planner.export_frameworks import framework_arguments, framework_environment
+from planner.export_plan import TARGETS, ExportError, export_plan
 
 REFERENCE_TRAINER = "runtime.train"
 """The module run when the launch names no program."""
@@ -227,22 +229,66 @@ def _plan_document(plan: Any) -> tuple[dict[str, Any], str]:
     )
 
 
+def framework_words(
+    document: dict[str, Any],
+    source: str,
+    framework: str,
+    flags: LaunchFlags,
+    words: Sequence[str],
+    file_data: dict[str, Any] | None,
+) -> list[str]:
+    """``words`` (the framework's entrypoint and the user's arguments) followed by the
+    plan exported for ``framework`` (planner.export_frameworks): torchtitan's overrides
+    or Megatron-LM's arguments."""
+    if framework not in TARGETS:
+        raise LaunchInputError(f"--framework {framework}: use one of {', '.join(TARGETS)}")
+    if not (words or flags.module or flags.script or (file_data and "entrypoint" in file_data)):
+        example = _FRAMEWORK_EXAMPLES.get(framework, "")
+        raise LaunchInputError(f"--framework {framework}: name its entrypoint after --{example}")
+    try:
+        return [*words, *framework_arguments(export_plan(document, source), framework)]
+    except ExportError as exc:
+        raise LaunchInputError(f"--framework {framework}: {exc}") from None
+
+
+def _with_framework_env(flags: LaunchFlags, environment: dict[str, str]) -> LaunchFlags:
+    """The flags with the variables the framework requires for the layout (Megatron-LM's
+    CUDA_DEVICE_MAX_CONNECTIONS), except those the user sets with --env."""
+    given = {item.split("=", 1)[0] for item in flags.env}
+    extra = [f"{name}={value}" for name, value in environment.items() if name not in given]
+    return dataclasses.replace(flags, env=[*flags.env, *extra]) if extra else flags
+
+
+_FRAMEWORK_EXAMPLES = {
+    "torchtitan": " (-- python -m torchtitan.train --module llama3 --config llama3_8b)",
+    "megatron": " (-- pretrain_gpt.py --data-path ... --tokenizer-type ...)",
+}
+
+
 def plan_job(
     plan: Any,
     flags: LaunchFlags | None = None,
     words: Sequence[str] = (),
     file_data: dict[str, Any] | None = None,
     source: str = "launch flags",
+    framework: str | None = None,
 ) -> PlannedJob:
     """The JobSpec of ``scalectl launch --plan PLAN [flags] [spec file] [-- words]``.
 
     ``plan`` is a plan.json path, a planner ``Plan`` or its JSON mapping; ``flags`` are
     the launch options (nodes and ranks may override the plan's while the layout holds);
     ``words`` the trainer's arguments (or the program, as after ``--``); ``file_data``
-    a job.yaml's mapping. Raises :class:`LaunchInputError` naming the field.
+    a job.yaml's mapping. With ``framework`` (torchtitan, megatron) ``words`` name that
+    framework's entrypoint and the plan, exported for it, follows them. Raises
+    :class:`LaunchInputError` naming the field.
     """
     document, name = _plan_document(plan)
-    flags = with_default_entrypoint(flags or LaunchFlags(), file_data)
+    flags = flags or LaunchFlags()
+    if framework is not None:
+        words = framework_words(document, name, framework, flags, words, file_data)
+        flags = _with_framework_env(flags, framework_environment(export_plan(document), framework))
+    else:
+        flags = with_default_entrypoint(flags, file_data)
     mapping = build_mapping(file_data, flags, list(words))
     prefix = "--plan " if name != "plan" else ""
     mapping, resolved = apply_plan_document(document, name, mapping, flags, prefix=prefix)

@@ -168,13 +168,17 @@ def launch(
     env: Mapping[str, str] | None = None,
     max_restarts: int | None = None,
     jobs_root: str | Path | None = None,
+    framework: str | None = None,
 ) -> Job:
     """Launch ``plan`` (a Plan, its JSON mapping or a plan.json path) as
     ``scalectl launch --plan`` does: nodes and ranks from the plan's cluster (``nodes``,
     ``procs_per_node`` may override while the layout holds; ``nodes="1:2"`` makes dp
     elastic with tp kept, as ``--nodes MIN:MAX``), the reference trainer unless
-    ``module``/``script`` names your program, ``args`` its arguments. Bad input raises
-    ``LaunchInputError`` naming the field, before anything is created."""
+    ``module``/``script`` names your program, ``args`` its arguments. With ``framework``
+    (torchtitan, megatron) ``args`` (or ``module``/``script`` and ``args``) name that
+    framework's entrypoint and the plan, exported for it, follows (``launch --plan
+    --framework``). Bad input raises ``LaunchInputError`` naming the field, before
+    anything is created."""
     flags = LaunchFlags(
         backend=backend,
         name=name,
@@ -186,7 +190,7 @@ def launch(
         max_restarts=max_restarts,
         jobs_root=None if jobs_root is None else str(jobs_root),
     )
-    spec = plan_job(plan, flags, list(args), source="scalectl.launch").spec
+    spec = plan_job(plan, flags, list(args), source="scalectl.launch", framework=framework).spec
     with Store() as store:
         record = api.launch(spec, store)
     return Job(record.id, Path(record.job_dir))

@@ -14,6 +14,7 @@ import typer
 from planner.cli_capacity import capacity_command
 from planner.cli_catalog import gpus_command, models_command
 from planner.cli_estimate import estimate_command
+from planner.cli_export import export_command
 from planner.cli_search import search_command
 from planner.cli_validate import validate_command
 
@@ -30,6 +31,7 @@ plan_app.command("capacity")(capacity_command)
 plan_app.command("gpus")(gpus_command)
 plan_app.command("models")(models_command)
 plan_app.command("validate")(validate_command)
+plan_app.command("export")(export_command)
 
 
 def register(app: typer.Typer) -> None:
