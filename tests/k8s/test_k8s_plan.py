@@ -46,10 +46,16 @@ def _dry_run(cli: Any, tmp_path: Path, flavor: str, *flags: str) -> list[dict[st
     run = cli("launch", str(spec), "--plan", str(plan), *flags, "--dry-run",
               "--", "--steps", "10")  # fmt: skip
     assert run.code == 0, run.err
-    plan_lines = [ln for ln in run.out.splitlines() if ln.startswith("plan: ")]
-    assert plan_lines[0].startswith("plan: layout dp2 tp2 pp1 cp1 zero3 mb2")
-    assert "tokens per step 256; grad accum 2" in plan_lines[0]
-    body = run.out.split("\n", len(plan_lines))[-1]
+    lines = run.out.splitlines()
+    # The plan lines come first, broken at 80 columns (continuations indented).
+    head = 0
+    while head < len(lines) and lines[head].startswith(("plan: ", "      ")):
+        head += 1
+    plan_lines = " ".join(ln.strip() for ln in lines[:head]).replace(" plan: ", "\nplan: ")
+    first = plan_lines.splitlines()[0]
+    assert first.startswith("plan: layout dp2 tp2 pp1 cp1 zero3 mb2")
+    assert "tokens per step 256; grad accum 2" in first
+    body = "\n".join(lines[head:])
     with Store() as store:
         assert store.list_jobs() == []
     return [d for d in yaml.safe_load_all(body) if d]
