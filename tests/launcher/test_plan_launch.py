@@ -262,3 +262,36 @@ def test_gpu_check_builds_its_jobs_by_the_plan_path() -> None:
         assert spec.args[:2] == ["--steps", str(config["steps"])]
         assert (FAULTS_ENV in spec.env) == bool(config.get("faults"))
         assert spec.max_restarts == (3 if config.get("faults") else 0)
+
+
+@pytest.mark.slow
+def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
+    cli: Any, tmp_path: Path
+) -> None:
+    """Issue 18's hand-off: ``plan estimate --pp 2 --interleave 2 --dp 2 --out`` on a
+    4-layer model, then ``launch --plan -f``: the trainer runs the interleaved pipeline the
+    plan holds, evaluates through it, and reports the layout the plan says."""
+    from tiny_plans import TINY_LLAMA, search_args
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({**TINY_LLAMA, "num_hidden_layers": 4}))
+    plan = tmp_path / "p.json"
+    made = cli("plan", "estimate", "--model", str(config), *search_args(4), "--pp", "2",
+               "--interleave", "2", "--dp", "2", "--out", str(plan))  # fmt: skip
+    assert made.code == 0, made.err
+    run = cli("launch", "--plan", str(plan), "-f", "--", "--steps", "4", "--eval-every", "2")
+    assert run.code == 0, run.out + run.err
+    with Store() as store:
+        record = store.get(job_id_from(run.out))
+    assert record is not None
+    job = JobDir(record.job_dir)
+    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    assert (applied["pp"], applied["interleave"], applied["schedule"]) == (2, 2, "1f1b")
+    assert (applied["dp_shard"], applied["world_size"], applied["grad_accum"]) == (2, 4, 2)
+    steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(r["loss"] > 0 for r in steps)
+    assert [r["eval_loss"] for r in steps if "eval_loss" in r]  # evaluated through the stages
+    shown = cli("jobs", "--json")
+    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
+    assert mine["plan"]["layout_check"]["differs"] == []
