@@ -181,6 +181,8 @@ class PlanStep(_Section):
     """Tokens per second, the whole job."""
     mfu: float | None = None
     """Model FLOPs utilisation, 0..1."""
+    bubble_fraction: float | None = None
+    """Share of the step the pipeline's busiest stage idles (0 without a pipeline)."""
     gpu_power_w: float | None = None
     """Mean power per GPU during the step, watts (plans before it existed lack it)."""
 
@@ -304,11 +306,20 @@ def against_plan(
     step_time_s: float | None,
     tokens_per_s: float | None,
     gpus_measured: int | None,
+    bubble_fraction: float | None = None,
 ) -> dict[str, float | None]:
     """The plan's step time, throughput and MFU beside the measured ones, with ratios
-    (measured / planned): what ``scalectl jobs --json`` shows under ``plan``."""
+    (measured / planned): what ``scalectl jobs --json`` shows under ``plan``; for a
+    pipeline, the planned bubble beside the one a rank measured."""
     step = plan.step
+    bubble: dict[str, float | None] = {}
+    if (plan.layout.pp or 1) > 1:
+        bubble = {
+            "bubble_fraction": step.bubble_fraction,
+            "bubble_fraction_measured": bubble_fraction,
+        }
     return {
+        **bubble,
         "step_time_s": step.time_s,
         "step_time_ratio": ratio(step_time_s, step.time_s),
         "tokens_per_s": step.tokens_per_s,

@@ -137,6 +137,8 @@ def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | Non
         return {"error": str(exc)}
     return {
         "layout": plan.layout_text(),
-        **against_plan(plan, snap.step_time_s, snap.tokens_per_s, snap.world_size),
+        **against_plan(
+            plan, snap.step_time_s, snap.tokens_per_s, snap.world_size, snap.bubble_fraction
+        ),
         "layout_check": check_layout(plan, last_layout_applied(read_events(job))).json(),
     }

@@ -43,6 +43,9 @@ class ProgressSnapshot:
     """Largest ``max_rss_mib`` any rank reported (peak resident memory of one rank)."""
     ts: float | None = None
     """Time of the newest record, seconds since the epoch."""
+    bubble_fraction: float | None = None
+    """Median share of a step the reporting rank idled in its pipeline schedule (pipelined
+    reference-trainer jobs only)."""
 
 
 def read_progress(job_dir: JobDir | Path) -> ProgressSnapshot:
@@ -85,6 +88,7 @@ def summarise(
         ranks_reporting=ranks_reporting,
         max_rss_mib=max_rss_mib,
         ts=finite(last.get("ts")),
+        bubble_fraction=_median([finite(r.get("bubble_fraction")) for r in lead]),
     )
 
 

@@ -304,6 +304,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             grad_norm=result.grad_norm,
             tokens_per_s=tokens_per_s,
             compute_s=round(result.compute_s, 6),
+            **self._pipeline_fields(),
             **self.memory_fields(),
             **({"eval_loss": eval_loss} if eval_loss is not None else {}),
         )
@@ -315,6 +316,11 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
                 + (f" held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
             )
         return result, eval_loss
+
+    def _pipeline_fields(self) -> dict[str, float]:
+        """The measured pipeline bubble of this rank's last step (pipelines only)."""
+        bubble = self.pipeline.bubble_fraction if self.pipeline is not None else None
+        return {} if bubble is None else {"bubble_fraction": round(bubble, 4)}
 
     def run(self) -> int:
         cfg = self.cfg

@@ -21,8 +21,9 @@ the micro-batches' gradients (``scale_grads``), as the unpipelined loop does.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,12 @@ class Pipeline:
     """This rank feeds the token ids (holds virtual stage 0)."""
     has_last: bool
     """This rank computes the loss (holds the last virtual stage)."""
+    busy_s: list[float] = field(default_factory=lambda: [0.0])
+    """Seconds this rank's stages spent computing (forward, backward) since the last
+    :meth:`step` began; the schedule's own waits for other stages are outside."""
+    bubble_fraction: float | None = None
+    """Share of the last step's schedule this rank idled (waiting for other stages): the
+    pipeline bubble as measured here, beside the planner's ``step.bubble_fraction``."""
 
     def modules(self) -> list[StageModule]:
         return [module for _, module in self.stages]
@@ -157,7 +164,11 @@ class Pipeline:
         rank, 0 elsewhere."""
         losses: list[torch.Tensor] = []
         inputs = (tokens,) if self.has_first else ()
+        self.busy_s[0] = 0.0
+        start = time.perf_counter()
         self.schedule.step(*inputs, target=targets if self.has_last else None, losses=losses)
+        wall = time.perf_counter() - start
+        self.bubble_fraction = max(0.0, 1.0 - self.busy_s[0] / wall) if wall > 0 else None
         if not losses:
             return torch.zeros((), device=tokens.device)
         return torch.stack([_plain(loss.detach()).float() for loss in losses]).sum()
@@ -198,9 +209,12 @@ def build_pipeline(
     count = pp * interleave
     group = pp_mesh.get_group()
     torch_stages: list[Any] = []
+    busy = [0.0]
     for index, module in stages:
         prepare(module)
-        torch_stages.append(PipelineStage(module, index, count, device, group=group))
+        stage = PipelineStage(module, index, count, device, group=group)
+        _time_compute(stage, busy)
+        torch_stages.append(stage)
     scheduled: PipelineScheduleSingle | PipelineScheduleMulti
     if interleave > 1:
         scheduled = ScheduleInterleaved1F1B(torch_stages, micro_batches, loss_fn=loss_fn)
@@ -208,7 +222,29 @@ def build_pipeline(
         kind: Any = ScheduleGPipe if schedule == "gpipe" else Schedule1F1B
         scheduled = kind(torch_stages[0], micro_batches, loss_fn=loss_fn)
     ids = [index for index, _ in stages]
-    return Pipeline(stages, scheduled, has_first=0 in ids, has_last=count - 1 in ids)
+    return Pipeline(stages, scheduled, has_first=0 in ids, has_last=count - 1 in ids, busy_s=busy)
+
+
+_COMPUTE_METHODS = ("forward_one_chunk", "backward_one_chunk", "backward_weight_one_chunk")
+"""The stage's methods that compute a micro-batch; the schedules post and wait for the
+sends and receives around them (torch/distributed/pipelining/schedules.py)."""
+
+
+def _time_compute(stage: Any, busy: list[float]) -> None:
+    """Add the time each compute call of ``stage`` takes to ``busy[0]``."""
+    for name in _COMPUTE_METHODS:
+        method = getattr(stage, name, None)
+        if method is None:
+            continue
+
+        def timed(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                busy[0] += time.perf_counter() - start
+
+        setattr(stage, name, timed)
 
 
 class StageGroup(nn.Module):

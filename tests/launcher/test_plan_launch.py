@@ -292,6 +292,10 @@ def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     assert all(r["loss"] > 0 for r in steps)
     assert [r["eval_loss"] for r in steps if "eval_loss" in r]  # evaluated through the stages
+    # Each rank measures the share of its schedule it idled: the pipeline bubble.
+    assert all(0.0 <= r["bubble_fraction"] < 1.0 for r in steps)
     shown = cli("jobs", "--json")
     (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
     assert mine["plan"]["layout_check"]["differs"] == []
+    planned, measured = mine["plan"]["bubble_fraction"], mine["plan"]["bubble_fraction_measured"]
+    assert 0.0 < planned < 1.0 and measured is not None
