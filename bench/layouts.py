@@ -110,6 +110,10 @@ class Measured:
     """Steps that median is over."""
     peak_rss_mib: float
     """Largest peak resident memory of any rank, MiB."""
+    forward_s: float = 0.0
+    """Largest median over the ranks of the blocks' forward time (``compute_s`` of the
+    progress records: the rank's own forward, FSDP's all-gather waits left out, TP's
+    collectives inside a block left in), s."""
 
 
 @dataclass
@@ -132,28 +136,36 @@ class Row:
     """Printed after the figures."""
     breakdown: dict[str, float] = field(default_factory=dict)
     """The predicting plan's step-time terms (``Estimate.step.breakdown``), s."""
+    raw_breakdown: dict[str, float] = field(default_factory=dict)
+    """The terms of the plan on the calibrated CPU alone, when a profile predicted."""
+
+
+def _median_after(records: Sequence[Mapping[str, Any]], key: str, skip: int) -> list[float]:
+    return [
+        float(r[key])
+        for r in records
+        if isinstance(r.get("step"), int)
+        and r["step"] > skip
+        and isinstance(r.get(key), int | float)
+    ]
 
 
 def steady_step(records_by_rank: Mapping[str, Sequence[Mapping[str, Any]]], skip: int) -> Measured:
-    """Median step time after ``skip`` warm-up steps of the slowest rank, and the largest
-    peak RSS any rank reported; ValueError when no rank has a step past the warm-up."""
+    """Median step time after ``skip`` warm-up steps of the slowest rank, the largest peak
+    RSS and forward time of any rank; ValueError when no rank has a step past the warm-up."""
     medians: list[tuple[float, int]] = []
-    peak = 0.0
+    peak = forward = 0.0
     for records in records_by_rank.values():
-        times = [
-            float(r["step_time_s"])
-            for r in records
-            if isinstance(r.get("step"), int)
-            and r["step"] > skip
-            and isinstance(r.get("step_time_s"), int | float)
-        ]
+        times = _median_after(records, "step_time_s", skip)
         if times:
             medians.append((statistics.median(times), len(times)))
+        compute = _median_after(records, "compute_s", skip)
+        forward = max(forward, statistics.median(compute) if compute else 0.0)
         peak = max([peak, *(float(r["max_rss_mib"]) for r in records if "max_rss_mib" in r)])
     if not medians:
         raise ValueError(f"no progress record past the first {skip} (warm-up) steps")
     step_s, used = max(medians)
-    return Measured(step_s, used, peak)
+    return Measured(step_s, used, peak, forward)
 
 
 def _ratio_text(measured: float, predicted: float) -> str:
@@ -177,13 +189,14 @@ def format_row(row: Row) -> str:
     if row.raw_s is not None:
         raw = _ratio_text(m.step_time_s, row.raw_s).strip()
         notes.insert(0, f"uncalibrated {row.raw_s * 1e3:.1f} ms ({raw})")
-    notes.append(f"rss {m.peak_rss_mib:,.0f} MiB, {m.steps_used} steps")
+    notes.append(f"fwd {m.forward_s * 1e3:.1f} ms; rss {m.peak_rss_mib:,.0f} MiB")
     return (
         f"{row.name:<20} {row.predicted_s * 1e3:7.1f}ms {m.step_time_s * 1e3:5.1f}ms "
         f"{_ratio_text(m.step_time_s, row.predicted_s)} {rel}  "
         f"{row.predicted_mib:6.1f}Mi {above:5.1f}Mi {_ratio_text(above, row.predicted_mib)}  "
         + "; ".join(notes)
         + (f"\n{'':<21}{terms_text(row.breakdown)}" if row.breakdown else "")
+        + (f"\n{'':<21}uncalibrated {terms_text(row.raw_breakdown)}" if row.raw_breakdown else "")
     )
 
 
@@ -338,8 +351,26 @@ def _fit(fitted: list[tuple[Case, Path, Any, Measured]], floor: float, base: flo
         calibrated = plan_case(case, profile.accelerator, plan.estimate.train.steps)
         row = _row(case, calibrated, measured, floor, base)
         row.raw_s, row.notes = plan.estimate.step.time_s, ["fit (in-sample)"]
+        row.raw_breakdown = dict(plan.estimate.step.breakdown)
         print(format_row(row), flush=True)
     return profile
+
+
+def _baseline(
+    case: Case, one: Any, args: argparse.Namespace, floor: float, first: float | None
+) -> float:
+    """Run and print the one-process baseline; its measured step time, s. ``first``: the
+    step time of the same baseline earlier in the run (this run is the repeat)."""
+    plan = plan_case(case, one, args.steps)
+    _, measured = run_job(case, plan, args.skip)
+    row = _row(case, plan, measured, floor, first)
+    if first is None:
+        row.notes.append("baseline, calibrated CPU, no profile")
+    else:
+        row.name += " again"
+        row.notes.append("the baseline repeated at the end ('vs 1p': its drift)")
+    print(format_row(row), flush=True)
+    return measured.step_time_s
 
 
 def run(args: argparse.Namespace, profile: Any) -> None:
@@ -359,14 +390,8 @@ def run(args: argparse.Namespace, profile: Any) -> None:
     print(HEADER, flush=True)
     base: dict[bool, float] = {}
     for case in (BASELINE, GPT_BASELINE):
-        if case.gpt and not any(c.gpt for c in cases):
-            continue
-        plan = plan_case(case, one, args.steps)
-        _, measured = run_job(case, plan, args.skip)
-        base[case.gpt] = measured.step_time_s
-        row = _row(case, plan, measured, floor, None)
-        row.notes.append("baseline, calibrated CPU, no profile")
-        print(format_row(row), flush=True)
+        if not case.gpt or any(c.gpt for c in cases):
+            base[case.gpt] = _baseline(case, one, args, floor, None)
     planned_on = cpu if profile is None else profile.accelerator
     fitted: list[tuple[Case, Path, Any, Measured]] = []
     for case in cases:
@@ -382,8 +407,11 @@ def run(args: argparse.Namespace, profile: Any) -> None:
         _, measured = run_job(case, plan, args.skip)
         row = _row(case, plan, measured, floor, base[case.gpt])
         if planned_on is not cpu:
-            row.raw_s = plan_case(case, cpu, args.steps).estimate.step.time_s
+            raw = plan_case(case, cpu, args.steps).estimate.step
+            row.raw_s, row.raw_breakdown = raw.time_s, dict(raw.breakdown)
         print(format_row(row), flush=True)
+    # The machine's load drifts over minutes: the baseline again shows by how much.
+    _baseline(BASELINE, one, args, floor, base[False])
     print(f"# wall time {time.monotonic() - start:.0f} s", flush=True)
 
 

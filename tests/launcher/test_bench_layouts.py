@@ -100,16 +100,21 @@ def test_the_table_covers_the_parity_layouts_and_fits_on_two_of_them() -> None:
 
 
 def test_step_time_is_the_slowest_ranks_median_after_warm_up() -> None:
-    def records(times: list[float], rss: float) -> list[dict[str, Any]]:
-        return [{"step": i + 1, "step_time_s": t, "max_rss_mib": rss} for i, t in enumerate(times)]
+    def records(times: list[float], forward: list[float], rss: float) -> list[dict[str, Any]]:
+        return [
+            {"step": i + 1, "step_time_s": t, "compute_s": f, "max_rss_mib": rss}
+            for i, (t, f) in enumerate(zip(times, forward, strict=True))
+        ]
 
     ranks = {
-        "0": records([9.0, 9.0, 0.10, 0.30, 0.20], 300.0),
-        "1": records([9.0, 9.0, 0.40, 0.50, 0.45], 310.0),
+        "0": records([9.0, 9.0, 0.10, 0.30, 0.20], [5.0, 5.0, 0.07, 0.06, 0.08], 300.0),
+        "1": records([9.0, 9.0, 0.40, 0.50, 0.45], [5.0, 5.0, 0.05, 0.03, 0.04], 310.0),
     }
     ranks["1"].append({"step": 6, "loss": 1.0})  # a record without a step time
     measured = bench.steady_step(ranks, skip=2)
-    assert measured == bench.Measured(step_time_s=0.45, steps_used=3, peak_rss_mib=310.0)
+    assert measured == bench.Measured(
+        step_time_s=0.45, steps_used=3, peak_rss_mib=310.0, forward_s=0.07
+    )
     with pytest.raises(ValueError, match="first 5"):
         bench.steady_step(ranks, skip=5)
 
@@ -118,22 +123,26 @@ def test_report_line_shows_measured_over_predicted() -> None:
     row = bench.Row(
         name="dp2 tp2 sp",
         predicted_s=0.100,
-        measured=bench.Measured(step_time_s=0.250, steps_used=10, peak_rss_mib=370.0),
+        measured=bench.Measured(
+            step_time_s=0.250, steps_used=10, peak_rss_mib=370.0, forward_s=0.0301
+        ),
         predicted_mib=10.0,
         floor_mib=270.0,
         baseline_s=0.125,
         raw_s=0.050,
         notes=["fit (in-sample)"],
         breakdown={"gemm_s": 0.040, "tp_comm_s": 0.060, "cp_comm_s": 0.0},
+        raw_breakdown={"gemm_s": 0.050},
     )
-    line, terms = bench.format_row(row).split("\n")
+    line, terms, raw_terms = bench.format_row(row).split("\n")
     fields = line.split()
     # step: 100 ms planned, 250 ms measured, 2.5x, 2x the one-process run
     assert fields[3:7] == ["100.0ms", "250.0ms", "2.50", "2.00"]
     # memory: 10 MiB planned, 370 - 270 = 100 MiB above the floor measured, 10x
     assert fields[7:10] == ["10.0Mi", "100.0Mi", "10.00"]
-    assert "uncalibrated 50.0 ms (5.00); fit (in-sample); rss 370 MiB, 10 steps" in line
+    assert "uncalibrated 50.0 ms (5.00); fit (in-sample); fwd 30.1 ms; rss 370 MiB" in line
     assert terms.strip() == "plan terms (ms): gemm 40.0 + tp_comm 60.0"
+    assert raw_terms.strip() == "uncalibrated plan terms (ms): gemm 50.0"
     baseline = bench.format_row(bench.Row("1 process", 0.2, row.measured, 10.0, 270.0))
     assert baseline.split()[4:6] == ["1.25", "-"]
     assert bench.HEADER.split()[0] == "layout"
@@ -171,4 +180,5 @@ def test_smoke_one_layout_two_steps_through_scalectl_launch(
     assert measured.peak_rss_mib > 100  # a rank with torch loaded
     assert (job_dir / "plan.json").is_file()
     line = bench.format_row(bench.Row(case.name, 0.1, measured, bench.state_mib(plan), 0.0))
-    assert line.startswith("dp4 zero3") and "2 steps" in line
+    assert line.startswith("dp4 zero3") and f"rss {measured.peak_rss_mib:,.0f} MiB" in line
+    assert measured.forward_s > 0  # the trainer's per-block forward timing reached the record
