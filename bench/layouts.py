@@ -254,9 +254,9 @@ def framework_floor_mib() -> float:
 
 
 CALIBRATIONS = 3
-"""Calibrations per thread count, each rate their median: on 2 shared cores a 2-thread
-matmul or attention timing can come out 10-100x slow when another process takes a core
-(seen while writing this bench), and one such timing would make the plan meaningless."""
+"""Calibrations per thread count, each rate their median: on 2 shared cores one matmul or
+attention timing can come out several times slow when another process takes a core, and
+one such timing would skew the plan."""
 
 
 def calibrated_cpu(ranks: int) -> tuple[Any, Any]:
@@ -378,8 +378,10 @@ def run(args: argparse.Namespace, profile: Any) -> None:
     start = time.monotonic()
     cases = selected(args.only, args.raw, profile is not None)
     floor = framework_floor_mib()
-    cpu, cal = calibrated_cpu(RANKS)
+    # The one-process (all cores) calibration first: after torch.set_num_threads(1), going
+    # back to 2 threads in the same process measured 2-60 GFLOP/s instead of ~150 here.
     one, cal_one = calibrated_cpu(1)
+    cpu, cal = calibrated_cpu(RANKS)
     print(
         f"# this CPU: {cal.gemm_tflops * 1e3:.1f} GFLOP/s fp32 matmul at {cal.threads} "
         f"thread(s)/rank ({cal_one.gemm_tflops * 1e3:.1f} at {cal_one.threads}), "
