@@ -18,7 +18,9 @@ are planned with the profile before they run. ``--profile FILE`` uses a profile 
 
 Baseline, measured first in the same run: one process training the same global batch
 (micro-batch 2, 4 accumulation steps, all of the machine's cores); every layout's
-measured step time is also shown relative to it.
+measured step time is also shown relative to it, and it runs again at the end to show
+how far the machine's load drifted meanwhile. ~3 minutes on the 2-core dev machine when
+it is quiet, 7-10 when other work shares it (figures: bench/RESULTS.md).
 
 Memory: the planner's per-GPU memory is weights + gradients + optimizer + activations,
 plus an 'other' term that is a GPU's CUDA context and NCCL buffers; on a CPU the
@@ -253,16 +255,18 @@ def framework_floor_mib() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-CALIBRATIONS = 3
-"""Calibrations per thread count, each rate their median: on 2 shared cores one matmul or
-attention timing can come out several times slow when another process takes a core, and
-one such timing would skew the plan."""
+CALIBRATIONS = 5
+"""Calibrations per thread count; each rate is the fastest of them, as cpu_calibration
+takes the fastest of its timings: what the machine delivers between interruptions. On
+this 2-vCPU VM most 2-thread matmul timings came out 2.3-2.9 GFLOP/s against 150-290 in
+the others (18 timings in 6 processes at load average ~2), while 1-thread ones stayed at
+150-175; a median of 3 was still ~60x slow in some runs."""
 
 
 def calibrated_cpu(ranks: int) -> tuple[Any, Any]:
     """(AcceleratorSpec, Calibration): this CPU measured with one rank's share of the cores
     when ``ranks`` ranks share it, at the model's shapes (as ``make run`` does); every
-    rate the median of ``CALIBRATIONS`` calibrations."""
+    rate the fastest of ``CALIBRATIONS`` calibrations."""
     from cpu_calibration import accelerator_fields, calibrate
 
     import planner
@@ -290,7 +294,7 @@ def calibrated_cpu(ranks: int) -> tuple[Any, Any]:
     rates = ("gemm_tflops", "attention_fwd_tflops", "attention_bwd_tflops", "memory_gb_s",
              "loopback_gb_s")  # fmt: skip
     cal = dataclasses.replace(
-        runs[0], **{name: statistics.median(getattr(r, name) for r in runs) for name in rates}
+        runs[0], **{name: max(getattr(r, name) for r in runs) for name in rates}
     )
     return planner.AcceleratorSpec(**accelerator_fields(cal)), cal
 
@@ -375,11 +379,13 @@ def _baseline(
 
 def run(args: argparse.Namespace, profile: Any) -> None:
     """Calibrate, run the baseline(s), then every selected layout; print as they end."""
+    from planner.profile import profiled_accelerator
+
     start = time.monotonic()
     cases = selected(args.only, args.raw, profile is not None)
     floor = framework_floor_mib()
-    # The one-process (all cores) calibration first: after torch.set_num_threads(1), going
-    # back to 2 threads in the same process measured 2-60 GFLOP/s instead of ~150 here.
+    # The one-process (all cores) rates first, with torch's default threads untouched:
+    # the 2-thread rates are the fragile ones here (see CALIBRATIONS).
     one, cal_one = calibrated_cpu(1)
     cpu, cal = calibrated_cpu(RANKS)
     print(
@@ -389,12 +395,13 @@ def run(args: argparse.Namespace, profile: Any) -> None:
         f"framework floor {floor:,.0f} MiB; {args.steps} steps, first {args.skip} left out",
         flush=True,
     )
+    # A --profile fitted for another accelerator (a GPU's) is refused, as `plan --profile`.
+    planned_on = cpu if profile is None else profiled_accelerator(profile, cpu)
     print(HEADER, flush=True)
     base: dict[bool, float] = {}
     for case in (BASELINE, GPT_BASELINE):
         if not case.gpt or any(c.gpt for c in cases):
             base[case.gpt] = _baseline(case, one, args, floor, None)
-    planned_on = cpu if profile is None else profile.accelerator
     fitted: list[tuple[Case, Path, Any, Measured]] = []
     for case in cases:
         if case.name in FIT_LAYOUTS and not args.raw and profile is None:
@@ -455,7 +462,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     with tempfile.TemporaryDirectory() as home:
         os.environ[HOME_ENV] = home
-        run(args, profile)
+        try:
+            run(args, profile)
+        except PlanInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
