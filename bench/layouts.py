@@ -258,9 +258,9 @@ def framework_floor_mib() -> float:
 CALIBRATIONS = 5
 """Calibrations per thread count; each rate is the fastest of them, as cpu_calibration
 takes the fastest of its timings: what the machine delivers between interruptions. On
-this 2-vCPU VM most 2-thread matmul timings came out 2.3-2.9 GFLOP/s against 150-290 in
-the others (18 timings in 6 processes at load average ~2), while 1-thread ones stayed at
-150-175; a median of 3 was still ~60x slow in some runs."""
+this 2-vCPU VM 15 of 18 2-thread matmul timings (6 fresh processes, load average ~2)
+came out 2.3-2.8 GFLOP/s against 150-305 undisturbed, while 1-thread ones stayed at
+150-175; a median of 3 calibrations was still ~60x slow in some runs."""
 
 
 def calibrated_cpu(ranks: int) -> tuple[Any, Any]:
