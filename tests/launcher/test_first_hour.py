@@ -130,3 +130,14 @@ def test_restart_budget_default_is_3_for_the_reference_trainer_only(
 def test_launch_help_states_the_restart_default(cli) -> None:
     out = " ".join(cli("launch", "--help").out.replace("│", " ").split())
     assert "default: 3 for the reference trainer" in out
+
+
+def test_summary_lines_say_restart_causes_in_words() -> None:
+    from runtime.agent.summary import format_summary
+
+    summary = {
+        "goodput": 0.5, "wall_s": 10.0, "productive_s": 5.0, "final_step": 8, "steps_lost": 2,
+        "restarts": 1, "restarts_by_cause": {"signal": 1}, "faults": [], "energy": {},
+    }  # fmt: skip
+    text = format_summary(summary)
+    assert "restarts 1 (signal 1)" in text and "{" not in text

@@ -79,3 +79,22 @@ def test_a_config_has_one_name_however_its_path_is_written(tmp_path: Path, monke
     assert names == {"tiny"}
     (folder / "config.json").write_text(json.dumps({**cfg, "_name_or_path": "org/My-Model"}))
     assert load_hf_config("config.json").name == "My-Model"
+
+
+def test_the_search_leaves_memory_headroom_by_default_and_says_why(cli) -> None:
+    from planner.layout_search import SearchConstraints
+    from planner.margins import DEFAULT_MEMORY_HEADROOM
+
+    assert SearchConstraints().memory_headroom == DEFAULT_MEMORY_HEADROOM == 0.05
+    help_text = " ".join(cli("plan", "search", "--help").out.replace("│", " ").split())
+    assert "the default 5 % covers the allocator's fragmentation" in help_text
+    # README's 405B example: the best layout keeps the 5 % free (76 of 80 GiB).
+    import json
+
+    result = cli(
+        "plan", "search", "--model", "llama3-405b", "--gpu", "H100", "--gpus", "16k",
+        "--seq-len", "8k", "--global-batch-tokens", "16M", "--tokens", "15.6T", "--json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    best = json.loads(result.out)[0]
+    assert best["memory_gib"]["total"] <= 0.95 * best["memory_gib"]["capacity"]
