@@ -58,6 +58,12 @@ class AcceleratorSpec(BaseModel):
     """Best achievable fraction of the BF16 peak for large GEMMs (MAMF / spec)."""
     fp8_gemm_efficiency: float | None = Field(default=None, gt=0, le=1)
     """Same for FP8 GEMMs; None means gemm_efficiency."""
+    gemm_mn_half: float | None = Field(default=None, gt=0)
+    """Output dimension (M or N) at which this accelerator's GEMMs reach half the best-case
+    rate (planner.formulas.kernels.gemm_shape_factor), fitted from its measured GEMM table
+    (data/gemm_measured.yaml, scripts/fit_gemm_shape.py); None: constants.yaml gemm_mn_half."""
+    gemm_k_half: float | None = Field(default=None, gt=0)
+    """Same for the reduction dimension K; None: constants.yaml gemm_k_half."""
     sustained_clock_fraction: float = Field(default=1.0, gt=0, le=1)
     """Compute rate under hours of full load relative to the burst rate behind the
     efficiencies above (power-capped GPUs settle below boost clock); 1 for measured rates."""

@@ -76,6 +76,8 @@ class Inputs(NamedTuple):
     step_overhead_s: Any
     host_bytes_s: Any
     node_host_memory_gib: Any
+    gemm_mn_half: Any
+    gemm_k_half: Any
     # cluster
     gpus: Any
     gpus_per_node: Any
@@ -204,6 +206,8 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
         "step_overhead_s": float(acc.step_overhead_s),
         "host_bytes_s": acc.host_link_gb_s * GIGA,
         "node_host_memory_gib": float(acc.node_host_memory_gib),
+        "gemm_mn_half": float(acc.gemm_mn_half or constants().gemm_mn_half),
+        "gemm_k_half": float(acc.gemm_k_half or constants().gemm_k_half),
     }
 
 

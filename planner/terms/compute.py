@@ -14,10 +14,10 @@ from planner.inputs import Constants, Inputs
 from planner.terms.shapes import Shapes
 
 
-def gemm(s: Shapes, c: Constants, m: Any, n: Any, k: Any, count: Any = 1.0) -> Any:
+def gemm(x: Inputs, s: Shapes, m: Any, n: Any, k: Any, count: Any = 1.0) -> Any:
     """Seconds of ``count`` (m x k)@(k x n) GEMMs at the training precision."""
     return kernels.gemm_time(
-        m, n, k, count, s.peak_gemm, s.eff_gemm, s.mem_bw, s.ab, c.gemm_mn_half, c.gemm_k_half
+        m, n, k, count, s.peak_gemm, s.eff_gemm, s.mem_bw, s.ab, x.gemm_mn_half, x.gemm_k_half
     )
 
 
@@ -32,15 +32,15 @@ def moe_mlp_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     e = s.expert_tp
     shared_w = maximum(x.shared_ffn, 1.0)
     return (
-        gemm(s, c, expert_tokens, (1 + x.gated) * x.moe_ffn / e, x.hidden, local_experts)
-        + gemm(s, c, expert_tokens, x.hidden, x.moe_ffn / e, local_experts)
+        gemm(x, s, expert_tokens, (1 + x.gated) * x.moe_ffn / e, x.hidden, local_experts)
+        + gemm(x, s, expert_tokens, x.hidden, x.moe_ffn / e, local_experts)
         + where(
             x.shared_ffn > 0,
-            gemm(s, c, tokens, (1 + x.gated) * shared_w / x.tp, x.hidden)
-            + gemm(s, c, tokens, x.hidden, shared_w / x.tp),
+            gemm(x, s, tokens, (1 + x.gated) * shared_w / x.tp, x.hidden)
+            + gemm(x, s, tokens, x.hidden, shared_w / x.tp),
             0.0,
         )
-        + gemm(s, c, tokens, x.experts, x.hidden)
+        + gemm(x, s, tokens, x.experts, x.hidden)
     )
 
 
@@ -48,10 +48,10 @@ def layer_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     """Forward GEMMs of one layer: QKV, output projection, MLP (GELU: 2 matrices, SwiGLU:
     3; Shazeer 2020), each column/row split by TP (Shoeybi et al. 2019, Sec. 3)."""
     tokens = s.tokens
-    t_qkv = gemm(s, c, tokens, (s.q_dim + 2 * s.kv_dim) / x.tp, x.hidden)
-    t_proj = gemm(s, c, tokens, x.hidden, s.q_dim / x.tp)
-    t_dense_mlp = gemm(s, c, tokens, (1 + x.gated) * x.ffn / x.tp, x.hidden) + gemm(
-        s, c, tokens, x.hidden, x.ffn / x.tp
+    t_qkv = gemm(x, s, tokens, (s.q_dim + 2 * s.kv_dim) / x.tp, x.hidden)
+    t_proj = gemm(x, s, tokens, x.hidden, s.q_dim / x.tp)
+    t_dense_mlp = gemm(x, s, tokens, (1 + x.gated) * x.ffn / x.tp, x.hidden) + gemm(
+        x, s, tokens, x.hidden, x.ffn / x.tp
     )
     mlp = where(
         s.moe > 0, params.mixed(moe_mlp_gemm_fwd(x, c, s), t_dense_mlp, s.moe_share), t_dense_mlp
@@ -84,10 +84,10 @@ def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     seq_local, peak_bf16, mem_bw, ab = s.seq_local, s.peak_bf16, s.mem_bw, s.ab
     attn_fwd_unfused = kernels.gemm_time(
         seq_local, x.seq, x.head_dim, attn_count, peak_bf16, x.gemm_eff, mem_bw, ab,
-        c.gemm_mn_half, c.gemm_k_half,
+        x.gemm_mn_half, x.gemm_k_half,
     ) + kernels.gemm_time(
         seq_local, x.head_dim, x.seq, attn_count, peak_bf16, x.gemm_eff, mem_bw, ab,
-        c.gemm_mn_half, c.gemm_k_half,
+        x.gemm_mn_half, x.gemm_k_half,
     )  # fmt: skip
     attn_fwd = where(x.flash > 0, attn_fwd_flash, attn_fwd_unfused)
     attn_bwd = where(x.flash > 0, attn_bwd_flash, 2 * attn_fwd_unfused)
@@ -131,7 +131,7 @@ def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     Float8 conversion skips it (float8 converter filter_fqns=["output"])."""
     t_head = kernels.gemm_time(
         s.tokens, x.vocab / x.tp, x.hidden, 1.0, s.peak_bf16, x.gemm_eff, s.mem_bw, s.ab,
-        c.gemm_mn_half, c.gemm_k_half,
+        x.gemm_mn_half, x.gemm_k_half,
     )  # fmt: skip
     loss_bytes = x.loss_bytes + x.eager * kernels.eager_loss_extra_bytes(s.ab)
     loss_ew = kernels.memory_bound_time(
@@ -149,7 +149,7 @@ def op_recompute_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     so the 2nd, 4th and 6th are K, the output projection and one h x ffn MLP matrix."""
     tokens = s.tokens
     return (
-        gemm(s, c, tokens, s.kv_dim / x.tp, x.hidden)
-        + gemm(s, c, tokens, x.hidden, s.q_dim / x.tp)
-        + gemm(s, c, tokens, s.ffn_active / x.tp, x.hidden)
+        gemm(x, s, tokens, s.kv_dim / x.tp, x.hidden)
+        + gemm(x, s, tokens, x.hidden, s.q_dim / x.tp)
+        + gemm(x, s, tokens, s.ffn_active / x.tp, x.hidden)
     )

@@ -104,7 +104,7 @@ def test_search_collapses_equivalent_layouts_and_json_keeps_them(
     capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 20 item 11: at pp2 with 32 layers even and uneven stages are the same layout
-    (ranks 41 and 42 predict the same step time and memory): one row that says so."""
+    (two adjacent ranks predict the same step time and memory): one row that says so."""
     import json
 
     argv = ["plan", "search", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "8",
@@ -114,11 +114,14 @@ def test_search_collapses_equivalent_layouts_and_json_keeps_them(
     assert_fits(out, 120)
     rows = [line.split() for line in out.splitlines()]
     ranks = [row[0] for row in rows if row and row[0].isdigit() and len(row) > 5]
-    assert "41" in ranks and "42" not in ranks
-    row41 = next(row for row in rows if row and row[0] == "41")
-    assert row41[1:7] == ["tp1", "pp2", "cp1", "dp4", "zero2", "mb2"] and "×2" in row41
+    pair = next(
+        row for row in rows
+        if row and row[1:7] == ["tp1", "pp2", "cp1", "dp4", "zero2", "mb2"] and "×2" in row
+    )  # fmt: skip
+    rank = int(pair[0])
+    assert str(rank) in ranks and str(rank + 1) not in ranks
     assert "×N: N layouts with the same predicted step time and memory" in " ".join(out.split())
     listed = json.loads(render([*argv, "--json"], 120, capsys, monkeypatch))
     assert len(listed) == 60
-    uneven = [e["layout"]["uneven_stages"] for e in listed[40:42]]
+    uneven = [e["layout"]["uneven_stages"] for e in listed[rank - 1 : rank + 1]]
     assert sorted(uneven) == [False, True]

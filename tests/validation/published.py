@@ -129,6 +129,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         ep_comm_overlap=row.get("ep_comm_overlap", False),
         cross_entropy_fusion=row.get("cross_entropy_fusion", True),
         grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
+        overlap_grad_reduce=row.get("overlap_grad_reduce", True),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model
