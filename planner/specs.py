@@ -34,7 +34,9 @@ Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
 Precision = Literal["bf16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
-AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "cudnn8.9", "sdpa_math", "unfused"]
+AttentionKernel = Literal[
+    "flash", "fa2", "fa3", "cudnn", "cudnn8.9", "triton", "sdpa_math", "unfused"
+]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -146,7 +148,8 @@ class TrainingSpec(BaseModel):
     """'flash': fused, causal-aware, O(s) memory, timed by the accelerator's attention
     efficiencies; 'fa2' (FlashAttention-2, torch SDPA's flash backend), 'fa3'
     (FlashAttention-3), 'cudnn' (cuDNN 9 fused attention, Transformer Engine's default on
-    Hopper), 'cudnn8.9' (cuDNN 8.9's, in NGC containers before 24.02): fused, timed from
+    Hopper), 'cudnn8.9' (cuDNN 8.9's, in NGC containers before 24.02), 'triton'
+    (FlashAttention in Triton, flash-attn 1.x; llm-foundry's attn_impl triton): fused, timed from
     measured tables where the accelerator has them (constants.yaml attention_kernels),
     else as 'flash'; 'unfused' / 'sdpa_math':
     materialise the s x s scores (Megatron-LM before 2022; torch SDPA's math backend)."""
