@@ -19,7 +19,10 @@ The same rules apply to every row (they are not tuned per row):
   seq_len x d_model with the sequence), which the tests pin. No dropout (the benchmark
   yamls set every ``*_pdrop`` to 0); FSDP FULL_SHARD is ZeRO-3 over all GPUs with
   backward prefetch (overlapped), activation checkpointing is full recompute, and the
-  stated micro-batch and accumulation give the global batch. Composer runs PyTorch eager
+  stated micro-batch and accumulation give the global batch; Composer wraps it in FSDP1
+  (``fsdp_version: 1``: FlatParameter FSDP of torch 2.1, the sweep's image
+  mosaicml/pytorch:2.1.0_cu121), its DEFAULT mixed precision reducing in FP32 (Composer
+  >= 0.16.4, which llm-foundry pinned when the table was added). Composer runs PyTorch eager
   (``kernels: eager``; with LayerNorm and GELU that changes only the loss). Attention is
   llm-foundry's ``attn_impl: triton`` (the Triton FlashAttention of flash-attn 1.x),
   timed as the planner's ``triton`` kernel: FlashAttention-2's measured H100 rate over
@@ -277,6 +280,7 @@ def _fsdp_throughput(section: dict[str, Any], label: str) -> Iterator[Check]:
             total_tokens=1e12,
             attention_kernel=MPT_ATTENTION_KERNEL,
             kernels="eager",
+            fsdp_version=1,
         )
         est = planner.estimate(
             model, ClusterSpec(gpu=common["gpu"], num_gpus=gpus), training, layout
