@@ -39,7 +39,10 @@ TokensOption = Annotated[
 PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
 AttentionOption = Annotated[
-    str, typer.Option("--attention", help="flash, fa2, fa3, cudnn, cudnn8.9, sdpa_math or unfused.")
+    str,
+    typer.Option(
+        "--attention", help="flash, fa2, fa3, cudnn, cudnn8.9, triton, sdpa_math or unfused."
+    ),
 ]
 KernelsOption = Annotated[
     str,

@@ -98,6 +98,13 @@ def _checks(export: ExportPlan, target: str) -> None:
             "bf16",
             "reduces gradients in float32 only (mixed_precision_reduce); plan with fp32",
         )
+    if export.training_value("fsdp_version", 2) == 1:
+        raise refuse(
+            target,
+            "training.fsdp_version",
+            1,
+            "shards with FSDP2 (fully_shard) only; plan with fsdp_version 2",
+        )
     if not export.training_value("overlap_grad_reduce", True):
         raise refuse(
             target,

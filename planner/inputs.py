@@ -108,6 +108,7 @@ class Inputs(NamedTuple):
     moe_capacity: Any
     eager: Any
     op_sac: Any
+    fsdp1: Any
     # layout
     dp: Any
     tp: Any
@@ -239,6 +240,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
         "eager": _f(training.kernels == "eager"),
         "op_sac": _f(training.selective_recompute == "op"),
+        "fsdp1": _f(training.fsdp_version == 1),
     }
 
 

@@ -34,7 +34,9 @@ Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
 Precision = Literal["bf16", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
-AttentionKernel = Literal["flash", "fa2", "fa3", "cudnn", "cudnn8.9", "sdpa_math", "unfused"]
+AttentionKernel = Literal[
+    "flash", "fa2", "fa3", "cudnn", "cudnn8.9", "triton", "sdpa_math", "unfused"
+]
 
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
 
@@ -146,7 +148,8 @@ class TrainingSpec(BaseModel):
     """'flash': fused, causal-aware, O(s) memory, timed by the accelerator's attention
     efficiencies; 'fa2' (FlashAttention-2, torch SDPA's flash backend), 'fa3'
     (FlashAttention-3), 'cudnn' (cuDNN 9 fused attention, Transformer Engine's default on
-    Hopper), 'cudnn8.9' (cuDNN 8.9's, in NGC containers before 24.02): fused, timed from
+    Hopper), 'cudnn8.9' (cuDNN 8.9's, in NGC containers before 24.02), 'triton'
+    (FlashAttention in Triton, flash-attn 1.x; llm-foundry's attn_impl triton): fused, timed from
     measured tables where the accelerator has them (constants.yaml attention_kernels),
     else as 'flash'; 'unfused' / 'sdpa_math':
     materialise the s x s scores (Megatron-LM before 2022; torch SDPA's math backend)."""
@@ -183,6 +186,14 @@ class TrainingSpec(BaseModel):
     matrix of a Llama block) and every element-wise op in backward. A description of a
     published run for the planner: the search never picks it, and a plan that names it
     is refused by the reference trainer (it cannot run it)."""
+    fsdp_version: Literal[1, 2] = 2
+    """Which PyTorch FSDP shards the weights under sharding zero3/hsdp: 2 (per-parameter
+    ``fully_shard``: torchtitan, the reference trainer) or 1 (``FullyShardedDataParallel``
+    with FlatParameters: Composer/llm-foundry, Hugging Face Accelerate before 2024). FSDP1
+    divides each layer's unsharded gradient before its reduce-scatter as well as after it,
+    one more pass over the reduce-dtype gradient per layer and micro-batch
+    (planner.formulas.step.fsdp1_predivide_time); FSDP1 and FSDP2 otherwise overlap alike
+    (torchtitan PR #165: FSDP2 ~1-2 % faster on Llama 7B, 8 H100)."""
     compile: bool = False
     """The reference trainer compiles each transformer block (``torch.compile``); carried
     to the job in the plan, not modelled: the estimate does not depend on it."""

@@ -80,6 +80,19 @@ def fsdp_exposed_per_micro_batch(
     return where(overlap > 0, hidden, layers * (2 * t_gather + t_scatter))
 
 
+def fsdp1_predivide_time(layer_params: Num, grad_bytes: Num, mem_bw: Num) -> Num:
+    """Seconds of FSDP1's gradient pre-divide for one layer and micro-batch: before the
+    reduce-scatter, FSDP1 divides the whole unsharded gradient (reduce dtype) by a
+    predivide factor, reading and writing it once, and divides the sharded result again
+    after it (PyTorch 2.1 torch/distributed/fsdp/_runtime_utils.py: ``_reduce_grad``,
+    ``_div_if_needed`` with ``_get_gradient_predivide_factor(world_size)`` > 1 for any
+    world size of 2 or more). FSDP2 divides once, on the reduced shard (torchtitan PR
+    #165, "why is FSDP2 faster: fp32 reduce-scatter only uses one div kernel instead of
+    two"). The kernel runs on FSDP1's post-backward stream beside the next layer's
+    backward, sharing HBM with it; it is counted in full (an upper bound)."""
+    return 2.0 * grad_bytes * layer_params / mem_bw
+
+
 def power_capped_clock_fraction(limit_w: float, tdp_w: float, idle_w: float) -> float:
     """Sustained clock under a board power limit, relative to the clock at the TDP.
 

@@ -3,7 +3,8 @@
 DDP all-reduces gradients (Li et al. 2020, PyTorch DDP, Sec. 3.2); ZeRO-1/2 reduce-scatter
 gradients and all-gather updated weights (Rajbhandari et al. 2020, Sec. 5), ZeRO-2 once
 per micro-batch; FSDP gathers weights and scatters gradients per layer (Zhao et al. 2023,
-Sec. 3.3); HSDP adds an all-reduce across replicas. Expert parameters reduce over the
+Sec. 3.3); HSDP adds an all-reduce across replicas; FSDP1 adds its gradient pre-divide
+(:func:`planner.formulas.step.fsdp1_predivide_time`). Expert parameters reduce over the
 expert-data-parallel group dp·cp/ep. What hides under backward (forward for gathers) is
 :func:`planner.formulas.step.overlapped`.
 """
@@ -44,8 +45,14 @@ def fsdp_time(
     per_layer = layer_params(s, p)
     fsdp_gather = comm.all_gather_time(x.weight_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
     fsdp_scatter = comm.all_gather_time(x.grad_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
-    fsdp_x = s.micro_batches * step.fsdp_exposed_per_micro_batch(
-        s.layers_stage, fsdp_gather, fsdp_scatter, mb.layer_fwd, mb.layer_bwd, ov
+    fsdp1_divide = (
+        x.fsdp1 * s.layers_stage * step.fsdp1_predivide_time(per_layer, x.grad_bytes, s.mem_bw)
+    )
+    fsdp_x = s.micro_batches * (
+        step.fsdp_exposed_per_micro_batch(
+            s.layers_stage, fsdp_gather, fsdp_scatter, mb.layer_fwd, mb.layer_bwd, ov
+        )
+        + fsdp1_divide
     )
     replica_ar = comm.all_reduce_time(
         (x.grad_bytes * p.dense + x.grad_bytes * p.expert) / s.shard_group,

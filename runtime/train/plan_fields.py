@@ -83,6 +83,12 @@ def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
             f"{flag} plan training.selective_recompute {policy}: the reference trainer's "
             "selective recompute is the attention core; plan selective_recompute attention"
         )
+    fsdp_version = getattr(training, "fsdp_version", None)
+    if layout.sharding in ("zero3", "hsdp") and fsdp_version not in (None, 2):
+        raise ConfigError(
+            f"{flag} plan training.fsdp_version {fsdp_version}: the reference trainer shards "
+            "with FSDP2 (fully_shard); plan fsdp_version 2"
+        )
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"

@@ -62,6 +62,17 @@ def test_cudnn_8_9_is_cudnn_9_over_its_release_note_speedup() -> None:
     assert measured_attention(None, "cudnn8.9", 128, 989.0) is None
 
 
+def test_triton_is_fa2_over_fa2s_speedup_per_pass() -> None:
+    speedup = constants_data()["fa2_speedup_over_triton"]
+    fa2 = measured_attention("hopper", "fa2", 128, 989.0)
+    triton = measured_attention("hopper", "triton", 128, 989.0)
+    assert fa2 is not None and triton is not None
+    assert speedup["bwd"] > speedup["fwd"] > 1  # Dao 2023, Sec. 4.1: 1.3-1.5x fwd, 2x bwd
+    assert triton[0] == pytest.approx(fa2[0] / speedup["fwd"])
+    assert triton[1] == pytest.approx(fa2[1] / speedup["bwd"])
+    assert triton[2] == fa2[2]
+
+
 def _estimate(kernel: str, seq: int = 32768) -> planner.Estimate:
     return planner.estimate(
         planner.get_model("llama3-8b"),
@@ -73,9 +84,10 @@ def _estimate(kernel: str, seq: int = 32768) -> planner.Estimate:
 
 
 def test_long_sequence_time_follows_the_kernel() -> None:
-    kernels = ("cudnn8.9", "fa2", "cudnn", "fa3")
+    kernels = ("triton", "cudnn8.9", "fa2", "cudnn", "fa3")
     times = {k: _estimate(k).step.breakdown["attention_s"] for k in kernels}
     assert times["cudnn8.9"] > times["cudnn"] and times["fa2"] > times["cudnn"] > times["fa3"]
+    assert times["triton"] > times["fa2"]
     # sdpa_math materialises the scores like unfused attention
     assert _estimate("sdpa_math", 4096).memory_gib.activations == pytest.approx(
         _estimate("unfused", 4096).memory_gib.activations

@@ -178,6 +178,7 @@ def test_toml_sections() -> None:
         ({"training": {"moe_capacity_factor": 1.25}}, "training.moe_capacity_factor 1.25"),
         ({"training": {"grad_reduce_dtype": "bf16"}}, "training.grad_reduce_dtype 'bf16'"),
         ({"training": {"overlap_grad_reduce": False}}, "training.overlap_grad_reduce False"),
+        ({"training": {"fsdp_version": 1}}, "training.fsdp_version 1"),
         (
             {"model": {"num_experts": 8}, "ep": 4, "expert_tp": 1, "sharding": "none"},
             "layout.ep 4",

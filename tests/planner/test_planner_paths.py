@@ -22,13 +22,17 @@ def candidates() -> list[
     tuple[planner.ModelSpec, planner.ClusterSpec, planner.TrainingSpec, planner.Layout]
 ]:
     out = []
-    for name, (tp, pp, cp), sharding, recompute, kernel, (kernels, policy) in itertools.product(
+    for name, (tp, pp, cp), sharding, recompute, kernel, (
+        kernels,
+        policy,
+        fsdp,
+    ) in itertools.product(
         MODELS,
         [(1, 1, 1), (8, 1, 1), (4, 4, 2), (2, 8, 1)],
         ["none", "zero1", "zero3", "hsdp"],
         ["none", "selective", "full"],
         ["flash", "unfused", "fa3"],
-        [("fused", "attention"), ("eager", "op")],
+        [("fused", "attention", 2), ("eager", "op", 1)],
     ):
         model = planner.get_model(name)
         gpus = 256
@@ -49,7 +53,7 @@ def candidates() -> list[
         cl = planner.ClusterSpec(gpu="H100", num_gpus=gpus)
         tr = planner.TrainingSpec(
             seq_len=4096, global_batch_seqs=dp * 8, total_tokens=1e12, attention_kernel=kernel,
-            kernels=kernels, selective_recompute=policy,
+            kernels=kernels, selective_recompute=policy, fsdp_version=fsdp,
         )  # fmt: skip
         if not planner.layout_problems(model, cl, tr, lo):
             out.append((model, cl, tr, lo))

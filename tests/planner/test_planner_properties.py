@@ -121,7 +121,9 @@ def test_memory_falls_as_zero_stage_grows(
     dp=st.sampled_from([1, 4, 32]),
     sharding=st.sampled_from(["none", "zero1", "zero2", "zero3"]),
     interleave=st.sampled_from([1, 2]),
-    kernel=st.sampled_from(["flash", "unfused", "fa2", "fa3", "cudnn", "cudnn8.9", "sdpa_math"]),
+    kernel=st.sampled_from(
+        ["flash", "unfused", "fa2", "fa3", "cudnn", "cudnn8.9", "triton", "sdpa_math"]
+    ),
 )
 def test_time_positive_and_utilisation_at_most_one(
     model: ModelSpec,

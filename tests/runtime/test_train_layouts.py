@@ -226,6 +226,10 @@ def _plan_file(tmp_path: Path, **changes: Any) -> Path:
             {"layout__recompute": "selective", "training__selective_recompute": "op"},
             "plan training.selective_recompute op: the reference trainer's selective",
         ),
+        (
+            {"training__fsdp_version": 1},
+            "plan training.fsdp_version 1: the reference trainer shards with FSDP2",
+        ),
         ({"layout__dp": -2}, "plan layout.dp -2: must be 0 (derived) or more"),
         ({"top__schema_version": 2}, "plan schema_version 2: this scalectl reads version 1"),
     ],
