@@ -46,7 +46,8 @@ def check_cp(cp: int, cp_impl: str, device_type: str) -> None:
     if cp > 1 and cp_impl == "ring" and device_type != "cuda":
         raise LayoutError(
             f"--cp-impl ring: torch's context_parallel (ring attention) runs on CUDA only, "
-            f"this job runs on {device_type}; use --cp-impl allgather"
+            f"this job runs on {device_type}; use --cp-impl allgather (a plan's "
+            "layout.cp_impl sets it)"
         )
 
 

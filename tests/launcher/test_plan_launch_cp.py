@@ -1,6 +1,7 @@
-"""A context-parallel plan is the job: ``scalectl plan estimate --cp 2 --dp 2 --out`` then
-``scalectl launch --plan p.json -f`` trains a 4-block model with the sequence split over
-2 ranks (the all-gather variant) and reports the planned layout (issue 18)."""
+"""A context-parallel plan is the job: ``scalectl plan estimate --cp 2 --dp 2 --cp-impl
+allgather --out`` then ``scalectl launch --plan p.json -f`` trains a 4-block model with
+the sequence split over 2 ranks (the all-gather variant, which runs on this machine's
+CPUs; the planner's default, ring, needs CUDA) and reports the planned layout (issue 18)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def cp_plan(cli: Any, tmp_path: Path) -> Path:
     config.write_text(json.dumps(TINY_LLAMA | {"num_hidden_layers": 4}))
     out = tmp_path / "p.json"
     run = cli("plan", "estimate", "--model", str(config), *search_args(gpus_per_node=4),
-              "--cp", "2", "--dp", "2", "--zero", "3", "--out", str(out))  # fmt: skip
+              "--cp", "2", "--dp", "2", "--zero", "3", "--cp-impl", "allgather",
+              "--out", str(out))  # fmt: skip
     assert run.code == 0, run.err
     return out
 
@@ -50,6 +52,7 @@ def test_a_cp2_dp2_plan_launches_and_trains_its_layout(cli: Any, cp_plan: Path) 
     (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
     check = mine["plan"]["layout_check"]
     assert check["differs"] == [] and check["planned"]["cp_impl"] == "allgather"
+    assert json.loads(cp_plan.read_text())["layout"]["cp_impl"] == "allgather"
 
 
 def test_a_plan_whose_cp_does_not_split_the_sequence_is_refused(
