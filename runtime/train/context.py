@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed._functional_collectives import all_gather_single_autograd
 from torch.distributed.device_mesh import DeviceMesh
+from torch.nn.attention.bias import causal_lower_right
 
 from contract.plan_layout import CP_IMPLS
 from runtime.train.parallel import LayoutError, blocks
@@ -96,26 +97,44 @@ class ContextParallel:
 class AllGatherAttentionCore(nn.Module):
     """Causal attention of the local queries to the keys and values of the whole
     sequence, all-gathered over the cp group (Llama 3 paper, section 3.3.2). No
-    parameters: replacing ``Attention.core`` changes no checkpoint key."""
+    parameters: replacing ``Attention.core`` changes no checkpoint key.
+
+    Each of the rank's two chunks attends only the keys up to its own end (global chunk
+    g of size c: the first (g + 1)·c keys), under a causal mask aligned to the lower
+    right (``causal_lower_right``, which flash and memory-efficient kernels run without
+    materialising it): no score of a masked block is computed, and no [T/cp, T] mask
+    is ever held."""
 
     def __init__(self, cp: ContextParallel) -> None:
         super().__init__()
         self.mesh = cp.mesh
-        # True where a query (row) may attend a gathered key (column): key position ≤
-        # query position, the causal mask at global positions.
-        self.register_buffer(
-            "mask", cp.key_positions[None, :] <= cp.positions[:, None], persistent=False
-        )
+        # The gathered keys come in rank order; this permutation puts them in sequence.
+        self.register_buffer("order", torch.argsort(cp.key_positions), persistent=False)
+        size = cp.mesh.size()
+        rank = cp.mesh.get_local_rank()
+        self.chunks = (rank, 2 * size - 1 - rank)
+        """The global chunk indices of the rank's first and second half."""
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        # [B, H, T/cp, D] → [B, H, T, D]: gathered along the sequence, in rank order.
+        # [B, H, T/cp, D] → [B, H, T, D]: gathered along the sequence, then in order.
+        order: torch.Tensor = self.order  # type: ignore[assignment]
         k = all_gather_single_autograd(k.contiguous(), gather_dim=2, group=self.mesh)
         v = all_gather_single_autograd(v.contiguous(), gather_dim=2, group=self.mesh)
-        if k.shape[1] != q.shape[1]:
-            repeat = q.shape[1] // k.shape[1]  # GQA, after the gather
-            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        mask: torch.Tensor = self.mask  # type: ignore[assignment]
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        k, v = k.index_select(2, order), v.index_select(2, order)
+        # GQA inside the kernel: the saved keys and values stay kv_heads wide (what the
+        # planner counts), not repeated to the query heads.
+        gqa = k.shape[1] != q.shape[1]
+        chunk = q.shape[2] // 2
+        outputs = []
+        for part, index in zip(q.split(chunk, dim=2), self.chunks, strict=True):
+            end = (index + 1) * chunk
+            mask = causal_lower_right(chunk, end)
+            outputs.append(
+                F.scaled_dot_product_attention(
+                    part, k[:, :, :end], v[:, :, :end], attn_mask=mask, enable_gqa=gqa
+                )
+            )
+        return torch.cat(outputs, dim=2)
 
 
 def apply_cp(model: nn.Module, cp: ContextParallel) -> None:
