@@ -328,6 +328,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "schedule": "pipeline schedule: 1f1b (interleaved above interleave 1) or gpipe",
             "uneven_stages": "first and last pipeline stage one block lighter",
             "cp": "context-parallel degree",
+            "cp_impl": "context parallelism: allgather (Llama 3 sec. 3.3.2) or ring",
             "ep": "expert-parallel degree",
             "sequence_parallel": "norms and residual stream split along the sequence",
             "recompute": "none, selective or full",

@@ -129,6 +129,11 @@ class PlanLayout(_Section):
     """Pipeline stages."""
     cp: int | None = None
     """Context-parallel degree."""
+    cp_impl: str | None = None
+    """How cp is realised: ``allgather`` (keys/values all-gathered over the cp group, Llama
+    3 paper section 3.3.2) or ``ring`` (ring attention, p2p overlapped with attention).
+    A layout field, beside cp: it changes the time and memory the planner prices, not
+    the training recipe. None: allgather."""
     ep: int | None = None
     """Expert-parallel degree."""
     sharding: str | None = None

@@ -34,6 +34,10 @@ SCHEDULES = ("1f1b", "gpipe")
 """Pipeline schedules, the planner's names (planner.specs.Layout.schedule); 1f1b with
 interleave > 1 is interleaved 1F1B."""
 
+CP_IMPLS = ("allgather", "ring")
+"""Context parallelism: keys/values all-gathered over the cp group (Llama 3 paper,
+Dubey et al. 2024, section 3.3.2) or ring attention (Liu et al. 2023)."""
+
 DEGREES = ("dp", "tp", "pp", "cp", "ep")
 """The layout's degrees of parallelism."""
 
@@ -93,6 +97,16 @@ def resolve_layout(plan: Plan, source: str = "plan") -> ResolvedLayout:
     if layout.schedule is not None and layout.schedule not in SCHEDULES:
         raise PlanError(
             f"{source}: plan layout.schedule {layout.schedule!r}: use one of {', '.join(SCHEDULES)}"
+        )
+    if layout.cp_impl is not None and layout.cp_impl not in CP_IMPLS:
+        raise PlanError(
+            f"{source}: plan layout.cp_impl {layout.cp_impl!r}: use one of {', '.join(CP_IMPLS)}"
+        )
+    seq_len = plan.training.seq_len
+    if seq_len is not None and seq_len % (2 * degrees["cp"]):
+        raise PlanError(
+            f"{source}: plan layout.cp {degrees['cp']}: 2 x cp must divide training.seq_len "
+            f"{seq_len} (load-balanced causal chunks); plan a cp that divides"
         )
     interleave = layout.interleave if layout.interleave is not None else 1
     if interleave < 1:
@@ -224,6 +238,7 @@ APPLIED_FIELDS = (
     "schedule",
     "uneven_stages",
     "cp",
+    "cp_impl",
     "ep",
     "sequence_parallel",
     "recompute",
@@ -266,6 +281,9 @@ def planned_layout_fields(plan: Plan) -> dict[str, Any]:
         "recompute": lay.recompute or "none",
         "micro_batch": lay.micro_batch or 1,
     }
+    if (lay.cp or 1) > 1:
+        # How the sequence is split only means something with context parallelism.
+        fields["cp_impl"] = lay.cp_impl or "allgather"
     if (lay.pp or 1) > 1:
         # Schedule and stage balance only mean something with a pipeline.
         fields["schedule"] = lay.schedule or "1f1b"

@@ -130,6 +130,9 @@ OffloadOption = Annotated[
     typer.Option("--offload", help="Share of saved activations offloaded to host (0-0.99)."),
 ]
 ScheduleOption = Annotated[str | None, typer.Option("--schedule", help="Pipeline: 1f1b | gpipe.")]
+CpImplOption = Annotated[
+    str | None, typer.Option("--cp-impl", help="Context parallelism: ring | allgather.")
+]
 MicrobatchGroupOption = Annotated[
     int | None,
     typer.Option("--microbatch-group", help="Interleaved: micro-batches per chunk (default pp)."),

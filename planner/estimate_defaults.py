@@ -40,6 +40,7 @@ PINNED_ONLY = {
     "microbatch_group": "--microbatch-group",
     "free_stage_outputs": "--free-stage-outputs",
     "expert_tp": "--expert-tp",
+    "cp_impl": "--cp-impl",
 }
 """Knobs the search does not vary (their defaults are never slower): given or default."""
 

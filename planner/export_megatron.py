@@ -46,6 +46,7 @@ FLAG_SOURCES = {
     "--decoder-last-pipeline-num-layers": ARGUMENTS_PY,
     "--sequence-parallel": "ModelParallelConfig.sequence_parallel",
     "--context-parallel-size": "ModelParallelConfig.context_parallel_size",
+    "--cp-comm-type": ARGUMENTS_PY,
     "--expert-model-parallel-size": "ModelParallelConfig.expert_model_parallel_size",
     "--expert-tensor-parallel-size": "ModelParallelConfig.expert_tensor_parallel_size",
     "--recompute-granularity": "TransformerConfig.recompute_granularity",
@@ -143,6 +144,11 @@ def _parallel(export: ExportPlan) -> list[str]:
     if tp > 1 and export.plan.layout.sequence_parallel:
         args.append("--sequence-parallel")
     args += ["--context-parallel-size", str(cp)]
+    if cp > 1:
+        # Megatron-Core's all_gather is the Llama 3 variant (K/V gathered before the
+        # attention, not overlapped); p2p its ring.
+        impl = export.layout_value("cp_impl", "ring")
+        args += ["--cp-comm-type", "all_gather" if impl == "allgather" else "p2p"]
     if ep > 1 or export.has_experts:
         args += ["--expert-model-parallel-size", str(ep)]
     expert_tp = export.layout_value("expert_tp")

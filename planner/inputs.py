@@ -127,6 +127,7 @@ class Inputs(NamedTuple):
     gpipe: Any
     mb_group: Any
     keep_outputs: Any
+    cp_allgather: Any
 
 
 class Constants(NamedTuple):
@@ -264,6 +265,7 @@ def layout_inputs(layout: Layout) -> dict[str, float]:
         "gpipe": _f(layout.schedule == "gpipe"),
         "mb_group": float(layout.microbatch_group or 0),
         "keep_outputs": _f(not layout.free_stage_outputs),
+        "cp_allgather": _f(layout.cp_impl == "allgather"),
     }
 
 
@@ -361,6 +363,7 @@ LAYOUT_DEFAULTS = {
     "gpipe": 0.0,
     "mb_group": 0.0,
     "keep_outputs": 0.0,
+    "cp_allgather": 0.0,
 }
 """Values of the layout fields a candidate set leaves out (Layout's defaults, as codes)."""
 

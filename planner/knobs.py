@@ -29,6 +29,7 @@ PINNABLE = {
     "schedule": "gpipe",
     "microbatch_group": "mb_group",
     "free_stage_outputs": "keep_outputs",
+    "cp_impl": "cp_allgather",
 }
 """Layout field -> Inputs name of the knobs that can be pinned."""
 
@@ -63,6 +64,7 @@ def layout_from_values(values: Mapping[str, float]) -> Layout:
         schedule="gpipe" if values.get("gpipe", 0.0) else "1f1b",
         microbatch_group=int(values["mb_group"]) if values.get("mb_group", 0.0) else None,
         free_stage_outputs=not values.get("keep_outputs", 0.0),
+        cp_impl="allgather" if values.get("cp_allgather", 0.0) else "ring",
     )
 
 
@@ -98,6 +100,10 @@ def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
             if value not in ("1f1b", "gpipe"):
                 raise PlanInputError(f"pinned schedule {value!r}: use 1f1b or gpipe.")
             out[name] = 1.0 if value == "gpipe" else 0.0
+        elif name == "cp_allgather":
+            if value not in ("ring", "allgather"):
+                raise PlanInputError(f"pinned cp_impl {value!r}: use ring or allgather.")
+            out[name] = 1.0 if value == "allgather" else 0.0
         elif name == "offload":
             if isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
                 raise PlanInputError(

@@ -68,7 +68,7 @@ __all__ = [
 
 LEVELS: tuple[tuple[str, ...], ...] = (
     ("gpus", "tp", "cp", "pp", "dp"),
-    ("sp", "micro_batch", "ep", "etp"),
+    ("sp", "micro_batch", "ep", "etp", "cp_allgather"),
     ("interleave", "uneven", "gpipe", "mb_group", "keep_outputs"),
     ("sharding", "hsdp_shard"),
     ("recompute", "offload"),
@@ -270,7 +270,9 @@ def enumerate_layouts(
     # Expert tensor parallelism apart from tp only when pinned (default: tp).
     etp = np.full(len(levels[-1]["sp"]), pins.get("etp", 0.0))
     levels[-1]["etp"] = etp
-    finish_rules({"sp", "micro_batch", "ep", "etp"})
+    # The all-gather context parallelism only when pinned (ring hides its traffic).
+    levels[-1]["cp_allgather"] = np.full(len(etp), pins.get("cp_allgather", 0.0))
+    finish_rules({"sp", "micro_batch", "ep", "etp", "cp_allgather"})
 
     # --- level 2: interleaved pipeline, uneven first and last stages -----------------------
     pp2 = column("pp")[:, None]

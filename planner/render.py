@@ -42,6 +42,7 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         + (" uneven_stages=on" if lo.uneven_stages else "")
         + (f" offload={lo.activation_offload:g}" if lo.activation_offload else "")
         + (" schedule=gpipe" if lo.schedule == "gpipe" else "")
+        + (" cp_impl=allgather" if lo.cp > 1 and lo.cp_impl == "allgather" else "")
         + (f" microbatch_group={lo.microbatch_group}" if lo.microbatch_group else "")
     )
     mem = est.memory_gib

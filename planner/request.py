@@ -52,6 +52,7 @@ class EstimateRequest:
     microbatch_group: int | None = None
     free_stage_outputs: bool | None = None
     expert_tp: int | None = None
+    cp_impl: str | None = None
     precision: str = "bf16"
     optimizer: str = "adamw"
     attention: str = "flash"
@@ -184,7 +185,7 @@ def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
         "sequence_parallel": r.sequence_parallel, "uneven_stages": r.uneven_stages,
         "activation_offload": r.activation_offload, "schedule": r.schedule,
         "microbatch_group": r.microbatch_group, "free_stage_outputs": r.free_stage_outputs,
-        "expert_tp": r.expert_tp,
+        "expert_tp": r.expert_tp, "cp_impl": r.cp_impl,
     }  # fmt: skip
     return {k: v for k, v in given.items() if v is not None}
 
@@ -202,6 +203,8 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
     r = request
     if r.schedule not in (None, "1f1b", "gpipe"):
         raise PlanInputError(f"--schedule {r.schedule!r}: use 1f1b or gpipe.")
+    if r.cp_impl not in (None, "ring", "allgather"):
+        raise PlanInputError(f"--cp-impl {r.cp_impl!r}: use ring or allgather.")
     for flag, value in (
         ("--microbatch-group", r.microbatch_group),
         ("--expert-tp", r.expert_tp),
@@ -258,6 +261,7 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
             microbatch_group=r.microbatch_group,
             free_stage_outputs=r.free_stage_outputs is not False,
             expert_tp=r.expert_tp,
+            cp_impl="allgather" if r.cp_impl == "allgather" else "ring",
         )
 
     # The given knobs must make a valid layout with the others at 1 (the checks' own

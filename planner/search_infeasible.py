@@ -71,6 +71,7 @@ def no_valid_layout(
         "mb_group": 0.0,
         "keep_outputs": 0.0,
         "etp": 0.0,
+        "cp_allgather": 0.0,
     }
     full = set(PINNABLE.values()) - set(optional)
     if full <= set(pins) and len(counts) == 1:

@@ -248,7 +248,13 @@ class Layout(BaseModel):
     pp: int = Field(default=1, gt=0)
     """Pipeline stages (Narayanan 2021)."""
     cp: int = Field(default=1, gt=0)
-    """Context-parallel degree: the sequence split across GPUs, ring attention."""
+    """Context-parallel degree: the sequence split across GPUs."""
+    cp_impl: Literal["ring", "allgather"] = "ring"
+    """How cp splits attention: 'ring' (K/V chunks passed from rank to rank under the
+    attention blocks, Liu et al. 2023, Ring Attention; torch's context_parallel, CUDA only)
+    or 'allgather' (each layer's K/V all-gathered over the cp group, exposed, with the
+    whole sequence's K/V held; Llama 3 paper, Dubey et al. 2024, Sec. 3.3.2; what the
+    reference trainer runs off CUDA)."""
     sharding: Sharding = "none"
     """Data-parallel sharding: none (DDP), zero1 (optimizer), zero2 (+gradients),
     zero3 (+parameters, = FSDP full shard), hsdp (zero3 inside groups of hsdp_shard_size)."""

@@ -45,6 +45,11 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
         x.flash,
         x.hidden_dropout, x.attention_dropout, s.ab, c.mask_bytes, c.softmax_stat_bytes,
     )  # fmt: skip
+    # All-gather context parallelism: the attention saves the whole sequence's K and V,
+    # cp - 1 chunks beyond the local ones (Llama 3 paper, Sec. 3.3.2); the core's share,
+    # which selective recomputation drops (ring attention keeps the local chunk only).
+    gathered_kv = where(x.cp_allgather > 0, s.ab * s.tokens * (x.cp - 1) * 2 * s.kv_dim / x.tp, 0.0)
+    act_none, act_core = act_none + gathered_kv, act_core + gathered_kv
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
         where(x.flash > 0, act_core, 0.0),

@@ -46,17 +46,27 @@ def tensor_parallel(x: Inputs, c: Constants, s: Shapes, gemm_fwd: Any) -> Tensor
 def context_parallel(
     x: Inputs, c: Constants, s: Shapes, attn_fwd: Any, attn_bwd: Any
 ) -> tuple[Any, Any]:
-    """(forward, backward) exposed seconds of ring attention: cp - 1 sends of the local
-    K and V chunk, hidden under the attention core (Liu et al. 2023, Ring Attention,
-    Sec. 3); the backward sends K, V and their gradients."""
+    """(forward, backward) exposed seconds of context parallelism.
+
+    Ring (``cp_impl`` ring): cp - 1 sends of the local K and V chunk, hidden under the
+    attention core (Liu et al. 2023, Ring Attention, Sec. 3); the backward sends K, V and
+    their gradients. All-gather (``cp_impl`` allgather; Dubey et al. 2024, "The Llama 3
+    Herd of Models", Sec. 3.3.2): the forward all-gathers the whole sequence's K and V
+    before the attention, on the critical path (the paper accepts it exposed: with GQA
+    K and V are small, and the gather grows as S against the attention's S^2); the
+    backward reduce-scatters their gradients, and recomputation (selective or full)
+    gathers them again."""
     cp_bw, cp_alpha = comm.group_link(
         x.cp, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
     )
     kv_chunk = s.ab * s.tokens * 2 * s.kv_dim / x.tp
     cp_fwd = (x.cp - 1) * comm.p2p_time(kv_chunk, cp_bw, cp_alpha)
-    cp_fwd_x = maximum(cp_fwd - attn_fwd, 0.0)
-    cp_bwd_x = maximum(2 * cp_fwd - attn_bwd, 0.0)
-    return cp_fwd_x, cp_bwd_x
+    ring_fwd_x = maximum(cp_fwd - attn_fwd, 0.0)
+    ring_bwd_x = maximum(2 * cp_fwd - attn_bwd, 0.0)
+    gather = comm.all_gather_time(kv_chunk * x.cp, x.cp, cp_bw, cp_alpha)
+    gather_bwd = gather + where(x.recompute > 0, gather, 0.0)
+    allgather = x.cp_allgather > 0
+    return where(allgather, gather, ring_fwd_x), where(allgather, gather_bwd, ring_bwd_x)
 
 
 def expert_parallel(x: Inputs, c: Constants, s: Shapes, compute: Any) -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from runtime.train import kernels, parallel, pipeline
+from runtime.train import context, kernels, parallel, pipeline
 from runtime.train.model import Transformer, count_parameters
 
 
@@ -30,7 +30,8 @@ class ModelBuilder:
 
     def build_model(self) -> None:
         """``self.model`` (the whole model, or this rank's pipeline stages as one module),
-        ``self.mesh``, ``self.dp_rank``, ``self.pipeline`` and ``self.n_params``."""
+        ``self.mesh``, ``self.dp_rank``, ``self.pipeline``, ``self.cp`` and
+        ``self.n_params``."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
         with torch.device(self.device):
@@ -39,8 +40,15 @@ class ModelBuilder:
         if self.precision == "fp8":
             kernels.apply_float8(self.model)  # before any parallelism, as torchtitan does
         self.mesh = self.dims.mesh(self.device.type)
-        # Mesh order (pp, dp_replicate, dp_shard, tp): tensor-parallel ranks are neighbours.
+        self.dp_shard_cp = self.dims.dp_shard_cp(self.mesh)
+        # Mesh order (pp, dp_replicate, dp_shard, cp, tp): tensor-parallel ranks are
+        # neighbours, then the context-parallel ranks of one sample.
         self.dp_rank = self.dims.dp_rank(self.rank)
+        self.cp: context.ContextParallel | None = None
+        if self.dims.cp > 1:
+            self.cp = context.ContextParallel(
+                self.mesh["cp"], cfg.seq_len, cfg.cp_impl, self.device
+            )
         self.pipeline: pipeline.Pipeline | None = None
         if self.dims.pp > 1:
             self.pipeline = pipeline.build_pipeline(
@@ -59,9 +67,11 @@ class ModelBuilder:
             self._prepare(self.model)
 
     def _prepare(self, module: torch.nn.Module) -> None:
-        """Tensor parallelism, recomputation and data-parallel sharding of the whole model
-        or of one pipeline stage, in torchtitan's order."""
+        """Context parallelism, tensor parallelism, recomputation and data-parallel
+        sharding of the whole model or of one pipeline stage, in torchtitan's order."""
         cfg = self.cfg
+        if self.cp is not None:
+            context.apply_cp(module, self.cp)
         if self.dims.tp > 1:
             parallel.apply_tp(module, self.mesh["tp"], cfg.sequence_parallel)
             if cfg.tied_embeddings:
@@ -75,7 +85,16 @@ class ModelBuilder:
             self.mesh,
             cfg.sharding,
             parallel.mixed_precision(self.precision, self.device),
+            self.dp_shard_cp,
         )
+
+    def _inputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of token windows [B, T + 1]; under context parallelism this
+        rank's load-balanced chunks of them (``context.ContextParallel.shard``)."""
+        tokens, targets = batch[:, :-1], batch[:, 1:]
+        if self.cp is None:
+            return tokens, targets
+        return self.cp.shard(tokens), self.cp.shard(targets)
 
     def _micro_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """A micro-batch's mean token loss (the pipeline's last stage calls it); during
@@ -99,3 +118,8 @@ class ModelBuilder:
         dist.all_reduce(totals)
         self.model.train()
         return float(totals[0] / totals[1])
+
+    def _pipeline_fields(self) -> dict[str, float]:
+        """The measured pipeline bubble of this rank's last step (pipelines only)."""
+        bubble = self.pipeline.bubble_fraction if self.pipeline is not None else None
+        return {} if bubble is None else {"bubble_fraction": round(bubble, 4)}

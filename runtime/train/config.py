@@ -6,11 +6,12 @@ From a Plan (the planner's ``plan.json``) the trainer reads ``model.num_layers``
 ``model.ffn_hidden_size``, ``model.vocab_size``, ``model.tied_embeddings``,
 ``model.activation``, ``model.norm``, ``model.bias``, ``model.head_dim``,
 ``training.seq_len``, ``training.precision``, ``training.compile`` and the layout
-(``layout.micro_batch``, ``dp``, ``tp``, ``pp``, ``cp``, ``ep``, ``sequence_parallel``,
-``sharding``, ``hsdp_shard_size``, ``recompute``), and derives ``grad_accum`` as
-``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the planned global batch
-at the planned data-parallel size) and ``steps`` as ``training.total_tokens /
-(training.global_batch_seqs * training.seq_len)`` rounded up; other fields are ignored.
+(``layout.micro_batch``, ``dp``, ``tp``, ``pp``, ``cp``, ``cp_impl``, ``ep``,
+``sequence_parallel``, ``sharding``, ``hsdp_shard_size``, ``recompute``), and derives
+``grad_accum`` as ``training.global_batch_seqs / (layout.dp * layout.micro_batch)`` (the
+planned global batch at the planned data-parallel size) and ``steps`` as
+``training.total_tokens / (training.global_batch_seqs * training.seq_len)`` rounded up;
+other fields are ignored.
 Every error names the flag or Plan field that holds the bad value and how to fix it.
 """
 
@@ -26,6 +27,7 @@ from typing import Any, NoReturn
 from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
 from contract.env import job_dir as env_job_dir
 from contract.plan_layout import SCHEDULES
+from runtime.train.context import CP_IMPLS
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
 from runtime.train.parallel import RECOMPUTES, SHARDINGS
@@ -82,7 +84,10 @@ class TrainConfig:
     uneven_stages: bool = False
     """The first and the last pipeline stage hold one block fewer than the others."""
     cp: int = 1
-    """Context-parallel degree (only 1: not applied yet)."""
+    """Context-parallel degree: ranks that split each sequence (2 x cp divides seq_len)."""
+    cp_impl: str = "allgather"
+    """Context parallelism: allgather (keys/values all-gathered, Llama 3 section 3.3.2;
+    runs everywhere) or ring (torch's context_parallel; CUDA only)."""
     ep: int = 1
     """Expert-parallel degree (only 1: not applied yet)."""
     sequence_parallel: bool = False
@@ -315,6 +320,13 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
     for name in ("tp", "pp", "cp", "ep", "interleave"):
         need(getattr(cfg, name) >= 1, name, "must be 1 or more")
+    need(cfg.cp_impl in CP_IMPLS, "cp_impl", f"use one of {', '.join(CP_IMPLS)}")
+    need(
+        cfg.seq_len % (2 * cfg.cp) == 0,
+        "cp",
+        f"2 x cp must divide the sequence of {cfg.seq_len} tokens (load-balanced causal "
+        "chunks); plan a cp or seq_len that divides",
+    )
     need(cfg.schedule in SCHEDULES, "schedule", f"use one of {', '.join(SCHEDULES)}")
     need(
         cfg.pp > 1 or (cfg.interleave == 1 and not cfg.uneven_stages),

@@ -41,7 +41,7 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed, kernels, parallel, pipeline
+from runtime.train import context, data, distributed, kernels, parallel, pipeline
 from runtime.train.build import ModelBuilder
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.loss import LossChunksError, resolve_loss_chunks
@@ -93,6 +93,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         injector_faults = faults.parse(env.faults())
         # Input checks first, so bad input leaves no file behind.
         world_size = distributed.launched_world_size()
+        context.check_cp(cfg.cp, cfg.cp_impl, distributed.planned_device(cfg.device).type)
         if cfg.elastic_dp:
             dp, accum = parallel.elastic_dp(
                 world_size, dp=cfg.dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp,
@@ -117,7 +118,10 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         self.precision = parallel.resolve_precision(cfg.precision, planned, self.dims.tp)
         if cfg.compile:
             kernels.check_compile(planned.type, self.dims.tp)
-        self.loss_chunks = resolve_loss_chunks(cfg.loss_chunks, self.dims.tp, cfg.seq_len)
+        # Under context parallelism a rank's loss covers its seq_len / cp tokens.
+        self.loss_chunks = resolve_loss_chunks(
+            cfg.loss_chunks, self.dims.tp, cfg.seq_len // self.dims.cp
+        )
         self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
         if self.job is not None:
             try:
@@ -157,7 +161,8 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             betas=(0.9, 0.95),
             eps=1e-8,
         )
-        # Tokens per step are the plan's global batch: tp ranks read the same samples.
+        # Tokens per step are the plan's global batch: tp and cp ranks read the same
+        # samples (cp ranks keep their own chunks of them).
         self.tokens_per_step = self.dims.dp * cfg.grad_accum * cfg.micro_batch * cfg.seq_len
         self._time_compute(parallel.blocks(self.model))
         for signum in STOP_SIGNALS:
@@ -201,8 +206,9 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
+            tokens, targets = self._inputs(batch)
             with self._loss_context():
-                loss = self.model(batch[:, :-1], batch[:, 1:], self.loss_chunks)
+                loss = self.model(tokens, targets, self.loss_chunks)
                 (loss / cfg.grad_accum).backward()
             loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
@@ -221,7 +227,8 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         dist.all_reduce(stats)  # one collective: loss, norm and stop flags of every rank
         values = stats.tolist()
         stop = next((int(s) for s, n in zip(STOP_SIGNALS, values[2:], strict=True) if n > 0), 0)
-        # The loss is on the last pipeline stage's ranks only: world / pp of them.
+        # The loss is on the last pipeline stage's ranks only: world / pp of them. Each
+        # cp rank's loss is the mean over as many tokens: their mean is the sequence's.
         return StepResult(
             loss=values[0] / (self.world_size // self.dims.pp),
             grad_norm=values[1] / self.world_size,
@@ -270,18 +277,26 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
                 # Every rank must run the same number of forwards (FSDP gathers inside them).
                 rows, weight = windows[:1], 0.0
             batch = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
+            tokens, targets = self._inputs(batch)
             with self._loss_context():
-                loss = self.model(batch[:, :-1], batch[:, 1:], self.loss_chunks, "sum")
+                loss = self.model(tokens, targets, self.loss_chunks, "sum")
             totals[0] += weight * _local(loss).double()
-            totals[1] += weight * batch[:, 1:].numel()
+            totals[1] += weight * targets.numel()  # a cp rank's tokens: summed over cp
         dist.all_reduce(totals)
         self.model.train()
         return float(totals[0] / totals[1])
 
     def _loss_context(self) -> contextlib.AbstractContextManager[None]:
         """Under tensor parallelism the logits stay sharded over the vocabulary and the
-        cross-entropy is computed on the shards (torch's ``loss_parallel``)."""
-        return loss_parallel() if self.dims.tp > 1 else contextlib.nullcontext()
+        cross-entropy is computed on the shards (torch's ``loss_parallel``); under ring
+        context parallelism the forward and backward run inside torch's
+        ``context_parallel`` (``runtime.train.context``)."""
+        stack = contextlib.ExitStack()
+        if self.dims.tp > 1:
+            stack.enter_context(loss_parallel())
+        if self.cp is not None:
+            stack.enter_context(self.cp.context())
+        return stack  # type: ignore[return-value]
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -316,11 +331,6 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
                 + (f" held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
             )
         return result, eval_loss
-
-    def _pipeline_fields(self) -> dict[str, float]:
-        """The measured pipeline bubble of this rank's last step (pipelines only)."""
-        bubble = self.pipeline.bubble_fraction if self.pipeline is not None else None
-        return {} if bubble is None else {"bubble_fraction": round(bubble, 4)}
 
     def run(self) -> int:
         cfg = self.cfg

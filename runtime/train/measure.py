@@ -70,6 +70,7 @@ class Measurements:
             "schedule": cfg.schedule,
             "uneven_stages": cfg.uneven_stages,
             "cp": dims.cp,
+            "cp_impl": cfg.cp_impl,
             "ep": dims.ep,
             "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
             "recompute": cfg.recompute,

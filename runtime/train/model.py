@@ -182,6 +182,9 @@ class Transformer(nn.Module):
         # Not persistent: recomputed from the config, so checkpoints hold only parameters.
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
+        self.positions: torch.Tensor | None = None
+        """Global positions of the tokens this rank holds, when context parallelism splits
+        the sequence (``runtime.train.context``); None: positions 0 .. T-1."""
         self.reset_parameters()
 
     @torch.no_grad()
@@ -218,7 +221,10 @@ class Transformer(nn.Module):
         seq = tokens.shape[1]
         rope_cos: torch.Tensor = self.rope_cos  # type: ignore[assignment]
         rope_sin: torch.Tensor = self.rope_sin  # type: ignore[assignment]
-        cos, sin = rope_cos[:seq], rope_sin[:seq]
+        if self.positions is None:
+            cos, sin = rope_cos[:seq], rope_sin[:seq]
+        else:  # context parallelism: this rank's load-balanced chunks of the sequence
+            cos, sin = rope_cos[self.positions], rope_sin[self.positions]
         x = self.embed(tokens)
         for block in self.layers:
             x = block(x, cos, sin)

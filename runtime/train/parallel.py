@@ -3,11 +3,14 @@
 
 :class:`ParallelDims` follows torchtitan's ``ParallelDims`` (torchtitan/distributed/
 parallel_dims.py): the degrees multiply to the world size. The mesh's dimensions are
-``("pp", "dp_replicate", "dp_shard", "tp")`` in that order (torchtitan's), so
-tensor-parallel ranks are neighbours (consecutive global ranks, one node), a data-parallel
-rank is ``(rank // tp) % dp`` and a pipeline rank ``rank // (dp x tp)``. Pipelines are
-built by :mod:`runtime.train.pipeline`; context and expert parallelism are present and
-refused until the trainer applies them.
+``("pp", "dp_replicate", "dp_shard", "cp", "tp")`` in that order (torchtitan's), so
+tensor-parallel ranks are neighbours (consecutive global ranks, one node), then the
+context-parallel ranks of one sample; a data-parallel rank is ``(rank // (tp x cp)) % dp``
+and a pipeline rank ``rank // (dp x cp x tp)``. With cp > 1 the mesh also has torchtitan's
+flattened ``dp_shard_cp`` (``dp_shard`` x ``cp``), over which FSDP shards parameters and
+averages gradients. Pipelines are built by :mod:`runtime.train.pipeline`, context
+parallelism by :mod:`runtime.train.context`; expert parallelism is present and refused
+until the trainer applies it.
 
 The order of application is torchtitan's (models/llama3/infra/parallelize.py): tensor
 parallelism, then activation recomputation, then data-parallel sharding (FSDP2's
@@ -37,7 +40,7 @@ from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
 from runtime.train import kernels
 
-MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "tp")
+MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
 """Names of the device mesh's dimensions, outermost first."""
 
 
@@ -62,7 +65,7 @@ class ParallelDims:
     pp: int = 1
     """Pipeline stages (Huang et al. 2019; Narayanan et al. 2021)."""
     cp: int = 1
-    """Context-parallel degree (refused above 1: the next issue)."""
+    """Context-parallel degree: ranks that split each sample's sequence."""
     ep: int = 1
     """Expert-parallel degree (refused above 1: the next issue)."""
 
@@ -71,7 +74,7 @@ class ParallelDims:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
-        _refuse_unapplied(cp=self.cp, ep=self.ep)
+        _refuse_unapplied(ep=self.ep)
         product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
         if product != self.world_size:
             raise LayoutError(
@@ -87,19 +90,24 @@ class ParallelDims:
 
     def dp_rank(self, rank: int) -> int:
         """The data-parallel rank of global ``rank`` (which samples it reads)."""
-        return (rank // self.tp) % self.dp
+        return (rank // (self.tp * self.cp)) % self.dp
 
     def pp_rank(self, rank: int) -> int:
         """The pipeline rank of global ``rank``."""
-        return rank // (self.dp * self.tp)
+        return rank // (self.dp * self.cp * self.tp)
 
     def mesh(self, device_type: str) -> DeviceMesh:
         """The job's one device mesh, ``MESH_DIMS`` in order (every rank calls it)."""
         return init_device_mesh(
             device_type,
-            (self.pp, self.dp_replicate, self.dp_shard, self.tp),
+            (self.pp, self.dp_replicate, self.dp_shard, self.cp, self.tp),
             mesh_dim_names=MESH_DIMS,
         )
+
+    def dp_shard_cp(self, mesh: DeviceMesh) -> DeviceMesh | None:
+        """With cp > 1: torchtitan's ``dp_shard_cp``, ``dp_shard`` x ``cp`` flattened (every
+        rank calls it), the mesh FSDP shards parameters and averages gradients over."""
+        return mesh["dp_shard", "cp"]._flatten("dp_shard_cp") if self.cp > 1 else None
 
 
 def parallel_dims(
@@ -121,14 +129,23 @@ def parallel_dims(
     """
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
-    _refuse_unapplied(cp=cp, ep=ep)
-    if tp >= 1 and pp >= 1 and dp == 0:
-        if world_size % (tp * pp):
+    _refuse_unapplied(ep=ep)
+    if cp > 1 and (sharding == "none" or pp > 1):
+        # torchtitan shards over dp_shard x cp whenever cp > 1 (no DDP with cp), and the
+        # pipeline stages here pass no positions between them.
+        knob = "--sharding none" if sharding == "none" else f"--pp {pp}"
+        raise LayoutError(
+            f"--cp {cp}: the reference trainer runs context parallelism with FSDP sharding "
+            f"over dp_shard x cp and without pipeline stages, not with {knob}; plan "
+            "sharding zero1/zero2/zero3/hsdp and pp 1, or cp 1"
+        )
+    if tp >= 1 and pp >= 1 and cp >= 1 and dp == 0:
+        if world_size % (tp * pp * cp):
             raise LayoutError(
-                f"--tp x --pp = {tp * pp} does not divide the world size {world_size}; "
-                "launch a multiple of tp x pp ranks"
+                f"--tp x --pp{' x --cp' * (cp > 1)} = {tp * pp * cp} does not divide the "
+                f"world size {world_size}; launch a multiple of that many ranks"
             )
-        dp = world_size // (tp * pp)
+        dp = world_size // (tp * pp * cp)
     if sharding == "hsdp":
         if hsdp_shard_size < 2 or dp % hsdp_shard_size:
             raise LayoutError(
@@ -280,7 +297,11 @@ def mixed_precision(precision: str, device: torch.device) -> MixedPrecisionPolic
 
 
 def apply_sharding(
-    model: nn.Module, mesh: DeviceMesh, sharding: str, mp_policy: MixedPrecisionPolicy | None
+    model: nn.Module,
+    mesh: DeviceMesh,
+    sharding: str,
+    mp_policy: MixedPrecisionPolicy | None,
+    dp_shard_cp: DeviceMesh | None = None,
 ) -> None:
     """Data-parallel sharding with FSDP2 (``fully_shard``), one unit per block, then the root.
 
@@ -295,9 +316,14 @@ def apply_sharding(
     * ``none``: replicated over dp (a ``dp_shard`` of 1), gradients all-reduced (DDP).
 
     The root unit holds the embedding, the final norm and the output projection (so a
-    tied embedding/output weight lives in one unit).
+    tied embedding/output weight lives in one unit). Under context parallelism
+    (``dp_shard_cp``) the cp ranks join the shard group (torchtitan's parallelize.py).
     """
     dp_mesh = mesh["dp_replicate", "dp_shard"] if sharding in ("hsdp", "none") else mesh["dp_shard"]
+    if dp_shard_cp is not None:
+        # Context-parallel ranks hold the same parameters and the gradients of other
+        # tokens: sharded and averaged over dp_shard x cp (no sharding "none" with cp).
+        dp_mesh = mesh["dp_replicate", "dp_shard_cp"] if sharding == "hsdp" else dp_shard_cp
     kwargs: dict[str, Any] = {"mesh": dp_mesh}
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy

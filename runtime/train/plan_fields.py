@@ -37,6 +37,7 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "schedule": ("layout", "schedule"),
     "uneven_stages": ("layout", "uneven_stages"),
     "cp": ("layout", "cp"),
+    "cp_impl": ("layout", "cp_impl"),
     "ep": ("layout", "ep"),
     "sequence_parallel": ("layout", "sequence_parallel"),
     "sharding": ("layout", "sharding"),

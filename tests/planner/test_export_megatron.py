@@ -67,6 +67,7 @@ LAYOUTS: list[dict[str, Any]] = [
             "overlap_grad_reduce": False,
         }
     },
+    {"cp": 2, "dp": 8, "cp_impl": "allgather"},
 ]
 
 
@@ -99,6 +100,15 @@ def test_a_renamed_field_fails_the_check() -> None:
     assert "--num-query-groups" in unknown_flags(words, renamed)
     renamed["megatron_lm"]["flags"].remove("--seq-length")
     assert "--seq-length" in unknown_flags(words, renamed)
+
+
+@pytest.mark.parametrize(("cp_impl", "comm"), [("ring", "p2p"), ("allgather", "all_gather")])
+def test_the_context_parallel_implementation_is_megatron_s_cp_comm_type(
+    cp_impl: str, comm: str
+) -> None:
+    flags = flag_values(megatron_arguments(export_of(cp=2, dp=8, cp_impl=cp_impl)))
+    assert (flags["--context-parallel-size"], flags["--cp-comm-type"]) == ("2", comm)
+    assert "--cp-comm-type" not in flag_values(megatron_arguments(export_of()))
 
 
 def test_values_of_an_interleaved_zero3_plan() -> None:

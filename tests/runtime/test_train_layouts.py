@@ -75,6 +75,14 @@ LAYOUTS: dict[str, tuple[str, str]] = {
         "--tp 2 --sequence-parallel --grad-accum 2 --recompute selective --tied-embeddings",
         "--grad-accum 4 --tied-embeddings",
     ),
+    # Context parallelism (issue 18), all-gather variant: 2 x cp chunks of the 32 tokens.
+    "cp2 dp2": ("--cp 2 --grad-accum 2", "--grad-accum 4"),
+    "cp4": ("--cp 4 --grad-accum 4", "--grad-accum 4"),
+    "cp2 tp2 sp selective": (
+        "--cp 2 --tp 2 --sequence-parallel --recompute selective --grad-accum 4",
+        "--grad-accum 4",
+    ),
+    "cp2 hsdp dp2": ("--cp 2 --sharding hsdp --hsdp-shard-size 2 --grad-accum 2", "--grad-accum 4"),
 }
 
 
@@ -188,6 +196,9 @@ TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "-
         (["--interleave", "2"], "--interleave 2: needs pipeline stages (--pp 2 or more)"),
         (["--uneven-stages"], "--uneven-stages True: needs pipeline stages (--pp 2 or more)"),
         (["--interleave", "0"], "--interleave 0: must be 1 or more"),
+        (["--cp", "3"], "--cp 3: 2 x cp must divide the sequence of 16 tokens"),
+        (["--cp", "16"], "--cp 16: 2 x cp must divide the sequence of 16 tokens"),
+        (["--cp-impl", "star"], "--cp-impl star: use one of allgather, ring"),
     ],
 )
 def test_bad_layout_flags_name_the_knob(argv: list[str], message: str) -> None:
@@ -232,6 +243,8 @@ def _plan_file(tmp_path: Path, **changes: Any) -> Path:
         ),
         ({"layout__dp": -2}, "plan layout.dp -2: must be 0 (derived) or more"),
         ({"top__schema_version": 2}, "plan schema_version 2: this scalectl reads version 1"),
+        ({"layout__cp": 3}, "plan layout.cp 3: 2 x cp must divide the sequence of 16 tokens"),
+        ({"layout__cp_impl": "star"}, "plan layout.cp_impl star: use one of allgather, ring"),
     ],
 )
 def test_bad_plan_layouts_name_the_field(
@@ -248,7 +261,13 @@ def test_bad_plan_layouts_name_the_field(
         (["--dp", "2"], "layout dp2 x tp1 x pp1 x cp1 = 2 ranks but the job has world size 1"),
         (["--pp", "2"], "--tp x --pp = 2 does not divide the world size 1"),
         (["--pp", "2", "--dp", "1"], "layout dp1 x tp1 x pp2 x cp1 = 2 ranks but the job has"),
-        (["--cp", "2"], "--cp 2: the reference trainer does not apply cp yet"),
+        (["--cp", "2"], "--tp x --pp x --cp = 2 does not divide the world size 1"),
+        (["--cp", "2", "--cp-impl", "ring", "--device", "cpu"], "--cp-impl ring: torch's "
+         "context_parallel (ring attention) runs on CUDA only, this job runs on cpu"),
+        (["--cp", "2", "--dp", "1", "--sharding", "none"], "--cp 2: the reference trainer "
+         "runs context parallelism with FSDP sharding over dp_shard x cp and without "
+         "pipeline stages, not with --sharding none"),
+        (["--cp", "2", "--pp", "2", "--dp", "1"], "not with --pp 2; plan sharding"),
         (["--ep", "2"], "--ep 2: the reference trainer does not apply ep yet"),
         (["--sharding", "hsdp"], "--hsdp-shard-size 0: with sharding hsdp it must be 2"),
         (["--hsdp-shard-size", "2"], "--hsdp-shard-size 2: goes with --sharding hsdp only"),

@@ -1,0 +1,75 @@
+"""The planner prices the context parallelism the job runs (``Layout.cp_impl``): ring
+attention hides its K/V passes under the attention core (Liu et al. 2023); the Llama 3
+all-gather variant (Dubey et al. 2024, Sec. 3.3.2) exposes the gather and holds the
+whole sequence's K and V per layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import planner
+
+MODEL = planner.get_model("llama3-8b")
+CLUSTER = planner.ClusterSpec(gpu="H100-SXM-80GB", num_gpus=64)
+TRAINING = planner.TrainingSpec(seq_len=131072, global_batch_seqs=64, total_tokens=1e10)
+
+
+def _estimate(cp_impl: str, cp: int = 8, recompute: str = "none") -> planner.Estimate:
+    layout = planner.Layout(dp=64 // (8 * cp), tp=8, cp=cp, sharding="zero3",
+                            recompute=recompute, cp_impl=cp_impl)  # type: ignore[arg-type]  # fmt: skip
+    return planner.estimate(MODEL, CLUSTER, TRAINING, layout)
+
+
+def test_allgather_holds_the_gathered_keys_and_values_of_every_layer() -> None:
+    ring, gather = _estimate("ring"), _estimate("allgather")
+    # cp - 1 = 7 remote chunks of K and V: 2 (K, V) x bf16 x 16384 local tokens x 8 KV
+    # heads x 128 / tp 8, per layer, 32 layers.
+    extra_gib = 2 * 2 * 16384 * 7 * 8 * 128 / 8 * 32 / 2**30
+    more = gather.memory_gib.activations - ring.memory_gib.activations
+    assert more == pytest.approx(extra_gib, rel=0.15)  # plus the allocator's fragmentation
+    # Selective recomputation drops the attention core's saved tensors, gathered or not.
+    assert _estimate("allgather", recompute="selective").memory_gib.activations == (
+        pytest.approx(_estimate("ring", recompute="selective").memory_gib.activations)
+    )
+
+
+def test_allgather_exposes_its_gather_where_ring_hides_its_passes() -> None:
+    ring, gather = _estimate("ring"), _estimate("allgather")
+    assert ring.step.breakdown["cp_comm_s"] < gather.step.breakdown["cp_comm_s"]
+    assert gather.step.time_s > ring.step.time_s
+    # Recomputation gathers again in the backward pass.
+    again = _estimate("allgather", recompute="full").step.breakdown["cp_comm_s"]
+    assert again > gather.step.breakdown["cp_comm_s"]
+
+
+def test_without_context_parallelism_the_implementation_changes_nothing() -> None:
+    ring, gather = _estimate("ring", cp=1), _estimate("allgather", cp=1)
+    assert gather.step.time_s == ring.step.time_s
+    assert gather.memory_gib.total == ring.memory_gib.total
+
+
+def test_estimate_writes_the_implementation_into_the_plan(tmp_path: Path) -> None:
+    from scalectl.cli import main
+
+    out = tmp_path / "p.json"
+    base = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "64",
+            "--seq-len", "128k", "--global-batch", "64", "--tp", "8", "--cp", "8"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--cp-impl", "allgather", "--out", str(out)])
+    assert exc.value.code in (0, None)
+    assert json.loads(out.read_text())["layout"]["cp_impl"] == "allgather"
+
+
+def test_an_unknown_implementation_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from scalectl.cli import main
+
+    base = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "64",
+            "--seq-len", "8k", "--global-batch", "512", "--cp", "2"]  # fmt: skip
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--cp-impl", "star"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--cp-impl 'star': use ring or allgather" in err and err.count("\n") == 1, err
