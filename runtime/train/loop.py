@@ -41,7 +41,7 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import data, distributed, kernels, parallel, pipeline
+from runtime.train import data, distributed, kernels, moe, parallel, pipeline
 from runtime.train.build import ModelBuilder
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.loss import LossChunksError, resolve_loss_chunks
@@ -291,6 +291,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         step = self.step + 1
         self.injector.fire(faults.STEP, step)
         result = self.train_step(step)
+        routing = moe.step_stats(self.model, self.device)  # before evaluation's forwards
         self.step, self.tokens = step, self.tokens + self.tokens_per_step
         eval_now = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
         eval_loss = self.evaluate() if eval_now else None
@@ -305,6 +306,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             tokens_per_s=tokens_per_s,
             compute_s=round(result.compute_s, 6),
             **self.memory_fields(),
+            **routing,
             **({"eval_loss": eval_loss} if eval_loss is not None else {}),
         )
         if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):

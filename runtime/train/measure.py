@@ -71,6 +71,8 @@ class Measurements:
             "uneven_stages": cfg.uneven_stages,
             "cp": dims.cp,
             "ep": dims.ep,
+            "experts": cfg.experts,
+            "moe_capacity_factor": cfg.moe_capacity_factor,
             "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
             "recompute": cfg.recompute,
             "sharding": cfg.sharding,

@@ -6,8 +6,9 @@ parallel_dims.py): the degrees multiply to the world size. The mesh's dimensions
 ``("pp", "dp_replicate", "dp_shard", "tp")`` in that order (torchtitan's), so
 tensor-parallel ranks are neighbours (consecutive global ranks, one node), a data-parallel
 rank is ``(rank // tp) % dp`` and a pipeline rank ``rank // (dp x tp)``. Pipelines are
-built by :mod:`runtime.train.pipeline`; context and expert parallelism are present and
-refused until the trainer applies them.
+built by :mod:`runtime.train.pipeline`; expert parallelism borrows ``ep`` of the
+data-parallel ranks (:mod:`runtime.train.moe`, its own mesh over the same ranks); context
+parallelism is present and refused until the trainer applies it.
 
 The order of application is torchtitan's (models/llama3/infra/parallelize.py): tensor
 parallelism, then activation recomputation, then data-parallel sharding (FSDP2's
@@ -64,14 +65,25 @@ class ParallelDims:
     cp: int = 1
     """Context-parallel degree (refused above 1: the next issue)."""
     ep: int = 1
-    """Expert-parallel degree (refused above 1: the next issue)."""
+    """Expert-parallel degree: ranks of the data-parallel dimension that split the
+    experts (not a factor of the world size; ``runtime.train.moe``)."""
 
     def __post_init__(self) -> None:
         for name in ("dp_replicate", "dp_shard", "tp", "pp", "cp", "ep"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
-        _refuse_unapplied(cp=self.cp, ep=self.ep)
+        _refuse_unapplied(cp=self.cp)
+        if (
+            self.ep > 1
+            and self.dp_shard % self.ep
+            and (self.dp_shard > 1 or self.dp_replicate % self.ep)
+        ):
+            raise LayoutError(
+                f"--ep {self.ep}: experts are split over the {self.dp_shard} data-parallel "
+                f"ranks that shard (or the {self.dp_replicate} replicas under sharding none); "
+                "plan an ep that divides them"
+            )
         product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
         if product != self.world_size:
             raise LayoutError(
@@ -121,7 +133,7 @@ def parallel_dims(
     """
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
-    _refuse_unapplied(cp=cp, ep=ep)
+    _refuse_unapplied(cp=cp)
     if tp >= 1 and pp >= 1 and dp == 0:
         if world_size % (tp * pp):
             raise LayoutError(
