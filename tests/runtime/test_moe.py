@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from trainer_harness import describe, events, losses_by_step, progress, run_trainer
 
 from runtime.train import moe
 from runtime.train.config import ConfigError, parse_config
@@ -195,3 +196,25 @@ def test_moe_layouts_this_job_cannot_run_exit_2_before_any_file(
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not job.exists()
+
+
+@pytest.mark.slow
+def test_an_ep2_checkpoint_resumes_at_other_ep(tmp_path: Path) -> None:
+    """Written under ep2 x dp4 (each rank saves its experts under their whole-model
+    names), resumed under ep1 and then ep4: the losses continue as an ep2 run that was
+    never interrupted. Warm-up outlasts the run, so a step's learning rate does not
+    depend on ``--steps``."""
+    common = [*TINY_MOE, "--micro-batch", "2", "--warmup-steps", "50", "--ckpt-every", "0",
+              "--eval-every", "0", "--shared-ffn-hidden", "32",
+              "--dense-first-layers", "1"]  # fmt: skip
+    job, straight = tmp_path / "job", tmp_path / "straight"
+    for args in (["--ep", "2", "--steps", "2"], ["--steps", "4"], ["--ep", "4", "--steps", "6"]):
+        run = run_trainer(job, 4, [*common, *args])
+        assert run.returncode == 0, describe(run)
+    run = run_trainer(straight, 4, [*common, "--ep", "2", "--steps", "6"])
+    assert run.returncode == 0, describe(run)
+    assert [e["ep"] for e in events(job, "layout_applied")] == [2, 1, 4]
+    got, want = losses_by_step(progress(job)), losses_by_step(progress(straight))
+    assert sorted(got) == sorted(want) == list(range(1, 7))
+    rel = max(abs(got[s] - want[s]) / want[s] for s in want)
+    assert rel <= 1e-4, f"{got} against an uninterrupted ep2 run {want}"
