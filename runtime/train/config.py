@@ -389,6 +389,8 @@ def _validate_moe(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> N
     for name, bad, fix in (
         ("tp", cfg.tp > 1, "the trainer's MoE layers run without tensor parallelism; plan tp 1"),
         ("pp", cfg.pp > 1, "the trainer's MoE layers run without pipeline stages; plan pp 1"),
+        # torchtitan's ep borrows from dp_shard x cp; the expert mesh here spans dp only.
+        ("cp", cfg.cp > 1, "the expert mesh does not span context-parallel ranks; plan cp 1"),
         ("recompute", cfg.recompute == "full",
          "an MoE block is not recomputed whole (its routing counts would double); use selective"),
         ("compile", cfg.compile, "the MoE layers' token exchange is not compiled; drop --compile"),

@@ -153,6 +153,7 @@ def test_the_plans_moe_fields_reach_the_trainer(tmp_path: Path) -> None:
         ({"layout__ep": 3}, "plan layout.ep 3: must divide the 4 experts"),
         ({"layout__expert_tp": 2}, "plan layout.expert_tp 2: the reference trainer's experts"),
         ({"layout__tp": 2}, "plan layout.tp 2: with 4 experts: the trainer's MoE layers run"),
+        ({"layout__cp": 2}, "plan layout.cp 2: with 4 experts: the expert mesh does not span"),
         ({"model__top_k": 5}, "plan model.top_k 5: must be 1 to the 4 experts"),
         ({"model__router_score": "relu"}, "plan model.router_score relu: use softmax or"),
         ({"model__dense_first_layers": 3}, "plan model.dense_first_layers 3: must be fewer"),
