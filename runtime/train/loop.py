@@ -97,7 +97,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             dp, accum = parallel.elastic_dp(
                 world_size, dp=cfg.dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp,
                 grad_accum=cfg.grad_accum, micro_batch=cfg.micro_batch,
-                hsdp_shard_size=cfg.hsdp_shard_size,
+                hsdp_shard_size=cfg.hsdp_shard_size, ep=cfg.ep,
             )  # fmt: skip
             self.cfg = cfg = replace(cfg, dp=dp, grad_accum=accum)
         self.dims = parallel.parallel_dims(

@@ -169,9 +169,10 @@ def elastic_dp(
     grad_accum: int,
     micro_batch: int,
     hsdp_shard_size: int,
+    ep: int = 1,
 ) -> tuple[int, int]:
-    """(dp, grad_accum) for this rendezvous round of an elastic planned job: tp, pp, cp
-    and the hsdp shard group stay, dp is what the world size leaves, and accumulation
+    """(dp, grad_accum) for this rendezvous round of an elastic planned job: tp, pp, cp,
+    ep and the hsdp shard group stay, dp is what the world size leaves, and accumulation
     keeps the planned global batch ``dp * grad_accum * micro_batch`` sequences
     (``contract.plan_layout.dp_at_world_size``, the launcher's check of the range)."""
     try:
@@ -181,6 +182,7 @@ def elastic_dp(
             global_batch_seqs=dp * grad_accum * micro_batch,
             micro_batch=micro_batch,
             hsdp_shard_size=hsdp_shard_size or None,
+            ep=ep,
         )
     except PlanError as exc:
         raise LayoutError(

@@ -67,3 +67,13 @@ def test_an_ep2_plan_launches_and_trains_the_planned_layout(cli: Any, moe_plan: 
     (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
     check = mine["plan"]["layout_check"]
     assert check["differs"] == [] and check["applied"]["ep"] == check["planned"]["ep"] == 2
+
+
+def test_a_node_range_must_keep_ep_dividing_dp(cli: Any, moe_plan: Path) -> None:
+    ok = cli("launch", "--plan", str(moe_plan), "--nodes", "1:2", "--nproc-per-node", "2",
+             "--dry-run")  # fmt: skip
+    assert ok.code == 0, ok.err
+    run = cli("launch", "--plan", str(moe_plan), "--nodes", "1:2", "--nproc-per-node", "1",
+              "--dry-run")  # fmt: skip
+    assert run.code == 2
+    assert "at 1 node(s) x 1 rank(s) dp 1 is not a multiple of ep 2" in run.err
