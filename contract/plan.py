@@ -76,6 +76,16 @@ class PlanModel(_Section):
     """Size of one attention head (None: hidden_size / num_attention_heads)."""
     num_experts: int | None = None
     """Experts per MoE layer (1 or None: a dense model)."""
+    top_k: int | None = None
+    """MoE: experts each token is routed to."""
+    moe_ffn_hidden_size: int | None = None
+    """MoE: inner width of one routed expert (None: ffn_hidden_size)."""
+    shared_expert_ffn_hidden_size: int | None = None
+    """MoE: inner width of the shared experts together (0 or None: none)."""
+    dense_first_layers: int | None = None
+    """MoE: leading layers with a dense MLP instead of experts."""
+    router_score: str | None = None
+    """MoE: the router's score function, softmax or sigmoid."""
 
 
 class PlanGpu(_Section):
@@ -116,6 +126,8 @@ class PlanTraining(_Section):
     compile: bool | None = None
     """Whether the trainer compiles each transformer block (``torch.compile``); the
     planner's estimate does not depend on it."""
+    moe_capacity_factor: float | None = None
+    """MoE: expert capacity as a multiple of an even share of the tokens; None: dropless."""
 
 
 class PlanLayout(_Section):
@@ -136,6 +148,8 @@ class PlanLayout(_Section):
     the training recipe. None: allgather."""
     ep: int | None = None
     """Expert-parallel degree."""
+    expert_tp: int | None = None
+    """MoE: tensor-parallel degree of the experts (None: tp)."""
     sharding: str | None = None
     """none, zero1, zero2, zero3 or hsdp."""
     micro_batch: int | None = None

@@ -155,13 +155,15 @@ def dp_at_world_size(
     global_batch_seqs: int | None,
     micro_batch: int,
     hsdp_shard_size: int | None = None,
+    ep: int = 1,
 ) -> tuple[int, int | None]:
     """(dp, grad_accum) of a planned job running on ``world_size`` ranks, as elastic
     resizing runs it: the ranks of one model replica (``model_ranks`` = tp x pp x cp) and
     the hsdp shard group stay, dp is what the world size leaves, and gradient
     accumulation changes so an optimiser step still takes the plan's global batch
     (grad_accum = global batch / (dp x micro-batch), Megatron-LM's number of
-    micro-batches: global_batch_size / (micro_batch_size x data_parallel_size)). Raises
+    micro-batches: global_batch_size / (micro_batch_size x data_parallel_size)); the
+    expert-parallel degree ``ep`` must divide dp (its ranks split the experts). Raises
     :class:`PlanError` saying what does not hold; the caller names the node count."""
     if world_size < model_ranks or world_size % model_ranks:
         raise PlanError(
@@ -171,6 +173,8 @@ def dp_at_world_size(
     dp = world_size // model_ranks
     if hsdp_shard_size and dp % hsdp_shard_size:
         raise PlanError(f"dp {dp} is not a multiple of the hsdp shard group {hsdp_shard_size}")
+    if dp % ep:
+        raise PlanError(f"dp {dp} is not a multiple of ep {ep}, the ranks that split the experts")
     if global_batch_seqs is None:
         return dp, None
     if global_batch_seqs % (dp * micro_batch):

@@ -71,8 +71,8 @@ def _node_range(nodes: str) -> tuple[int, int]:
 
 def check_node_range(plan: Plan, low: int, high: int, procs: int, knob: str) -> None:
     """Refuse a node range of a planned reference-trainer job unless every node count in
-    it runs the layout: whole tp x pp x cp replicas, an hsdp shard group that divides dp,
-    and a global batch that divides into dp x micro-batch (elastic resizing keeps tp and
+    it runs the layout: whole tp x pp x cp replicas, an hsdp shard group and an ep that
+    divide dp, and a global batch that divides into dp x micro-batch (elastic resizing keeps tp and
     the plan's tokens per step and changes only dp and gradient accumulation,
     ``contract.plan_layout.dp_at_world_size``). ``knob`` names the flag or field."""
     lay = plan.layout
@@ -84,6 +84,7 @@ def check_node_range(plan: Plan, low: int, high: int, procs: int, knob: str) -> 
                 global_batch_seqs=plan.training.global_batch_seqs,
                 micro_batch=lay.micro_batch or 1,
                 hsdp_shard_size=lay.hsdp_shard_size if lay.sharding == "hsdp" else None,
+                ep=lay.ep or 1,
             )
         except PlanError as exc:
             raise LaunchInputError(

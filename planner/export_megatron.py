@@ -80,6 +80,7 @@ FLAG_SOURCES = {
     "--attention-dropout": "TransformerConfig.attention_dropout",
     "--num-experts": ARGUMENTS_PY,
     "--moe-router-topk": "TransformerConfig.moe_router_topk",
+    "--moe-router-score-function": "TransformerConfig.moe_router_score_function",
     "--moe-ffn-hidden-size": "TransformerConfig.moe_ffn_hidden_size",
     "--moe-shared-expert-intermediate-size": (
         "TransformerConfig.moe_shared_expert_intermediate_size"
@@ -279,6 +280,9 @@ def _model(export: ExportPlan) -> list[str]:
     if export.has_experts:
         args += ["--num-experts", str(export.model_value("num_experts"))]
         args += ["--moe-router-topk", str(export.model_value("top_k", 1))]
+        score = export.model_value("router_score")
+        if score is not None:  # Megatron's default is softmax; a sigmoid router must say so
+            args += ["--moe-router-score-function", str(score)]
         moe_ffn = export.model_value("moe_ffn_hidden_size")
         if moe_ffn is not None:
             args += ["--moe-ffn-hidden-size", str(moe_ffn)]

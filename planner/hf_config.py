@@ -10,8 +10,8 @@ Two key families are understood:
   ``moe_intermediate_size``, ``shared_expert_intermediate_size``; DeepSeek-MoE's names
   (deepseek_v2/v3, kimi_k2 and look-alikes): ``n_routed_experts``, ``n_shared_experts``
   (shared experts of ``moe_intermediate_size`` each), ``first_k_dense_replace`` (dense
-  leading layers); MoE layers only every ``moe_layer_freq``-th/``decoder_sparse_step``-th
-  layer are not modelled and are refused.
+  leading layers), ``scoring_func`` (sigmoid router scores); MoE layers only every
+  ``moe_layer_freq``-th/``decoder_sparse_step``-th layer are not modelled and are refused.
 * GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
@@ -99,6 +99,7 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         moe_ffn_hidden_size=moe_ffn if experts > 1 else None,
         shared_expert_ffn_hidden_size=int(shared) if experts > 1 else 0,
         dense_first_layers=int(cfg.get("first_k_dense_replace") or 0) if experts > 1 else 0,
+        router_score="sigmoid" if cfg.get("scoring_func") == "sigmoid" else "softmax",
         norm="layernorm" if neox else "rmsnorm",
         bias=bool(neox and cfg.get("attention_bias")),
         hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),

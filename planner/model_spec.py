@@ -57,6 +57,10 @@ class ModelSpec(BaseModel):
     """MoE only: leading layers whose MLP is a dense one of ffn_hidden_size instead of
     experts (DeepSeek-V3: 3, config.json first_k_dense_replace; DeepSeek-V3 report, Sec.
     4.2)."""
+    router_score: Literal["softmax", "sigmoid"] = "softmax"
+    """MoE only: the router's score function: softmax (Switch, Mixtral, DeepSeekMoE) or
+    sigmoid (DeepSeek-V3 report, Sec. 2.1.2; config.json scoring_func). The reference
+    trainer applies it; the cost model does not depend on it."""
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     """Normalisation: RMSNorm (weight only) or LayerNorm (weight and bias)."""
     bias: bool = False

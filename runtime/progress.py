@@ -19,7 +19,11 @@ writes nothing, so a script keeps working outside scalectl.
 
 Record fields (``report``): ``ts`` (seconds since the epoch), ``rank``, ``step``, then
 ``loss``, ``tokens``, ``step_time_s`` when given, ``world_size``, then every extra keyword
-(``lr``, ``grad_norm``, ``tokens_per_s``, ``eval_loss``, ...). By convention, which the
+(``lr``, ``grad_norm``, ``tokens_per_s``, ``eval_loss``, ...; an MoE model's
+``moe_tokens_per_expert``, the routed assignments each expert processed in the step over
+all ranks, summed over the MoE layers, ``moe_dropped_tokens``, the assignments dropped for
+capacity, and ``moe_aux_loss``, the load-balancing loss per micro-batch summed over the
+layers). By convention, which the
 reference trainer follows, ``step`` counts completed optimizer steps since the start of the
 job (continuing across restarts), ``tokens`` is the cumulative number of tokens processed
 by *all* ranks together since step 0 (so every rank reports the same value, and it stays

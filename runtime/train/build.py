@@ -1,6 +1,7 @@
 """Building the model a run trains: the whole model on every rank from one seed, then
 this rank's share of it under the planned layout (pipeline stages, tensor parallelism,
-recomputation, compile, data-parallel sharding), in torchtitan's order."""
+recomputation, compile, data-parallel sharding; an MoE model's experts split over ep
+ranks and sharded over the rest, ``runtime.train.moe``), in torchtitan's order."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from runtime.train import context, kernels, parallel, pipeline
+from runtime.train import context, kernels, moe, parallel, pipeline
 from runtime.train.model import Transformer, count_parameters
 
 
@@ -50,6 +51,16 @@ class ModelBuilder:
                 self.mesh["cp"], cfg.seq_len, cfg.cp_impl, self.device
             )
         self.pipeline: pipeline.Pipeline | None = None
+        # The auxiliary loss gets the gradient the language-model loss gets per micro-batch.
+        moe.AuxLossScaler.scale = 1.0 / cfg.grad_accum
+        self.expert_mesh = None
+        if self.dims.ep > 1:
+            dims = self.dims
+            self.expert_mesh = moe.expert_mesh(
+                self.device.type, pp=dims.pp, dp_replicate=dims.dp_replicate,
+                dp_shard=dims.dp_shard, tp=dims.tp, ep=dims.ep,
+            )  # fmt: skip
+            moe.apply_ep(self.model, self.expert_mesh)
         if self.dims.pp > 1:
             self.pipeline = pipeline.build_pipeline(
                 self.model,
@@ -80,13 +91,12 @@ class ModelBuilder:
         parallel.apply_recompute(module, cfg.recompute)
         if cfg.compile:
             kernels.apply_compile(module)
-        parallel.apply_sharding(
-            module,
-            self.mesh,
-            cfg.sharding,
-            parallel.mixed_precision(self.precision, self.device),
-            self.dp_shard_cp,
-        )
+        mp_policy = parallel.mixed_precision(self.precision, self.device)
+        if self.expert_mesh is not None:
+            moe.apply_expert_sharding(
+                module, self.expert_mesh, cfg.sharding, mp_policy, self.dims.dp
+            )
+        parallel.apply_sharding(module, self.mesh, cfg.sharding, mp_policy, self.dp_shard_cp)
 
     def _inputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of token windows [B, T + 1]; under context parallelism this

@@ -30,6 +30,7 @@ from contract.plan_layout import SCHEDULES
 from runtime.train.context import CP_IMPLS
 from runtime.train.data import MIN_VOCAB
 from runtime.train.model import ModelConfig
+from runtime.train.moe import ROUTER_SCORES
 from runtime.train.parallel import RECOMPUTES, SHARDINGS
 from runtime.train.plan_fields import ConfigError, read_plan_fields
 
@@ -89,7 +90,25 @@ class TrainConfig:
     """Context parallelism: allgather (keys/values all-gathered, Llama 3 section 3.3.2;
     runs everywhere) or ring (torch's context_parallel; CUDA only)."""
     ep: int = 1
-    """Expert-parallel degree (only 1: not applied yet)."""
+    """Expert-parallel degree: ranks of the sharded data-parallel dimension (of the
+    replicas under sharding none) that split each MoE layer's experts; divides --experts."""
+    experts: int = 1
+    """Routed experts per MoE layer (runtime/train/moe.py); 1: a dense model."""
+    top_k: int = 1
+    """Experts each token is routed to."""
+    moe_ffn_hidden: int = 0
+    """Inner width of one routed expert (SwiGLU); 0: --ffn-hidden."""
+    shared_ffn_hidden: int = 0
+    """Inner width of the shared experts every token passes through (DeepSeekMoE); 0: none."""
+    dense_first_layers: int = 0
+    """Leading blocks with the dense feed-forward instead of experts (DeepSeek-V3)."""
+    router_score: str = "softmax"
+    """Router score function: softmax (Switch, DeepSeekMoE) or sigmoid (DeepSeek-V3)."""
+    moe_capacity_factor: float = 0.0
+    """Expert capacity, a multiple (at least 1) of an even share of a micro-batch's
+    assignments; beyond it assignments are dropped; 0: dropless."""
+    moe_aux_loss_coef: float = 0.01
+    """Weight of the Switch load-balancing loss (Fedus et al. 2021, Sec. 2.2); 0: off."""
     sequence_parallel: bool = False
     """With tp > 1, also split norms and the residual stream along the sequence."""
     sharding: str = "zero3"
@@ -161,6 +180,14 @@ class TrainConfig:
             norm=self.norm,
             bias=self.bias,
             head_dim_override=self.head_dim,
+            experts=self.experts,
+            top_k=self.top_k,
+            moe_ffn_hidden=self.moe_ffn_hidden,
+            shared_ffn_hidden=self.shared_ffn_hidden,
+            dense_first_layers=self.dense_first_layers,
+            router_score=self.router_score,
+            capacity_factor=self.moe_capacity_factor,
+            aux_loss_coef=self.moe_aux_loss_coef,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -168,7 +195,8 @@ class TrainConfig:
 
 
 MODEL_FIELDS = ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "tied_embeddings",
-                "activation", "norm", "bias", "head_dim")  # fmt: skip
+                "activation", "norm", "bias", "head_dim", "experts", "moe_ffn_hidden",
+                "shared_ffn_hidden", "dense_first_layers")  # fmt: skip
 """Fields that fix the shapes of the parameters: a checkpoint only loads if they match."""
 
 _EPILOG = f"""\
@@ -343,5 +371,41 @@ def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
     need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")
     need(cfg.recompute in RECOMPUTES, "recompute", f"use one of {', '.join(RECOMPUTES)}")
     need(cfg.precision in PRECISIONS, "precision", f"use one of {', '.join(PRECISIONS)}")
+    _validate_moe(cfg, need)
     need(cfg.heads % cfg.tp == 0, "tp", f"must divide the {cfg.heads} attention heads")
     need(cfg.kv_heads % cfg.tp == 0, "tp", f"must divide the {cfg.kv_heads} key/value heads")
+
+
+def _validate_moe(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> None:
+    """The MoE fields, and what the trainer's MoE layers do not run with."""
+    need(cfg.experts >= 1, "experts", "must be 1 (dense) or more")
+    for name in ("moe_ffn_hidden", "shared_ffn_hidden", "dense_first_layers"):
+        need(getattr(cfg, name) >= 0, name, "must be 0 or more")
+    need(cfg.router_score in ROUTER_SCORES, "router_score", "use softmax or sigmoid")
+    need(
+        cfg.moe_capacity_factor == 0 or cfg.moe_capacity_factor >= 1,
+        "moe_capacity_factor",
+        "must be 0 (dropless) or at least 1",
+    )
+    need(cfg.moe_aux_loss_coef >= 0, "moe_aux_loss_coef", "must be 0 (off) or more")
+    if cfg.experts == 1:
+        need(cfg.ep == 1, "ep", "the model has no experts (experts 1); use ep 1")
+        return
+    need(1 <= cfg.top_k <= cfg.experts, "top_k", f"must be 1 to the {cfg.experts} experts")
+    need(
+        cfg.dense_first_layers < cfg.layers,
+        "dense_first_layers",
+        f"must be fewer than the {cfg.layers} layers",
+    )
+    need(cfg.experts % cfg.ep == 0, "ep", f"must divide the {cfg.experts} experts")
+    for name, bad, fix in (
+        ("tp", cfg.tp > 1, "the trainer's MoE layers run without tensor parallelism; plan tp 1"),
+        ("pp", cfg.pp > 1, "the trainer's MoE layers run without pipeline stages; plan pp 1"),
+        # torchtitan's ep borrows from dp_shard x cp; the expert mesh here spans dp only.
+        ("cp", cfg.cp > 1, "the expert mesh does not span context-parallel ranks; plan cp 1"),
+        ("recompute", cfg.recompute == "full",
+         "an MoE block is not recomputed whole (its routing counts would double); use selective"),
+        ("compile", cfg.compile, "the MoE layers' token exchange is not compiled; drop --compile"),
+        ("activation", cfg.activation != "swiglu", "MoE experts are SwiGLU; use swiglu"),
+    ):  # fmt: skip
+        need(not bad, name, f"with {cfg.experts} experts: {fix}")

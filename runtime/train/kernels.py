@@ -115,11 +115,12 @@ def check_fp8(device: torch.device) -> None:
 
 
 def apply_float8(model: nn.Module) -> None:
-    """torchao's float8 training on every linear layer but the output projection."""
+    """torchao's float8 training on every linear layer but the output projection and the
+    MoE routers (whose top-k picks are kept in full precision, as torchtitan does)."""
     from torchao.float8 import convert_to_float8_training
 
     def wanted(module: nn.Module, fqn: str) -> bool:
-        if fqn == "output" or not isinstance(module, nn.Linear):
+        if fqn == "output" or fqn.endswith("router") or not isinstance(module, nn.Linear):
             return False
         return module.in_features % FP8_ALIGNMENT == 0 and module.out_features % FP8_ALIGNMENT == 0
 

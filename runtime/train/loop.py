@@ -41,7 +41,7 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import context, data, distributed, kernels, parallel, pipeline
+from runtime.train import context, data, distributed, kernels, moe, parallel, pipeline
 from runtime.train.build import ModelBuilder
 from runtime.train.config import ConfigError, TrainConfig
 from runtime.train.loss import LossChunksError, resolve_loss_chunks
@@ -98,7 +98,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             dp, accum = parallel.elastic_dp(
                 world_size, dp=cfg.dp, tp=cfg.tp, pp=cfg.pp, cp=cfg.cp,
                 grad_accum=cfg.grad_accum, micro_batch=cfg.micro_batch,
-                hsdp_shard_size=cfg.hsdp_shard_size,
+                hsdp_shard_size=cfg.hsdp_shard_size, ep=cfg.ep,
             )  # fmt: skip
             self.cfg = cfg = replace(cfg, dp=dp, grad_accum=accum)
         self.dims = parallel.parallel_dims(
@@ -306,6 +306,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         step = self.step + 1
         self.injector.fire(faults.STEP, step)
         result = self.train_step(step)
+        routing = moe.step_stats(self.model, self.device)  # before evaluation's forwards
         self.step, self.tokens = step, self.tokens + self.tokens_per_step
         eval_now = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or step == cfg.steps)
         eval_loss = self.evaluate() if eval_now else None
@@ -321,6 +322,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             compute_s=round(result.compute_s, 6),
             **self._pipeline_fields(),
             **self.memory_fields(),
+            **routing,
             **({"eval_loss": eval_loss} if eval_loss is not None else {}),
         )
         if self.rank == 0 and (step % cfg.log_every == 0 or step == cfg.steps or eval_now):

@@ -72,6 +72,8 @@ class Measurements:
             "cp": dims.cp,
             "cp_impl": cfg.cp_impl,
             "ep": dims.ep,
+            "experts": cfg.experts,
+            "moe_capacity_factor": cfg.moe_capacity_factor,
             "sequence_parallel": cfg.sequence_parallel and dims.tp > 1,
             "recompute": cfg.recompute,
             "sharding": cfg.sharding,

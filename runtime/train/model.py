@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from runtime.train.loss import chunked_cross_entropy
+from runtime.train.moe import MoE
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,22 @@ class ModelConfig:
     """Rotary base (RoFormer section 3.4.2 uses 10000)."""
     norm_eps: float = 1e-5
     """RMSNorm epsilon."""
+    experts: int = 1
+    """Routed experts per MoE layer (``runtime.train.moe``); 1: a dense model."""
+    top_k: int = 1
+    """Experts each token is routed to."""
+    moe_ffn_hidden: int = 0
+    """Inner width of one routed expert; 0: ``ffn_hidden``."""
+    shared_ffn_hidden: int = 0
+    """Inner width of the shared experts together (DeepSeekMoE); 0: none."""
+    dense_first_layers: int = 0
+    """Leading blocks with a dense feed-forward instead of experts (DeepSeek-V3)."""
+    router_score: str = "softmax"
+    """Router score function: softmax or sigmoid."""
+    capacity_factor: float = 0.0
+    """Expert capacity as a multiple of an even share of a group's assignments; 0: dropless."""
+    aux_loss_coef: float = 0.01
+    """Weight alpha of the load-balancing loss (Fedus et al. 2021, Sec. 2.2: 1e-2)."""
 
     @property
     def head_dim(self) -> int:
@@ -155,13 +172,30 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return RMSNorm(cfg.hidden, cfg.norm_eps)
 
 
+def make_ffn(cfg: ModelConfig, index: int) -> nn.Module:
+    """Block ``index``'s feed-forward: experts in an MoE model from block
+    ``dense_first_layers`` on, else the dense MLP."""
+    if cfg.experts > 1 and index >= cfg.dense_first_layers:
+        return MoE(
+            cfg.hidden,
+            experts=cfg.experts,
+            top_k=cfg.top_k,
+            width=cfg.moe_ffn_hidden or cfg.ffn_hidden,
+            shared_width=cfg.shared_ffn_hidden,
+            score=cfg.router_score,
+            capacity_factor=cfg.capacity_factor,
+            aux_loss_coef=cfg.aux_loss_coef,
+        )
+    return GeluMLP(cfg) if cfg.activation == "gelu" else SwiGLU(cfg)
+
+
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, index: int = 0) -> None:
         super().__init__()
         self.attn_norm = make_norm(cfg)
         self.attn = Attention(cfg)
         self.ffn_norm = make_norm(cfg)
-        self.ffn: nn.Module = GeluMLP(cfg) if cfg.activation == "gelu" else SwiGLU(cfg)
+        self.ffn: nn.Module = make_ffn(cfg, index)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.attn_norm(x), cos, sin)
@@ -173,7 +207,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(cfg.vocab, cfg.hidden)
-        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.layers = nn.ModuleList(Block(cfg, index) for index in range(cfg.layers))
         self.norm = make_norm(cfg)
         self.output = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
         if cfg.tied:

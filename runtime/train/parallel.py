@@ -9,8 +9,8 @@ context-parallel ranks of one sample; a data-parallel rank is ``(rank // (tp x c
 and a pipeline rank ``rank // (dp x cp x tp)``. With cp > 1 the mesh also has torchtitan's
 flattened ``dp_shard_cp`` (``dp_shard`` x ``cp``), over which FSDP shards parameters and
 averages gradients. Pipelines are built by :mod:`runtime.train.pipeline`, context
-parallelism by :mod:`runtime.train.context`; expert parallelism is present and refused
-until the trainer applies it.
+parallelism by :mod:`runtime.train.context`; expert parallelism borrows ``ep`` of the
+data-parallel ranks (:mod:`runtime.train.moe`, its own mesh over the same ranks).
 
 The order of application is torchtitan's (models/llama3/infra/parallelize.py): tensor
 parallelism, then activation recomputation, then data-parallel sharding (FSDP2's
@@ -67,14 +67,24 @@ class ParallelDims:
     cp: int = 1
     """Context-parallel degree: ranks that split each sample's sequence."""
     ep: int = 1
-    """Expert-parallel degree (refused above 1: the next issue)."""
+    """Expert-parallel degree: ranks of the data-parallel dimension that split the
+    experts (not a factor of the world size; ``runtime.train.moe``)."""
 
     def __post_init__(self) -> None:
         for name in ("dp_replicate", "dp_shard", "tp", "pp", "cp", "ep"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise LayoutError(f"--{name.replace('_', '-')} {value!r}: must be 1 or more")
-        _refuse_unapplied(ep=self.ep)
+        if (
+            self.ep > 1
+            and self.dp_shard % self.ep
+            and (self.dp_shard > 1 or self.dp_replicate % self.ep)
+        ):
+            raise LayoutError(
+                f"--ep {self.ep}: experts are split over the {self.dp_shard} data-parallel "
+                f"ranks that shard (or the {self.dp_replicate} replicas under sharding none); "
+                "plan an ep that divides them"
+            )
         product = self.dp_replicate * self.dp_shard * self.tp * self.pp * self.cp
         if product != self.world_size:
             raise LayoutError(
@@ -129,7 +139,6 @@ def parallel_dims(
     """
     if sharding not in SHARDINGS:
         raise LayoutError(f"--sharding {sharding!r}: use one of {', '.join(SHARDINGS)}")
-    _refuse_unapplied(ep=ep)
     if cp > 1 and (sharding == "none" or pp > 1):
         # torchtitan shards over dp_shard x cp whenever cp > 1 (no DDP with cp), and the
         # pipeline stages here pass no positions between them.
@@ -174,9 +183,10 @@ def elastic_dp(
     grad_accum: int,
     micro_batch: int,
     hsdp_shard_size: int,
+    ep: int = 1,
 ) -> tuple[int, int]:
-    """(dp, grad_accum) for this rendezvous round of an elastic planned job: tp, pp, cp
-    and the hsdp shard group stay, dp is what the world size leaves, and accumulation
+    """(dp, grad_accum) for this rendezvous round of an elastic planned job: tp, pp, cp,
+    ep and the hsdp shard group stay, dp is what the world size leaves, and accumulation
     keeps the planned global batch ``dp * grad_accum * micro_batch`` sequences
     (``contract.plan_layout.dp_at_world_size``, the launcher's check of the range)."""
     try:
@@ -186,6 +196,7 @@ def elastic_dp(
             global_batch_seqs=dp * grad_accum * micro_batch,
             micro_batch=micro_batch,
             hsdp_shard_size=hsdp_shard_size or None,
+            ep=ep,
         )
     except PlanError as exc:
         raise LayoutError(
@@ -193,15 +204,6 @@ def elastic_dp(
             "whose every count runs the layout"
         ) from None
     return new_dp, accum if accum is not None else grad_accum
-
-
-def _refuse_unapplied(**degrees: int) -> None:
-    for name, value in degrees.items():
-        if value > 1:
-            raise LayoutError(
-                f"--{name} {value}: the reference trainer does not apply {name} yet; "
-                f"plan with {name}=1"
-            )
 
 
 def blocks(model: nn.Module) -> list[nn.Module]:

@@ -28,6 +28,13 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "norm": ("model", "norm"),
     "bias": ("model", "bias"),
     "head_dim": ("model", "head_dim"),
+    "experts": ("model", "num_experts"),
+    "top_k": ("model", "top_k"),
+    "moe_ffn_hidden": ("model", "moe_ffn_hidden_size"),
+    "shared_ffn_hidden": ("model", "shared_expert_ffn_hidden_size"),
+    "dense_first_layers": ("model", "dense_first_layers"),
+    "router_score": ("model", "router_score"),
+    "moe_capacity_factor": ("training", "moe_capacity_factor"),
     "seq_len": ("training", "seq_len"),
     "micro_batch": ("layout", "micro_batch"),
     "dp": ("layout", "dp"),
@@ -72,11 +79,11 @@ def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     if batch and seq and total:
         steps = max(1, math.ceil(total / (batch * seq)))
         found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
-    experts = plan.model.num_experts
-    if experts is not None and experts > 1:
+    expert_tp = getattr(layout, "expert_tp", None)
+    if expert_tp not in (None, 1):
         raise ConfigError(
-            f"{flag} plan model.num_experts {experts}: the reference trainer trains dense "
-            "models only; plan a model with num_experts 1"
+            f"{flag} plan layout.expert_tp {expert_tp}: the reference trainer's experts run "
+            "without tensor parallelism; plan expert_tp 1"
         )
     policy = getattr(training, "selective_recompute", None)
     if layout.recompute == "selective" and policy not in (None, "attention"):

@@ -133,6 +133,13 @@ def test_dp_at_world_size_keeps_tp_and_the_global_batch() -> None:
             assert str(exc) == message
         else:
             raise AssertionError(f"world size {world} was accepted")
+    try:
+        dp_at_world_size(2, ep=2, **size)
+    except PlanError as exc:
+        assert str(exc) == "dp 1 is not a multiple of ep 2, the ranks that split the experts"
+    else:
+        raise AssertionError("dp 1 was accepted at ep 2")
+    assert dp_at_world_size(4, ep=2, **size) == (2, 2)
 
 
 def test_the_newest_event_counts_and_none_before_the_trainer_starts(tmp_path: Path) -> None:

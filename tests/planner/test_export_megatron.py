@@ -49,6 +49,7 @@ MOE = {
     "top_k": 2,
     "moe_ffn_hidden_size": 2048,
     "shared_expert_ffn_hidden_size": 4096,
+    "router_score": "sigmoid",
 }
 LAYOUTS: list[dict[str, Any]] = [
     {},
@@ -170,6 +171,7 @@ def test_zero1_full_recompute_uneven_moe_and_fp8() -> None:
     assert moe["--moe-ffn-hidden-size"] == "2048"
     assert moe["--moe-shared-expert-intermediate-size"] == "4096"
     assert moe["--moe-expert-capacity-factor"] == "1.25"
+    assert moe["--moe-router-score-function"] == "sigmoid"
     fp8 = flag_values(megatron_arguments(export_of(**LAYOUTS[5])))
     assert fp8["--fp8-format"] == "hybrid" and "--bf16" in fp8
     assert fp8["--kv-channels"] == "128"

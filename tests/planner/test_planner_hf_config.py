@@ -73,6 +73,9 @@ def test_directory_and_moe(tmp_path: Path) -> None:
     spec = planner.load_hf_config(path.parent)
     assert spec.num_experts == 8 and spec.top_k == 2
     assert spec.num_params / 1e9 == pytest.approx(46.7, rel=2e-3)
+    assert spec.router_score == "softmax"
+    sigmoid = write(tmp_path, MIXTRAL | {"scoring_func": "sigmoid"}, "deepseek-like")
+    assert planner.load_hf_config(sigmoid).router_score == "sigmoid"  # DeepSeek-V3's key
 
 
 def test_qwen2_moe_shared_expert(tmp_path: Path) -> None:
