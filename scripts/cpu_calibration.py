@@ -175,18 +175,27 @@ def calibrate(
     heads: int,
     seq_len: int,
     micro_batch: int,
+    report: Callable[[str], None] | None = None,
 ) -> Calibration:
-    """Measure everything above with ``threads`` torch threads (one rank's share)."""
+    """Measure everything above with ``threads`` torch threads (one rank's share);
+    ``report`` gets one line as each measurement ends (on a busy machine the whole takes
+    minutes, and a person, or a test waiting on output, should see it move)."""
     import psutil
     import torch
 
+    say = report or (lambda line: None)
     start = time.perf_counter()
     baseline = framework_floor_mib()
+    say(f"framework floor {baseline:,.0f} MiB")
     torch.set_num_threads(threads)
     gemm = gemm_tflops(tokens, hidden, ffn_hidden)
+    say(f"matmul {gemm * 1000:,.1f} GFLOP/s")
     attn_fwd, attn_bwd = attention_tflops(micro_batch, heads, seq_len, hidden // heads)
+    say(f"attention {attn_fwd * 1000:,.1f} / {attn_bwd * 1000:,.1f} GFLOP/s forward / backward")
     mem = memory_gb_s()
+    say(f"memory copy {mem:,.1f} GB/s")
     net = loopback_gb_s()
+    say(f"loopback {net:,.2f} GB/s")
     total_gib = psutil.virtual_memory().total / 2**30
     return Calibration(
         threads=threads,

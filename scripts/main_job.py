@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         heads=MODEL["heads"],
         seq_len=SEQ_LEN,
         micro_batch=MICRO_BATCH,
+        report=lambda line: console.print(f"   {line}"),
     )
     plan, steps = plan_for_this_machine(args.target_s, cal)
     est = plan.estimate

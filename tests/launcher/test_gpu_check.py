@@ -54,7 +54,7 @@ def test_cpu_dry_run_goes_the_gpu_path_and_writes_its_figures(
     measured, compare = entry["measured"], entry["compare"]
     assert measured["state"] == "COMPLETED" and measured["steps_reported"] == 4
     applied = measured["applied_layout"]
-    assert applied["compile"] is True and applied["loss_chunks"] == 8
+    assert applied["compile"] is False and applied["loss_chunks"] == 8  # eager on the CPU
     assert applied["precision"] == "fp32" and applied["world_size"] == 1
     mfu = compare["measured_mfu"]
     assert mfu is not None and mfu > 0
