@@ -57,6 +57,8 @@ MODEL = {"layers": 4, "hidden": 128, "heads": 4, "kv_heads": 2, "vocab": 257}
 """The reference trainer's default shape (``make run``'s model): Llama-style, GQA 4/2."""
 GPT = {"activation": "gelu", "norm": "layernorm", "bias": True, "tied_embeddings": True}
 """A GPT-style model: GELU MLP of 4 x hidden, LayerNorm, biases, tied embeddings."""
+MOE = {"num_experts": 4, "top_k": 2, "moe_ffn_hidden_size": 128, "dense_first_layers": 1}
+"""The MoE model (issue 18): 4 routed SwiGLU experts of width 128, top-2, a dense first block."""
 SEQ_LEN = 128
 MICRO_BATCH = 2
 GLOBAL_BATCH_SEQS = 8
@@ -77,6 +79,8 @@ class Case:
     """Fields of ``planner.Layout`` besides the micro-batch."""
     gpt: bool = False
     """Train the GPT-style model instead of the Llama-style one."""
+    moe: bool = False
+    """Train the MoE model (:data:`MOE`) instead of the dense one."""
     ranks: int = RANKS
     """Processes (the layout's product)."""
 
@@ -96,8 +100,14 @@ CASES: tuple[Case, ...] = (
         {"dp": 2, "tp": 2, "sharding": "zero3", "sequence_parallel": True},
         gpt=True,
     ),
+    # Issue 18: pipelines, context parallelism, experts (2 blocks a stage, 2 micro-batches).
+    Case("pp2 gpipe dp2", {"dp": 2, "pp": 2, "sharding": "zero3", "schedule": "gpipe"}),
+    Case("pp2 1f1b dp2", {"dp": 2, "pp": 2, "sharding": "zero3"}),
+    Case("pp2 interleave2 dp2", {"dp": 2, "pp": 2, "interleave": 2, "sharding": "zero3"}),
+    Case("cp2 dp2", {"dp": 2, "cp": 2, "sharding": "zero3", "cp_impl": "allgather"}),
+    Case("moe ep2 dp4", {"dp": 4, "ep": 2, "sharding": "zero3"}, moe=True),
 )
-"""The layouts of item 5 (recompute none is ``dp4 zero3``)."""
+"""The layouts of issue 16 item 5 (recompute none is ``dp4 zero3``) and issue 18 item 4."""
 FIT_LAYOUTS = ("dp4 zero3", "dp2 tp2 sp")
 """The profile is fitted to these two: data-parallel and tensor-parallel communication."""
 
@@ -116,6 +126,9 @@ class Measured:
     """Largest median over the ranks of the blocks' forward time (``compute_s`` of the
     progress records: the rank's own forward, FSDP's all-gather waits left out, TP's
     collectives inside a block left in), s."""
+    bubble_fraction: float | None = None
+    """Pipelines: the median over the ranks of each rank's median share of the schedule it
+    idled (``bubble_fraction`` of the progress records)."""
 
 
 @dataclass
@@ -157,7 +170,11 @@ def steady_step(records_by_rank: Mapping[str, Sequence[Mapping[str, Any]]], skip
     RSS and forward time of any rank; ValueError when no rank has a step past the warm-up."""
     medians: list[tuple[float, int]] = []
     peak = forward = 0.0
+    bubbles: list[float] = []
     for records in records_by_rank.values():
+        idle = _median_after(records, "bubble_fraction", skip)
+        if idle:
+            bubbles.append(statistics.median(idle))
         times = _median_after(records, "step_time_s", skip)
         if times:
             medians.append((statistics.median(times), len(times)))
@@ -167,7 +184,8 @@ def steady_step(records_by_rank: Mapping[str, Sequence[Mapping[str, Any]]], skip
     if not medians:
         raise ValueError(f"no progress record past the first {skip} (warm-up) steps")
     step_s, used = max(medians)
-    return Measured(step_s, used, peak, forward)
+    bubble = statistics.median(bubbles) if bubbles else None
+    return Measured(step_s, used, peak, forward, bubble)
 
 
 def _ratio_text(measured: float, predicted: float) -> str:
@@ -218,9 +236,11 @@ def plan_case(case: Case, accelerator: Any, steps: int) -> Any:
 
     import planner
 
-    model = model_spec(f"bench-{'gpt' if case.gpt else 'llama'}", **MODEL)
+    model = model_spec(f"bench-{'gpt' if case.gpt else 'moe' if case.moe else 'llama'}", **MODEL)
     if case.gpt:
         model = model.model_copy(update={**GPT, "ffn_hidden_size": 4 * MODEL["hidden"]})
+    if case.moe:
+        model = planner.ModelSpec(**{**model.model_dump(exclude_unset=True), **MOE})
     cluster = planner.ClusterSpec(
         gpu=accelerator, num_gpus=case.ranks, num_nodes=1, gpus_per_node=case.ranks
     )
@@ -332,10 +352,20 @@ def selected(only: str | None, raw: bool, have_profile: bool) -> list[Case]:
 
 def _row(case: Case, plan: Any, measured: Measured, floor: float, base: float | None) -> Row:
     est = plan.estimate
-    return Row(
+    row = Row(
         case.name, est.step.time_s, measured, state_mib(plan), floor, base,
         breakdown=dict(est.step.breakdown),
     )  # fmt: skip
+    if measured.bubble_fraction is not None:
+        row.notes.append(bubble_text(est.step.bubble_fraction, measured.bubble_fraction))
+    return row
+
+
+def bubble_text(planned: float, measured: float) -> str:
+    """A pipeline's bubble, planned beside measured (share of the step a stage idles)."""
+    return (
+        f"bubble plan {planned:.2f} meas {measured:.2f} ({_ratio_text(measured, planned).strip()})"
+    )
 
 
 def _fit(fitted: list[tuple[Case, Path, Any, Measured]], floor: float, base: float) -> Any:

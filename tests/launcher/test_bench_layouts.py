@@ -63,6 +63,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
                        "norm": "layernorm", "bias": True, "tied_embeddings": True,
                        "ffn_hidden": 512},
     "1 process": {"dp": 1, "sharding": "none", "grad_accum": 4, "activation": "swiglu"},
+    "pp2 gpipe dp2": {"dp": 2, "pp": 2, "schedule": "gpipe", "interleave": 1, "grad_accum": 2},
+    "pp2 1f1b dp2": {"dp": 2, "pp": 2, "schedule": "1f1b", "interleave": 1, "grad_accum": 2},
+    "pp2 interleave2 dp2": {"dp": 2, "pp": 2, "interleave": 2, "grad_accum": 2},
+    "cp2 dp2": {"dp": 2, "cp": 2, "cp_impl": "allgather", "grad_accum": 2},
+    "moe ep2 dp4": {"dp": 4, "ep": 2, "experts": 4, "top_k": 2, "grad_accum": 1},
 }  # fmt: skip
 
 
@@ -182,3 +187,15 @@ def test_smoke_one_layout_two_steps_through_scalectl_launch(
     line = bench.format_row(bench.Row(case.name, 0.1, measured, bench.state_mib(plan), 0.0))
     assert line.startswith("dp4 zero3") and f"rss {measured.peak_rss_mib:,.0f} MiB" in line
     assert measured.forward_s > 0  # the trainer's per-block forward timing reached the record
+
+
+def test_a_pipeline_rows_bubble_is_measured_and_shown_beside_the_plan() -> None:
+    records = {
+        "0": [{"step": s, "step_time_s": 0.1, "bubble_fraction": 0.4} for s in range(1, 9)],
+        "1": [{"step": s, "step_time_s": 0.1, "bubble_fraction": 0.2} for s in range(1, 9)],
+    }
+    measured = bench.steady_step(records, skip=2)
+    assert measured.bubble_fraction == pytest.approx(0.3)
+    assert bench.bubble_text(0.25, 0.3) == "bubble plan 0.25 meas 0.30 (1.20)"
+    dense = {"0": [{"step": s, "step_time_s": 0.1} for s in range(1, 9)]}
+    assert bench.steady_step(dense, skip=2).bubble_fraction is None
