@@ -9,6 +9,8 @@ it was launched with ``--plan``, through ``contract.env.layout()``.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import torch
@@ -48,7 +50,14 @@ def main() -> None:
         )
     if rank == 0:
         print(f"done: {args.steps} steps, loss {loss.item():.4f}")
-    dist.destroy_process_group()
+    # torch 2.13's gloo teardown (destroy_process_group, or the destructors at interpreter
+    # exit) aborts about one run in twenty with "terminate called without an active
+    # exception", after the work is done; torchrun would report the rank as failed. So,
+    # as the reference trainer does (runtime/train/distributed.py leave): wait until every
+    # rank is done, flush, and end without running destructors.
+    dist.barrier()
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
