@@ -60,6 +60,11 @@ class EstimateRequest:
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
+    finetune: str | None = None
+    lora_rank: int | None = None
+    lora_targets: str | None = None
+    lora_alpha: float | None = None
+    base_format: str | None = None
     pue: float | None = None
     grid: float | None = None
     price: float | None = None
@@ -172,6 +177,11 @@ def specs_from_request(
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,
+        finetune=r.finetune,
+        lora_rank=r.lora_rank,
+        lora_targets=r.lora_targets,
+        lora_alpha=r.lora_alpha,
+        base_format=r.base_format,
     )
     return model, cluster, training, defaults
 
