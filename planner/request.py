@@ -183,7 +183,24 @@ def specs_from_request(
         lora_alpha=r.lora_alpha,
         base_format=r.base_format,
     )
+    defaults.extend(finetune_defaults(training))
     return model, cluster, training, defaults
+
+
+def finetune_defaults(training: TrainingSpec) -> list[str]:
+    """The fine-tuning flags a LoRA/QLoRA request left to their defaults, stated."""
+    from planner import finetune
+
+    if training.finetune not in ("lora", "qlora"):
+        return []
+    out = []
+    if training.lora_rank is None:
+        out.append(f"--lora-rank {finetune.DEFAULT_RANK} (Hu et al. 2021's usual rank)")
+    if training.lora_targets is None:
+        out.append(f"--lora-targets {finetune.DEFAULT_TARGETS} (QLoRA paper, Sec. 4)")
+    if training.finetune == "qlora" and training.base_format is None:
+        out.append("--base-format nf4-dq (the QLoRA paper's NF4 with double quantisation)")
+    return out
 
 
 def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:
