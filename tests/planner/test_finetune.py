@@ -247,3 +247,16 @@ def test_rank_check_names_the_smallest_dimension() -> None:
         cluster = planner.ClusterSpec(gpu="H100", num_gpus=1)
         tr = _training(finetune="lora", lora_rank=2048, lora_targets="k")
         planner.estimate(planner.get_model("llama3-8b"), cluster, tr, planner.Layout(dp=1))
+
+
+def test_lora_estimates_carry_the_finetune_memory_band() -> None:
+    from planner.catalog import read_data
+    from planner.error_band import error_band
+
+    data = read_data("error_bands.yaml")
+    layout = planner.Layout(dp=1)
+    pre = error_band(LLAMA2_7B, _training(), layout)
+    lora = error_band(LLAMA2_7B, _training(finetune="qlora"), layout)
+    assert pre.memory_rel == data["memory"]["rms_rel"]
+    assert lora.memory_rel == data["memory_finetune"]["rms_rel"]
+    assert lora.memory_runs == data["memory_finetune"]["runs"] > 0
