@@ -128,6 +128,17 @@ class PlanTraining(_Section):
     planner's estimate does not depend on it."""
     moe_capacity_factor: float | None = None
     """MoE: expert capacity as a multiple of an even share of the tokens; None: dropless."""
+    finetune: str | None = None
+    """None: pre-training; 'full', 'lora' or 'qlora' fine-tuning (frozen base weights with
+    low-rank adapters for lora/qlora)."""
+    lora_rank: int | None = None
+    """LoRA adapter rank r (the planner's default when None)."""
+    lora_targets: str | None = None
+    """Projections with adapters: attn, mlp, all or a comma list of q,k,v,o,gate,up,down."""
+    lora_alpha: float | None = None
+    """LoRA scale numerator (the update is scaled by alpha / r)."""
+    base_format: str | None = None
+    """qlora: storage of the frozen weights: bf16, nf4, nf4-dq or int8."""
 
 
 class PlanLayout(_Section):

@@ -61,6 +61,32 @@ MoeCapacityOption = Annotated[
     float | None,
     typer.Option("--moe-capacity", help="MoE expert capacity factor (default: dropless)."),
 ]
+FinetuneOption = Annotated[
+    str | None,
+    typer.Option(
+        "--finetune",
+        help="Fine-tune: full (as pre-training), lora (frozen BF16 base + adapters) or "
+        "qlora (frozen quantised base + adapters); default: pre-training.",
+    ),
+]
+LoraRankOption = Annotated[
+    int | None, typer.Option("--lora-rank", help="LoRA adapter rank r (default 8).")
+]
+LoraTargetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--lora-targets",
+        help="Projections with adapters: attn, mlp, all (default) or a comma list of "
+        "q,k,v,o,gate,up,down.",
+    ),
+]
+LoraAlphaOption = Annotated[
+    float | None, typer.Option("--lora-alpha", help="LoRA alpha (recorded in the plan).")
+]
+BaseFormatOption = Annotated[
+    str | None,
+    typer.Option("--base-format", help="QLoRA base-weight storage: nf4, nf4-dq (default) or int8."),
+]
 PueOption = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE.")]
 GridOption = Annotated[float | None, typer.Option("--grid", help="Grid kg CO2 per kWh.")]
 PriceOption = Annotated[float | None, typer.Option("--price", help="USD per GPU-hour.")]

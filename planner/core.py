@@ -123,12 +123,12 @@ def step_breakdown(
     EP forward and backward exposed seconds of one layer; ``offload``: forward and backward
     exposed seconds of a layer's activation offload. The output layer counts with its
     weight on the critical path (:class:`planner.terms.schedule.MicroBatch`)."""
-    gemm_fwd, attn_fwd, attn_bwd, ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep = layer
+    gemm_fwd, gemm_bwd, attn_fwd, attn_bwd, ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep = layer
     t_head, loss_ew = head
     bubble, p2p = pipe
     m, layers_stage, hw = s.micro_batches, s.layers_stage, mb.head_weight
     return Breakdown(
-        gemm_s=m * (layers_stage * 3 * gemm_fwd + 3 * t_head * hw),
+        gemm_s=m * (layers_stage * (gemm_fwd + gemm_bwd) + (t_head + mb.head_bwd_gemm) * hw),
         attention_s=m * layers_stage * (attn_fwd + attn_bwd),
         memory_bound_s=m * (layers_stage * (ew_fwd + ew_bwd + 3 * kernel_fwd) + loss_ew * hw),
         recompute_s=m * layers_stage * mb.recompute_layer,
@@ -146,16 +146,20 @@ def step_breakdown(
 def evaluate(x: Inputs, c: Constants) -> Outputs:
     """Memory, step time and run totals of the candidate(s) in ``x``."""
     s = shapes(x)
-    gemm_fwd = compute.layer_gemm_fwd(x, c, s)
+    base_fwd, adapter_fwd = compute.layer_gemm_fwd(x, c, s), compute.adapter_gemm_fwd(x, c, s)
+    gemm_fwd, gemm_bwd = base_fwd + adapter_fwd, compute.layer_gemm_bwd(x, base_fwd, adapter_fwd)
     attn = compute.attention_time(x, c, s)
     ew_fwd, ew_core_fwd, ew_bwd = compute.elementwise_time(x, c, s)
     tp = layer_comm.tensor_parallel(x, c, s, gemm_fwd)
     cp = layer_comm.context_parallel(x, c, s, attn[0], attn[1])
-    ep = layer_comm.expert_parallel(x, c, s, 3 * gemm_fwd + attn[0] + attn[1] + ew_fwd + ew_bwd)
+    ep = layer_comm.expert_parallel(
+        x, c, s, gemm_fwd + gemm_bwd + attn[0] + attn[1] + ew_fwd + ew_bwd
+    )
     p = states.stage_params(x, s)
-    ew_bwd = ew_bwd + states.grad_accumulation_time(x, s, p)
+    dequant = compute.dequant_time(x, s, p.layer_dense + p.layer_expert)
+    ew_fwd, ew_bwd = ew_fwd + dequant, ew_bwd + dequant + states.grad_accumulation_time(x, s, p)
     layer_fwd, layer_bwd_core, kernel_fwd = schedule.layer_time(
-        c, gemm_fwd, attn, (ew_fwd, ew_bwd), tp, cp, ep
+        c, (gemm_fwd, gemm_bwd), attn, (ew_fwd, ew_bwd), tp, cp, ep
     )
     act_layer = activations.layer_activations(x, c, s)
     offload = activations.offload_time(x, c, s, act_layer, layer_fwd, layer_bwd_core)
@@ -176,7 +180,8 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     dp_comm_s = dp_comm_s + data_parallel.tied_embedding_sync_time(x, pp_bw, pp_alpha)
     weights_b, grads_b, optimizer_b, t_optimizer = states.model_states(x, c, s, p)
     b = step_breakdown(
-        s, (gemm_fwd, attn[0], attn[1], ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep), head, mb,
+        s, (gemm_fwd, gemm_bwd, attn[0], attn[1], ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep),
+        head, mb,
         pipe, dp_comm_s, t_optimizer, offload,
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))

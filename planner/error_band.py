@@ -35,7 +35,8 @@ class ErrorBand(BaseModel):
     step_time_runs: int
     """Published runs behind step_time_rel."""
     memory_rel: float
-    """Root-mean-square relative error of per-GPU memory (all memory rows: few exist)."""
+    """Root-mean-square relative error of per-GPU memory (the pre-training memory rows, or
+    for LoRA/QLoRA the fine-tuning ones: few exist)."""
     memory_runs: int
     """Published memory figures behind memory_rel."""
 
@@ -67,7 +68,9 @@ def error_band(model: ModelSpec, training: TrainingSpec, layout: Layout) -> Erro
     for basis in (key, "moe" if moe else "dense", "all"):
         if basis in groups:
             break
-    group, memory = groups[basis], data["memory"]
+    # LoRA/QLoRA memory has its own published rows (tests/validation/finetune.yaml).
+    lora = training.finetune in ("lora", "qlora") and "memory_finetune" in data
+    group, memory = groups[basis], data["memory_finetune" if lora else "memory"]
     return ErrorBand(
         regime=key,
         basis=basis,

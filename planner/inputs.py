@@ -109,6 +109,12 @@ class Inputs(NamedTuple):
     eager: Any
     op_sac: Any
     fsdp1: Any
+    frozen: Any
+    base_weight_bytes: Any
+    lora_rank: Any
+    lora_width: Any
+    lora_matrices: Any
+    dequant: Any
     # layout
     dp: Any
     tp: Any
@@ -213,9 +219,10 @@ def accelerator_inputs(acc: AcceleratorSpec, cluster: ClusterSpec) -> dict[str, 
     }
 
 
-def training_inputs(training: TrainingSpec) -> dict[str, float]:
-    """The training spec's fields of :class:`Inputs`."""
+def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float]:
+    """The training spec's fields of :class:`Inputs` (the adapters' sizes need the model)."""
     from planner.catalog import constants_data
+    from planner.finetune import finetune_inputs
 
     data = constants_data()
     fp32 = training.precision == "fp32"
@@ -242,6 +249,7 @@ def training_inputs(training: TrainingSpec) -> dict[str, float]:
         "eager": _f(training.kernels == "eager"),
         "op_sac": _f(training.selective_recompute == "op"),
         "fsdp1": _f(training.fsdp_version == 1),
+        **finetune_inputs(training, model, float(sizes["weight_bytes"])),
     }
 
 
@@ -321,7 +329,7 @@ def build_inputs(
             1, {**accelerator_inputs(accelerator, cluster), **cluster_inputs(cluster)}
         ),
     )
-    t = _memo(2, training, None, lambda: _ordered(2, training_inputs(training)))
+    t = _memo(2, training, model, lambda: _ordered(2, training_inputs(training, model)))
     measured = measured_attention(
         accelerator.attention_benchmarks,
         training.attention_kernel,

@@ -60,6 +60,11 @@ class EstimateRequest:
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
+    finetune: str | None = None
+    lora_rank: int | None = None
+    lora_targets: str | None = None
+    lora_alpha: float | None = None
+    base_format: str | None = None
     pue: float | None = None
     grid: float | None = None
     price: float | None = None
@@ -172,8 +177,30 @@ def specs_from_request(
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,
+        finetune=r.finetune,
+        lora_rank=r.lora_rank,
+        lora_targets=r.lora_targets,
+        lora_alpha=r.lora_alpha,
+        base_format=r.base_format,
     )
+    defaults.extend(finetune_defaults(training))
     return model, cluster, training, defaults
+
+
+def finetune_defaults(training: TrainingSpec) -> list[str]:
+    """The fine-tuning flags a LoRA/QLoRA request left to their defaults, stated."""
+    from planner import finetune
+
+    if training.finetune not in ("lora", "qlora"):
+        return []
+    out = []
+    if training.lora_rank is None:
+        out.append(f"--lora-rank {finetune.DEFAULT_RANK} (Hu et al. 2021's usual rank)")
+    if training.lora_targets is None:
+        out.append(f"--lora-targets {finetune.DEFAULT_TARGETS} (QLoRA paper, Sec. 4)")
+    if training.finetune == "qlora" and training.base_format is None:
+        out.append("--base-format nf4-dq (the QLoRA paper's NF4 with double quantisation)")
+    return out
 
 
 def _pins(r: EstimateRequest, sharding: str | None) -> dict[str, object]:

@@ -202,6 +202,34 @@ class TrainingSpec(BaseModel):
     share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch
     Transformer, Sec. 2.2; GShard); None is dropless routing with balanced experts
     (Gale et al. 2022, MegaBlocks)."""
+    finetune: Literal["full", "lora", "qlora"] | None = None
+    """None: pre-training. 'full': fine-tuning every weight (costed as pre-training).
+    'lora': frozen BF16 base weights plus trained low-rank adapters (Hu et al. 2021);
+    'qlora': the same over base weights stored in ``base_format`` (Dettmers et al. 2023)."""
+    lora_rank: int | None = Field(default=None, gt=0)
+    """Adapter rank r (lora/qlora; default planner.finetune.DEFAULT_RANK)."""
+    lora_targets: str | None = None
+    """Projections with adapters: attn, mlp, all or a comma list of q,k,v,o,gate,up,down
+    (default all)."""
+    lora_alpha: float | None = Field(default=None, gt=0)
+    """Adapter scale numerator (alpha / r); recorded for the trainer, not costed."""
+    base_format: Literal["bf16", "nf4", "nf4-dq", "int8"] | None = None
+    """qlora: storage of the frozen block weights (default nf4-dq, the QLoRA paper's)."""
+
+    @model_validator(mode="after")
+    def _finetune_flags(self) -> TrainingSpec:
+        lora = self.finetune in ("lora", "qlora")
+        given = [f for f in ("lora_rank", "lora_targets", "lora_alpha") if getattr(self, f)]
+        if given and not lora:
+            flag = "--" + given[0].replace("_", "-")
+            raise PlanInputError(f"{flag} needs --finetune lora or qlora; add it or drop {flag}.")
+        if self.base_format is not None and self.finetune != "qlora":
+            raise PlanInputError("--base-format needs --finetune qlora; add it or drop it.")
+        if self.lora_targets is not None:
+            from planner.finetune import resolve_targets
+
+            resolve_targets(self.lora_targets)
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,8 @@
 Step-time groups: every throughput and iteration-time row (their relative errors are
 step-time errors), keyed by regime (planner.error_band.regime_key), by dense/MoE, and
 'all'. Known-gap rows count: their error is what a user of that regime should expect.
-Memory: every memory row. Each group's figure is the root-mean-square relative error.
+Memory: every memory row of pre-training runs; LoRA/QLoRA rows (regime ``finetune``) are
+their own group, memory_finetune. Each group's figure is the root-mean-square relative error.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def bands() -> dict[str, object]:
     """The error_bands.yaml mapping, from the current planner and validation rows."""
     step: dict[str, list[float]] = {}
     memory: list[float] = []
+    finetune: list[float] = []
     for check in all_checks():
         if math.isnan(check.error):  # a known gap the planner cannot evaluate at all
             continue
         if check.kind == "memory":
-            memory.append(check.error)
+            (finetune if check.regime.get("finetune") else memory).append(check.error)
         elif check.kind in ("throughput", "iteration_time") and check.regime:
             r = check.regime
             for key in (regime_key(r["moe"], r["pp"], r["seq_len"]),
@@ -52,6 +54,7 @@ def bands() -> dict[str, object]:
     return {
         "step_time": {k: {"rms_rel": _rms(v), "runs": len(v)} for k, v in sorted(step.items())},
         "memory": {"rms_rel": _rms(memory), "runs": len(memory)},
+        "memory_finetune": {"rms_rel": _rms(finetune), "runs": len(finetune)},
     }
 
 

@@ -18,6 +18,14 @@ Recomputation (Korthikanti et al. 2022): full recompute reruns each layer's forw
 (matmuls and attention, not the output layer); selective reruns the attention core.
 With full recompute and unfused attention the hardware count equals Narayanan et al.
 2021, eq. 3: 96·B·s·l·h²·(1 + s/6h + V/16lh) per step.
+
+Fine-tuning (TrainingSpec.finetune): full fine-tuning is costed as pre-training (6N).
+LoRA/QLoRA freeze the base weights: forward 2N, backward the activation gradients only
+(2N; frozen matrices take no weight gradients, saving 2N), plus the adapters' 6·r·(d_in +
+d_out) per targeted matrix (Hu et al. 2021, Sec. 4), rerun forward under full recompute.
+MFU counts the model FLOPs a step actually executes: 4N + attention + adapters for
+LoRA/QLoRA, not 6N (:func:`finetune_flops_per_token`); QLoRA's dequantisation moves bytes
+and adds no FLOPs.
 """
 
 from __future__ import annotations
@@ -100,3 +108,15 @@ def hardware_flops_per_token(
     attn_recompute = where(recompute >= RECOMPUTE_FULL, 1.0, where(op > 0, 0.0, 1.0))
     attn_recompute = where(recompute >= RECOMPUTE_SELECTIVE, attn_recompute, 0.0)
     return 3 * mm + mm_recompute + attn_fwd * (1 + attn_bwd_ratio + attn_recompute)
+
+
+def finetune_flops_per_token(
+    frozen: Num, matmul_fwd: Num, layers: Num, rank: Num, width: Num, recompute: Num = 0.0
+) -> Num:
+    """FLOPs per token that LoRA/QLoRA add to the 6N count (negative: the frozen weights'
+    gradients not computed, ``-frozen·matmul_fwd``; plus the adapters' 6·r·Σ(d_in + d_out)
+    per layer, 8 under full recompute, which reruns their forward). ``matmul_fwd`` is
+    :func:`matmul_flops_fwd_per_token`; 0 for pre-training and full fine-tuning."""
+    adapter_fwd = 2 * layers * rank * width
+    rerun = where(recompute >= RECOMPUTE_FULL, 1.0, 0.0)
+    return frozen * ((3 + rerun) * adapter_fwd - matmul_fwd)

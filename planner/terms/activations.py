@@ -50,6 +50,9 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     # which selective recomputation drops (ring attention keeps the local chunk only).
     gathered_kv = where(x.cp_allgather > 0, s.ab * s.tokens * (x.cp - 1) * 2 * s.kv_dim / x.tp, 0.0)
     act_none, act_core = act_none + gathered_kv, act_core + gathered_kv
+    # LoRA: each adapter saves its r-wide intermediate A·x for B's gradient (its input x
+    # is the frozen matrix's, already saved: frozen layers still pass input gradients).
+    act_none = act_none + s.ab * s.tokens * x.lora_rank * x.lora_matrices
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
         where(x.flash > 0, act_core, 0.0),

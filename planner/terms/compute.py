@@ -59,6 +59,31 @@ def layer_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
     return t_qkv + t_proj + mlp
 
 
+def adapter_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
+    """Forward GEMMs of one layer's LoRA adapters: x·A (d_in x r) and (xA)·B (r x d_out) per
+    targeted matrix, 2·r·Σ(d_in + d_out) FLOPs per token (Hu et al. 2021, Sec. 4), timed
+    as one thin GEMM of that size (0 without adapters)."""
+    rank = maximum(x.lora_rank, 1.0)
+    width = maximum(x.lora_width, 1.0)  # no adapters: a 1 x 1 stand-in, multiplied by 0
+    return where(x.frozen > 0, gemm(x, s, s.tokens, rank, width / x.tp), 0.0)
+
+
+def layer_gemm_bwd(x: Inputs, base_fwd: Any, adapter_fwd: Any) -> Any:
+    """Backward GEMMs of one layer: input and weight gradients of each matrix (twice the
+    forward; Narayanan et al. 2021, Sec. 5.1); frozen base weights (LoRA/QLoRA) need the
+    input gradients only (once the forward), their adapters both."""
+    return (2.0 - x.frozen) * base_fwd + 2.0 * adapter_fwd
+
+
+def dequant_time(x: Inputs, s: Shapes, layer_params: Any) -> Any:
+    """Seconds of dequantising one layer's frozen weights to BF16 before its GEMMs (QLoRA,
+    Dettmers et al. 2023, Sec. 3: bitsandbytes reads the NF4 weights and block constants and
+    writes BF16, in forward and again in backward): memory-bound, 0 without ``dequant``."""
+    return x.dequant * kernels.memory_bound_time(
+        (x.base_weight_bytes + x.act_bytes) * layer_params, s.mem_bw
+    )
+
+
 def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     """(forward, backward) seconds of the attention core of one layer.
 

@@ -16,6 +16,7 @@ from typing import Any
 from planner.formulas import comm, step
 from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
+from planner.terms import states
 from planner.terms.schedule import MicroBatch
 from planner.terms.shapes import (
     SHARDING_HSDP,
@@ -43,10 +44,17 @@ def fsdp_time(
     ov = x.overlap_grad_reduce
     # FSDP: per-layer gathers/scatters inside the shard group (all of dp for ZeRO-3).
     per_layer = layer_params(s, p)
-    fsdp_gather = comm.all_gather_time(x.weight_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
-    fsdp_scatter = comm.all_gather_time(x.grad_bytes * per_layer, s.shard_group, sh_bw, sh_alpha)
+    # LoRA/QLoRA: the frozen weights are gathered in their storage format (QLoRA's NF4),
+    # and only the adapters' gradients are reduce-scattered.
+    trainable = where(x.frozen > 0, states.adapter_layer_params(x), per_layer)
+    gather_b = where(
+        x.frozen > 0, x.base_weight_bytes * per_layer + x.weight_bytes * trainable,
+        x.weight_bytes * per_layer,
+    )  # fmt: skip
+    fsdp_gather = comm.all_gather_time(gather_b, s.shard_group, sh_bw, sh_alpha)
+    fsdp_scatter = comm.all_gather_time(x.grad_bytes * trainable, s.shard_group, sh_bw, sh_alpha)
     fsdp1_divide = (
-        x.fsdp1 * s.layers_stage * step.fsdp1_predivide_time(per_layer, x.grad_bytes, s.mem_bw)
+        x.fsdp1 * s.layers_stage * step.fsdp1_predivide_time(trainable, x.grad_bytes, s.mem_bw)
     )
     fsdp_x = s.micro_batches * (
         step.fsdp_exposed_per_micro_batch(
@@ -55,7 +63,8 @@ def fsdp_time(
         + fsdp1_divide
     )
     replica_ar = comm.all_reduce_time(
-        (x.grad_bytes * p.dense + x.grad_bytes * p.expert) / s.shard_group,
+        x.grad_bytes * where(x.frozen > 0, s.layers_stage * trainable, p.dense + p.expert)
+        / s.shard_group,
         replicas, rep_bw, rep_alpha,
     )  # fmt: skip
     hsdp_x = fsdp_x + step.overlapped(replica_ar, 0.0, mb.bwd * ov, ov)
@@ -79,8 +88,12 @@ def data_parallel_time(x: Inputs, c: Constants, s: Shapes, p: StageParams, mb: M
         c.alpha_intra_s, c.alpha_inter_s,
     )  # fmt: skip
     bucket = c.grad_bucket_bytes
-    g_dense, g_expert = x.grad_bytes * p.dense, x.grad_bytes * p.expert
-    w_dense, w_expert = x.weight_bytes * p.dense, x.weight_bytes * p.expert
+    # LoRA/QLoRA reduce and update the adapters only (the frozen weights never change).
+    frozen = x.frozen > 0
+    dense = where(frozen, s.layers_stage * states.adapter_layer_params(x), p.dense)
+    expert = where(frozen, 0.0, p.expert)
+    g_dense, g_expert = x.grad_bytes * dense, x.grad_bytes * expert
+    w_dense, w_expert = x.weight_bytes * dense, x.weight_bytes * expert
     window_bwd, window_fwd = mb.bwd * x.overlap_grad_reduce, mb.fwd * x.overlap_grad_reduce
     ov = x.overlap_grad_reduce
 

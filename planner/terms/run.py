@@ -14,7 +14,9 @@ from planner.units import SECONDS_PER_HOUR, W_PER_MW
 def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
     """(tokens, model FLOPs, hardware FLOPs) of one step: 6N + attention per token
     (Narayanan et al. 2021, eq. 3; Chowdhery et al. 2022, App. B for MFU), hardware FLOPs
-    adding recomputation and the key blocks fused attention executes."""
+    adding recomputation and the key blocks fused attention executes. LoRA/QLoRA count what
+    they execute: no weight gradients of frozen matrices, the adapters' 6·r·(d_in + d_out)
+    (:func:`planner.formulas.flops.finetune_flops_per_token`)."""
     moe_layer_mm = params.layer_matmul_params_active(
         x.hidden, x.heads, x.kv_heads, x.head_dim, x.ffn, x.gated, x.experts, x.top_k,
         x.moe_ffn, x.shared_ffn,
@@ -26,15 +28,20 @@ def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
         moe_layer_mm, dense_layer_mm, params.moe_layer_share(x.layers, x.dense_layers, x.experts)
     )
     step_tokens = x.batch_seqs * x.seq
-    model_flops = step_tokens * flops.model_flops_per_token(
-        x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq
+    mm_fwd = flops.matmul_flops_fwd_per_token(x.layers, layer_mm, x.vocab, x.hidden)
+    lora = (x.frozen, mm_fwd, x.layers, x.lora_rank, x.lora_width)
+    model_flops = step_tokens * (
+        flops.model_flops_per_token(
+            x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq
+        )
+        + flops.finetune_flops_per_token(*lora)
     )
     hardware_flops = step_tokens * flops.hardware_flops_per_token(
         x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq, x.flash,
         x.recompute, c.flash_causal_block, c.flash_bwd_flops_ratio,
         x.op_sac * params.op_recompute_matmul_params(x.hidden, x.kv_heads * x.head_dim,
                                                      x.heads * x.head_dim, x.ffn),
-    )  # fmt: skip
+    ) + step_tokens * flops.finetune_flops_per_token(*lora, x.recompute)  # fmt: skip
     return step_tokens, model_flops, hardware_flops
 
 

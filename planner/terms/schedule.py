@@ -30,23 +30,24 @@ class MicroBatch(NamedTuple):
     fwd: Any
     bwd: Any
     total: Any
+    head_bwd_gemm: Any
+    """The output layer's backward GEMMs (twice its forward; once when frozen)."""
 
 
 def layer_time(
-    c: Constants, gemm_fwd: Any, attn: tuple[Any, Any], ew: tuple[Any, Any],
+    c: Constants, gemm: tuple[Any, Any], attn: tuple[Any, Any], ew: tuple[Any, Any],
     tp: TensorParallel, cp: tuple[Any, Any], ep: tuple[Any, Any],
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """(forward, backward without recomputation, kernel launches) seconds of one layer.
 
-    Backward runs two GEMMs per forward GEMM (input and weight gradients; Narayanan et
-    al. 2021, Sec. 5.1) and launches twice the kernels. ``attn``, ``ew``, ``cp``, ``ep``
-    are (forward, backward) pairs; ``ew``'s backward includes gradient accumulation.
+    Backward launches twice the kernels. ``gemm``, ``attn``, ``ew``, ``cp``, ``ep`` are
+    (forward, backward) pairs (:func:`planner.terms.compute.layer_gemm_bwd`); ``ew``'s
+    backward includes gradient accumulation.
     """
+    gemm_fwd, gemm_bwd = gemm
     kernel_fwd = c.kernels_per_layer_fwd * c.kernel_overhead_s
     layer_fwd = gemm_fwd + attn[0] + ew[0] + tp.fwd_exposed_s + cp[0] + ep[0] + kernel_fwd
-    layer_bwd_core = (
-        2 * gemm_fwd + attn[1] + ew[1] + tp.bwd_exposed_s + cp[1] + ep[1] + 2 * kernel_fwd
-    )
+    layer_bwd_core = gemm_bwd + attn[1] + ew[1] + tp.bwd_exposed_s + cp[1] + ep[1] + 2 * kernel_fwd
     return layer_fwd, layer_bwd_core, kernel_fwd
 
 
@@ -75,7 +76,7 @@ def micro_batch_time(
     # Vocab-parallel logits: an all-reduce (all-gather with SP) of the final hidden states.
     head_comm = where(x.sp > 0, 2 * tp.all_gather_s, tp.all_reduce_s)
     head_fwd = t_head + loss_ew
-    head_bwd = 2 * t_head
+    head_bwd = (2.0 - x.frozen) * t_head  # a frozen output layer: input gradients only
     # Uneven stages: the last stage runs one layer fewer plus the output layer, the others
     # a full stage; the slower of the two sets the pace (Llama 3 paper, Sec. 3.3.2).
     head_total = head_fwd + head_bwd + head_comm
@@ -88,7 +89,7 @@ def micro_batch_time(
     t_mb_bwd = s.layers_stage * layer_bwd + head_bwd * head_weight
     return MicroBatch(
         layer_fwd, layer_bwd, recompute_layer, recompute_comm, head_comm, head_weight,
-        t_mb_fwd, t_mb_bwd, t_mb_fwd + t_mb_bwd + head_comm * head_weight,
+        t_mb_fwd, t_mb_bwd, t_mb_fwd + t_mb_bwd + head_comm * head_weight, head_bwd,
     )  # fmt: skip
 
 

@@ -73,8 +73,21 @@ def grad_accumulation_time(x: Inputs, s: Shapes, p: StageParams) -> Any:
     """
     grads_sharded = where(x.sharding > SHARDS_GRADIENTS, 1.0 / s.shard_group, 1.0)
     return kernels.memory_bound_time(
-        2 * x.grad_bytes * (p.layer_dense + p.layer_expert) * grads_sharded, s.mem_bw
+        2 * x.grad_bytes * trainable_layer_params(x, p) * grads_sharded, s.mem_bw
     )
+
+
+def adapter_layer_params(x: Inputs) -> Any:
+    """LoRA adapter parameters of one layer on one GPU: r·Σ(d_in + d_out) over the targeted
+    matrices (Hu et al. 2021, Sec. 4), split by TP with the matrix they adapt (0 without
+    adapters)."""
+    return x.lora_rank * x.lora_width / x.tp
+
+
+def trainable_layer_params(x: Inputs, p: StageParams) -> Any:
+    """Parameters of one layer that take gradients: all of them, or with frozen base
+    weights (LoRA/QLoRA) the adapters only."""
+    return where(x.frozen > 0, adapter_layer_params(x), p.layer_dense + p.layer_expert)
 
 
 def model_states(x: Inputs, c: Constants, s: Shapes, p: StageParams) -> tuple[Any, Any, Any, Any]:
@@ -83,14 +96,38 @@ def model_states(x: Inputs, c: Constants, s: Shapes, p: StageParams) -> tuple[An
     the step reads and writes ``optimizer_step_bytes`` per local parameter)."""
     # The expert-data-parallel group: the stage's tp·cp·dp ranks over ep x expert_tp.
     expert_shard = maximum(s.shard_group * x.tp / (x.ep * s.expert_tp), 1.0)
+    frozen = x.frozen > 0
     weights_b, grads_b, optimizer_b = memory.model_state_bytes(
-        p.dense, p.expert, x.sharding, s.shard_group, expert_shard,
+        where(frozen, s.layers_stage * adapter_layer_params(x), p.dense),
+        where(frozen, 0.0, p.expert), x.sharding, s.shard_group, expert_shard,
         x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,
         x.optimizer_state_bytes,
     )  # fmt: skip
+    weights_b = weights_b + where(frozen, frozen_weight_bytes(x, c, s, p, expert_shard), 0.0)
     local_opt_params = optimizer_b / x.optimizer_state_bytes
     t_optimizer = (
         kernels.memory_bound_time(x.optimizer_step_bytes * local_opt_params, s.mem_bw)
         + x.step_overhead_s  # per-step overhead fitted by `plan calibrate` (planner.profile)
     )
     return weights_b, grads_b, optimizer_b, t_optimizer
+
+
+def frozen_weight_bytes(
+    x: Inputs, c: Constants, s: Shapes, p: StageParams, expert_shard: Any
+) -> Any:
+    """Bytes of the frozen base weights on one GPU (LoRA/QLoRA), sharded as weights are:
+    the blocks' weights in ``base_weight_bytes`` (QLoRA's NF4 with its block constants,
+    Dettmers et al. 2023, Sec. 3), the embedding, output layer and the rest of the stage
+    in the training precision; no gradients or optimizer states. QLoRA adds the buffer
+    one layer's weights are dequantised into (BF16, per GPU's TP share) before its GEMMs."""
+    blocks = s.layers_stage * p.layer_dense
+    block_b, _, _ = memory.model_state_bytes(
+        blocks, p.expert, x.sharding, s.shard_group, expert_shard, x.base_weight_bytes,
+        0.0, 0.0, 0.0,
+    )  # fmt: skip
+    rest_b, _, _ = memory.model_state_bytes(
+        maximum(p.dense - blocks, 0.0), 0.0, x.sharding, s.shard_group, expert_shard,
+        x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, 0.0, 0.0,
+    )  # fmt: skip
+    dequant_b = x.dequant * x.act_bytes * (p.layer_dense + p.layer_expert)
+    return block_b + rest_b + dequant_b

@@ -193,7 +193,9 @@ def _describe_layout(row: dict[str, Any]) -> str:
 
 
 def all_checks() -> list[Check]:
-    """Every validation row: public.yaml, extra.yaml and published.yaml, in that order."""
+    """Every validation row: public.yaml, extra.yaml, published.yaml and finetune.yaml, in
+    that order."""
     from tests.validation.cases import extra_checks, public_checks
+    from tests.validation.finetune import finetune_checks
 
-    return [*public_checks(), *extra_checks(), *published_checks()]
+    return [*public_checks(), *extra_checks(), *published_checks(), *finetune_checks()]

@@ -1,0 +1,144 @@
+"""Fine-tuning requests (TrainingSpec.finetune): LoRA and QLoRA targets, ranks and the
+frozen base weights' storage format, as the numbers the cost model consumes.
+
+LoRA (Hu et al. 2021, Sec. 4) freezes the pre-trained weights and trains, beside each
+targeted matrix W of d_in x d_out, a low-rank update B·A with A: d_in x r and B: r x d_out,
+r·(d_in + d_out) parameters. QLoRA (Dettmers et al. 2023, Sec. 3) stores the frozen
+weights of the transformer blocks' linear layers in 4-bit NormalFloat (NF4) with one FP32
+absmax per block of 64, optionally quantising those constants again to 8 bits per block of
+256 (double quantisation), and dequantises one layer at a time to BF16 for its GEMMs.
+Embeddings, the output layer and the norms stay in BF16 (bitsandbytes replaces only the
+blocks' nn.Linear modules).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from planner.errors import PlanInputError
+from planner.model_spec import ModelSpec
+
+if TYPE_CHECKING:
+    from planner.specs import TrainingSpec
+
+ATTENTION_TARGETS = ("q", "k", "v", "o")
+MLP_TARGETS = ("gate", "up", "down")
+TARGET_GROUPS = {
+    "attn": ATTENTION_TARGETS,
+    "mlp": MLP_TARGETS,
+    "all": (*ATTENTION_TARGETS, *MLP_TARGETS),
+}
+"""Names ``--lora-targets`` accepts for groups of projections."""
+DEFAULT_TARGETS = "all"
+"""QLoRA, Sec. 4: adapters on every linear layer of a block are needed to match full
+fine-tuning (Figure 2), so that is the default."""
+DEFAULT_RANK = 8
+"""Hu et al. 2021 use r = 8 in most of their GPT-3 experiments (Table 4)."""
+
+NF4_BITS = 4.0
+NF4_BLOCK = 64.0
+"""QLoRA, Sec. 3: NF4 quantisation blocks of 64 weights, one FP32 absmax each:
+32/64 = 0.5 bit per parameter."""
+DQ_BLOCK = 256.0
+"""QLoRA, Sec. 3 (double quantisation): the FP32 absmaxes quantised to 8 bits in blocks
+of 256, with one FP32 second-level constant per block: 8/64 + 32/(64·256) = 0.127 bit per
+parameter (the paper's figure)."""
+
+BASE_FORMAT_BYTES = {
+    "bf16": 2.0,
+    "nf4": (NF4_BITS + 32.0 / NF4_BLOCK) / 8.0,
+    "nf4-dq": (NF4_BITS + 8.0 / NF4_BLOCK + 32.0 / (NF4_BLOCK * DQ_BLOCK)) / 8.0,
+    # LLM.int8() (Dettmers et al. 2022, Sec. 3): one byte per weight plus one FP32 scale
+    # per output row (4/d_in bytes per weight, < 0.1 % for d_in >= 4096: not counted).
+    "int8": 1.0,
+}
+"""Bytes per frozen weight of a transformer block's linear layers, by storage format."""
+
+
+def resolve_targets(text: str | None) -> tuple[str, ...]:
+    """The projections ``--lora-targets`` names (groups expanded, order kept, no repeats)."""
+    names: list[str] = []
+    for raw in (text or DEFAULT_TARGETS).split(","):
+        name = raw.strip().lower()
+        group = TARGET_GROUPS.get(name)
+        if group is None and name not in TARGET_GROUPS["all"]:
+            raise PlanInputError(
+                f"--lora-targets: unknown target {name!r}; use attn, mlp, all or a comma "
+                "list of q,k,v,o,gate,up,down."
+            )
+        names.extend(n for n in (group or (name,)) if n not in names)
+    return tuple(names)
+
+
+def matrix_dims(model: ModelSpec) -> dict[str, tuple[int, int]]:
+    """(d_in, d_out) of each projection of a block (GQA: K and V are kv_heads·head_dim
+    wide; GELU MLPs have no gate)."""
+    h, f = model.hidden_size, model.ffn_hidden_size
+    q = model.num_attention_heads * model.head_dim_eff
+    kv = model.num_kv_heads * model.head_dim_eff
+    dims = {"q": (h, q), "k": (h, kv), "v": (h, kv), "o": (q, h), "up": (h, f), "down": (f, h)}
+    if model.activation == "swiglu":
+        dims["gate"] = (h, f)
+    return dims
+
+
+def targeted_dims(model: ModelSpec, targets: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(d_in, d_out) of the targeted matrices of one block; refuses what is not modelled."""
+    dims = matrix_dims(model)
+    mlp = [t for t in targets if t in MLP_TARGETS]
+    if mlp and model.num_experts > 1:
+        raise PlanInputError(
+            "--lora-targets: adapters on MoE expert MLPs are not modelled; use "
+            "--lora-targets attn (or q,k,v,o)."
+        )
+    if "gate" in targets and "gate" not in dims:
+        raise PlanInputError(
+            f"--lora-targets: model {model.name!r} has a GELU MLP without a gate "
+            "projection; drop 'gate' (use up,down)."
+        )
+    return [dims[t] for t in targets if t in dims]
+
+
+def check_rank(model: ModelSpec, rank: int, targets: tuple[str, ...]) -> None:
+    """Refuse a rank above a targeted matrix's smaller dimension (B·A would not be low rank)."""
+    dims = targeted_dims(model, targets)
+    smallest = min(min(d) for d in dims)
+    if rank > smallest:
+        raise PlanInputError(
+            f"--lora-rank {rank} exceeds the smallest targeted matrix dimension "
+            f"{smallest} of model {model.name!r}; use --lora-rank {smallest} or less."
+        )
+
+
+def adapter_width(model: ModelSpec, targets: tuple[str, ...]) -> tuple[float, float]:
+    """(Σ (d_in + d_out), number) of the targeted matrices of one block: the adapters
+    hold rank·Σ(d_in + d_out) parameters per block (Hu et al. 2021, Sec. 4)."""
+    dims = targeted_dims(model, targets)
+    return float(sum(a + b for a, b in dims)), float(len(dims))
+
+
+def finetune_inputs(
+    training: TrainingSpec, model: ModelSpec, weight_bytes: float
+) -> dict[str, float]:
+    """The fine-tuning fields of :class:`planner.inputs.Inputs`: ``frozen`` (1: the base
+    weights take no gradients or optimizer states), ``base_weight_bytes`` (bytes per frozen
+    block weight), ``lora_rank``, ``lora_width`` (Σ d_in + d_out of the targeted matrices of
+    a block), ``lora_matrices`` (their number) and ``dequant`` (1: QLoRA dequantises each
+    layer's weights before its GEMMs). Pre-training and full fine-tuning give zeros and the
+    training precision's weight bytes."""
+    if training.finetune not in ("lora", "qlora"):
+        return {
+            "frozen": 0.0, "base_weight_bytes": weight_bytes, "lora_rank": 0.0,
+            "lora_width": 0.0, "lora_matrices": 0.0, "dequant": 0.0,
+        }  # fmt: skip
+    targets = resolve_targets(training.lora_targets)
+    rank = training.lora_rank or DEFAULT_RANK
+    check_rank(model, rank, targets)
+    width, matrices = adapter_width(model, targets)
+    qlora = training.finetune == "qlora"
+    base = BASE_FORMAT_BYTES[training.base_format or "nf4-dq"] if qlora else weight_bytes
+    return {
+        "frozen": 1.0, "base_weight_bytes": base, "lora_rank": float(rank),
+        "lora_width": width, "lora_matrices": matrices,
+        "dequant": 1.0 if qlora and base < BASE_FORMAT_BYTES["bf16"] else 0.0,
+    }  # fmt: skip
