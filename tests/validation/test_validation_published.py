@@ -162,7 +162,6 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
     assert {c.id for c in gaps} == {
         "megatron-bridge-25.11-gpt-oss-120b",
         "megatron-bridge-25.11-qwen3-30b-a3b",
-        "megatron-bridge-25.11-deepseek-v3",
     }
     for check in gaps:
         assert check.published > 0 and len(check.known_gap or "") > 20
@@ -171,6 +170,11 @@ def test_known_gaps_are_listed_with_their_figure_and_reason() -> None:
         assert check.predicted > 0 or math.isnan(check.predicted)
     qwen3 = next(c for c in PUBLISHED if "qwen3-235b" in c.id)
     assert qwen3.regime["moe"] and not qwen3.known_gap and qwen3.predicted > 0
+    # DeepSeek-V3 is planned with its run's settings (published.yaml: etp 1, the MoE
+    # all-to-all overlapped, TP collectives exposed, BF16 gradient reduction after backward);
+    # with the generic defaults the EP all-to-all alone was 22 of 40 s and the row -37 %.
+    deepseek = next(c for c in PUBLISHED if c.id.endswith("deepseek-v3"))
+    assert deepseek.regime["moe"] and not deepseek.known_gap and deepseek.ok
 
 
 def test_outside_list_names_real_rows() -> None:
