@@ -68,20 +68,31 @@ def read_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def _int(config: Mapping[str, Any], key: str, path: Path, default: int | None = None) -> int:
-    value = config.get(key, default)
-    if value is None:
-        raise CheckpointError(f"{path}: no {key}; add it (transformers' config class names it)")
+def _int(
+    config: Mapping[str, Any], key: str, path: Path, default: int | None = None, label: str = ""
+) -> int:
+    value = _value(config, key, path, default, label)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise CheckpointError(f"{path}: {key} is {value!r}; it must be a positive integer")
+        raise CheckpointError(f"{path}: {label or key} is {value!r}; it must be a positive integer")
     return value
 
 
-def _number(config: Mapping[str, Any], key: str, path: Path, default: float) -> float:
-    value = config.get(key, default)
+def _number(
+    config: Mapping[str, Any], key: str, path: Path, default: float | None = None, label: str = ""
+) -> float:
+    value = _value(config, key, path, default, label)
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-        raise CheckpointError(f"{path}: {key} is {value!r}; it must be a positive number")
+        raise CheckpointError(f"{path}: {label or key} is {value!r}; it must be a positive number")
     return float(value)
+
+
+def _value(
+    config: Mapping[str, Any], key: str, path: Path, default: object, label: str = ""
+) -> object:
+    value = config.get(key, default)
+    if value is None:
+        raise CheckpointError(f"{path}: no {label or key}; add it (transformers' config names it)")
+    return value
 
 
 def _rope(config: Mapping[str, Any], path: Path) -> tuple[float, Llama3Rope | None]:
@@ -106,12 +117,17 @@ def _rope(config: Mapping[str, Any], path: Path) -> tuple[float, Llama3Rope | No
             "'default' and Llama 3.1's 'llama3' rotary scaling"
         )
     fields = ("factor", "low_freq_factor", "high_freq_factor")
-    factor, low, high = (_number(params, f"{key}.{f}", path, 0) for f in fields)
+    factor, low, high = (_number(params, f, path, label=f"{key}.{f}") for f in fields)
     if low >= high:
         raise CheckpointError(
             f"{path}: {key}.low_freq_factor {low} must be below high_freq_factor {high}"
         )
-    positions = _int(params, "original_max_position_embeddings", path)
+    positions = _int(
+        params,
+        "original_max_position_embeddings",
+        path,
+        label=f"{key}.original_max_position_embeddings",
+    )
     return theta, Llama3Rope(factor, low, high, positions)
 
 
