@@ -35,6 +35,8 @@ INDEX_FILE = "model.safetensors.index.json"
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 """Tensors some older checkpoints carry that are recomputed, not learned: transformers
 ignores them too."""
+ADAPTER_SUFFIXES = (".lora_a", ".lora_b")
+"""Parameters of ``runtime.train.lora``'s adapters: not in a base checkpoint."""
 NORM_EPS_DEFAULT = 1e-6
 """``rms_norm_eps`` when config.json omits it: LlamaConfig's, MistralConfig's and
 Qwen2Config's default (transformers 5)."""
@@ -89,7 +91,8 @@ def _number(
 def _value(
     config: Mapping[str, Any], key: str, path: Path, default: object, label: str = ""
 ) -> object:
-    value = config.get(key, default)
+    value = config.get(key)
+    value = default if value is None else value  # a null in config.json means "default"
     if value is None:
         raise CheckpointError(f"{path}: no {label or key}; add it (transformers' config names it)")
     return value
@@ -122,10 +125,12 @@ def _rope(config: Mapping[str, Any], path: Path) -> tuple[float, Llama3Rope | No
         raise CheckpointError(
             f"{path}: {key}.low_freq_factor {low} must be below high_freq_factor {high}"
         )
+    # transformers falls back to max_position_embeddings without it.
     positions = _int(
         params,
         "original_max_position_embeddings",
         path,
+        config.get("max_position_embeddings"),
         label=f"{key}.original_max_position_embeddings",
     )
     return theta, Llama3Rope(factor, low, high, positions)
@@ -313,8 +318,12 @@ def _plan(
 def load_hf_weights(directory: Path, model: Transformer) -> None:
     """Copy the checkpoint in ``directory`` into ``model`` (whole, unsharded, not
     quantised, built from ``hf_model_config`` of the same directory), on its device and
-    in its dtype."""
-    params = dict(model.named_parameters())  # a tied output weight appears once, as embed
+    in its dtype. LoRA adapters already on it (``lora_a``/``lora_b``) are left as they are."""
+    params = {  # a tied output weight appears once, as embed.weight
+        name: param
+        for name, param in model.named_parameters()
+        if not name.endswith(ADAPTER_SUFFIXES)
+    }
     plan = _plan(directory, weight_files(directory), params, model.cfg.tied)
     read = {ours for pairs in plan.values() for _, ours in pairs}
     missing = [name for name in params if name not in read]

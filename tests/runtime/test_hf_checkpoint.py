@@ -154,6 +154,10 @@ def test_transformers4_rope_keys(tiny_hf: TinyHF, tmp_path: Path) -> None:
     _edit_config(directory, rope_parameters=None, rope_theta=123.0, rope_scaling=scaling)
     cfg = hf_model_config(directory, 64)
     assert (cfg.rope_theta, cfg.rope_llama3) == (123.0, Llama3Rope(8.0, 1.0, 4.0, 32))
+    del scaling["original_max_position_embeddings"]  # transformers: max_position_embeddings
+    _edit_config(directory, rope_scaling=scaling, rope_theta=None, max_position_embeddings=77)
+    cfg = hf_model_config(directory, 64)
+    assert (cfg.rope_theta, cfg.rope_llama3) == (10_000.0, Llama3Rope(8.0, 1.0, 4.0, 77))
     _edit_config(directory, rope_scaling={"type": "linear", "factor": 2.0})
     with pytest.raises(CheckpointError, match=r"rope_scaling\.rope_type 'linear'.*llama3"):
         hf_model_config(directory, 64)
@@ -169,6 +173,18 @@ def test_sharded_checkpoint_and_bf16_model(tiny_hf: TinyHF) -> None:
     for (name, param), reference in zip(model.named_parameters(), exact.parameters(), strict=True):
         assert param.dtype == torch.bfloat16, name
         torch.testing.assert_close(param, reference.to(torch.bfloat16), rtol=0, atol=0)
+
+
+def test_adapters_already_on_the_model_are_kept(tiny_hf: TinyHF) -> None:
+    directory = tiny_hf("llama")
+    model = Transformer(hf_model_config(directory, 64))
+    lora_a = torch.nn.Parameter(torch.full((2, 256), 3.0))
+    model.layers[0].attn.wq.register_parameter("lora_a", lora_a)
+    load_hf_weights(directory, model)
+    assert torch.equal(lora_a, torch.full((2, 256), 3.0))
+    assert torch.equal(
+        model.layers[0].attn.wq.weight, ours_from(directory, 64).layers[0].attn.wq.weight
+    )
 
 
 def test_sliding_window(tiny_hf: TinyHF, tmp_path: Path) -> None:
@@ -227,6 +243,20 @@ def test_no_directory_no_config_no_weights(tmp_path: Path, tiny_hf: TinyHF) -> N
         ({"hidden_size": None}, r"no hidden_size"),
         ({"rope_parameters": {"rope_type": "yarn"}}, r"rope_parameters\.rope_type 'yarn'"),
         ({"quantization_config": {"quant_method": "gptq"}}, r"quantization_config"),
+        (
+            {
+                "rope_parameters": {
+                    "rope_type": "llama3",
+                    "low_freq_factor": 1,
+                    "high_freq_factor": 4,
+                }
+            },
+            r"no rope_parameters\.factor; add it",
+        ),
+        (
+            {"rope_parameters": {**LLAMA3_ROPE, "low_freq_factor": 4}},
+            r"low_freq_factor 4.0 must be",
+        ),
     ],
 )
 def test_bad_config(
