@@ -175,6 +175,23 @@ def test_sharded_checkpoint_and_bf16_model(tiny_hf: TinyHF) -> None:
         torch.testing.assert_close(param, reference.to(torch.bfloat16), rtol=0, atol=0)
 
 
+def test_explicit_head_dim(tiny_hf: TinyHF) -> None:
+    directory = tiny_hf("llama", overrides={"head_dim": 32})
+    cfg = hf_model_config(directory, 64)
+    assert (cfg.head_dim, cfg.head_dim_override, cfg.hidden) == (32, 32, 256)
+    assert logits_gap(directory, 64) < PARITY_ATOL
+
+
+def test_a_window_as_long_as_the_sequence_is_full_attention(tiny_hf: TinyHF) -> None:
+    directory = tiny_hf("mistral", overrides={"sliding_window": 32})
+    assert logits_gap(directory, 32) < PARITY_ATOL
+    with pytest.raises(CheckpointError, match="sliding_window 32"):
+        hf_model_config(directory, 33)
+    # Past the window transformers attends to less than our full causal attention does.
+    same_weights = ours_from(tiny_hf("mistral"), 64)  # window 4096, same seed
+    assert logits_gap(directory, 64, same_weights) > 1e-3
+
+
 def test_adapters_already_on_the_model_are_kept(tiny_hf: TinyHF) -> None:
     directory = tiny_hf("llama")
     model = Transformer(hf_model_config(directory, 64))
