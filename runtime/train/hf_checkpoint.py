@@ -51,8 +51,14 @@ class CheckpointError(ValueError):
     user_error = True
 
 
+def _line(exc: BaseException) -> str:
+    """The first line of an exception's message: errors stay one line."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def read_config(directory: Path) -> dict[str, Any]:
     """config.json of the checkpoint ``directory`` as a dict."""
+    directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"--from {directory}: no such directory; pass a local checkpoint")
     path = directory / CONFIG_FILE
@@ -64,7 +70,7 @@ def read_config(directory: Path) -> dict[str, Any]:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc}); re-download it") from exc
+        raise CheckpointError(f"{path}: not valid JSON ({_line(exc)}); re-download it") from exc
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: not a JSON object; re-download it")
     return config
@@ -158,6 +164,7 @@ def _sliding_window(config: Mapping[str, Any], family: str) -> int | None:
 def hf_model_config(directory: Path, seq_len: int) -> ModelConfig:
     """Our ``ModelConfig`` for the checkpoint in ``directory``, rotary tables ``seq_len``
     long."""
+    directory = Path(directory)
     config = read_config(directory)
     path = directory / CONFIG_FILE
     family = config.get("model_type")
@@ -219,7 +226,7 @@ def _safe_open(path: Path) -> Any:
     try:
         return safe_open(str(path), framework="pt", device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError, OSError...
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        raise CheckpointError(f"{path}: not a readable safetensors file ({_line(exc)})") from exc
 
 
 def _index(directory: Path) -> dict[str, Path]:
@@ -228,7 +235,7 @@ def _index(directory: Path) -> dict[str, Path]:
     try:
         weight_map = json.loads(path.read_text(encoding="utf-8")).get("weight_map")
     except (OSError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"{path}: not a JSON object ({exc}); re-download it") from exc
+        raise CheckpointError(f"{path}: not a JSON object ({_line(exc)}); re-download it") from exc
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(
             f"{path}: no weight_map object (tensor name -> shard file); re-download it"
@@ -319,6 +326,7 @@ def load_hf_weights(directory: Path, model: Transformer) -> None:
     """Copy the checkpoint in ``directory`` into ``model`` (whole, unsharded, not
     quantised, built from ``hf_model_config`` of the same directory), on its device and
     in its dtype. LoRA adapters already on it (``lora_a``/``lora_b``) are left as they are."""
+    directory = Path(directory)
     params = {  # a tied output weight appears once, as embed.weight
         name: param
         for name, param in model.named_parameters()

@@ -173,6 +173,7 @@ def export_hf(
     """Write our full (merged, gathered) ``state`` of the model ``cfg``, read from
     ``source_dir``, as a Hugging Face checkpoint in ``out_dir``, tensors in ``dtype``;
     ``overwrite`` replaces an existing non-empty ``out_dir``."""
+    out_dir, source_dir = Path(out_dir), Path(source_dir)
     config = _check_source(cfg, source_dir)
     names = _checked_names(state, cfg)
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -220,6 +221,7 @@ def export_peft_adapter(
     """Write the LoRA ``adapters`` (ours: ``layers.{i}.attn.wq.lora_a`` [r, in] and
     ``lora_b`` [out, r], on every block for each of ``targets``, the planner's names) in
     PEFT's layout for the model read from ``source_dir``."""
+    out_dir, source_dir = Path(out_dir), Path(source_dir)
     _check_source(cfg, source_dir)
     unknown = [t for t in targets if t not in OUR_MODULES]
     if unknown or not targets:
