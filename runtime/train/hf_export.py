@@ -103,6 +103,7 @@ def staged_dir(out_dir: Path, source_dir: Path, overwrite: bool) -> Iterator[Pat
     os.chmod(staging, 0o755)  # mkdtemp's 0700 would make the export private to this user
     try:
         yield staging
+        _fsync_files(staging)
         if out_dir.exists():
             old = staging.with_suffix(".old")
             os.rename(out_dir, old)
@@ -110,9 +111,23 @@ def staged_dir(out_dir: Path, source_dir: Path, overwrite: bool) -> Iterator[Pat
             shutil.rmtree(old)
         else:
             os.rename(staging, out_dir)
+        _fsync_files(out_dir.parent, files=False)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _fsync_files(directory: Path, files: bool = True) -> None:
+    """Flush ``directory``'s files and its entry list to disk before the rename publishes
+    them (as ``contract.jobdir.write_json_atomic`` does for one file)."""
+    for path in sorted(directory.iterdir()) if files else []:
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    handle_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle_fd)
+    finally:
+        os.close(handle_fd)
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
