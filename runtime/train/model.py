@@ -24,6 +24,25 @@ from runtime.train.moe import MoE
 
 
 @dataclass(frozen=True)
+class Llama3Rope:
+    """Llama 3.1's rotary frequency rescaling (Meta's llama-models ``apply_scaling``;
+    transformers' ``rope_type: llama3``): wavelengths longer than
+    ``original_positions / low_freq_factor`` are stretched by ``factor``, those shorter
+    than ``original_positions / high_freq_factor`` kept, and those between blended."""
+
+    factor: float
+    """Stretch of the low frequencies (8 in Llama 3.1)."""
+    low_freq_factor: float
+    """original_positions / this is the wavelength above which frequencies are divided by
+    ``factor`` (1 in Llama 3.1)."""
+    high_freq_factor: float
+    """original_positions / this is the wavelength below which frequencies are kept
+    (4 in Llama 3.1)."""
+    original_positions: int
+    """Context length of pre-training before the extension (8192 in Llama 3.1)."""
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Shape of the model; validated by ``runtime.train.config``."""
 
@@ -71,6 +90,14 @@ class ModelConfig:
     """Expert capacity as a multiple of an even share of a group's assignments; 0: dropless."""
     aux_loss_coef: float = 0.01
     """Weight alpha of the load-balancing loss (Fedus et al. 2021, Sec. 2.2: 1e-2)."""
+    qkv_bias: bool = False
+    """Biases on the query, key and value projections alone (Qwen2); ``bias`` puts them
+    everywhere."""
+    attn_out_bias: bool = False
+    """A bias on the attention output projection (a Llama checkpoint with
+    ``attention_bias: true`` has one on q, k, v and o)."""
+    rope_llama3: Llama3Rope | None = None
+    """Llama 3.1's rescaling of the rotary frequencies; None: the plain RoFormer ones."""
 
     @property
     def head_dim(self) -> int:
@@ -90,11 +117,32 @@ class RMSNorm(nn.Module):
         return normed.type_as(x) * self.weight
 
 
-def rotary_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin of angle position * theta^(-2i/d) for each pair i (RoFormer eq. 15), [T, d/2]."""
+def rotary_tables(
+    seq_len: int, head_dim: int, theta: float, llama3: Llama3Rope | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin of angle position * theta^(-2i/d) for each pair i (RoFormer eq. 15), [T, d/2];
+    with ``llama3`` the frequencies rescaled first (``llama3_frequencies``)."""
     inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    if llama3 is not None:
+        inv_freq = llama3_frequencies(inv_freq, llama3)
     angles = torch.outer(torch.arange(seq_len, dtype=torch.float64), inv_freq)
     return angles.cos().float(), angles.sin().float()
+
+
+def llama3_frequencies(inv_freq: torch.Tensor, scaling: Llama3Rope) -> torch.Tensor:
+    """Llama 3.1's rotary frequencies: 2 pi / inv_freq is a pair's wavelength; long ones
+    are divided by ``factor``, short ones kept, and between the two thresholds the
+    frequency is blended, (1 - s) f / factor + s f with
+    s = (original_positions / wavelength - low) / (high - low)."""
+    low_wavelen = scaling.original_positions / scaling.low_freq_factor
+    high_wavelen = scaling.original_positions / scaling.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    smooth = (scaling.original_positions / wavelen - scaling.low_freq_factor) / (
+        scaling.high_freq_factor - scaling.low_freq_factor
+    )
+    blended = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / scaling.factor, blended)
+    return torch.where(wavelen < high_wavelen, inv_freq, scaled)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -108,10 +156,11 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = cfg.heads, cfg.kv_heads, cfg.head_dim
-        self.wq = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=cfg.bias)
-        self.wk = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
-        self.wv = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=cfg.bias)
-        self.wo = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=cfg.bias)
+        qkv_bias, out_bias = cfg.bias or cfg.qkv_bias, cfg.bias or cfg.attn_out_bias
+        self.wq = nn.Linear(cfg.hidden, cfg.heads * cfg.head_dim, bias=qkv_bias)
+        self.wk = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=qkv_bias)
+        self.wv = nn.Linear(cfg.hidden, cfg.kv_heads * cfg.head_dim, bias=qkv_bias)
+        self.wo = nn.Linear(cfg.heads * cfg.head_dim, cfg.hidden, bias=out_bias)
         self.core = AttentionCore()
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -212,7 +261,7 @@ class Transformer(nn.Module):
         self.output = nn.Linear(cfg.hidden, cfg.vocab, bias=False)
         if cfg.tied:
             self.output.weight = self.embed.weight
-        cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta)
+        cos, sin = rotary_tables(cfg.seq_len, cfg.head_dim, cfg.rope_theta, cfg.rope_llama3)
         # Not persistent: recomputed from the config, so checkpoints hold only parameters.
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
