@@ -38,7 +38,7 @@ from torch.distributed.tensor.parallel import (
 
 from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
-from runtime.train import kernels
+from runtime.train import kernels, lora_tp
 
 MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
 """Names of the device mesh's dimensions, outermost first."""
@@ -232,6 +232,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
     # Without sequence parallelism the norms see the whole sequence on every rank and
     # stay plain (replicated) parameters.
     seq = Shard(1) if sequence_parallel else Replicate()
+    frozen = lora_tp.frozen_names(model)  # LoRA's frozen base (none without adapters)
     root: dict[str, Any] = {
         "embed": RowwiseParallel(input_layouts=Replicate(), output_layouts=seq),
         "output": ColwiseParallel(
@@ -265,7 +266,10 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
             plan["ffn"] = PrepareModuleInput(
                 input_layouts=(seq,), desired_input_layouts=(Replicate(),)
             )
+        # LoRA layers (runtime.train.lora) split their adapters as their weight is.
+        plan = lora_tp.lora_styles(block, plan, tp_mesh.size())
         parallelize_module(block, tp_mesh, plan)
+    lora_tp.refreeze(model, frozen)
 
 
 def apply_recompute(model: nn.Module, recompute: str) -> None:
