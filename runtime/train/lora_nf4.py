@@ -133,6 +133,18 @@ def quantize_base_nf4(model: nn.Module) -> None:
             module.weight = nn.Parameter(quantized, requires_grad=False)
 
 
+def unsharded_nf4(model: nn.Module, shard_ranks: int) -> set[nn.Parameter]:
+    """The NF4 weights FSDP must leave alone (``fully_shard(ignored_params=...)``) when it
+    shards over ``shard_ranks`` = 1 rank: torch 2.13's FSDP2 on a one-rank group copies
+    only the first of a tensor subclass's all-gather inputs (``_fsdp_param_group.py``,
+    ``wait_for_unshard``), and NF4 has three (codes, block scales, their factors). Frozen
+    and identical on every rank, they need no collective; with more shard ranks FSDP
+    shards them (empty set)."""
+    if shard_ranks > 1:
+        return set()
+    return {param for param in model.parameters() if is_nf4(param)}
+
+
 def check_nf4_layout(model: nn.Module, *, tp: int, dp_shard: int) -> None:
     """Refuse a layout NF4 base weights cannot take: tensor parallelism (torchao's NF4
     tensor has no DTensor placements for Colwise/Rowwise splits here), and FSDP shards

@@ -38,7 +38,7 @@ from torch.distributed.tensor.parallel import (
 
 from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
-from runtime.train import kernels, lora_tp
+from runtime.train import kernels, lora_nf4, lora_tp
 
 MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
 """Names of the device mesh's dimensions, outermost first."""
@@ -333,6 +333,9 @@ def apply_sharding(
     kwargs: dict[str, Any] = {"mesh": dp_mesh}
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy
+    ignored = lora_nf4.unsharded_nf4(model, dp_mesh.shape[-1])  # QLoRA on one shard rank
+    if ignored:
+        kwargs["ignored_params"] = ignored
     reshard = sharding not in ("zero1", "zero2")
     for block in blocks(model):
         fully_shard(block, reshard_after_forward=reshard, **kwargs)

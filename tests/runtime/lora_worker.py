@@ -106,11 +106,7 @@ class Run:
             if self.cfg.tied:  # as build.py: both vocabulary-sharded alike, tied again
                 self.model.output.weight = self.model.embed.weight
         parallel.apply_recompute(self.model, spec.get("recompute", "none"))
-        if not (self.qlora and world == 1):
-            # torch 2.13's FSDP2 on a one-rank group copies only the first of a tensor
-            # subclass's all-gather inputs (_fsdp_param_group.py, wait_for_unshard), and
-            # NF4 has three: the one-process QLoRA reference runs unsharded.
-            parallel.apply_sharding(self.model, mesh, sharding, None)
+        parallel.apply_sharding(self.model, mesh, sharding, None)
         if _trainable_names(self.model) != names:  # no layout may unfreeze the base
             raise AssertionError(
                 f"{text}: trainable after the layout: {_trainable_names(self.model)}"

@@ -38,6 +38,8 @@ TWO_RANKS = {
     "lora dp2 zero1": ("mode=lora sharding=zero1", "mode=lora"),
     "lora dp2 recompute full": ("mode=lora recompute=full", "mode=lora"),
     "qlora dp2 zero3": ("mode=qlora", "mode=qlora"),
+    "qlora dp2 none": ("mode=qlora sharding=none", "mode=qlora"),
+    "qlora dp2 zero3 recompute full": ("mode=qlora recompute=full", "mode=qlora"),
     "lora dp2 zero3 resumed at step 4": ("mode=lora ckpt=4", "mode=lora"),
     "qlora dp2 zero3 resumed at step 4": ("mode=qlora ckpt=4", "mode=qlora"),
 }
