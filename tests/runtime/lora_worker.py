@@ -5,7 +5,8 @@ STEPS SPEC...`` (or plain ``python`` for one process): each SPEC is ``key=value`
 ``mode`` lora|qlora, ``model`` (gpt: a GPT-style model), ``tp`` (default 1), ``sp`` 0|1,
 ``sharding`` (zero3), ``recompute`` (none), ``ckpt`` (0; n: save adapters and optimizer
 with DCP after step n, build everything afresh with other adapter initial values, load,
-go on), ``optim`` (1; 0: load the adapters but not AdamW's state, a control). Every spec
+go on), ``optim`` (1; 0: load the adapters but not AdamW's state, a control),
+``precision`` (fp32; bf16: FSDP's mixed precision, ``parallel.mixed_precision``). Every spec
 builds the model from the same seed, applies LoRA (then NF4 for qlora) before any
 parallelism, as the trainer will, and applies the layout with ``runtime.train.parallel``'s
 functions in the trainer's order (``build.py`` ``_prepare``: tp, recompute, sharding).
@@ -106,7 +107,8 @@ class Run:
             if self.cfg.tied:  # as build.py: both vocabulary-sharded alike, tied again
                 self.model.output.weight = self.model.embed.weight
         parallel.apply_recompute(self.model, spec.get("recompute", "none"))
-        parallel.apply_sharding(self.model, mesh, sharding, None)
+        mp_policy = parallel.mixed_precision(spec.get("precision", "fp32"), torch.device("cpu"))
+        parallel.apply_sharding(self.model, mesh, sharding, mp_policy)
         if _trainable_names(self.model) != names:  # no layout may unfreeze the base
             raise AssertionError(
                 f"{text}: trainable after the layout: {_trainable_names(self.model)}"
