@@ -38,7 +38,7 @@ from torch.distributed.tensor.parallel import (
 
 from contract.plan import PlanError
 from contract.plan_layout import RECOMPUTES, SHARDINGS, dp_at_world_size
-from runtime.train import kernels
+from runtime.train import kernels, lora_nf4, lora_tp
 
 MESH_DIMS = ("pp", "dp_replicate", "dp_shard", "cp", "tp")
 """Names of the device mesh's dimensions, outermost first."""
@@ -232,6 +232,7 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
     # Without sequence parallelism the norms see the whole sequence on every rank and
     # stay plain (replicated) parameters.
     seq = Shard(1) if sequence_parallel else Replicate()
+    frozen = lora_tp.frozen_names(model)  # LoRA's frozen base (none without adapters)
     root: dict[str, Any] = {
         "embed": RowwiseParallel(input_layouts=Replicate(), output_layouts=seq),
         "output": ColwiseParallel(
@@ -265,7 +266,10 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, sequence_parallel: bool) -> 
             plan["ffn"] = PrepareModuleInput(
                 input_layouts=(seq,), desired_input_layouts=(Replicate(),)
             )
+        # LoRA layers (runtime.train.lora) split their adapters as their weight is.
+        plan = lora_tp.lora_styles(block, plan, tp_mesh.size())
         parallelize_module(block, tp_mesh, plan)
+    lora_tp.refreeze(model, frozen)
 
 
 def apply_recompute(model: nn.Module, recompute: str) -> None:
@@ -329,6 +333,9 @@ def apply_sharding(
     kwargs: dict[str, Any] = {"mesh": dp_mesh}
     if mp_policy is not None:
         kwargs["mp_policy"] = mp_policy
+    ignored = lora_nf4.unsharded_nf4(model, dp_mesh.shape[-1])  # QLoRA on one shard rank
+    if ignored:
+        kwargs["ignored_params"] = ignored
     reshard = sharding not in ("zero1", "zero2")
     for block in blocks(model):
         fully_shard(block, reshard_after_forward=reshard, **kwargs)
