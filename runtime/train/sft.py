@@ -192,7 +192,7 @@ def build_sft(path: str, tokenizer_dir: Path, seq_len: int, seed: int) -> SFTCor
                 f"--data {path}: no response token of the {name} split fits in --seq-len "
                 f"{seq_len} after its prompt; raise --seq-len or shorten the prompts"
             )
-    digest = hashlib.sha256(tokenizer.digest.encode())
+    digest = hashlib.sha256(f"{tokenizer.digest} {seq_len}".encode())
     for array in (train_tokens, train_labels, val_tokens, val_labels):
         digest.update(array.tobytes())
     positions = (len(train_tokens) + len(val_tokens)) * (seq_len + 1)

@@ -77,6 +77,8 @@ class Record:
 
 
 def _string(value: Any, where: str, field: str) -> str:
+    if value is None:
+        raise DataError(f"{where}: {field} is missing or null; write it as a JSON string")
     if not isinstance(value, str):
         raise DataError(
             f"{where}: {field} is {type(value).__name__}, not a string; write it as a JSON string"

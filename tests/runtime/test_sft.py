@@ -131,6 +131,7 @@ def test_bad_tokenizer_settings_name_the_file(
             r"messages\[1\]\.content is empty",
         ),
         ('{"messages": []}', r"messages must be a non-empty list"),
+        ('{"messages": [{"role": "user"}]}', r"messages\[0\]\.content is missing or null"),
         ('{"messages": ["hi"]}', r"messages\[0\] is not an object"),
     ],
 )
@@ -222,6 +223,22 @@ def test_chat_template_is_rendered_bos_once_and_its_own_eos_kept(tokenizer_dir: 
         messages=[{"role": r, "content": c} for r, c in rec.messages], bos_token=BOS, eos_token=EOT
     )
     assert tok.inner.decode(ids, skip_special_tokens=False) == whole
+
+
+def test_chat_rendering_matches_transformers_apply_chat_template(tokenizer_dir: MakeDir) -> None:
+    from transformers import AutoTokenizer
+
+    # transformers 5 takes special tokens in tokenizer_config.json as strings only.
+    directory = tokenizer_dir(tokenizer_config={**CHAT_CONFIG, "bos_token": BOS})
+    reference = AutoTokenizer.from_pretrained(str(directory))
+    renderer = Renderer(load_tokenizer(directory))
+    for rec in read_records(TINY):
+        messages = [{"role": role, "content": content} for role, content in rec.messages]
+        expected = reference.apply_chat_template(messages, tokenize=True)
+        if not isinstance(expected, list):  # a BatchEncoding in some versions
+            expected = expected["input_ids"]
+        ids, _ = renderer.tokens(rec, f"tiny.jsonl:{rec.line}")
+        assert ids == expected, rec.line
 
 
 def test_a_template_without_eos_gets_one_after_each_response(tokenizer_dir: MakeDir) -> None:
