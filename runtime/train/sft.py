@@ -181,8 +181,8 @@ def build_sft(path: str, tokenizer_dir: Path, seq_len: int, seed: int) -> SFTCor
     renderer = Renderer(tokenizer)
     order = np.random.default_rng(seed).permutation(len(train_records))
     train = [train_records[i] for i in order]
-    train_examples = [renderer.tokens(r, f"{path}:{r.line}") for r in train]
-    val_examples = [renderer.tokens(r, f"{path}:{r.line}") for r in val_records]
+    train_examples = renderer.tokens_many(train, [f"{path}:{r.line}" for r in train])
+    val_examples = renderer.tokens_many(val_records, [f"{path}:{r.line}" for r in val_records])
     pad = tokenizer.eos_id
     train_tokens, train_labels, cut_train, fill_train = pack(train_examples, seq_len, pad)
     val_tokens, val_labels, cut_val, fill_val = pack(val_examples, seq_len, pad)

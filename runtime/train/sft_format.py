@@ -246,16 +246,29 @@ class Renderer:
 
     def tokens(self, record: Record, where: str) -> tuple[list[int], list[bool]]:
         """Token ids of the record and, per token, whether it is in the loss."""
+        return self.tokens_many([record], [where])[0]
+
+    def tokens_many(
+        self, records: list[Record], wheres: list[str]
+    ) -> list[tuple[list[int], list[bool]]]:
+        """``tokens`` of every record; the segments are encoded in one batch (the Rust
+        tokenizer's threads), each segment still on its own."""
         tok = self.tokenizer
-        ids: list[int] = []
-        mask: list[bool] = []
-        for text, is_response in self.segments(record, where):
-            piece = tok.encode(text) if text else []
-            if is_response and (self._template is None or tok.eos_id not in piece):
-                piece.append(tok.eos_id)
-            ids.extend(piece)
-            mask.extend([is_response] * len(piece))
-        if tok.add_bos and tok.bos_id is not None and (not ids or ids[0] != tok.bos_id):
-            ids.insert(0, tok.bos_id)
-            mask.insert(0, False)
-        return ids, mask
+        segments = [self.segments(r, where) for r, where in zip(records, wheres, strict=True)]
+        texts = [text for pieces in segments for text, _ in pieces]
+        encoded = iter(tok.inner.encode_batch(texts, add_special_tokens=False))
+        out: list[tuple[list[int], list[bool]]] = []
+        for pieces in segments:
+            ids: list[int] = []
+            mask: list[bool] = []
+            for _, is_response in pieces:
+                piece = list(next(encoded).ids)
+                if is_response and (self._template is None or tok.eos_id not in piece):
+                    piece.append(tok.eos_id)
+                ids.extend(piece)
+                mask.extend([is_response] * len(piece))
+            if tok.add_bos and tok.bos_id is not None and (not ids or ids[0] != tok.bos_id):
+                ids.insert(0, tok.bos_id)
+                mask.insert(0, False)
+            out.append((ids, mask))
+        return out
