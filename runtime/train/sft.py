@@ -10,17 +10,19 @@ chat template's headers, BOS and the padding — which ``F.cross_entropy(...,
 ignore_index=-100)`` skips.
 
 Packing. Examples go into windows whole and in order (greedy, as torchtune's
-``PackedDataset`` with ``split_across_pack=False``): an example that does not fit in what
-is left of a window starts the next one and the rest is padded with EOS (no loss), so no
-response is ever separated from its prompt. An example of n tokens makes n - 1
-predictions, so one longer than ``seq_len + 1`` tokens is cut to that length (counted in
-``truncated``; what remains of the response keeps its loss). ``packing_efficiency`` is
-the share of window positions holding example tokens. Attention crosses packed examples:
-there is no document masking, because the reference model's attention is plain causal
-(``runtime.train.model``), and position ids continue across the examples of a window. A
-later example therefore sees earlier, unrelated ones; we accept that known trade-off of
-packing for the throughput (no padding to each example's length), as torchtune does
-without its document mask.
+``PackedDataset``, torchtune/datasets/_packed.py, with its default
+``split_across_pack=False``): an example that does not fit in what is left of a window
+starts the next one and the rest is padded with EOS (no loss), so no response is ever
+separated from its prompt. An example of n tokens makes n - 1 predictions, so one longer
+than ``seq_len + 1`` tokens is cut to that length (counted in ``truncated``; what remains
+of the response keeps its loss; one whose prompt fills the window is left out, counted in
+``skipped``, so every window has a target). ``packing_efficiency`` is the share of window positions
+holding example tokens. Attention crosses packed examples: there is no document masking,
+because the reference model's attention is plain causal (``runtime.train.model``), and
+position ids continue across the examples of a window (torchtune restarts them and
+masks block-causally; our model cannot). A later example therefore sees earlier,
+unrelated ones — a known trade-off of packing we accept for the throughput (no padding of
+every example to the longest); the packed examples carry no loss on each other's text.
 
 Split. A record is held out when the sha256 of its canonical JSON is 0 modulo
 ``VAL_MODULUS`` (about 5 %), at least one record each way, so the split never depends on
@@ -39,6 +41,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -84,6 +87,8 @@ class SFTCorpus:
     """Of those, the tokens in the loss (responses and their EOS)."""
     truncated: int
     """Examples cut to seq_len + 1 tokens."""
+    skipped: int
+    """Of those, examples left out because their prompt filled the whole window."""
     packing_efficiency: float
     """Share of all window positions holding example tokens (the rest is padding)."""
     fingerprint: str
@@ -98,7 +103,8 @@ class SFTCorpus:
         return (
             f"sft data {self.source}: {self.examples[0]} train + {self.examples[1]} held-out "
             f"records, {self.tokens} tokens ({self.response_tokens} in the loss), "
-            f"{self.truncated} truncated to {self.seq_len + 1} tokens, "
+            f"{self.truncated} truncated to {self.seq_len + 1} tokens "
+            f"({self.skipped} of them left out: no response left), "
             f"{len(self.train_tokens)} + {len(self.val_tokens)} windows, "
             f"packing efficiency {self.packing_efficiency:.2f}"
         )
@@ -135,21 +141,37 @@ def split_records(records: list[Record], where: str) -> tuple[list[Record], list
     return train, val
 
 
-def pack(
-    examples: list[tuple[list[int], list[bool]]], seq_len: int, pad_id: int
-) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(tokens, labels, truncated, filled positions) of ``examples`` packed greedily in
-    order into windows of ``seq_len + 1`` tokens."""
+class Packed(NamedTuple):
+    """Windows of one split and what packing them counted."""
+
+    tokens: np.ndarray
+    """[windows, seq_len + 1] int32 token ids, padded with the pad id."""
+    labels: np.ndarray
+    """[windows, seq_len + 1] int32: the token where it is in the loss, else IGNORE_INDEX."""
+    truncated: int
+    """Examples cut to seq_len + 1 tokens."""
+    skipped: int
+    """Of those, examples left out because no response token remained after the cut."""
+    filled: int
+    """Window positions holding example tokens."""
+
+
+def pack(examples: list[tuple[list[int], list[bool]]], seq_len: int, pad_id: int) -> Packed:
+    """``examples`` (ids, loss mask) packed whole, greedily and in order, into windows of
+    ``seq_len + 1`` tokens. Every window has a target: an example whose response was cut
+    away is left out, and an example's own first token is never in its loss."""
     width = seq_len + 1
     windows: list[tuple[list[int], list[int]]] = []
     tokens: list[int] = []
     labels: list[int] = []
-    truncated = 0
-    filled = 0
+    truncated = skipped = filled = 0
     for ids, mask in examples:
         if len(ids) > width:
             ids, mask = ids[:width], mask[:width]
             truncated += 1
+            if not any(mask[1:]):
+                skipped += 1
+                continue
         if len(tokens) + len(ids) > width:
             windows.append((tokens, labels))
             tokens, labels = [], []
@@ -163,7 +185,7 @@ def pack(
     for row, (toks, labs) in enumerate(windows):
         out_tokens[row, : len(toks)] = toks
         out_labels[row, : len(labs)] = labs
-    return out_tokens, out_labels, truncated, filled
+    return Packed(out_tokens, out_labels, truncated, skipped, filled)
 
 
 def build_sft(path: str, tokenizer_dir: Path, seq_len: int, seed: int) -> SFTCorpus:
@@ -180,37 +202,37 @@ def build_sft(path: str, tokenizer_dir: Path, seq_len: int, seed: int) -> SFTCor
     train_records, val_records = split_records(records, f"--data {path}")
     renderer = Renderer(tokenizer)
     order = np.random.default_rng(seed).permutation(len(train_records))
-    train = [train_records[i] for i in order]
-    train_examples = renderer.tokens_many(train, [f"{path}:{r.line}" for r in train])
+    ordered = [train_records[i] for i in order]
+    train_examples = renderer.tokens_many(ordered, [f"{path}:{r.line}" for r in ordered])
     val_examples = renderer.tokens_many(val_records, [f"{path}:{r.line}" for r in val_records])
-    pad = tokenizer.eos_id
-    train_tokens, train_labels, cut_train, fill_train = pack(train_examples, seq_len, pad)
-    val_tokens, val_labels, cut_val, fill_val = pack(val_examples, seq_len, pad)
-    for name, labels in (("training", train_labels), ("held-out", val_labels)):
-        if not (labels[:, 1:] != IGNORE_INDEX).any():
+    train = pack(train_examples, seq_len, tokenizer.eos_id)
+    val = pack(val_examples, seq_len, tokenizer.eos_id)
+    for name, split in (("training", train), ("held-out", val)):
+        if len(split.tokens) == 0:
             raise DataError(
                 f"--data {path}: no response token of the {name} split fits in --seq-len "
                 f"{seq_len} after its prompt; raise --seq-len or shorten the prompts"
             )
     digest = hashlib.sha256(f"{tokenizer.digest} {seq_len}".encode())
-    for array in (train_tokens, train_labels, val_tokens, val_labels):
+    for array in (train.tokens, train.labels, val.tokens, val.labels):
         digest.update(array.tobytes())
-    positions = (len(train_tokens) + len(val_tokens)) * (seq_len + 1)
+    positions = (len(train.tokens) + len(val.tokens)) * (seq_len + 1)
     # Column 0 is never a target (targets are labels[1:]), so it is not counted.
     response = int(
-        (train_labels[:, 1:] != IGNORE_INDEX).sum() + (val_labels[:, 1:] != IGNORE_INDEX).sum()
+        (train.labels[:, 1:] != IGNORE_INDEX).sum() + (val.labels[:, 1:] != IGNORE_INDEX).sum()
     )
     return SFTCorpus(
-        train_tokens=train_tokens,
-        train_labels=train_labels,
-        val_tokens=val_tokens,
-        val_labels=val_labels,
+        train_tokens=train.tokens,
+        train_labels=train.labels,
+        val_tokens=val.tokens,
+        val_labels=val.labels,
         seq_len=seq_len,
         examples=(len(train_records), len(val_records)),
-        tokens=fill_train + fill_val,
+        tokens=train.filled + val.filled,
         response_tokens=response,
-        truncated=cut_train + cut_val,
-        packing_efficiency=(fill_train + fill_val) / positions,
+        truncated=train.truncated + val.truncated,
+        skipped=train.skipped + val.skipped,
+        packing_efficiency=(train.filled + val.filled) / positions,
         fingerprint=digest.hexdigest()[:16],
         source=str(path),
         vocab_size=tokenizer.vocab_size,

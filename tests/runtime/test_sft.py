@@ -178,6 +178,8 @@ def test_a_missing_file_and_a_one_record_file_are_refused(
     one = write_jsonl(tmp_path / "one.jsonl", [{"prompt": "p", "response": "r"}])
     with pytest.raises(DataError, match=r"1 record\(s\); .* write at least 2"):
         build_sft(str(one), directory, 64, 0)
+    with pytest.raises(DataError, match=r"--seq-len 1: fine-tuning needs at least 2"):
+        build_sft(str(one), directory, 1, 0)
 
 
 # --- rendering and the loss mask -------------------------------------------------------
@@ -293,15 +295,16 @@ def test_pack_keeps_examples_whole_truncates_and_pads_without_loss() -> None:
         ([4, 5, 6], [False, True, True]),  # does not fit beside the first: next window
         ([7, 8], [False, True]),  # fits beside the second
         ([9, 10, 11, 12, 13, 14, 15], [False] * 2 + [True] * 5),  # cut to 5 tokens
+        ([16, 17, 18, 19, 20, 21], [False] * 5 + [True]),  # its response is cut away
     ]
-    tokens, labels, truncated, filled = pack(examples, seq_len=4, pad_id=0)
-    assert tokens.tolist() == [[1, 2, 3, 0, 0], [4, 5, 6, 7, 8], [9, 10, 11, 12, 13]]
-    assert labels.tolist() == [
+    packed = pack(examples, seq_len=4, pad_id=0)
+    assert packed.tokens.tolist() == [[1, 2, 3, 0, 0], [4, 5, 6, 7, 8], [9, 10, 11, 12, 13]]
+    assert packed.labels.tolist() == [
         [-100, 2, 3, -100, -100],
         [-100, 5, 6, -100, 8],
         [-100, -100, 11, 12, 13],
     ]
-    assert (truncated, filled) == (1, 13)
+    assert (packed.truncated, packed.skipped, packed.filled) == (2, 1, 13)
 
 
 def test_split_is_by_record_hash_with_one_held_out_at_least() -> None:
@@ -333,8 +336,12 @@ def test_tiny_corpus_counts_and_fingerprint(corpus, tokenizer_dir: MakeDir) -> N
     assert build_sft(str(TINY), tokenizer_dir(name="len"), 96, 0).fingerprint != corpus.fingerprint
     chat = build_sft(str(TINY), tokenizer_dir(name="chat", tokenizer_config=CHAT_CONFIG), 128, 0)
     assert chat.fingerprint != corpus.fingerprint
+    reordered = build_sft(str(TINY), tokenizer_dir(name="seed"), 128, 1)
+    assert reordered.fingerprint != corpus.fingerprint and reordered.examples == corpus.examples
     short = build_sft(str(TINY), tokenizer_dir(name="short"), 48, 0)
     assert short.truncated > 0  # two-exchange records are cut; their first answer stays
+    for labels in (short.train_labels, short.val_labels, corpus.train_labels):
+        assert (labels[:, 1:] != IGNORE_INDEX).any(axis=1).all()  # a target in every window
     with pytest.raises(DataError, match=r"no response token .* --seq-len 16 .*raise --seq-len"):
         build_sft(str(TINY), tokenizer_dir(name="shorter"), 16, 0)
 
