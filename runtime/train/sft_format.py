@@ -2,7 +2,7 @@
 
 Records, one JSON object per line (blank lines skipped; other keys are ignored):
 
-- ``{"prompt": str, "response": str}``
+- ``{"prompt": str, "response": str}``, optionally with ``"system": str``;
 - ``{"messages": [{"role": "system"|"user"|"assistant", "content": str}, ...]}``: the
   loss is on every assistant turn;
 - Alpaca's ``{"instruction": str, "input": str (optional), "output": str}``: the user
@@ -55,7 +55,7 @@ from runtime.train.sft_tokenizer import Tokenizer
 ROLES = ("system", "user", "assistant")
 """Roles a chat record may use."""
 SHAPES = (
-    '{"prompt": ..., "response": ...}',
+    '{"prompt": ..., "response": ..., "system": ... (optional)}',
     '{"messages": [{"role": ..., "content": ...}, ...]}',
     '{"instruction": ..., "input": ... (optional), "output": ...}',
 )
@@ -125,7 +125,10 @@ def parse_record(obj: Any, where: str) -> list[tuple[str, str]]:
         return _chat_messages(obj["messages"], where)
     if "prompt" in obj and "response" in obj:
         prompt = _string(obj["prompt"], where, "prompt")
-        return [("user", prompt), ("assistant", _response(obj["response"], where, "response"))]
+        pair = [("user", prompt), ("assistant", _response(obj["response"], where, "response"))]
+        if "system" in obj:
+            return [("system", _string(obj["system"], where, "system")), *pair]
+        return pair
     if "instruction" in obj and "output" in obj:
         instruction = _string(obj["instruction"], where, "instruction")
         extra = _string(obj.get("input", ""), where, "input")

@@ -115,6 +115,7 @@ def test_bad_tokenizer_settings_name_the_file(
         ('{"prompt": "a", "response": "  "}', r"response is empty"),
         ('{"instruction": "a", "output": ""}', r"output is empty"),
         ('{"prompt": 3, "response": "b"}', r"prompt is int, not a string"),
+        ('{"prompt": "a", "response": "b", "system": 1}', r"system is int, not a string"),
         (
             '{"messages": [{"role": "bot", "content": "x"}]}',
             r"messages\[0\]\.role is 'bot'; use one of system, user, assistant",
@@ -148,6 +149,7 @@ def test_the_three_shapes_become_messages(tmp_path: Path) -> None:
         tmp_path / "d.jsonl",
         [
             {"prompt": "p", "response": "r", "id": 7},  # other keys are ignored
+            {"prompt": "p", "response": "r", "system": "s"},
             "   ",
             {"instruction": "Add", "input": "2 3", "output": "5"},
             {"instruction": "Hi", "input": "", "output": "Hello"},
@@ -163,9 +165,10 @@ def test_the_three_shapes_become_messages(tmp_path: Path) -> None:
     got = [(r.line, r.messages) for r in read_records(path)]
     assert got == [
         (1, (("user", "p"), ("assistant", "r"))),
-        (3, (("user", "Add\n\n2 3"), ("assistant", "5"))),
-        (4, (("user", "Hi"), ("assistant", "Hello"))),
-        (5, (("system", "s"), ("user", "u"), ("assistant", "a"))),
+        (2, (("system", "s"), ("user", "p"), ("assistant", "r"))),
+        (4, (("user", "Add\n\n2 3"), ("assistant", "5"))),
+        (5, (("user", "Hi"), ("assistant", "Hello"))),
+        (6, (("system", "s"), ("user", "u"), ("assistant", "a"))),
     ]
 
 
