@@ -166,7 +166,7 @@ def read_records(path: Path) -> list[Record]:
     return records
 
 
-def _compile(template: str) -> Any:
+def _compile(template: str, where: str = "tokenizer_config.json") -> Any:
     """The chat template in Jinja's immutable sandbox, with transformers' helpers."""
     import jinja2
     import jinja2.ext
@@ -188,7 +188,7 @@ def _compile(template: str) -> Any:
         return env.from_string(template)
     except jinja2.exceptions.TemplateError as exc:
         raise DataError(
-            f"tokenizer_config.json: chat_template does not compile ({exc}); fix or remove it"
+            f"{where}: chat_template does not compile ({exc}); fix or remove it"
         ) from exc
 
 
@@ -198,7 +198,9 @@ class Renderer:
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tokenizer = tokenizer
         self._template: Any = (
-            _compile(tokenizer.chat_template) if tokenizer.chat_template is not None else None
+            _compile(tokenizer.chat_template, str(tokenizer.directory / "tokenizer_config.json"))
+            if tokenizer.chat_template is not None
+            else None
         )
 
     def _render(self, messages: list[dict[str, str]], generation: bool, where: str) -> str:

@@ -282,6 +282,12 @@ def test_templates_that_cannot_be_split_or_refuse_are_data_errors(tokenizer_dir:
             Renderer(tok).tokens(rec, "f:4")
 
 
+def test_a_template_that_does_not_compile_names_the_file(tokenizer_dir: MakeDir) -> None:
+    directory = tokenizer_dir(tokenizer_config={**PLAIN_CONFIG, "chat_template": "{% for %}"})
+    with pytest.raises(DataError, match=r"tokenizer_config\.json: chat_template does not compile"):
+        Renderer(load_tokenizer(directory))
+
+
 def test_the_template_runs_sandboxed(tokenizer_dir: MakeDir) -> None:
     escape = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
     tok = load_tokenizer(tokenizer_dir(tokenizer_config={**PLAIN_CONFIG, "chat_template": escape}))
