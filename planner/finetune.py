@@ -16,13 +16,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from contract.finetune_targets import (
+    ATTENTION_TARGETS,
+    DEFAULT_TARGETS,
     MLP_TARGETS,
+    TARGET_GROUPS,
     TargetsError,
 )
 from contract.finetune_targets import resolve_targets as contract_targets
 
 from planner.errors import PlanInputError
 from planner.model_spec import ModelSpec
+
+__all__ = ["ATTENTION_TARGETS", "DEFAULT_TARGETS", "MLP_TARGETS", "TARGET_GROUPS"]
+"""The target vocabulary (contract/finetune_targets.py), re-exported for the planner."""
 
 if TYPE_CHECKING:
     from planner.specs import TrainingSpec

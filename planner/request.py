@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from contract.finetune_targets import DEFAULT_TARGETS
-
 from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec
 from planner.errors import PlanInputError
 from planner.estimator import estimate
@@ -253,7 +251,7 @@ def finetune_defaults(training: TrainingSpec) -> list[str]:
     if training.lora_rank is None:
         out.append(f"--lora-rank {finetune.DEFAULT_RANK} (Hu et al. 2021's usual rank)")
     if training.lora_targets is None:
-        out.append(f"--lora-targets {DEFAULT_TARGETS} (QLoRA paper, Sec. 4)")
+        out.append(f"--lora-targets {finetune.DEFAULT_TARGETS} (QLoRA paper, Sec. 4)")
     if training.finetune == "qlora" and training.base_format is None:
         out.append("--base-format nf4-dq (the QLoRA paper's NF4 with double quantisation)")
     return out
