@@ -74,7 +74,20 @@ def check(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> None:
         return
     need(cfg.lora_rank >= 1, "lora_rank", "must be 1 or more")
     need(cfg.lora_alpha > 0, "lora_alpha", "must be positive")
-    resolve_targets(cfg.lora_targets)
+    dims = matrix_dims(cfg)
+    targets = resolve_targets(cfg.lora_targets)
+    missing = [t for t in targets if t not in dims]
+    need(
+        not missing,
+        "lora_targets",
+        f"this model's MLP has no {'/'.join(missing)} projection (GELU); drop it",
+    )
+    smallest = min(min(dims[t]) for t in targets)
+    need(
+        cfg.lora_rank <= smallest,
+        "lora_rank",
+        f"exceeds {smallest}, the smallest dimension of a targeted matrix; use {smallest} or less",
+    )
     if cfg.finetune == "qlora":
         from runtime.train import lora
 
@@ -82,6 +95,17 @@ def check(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> None:
             lora.check_base_format(cfg.base_format)
         except lora.LoRAError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def matrix_dims(cfg: TrainConfig) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection of a block, by target name (GELU MLPs have
+    no gate)."""
+    head = cfg.head_dim or cfg.hidden // cfg.heads
+    q, kv, h, f = cfg.heads * head, cfg.kv_heads * head, cfg.hidden, cfg.ffn_hidden
+    dims = {"q": (h, q), "k": (h, kv), "v": (h, kv), "o": (q, h), "up": (h, f), "down": (f, h)}
+    if cfg.activation == "swiglu":
+        dims["gate"] = (h, f)
+    return dims
 
 
 SHAPE_FIELDS = {
