@@ -91,7 +91,7 @@ class InstructionBatches:
         return self.corpus.fingerprint
 
     def describe(self) -> str:
-        return self.corpus.describe()
+        return self.corpus.summary()
 
     def train(self, *, step: int, micro_step: int, rank: int, world_size: int) -> Batch:
         from runtime.train.sft import sft_micro_batch
