@@ -31,8 +31,10 @@ Batch = tuple[np.ndarray, np.ndarray]
 class Batches(Protocol):
     """A source of training and held-out batches."""
 
-    fingerprint: str
-    """Identifies the data (and tokenizer): ranks compare it, checkpoints record it."""
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the data (and tokenizer): ranks compare it, checkpoints record it."""
+        ...
 
     def describe(self) -> str:
         """One line for the trainer's start-up log."""
