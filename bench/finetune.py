@@ -48,7 +48,8 @@ def plan_for(checkpoint: Path, mode: str, steps: int) -> Any:
         seq_len=str(SEQ_LEN), global_batch=str(GLOBAL_BATCH),
         tokens=str(steps * GLOBAL_BATCH * SEQ_LEN), micro_batch=MICRO_BATCH, dp=2, tp=1,
         pp=1, cp=1, zero="3", recompute="none", precision="fp32", finetune=mode,
-        lora_rank=8, base_format="nf4-dq" if mode == "qlora" else None,
+        lora_rank=None if mode == "full" else 8,
+        base_format="nf4-dq" if mode == "qlora" else None,
     )  # fmt: skip
     plan, _ = run_request(request)
     return plan
@@ -89,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args(argv)
-    from layouts import framework_floor_mib
-
     from examples.make_tiny_hf import make_tiny_hf
+    from layouts import framework_floor_mib
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("SCALECTL_HOME", str(Path(tmp) / "home"))
