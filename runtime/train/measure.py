@@ -107,14 +107,15 @@ class Measurements:
     def state_mib(self) -> float:
         """This rank's share of the parameters (frozen ones in their storage format, e.g.
         NF4), their gradients and the optimizer states, MiB: what the planner's params,
-        grads and optimizer terms predict per GPU. Constant after the first step (the
-        optimizer creates its states there), so taken once then."""
+        grads and optimizer terms predict per GPU. A trained parameter's gradient is
+        counted at its shard's size (it exists from backward to ``zero_grad``, which runs
+        before the step is reported). Constant after the first step (the optimizer creates
+        its states there), so taken once then."""
         cached: float | None = getattr(self, "_state_mib", None)
         if cached is not None:
             return cached
         params = list(self.model.parameters())
-        total = sum(tensor_bytes(p) for p in params)
-        total += sum(tensor_bytes(p.grad) for p in params if p.grad is not None)
+        total = sum(tensor_bytes(p) * (2 if p.requires_grad else 1) for p in params)
         for state in self.optimizer.state.values():
             total += sum(tensor_bytes(v) for v in state.values() if isinstance(v, torch.Tensor))
         value = round(total / 2**20, 3)
