@@ -356,6 +356,8 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "loss": "last training loss",
             "eval_loss": "held-out loss",
             "wall_s": "training wall time, seconds",
+            "export": "fine-tuning only: the directory holding merged/ (the Hugging Face "
+            "model) and, for LoRA/QLoRA, adapter/",
         },
     ),
     EventKind.PREEMPTED: EventSpec(

@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
     app.command("cancel")(cancel)
     app.command("requeue")(requeue)
     app.command("manifests")(manifests)
+    from launcher.cli_export import export
+
+    app.command("export")(export)
     # `plan calibrate` reads job directories and the registry (the launcher's), then fits
     # with the planner: the planner may not import the launcher, so it is mounted from here.
     from launcher.cli_calibrate import calibrate_command

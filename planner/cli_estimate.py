@@ -59,11 +59,11 @@ from planner.cli_options import (
 
 def estimate_command(
     model: ModelOption,
-    seq_len: SeqLenOption,
     gpu: GpuOption = None,
     gpu_spec: GpuSpecOption = None,
     gpus: str = typer.Option(..., "--gpus", help="GPUs in the job (1024, 16k = 16384)."),
     gpus_per_node: GpusPerNodeOption = 8,
+    seq_len: SeqLenOption = None,
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,

@@ -19,7 +19,12 @@ GpuSpecOption = Annotated[
 ]
 GpusPerNodeOption = Annotated[int, typer.Option("--gpus-per-node", help="GPUs per node.")]
 SeqLenOption = Annotated[
-    str, typer.Option("--seq-len", help="Tokens per sequence (4096, 8k = 8192).")
+    str | None,
+    typer.Option(
+        "--seq-len",
+        help="Tokens per sequence (4096, 8k = 8192); required unless --finetune (then 2048, "
+        "or the model's max_position_embeddings when shorter).",
+    ),
 ]
 GlobalBatchOption = Annotated[
     str | None, typer.Option("--global-batch", help="Sequences per optimizer step.")

@@ -52,13 +52,13 @@ from planner.margins import DEFAULT_MEMORY_HEADROOM
 
 def search_command(
     model: ModelOption,
-    seq_len: SeqLenOption,
     gpu: GpuOption = None,
     gpu_spec: GpuSpecOption = None,
     gpus: str | None = typer.Option(
         None, "--gpus", help="GPUs in the job (1024, 16k); or give --max-gpus."
     ),
     gpus_per_node: GpusPerNodeOption = 8,
+    seq_len: SeqLenOption = None,
     global_batch: GlobalBatchOption = None,
     global_batch_tokens: GlobalBatchTokensOption = None,
     tokens: TokensOption = None,

@@ -15,23 +15,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from contract.finetune_targets import (
+    ATTENTION_TARGETS,
+    DEFAULT_TARGETS,
+    MLP_TARGETS,
+    TARGET_GROUPS,
+    TargetsError,
+)
+from contract.finetune_targets import resolve_targets as contract_targets
+
 from planner.errors import PlanInputError
 from planner.model_spec import ModelSpec
+
+__all__ = ["ATTENTION_TARGETS", "DEFAULT_TARGETS", "MLP_TARGETS", "TARGET_GROUPS"]
+"""The target vocabulary (contract/finetune_targets.py), re-exported for the planner."""
 
 if TYPE_CHECKING:
     from planner.specs import TrainingSpec
 
-ATTENTION_TARGETS = ("q", "k", "v", "o")
-MLP_TARGETS = ("gate", "up", "down")
-TARGET_GROUPS = {
-    "attn": ATTENTION_TARGETS,
-    "mlp": MLP_TARGETS,
-    "all": (*ATTENTION_TARGETS, *MLP_TARGETS),
-}
-"""Names ``--lora-targets`` accepts for groups of projections."""
-DEFAULT_TARGETS = "all"
-"""QLoRA, Sec. 4: adapters on every linear layer of a block are needed to match full
-fine-tuning (Figure 2), so that is the default."""
 DEFAULT_RANK = 8
 """Hu et al. 2021 use r = 8 in most of their GPT-3 experiments (Table 4)."""
 
@@ -57,17 +58,10 @@ BASE_FORMAT_BYTES = {
 
 def resolve_targets(text: str | None) -> tuple[str, ...]:
     """The projections ``--lora-targets`` names (groups expanded, order kept, no repeats)."""
-    names: list[str] = []
-    for raw in (text or DEFAULT_TARGETS).split(","):
-        name = raw.strip().lower()
-        group = TARGET_GROUPS.get(name)
-        if group is None and name not in TARGET_GROUPS["all"]:
-            raise PlanInputError(
-                f"--lora-targets: unknown target {name!r}; use attn, mlp, all or a comma "
-                "list of q,k,v,o,gate,up,down."
-            )
-        names.extend(n for n in (group or (name,)) if n not in names)
-    return tuple(names)
+    try:
+        return contract_targets(text)
+    except TargetsError as exc:
+        raise PlanInputError(str(exc)) from None
 
 
 def matrix_dims(model: ModelSpec) -> dict[str, tuple[int, int]]:

@@ -7,7 +7,7 @@ CLI on stderr with ``--json``, or under the tables otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec
@@ -28,7 +28,7 @@ class EstimateRequest:
 
     model: str
     gpus: str
-    seq_len: str
+    seq_len: str | None = None
     gpu: str | None = None
     gpu_spec: str | None = None
     gpus_per_node: int = 8
@@ -126,9 +126,11 @@ def specs_from_request(
     """The model, cluster and training specs of a request (and the defaults used); the
     layout flags are left to the caller (``plan estimate`` fills them in, ``plan search``
     pins the ones given)."""
-    r = request
     defaults: list[str] = []
-    model = resolve_model(r.model)
+    model = resolve_model(request.model)
+    r = finetune_request_defaults(request, defaults) if request.finetune else request
+    if r.seq_len is None:
+        raise PlanInputError("--seq-len: required; give the tokens per sequence (e.g. 4096).")
     accelerator = _accelerator(r, defaults)
     gpus = parse_int_count(r.gpus, "--gpus")
     seq_len = parse_int_count(r.seq_len, "--seq-len")
@@ -147,6 +149,12 @@ def specs_from_request(
         batch_seqs = batch_tokens // seq_len
     if r.tokens is not None:
         tokens = parse_count(r.tokens, "--tokens")
+    elif r.finetune:
+        tokens = FINETUNE_STEPS * batch_seqs * seq_len
+        defaults.append(
+            f"--tokens {format_count(tokens)} ({FINETUNE_STEPS:,} steps of the global batch; "
+            "give your data's tokens x epochs)"
+        )
     else:
         per_param = constants_data()["chinchilla_tokens_per_param"]
         tokens = per_param * model.num_params
@@ -185,6 +193,52 @@ def specs_from_request(
     )
     defaults.extend(finetune_defaults(training))
     return model, cluster, training, defaults
+
+
+FINETUNE_GPU = "H100-SXM-80GB"
+"""Accelerator a fine-tuning request without --gpu is planned on: the most common
+data-centre GPU in the catalog (stated among the defaults)."""
+FINETUNE_SEQ_LEN = 2048
+"""Sequence length a fine-tuning request without --seq-len packs its records into (capped at
+the model's max_position_embeddings): long enough for most instruction records."""
+FINETUNE_GLOBAL_BATCH = 16
+"""Sequences per step of a fine-tuning request without --global-batch: litgpt's fine-tuning
+default (``global_batch_size=16`` in litgpt/finetune/lora.py's TrainArgs)."""
+FINETUNE_STEPS = 1000
+"""Steps a fine-tuning request without --tokens is planned for."""
+
+
+def finetune_request_defaults(r: EstimateRequest, defaults: list[str]) -> EstimateRequest:
+    """A fine-tuning request with its GPU, sequence length and global batch filled in when
+    left out (each stated in ``defaults``): the question is whether a checkpoint fine-tunes
+    on these GPUs, so only the model and the GPU count must be given."""
+    filled: dict[str, object] = {}
+    if r.gpu is None and r.gpu_spec is None and r.profile is None:
+        filled["gpu"] = FINETUNE_GPU
+        defaults.append(f"--gpu {FINETUNE_GPU} (fine-tuning default; name yours with --gpu)")
+    if r.seq_len is None:
+        limit = _max_positions(r.model)
+        seq = min(FINETUNE_SEQ_LEN, limit) if limit else FINETUNE_SEQ_LEN
+        filled["seq_len"] = str(seq)
+        capped = ", the model's max_position_embeddings" if seq != FINETUNE_SEQ_LEN else ""
+        defaults.append(f"--seq-len {seq} (fine-tuning default{capped})")
+    if r.global_batch is None and r.global_batch_tokens is None:
+        filled["global_batch"] = str(FINETUNE_GLOBAL_BATCH)
+        defaults.append(f"--global-batch {FINETUNE_GLOBAL_BATCH} (litgpt's fine-tuning default)")
+    return replace(r, **filled) if filled else r  # type: ignore[arg-type]
+
+
+def _max_positions(model: str) -> int | None:
+    """max_position_embeddings of a config.json the --model path names, if any."""
+    import json
+
+    path = Path(model)
+    path = path / "config.json" if path.is_dir() else path
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def finetune_defaults(training: TrainingSpec) -> list[str]:

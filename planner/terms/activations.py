@@ -15,7 +15,7 @@ from planner.terms.shapes import (
     UNEVEN_LAYERS,
     Shapes,
 )
-from planner.terms.states import StageParams
+from planner.terms.states import StageParams, dequant_buffer_bytes
 from planner.units import GIB
 
 OFFLOAD_BUFFERS = 2.0
@@ -209,7 +209,7 @@ def peak_memory(
     )  # fmt: skip
     fixed_other = (x.runtime_reserved_gib + x.comm_buffer_gib_per_group * groups) * GIB
     frag = c.allocator_fragmentation
-    workspace = act.workspace
+    workspace = act.workspace + dequant_buffer_bytes(x, p)
 
     def stage(params: Any, activations: Any) -> tuple[Any, Any, Any]:
         scale = params / p.dense

@@ -118,8 +118,8 @@ def frozen_weight_bytes(
     """Bytes of the frozen base weights on one GPU (LoRA/QLoRA), sharded as weights are:
     the blocks' weights in ``base_weight_bytes`` (QLoRA's NF4 with its block constants,
     Dettmers et al. 2023, Sec. 3), the embedding, output layer and the rest of the stage
-    in the training precision; no gradients or optimizer states. QLoRA adds the buffer
-    one layer's weights are dequantised into (BF16, per GPU's TP share) before its GEMMs."""
+    in the training precision; no gradients or optimizer states. (QLoRA's dequantisation
+    buffer is a workspace, not a state: :func:`dequant_buffer_bytes`.)"""
     blocks = s.layers_stage * p.layer_dense
     block_b, _, _ = memory.model_state_bytes(
         blocks, p.expert, x.sharding, s.shard_group, expert_shard, x.base_weight_bytes,
@@ -129,5 +129,12 @@ def frozen_weight_bytes(
         maximum(p.dense - blocks, 0.0), 0.0, x.sharding, s.shard_group, expert_shard,
         x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, 0.0, 0.0,
     )  # fmt: skip
-    dequant_b = x.dequant * x.act_bytes * (p.layer_dense + p.layer_expert)
-    return block_b + rest_b + dequant_b
+    return block_b + rest_b
+
+
+def dequant_buffer_bytes(x: Inputs, p: StageParams) -> Any:
+    """QLoRA: the buffer one layer's frozen weights are dequantised into (the compute
+    dtype, this GPU's TP share) before its GEMMs and freed after them (Dettmers et al.
+    2023, Sec. 3: "we dequantize the storage data type to the computation data type");
+    0 for other runs. Transient, so part of the peak's workspace, not of the weights."""
+    return x.dequant * x.act_bytes * (p.layer_dense + p.layer_expert)

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from runtime.train import context, kernels, moe, parallel, pipeline
+from runtime.train import context, finetune, kernels, moe, parallel, pipeline
 from runtime.train.model import Transformer, count_parameters
 
 
@@ -35,9 +35,13 @@ class ModelBuilder:
         ``self.n_params``."""
         cfg = self.cfg
         torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
-        with torch.device(self.device):
-            self.model = Transformer(cfg.model_config())
+        if cfg.finetune:
+            self.model = finetune.make_model(cfg, self.device)
+        else:
+            with torch.device(self.device):
+                self.model = Transformer(cfg.model_config())
         self.n_params = count_parameters(self.model)
+        self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         if self.precision == "fp8":
             kernels.apply_float8(self.model)  # before any parallelism, as torchtitan does
         self.mesh = self.dims.mesh(self.device.type)
@@ -98,10 +102,11 @@ class ModelBuilder:
             )
         parallel.apply_sharding(module, self.mesh, cfg.sharding, mp_policy, self.dp_shard_cp)
 
-    def _inputs(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs and targets of token windows [B, T + 1]; under context parallelism this
-        rank's load-balanced chunks of them (``context.ContextParallel.shard``)."""
-        tokens, targets = batch[:, :-1], batch[:, 1:]
+    def _inputs(
+        self, tokens: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets [B, T]; under context parallelism this rank's load-balanced
+        chunks of them (``context.ContextParallel.shard``)."""
         if self.cp is None:
             return tokens, targets
         return self.cp.shard(tokens), self.cp.shard(targets)
@@ -114,7 +119,7 @@ class ModelBuilder:
             return F.cross_entropy(flat, targets.flatten(), reduction="sum", ignore_index=-100)
         return F.cross_entropy(flat, targets.flatten())
 
-    def _evaluate_pipelined(self, mine: np.ndarray, per_rank: int) -> float:
+    def _evaluate_pipelined(self, mine: tuple[np.ndarray, np.ndarray], per_rank: int) -> float:
         assert self.pipeline is not None
         cfg = self.cfg
         self._evaluating = True

@@ -36,7 +36,11 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.filesystem import FileSystemWriter
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
 from contract.jobdir import CHECKPOINT_PREFIX, JobDir, write_json_atomic
 
@@ -120,12 +124,15 @@ def save(
     trainer_state: dict[str, Any],
     keep: int,
     after_shards: Callable[[], None] = lambda: None,
+    options: StateDictOptions | None = None,
 ) -> Path:
     """Write checkpoint ``step`` collectively (every rank calls this); returns its final path."""
     rank = dist.get_rank()
     tmp = job.checkpoints_dir / f"{TMP_PREFIX}{step}"
     final = job.checkpoint_dir(step)
-    model_state, optim_state = get_state_dict(model, optimizer)
+    # options: adapter fine-tuning saves only the trained parameters (the frozen base is
+    # the --from checkpoint, read again at every start).
+    model_state, optim_state = get_state_dict(model, optimizer, options=options)
     dcp.save(
         {"model": model_state, "optim": optim_state},
         storage_writer=_HookedWriter(tmp, after_shards),
@@ -149,12 +156,24 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def load(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Load model and optimizer (resharding as needed) from ``path``; returns the trainer state."""
-    model_state, optim_state = get_state_dict(model, optimizer)
+def load(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    options: StateDictOptions | None = None,
+) -> dict[str, Any]:
+    """Load model and optimizer (resharding as needed) from ``path``; returns the trainer
+    state. ``options`` as the checkpoint was saved with."""
+    model_state, optim_state = get_state_dict(model, optimizer, options=options)
     # DCP loads in place into the tensors of these dicts (resharding from the saved layout).
     dcp.load({"model": model_state, "optim": optim_state}, checkpoint_id=path)
-    set_state_dict(model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state)
+    set_state_dict(
+        model,
+        optimizer,
+        model_state_dict=model_state,
+        optim_state_dict=optim_state,
+        options=options,
+    )
     return read_trainer_state(path)
 
 

@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from contract.env import FAULTS_ENV, JOB_DIR_ENV, PLAN_FILE_ENV, TRAIN_DUMP_STATE_ENV, plan_file
 from contract.env import job_dir as env_job_dir
-from contract.plan_layout import SCHEDULES
-from runtime.train.context import CP_IMPLS
 from runtime.train.data import MIN_VOCAB
+from runtime.train.finetune import FINETUNES, with_checkpoint_shape
 from runtime.train.model import ModelConfig
-from runtime.train.moe import ROUTER_SCORES
-from runtime.train.parallel import RECOMPUTES, SHARDINGS
 from runtime.train.plan_fields import ConfigError, read_plan_fields
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp8")
-"""Numerics the trainer applies (fp8 only where torchao's float8 training runs)."""
+from runtime.train.validate import validate
 
 
 @dataclass(frozen=True)
@@ -157,6 +151,21 @@ class TrainConfig:
     """Held-out windows per evaluation (the same ones every time)."""
     log_every: int = 10
     """Print a progress line on rank 0 every N steps."""
+    finetune: str = ""
+    """Fine-tune the checkpoint of --from instead of pre-training: full (every weight),
+    lora (low-rank adapters, the rest frozen) or qlora (lora over NF4 base weights);
+    empty: pre-train from random weights."""
+    init_from: str = ""
+    """(--from) A Hugging Face checkpoint directory (config.json, *.safetensors,
+    tokenizer.json) whose model, weights and tokenizer fine-tuning starts from."""
+    lora_rank: int = 8
+    """Rank r of each adapter (Hu et al. 2021 use 8 in most GPT-3 runs, Table 4)."""
+    lora_alpha: float = 16.0
+    """Adapter scale alpha (the update is alpha / r * B A); torchtune's recipes use 2 r."""
+    lora_targets: str = "all"
+    """Projections with adapters: attn, mlp, all, or a comma list of q,k,v,o,gate,up,down."""
+    base_format: str = "nf4-dq"
+    """qlora: storage of the frozen block weights (NF4 with double quantisation, QLoRA)."""
     data: str = "pydoc"
     """Corpus: ``pydoc`` (the Python Language Reference) or a text file / directory path."""
     device: str = "auto"
@@ -221,8 +230,12 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+FLAG_NAMES = {"init_from": "--from"}
+"""Fields whose flag is not the field's name (``from`` is a Python keyword)."""
+
+
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
         else:
             kind = {"int": int, "float": float, "str": str}[str(item.type)]
-            parser.add_argument(_flag(item.name), type=kind, default=None, help=help_text)
+            parser.add_argument(
+                _flag(item.name), type=kind, default=None, dest=item.name, help=help_text
+            )
     return parser
 
 
@@ -287,125 +302,16 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     if not values.get("job_dir"):
         values["job_dir"] = str(env_job_dir() or "")
     config = TrainConfig(**values)
+    if config.finetune in FINETUNES and config.init_from:
+        config = with_checkpoint_shape(config, origin)
     if config.ffn_hidden == 0:
         # GPT's MLP is 4 x hidden wide (Radford et al. 2018, section 4.1).
         width = 4 * config.hidden if config.activation == "gelu" else None
         config = replace(config, ffn_hidden=width or default_ffn_hidden(config.hidden))
-    _validate(config, lambda name: origin.get(name, _flag(name)))
+    validate(config, lambda name: origin.get(name, _flag(name)))
     return config
 
 
 def default_ffn_hidden(hidden: int) -> int:
     """8/3 * hidden rounded up to a multiple of 32 (Touvron et al. 2023, section 2.2)."""
     return -(-(8 * hidden // 3) // 32) * 32
-
-
-def _validate(cfg: TrainConfig, where: Callable[[str], str]) -> None:
-    def need(ok: bool, name: str, message: str) -> None:
-        if not ok:
-            value = getattr(cfg, name)
-            raise ConfigError(f"{where(name)} {value}: {message}")
-
-    expected_types: dict[str, tuple[type, ...]] = {
-        "int": (int,),
-        "float": (int, float),
-        "str": (str,),
-        "bool": (bool,),
-    }
-    for item in fields(TrainConfig):
-        value = getattr(cfg, item.name)
-        expected = expected_types[str(item.type)]
-        if not isinstance(value, expected) or (expected == (int,) and isinstance(value, bool)):
-            raise ConfigError(f"{where(item.name)} {value!r}: expected {item.type}")
-    for name in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "seq_len", "micro_batch"):
-        need(getattr(cfg, name) > 0, name, "must be a positive integer")
-    for name in ("grad_accum", "steps", "keep_checkpoints", "eval_sequences", "log_every"):
-        need(getattr(cfg, name) >= 1, name, "must be at least 1")
-    for name in ("warmup_steps", "ckpt_every", "eval_every", "seed"):
-        need(getattr(cfg, name) >= 0, name, "must be 0 or more")
-    need(cfg.head_dim >= 0, "head_dim", "must be 0 (hidden / heads) or more")
-    need(cfg.head_dim % 2 == 0, "head_dim", "must be even (rotary pairs)")
-    if cfg.head_dim == 0:
-        need(cfg.hidden % cfg.heads == 0, "heads", f"must divide the hidden size {cfg.hidden}")
-        need(
-            (cfg.hidden // cfg.heads) % 2 == 0,
-            "heads",
-            "hidden / heads must be even (rotary pairs)",
-        )
-    need(cfg.activation in ("swiglu", "gelu"), "activation", "use swiglu or gelu")
-    need(cfg.norm in ("rmsnorm", "layernorm"), "norm", "use rmsnorm or layernorm")
-    need(cfg.heads % cfg.kv_heads == 0, "kv_heads", f"must divide the {cfg.heads} query heads")
-    need(
-        cfg.vocab >= MIN_VOCAB,
-        "vocab",
-        f"must be at least {MIN_VOCAB} (256 bytes + end of document)",
-    )
-    need(cfg.lr > 0, "lr", "must be positive")
-    need(0 <= cfg.min_lr <= cfg.lr, "min_lr", f"must be between 0 and --lr {cfg.lr}")
-    need(cfg.weight_decay >= 0, "weight_decay", "must be 0 or more")
-    need(cfg.clip_grad_norm >= 0, "clip_grad_norm", "must be 0 (off) or more")
-    need(cfg.dist_timeout_s > 0, "dist_timeout_s", "must be positive")
-    need(cfg.device in ("auto", "cpu", "cuda"), "device", "use auto, cpu or cuda")
-    for name in ("tp", "pp", "cp", "ep", "interleave"):
-        need(getattr(cfg, name) >= 1, name, "must be 1 or more")
-    need(cfg.cp_impl in CP_IMPLS, "cp_impl", f"use one of {', '.join(CP_IMPLS)}")
-    need(
-        cfg.seq_len % (2 * cfg.cp) == 0,
-        "cp",
-        f"2 x cp must divide the sequence of {cfg.seq_len} tokens (load-balanced causal "
-        "chunks); plan a cp or seq_len that divides",
-    )
-    need(cfg.schedule in SCHEDULES, "schedule", f"use one of {', '.join(SCHEDULES)}")
-    need(
-        cfg.pp > 1 or (cfg.interleave == 1 and not cfg.uneven_stages),
-        "interleave" if cfg.interleave > 1 else "uneven_stages",
-        "needs pipeline stages (--pp 2 or more)",
-    )
-    for name in ("dp", "hsdp_shard_size", "loss_chunks"):
-        need(getattr(cfg, name) >= 0, name, "must be 0 (derived) or more")
-    need(
-        not cfg.elastic_dp or cfg.dp >= 1,
-        "elastic_dp",
-        "needs --dp or --plan: the planned dp whose global batch it keeps",
-    )
-    need(cfg.sharding in SHARDINGS, "sharding", f"use one of {', '.join(SHARDINGS)}")
-    need(cfg.recompute in RECOMPUTES, "recompute", f"use one of {', '.join(RECOMPUTES)}")
-    need(cfg.precision in PRECISIONS, "precision", f"use one of {', '.join(PRECISIONS)}")
-    _validate_moe(cfg, need)
-    need(cfg.heads % cfg.tp == 0, "tp", f"must divide the {cfg.heads} attention heads")
-    need(cfg.kv_heads % cfg.tp == 0, "tp", f"must divide the {cfg.kv_heads} key/value heads")
-
-
-def _validate_moe(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> None:
-    """The MoE fields, and what the trainer's MoE layers do not run with."""
-    need(cfg.experts >= 1, "experts", "must be 1 (dense) or more")
-    for name in ("moe_ffn_hidden", "shared_ffn_hidden", "dense_first_layers"):
-        need(getattr(cfg, name) >= 0, name, "must be 0 or more")
-    need(cfg.router_score in ROUTER_SCORES, "router_score", "use softmax or sigmoid")
-    need(
-        cfg.moe_capacity_factor == 0 or cfg.moe_capacity_factor >= 1,
-        "moe_capacity_factor",
-        "must be 0 (dropless) or at least 1",
-    )
-    need(cfg.moe_aux_loss_coef >= 0, "moe_aux_loss_coef", "must be 0 (off) or more")
-    if cfg.experts == 1:
-        need(cfg.ep == 1, "ep", "the model has no experts (experts 1); use ep 1")
-        return
-    need(1 <= cfg.top_k <= cfg.experts, "top_k", f"must be 1 to the {cfg.experts} experts")
-    need(
-        cfg.dense_first_layers < cfg.layers,
-        "dense_first_layers",
-        f"must be fewer than the {cfg.layers} layers",
-    )
-    need(cfg.experts % cfg.ep == 0, "ep", f"must divide the {cfg.experts} experts")
-    for name, bad, fix in (
-        ("tp", cfg.tp > 1, "the trainer's MoE layers run without tensor parallelism; plan tp 1"),
-        ("pp", cfg.pp > 1, "the trainer's MoE layers run without pipeline stages; plan pp 1"),
-        # torchtitan's ep borrows from dp_shard x cp; the expert mesh here spans dp only.
-        ("cp", cfg.cp > 1, "the expert mesh does not span context-parallel ranks; plan cp 1"),
-        ("recompute", cfg.recompute == "full",
-         "an MoE block is not recomputed whole (its routing counts would double); use selective"),
-        ("compile", cfg.compile, "the MoE layers' token exchange is not compiled; drop --compile"),
-        ("activation", cfg.activation != "swiglu", "MoE experts are SwiGLU; use swiglu"),
-    ):  # fmt: skip
-        need(not bad, name, f"with {cfg.experts} experts: {fix}")

@@ -34,16 +34,28 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import loss_parallel
 
 from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults, progress
-from runtime.train import context, data, distributed, kernels, moe, parallel, pipeline
+from runtime.train import (
+    batches,
+    context,
+    data,
+    distributed,
+    finetune,
+    kernels,
+    moe,
+    parallel,
+    pipeline,
+)  # fmt: skip
 from runtime.train.build import ModelBuilder
 from runtime.train.config import ConfigError, TrainConfig
+from runtime.train.evaluation import Evaluation, _local
+from runtime.train.hf_checkpoint import CheckpointError
+from runtime.train.lora import LoRAError
 from runtime.train.loss import LossChunksError, resolve_loss_chunks
 from runtime.train.measure import Measurements
 from runtime.train.resume import Checkpointing
@@ -73,7 +85,7 @@ class StepResult:
     ``Trainer._time_compute``): what straggler detection compares across ranks."""
 
 
-class Trainer(ModelBuilder, Checkpointing, Measurements):
+class Trainer(ModelBuilder, Checkpointing, Measurements, Evaluation):
     """One rank of the reference trainer; ``run`` returns the process exit code."""
 
     def __init__(self, cfg: TrainConfig) -> None:
@@ -122,7 +134,11 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         self.loss_chunks = resolve_loss_chunks(
             cfg.loss_chunks, self.dims.tp, cfg.seq_len // self.dims.cp
         )
-        self.corpus = data.build_corpus(cfg.data, cfg.seq_len)
+        self.batches = batches.build_batches(
+            cfg.data, seq_len=cfg.seq_len, seed=cfg.seed, micro_batch=cfg.micro_batch,
+            tokenizer_dir=cfg.init_from if cfg.finetune else "",
+        )  # fmt: skip
+        finetune.check_vocab(cfg, self.batches)
         if self.job is not None:
             try:
                 self.job.create()
@@ -142,16 +158,18 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         )
         progress.configure(self.job.root if self.job else None, self.rank, self.world_size)
 
-        if distributed.broadcast(self.corpus.fingerprint) != self.corpus.fingerprint:
+        if distributed.broadcast(self.batches.fingerprint) != self.batches.fingerprint:
             raise data.DataError(
                 f"--data {cfg.data}: rank {self.rank} built a different corpus than rank 0 "
                 "(different Python versions on the nodes?); pass --data PATH to a shared file"
             )
-        self.eval_set = data.eval_windows(self.corpus.val, cfg.eval_sequences, cfg.seq_len)
+        self.eval_set = self.batches.held_out(cfg.eval_sequences)
 
         self.build_model()
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        # Fine-tuning with adapters trains only them: frozen weights get no optimizer state.
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trained if p.dim() >= 2]
+        no_decay = [p for p in trained if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": cfg.weight_decay},
@@ -197,16 +215,20 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         loss_sum = torch.zeros((), device=self.device)
         if self.pipeline is not None:
             # The step's micro-batches in one tensor: the schedule splits it again.
-            windows = [self._window(step, micro) for micro in range(cfg.grad_accum)]
-            batch = torch.from_numpy(np.concatenate(windows)).to(self.device)
+            parts = [self._batch(step, micro) for micro in range(cfg.grad_accum)]
+            tokens = torch.from_numpy(np.concatenate([t for t, _ in parts])).to(self.device)
+            targets = torch.from_numpy(np.concatenate([t for _, t in parts])).to(self.device)
             with self._loss_context():
-                loss_sum = self.pipeline.step(batch[:, :-1], batch[:, 1:])
+                loss_sum = self.pipeline.step(tokens, targets)
         for micro in range(cfg.grad_accum if self.pipeline is None else 0):
-            batch = torch.from_numpy(self._window(step, micro)).to(self.device, non_blocking=True)
+            tokens, targets = (
+                torch.from_numpy(part).to(self.device, non_blocking=True)
+                for part in self._batch(step, micro)
+            )
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
-            tokens, targets = self._inputs(batch)
+            tokens, targets = self._inputs(tokens, targets)
             with self._loss_context():
                 loss = self.model(tokens, targets, self.loss_chunks)
                 (loss / cfg.grad_accum).backward()
@@ -237,18 +259,10 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             compute_s=self._compute_s,
         )
 
-    def _window(self, step: int, micro: int) -> np.ndarray:
-        """Token windows [micro_batch, seq_len + 1] of this data-parallel rank's micro-step."""
-        cfg = self.cfg
-        return data.micro_batch_windows(
-            self.corpus.train,
-            seed=cfg.seed,
-            step=step,
-            micro_step=micro,
-            rank=self.dp_rank,
-            world_size=self.dims.dp,
-            micro_batch=cfg.micro_batch,
-            seq_len=cfg.seq_len,
+    def _batch(self, step: int, micro: int) -> batches.Batch:
+        """This data-parallel rank's (tokens, targets) of ``micro`` in ``step``."""
+        return self.batches.train(
+            step=step, micro_step=micro, rank=self.dp_rank, world_size=self.dims.dp
         )
 
     def lr(self, step: int) -> float:
@@ -256,35 +270,6 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         return lr_at(
             step, lr=cfg.lr, min_lr=cfg.min_lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.steps
         )
-
-    @torch.no_grad()
-    def evaluate(self) -> float:
-        """Mean per-token loss over the fixed held-out windows, the same at any world size."""
-        self.model.eval()
-        windows = self.eval_set
-        # Split over data-parallel ranks; a tensor-parallel group reads the same rows and
-        # so counts them tp times, in both sums of the ratio.
-        per_rank = -(-len(windows) // self.dims.dp)
-        mine = windows[self.dp_rank * per_rank : (self.dp_rank + 1) * per_rank]
-        if self.pipeline is not None:
-            return self._evaluate_pipelined(mine, per_rank)
-        chunks = -(-per_rank // self.cfg.micro_batch)
-        totals = torch.zeros(2, device=self.device, dtype=torch.float64)
-        for index in range(chunks):
-            rows = mine[index * self.cfg.micro_batch : (index + 1) * self.cfg.micro_batch]
-            weight = 1.0
-            if len(rows) == 0:
-                # Every rank must run the same number of forwards (FSDP gathers inside them).
-                rows, weight = windows[:1], 0.0
-            batch = torch.from_numpy(np.ascontiguousarray(rows)).to(self.device)
-            tokens, targets = self._inputs(batch)
-            with self._loss_context():
-                loss = self.model(tokens, targets, self.loss_chunks, "sum")
-            totals[0] += weight * _local(loss).double()
-            totals[1] += weight * targets.numel()  # a cp rank's tokens: summed over cp
-        dist.all_reduce(totals)
-        self.model.train()
-        return float(totals[0] / totals[1])
 
     def _loss_context(self) -> contextlib.AbstractContextManager[None]:
         """Under tensor parallelism the logits stay sharded over the vocabulary and the
@@ -342,6 +327,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         wall_start = time.perf_counter()
         last: StepResult | None = None
         eval_loss: float | None = None
+        exported: str | None = None
         if self.step >= cfg.steps:
             self.log(f"already at step {self.step} of {cfg.steps}: nothing to do")
         while self.step < cfg.steps:
@@ -352,6 +338,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             if step == cfg.steps:
                 if cfg.final_checkpoint:
                     self.save("final")
+                    exported = self.export_finetuned()
             elif cfg.ckpt_every and step % cfg.ckpt_every == 0:
                 self.save("interval")
         self.event(
@@ -361,6 +348,7 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
             loss=last.loss if last else None,
             eval_loss=eval_loss,
             wall_s=round(time.perf_counter() - wall_start, 3),
+            **({"export": exported} if exported else {}),
         )
         self.log(f"training complete at step {self.step}")
         return 0
@@ -379,11 +367,6 @@ class Trainer(ModelBuilder, Checkpointing, Measurements):
         return code
 
 
-def _local(value: torch.Tensor) -> torch.Tensor:
-    """A loss as a plain tensor (under ``loss_parallel`` it is a replicated DTensor)."""
-    return value.full_tensor() if isinstance(value, DTensor) else value
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m runtime.train``: returns 2 on bad input; otherwise the
     process ends inside (``distributed.leave``) with ``Trainer.run``'s exit code."""
@@ -395,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg)
         code = trainer.run()
     except (ConfigError, parallel.LayoutError, kernels.KernelError, LossChunksError,
-            faults.FaultSpecError, data.DataError) as exc:  # fmt: skip
+            faults.FaultSpecError, data.DataError, CheckpointError, LoRAError) as exc:  # fmt: skip
         print(f"error: {exc}", file=sys.stderr, flush=True)
         if not dist.is_initialized():
             return 2

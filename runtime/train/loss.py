@@ -92,7 +92,11 @@ def chunked_cross_entropy(
         logits = project(part).float()
         total = total + F.cross_entropy(logits.flatten(0, 1), wanted.flatten(), reduction="sum")
         del logits
-    return total / targets.numel() if reduction == "mean" else total
+    if reduction != "mean":
+        return total
+    # Per token that takes a loss: fine-tuning targets only response tokens (-100 elsewhere,
+    # which F.cross_entropy skips); a micro-batch without one has loss 0, not 0 / 0.
+    return total / (targets != -100).sum().clamp(min=1)
 
 
 class LiveBytes(TorchDispatchMode):

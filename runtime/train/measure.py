@@ -10,9 +10,23 @@ import time
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from runtime.train.config import TrainConfig
 from runtime.train.parallel import ParallelDims
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes this rank holds for ``tensor``: a DTensor's local shard; a tensor subclass
+    (torchao's NF4) by the plain tensors it is made of."""
+    if isinstance(tensor, DTensor):
+        tensor = tensor.to_local()
+    if type(tensor) not in (torch.Tensor, torch.nn.Parameter) and hasattr(
+        tensor, "__tensor_flatten__"
+    ):
+        names, _ = tensor.__tensor_flatten__()
+        return sum(tensor_bytes(getattr(tensor, name)) for name in names)
+    return tensor.numel() * tensor.element_size()
 
 
 class Measurements:
@@ -25,6 +39,8 @@ class Measurements:
     tokens_per_step: int
     loss_chunks: int
     device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
     _compute_s: float
     _block_start: float
     _slow_s: float
@@ -88,6 +104,25 @@ class Measurements:
             "loss_chunks": self.loss_chunks,
         }
 
+    def state_mib(self) -> float:
+        """This rank's share of the parameters (frozen ones in their storage format, e.g.
+        NF4), their gradients and the optimizer states, MiB: what the planner's params,
+        grads and optimizer terms predict per GPU. A trained parameter's gradient is
+        counted at its shard's size (it exists from backward to ``zero_grad``, which runs
+        before the step is reported). Constant after the first step (the optimizer creates
+        its states there), so taken once then."""
+        cached: float | None = getattr(self, "_state_mib", None)
+        if cached is not None:
+            return cached
+        params = list(self.model.parameters())
+        total = sum(tensor_bytes(p) * (2 if p.requires_grad else 1) for p in params)
+        for state in self.optimizer.state.values():
+            total += sum(tensor_bytes(v) for v in state.values() if isinstance(v, torch.Tensor))
+        value = round(total / 2**20, 3)
+        if self.optimizer.state:
+            self._state_mib = value
+        return value
+
     def memory_fields(self) -> dict[str, float]:
         """Peak memory so far: the process's resident set, and on a GPU what torch allocated.
 
@@ -97,7 +132,8 @@ class Measurements:
         figures the planner's per-GPU memory is checked against.
         """
         fields = {
-            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "state_mib": self.state_mib(),
         }
         if self.device.type == "cuda":
             fields["gpu_memory_peak_mib"] = round(

@@ -282,30 +282,31 @@ def eval_calls(
 
 def eval_totals(
     pipe: Pipeline,
-    mine: np.ndarray,
+    mine: tuple[np.ndarray, np.ndarray],
     per_rank: int,
     micro_batch: int,
     micro_batches: int,
     device: torch.device,
     loss_context: Callable[[], contextlib.AbstractContextManager[None]],
 ) -> torch.Tensor:
-    """(summed token loss, tokens) of this rank's held-out windows ``mine`` through the
-    schedule, forward only, on the last stage's ranks (zeros elsewhere): padded rows carry
-    target -100, which the evaluation loss skips (the trainer's loss function sums with
-    ``ignore_index=-100`` while evaluating)."""
-    seq = mine.shape[1] - 1 if len(mine) else pipe.stages[0][1].cfg.seq_len
+    """(summed token loss, tokens) of this rank's held-out (tokens, targets) ``mine``
+    through the schedule, forward only, on the last stage's ranks (zeros elsewhere):
+    padded rows carry target -100, which the evaluation loss skips (the trainer's loss
+    function sums with ``ignore_index=-100`` while evaluating)."""
+    inputs, labels = mine
+    seq = inputs.shape[1] if len(inputs) else pipe.stages[0][1].cfg.seq_len
     totals = torch.zeros(2, device=device, dtype=torch.float64)
-    for call in eval_calls(len(mine), per_rank, micro_batch, micro_batches):
-        rows = np.zeros((micro_batch * micro_batches, seq + 1), dtype=np.int64)
+    for call in eval_calls(len(inputs), per_rank, micro_batch, micro_batches):
+        rows = np.zeros((micro_batch * micro_batches, seq), dtype=np.int64)
         targets = np.full((len(rows), seq), -100, dtype=np.int64)
         for index, (start, stop) in enumerate(call):
             at = index * micro_batch
-            rows[at : at + stop - start] = mine[start:stop]
-            targets[at : at + stop - start] = mine[start:stop, 1:]
+            rows[at : at + stop - start] = inputs[start:stop]
+            targets[at : at + stop - start] = labels[start:stop]
         losses: list[torch.Tensor] = []
         with loss_context():
             pipe.schedule.eval(
-                *((torch.from_numpy(rows[:, :-1]).to(device),) if pipe.has_first else ()),
+                *((torch.from_numpy(rows).to(device),) if pipe.has_first else ()),
                 target=torch.from_numpy(targets).to(device) if pipe.has_last else None,
                 losses=losses,
             )

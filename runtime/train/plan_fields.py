@@ -52,6 +52,11 @@ _PLAN_FIELDS: dict[str, tuple[str, str]] = {
     "recompute": ("layout", "recompute"),
     "precision": ("training", "precision"),
     "compile": ("training", "compile"),
+    "finetune": ("training", "finetune"),
+    "lora_rank": ("training", "lora_rank"),
+    "lora_alpha": ("training", "lora_alpha"),
+    "lora_targets": ("training", "lora_targets"),
+    "base_format": ("training", "base_format"),
 }
 
 

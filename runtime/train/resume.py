@@ -15,9 +15,9 @@ from contract import env
 from contract.events import EventKind
 from contract.jobdir import JobDir
 from runtime import faults
-from runtime.train import checkpoint, distributed
+from runtime.train import checkpoint, distributed, finetune
+from runtime.train.batches import Batches
 from runtime.train.config import MODEL_FIELDS, ConfigError, TrainConfig
-from runtime.train.data import Corpus
 from runtime.train.model import Transformer
 
 
@@ -28,15 +28,17 @@ class Checkpointing:
     job: JobDir | None
     rank: int
     world_size: int
-    corpus: Corpus
+    batches: Batches
     model: Transformer
     optimizer: torch.optim.Optimizer
     injector: faults.Injector
     n_params: int
+    n_trainable: int
     tokens_per_step: int
     step: int
     tokens: int
     last_checkpoint_step: int
+    dist: distributed.DistInfo
 
     if TYPE_CHECKING:
 
@@ -57,10 +59,13 @@ class Checkpointing:
             found = distributed.broadcast(found)
         if found is None:
             eval_loss = self.evaluate() if self.cfg.eval_every else None
+            trained = (
+                f" ({self.n_trainable:,} trained)" if self.n_trainable != self.n_params else ""
+            )
             self.log(
-                f"starting fresh: {self.n_params:,} parameters, world size {self.world_size}, "
-                f"{self.tokens_per_step:,} tokens/step, corpus {self.corpus.source} "
-                f"({len(self.corpus.train):,} train / {len(self.corpus.val):,} held-out tokens)"
+                f"starting fresh: {self.n_params:,} parameters{trained}, world size "
+                f"{self.world_size}, {self.tokens_per_step:,} tokens/step, "
+                f"{self.batches.describe()}"
                 + (f", held-out loss {eval_loss:.4f}" if eval_loss is not None else "")
             )
             self.event(
@@ -69,7 +74,7 @@ class Checkpointing:
                 world_size=self.world_size,
                 params=self.n_params,
                 tokens_per_step=self.tokens_per_step,
-                corpus=self.corpus.fingerprint,
+                corpus=self.batches.fingerprint,
                 eval_loss=eval_loss,
             )
             return
@@ -77,7 +82,7 @@ class Checkpointing:
         saved = checkpoint.read_trainer_state(path)
         self._check_compatible(saved, path)
         start = time.perf_counter()
-        checkpoint.load(path, self.model, self.optimizer)
+        checkpoint.load(path, self.model, self.optimizer, finetune.state_options(self.cfg))
         for group, decay in zip(
             self.optimizer.param_groups, (self.cfg.weight_decay, 0.0), strict=True
         ):
@@ -85,7 +90,7 @@ class Checkpointing:
         self.step, self.tokens = int(saved["step"]), int(saved["tokens"])
         self.last_checkpoint_step = self.step
         then = int(saved["world_size"])
-        corpus_changed = saved.get("corpus") != self.corpus.fingerprint
+        corpus_changed = saved.get("corpus") != self.batches.fingerprint
         self.log(
             f"resumed from {path} at step {self.step} (world size {then} then, "
             f"{self.world_size} now; {time.perf_counter() - start:.2f}s to load)"
@@ -105,7 +110,7 @@ class Checkpointing:
 
     def _check_compatible(self, saved: dict[str, Any], path: Path) -> None:
         old = saved.get("config", {})
-        for name in MODEL_FIELDS:
+        for name in (*MODEL_FIELDS, *finetune.CHECKPOINT_FIELDS):
             if name in old and old[name] != getattr(self.cfg, name):
                 flag = "--" + name.replace("_", "-")
                 raise ConfigError(
@@ -124,7 +129,7 @@ class Checkpointing:
             "reason": reason,
             "saved_ts": time.time(),
             "config": self.cfg.to_json(),
-            "corpus": self.corpus.fingerprint,
+            "corpus": self.batches.fingerprint,
             "torch": torch.__version__,
         }
         step = self.step
@@ -135,6 +140,7 @@ class Checkpointing:
             self.optimizer,
             state,
             keep=self.cfg.keep_checkpoints,
+            options=finetune.state_options(self.cfg),
             after_shards=lambda: self.injector.fire(faults.CHECKPOINT, step),
         )
         self.last_checkpoint_step = step
@@ -149,6 +155,25 @@ class Checkpointing:
             world_size=self.world_size,
         )
         self._maybe_dump("saved")
+
+    def export_finetuned(self) -> str | None:
+        """Fine-tuning: rank 0 writes the Hugging Face export of the checkpoint just
+        committed (``runtime.train.export``) while the others wait; returns its directory."""
+        if not self.cfg.finetune or self.job is None:
+            return None
+        out = self.job.root / "export"
+        if self.rank == 0:
+            from runtime.train.export import export_checkpoint
+
+            start = time.perf_counter()
+            done = export_checkpoint(self.job.checkpoint_dir(self.step), out)
+            adapter = f", adapter in {done.adapter_dir}" if done.adapter_dir else ""
+            self.log(
+                f"exported step {done.step}: merged Hugging Face model in {done.merged_dir}"
+                f"{adapter} ({time.perf_counter() - start:.2f}s)"
+            )
+        distributed.barrier(self.dist)
+        return str(out)
 
     def _maybe_dump(self, kind: str) -> None:
         if not env.train_dump_state() or self.job is None:

@@ -23,7 +23,9 @@ CLI_FILES = {
     "plot.py",
 }
 # The plan exports (planner/export_*.py) read plan.json through contract.plan as well.
-CONTRACT_READERS = {"export_plan.py"}
+# planner/finetune.py takes the LoRA target names from contract/finetune_targets.py, the
+# vocabulary the trainer shares, so a plan's targets are the run's.
+CONTRACT_READERS = {"export_plan.py", "finetune.py"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -36,7 +36,11 @@ def trainer_env(faults: str | None = None, dump: bool = False) -> dict[str, str]
     return env
 
 
-def torchrun_cmd(job_dir: Path, nproc: int, args: list[str]) -> list[str]:
+def torchrun_cmd(
+    job_dir: Path, nproc: int, args: list[str], shape: list[str] | None = None
+) -> list[str]:
+    """``shape``: the model and batch flags (default :data:`TINY`; fine-tuning runs take
+    the model from ``--from`` and pass only batch flags)."""
     return [
         str(TORCHRUN),
         "--nnodes=1:1",
@@ -48,7 +52,7 @@ def torchrun_cmd(job_dir: Path, nproc: int, args: list[str]) -> list[str]:
         "runtime.train",
         "--job-dir",
         str(job_dir),
-        *TINY,
+        *(TINY if shape is None else shape),
         *args,
     ]
 
@@ -60,11 +64,12 @@ def run_trainer(
     *,
     faults: str | None = None,
     dump: bool = False,
+    shape: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run the trainer under torchrun to completion (or failure); output captured. It
     may take minutes on a loaded machine, but not a minute without progress."""
     return run_to_end(
-        torchrun_cmd(job_dir, nproc, args),
+        torchrun_cmd(job_dir, nproc, args, shape),
         watch=job_dir,
         env=trainer_env(faults, dump),
         cwd=REPO,

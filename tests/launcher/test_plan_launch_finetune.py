@@ -1,0 +1,96 @@
+"""A fine-tuning plan is a job too (issue 19's Done-when): ``scalectl plan estimate --model
+./tiny-hf --finetune lora --lora-rank 8 --gpus 2 --out p.json`` plans a LoRA fine-tune of a
+Hugging Face checkpoint directory, ``scalectl launch --plan p.json -f -- --from ./tiny-hf
+--data sft.jsonl`` runs it on 2 CPU ranks, the loss on the response tokens falls, and the
+merged model the run exports reloads in ``transformers`` with the logits of the trained
+adapter model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from launcher_helpers import job_id_from
+
+from contract.jobdir import JobDir, read_all_jsonl
+from launcher.store import Store
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SFT = REPO / "examples" / "sft" / "tiny.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from examples.make_tiny_hf import make_tiny_hf
+
+    return make_tiny_hf(tmp_path_factory.mktemp("checkpoint") / "tiny-hf")
+
+
+@pytest.fixture
+def lora_plan(cli: Any, tmp_path: Path, tiny_hf: Path) -> Path:
+    out = tmp_path / "p.json"
+    run = cli("plan", "estimate", "--model", str(tiny_hf), "--finetune", "lora",
+              "--lora-rank", "8", "--gpus", "2", "--out", str(out))  # fmt: skip
+    assert run.code == 0, run.err
+    return out
+
+
+def test_the_plan_carries_the_finetune(lora_plan: Path) -> None:
+    document = json.loads(lora_plan.read_text())
+    training = document["training"]
+    assert (training["finetune"], training["lora_rank"]) == ("lora", 8)
+    assert document["cluster"]["num_gpus"] == 2
+
+
+def test_a_lora_plan_fine_tunes_and_exports_a_model_transformers_loads(
+    cli: Any, lora_plan: Path, tiny_hf: Path
+) -> None:
+    run = cli("launch", "--plan", str(lora_plan), "-f", "--", "--from", str(tiny_hf),
+              "--data", str(SFT), "--steps", "30", "--eval-every", "15", "--lr", "3e-3",
+              "--seq-len", "64")  # fmt: skip
+    assert run.code == 0, run.out + run.err
+    with Store() as store:
+        record = store.get(job_id_from(run.out))
+    assert record is not None
+    job = JobDir(record.job_dir)
+    records = read_all_jsonl(job.events)
+    (applied,) = [e for e in records if e.get("event") == "layout_applied"]
+    assert applied["world_size"] == 2
+    losses = [r["loss"] for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
+    assert len(losses) == 30
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    print(f"lora fine-tune: loss {first:.3f} -> {last:.3f}")
+    assert last < 0.8 * first
+    (done,) = [e for e in records if e.get("event") == "training_complete"]
+    merged = Path(done["export"]) / "merged"
+    _assert_same_logits(merged, job)
+    again = cli("export", record.id, "--out", str(job.root / "again"))
+    assert again.code == 0, again.err
+    assert (job.root / "again" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def _assert_same_logits(merged: Path, job: JobDir) -> None:
+    """transformers' model of the merged directory against ours with the trained adapters
+    (loaded from the final checkpoint), fp32, on held-out-like tokens."""
+    from transformers import AutoModelForCausalLM
+
+    from runtime.train import finetune
+    from runtime.train.export import _load_trained, run_config
+
+    _, final = job.complete_checkpoints()[-1]
+    cfg = run_config(final)
+    ours = finetune.make_model(cfg, torch.device("cpu"))
+    _load_trained(final, ours, adapters_only=True)
+    theirs = AutoModelForCausalLM.from_pretrained(str(merged), torch_dtype=torch.float32)
+    tokens = torch.randint(0, cfg.vocab, (2, 48), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = ours(tokens).float()
+        got = theirs(tokens).logits.float()
+    diff = (got - want).abs().max().item()
+    print(f"merged export vs adapter model: max |logit difference| {diff:.2e}")
+    assert diff < 1e-4
