@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args(argv)
-    from examples.make_tiny_hf import make_tiny_hf
     from layouts import framework_floor_mib
+
+    from examples.make_tiny_hf import make_tiny_hf
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("SCALECTL_HOME", str(Path(tmp) / "home"))

@@ -37,6 +37,10 @@ class ModelBuilder:
         torch.manual_seed(cfg.seed)  # same initial weights on every rank before sharding
         if cfg.finetune:
             self.model = finetune.make_model(cfg, self.device)
+            if cfg.finetune == "qlora":
+                from runtime.train.lora_nf4 import check_nf4_layout
+
+                check_nf4_layout(self.model, tp=self.dims.tp, dp_shard=self.dims.dp_shard)
         else:
             with torch.device(self.device):
                 self.model = Transformer(cfg.model_config())

@@ -91,6 +91,13 @@ def check(cfg: TrainConfig, need: Callable[[bool, str, str], None]) -> None:
     if cfg.finetune == "qlora":
         from runtime.train import lora
 
+        need(
+            cfg.tp == 1,
+            "tp",
+            "QLoRA's NF4 base weights are not split by tensor parallelism in the trainer; "
+            "plan tp 1 (QLoRA shards over data-parallel ranks with FSDP)",
+        )
+
         try:
             lora.check_base_format(cfg.base_format)
         except lora.LoRAError as exc:
@@ -173,7 +180,9 @@ def state_options(cfg: TrainConfig) -> StateDictOptions | None:
     """Checkpoint options: adapter runs save and load only trained parameters."""
     if cfg.finetune not in ADAPTERS:
         return None
-    return StateDictOptions(ignore_frozen_params=True, strict=False)
+    from runtime.train import lora
+
+    return lora.trainable_state_dict_options()
 
 
 def check_vocab(cfg: TrainConfig, batches: Batches) -> None:

@@ -39,7 +39,7 @@ class Measurements:
     tokens_per_step: int
     loss_chunks: int
     device: torch.device
-    model: torch.nn.Module
+    model: Any
     optimizer: torch.optim.Optimizer
     _compute_s: float
     _block_start: float
