@@ -41,9 +41,12 @@ SHAPE = {
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,
-    "max_position_embeddings": 1024,
+    "max_position_embeddings": 256,
     "rms_norm_eps": 1e-6,
 }
+"""256 positions: a fine-tuning plan of it packs 256-token sequences (the planner caps its
+default sequence length there), a step of the demo's global batch of 16 is a fraction of
+a second on two CPU ranks. The instruction records of examples/sft are far shorter."""
 ROPE_THETA = 500_000.0
 """Llama 3's rotary base, not the config classes' default 10000, so reading it is tested."""
 MISSING = "make_tiny_hf needs transformers: pip install transformers"
@@ -132,7 +135,10 @@ def make_tiny_hf(
     saved = {"max_shard_size": max_shard_size} if max_shard_size is not None else {}
     model.save_pretrained(out, **saved)
     fast = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOS, model_max_length=1024
+        tokenizer_object=tokenizer,
+        bos_token=BOS,
+        eos_token=EOS,
+        model_max_length=SHAPE["max_position_embeddings"],
     )
     fast.save_pretrained(out)
     return out
