@@ -35,8 +35,10 @@ FSDP_OUTSIDE = {
     "Across the source's whole BF16 tables (b2a43a147) the excess sits in the runs without "
     "activation checkpointing: on A100-80GB the planner's tokens/s for the checkpointed "
     "rows at 512-2k is -5..+1 % off, for those without +8..+18 % at the same models and "
-    "sequences (on H100, 7b and 13b: +3..+7 % against +19..+37 %); the rows' layouts "
-    "transcribe the table; not modelled",
+    "sequences (on H100, 7b and 13b: +3..+7 % against +19..+37 %); compute slowed by the "
+    "FSDP traffic hidden under it (18.9 %, arXiv 2507.03114; tried in issue 17, not adopted) "
+    "takes 1.5-3 points off these rows (13b: 11) and does not separate the two; the rows' "
+    "layouts transcribe the table; not modelled",
     "fsdp_throughput-mpt-13b-32gpus": "same",
     "fsdp_throughput-mpt-30b-16gpus": "same",
     "fsdp_throughput-mpt-1b-64gpus": "same",
