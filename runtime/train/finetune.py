@@ -132,13 +132,19 @@ SHAPE_FIELDS = {
 def with_checkpoint_shape(cfg: TrainConfig, origin: dict[str, str]) -> TrainConfig:
     """``cfg`` with the model shape of the ``--from`` checkpoint; a shape field the Plan or
     a flag set (``origin``) to another value is an error naming both."""
-    from runtime.train.hf_checkpoint import hf_model_config
+    from runtime.train.hf_checkpoint import check_hf_weights, hf_model_config
 
-    model = hf_model_config(Path(cfg.init_from), cfg.seq_len)
+    source = Path(cfg.init_from).absolute()
+    model = hf_model_config(source, cfg.seq_len)
+    check_hf_weights(source, model)  # a bad checkpoint is refused before anything is written
     values: dict[str, Any] = {name: getattr(model, key) for name, key in SHAPE_FIELDS.items()}
+    # Absolute: checkpoints record it, and `scalectl export` may run elsewhere.
+    values["init_from"] = str(source)
     values["bias"] = model.bias
     values["head_dim"] = model.head_dim if model.head_dim * model.heads != model.hidden else 0
     for name, value in values.items():
+        if name == "init_from":
+            continue
         given = getattr(cfg, name)
         effective = (given or cfg.hidden // max(cfg.heads, 1)) if name == "head_dim" else given
         wanted = model.head_dim if name == "head_dim" else value

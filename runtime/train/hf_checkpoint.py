@@ -322,11 +322,19 @@ def _plan(
     return plan
 
 
-def load_hf_weights(directory: Path, model: Transformer) -> None:
-    """Copy the checkpoint in ``directory`` into ``model`` (whole, unsharded, not
-    quantised, built from ``hf_model_config`` of the same directory), on its device and
-    in its dtype. LoRA adapters already on it (``lora_a``/``lora_b``) are left as they are."""
-    directory = Path(directory)
+def check_hf_weights(directory: Path, cfg: ModelConfig) -> None:
+    """Every tensor ``cfg`` needs is in the checkpoint with its shape, read from the files'
+    headers only (no weight is loaded): what ``load_hf_weights`` would refuse, refused
+    before the run writes anything."""
+    from runtime.train.model import Transformer
+
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    _planned(Path(directory), model)
+
+
+def _planned(directory: Path, model: Transformer) -> dict[Path, list[tuple[str, str]]]:
+    """``_plan`` of ``model``'s parameters, every one of them found."""
     params = {  # a tied output weight appears once, as embed.weight
         name: param
         for name, param in model.named_parameters()
@@ -341,6 +349,16 @@ def load_hf_weights(directory: Path, model: Transformer) -> None:
             f"({len(missing)} missing); the checkpoint is incomplete or not a "
             f"{model.cfg.layers}-layer model as config.json says: re-download it"
         )
+    return plan
+
+
+def load_hf_weights(directory: Path, model: Transformer) -> None:
+    """Copy the checkpoint in ``directory`` into ``model`` (whole, unsharded, not
+    quantised, built from ``hf_model_config`` of the same directory), on its device and
+    in its dtype. LoRA adapters already on it (``lora_a``/``lora_b``) are left as they are."""
+    directory = Path(directory)
+    plan = _planned(directory, model)
+    params = dict(model.named_parameters())
     with torch.no_grad():
         for file, pairs in plan.items():
             with _safe_open(file) as handle:

@@ -7,6 +7,7 @@ ranks; the run ends with the merged model and the adapter exported."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,21 @@ def test_bad_finetune_input_exits_2_naming_it(
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
     assert not job.exists()
+
+
+def test_weights_that_do_not_match_config_json_are_refused_before_anything_is_written(
+    tmp_path: Path, tiny_hf: Path
+) -> None:
+    other = tmp_path / "other-hf"
+    shutil.copytree(tiny_hf, other)
+    config = json.loads((other / "config.json").read_text())
+    config["intermediate_size"] = 384
+    (other / "config.json").write_text(json.dumps(config))
+    code, err, job = parse_error(
+        ["--finetune", "lora", "--from", str(other), "--data", str(SFT)], tmp_path
+    )
+    assert code == 2 and "has shape" in err and "config.json" in err, err
+    assert len(err.strip().splitlines()) == 1 and not job.exists()
 
 
 def test_a_bad_instruction_record_names_its_line(tmp_path: Path, tiny_hf: Path) -> None:
