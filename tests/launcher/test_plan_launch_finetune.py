@@ -67,16 +67,18 @@ def test_a_lora_plan_fine_tunes_and_exports_a_model_transformers_loads(
     print(f"lora fine-tune: loss {first:.3f} -> {last:.3f}")
     assert last < 0.8 * first
     (done,) = [e for e in records if e.get("event") == "training_complete"]
-    merged = Path(done["export"]) / "merged"
-    _assert_same_logits(merged, job)
+    export = Path(done["export"])
+    _assert_same_logits(export / "merged", export / "adapter", tiny_hf, job)
     again = cli("export", record.id, "--out", str(job.root / "again"))
     assert again.code == 0, again.err
     assert (job.root / "again" / "adapter" / "adapter_model.safetensors").is_file()
 
 
-def _assert_same_logits(merged: Path, job: JobDir) -> None:
-    """transformers' model of the merged directory against ours with the trained adapters
-    (loaded from the final checkpoint), fp32, on held-out-like tokens."""
+def _assert_same_logits(merged: Path, adapter: Path, base: Path, job: JobDir) -> None:
+    """transformers' model of the merged directory, and PEFT's adapter directory on
+    transformers' model of the base checkpoint, against ours with the trained adapters
+    (loaded from the final checkpoint), fp32, on random tokens."""
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     from runtime.train import finetune
@@ -86,11 +88,15 @@ def _assert_same_logits(merged: Path, job: JobDir) -> None:
     cfg = run_config(final)
     ours = finetune.make_model(cfg, torch.device("cpu"))
     _load_trained(final, ours, adapters_only=True)
-    theirs = AutoModelForCausalLM.from_pretrained(str(merged), torch_dtype=torch.float32)
+    theirs = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32)
+    peft = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32), str(adapter)
+    )
     tokens = torch.randint(0, cfg.vocab, (2, 48), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = ours(tokens).float()
-        got = theirs(tokens).logits.float()
-    diff = (got - want).abs().max().item()
-    print(f"merged export vs adapter model: max |logit difference| {diff:.2e}")
-    assert diff < 1e-4
+        merged_diff = (theirs(tokens).logits.float() - want).abs().max().item()
+        peft_diff = (peft(tokens).logits.float() - want).abs().max().item()
+    print(f"max |logit difference| vs the adapter model: merged {merged_diff:.2e}, "
+          f"PEFT adapter {peft_diff:.2e}")  # fmt: skip
+    assert merged_diff < 1e-4 and peft_diff < 1e-4
