@@ -52,8 +52,9 @@ ROPE_THETA = 500_000.0
 MISSING = "make_tiny_hf needs transformers: pip install transformers"
 
 
-def train_tokenizer() -> Any:
-    """A byte-level BPE over the Python Language Reference, bos prepended on encode."""
+def train_tokenizer(vocab: int = VOCAB, special_tokens: tuple[str, ...] = (BOS, EOS)) -> Any:
+    """A byte-level BPE over the Python Language Reference, bos prepended on encode
+    (``special_tokens`` start with BOS; tests/runtime/tiny_bpe.py adds Llama 3's chat ones)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     from runtime.train.data import load_documents
@@ -62,8 +63,8 @@ def train_tokenizer() -> Any:
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB,
-        special_tokens=[BOS, EOS],
+        vocab_size=vocab,
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

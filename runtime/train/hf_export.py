@@ -35,6 +35,7 @@ from runtime.train.hf_checkpoint import (
     read_config,
 )
 from runtime.train.hf_names import LORA_TARGETS, ours_to_hf, rotated_heads, rows_to_hf
+from runtime.train.lora import SWIGLU_MODULES
 from runtime.train.model import ModelConfig, Transformer
 
 DEFAULT_SHARD_BYTES = 5 * 10**9
@@ -57,16 +58,9 @@ tokens and chat template (transformers 5 keeps it in chat_template.jinja) and th
 generation defaults."""
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-OUR_MODULES = {
-    "q": "attn.wq",
-    "k": "attn.wk",
-    "v": "attn.wv",
-    "o": "attn.wo",
-    "gate": "ffn.w1",
-    "up": "ffn.w3",
-    "down": "ffn.w2",
-}
-"""The planner's LoRA target names -> our module inside ``layers.{i}``."""
+OUR_MODULES = SWIGLU_MODULES
+"""The planner's LoRA target names -> our module inside ``layers.{i}`` (the checkpoint
+families read here are SwiGLU models)."""
 
 
 def parameter_shapes(cfg: ModelConfig) -> dict[str, torch.Size]:

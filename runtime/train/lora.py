@@ -33,11 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions
 
+from contract.finetune_targets import TARGET_GROUPS, TargetsError
+from contract.finetune_targets import resolve_targets as contract_targets
 from runtime.train import lora_nf4
 from runtime.train.lora_nf4 import LoRAError, quantize_base_nf4
 from runtime.train.model import ModelConfig
 
 __all__ = [
+    "TARGET_GROUPS",
     "LoRAError",
     "LoRALinear",
     "adapter_state_dict",
@@ -49,16 +52,6 @@ __all__ = [
     "trainable_parameters",
     "trainable_state_dict_options",
 ]
-
-ATTENTION_TARGETS = ("q", "k", "v", "o")
-MLP_TARGETS = ("gate", "up", "down")
-TARGET_GROUPS = {
-    "attn": ATTENTION_TARGETS,
-    "mlp": MLP_TARGETS,
-    "all": (*ATTENTION_TARGETS, *MLP_TARGETS),
-}
-"""The planner's target names and groups (planner/finetune.py; runtime/ may not import
-the planner, so the names are repeated here and tests/runtime/test_lora.py checks them)."""
 
 SWIGLU_MODULES = {
     "q": "attn.wq",
@@ -126,20 +119,14 @@ class LoRALinear(nn.Linear):
 
 
 def resolve_targets(targets: tuple[str, ...]) -> tuple[str, ...]:
-    """The projections ``targets`` name (groups attn, mlp, all expanded, order kept)."""
-    names: list[str] = []
-    for raw in targets:
-        name = raw.strip().lower()
-        group = TARGET_GROUPS.get(name)
-        if group is None and name not in TARGET_GROUPS["all"]:
-            raise LoRAError(
-                f"--lora-targets: unknown target {name!r}; use attn, mlp, all or a comma "
-                "list of q,k,v,o,gate,up,down"
-            )
-        names.extend(n for n in (group or (name,)) if n not in names)
-    if not names:
+    """The projections ``targets`` name (groups attn, mlp, all expanded, order kept), in
+    the vocabulary the planner shares (contract/finetune_targets.py)."""
+    if not any(t.strip() for t in targets):
         raise LoRAError("--lora-targets: names no projection; use attn, mlp, all or q,k,v,...")
-    return tuple(names)
+    try:
+        return contract_targets(",".join(targets))
+    except TargetsError as exc:
+        raise LoRAError(str(exc).rstrip(".")) from None
 
 
 def _blocks(model: nn.Module) -> list[nn.Module]:

@@ -34,23 +34,8 @@ CHAT_CONFIG = {
 
 
 def train_bpe() -> Any:
-    """A byte-level BPE (vocabulary 512) trained on the pydoc corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    """A byte-level BPE (vocabulary 512) trained on the pydoc corpus, as the tiny
+    checkpoints' (examples/make_tiny_hf.py) with Llama 3's chat tokens."""
+    from examples.make_tiny_hf import train_tokenizer
 
-    from runtime.train.data import load_documents
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512,
-        special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator((text for _, text in load_documents("pydoc")), trainer)
-    bos_id = tokenizer.token_to_id(BOS)
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, bos_id)]
-    )
-    return tokenizer
+    return train_tokenizer(vocab=512, special_tokens=SPECIAL_TOKENS)
