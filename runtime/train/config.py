@@ -156,7 +156,7 @@ class TrainConfig:
     lora (low-rank adapters, the rest frozen) or qlora (lora over NF4 base weights);
     empty: pre-train from random weights."""
     init_from: str = ""
-    """(--from) A Hugging Face checkpoint directory (config.json, *.safetensors,
+    """A Hugging Face checkpoint directory (config.json, *.safetensors,
     tokenizer.json) whose model, weights and tokenizer fine-tuning starts from."""
     lora_rank: int = 8
     """Rank r of each adapter (Hu et al. 2021 use 8 in most GPT-3 runs, Table 4)."""
@@ -259,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "float": float, "str": str}[str(item.type)]
             parser.add_argument(
-                _flag(item.name), type=kind, default=None, dest=item.name, help=help_text
-            )
+                _flag(item.name), type=kind, default=None, dest=item.name, help=help_text,
+                metavar=_flag(item.name).removeprefix("--").replace("-", "_").upper(),
+            )  # fmt: skip
     return parser
 
 
