@@ -11,6 +11,7 @@ from planner.cli_options import (
     BaseFormatOption,
     CkptGbSMaxOption,
     CkptGbSOption,
+    CpImplOption,
     CpOption,
     DpOption,
     EpOption,
@@ -65,6 +66,7 @@ def search_command(
     tp: TpOption = None,
     pp: PpOption = None,
     cp: CpOption = None,
+    cp_impl: CpImplOption = None,
     dp: DpOption = None,
     ep: EpOption = None,
     zero: ZeroOption = None,
@@ -139,6 +141,8 @@ def search_command(
                         ("--interleave", interleave)):  # fmt: skip
         if value is not None and value <= 0:
             raise PlanInputError(f"{flag}: must be a positive whole number, got {value}.")
+    if cp_impl not in (None, "ring", "allgather"):
+        raise PlanInputError(f"--cp-impl {cp_impl!r}: use ring or allgather.")
     if recompute is not None and recompute not in ("none", "selective", "full"):
         raise PlanInputError(f"--recompute {recompute!r}: use none, selective or full.")
     sharding = _SHARDING_ALIASES.get(zero.lower(), zero) if zero is not None else None
@@ -170,6 +174,7 @@ def search_command(
         "tp": tp, "pp": pp, "cp": cp, "dp": dp, "ep": ep, "sharding": sharding,
         "hsdp_shard_size": hsdp_shard, "micro_batch": micro_batch, "recompute": recompute,
         "interleave": interleave, "sequence_parallel": sequence_parallel,
+        "cp_impl": cp_impl,
     }  # fmt: skip
     if plot is not None:
         from planner.plot import check_plot_path

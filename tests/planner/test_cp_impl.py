@@ -73,3 +73,21 @@ def test_an_unknown_implementation_exits_2(capsys: pytest.CaptureFixture[str]) -
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--cp-impl 'star': use ring or allgather" in err and err.count("\n") == 1, err
+
+
+def test_search_pins_the_implementation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scalectl.cli import main
+
+    base = ["plan", "search", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "64",
+            "--seq-len", "128k", "--global-batch", "64", "--cp", "8", "--top", "3"]  # fmt: skip
+    out = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--cp-impl", "allgather", "--json", "--out", str(out)])
+    assert exc.value.code in (0, None)
+    ranked = json.loads(capsys.readouterr().out)
+    assert ranked and {e["layout"]["cp_impl"] for e in ranked} == {"allgather"}
+    assert json.loads(out.read_text())["layout"]["cp_impl"] == "allgather"
+    with pytest.raises(SystemExit) as exc:
+        main([*base, "--cp-impl", "star"])
+    assert exc.value.code == 2
+    assert "--cp-impl 'star': use ring or allgather" in capsys.readouterr().err
