@@ -79,6 +79,8 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "step": "0 (trainer)",
             "world_size": "ranks",
             "params": "model parameters",
+            "finetune": "fine-tuning only: full, lora or qlora",
+            "trained_params": "fine-tuning only: parameters the optimizer updates",
             "tokens_per_step": "tokens per optimiser step",
             "corpus": "corpus fingerprint",
             "eval_loss": "held-out loss before training",

@@ -12,12 +12,12 @@ them without a contract change, while a reader can rely on every field declared 
 Sections and fields may be absent: a ``plan:`` block typed into job.yaml often has a
 few numbers only, and a reader shows a missing number as missing.
 
-``schema_version`` is absent from documents written before it existed; they have this
-same shape and read as version 1.
+``schema_version`` is absent from older documents of this same shape: version 1.
 
 The arithmetic that sets a measurement against the plan is here, once:
 :func:`measured_mfu`, :func:`gpu_energy_per_step_j`, :func:`facility_energy_per_step_j`
-(also as methods of :class:`Plan`) and :func:`ratio`.
+(also as methods of :class:`Plan`) and :func:`ratio`; state memory, bubble and
+fine-tuning facts in ``contract.run_facts``.
 """
 
 from __future__ import annotations
@@ -196,6 +196,12 @@ class PlanLayout(_Section):
 class PlanMemory(_Section):
     """``estimate.memory_gib``: per-GPU memory of the most loaded GPU."""
 
+    params: float | None = None
+    """Weights after the layout's splits and sharding, GiB."""
+    grads: float | None = None
+    """Gradient buffers, GiB."""
+    optimizer: float | None = None
+    """Master weights and optimizer states, GiB."""
     total: float | None = None
     """Predicted peak, GiB."""
     capacity: float | None = None

@@ -120,13 +120,16 @@ def job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
 
 
 def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | None:
-    """The job's plan against its progress (contract.plan) and the plan's layout against
-    the trainer's ``layout_applied`` event (contract.plan_layout; ``layout_check.differs``
-    lists the fields that differ); None for a job without a plan."""
+    """The job's plan against its progress (contract.plan; state memory once a rank
+    reported ``state_mib`` and a fine-tune's mode, adapters, trained parameters and
+    export: contract.run_facts) and the plan's layout against the trainer's
+    ``layout_applied`` event (contract.plan_layout; ``layout_check.differs`` lists the
+    fields that differ); None for a job without a plan."""
     # contract.plan needs pydantic: loaded only when a job has a plan, not for --help.
     from contract.events import read_events
     from contract.plan import PlanError, against_plan, read_plan
     from contract.plan_layout import check_layout, last_layout_applied
+    from contract.run_facts import TrainerEvents, finetune_run, state_against_plan
 
     job = JobDir(record.job_dir)
     if not job.plan_json.is_file():
@@ -135,10 +138,14 @@ def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | Non
         plan = read_plan(job)
     except PlanError as exc:
         return {"error": str(exc)}
+    events = read_events(job)
+    finetune = finetune_run(plan, TrainerEvents().fold(events))
     return {
         "layout": plan.layout_text(),
         **against_plan(
             plan, snap.step_time_s, snap.tokens_per_s, snap.world_size, snap.bubble_fraction
         ),
-        "layout_check": check_layout(plan, last_layout_applied(read_events(job))).json(),
+        **state_against_plan(plan, snap.state_mib),
+        **({"finetune": finetune.json()} if finetune else {}),
+        "layout_check": check_layout(plan, last_layout_applied(events)).json(),
     }

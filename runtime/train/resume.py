@@ -76,6 +76,11 @@ class Checkpointing:
                 tokens_per_step=self.tokens_per_step,
                 corpus=self.batches.fingerprint,
                 eval_loss=eval_loss,
+                **(
+                    {"finetune": self.cfg.finetune, "trained_params": self.n_trainable}
+                    if self.cfg.finetune
+                    else {}
+                ),
             )
             return
         path = Path(found[1])

@@ -1,0 +1,144 @@
+"""What the reference trainer reports beyond step time and throughput, set against the plan.
+
+Readers (the TUI's detail pane, ``scalectl jobs --json``) take these figures from here so
+both show the same numbers:
+
+* the parameter, gradient and optimizer state of the most loaded rank: progress records'
+  ``state_mib`` (exact bytes of that rank's tensors) against the plan's
+  ``estimate.memory_gib`` ``params + grads + optimizer`` (:func:`planned_state_mib`);
+* the pipeline bubble: progress ``bubble_fraction`` against the plan's
+  ``estimate.step.bubble_fraction`` (:func:`planned_bubble_fraction`, pipelines only);
+* fine-tuning: the plan's ``training.finetune``, ``lora_rank``, ``lora_targets``,
+  ``base_format``; the trainer's ``started`` event (``params``, and for a fine-tune
+  ``finetune`` and ``trained_params``) and the ``training_complete`` event's ``export``
+  (:class:`TrainerEvents`, :func:`finetune_run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from contract.event_kinds import EventKind
+from contract.events import Event
+from contract.jobdir import finite
+from contract.plan import Plan, ratio
+
+MIB_PER_GIB = 1024.0
+TRAINER_SOURCE = "trainer"
+"""``source`` of the events the reference trainer writes (the launcher writes ``started``
+too)."""
+
+
+def planned_state_mib(plan: Plan) -> float | None:
+    """The plan's parameters + gradients + optimizer state per GPU (most loaded GPU), MiB;
+    None when the plan lacks any of the three."""
+    memory = plan.estimate.memory_gib
+    if memory is None:
+        return None
+    terms = (memory.params, memory.grads, memory.optimizer)
+    if any(term is None for term in terms):
+        return None
+    return sum(t for t in terms if t is not None) * MIB_PER_GIB
+
+
+def pipelined(plan: Plan) -> bool:
+    """The plan has more than one pipeline stage."""
+    return (plan.layout.pp or 1) > 1
+
+
+def planned_bubble_fraction(plan: Plan) -> float | None:
+    """The planned share of a step the pipeline idles; None without a pipeline."""
+    return plan.step.bubble_fraction if pipelined(plan) else None
+
+
+def state_against_plan(plan: Plan, state_mib: float | None) -> dict[str, float | None]:
+    """Planned against measured state memory, as ``scalectl jobs --json`` shows it (empty
+    until a rank reported ``state_mib``: pre-training jobs of older trainers lack it)."""
+    if state_mib is None:
+        return {}
+    planned = planned_state_mib(plan)
+    return {
+        "state_mib": planned,
+        "state_mib_measured": state_mib,
+        "state_ratio": ratio(state_mib, planned),
+    }
+
+
+@dataclass(frozen=True)
+class TrainerEvents:
+    """The trainer's events a reader keeps while following ``events.jsonl``."""
+
+    started: dict[str, Any] | None = None
+    """The newest trainer ``started`` event (a fresh run; a resume writes ``resumed``)."""
+    export: str | None = None
+    """``training_complete``'s ``export``: the directory holding merged/ and adapter/."""
+
+    def fold(self, events: Iterable[Event]) -> TrainerEvents:
+        """These facts updated with newer events (oldest first)."""
+        started, export = self.started, self.export
+        for event in events:
+            if event.kind is EventKind.STARTED and event.source == TRAINER_SOURCE:
+                started = event.record
+            elif event.kind is EventKind.TRAINING_COMPLETE and event.get("export"):
+                export = str(event.get("export"))
+        if started is self.started and export == self.export:
+            return self
+        return TrainerEvents(started=started, export=export)
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """A fine-tuning job as planned and as the trainer reported it."""
+
+    mode: str
+    """full, lora or qlora (the trainer's ``started`` event, else the plan's)."""
+    lora_rank: int | None = None
+    """Adapter rank r (plan; None: the planner's default or a full fine-tune)."""
+    lora_targets: str | None = None
+    """Projections with adapters (plan)."""
+    base_format: str | None = None
+    """qlora: storage of the frozen weights (plan)."""
+    params: int | None = None
+    """The model's parameters (trainer's ``started`` event)."""
+    trained_params: int | None = None
+    """Parameters the optimizer updates (trainer's ``started`` event)."""
+    export: str | None = None
+    """Where the export went, once training completed."""
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "finetune": self.mode,
+            "lora_rank": self.lora_rank,
+            "lora_targets": self.lora_targets,
+            "base_format": self.base_format,
+            "params": self.params,
+            "trained_params": self.trained_params,
+            "export": self.export,
+        }
+
+
+def finetune_run(plan: Plan | None, seen: TrainerEvents) -> FinetuneRun | None:
+    """The fine-tuning facts of a job; None for pre-training (neither the plan nor the
+    trainer's ``started`` event names a fine-tune)."""
+    started = seen.started or {}
+    training = plan.training if plan is not None else None
+    mode = started.get("finetune") or (training.finetune if training else None)
+    if not isinstance(mode, str) or not mode:
+        return None
+    adapters = mode != "full"
+    return FinetuneRun(
+        mode=mode,
+        lora_rank=training.lora_rank if training and adapters else None,
+        lora_targets=training.lora_targets if training and adapters else None,
+        base_format=training.base_format if training and mode == "qlora" else None,
+        params=_count(started.get("params")),
+        trained_params=_count(started.get("trained_params")),
+        export=seen.export,
+    )
+
+
+def _count(value: Any) -> int | None:
+    number = finite(value)
+    return int(number) if number is not None else None
