@@ -154,8 +154,12 @@ def test_the_export_appears_when_training_completes(tmp_path: Path) -> None:
     assert run is not None and run.mode == "lora" and run.lora_rank is None
     assert run.export is None
     tf.complete(job, fx.NOW)
-    run = watch.poll().finetune
+    snapshot = watch.poll()
+    run = snapshot.finetune
     assert run is not None and run.export == str(job.root / "export")
+    # The timeline leaves the long path to the fine-tune line.
+    assert snapshot.timeline[-1].event == EventKind.TRAINING_COMPLETE
+    assert snapshot.timeline[-1].detail == "step=30"
 
 
 def test_trainer_events_fold_keeps_the_newest_and_ignores_the_launchers() -> None:

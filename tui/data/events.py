@@ -42,9 +42,10 @@ EVENT_STYLE: dict[str, str] = {
 }
 
 _QUIET_KEYS = frozenset(
-    {"ts", "event", "source", "job_id", "command", "agents", "path", "corpus", "name"}
+    {"ts", "event", "source", "job_id", "command", "agents", "path", "corpus", "name", "export"}
 )
-"""Fields left out of the one-line detail (long, or said elsewhere in the pane)."""
+"""Fields left out of the one-line detail (long, or said elsewhere in the pane: a
+fine-tune's ``export`` has its own line beside the plan)."""
 
 _FIRST_KEYS = (
     "state",
