@@ -10,7 +10,8 @@ both show the same numbers:
   ``estimate.step.bubble_fraction`` (:func:`planned_bubble_fraction`, pipelines only);
 * fine-tuning: the plan's ``training.finetune``, ``lora_rank``, ``lora_targets``,
   ``base_format``; the trainer's ``started`` event (``params``, and for a fine-tune
-  ``finetune`` and ``trained_params``) and the ``training_complete`` event's ``export``
+  ``finetune``, ``trained_params`` and the adapters as they ran) and the
+  ``training_complete`` event's ``export``
   (:class:`TrainerEvents`, :func:`finetune_run`).
 """
 
@@ -95,11 +96,12 @@ class FinetuneRun:
     mode: str
     """full, lora or qlora (the trainer's ``started`` event, else the plan's)."""
     lora_rank: int | None = None
-    """Adapter rank r (plan; None: the planner's default or a full fine-tune)."""
+    """Adapter rank r (the trainer's ``started`` event, else the plan's; None: a full
+    fine-tune, or the plan left it to the planner's default)."""
     lora_targets: str | None = None
-    """Projections with adapters (plan)."""
+    """Projections with adapters (the event, else the plan)."""
     base_format: str | None = None
-    """qlora: storage of the frozen weights (plan)."""
+    """qlora: storage of the frozen weights (the event, else the plan)."""
     params: int | None = None
     """The model's parameters (trainer's ``started`` event)."""
     trained_params: int | None = None
@@ -127,12 +129,21 @@ def finetune_run(plan: Plan | None, seen: TrainerEvents) -> FinetuneRun | None:
     mode = started.get("finetune") or (training.finetune if training else None)
     if not isinstance(mode, str) or not mode:
         return None
+
+    def ran(name: str, applies: bool) -> Any:
+        # What the trainer says it ran wins over what the plan asked for.
+        planned = getattr(training, name) if training is not None else None
+        value = started.get(name, planned)
+        return value if applies else None
+
     adapters = mode != "full"
+    rank = ran("lora_rank", adapters)
+    targets, base = ran("lora_targets", adapters), ran("base_format", mode == "qlora")
     return FinetuneRun(
         mode=mode,
-        lora_rank=training.lora_rank if training and adapters else None,
-        lora_targets=training.lora_targets if training and adapters else None,
-        base_format=training.base_format if training and mode == "qlora" else None,
+        lora_rank=_count(rank),
+        lora_targets=str(targets) if targets else None,
+        base_format=str(base) if base else None,
         params=_count(started.get("params")),
         trained_params=_count(started.get("trained_params")),
         export=seen.export,

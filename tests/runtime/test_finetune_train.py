@@ -156,9 +156,10 @@ def test_qlora_trains_on_two_cpu_ranks(tmp_path: Path, tiny_hf: Path) -> None:
     assert (Path(done["export"]) / "merged" / "model.safetensors").is_file()
     # The started event carries the trained share too, for the TUI and `scalectl jobs`.
     (started,) = [e for e in events(tmp_path / "q", "started") if e["source"] == "trainer"]
-    assert started["finetune"] == "qlora"
+    assert started["finetune"] == "qlora" and started["base_format"] == "nf4-dq"
+    assert (started["lora_rank"], started["lora_targets"]) == (8, "all")  # the defaults
     assert 0 < started["trained_params"] < started["params"]
     seen = TrainerEvents().fold(read_events(JobDir(tmp_path / "q")))
     ran = finetune_run(None, seen)
     assert ran is not None and ran.mode == "qlora" and ran.export == done["export"]
-    assert ran.trained_params == started["trained_params"]
+    assert ran.trained_params == started["trained_params"] and ran.lora_rank == 8

@@ -151,7 +151,7 @@ def test_the_export_appears_when_training_completes(tmp_path: Path) -> None:
     assert watch.poll().finetune is None  # no plan, no trainer event yet
     tf.start_trainer(job, fx.NOW - 60)
     run = watch.poll().finetune  # a fine-tune launched without a plan: the event says
-    assert run is not None and run.mode == "lora" and run.lora_rank is None
+    assert run is not None and (run.mode, run.lora_rank, run.lora_targets) == ("lora", 16, "attn")
     assert run.export is None
     tf.complete(job, fx.NOW)
     snapshot = watch.poll()
@@ -182,6 +182,11 @@ def test_trainer_events_fold_keeps_the_newest_and_ignores_the_launchers() -> Non
     assert finetune_text(finetune_run(qlora, TrainerEvents()) or run) == (
         "fine-tune qlora (base nf4)"
     )
+    # What the trainer says it ran wins over the plan.
+    planned = parse_plan({"training": {"finetune": "lora", "lora_rank": 16, "lora_targets": "all"}})
+    record = {"event": EventKind.STARTED, "source": "trainer", "finetune": "lora", "lora_rank": 8}
+    ran = finetune_run(planned, TrainerEvents().fold([parse_event(record)]))
+    assert ran is not None and (ran.lora_rank, ran.lora_targets) == (8, "all")
 
 
 def test_expert_load_arithmetic_and_bad_routing_records() -> None:

@@ -130,6 +130,8 @@ def start_trainer(jobdir: JobDir, ts: float) -> None:
         params=LORA_PARAMS,
         finetune="lora",
         trained_params=LORA_TRAINED,
+        lora_rank=16,
+        lora_targets="attn",
     )
 
 
