@@ -12,12 +12,13 @@ them without a contract change, while a reader can rely on every field declared 
 Sections and fields may be absent: a ``plan:`` block typed into job.yaml often has a
 few numbers only, and a reader shows a missing number as missing.
 
-``schema_version`` is absent from older documents of this same shape: version 1.
+``schema_version`` is absent from documents written before it existed; they have this
+same shape and read as version 1.
 
 The arithmetic that sets a measurement against the plan is here, once:
 :func:`measured_mfu`, :func:`gpu_energy_per_step_j`, :func:`facility_energy_per_step_j`
-(also as methods of :class:`Plan`) and :func:`ratio`; state memory, bubble and
-fine-tuning facts in ``contract.run_facts``.
+(also as methods of :class:`Plan`) and :func:`ratio`; ``contract.run_facts`` puts them
+together for ``scalectl jobs --json`` (``against_plan``) with the trainer's newer figures.
 """
 
 from __future__ import annotations
@@ -335,34 +336,6 @@ def facility_energy_per_step_j(energy_mwh: float | None, steps: int | None) -> f
     if energy_mwh is None or not steps:
         return None
     return energy_mwh * J_PER_MWH / steps
-
-
-def against_plan(
-    plan: Plan,
-    step_time_s: float | None,
-    tokens_per_s: float | None,
-    gpus_measured: int | None,
-    bubble_fraction: float | None = None,
-) -> dict[str, float | None]:
-    """The plan's step time, throughput and MFU beside the measured ones, with ratios
-    (measured / planned): what ``scalectl jobs --json`` shows under ``plan``; for a
-    pipeline, the planned bubble beside the one a rank measured."""
-    step = plan.step
-    bubble: dict[str, float | None] = {}
-    if (plan.layout.pp or 1) > 1:
-        bubble = {
-            "bubble_fraction": step.bubble_fraction,
-            "bubble_fraction_measured": bubble_fraction,
-        }
-    return {
-        **bubble,
-        "step_time_s": step.time_s,
-        "step_time_ratio": ratio(step_time_s, step.time_s),
-        "tokens_per_s": step.tokens_per_s,
-        "tokens_per_s_ratio": ratio(tokens_per_s, step.tokens_per_s),
-        "mfu": step.mfu,
-        "mfu_measured": plan.measured_mfu(tokens_per_s, gpus_measured),
-    }
 
 
 def ratio(measured: float | None, planned: float | None) -> float | None:

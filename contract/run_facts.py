@@ -1,7 +1,8 @@
-"""What the reference trainer reports beyond step time and throughput, set against the plan.
+"""What a job measured set against its plan, for ``scalectl jobs --json`` and the TUI.
 
-Readers (the TUI's detail pane, ``scalectl jobs --json``) take these figures from here so
-both show the same numbers:
+:func:`against_plan` is the ``plan`` object of ``scalectl jobs --json``: step time,
+throughput and MFU (``contract.plan``'s arithmetic) and the reference trainer's newer
+figures, which the TUI's detail pane takes from here too, so both show the same numbers:
 
 * the parameter, gradient and optimizer state of the most loaded rank: progress records'
   ``state_mib`` (exact bytes of that rank's tensors) against the plan's
@@ -54,16 +55,42 @@ def planned_bubble_fraction(plan: Plan) -> float | None:
     return plan.step.bubble_fraction if pipelined(plan) else None
 
 
-def state_against_plan(plan: Plan, state_mib: float | None) -> dict[str, float | None]:
-    """Planned against measured state memory, as ``scalectl jobs --json`` shows it (empty
-    until a rank reported ``state_mib``: pre-training jobs of older trainers lack it)."""
-    if state_mib is None:
-        return {}
-    planned = planned_state_mib(plan)
+def against_plan(
+    plan: Plan,
+    step_time_s: float | None,
+    tokens_per_s: float | None,
+    gpus_measured: int | None,
+    bubble_fraction: float | None = None,
+    state_mib: float | None = None,
+) -> dict[str, float | None]:
+    """The plan's step time, throughput and MFU beside the measured ones, with ratios
+    (measured / planned): what ``scalectl jobs --json`` shows under ``plan``; for a
+    pipeline, the planned bubble beside the one a rank measured; once a rank reported
+    ``state_mib``, the planned state memory beside the largest rank's, with the ratio."""
+    step = plan.step
+    bubble: dict[str, float | None] = {}
+    if pipelined(plan):
+        bubble = {
+            "bubble_fraction": step.bubble_fraction,
+            "bubble_fraction_measured": bubble_fraction,
+        }
+    state: dict[str, float | None] = {}
+    if state_mib is not None:
+        planned = planned_state_mib(plan)
+        state = {
+            "state_mib": planned,
+            "state_mib_measured": state_mib,
+            "state_ratio": ratio(state_mib, planned),
+        }
     return {
-        "state_mib": planned,
-        "state_mib_measured": state_mib,
-        "state_ratio": ratio(state_mib, planned),
+        **bubble,
+        "step_time_s": step.time_s,
+        "step_time_ratio": ratio(step_time_s, step.time_s),
+        "tokens_per_s": step.tokens_per_s,
+        "tokens_per_s_ratio": ratio(tokens_per_s, step.tokens_per_s),
+        "mfu": step.mfu,
+        "mfu_measured": plan.measured_mfu(tokens_per_s, gpus_measured),
+        **state,
     }
 
 

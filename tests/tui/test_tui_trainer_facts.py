@@ -18,12 +18,7 @@ from contract.event_kinds import EventKind
 from contract.events import parse_event
 from contract.jobdir import JobDir
 from contract.plan import parse_plan
-from contract.run_facts import (
-    TrainerEvents,
-    finetune_run,
-    planned_state_mib,
-    state_against_plan,
-)
+from contract.run_facts import TrainerEvents, against_plan, finetune_run, planned_state_mib
 from launcher.progress_view import (
     ProgressSnapshot,
     expert_loads,
@@ -209,12 +204,13 @@ def test_scalectl_jobs_and_the_tui_agree_on_the_new_figures(home: Path) -> None:
     assert snap == view(home, tf.MOE_ID).poll().progress
     assert snap.moe_tokens_per_expert == tf.EXPERT_LOADS
     plan = parse_plan(tf.moe_plan())
-    figures = state_against_plan(plan, snap.state_mib)
+    figures = against_plan(plan, None, None, None, snap.bubble_fraction, snap.state_mib)
     assert figures["state_mib_measured"] == tf.MOE_STATE_MIB + 15_000.0
     assert figures["state_ratio"] == pytest.approx(
         (tf.MOE_STATE_MIB + 15_000.0) / (planned_state_mib(plan) or 1)
     )
-    assert state_against_plan(plan, None) == {}
+    assert figures["bubble_fraction_measured"] == snap.bubble_fraction == pytest.approx(0.02)
+    assert "state_mib" not in against_plan(plan, None, None, None, 0.02, None)
 
 
 def test_jobs_json_carries_the_new_figures(
