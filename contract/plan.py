@@ -17,7 +17,8 @@ same shape and read as version 1.
 
 The arithmetic that sets a measurement against the plan is here, once:
 :func:`measured_mfu`, :func:`gpu_energy_per_step_j`, :func:`facility_energy_per_step_j`
-(also as methods of :class:`Plan`) and :func:`ratio`.
+(also as methods of :class:`Plan`) and :func:`ratio`; ``contract.run_facts`` puts them
+together for ``scalectl jobs --json`` (``against_plan``) with the trainer's newer figures.
 """
 
 from __future__ import annotations
@@ -196,6 +197,12 @@ class PlanLayout(_Section):
 class PlanMemory(_Section):
     """``estimate.memory_gib``: per-GPU memory of the most loaded GPU."""
 
+    params: float | None = None
+    """Weights after the layout's splits and sharding, GiB."""
+    grads: float | None = None
+    """Gradient buffers, GiB."""
+    optimizer: float | None = None
+    """Master weights and optimizer states, GiB."""
     total: float | None = None
     """Predicted peak, GiB."""
     capacity: float | None = None
@@ -329,34 +336,6 @@ def facility_energy_per_step_j(energy_mwh: float | None, steps: int | None) -> f
     if energy_mwh is None or not steps:
         return None
     return energy_mwh * J_PER_MWH / steps
-
-
-def against_plan(
-    plan: Plan,
-    step_time_s: float | None,
-    tokens_per_s: float | None,
-    gpus_measured: int | None,
-    bubble_fraction: float | None = None,
-) -> dict[str, float | None]:
-    """The plan's step time, throughput and MFU beside the measured ones, with ratios
-    (measured / planned): what ``scalectl jobs --json`` shows under ``plan``; for a
-    pipeline, the planned bubble beside the one a rank measured."""
-    step = plan.step
-    bubble: dict[str, float | None] = {}
-    if (plan.layout.pp or 1) > 1:
-        bubble = {
-            "bubble_fraction": step.bubble_fraction,
-            "bubble_fraction_measured": bubble_fraction,
-        }
-    return {
-        **bubble,
-        "step_time_s": step.time_s,
-        "step_time_ratio": ratio(step_time_s, step.time_s),
-        "tokens_per_s": step.tokens_per_s,
-        "tokens_per_s_ratio": ratio(tokens_per_s, step.tokens_per_s),
-        "mfu": step.mfu,
-        "mfu_measured": plan.measured_mfu(tokens_per_s, gpus_measured),
-    }
 
 
 def ratio(measured: float | None, planned: float | None) -> float | None:

@@ -120,13 +120,16 @@ def job_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any]:
 
 
 def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | None:
-    """The job's plan against its progress (contract.plan) and the plan's layout against
-    the trainer's ``layout_applied`` event (contract.plan_layout; ``layout_check.differs``
-    lists the fields that differ); None for a job without a plan."""
+    """The job's plan against its progress (contract.run_facts: speed, MFU, bubble, state
+    memory once a rank reported ``state_mib``, and a fine-tune's mode, adapters, trained
+    parameters and export) and the plan's layout against the trainer's
+    ``layout_applied`` event (contract.plan_layout; ``layout_check.differs`` lists the
+    fields that differ); None for a job without a plan."""
     # contract.plan needs pydantic: loaded only when a job has a plan, not for --help.
     from contract.events import read_events
-    from contract.plan import PlanError, against_plan, read_plan
+    from contract.plan import PlanError, read_plan
     from contract.plan_layout import check_layout, last_layout_applied
+    from contract.run_facts import TrainerEvents, against_plan, finetune_run
 
     job = JobDir(record.job_dir)
     if not job.plan_json.is_file():
@@ -135,10 +138,18 @@ def plan_json(record: JobRecord, snap: ProgressSnapshot) -> dict[str, Any] | Non
         plan = read_plan(job)
     except PlanError as exc:
         return {"error": str(exc)}
+    events = read_events(job)
+    finetune = finetune_run(plan, TrainerEvents().fold(events))
     return {
         "layout": plan.layout_text(),
         **against_plan(
-            plan, snap.step_time_s, snap.tokens_per_s, snap.world_size, snap.bubble_fraction
+            plan,
+            snap.step_time_s,
+            snap.tokens_per_s,
+            snap.world_size,
+            snap.bubble_fraction,
+            snap.state_mib,
         ),
-        "layout_check": check_layout(plan, last_layout_applied(read_events(job))).json(),
+        **({"finetune": finetune.json()} if finetune else {}),
+        "layout_check": check_layout(plan, last_layout_applied(events)).json(),
     }

@@ -46,6 +46,17 @@ class ProgressSnapshot:
     bubble_fraction: float | None = None
     """Median share of a step the reporting rank idled in its pipeline schedule (pipelined
     reference-trainer jobs only)."""
+    state_mib: float | None = None
+    """Largest ``state_mib`` any rank reported: its parameters, gradients and optimizer
+    states, MiB (reference trainer)."""
+    moe_tokens_per_expert: tuple[int, ...] | None = None
+    """MoE: routed assignments each expert processed in the newest step (all ranks)."""
+    moe_load_imbalance: float | None = None
+    """MoE: the busiest expert's assignments over the mean, newest step (1.0 = even)."""
+    moe_dropped_tokens: int | None = None
+    """MoE: assignments dropped for capacity in the newest step."""
+    moe_aux_loss: float | None = None
+    """MoE: load-balancing loss of the newest step."""
 
 
 def read_progress(job_dir: JobDir | Path) -> ProgressSnapshot:
@@ -58,26 +69,41 @@ def read_progress(job_dir: JobDir | Path) -> ProgressSnapshot:
     if not files:
         return ProgressSnapshot()
     lead: list[dict[str, Any]] = []
-    max_rss: float | None = None
+    newest: list[dict[str, Any]] = []
     for index, path in enumerate(files):
         records = tail_jsonl(path, _WINDOW_RECORDS, _WINDOW_BYTES)
         if index == 0 or not lead:
             lead = records
-        for record in records[-1:]:
-            rss = finite(record.get("max_rss_mib"))
-            if rss is not None:
-                max_rss = rss if max_rss is None else max(max_rss, rss)
-    return summarise(lead, ranks_reporting=len(files), max_rss_mib=max_rss)
+        newest += records[-1:]
+    return summarise(
+        lead,
+        ranks_reporting=len(files),
+        max_rss_mib=largest(newest, "max_rss_mib"),
+        state_mib=largest(newest, "state_mib"),
+    )
+
+
+def largest(records: list[dict[str, Any]], key: str) -> float | None:
+    """The largest finite ``key`` of the records (each rank's newest), None if none has it."""
+    values = [v for v in (finite(r.get(key)) for r in records) if v is not None]
+    return max(values) if values else None
 
 
 def summarise(
-    lead: list[dict[str, Any]], *, ranks_reporting: int, max_rss_mib: float | None
+    lead: list[dict[str, Any]],
+    *,
+    ranks_reporting: int,
+    max_rss_mib: float | None,
+    state_mib: float | None = None,
 ) -> ProgressSnapshot:
     """The snapshot from the lead rank's newest records, oldest first (pure; the TUI
     feeds it from its incremental reader)."""
     if not lead:
-        return ProgressSnapshot(ranks_reporting=ranks_reporting, max_rss_mib=max_rss_mib)
+        return ProgressSnapshot(
+            ranks_reporting=ranks_reporting, max_rss_mib=max_rss_mib, state_mib=state_mib
+        )
     last = lead[-1]
+    experts = expert_loads(last.get("moe_tokens_per_expert"))
     return ProgressSnapshot(
         step=_int(last.get("step")),
         loss=_loss(last.get("loss")),
@@ -89,7 +115,32 @@ def summarise(
         max_rss_mib=max_rss_mib,
         ts=finite(last.get("ts")),
         bubble_fraction=_median([finite(r.get("bubble_fraction")) for r in lead]),
+        state_mib=state_mib,
+        moe_tokens_per_expert=experts,
+        moe_load_imbalance=load_imbalance(experts),
+        moe_dropped_tokens=_int(last.get("moe_dropped_tokens")),
+        moe_aux_loss=finite(last.get("moe_aux_loss")),
     )
+
+
+def expert_loads(value: Any) -> tuple[int, ...] | None:
+    """``moe_tokens_per_expert`` as a tuple; None unless every entry is a finite count."""
+    if not isinstance(value, list) or not value:
+        return None
+    counts = [finite(v) for v in value]
+    if any(c is None or c < 0 for c in counts):
+        return None
+    return tuple(int(c) for c in counts if c is not None)
+
+
+def load_imbalance(loads: tuple[int, ...] | None) -> float | None:
+    """Expert load imbalance: the busiest expert's tokens over the mean (1.0 is an even
+    load; E experts: E when one took everything). Wang et al. 2024, "Auxiliary-Loss-Free
+    Load Balancing Strategy for Mixture-of-Experts" (arXiv 2408.15664), measure balance
+    as MaxVio = max/mean - 1: this figure is MaxVio + 1."""
+    if not loads or sum(loads) == 0:
+        return None
+    return max(loads) / (sum(loads) / len(loads))
 
 
 def throughput(records: list[dict[str, Any]]) -> float | None:

@@ -199,3 +199,16 @@ def check_vocab(cfg: TrainConfig, batches: Batches) -> None:
             f"--from {cfg.init_from}: tokenizer.json has {vocab} tokens but the model's "
             f"embedding has {cfg.vocab} rows; use the checkpoint's own tokenizer"
         )
+
+
+def started_fields(cfg: TrainConfig, trained_params: int) -> dict[str, Any]:
+    """What the ``started`` event says of a fine-tune (nothing for pre-training): the mode,
+    the parameters trained and, for adapter runs, the adapters as they ran."""
+    if not cfg.finetune:
+        return {}
+    fields: dict[str, Any] = {"finetune": cfg.finetune, "trained_params": trained_params}
+    if cfg.finetune in ADAPTERS:
+        fields |= {"lora_rank": cfg.lora_rank, "lora_targets": cfg.lora_targets}
+    if cfg.finetune == "qlora":
+        fields["base_format"] = cfg.base_format
+    return fields

@@ -76,6 +76,7 @@ class Checkpointing:
                 tokens_per_step=self.tokens_per_step,
                 corpus=self.batches.fingerprint,
                 eval_loss=eval_loss,
+                **finetune.started_fields(self.cfg, self.n_trainable),
             )
             return
         path = Path(found[1])

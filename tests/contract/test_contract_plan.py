@@ -17,11 +17,11 @@ from contract.plan import (
     PLAN_SCHEMA_VERSION,
     Plan,
     PlanError,
-    against_plan,
     parse_plan,
     ratio,
     read_plan,
 )
+from contract.run_facts import against_plan
 from planner import result as planner_result
 from planner import specs as planner_specs
 

@@ -299,3 +299,15 @@ def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
     assert mine["plan"]["layout_check"]["differs"] == []
     planned, measured = mine["plan"]["bubble_fraction"], mine["plan"]["bubble_fraction_measured"]
     assert 0.0 < planned < 1.0 and measured is not None
+    # The TUI's detail pane shows the same planned and measured bubble, with the ratio.
+    from tui import text
+    from tui.data.jobview import JobView
+
+    rows = {row.metric: row for row in JobView(record).poll().compare}
+    bubble = rows["pipeline bubble"]
+    assert (bubble.predicted, bubble.measured) == (
+        text.percent(planned, 1),
+        text.percent(measured, 1),
+    )
+    assert bubble.ratio.startswith("×") or measured == 0.0
+    assert mine["plan"]["state_ratio"] > 0 and "params+grads+optim" in rows

@@ -67,6 +67,18 @@ def test_an_ep2_plan_launches_and_trains_the_planned_layout(cli: Any, moe_plan: 
     (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
     check = mine["plan"]["layout_check"]
     assert check["differs"] == [] and check["applied"]["ep"] == check["planned"]["ep"] == 2
+    # Routing and state memory as `scalectl jobs --json` and the TUI's detail pane show them.
+    from tui.data.compare import moe_text
+    from tui.data.jobview import JobView
+
+    progress = mine["progress"]
+    loads = steps[-1]["moe_tokens_per_expert"]
+    assert progress["moe_tokens_per_expert"] == loads and progress["moe_dropped_tokens"] == 0
+    assert progress["moe_load_imbalance"] == max(loads) / (sum(loads) / len(loads))
+    assert mine["plan"]["state_mib_measured"] > 0 and mine["plan"]["state_ratio"] > 0
+    snapshot = JobView(record).poll()
+    assert (moe_text(snapshot.progress) or "").startswith("MoE step 2: load max/mean ×")
+    assert "params+grads+optim" in {row.metric for row in snapshot.compare}
 
 
 def test_a_node_range_must_keep_ep_dividing_dp(cli: Any, moe_plan: Path) -> None:

@@ -16,7 +16,9 @@ import pytest
 import torch.distributed.checkpoint as dcp
 from trainer_harness import REPO, describe, events, losses_by_step, progress, run_trainer
 
+from contract.events import read_events
 from contract.jobdir import JobDir
+from contract.run_facts import TrainerEvents, finetune_run
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +154,12 @@ def test_qlora_trains_on_two_cpu_ranks(tmp_path: Path, tiny_hf: Path) -> None:
     assert "trained)" in run.stdout  # the start line gives the trained share
     (done,) = events(tmp_path / "q", "training_complete")
     assert (Path(done["export"]) / "merged" / "model.safetensors").is_file()
+    # The started event carries the trained share too, for the TUI and `scalectl jobs`.
+    (started,) = [e for e in events(tmp_path / "q", "started") if e["source"] == "trainer"]
+    assert started["finetune"] == "qlora" and started["base_format"] == "nf4-dq"
+    assert (started["lora_rank"], started["lora_targets"]) == (8, "all")  # the defaults
+    assert 0 < started["trained_params"] < started["params"]
+    seen = TrainerEvents().fold(read_events(JobDir(tmp_path / "q")))
+    ran = finetune_run(None, seen)
+    assert ran is not None and ran.mode == "qlora" and ran.export == done["export"]
+    assert ran.trained_params == started["trained_params"] and ran.lora_rank == 8

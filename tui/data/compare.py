@@ -5,7 +5,10 @@ The prediction is the planner's ``Estimate`` stored in the job directory (``esti
 ``steps``, ``energy_mwh``; ``estimate.step.gpu_power_w`` for the GPUs' own energy).
 The measurements come from the progress files (step time,
 tokens/s) and telemetry (GPU memory, GPU power); reading is tolerant, a missing number is
-shown as missing.
+shown as missing. The reference trainer's newer figures add rows only where a job has
+them: the pipeline bubble (pipelines), the ranks' parameter/gradient/optimizer state
+against the plan's ``params + grads + optimizer`` (``contract.run_facts``), and a line
+each for MoE routing (:func:`moe_text`) and fine-tuning (:func:`finetune_text`).
 
 The document is read and validated by ``contract.plan`` (an invalid plan shows no
 prediction), and the plan-against-measured arithmetic (measured MFU, the GPUs' energy per
@@ -16,10 +19,18 @@ step, facility energy per step) is computed there, as the agent's summary and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from contract.plan import Plan, PlanError, PlanLayout, parse_plan, ratio
 from contract.plan import measured_mfu as contract_measured_mfu
+from contract.run_facts import (
+    FinetuneRun,
+    pipelined,
+    planned_bubble_fraction,
+    planned_state_mib,
+)
+from launcher.progress_view import ProgressSnapshot
 from tui import text
 from tui.text import finite
 
@@ -45,6 +56,12 @@ class PlanFacts:
     gpu_energy_per_step_j: float | None = None
     """The GPUs' own energy per step: the plan's mean power per GPU x GPUs x step time
     (plans written before ``estimate.step.gpu_power_w`` existed lack it)."""
+    pipelined: bool = False
+    """The plan has more than one pipeline stage."""
+    bubble_fraction: float | None = None
+    """Planned share of a step the pipeline idles (pipelines only)."""
+    state_mib: float | None = None
+    """Planned parameters + gradients + optimizer state per GPU, MiB."""
 
 
 def layout_text(layout: Any) -> str | None:
@@ -79,6 +96,9 @@ def plan_facts(plan: Any) -> PlanFacts:
         steps=train.steps if train else None,
         energy_per_step_j=document.facility_energy_per_step_j(),
         gpu_energy_per_step_j=document.gpu_energy_per_step_j(),
+        pipelined=pipelined(document),
+        bubble_fraction=finite(planned_bubble_fraction(document)),
+        state_mib=finite(planned_state_mib(document)),
     )
 
 
@@ -102,6 +122,10 @@ class Measured:
     """Largest peak resident memory of a rank (progress records), for CPU jobs."""
     gpu_power_w: float | None = None
     """Mean board power of all the job's GPUs (telemetry)."""
+    bubble_fraction: float | None = None
+    """Median measured pipeline bubble of the lead rank (progress records)."""
+    state_mib: float | None = None
+    """Largest parameter + gradient + optimizer state of a rank, MiB (progress records)."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +178,64 @@ def compare(facts: PlanFacts, measured: Measured) -> list[CompareRow]:
         # basis NVML measures, so both are shown and no ratio is claimed.
         predicted = _joules(facts.energy_per_step_j)
         rows.append(CompareRow("energy/step", predicted, _joules(energy), "≠basis", "dim"))
+    # The trainer's newer figures: a row only where the job has them, so a dense
+    # pre-training job's table is as it always was.
+    if facts.pipelined or measured.bubble_fraction is not None:
+        add(
+            "pipeline bubble",
+            facts.bubble_fraction,
+            measured.bubble_fraction,
+            lambda v: text.percent(v, 1),
+        )
+    if measured.state_mib is not None:
+        add("params+grads+optim", facts.state_mib, measured.state_mib, mebibytes)
     return rows
+
+
+def mebibytes(value: float | None) -> str:
+    """``812 MiB`` below a GiB, ``15.25 GiB`` from there."""
+    if value is None:
+        return text.MISSING
+    if value < MIB_PER_GIB:
+        return f"{value:.3g} MiB"
+    return f"{value / MIB_PER_GIB:.2f} GiB"
+
+
+def moe_text(progress: ProgressSnapshot) -> str | None:
+    """``MoE step 120: load max/mean ×1.18, dropped 312 (0.4%), aux loss 0.0102``; None
+    for a dense model (no routing figures)."""
+    loads = progress.moe_tokens_per_expert
+    if loads is None and progress.moe_aux_loss is None:
+        return None
+    parts = []
+    if progress.moe_load_imbalance is not None:
+        parts.append(f"load max/mean ×{progress.moe_load_imbalance:.2f}")
+    dropped = progress.moe_dropped_tokens
+    if dropped is not None:
+        routed = sum(loads) + dropped if loads else 0
+        share = f" ({text.percent(dropped / routed, 1)})" if routed else ""
+        parts.append(f"dropped {text.number(dropped)}{share}")
+    if progress.moe_aux_loss is not None:
+        parts.append(f"aux loss {progress.moe_aux_loss:.4g}")
+    return f"MoE step {text.number(progress.step)}: " + ", ".join(parts)
+
+
+def finetune_text(run: FinetuneRun, home: Path | None = None) -> str:
+    """``fine-tune lora r16 attn (base nf4): 21.0M of 8.03G params trained`` then, once
+    training completed, ``; export → <dir>`` (merged/ and adapter/ in it)."""
+    head = f"fine-tune {run.mode}"
+    if run.lora_rank is not None:
+        head += f" r{run.lora_rank}"
+    if run.lora_targets:
+        head += f" {run.lora_targets}"
+    if run.base_format:
+        head += f" (base {run.base_format})"
+    if run.trained_params is not None:
+        of = f" of {text.si(run.params)}" if run.params is not None else ""
+        head += f": {text.si(run.trained_params)}{of} params trained"
+    if run.export:
+        head += f"; export → {text.short_path(run.export, home)}"
+    return head
 
 
 def _joules(value: float | None) -> str:

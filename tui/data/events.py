@@ -15,6 +15,7 @@ from typing import Any
 from contract.events import EventKind, parse_event
 from contract.jobdir import JobDir
 from contract.plan_layout import last_layout_applied
+from contract.run_facts import TrainerEvents
 from tui.data.follow import JsonlTail
 from tui.text import finite
 
@@ -41,9 +42,10 @@ EVENT_STYLE: dict[str, str] = {
 }
 
 _QUIET_KEYS = frozenset(
-    {"ts", "event", "source", "job_id", "command", "agents", "path", "corpus", "name"}
+    {"ts", "event", "source", "job_id", "command", "agents", "path", "corpus", "name", "export"}
 )
-"""Fields left out of the one-line detail (long, or said elsewhere in the pane)."""
+"""Fields left out of the one-line detail (long, or said elsewhere in the pane: a
+fine-tune's ``export`` has its own line beside the plan)."""
 
 _FIRST_KEYS = (
     "state",
@@ -104,6 +106,8 @@ class EventLog:
     counts: dict[str, int] = field(default_factory=dict)
     layout_applied: dict[str, Any] | None = None
     """The newest ``layout_applied`` event's layout fields (None before the trainer's)."""
+    trainer: TrainerEvents = field(default_factory=TrainerEvents)
+    """The trainer's ``started`` and the export of its ``training_complete``."""
 
     def poll(self) -> bool:
         """Read new events; True when there were any."""
@@ -114,9 +118,11 @@ class EventLog:
             item = describe(record)
             self.items.append(item)
             self.counts[item.event] = self.counts.get(item.event, 0) + 1
-        applied = last_layout_applied(parse_event(record) for record in records)
+        events = [parse_event(record) for record in records]
+        applied = last_layout_applied(events)
         if applied is not None:
             self.layout_applied = applied
+        self.trainer = self.trainer.fold(events)
         del self.items[:-MAX_EVENTS]
         return bool(records)
 

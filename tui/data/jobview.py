@@ -16,10 +16,18 @@ from typing import Any
 from contract.jobdir import PLAN_FILE, JobDir, read_json
 from contract.plan import Plan, PlanError, parse_plan
 from contract.plan_layout import LayoutCheck, check_layout
+from contract.run_facts import FinetuneRun, finetune_run
 from launcher.progress_view import ProgressSnapshot
 from launcher.store import JobRecord
 from tui import text
-from tui.data.compare import CompareRow, Measured, PlanFacts, compare, plan_facts
+from tui.data.compare import (
+    CompareRow,
+    Measured,
+    PlanFacts,
+    compare,
+    finetune_text,
+    plan_facts,
+)
 from tui.data.events import EventLog, TimelineItem
 from tui.data.progress import Curves, ProgressSeries
 from tui.data.telemetry import TelemetrySeries, TelemetryView
@@ -42,6 +50,11 @@ class JobSnapshot:
     warnings: tuple[str, ...]
     layout_check: LayoutCheck | None = None
     """The plan's layout beside the trainer's ``layout_applied`` (None: no plan)."""
+    finetune: FinetuneRun | None = None
+    """A fine-tuning job's mode, adapters, trained parameters and export (None:
+    pre-training)."""
+    finetune_line: str | None = None
+    """``finetune`` in one line (:func:`tui.data.compare.finetune_text`)."""
 
 
 def _describe_entrypoint(spec: dict[str, Any]) -> str:
@@ -177,6 +190,8 @@ class JobView:
             gpu_memory_mib=telemetry.latest_gpu_memory_mib(),
             rank_rss_mib=now.max_rss_mib,
             gpu_power_w=telemetry.gpu_power_w(),
+            bubble_fraction=now.bubble_fraction,
+            state_mib=now.state_mib,
         )
         has_plan = self.plan.step_time_s is not None
         layout_check = (
@@ -184,6 +199,7 @@ class JobView:
             if self.plan_document is not None
             else None
         )
+        finetune = finetune_run(self.plan_document, self.events.trainer)
         return JobSnapshot(
             record=self.record,
             dir_missing=missing,
@@ -197,6 +213,8 @@ class JobView:
             summary=self.summary,
             warnings=tuple(warnings),
             layout_check=layout_check,
+            finetune=finetune,
+            finetune_line=finetune_text(finetune, self.home) if finetune else None,
         )
 
     def _load_plan(self) -> None:

@@ -2,10 +2,12 @@
 
 Record shape (``runtime.progress``): ``ts``, ``rank``, ``step``, ``loss``, ``tokens``
 (cumulative, all ranks together, the same on every rank), ``step_time_s``,
-``world_size`` and extras such as ``tokens_per_s``, ``eval_loss``, ``max_rss_mib``.
+``world_size`` and extras such as ``tokens_per_s``, ``eval_loss``, ``max_rss_mib``,
+``state_mib``, ``bubble_fraction`` and an MoE model's ``moe_*`` routing figures.
 
-The lead rank (the lowest rank number that has a file, normally 0) gives the curves;
-every rank's newest record gives the peak resident memory. A step reported again after
+The lead rank (the lowest rank number that has a file, normally 0) gives the curves and
+the routing figures (all-reduced, the same on every rank); every rank's newest record
+gives the peak resident memory and the largest state memory. A step reported again after
 a restart (the run resumed from an older checkpoint) replaces the points after it, so
 the curve shows the run as it now stands.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.jobdir import JobDir
-from launcher.progress_view import ProgressSnapshot, summarise, throughput
+from launcher.progress_view import ProgressSnapshot, largest, summarise, throughput
 from tui.data.follow import JsonlTail
 from tui.text import finite
 
@@ -143,12 +145,13 @@ class ProgressSeries:
 
     def now(self) -> ProgressSnapshot:
         """The latest figures, computed as ``scalectl jobs`` computes them."""
-        return summarise(self.recent, ranks_reporting=len(self.files), max_rss_mib=self._max_rss())
-
-    def _max_rss(self) -> float | None:
-        values = [finite(r.get("max_rss_mib")) for r in self.last_by_rank.values()]
-        present = [v for v in values if v is not None]
-        return max(present) if present else None
+        newest = list(self.last_by_rank.values())
+        return summarise(
+            self.recent,
+            ranks_reporting=len(self.files),
+            max_rss_mib=largest(newest, "max_rss_mib"),
+            state_mib=largest(newest, "state_mib"),
+        )
 
     def curves(self) -> Curves:
         return Curves(

@@ -17,6 +17,7 @@ from textual.widgets import Input, Static
 
 from contract.plan_layout import LayoutCheck
 from tui import text
+from tui.data.compare import moe_text
 from tui.data.jobs import SORT_KEYS, JobRow, filter_rows, sort_rows
 from tui.data.jobview import JobSnapshot
 from tui.widgets.table import Column, VirtualTable
@@ -128,6 +129,11 @@ def render_measures(snapshot: JobSnapshot) -> Group:
         )
     else:
         parts.append(Text("no plan.json: nothing predicted to compare with", style="dim"))
+    routing = moe_text(now)
+    if routing is not None:
+        parts.append(Text(routing, style="cyan"))
+    if snapshot.finetune_line is not None:
+        parts.append(Text(snapshot.finetune_line, style="cyan"))
     check = snapshot.layout_check
     if check is not None and check.applied is not None:
         parts.append(render_layout_check(check))
@@ -315,6 +321,7 @@ class JobsPane(Vertical):
             snapshot.warnings,
             snapshot.plan,
             snapshot.layout_check,
+            snapshot.finetune_line,
         )
         if measured != self._shown[2]:
             measures.update(render_measures(snapshot), layout=False)
