@@ -1,4 +1,5 @@
-"""Published LoRA/QLoRA peak memory (finetune.yaml) against the planner (issue 19 item 1)."""
+"""Published fine-tuning peak memory and tokens/s (finetune.yaml) against the planner
+(issue 19 item 1)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,51 @@ _QLORA_GAP = (
     "llama-3-8b), plus the dequantised FP16 and BF16 copies of the 4-bit lm_head that "
     "Lightning's plugin also quantises; the planner models current bitsandbytes"
 )
+_PURE_BF16 = (
+    "torchtune's dtype bf16 builds the model in BF16 and trains it so: no FP32 master copy, "
+    "BF16 gradients, and torch.optim.AdamW keeps exp_avg/exp_avg_sq in the parameters' "
+    "dtype, 8 bytes per parameter in all, where the planner's bf16 is mixed precision "
+    "(FP32 gradient buffer and 12 bytes of master weights and states: 18 bytes), 29.9 GiB "
+    "more for Llama 3.2 3B; the planner has no pure-BF16 knob"
+)
+_CHUNKED_CE = (
+    "CEWithChunkedOutputLoss upcasts one of 8 logit chunks to FP32 at a time, where the "
+    "planner keeps an FP32 copy of all logits for the loss (constants.yaml "
+    "logits_stored_bytes 6: 3.4 GiB of the 8192 x 128256 logits here); the planner has no "
+    "chunked-loss knob"
+)
+_LORA_GAP = (
+    "three mechanisms the planner does not model: " + _CHUNKED_CE + "; activation "
+    "offloading moves the 28 checkpointed layer inputs (1.3 GiB) to host memory (the "
+    "planner's Layout.activation_offload is a fraction below 1 of each layer's activations, "
+    "not torchtune's offload of every saved tensor over 1 KiB); the adapters' gradients and AdamW "
+    "states are BF16 (0.8 GiB less than the planner's FP32). With the three taken off the "
+    "planner is still {rest}; not explained further (the published peak leaves 1.85 GiB "
+    "beyond weights, adapters and their states in both rows, less than the BF16 logits "
+    "alone, 1.96 GiB, so the source's peak may not include the whole logits tensor)"
+)
 OUTSIDE = {
     "litgpt-finetune-llama-2-7b-qlora": _QLORA_GAP,
     "litgpt-finetune-llama-3-8b-qlora": _QLORA_GAP,
     "litgpt-finetune-mistral-7b-qlora": _QLORA_GAP,
+    "torchtune-flags-llama-3.2-3b-full-packed": (
+        _PURE_BF16 + "; with it taken off the planner is 16 % under: the eager (uncompiled) "
+        "run keeps more activations than the planner's eager kernels count; not explained "
+        "further (the compiled row is within 2 % once the states are taken off)"
+    ),
+    "torchtune-flags-llama-3.2-3b-full-compile": (
+        _PURE_BF16 + "; with it taken off the planner is within 2 % (50.3 GiB)"
+    ),
+    "torchtune-flags-llama-3.2-3b-full-chunked-ce": (
+        _PURE_BF16 + "; and " + _CHUNKED_CE + "; with both taken off the planner is 9 % over"
+    ),
+    "torchtune-flags-llama-3.2-3b-full-ac": (
+        _PURE_BF16 + "; and " + _CHUNKED_CE + "; with both taken off the planner is 16 % "
+        "over (28.8 GiB): the recompute working set and the planner's workspace and "
+        "fragmentation share of 'other'; not explained further"
+    ),
+    "torchtune-flags-llama-3.2-3b-lora": _LORA_GAP.format(rest="20 % over (10.2 GiB)"),
+    "torchtune-flags-llama-3.2-3b-qlora": _LORA_GAP.format(rest="41 % over (6.5 GiB)"),
 }
 """Rows the planner models but misses by more than their tolerance: each is pinned to
 fail, so fixing one makes its test fail until it moves out of this list."""
@@ -38,21 +80,42 @@ def _pinned(check: Check) -> Any:
     return pytest.param(check, id=check.id, marks=marks)
 
 
-@pytest.mark.parametrize("check", [_pinned(c) for c in FINETUNE])
+@pytest.mark.parametrize("check", [_pinned(c) for c in FINETUNE if c.kind == "memory"])
 def test_finetune_peak_memory(check: Check) -> None:
+    unit = check.metric.removeprefix("peak_memory_")
     assert check.ok, (
-        f"{check.id}: predicted {check.predicted:.2f} GB, published {check.published} GB "
-        f"({check.error:+.1%}, tolerance {check.allowed:.0%})"
+        f"{check.id}: predicted {check.predicted:.2f} {unit}, published {check.published} "
+        f"{unit} ({check.error:+.1%}, tolerance {check.allowed:.0%})"
     )
 
 
-def test_rows_cover_lora_and_qlora_and_outside_names_real_rows() -> None:
+@pytest.mark.parametrize("check", [_pinned(c) for c in FINETUNE if c.kind == "throughput"])
+def test_finetune_tokens_per_s(check: Check) -> None:
+    assert check.ok, (
+        f"{check.id}: predicted {check.predicted:.0f} tokens/s per GPU, published "
+        f"{check.published:g} ({check.error:+.1%}, tolerance {check.allowed:.0%})"
+    )
+
+
+def test_rows_cover_every_method_and_outside_names_real_rows() -> None:
     ids = {c.id for c in FINETUNE}
-    assert len(FINETUNE) == 6 and set(OUTSIDE) <= ids
-    assert {c.layout.split()[4] for c in FINETUNE} == {"lora", "qlora"}
-    # QLoRA's NF4 base must come out smaller than the same model's BF16 LoRA run.
+    assert len(FINETUNE) == 18 and set(OUTSIDE) <= ids
+    assert {c.regime["finetune"] for c in FINETUNE} == {"full", "lora", "qlora"}
+    assert {(c.kind, c.allowed) for c in FINETUNE} == {("memory", 0.10), ("throughput", 0.15)}
     by_id = {c.id: c for c in FINETUNE}
-    for model in ("llama-2-7b", "mistral-7b"):
-        lora = by_id[f"litgpt-finetune-{model}-lora"]
-        qlora = by_id[f"litgpt-finetune-{model}-qlora"]
-        assert qlora.predicted < lora.predicted - 8.0
+    # QLoRA's NF4 base must come out smaller than the same model's BF16 LoRA run.
+    for model in ("litgpt-finetune-llama-2-7b", "litgpt-finetune-mistral-7b"):
+        assert by_id[f"{model}-qlora"].predicted < by_id[f"{model}-lora"].predicted - 8.0
+    tt = "torchtune-flags-llama-3.2-3b"
+    assert by_id[f"{tt}-qlora"].predicted < by_id[f"{tt}-lora"].predicted - 3.0
+    # Activation checkpointing costs time and saves memory; LoRA skips the frozen weights'
+    # gradient GEMMs, so it outruns full fine-tuning under the same recompute.
+    full, ac = by_id[f"{tt}-full-chunked-ce"], by_id[f"{tt}-full-ac"]
+    assert ac.predicted < full.predicted
+    assert (
+        by_id[f"{tt}-full-ac-throughput"].predicted
+        < by_id[f"{tt}-full-chunked-ce-throughput"].predicted
+    )
+    assert by_id[f"{tt}-lora-throughput"].predicted > by_id[f"{tt}-full-ac-throughput"].predicted
+    # A GiB row is compared in GiB: the CUDA context is the only thing taken off.
+    assert by_id[f"{tt}-lora"].metric == "peak_memory_gib"
