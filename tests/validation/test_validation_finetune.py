@@ -46,6 +46,15 @@ _LORA_GAP = (
     "beyond weights, adapters and their states in both rows, less than the BF16 logits "
     "alone, 1.96 GiB, so the source's peak may not include the whole logits tensor)"
 )
+_RESERVED_AT_INIT = (
+    "the figure is max_memory_reserved, and the caching allocator keeps what it reserved "
+    "while the recipe built the model on the GPU (each LoRALinear made as a BF16 nn.Linear, "
+    "then to_nf4) and copied the BF16 checkpoint into the NF4 weights: the same table "
+    "publishes 9.13 GB reserved after model init, before any training step, already above "
+    "the planner's training peak (5.3 GB: 3.9 GB of NF4 blocks and BF16 embedding and "
+    "output); training adds 0.16 GB to it. The planner models the training step, not the "
+    "loading transient"
+)
 OUTSIDE = {
     "litgpt-finetune-llama-2-7b-qlora": _QLORA_GAP,
     "litgpt-finetune-llama-3-8b-qlora": _QLORA_GAP,
@@ -66,6 +75,7 @@ OUTSIDE = {
         "over (28.8 GiB): the recompute working set and the planner's workspace and "
         "fragmentation share of 'other'; not explained further"
     ),
+    "torchtune-tutorials-llama-2-7b-qlora": _RESERVED_AT_INIT,
     "torchtune-flags-llama-3.2-3b-lora": _LORA_GAP.format(rest="20 % over (10.2 GiB)"),
     "torchtune-flags-llama-3.2-3b-qlora": _LORA_GAP.format(rest="41 % over (6.5 GiB)"),
 }
@@ -99,7 +109,7 @@ def test_finetune_tokens_per_s(check: Check) -> None:
 
 def test_rows_cover_every_method_and_outside_names_real_rows() -> None:
     ids = {c.id for c in FINETUNE}
-    assert len(FINETUNE) == 18 and set(OUTSIDE) <= ids
+    assert len(FINETUNE) == 23 and set(OUTSIDE) <= ids
     assert {c.regime["finetune"] for c in FINETUNE} == {"full", "lora", "qlora"}
     assert {(c.kind, c.allowed) for c in FINETUNE} == {("memory", 0.10), ("throughput", 0.15)}
     by_id = {c.id: c for c in FINETUNE}
