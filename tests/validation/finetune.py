@@ -4,18 +4,22 @@ inputs, and the planner's prediction for each.
 One rule set for every row: the model preset named by the row, the section's GPU (a
 catalog stand-in where the run's GPU is not in the catalog: such a section has memory rows
 only), the row's adapters (rank, targets) and QLoRA base format as the recipe's config
-names them, one GPU without sharding, micro-batch = batch (no gradient accumulation), the
+names them, one GPU without sharding or, where a row names ``sharding: zero3``, FSDP's
+full sharding of every weight (frozen ones too) over its GPUs, micro-batch = the recipe's
+batch size (gradient accumulation only keeps the adapters' gradients alive), the
 sequence length the config sets (litgpt pads or truncates Alpaca samples to at most
 ``max_seq_length``, the longest batch sets the peak; torchtune packs samples into
 ``max_seq_len``-token sequences), recompute ``full`` for activation checkpointing, and
 element-wise ``kernels`` ``fused`` under torch.compile, ``eager`` without.
 
-Memory: both sources report what PyTorch's caching allocator handed out
-(``max_memory_allocated``, or torchtune's ``active_bytes.all.peak``, the same blocks plus
-those freed but not yet synchronised), so the planner's total is compared without the
-CUDA context (``runtime_reserved_gib``, never allocated by the caching allocator) but with
-the rest of its "other" memory, in the source's unit (litgpt GB = 1e9 bytes, torchtune
-GiB). litgpt's ``bf16-true`` keeps the adapters' AdamW states in BF16; the planner's FP32
+Memory: litgpt and torchtune's flags table report what PyTorch's caching allocator handed
+out (``max_memory_allocated``, or torchtune's ``active_bytes.all.peak``, the same blocks plus
+those freed but not yet synchronised), torchtune's tutorials ``max_memory_reserved`` (those
+plus the blocks the allocator keeps cached), torchtune's README does not say which. Each is
+compared with the planner's total without the CUDA context (``runtime_reserved_gib``, never
+held by the caching allocator) but with the rest of its "other" memory (workspace and
+fragmentation allowance), in the source's unit (GB = 1e9 bytes or GiB).
+litgpt's ``bf16-true`` keeps the adapters' AdamW states in BF16; the planner's FP32
 states for the adapters add < 0.2 GB there. Throughput: the planner's tokens/s per GPU
 against the recipe's ``tokens_per_second_per_gpu``.
 """
@@ -50,7 +54,10 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         kernels=row["kernels"],
     )
     layout = planner.Layout(
-        dp=row["gpus"], micro_batch=row["micro_batch"], recompute=row["recompute"]
+        dp=row["gpus"],
+        micro_batch=row["micro_batch"],
+        recompute=row["recompute"],
+        sharding=row.get("sharding", "none"),
     )
     return planner.estimate(model, cluster, training, layout)
 
@@ -63,9 +70,10 @@ def describe(row: dict[str, Any]) -> str:
         if row["finetune"] == "qlora":
             method += f" {row['base_format']}"
     recompute = "" if row["recompute"] == "none" else f" {row['recompute']} recompute"
+    sharding = f" {row['sharding']}" if row.get("sharding", "none") != "none" else ""
     return (
-        f"{row['gpus']}x {row['gpu']} mb{row['micro_batch']} s{row['seq_len']} {method} "
-        f"{row['kernels']}{recompute}"
+        f"{row['gpus']}x {row['gpu']}{sharding} mb{row['micro_batch']} s{row['seq_len']} "
+        f"{method} {row['kernels']}{recompute}"
     )
 
 
