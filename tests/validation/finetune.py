@@ -19,9 +19,13 @@ plus the blocks the allocator keeps cached), torchtune's README does not say whi
 compared with the planner's total without the CUDA context (``runtime_reserved_gib``, never
 held by the caching allocator) but with the rest of its "other" memory (workspace and
 fragmentation allowance), in the source's unit (GB = 1e9 bytes or GiB).
-litgpt's ``bf16-true`` keeps the adapters' AdamW states in BF16; the planner's FP32
-states for the adapters add < 0.2 GB there. Throughput: the planner's tokens/s per GPU
-against the recipe's ``tokens_per_second_per_gpu``.
+Precision: litgpt's ``bf16-true`` (Lightning's HalfPrecision plugin converts the module's
+parameters to BF16) and torchtune's ``dtype: bf16`` (the model built in BF16,
+torchtune/training/precision.py) both train without an FP32 master copy, so every row
+is planned with ``precision: bf16-pure``; a row's ``loss_chunks`` is its recipe's
+CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits).
+Throughput: the planner's tokens/s per GPU against the recipe's
+``tokens_per_second_per_gpu``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         lora_targets=row["lora_targets"] if adapters else None,
         base_format=row["base_format"] if row["finetune"] == "qlora" else None,
         kernels=row["kernels"],
+        precision=row["precision"],
+        loss_chunks=row.get("loss_chunks", 1),
     )
     layout = planner.Layout(
         dp=row["gpus"],
@@ -71,9 +77,10 @@ def describe(row: dict[str, Any]) -> str:
             method += f" {row['base_format']}"
     recompute = "" if row["recompute"] == "none" else f" {row['recompute']} recompute"
     sharding = f" {row['sharding']}" if row.get("sharding", "none") != "none" else ""
+    chunks = f" ce/{row['loss_chunks']}" if row.get("loss_chunks", 1) > 1 else ""
     return (
         f"{row['gpus']}x {row['gpu']}{sharding} mb{row['micro_batch']} s{row['seq_len']} "
-        f"{method} {row['kernels']}{recompute}"
+        f"{method} {row['precision']} {row['kernels']}{recompute}{chunks}"
     )
 
 
