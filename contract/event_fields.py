@@ -340,7 +340,7 @@ EVENT_FIELDS: Mapping[EventKind, EventSpec] = {
             "sequence_parallel": "norms and residual stream split along the sequence",
             "recompute": "none, selective or full",
             "sharding": "none, zero1, zero2, zero3 or hsdp",
-            "precision": "fp32, bf16 or fp8",
+            "precision": "fp32, bf16 (mixed), bf16-pure or fp8",
             "world_size": "ranks",
             "global_batch_tokens": "tokens per optimiser step, the whole job",
             "micro_batch": "sequences per micro-step per data-parallel rank",

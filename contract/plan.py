@@ -123,7 +123,8 @@ class PlanTraining(_Section):
     total_tokens: float | None = None
     """Token budget of the run."""
     precision: str | None = None
-    """bf16, fp8 or fp32."""
+    """bf16 (mixed, FP32 master weights), bf16-pure (BF16 weights, gradients and optimizer
+    states), fp8 or fp32."""
     compile: bool | None = None
     """Whether the trainer compiles each transformer block (``torch.compile``); the
     planner's estimate does not depend on it."""

@@ -166,9 +166,10 @@ def _capacity_sizing(
         acc = resolve_accelerator(gpu, gpu_spec)
         spec = acc if isinstance(acc, AcceleratorSpec) else _catalog_gpu(acc)
         peak = {"fp8": spec.fp8_dense_tflops, "fp32": spec.fp32_dense_tflops}.get(precision)
-        if precision not in ("bf16", "fp8", "fp32"):
-            raise PlanInputError(f"--precision {precision!r}: use bf16, fp8 or fp32.")
-        peak_tflops = peak if precision != "bf16" else spec.bf16_dense_tflops
+        if precision not in ("bf16", "bf16-pure", "fp8", "fp32"):
+            raise PlanInputError(f"--precision {precision!r}: use bf16, bf16-pure, fp8 or fp32.")
+        # Pure BF16 computes at the BF16 rate, as mixed precision does.
+        peak_tflops = spec.bf16_dense_tflops if precision.startswith("bf16") else peak
         if peak_tflops is None:
             raise PlanInputError(f"--precision {precision}: {spec.name} has no {precision} rate.")
         hourly = spec.price_usd_per_gpu_hour if price is None else price

@@ -41,7 +41,22 @@ TokensOption = Annotated[
         "--tokens", help="Training tokens, decimal (15T = 1.5e13, 2e12); default 20 x parameters."
     ),
 ]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="bf16, fp8 or fp32.")]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="bf16 (mixed: FP32 master weights), bf16-pure (BF16 weights, gradients and "
+        "optimizer states: torchtune's dtype bf16, Lightning's bf16-true), fp8 or fp32.",
+    ),
+]
+LossChunksOption = Annotated[
+    int,
+    typer.Option(
+        "--loss-chunks",
+        help="Chunks a compiled cross-entropy upcasts to FP32 one at a time (torchtune's "
+        "CEWithChunkedOutputLoss: 8); 1: all logits at once (the reference trainer's count).",
+    ),
+]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
 AttentionOption = Annotated[
     str,

@@ -68,9 +68,15 @@ def error_band(model: ModelSpec, training: TrainingSpec, layout: Layout) -> Erro
     for basis in (key, "moe" if moe else "dense", "all"):
         if basis in groups:
             break
-    # LoRA/QLoRA memory has its own published rows (tests/validation/finetune.yaml).
-    lora = training.finetune in ("lora", "qlora") and "memory_finetune" in data
-    group, memory = groups[basis], data["memory_finetune" if lora else "memory"]
+    # Fine-tuning memory has its own published rows (tests/validation/finetune.yaml):
+    # LoRA/QLoRA runs, and full fine-tuning runs (torchtune trains those in pure BF16).
+    memory_key = {
+        "lora": "memory_finetune",
+        "qlora": "memory_finetune",
+        "full": "memory_finetune_full",
+    }
+    key_memory = memory_key.get(training.finetune or "", "memory")
+    group, memory = groups[basis], data[key_memory if key_memory in data else "memory"]
     return ErrorBand(
         regime=key,
         basis=basis,

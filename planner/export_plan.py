@@ -149,3 +149,18 @@ def common_refusals(export: ExportPlan, target: str) -> None:
         )
     if export.plan.layout.sharding is None:
         raise refuse(target, "layout.sharding", None, "needs the plan's sharding; plan again")
+    if export.plan.training.precision == "bf16-pure":
+        raise refuse(
+            target,
+            "training.precision",
+            "bf16-pure",
+            "keeps FP32 master weights under bf16 (no pure-BF16 optimizer); plan with bf16",
+        )
+    chunks = int(export.training_value("loss_chunks", 1))
+    if chunks > 1:
+        raise refuse(
+            target,
+            "training.loss_chunks",
+            chunks,
+            "has no chunked cross-entropy on its command line; plan with --loss-chunks 1",
+        )

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from planner.attention_rates import measured_attention
 from planner.cluster_inputs import cluster_inputs
+from planner.formulas import memory
 from planner.formulas.step import power_capped_clock_fraction
 from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
@@ -225,9 +226,12 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
     from planner.finetune import finetune_inputs
 
     data = constants_data()
-    fp32 = training.precision == "fp32"
+    fp32, pure = training.precision == "fp32", training.precision == "bf16-pure"
     sizes = data["precision"][training.precision]
-    suffix, loss = "_fp32" if fp32 else "", "" if training.cross_entropy_fusion else "_unfused"
+    # Without an FP32 master copy the parameters are the optimizer's copy: its states
+    # and step traffic are the fp32 tables' (or their BF16 halves), not mixed precision's.
+    suffix = "_fp32" if fp32 else "_bf16-pure" if pure else ""
+    loss = "" if training.cross_entropy_fusion else "_unfused"
     return {
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
@@ -236,7 +240,9 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "fp32": _f(fp32),
         "weight_bytes": float(sizes["weight_bytes"]),
         "act_bytes": float(sizes["activation_bytes"]),
-        "logits_bytes": float(sizes["logits_stored_bytes"]),
+        "logits_bytes": memory.chunked_logits_bytes(
+            float(sizes["logits_stored_bytes"]), training.loss_chunks, training.kernels == "eager"
+        ),
         "loss_bytes": float(sizes["loss_traffic_bytes" + loss]),
         "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
         "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
@@ -244,7 +250,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "overlap_grad_reduce": _f(training.overlap_grad_reduce),
         "tp_comm_overlap": _f(training.tp_comm_overlap),
         "ep_comm_overlap": _f(training.ep_comm_overlap),
-        "grad_bytes": float(data["grad_bytes"][training.grad_reduce_dtype]),
+        "grad_bytes": float(data["grad_bytes"]["bf16" if pure else training.grad_reduce_dtype]),
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
         "eager": _f(training.kernels == "eager"),
         "op_sac": _f(training.selective_recompute == "op"),

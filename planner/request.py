@@ -57,6 +57,7 @@ class EstimateRequest:
     optimizer: str = "adamw"
     attention: str = "flash"
     kernels: str = "fused"
+    loss_chunks: int = 1
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
@@ -182,6 +183,7 @@ def specs_from_request(
         optimizer=r.optimizer,
         attention_kernel=r.attention,
         kernels=r.kernels,
+        loss_chunks=r.loss_chunks,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,

@@ -44,7 +44,8 @@ class MemoryGiB(BaseModel):
     grads: float
     """Gradient buffers (FP32 or BF16), sharded under ZeRO-2 and up."""
     optimizer: float
-    """FP32 master weights and optimizer states, sharded under ZeRO-1 and up."""
+    """FP32 master weights and optimizer states (BF16 states, no master copy, under
+    precision bf16-pure), sharded under ZeRO-1 and up."""
     activations: float
     """Activations kept for backward over the micro-batches in flight, plus logits."""
     other: float

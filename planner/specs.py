@@ -32,7 +32,7 @@ __all__ = [
 ]
 Sharding = Literal["none", "zero1", "zero2", "zero3", "hsdp"]
 Recompute = Literal["none", "selective", "full"]
-Precision = Literal["bf16", "fp8", "fp32"]
+Precision = Literal["bf16", "bf16-pure", "fp8", "fp32"]
 Optimizer = Literal["adamw", "sgd_momentum"]
 AttentionKernel = Literal[
     "flash", "fa2", "fa3", "cudnn", "cudnn8.9", "triton", "sdpa_math", "unfused"
@@ -139,9 +139,13 @@ class TrainingSpec(BaseModel):
     """Tokens to train on (the run's budget)."""
     precision: Precision = "bf16"
     """'bf16' mixed precision (BF16 weights and activations, FP32 master weights in the
-    optimizer), 'fp8' GEMMs with BF16 elsewhere (Transformer Engine), or 'fp32' (FP32
-    weights, gradients, activations and optimizer states, no master copy, at the
-    accelerator's FP32 rate: a CPU, or a GPU run without autocast)."""
+    optimizer), 'bf16-pure' (the model built and trained in BF16: BF16 weights, gradients
+    and optimizer states, no FP32 master copy, 8 bytes per trained parameter with AdamW;
+    torchtune's ``dtype: bf16``, Lightning's ``precision: bf16-true``; named for what it
+    keeps, since 'bf16' here already means mixed precision), 'fp8' GEMMs with BF16
+    elsewhere (Transformer Engine), or 'fp32' (FP32 weights, gradients, activations and
+    optimizer states, no master copy, at the accelerator's FP32 rate: a CPU, or a GPU run
+    without autocast)."""
     optimizer: Optimizer = "adamw"
     """'adamw' (two FP32 states) or 'sgd_momentum' (one)."""
     attention_kernel: AttentionKernel = "flash"
@@ -167,7 +171,9 @@ class TrainingSpec(BaseModel):
     and backward run merged (Megatron-Core --overlap-moe-expert-parallel-comm
     --delay-wgrad-compute; DeepSeek-V3 report, Sec. 3.2.1, DualPipe)."""
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"
-    """Dtype of gradient accumulation buffers and their reduction."""
+    """Dtype of gradient accumulation buffers and their reduction. Under precision
+    'bf16-pure' the gradients are BF16 whatever this says (autograd gives a parameter's
+    gradient its dtype, and FSDP2 without a mixed-precision policy reduces in it)."""
     kernels: Literal["fused", "eager"] = "fused"
     """How the element-wise ops (norms, activation function, rotary, residual adds, the
     loss) run. 'fused': one kernel per fused group that reads its inputs and writes its
@@ -197,6 +203,16 @@ class TrainingSpec(BaseModel):
     compile: bool = False
     """The reference trainer compiles each transformer block (``torch.compile``); carried
     to the job in the plan, not modelled: the estimate does not depend on it."""
+    loss_chunks: int = Field(default=1, ge=1)
+    """Pieces of the sequence the cross-entropy upcasts to FP32 one at a time. 1: the whole
+    micro-batch's logits are held in BF16 and in FP32 (``logits_stored_bytes``). n > 1
+    with ``kernels`` 'fused': torchtune's ``CEWithChunkedOutputLoss`` (8 chunks) under
+    torch.compile keeps the BF16 logits of every chunk for the backward and one chunk's
+    FP32 copy at a time, so the FP32 share is divided by n. With ``kernels`` 'eager' the
+    chunks change no memory: eager ``log_softmax`` saves its FP32 output of every chunk
+    for the backward (the reference trainer's ``--loss-chunks``: bench/loss_memory.py
+    measured 5.3 bytes per logit in 8 chunks, within the unchunked count of 6, so its
+    plans keep 1). FLOPs and HBM traffic do not change (each logit is computed once)."""
     moe_capacity_factor: float | None = Field(default=None, ge=1.0)
     """MoE: each expert processes (and the all-to-all carries) capacity_factor x its even
     share of the routed tokens, padded or dropped beyond (Fedus et al. 2021, Switch

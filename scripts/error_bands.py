@@ -6,8 +6,9 @@
 Step-time groups: every throughput and iteration-time row (their relative errors are
 step-time errors), keyed by regime (planner.error_band.regime_key), by dense/MoE, and
 'all'. Known-gap rows count: their error is what a user of that regime should expect.
-Memory: every memory row of pre-training runs; LoRA/QLoRA rows (regime ``finetune``) are
-their own group, memory_finetune. Each group's figure is the root-mean-square relative error.
+Memory: every memory row of pre-training runs; fine-tuning rows (regime ``finetune``) are
+their own groups: LoRA/QLoRA in memory_finetune, full fine-tuning in memory_finetune_full.
+Each group's figure is the root-mean-square relative error.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def bands() -> dict[str, object]:
     step: dict[str, list[float]] = {}
     memory: list[float] = []
     finetune: list[float] = []
+    finetune_full: list[float] = []
     for check in all_checks():
         if math.isnan(check.error):  # a known gap the planner cannot evaluate at all
             continue
         if check.kind == "memory":
-            (finetune if check.regime.get("finetune") else memory).append(check.error)
+            method = check.regime.get("finetune")
+            group = {None: memory, "full": finetune_full}.get(method, finetune)
+            group.append(check.error)
         elif check.kind in ("throughput", "iteration_time") and check.regime:
             r = check.regime
             for key in (regime_key(r["moe"], r["pp"], r["seq_len"]),
@@ -55,6 +59,7 @@ def bands() -> dict[str, object]:
         "step_time": {k: {"rms_rel": _rms(v), "runs": len(v)} for k, v in sorted(step.items())},
         "memory": {"rms_rel": _rms(memory), "runs": len(memory)},
         "memory_finetune": {"rms_rel": _rms(finetune), "runs": len(finetune)},
+        "memory_finetune_full": {"rms_rel": _rms(finetune_full), "runs": len(finetune_full)},
     }
 
 

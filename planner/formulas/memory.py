@@ -36,6 +36,7 @@ and last stages, activation offload and kept stage outputs are applied per stage
 
 from __future__ import annotations
 
+from planner.formulas.kernels import FP32_BYTES
 from planner.formulas.ops import Num, minimum, where
 
 RECOMPUTE_SELECTIVE = 1.0
@@ -214,3 +215,17 @@ def model_state_bytes(
     grads = local(dense_params, expert_params, 2.0) * grad_bytes
     optimizer = local(dense_params, expert_params, 1.0) * optimizer_bytes
     return weights, grads, optimizer
+
+
+def chunked_logits_bytes(unchunked: float, loss_chunks: int, eager: bool) -> float:
+    """Bytes per logit the loss holds at once: ``unchunked`` (the logits in the compute
+    dtype plus the FP32 copy the cross-entropy keeps, constants.yaml
+    ``logits_stored_bytes``), less the FP32 copy of all but one of ``loss_chunks`` chunks
+    when the loss is compiled: torchtune's CEWithChunkedOutputLoss
+    (torchtune/modules/loss/ce_chunked_output_loss.py, pytorch/torchtune#1390) keeps the
+    BF16 logits of every chunk for the backward and upcasts one chunk to FP32 at a time.
+    Eager chunks save their FP32 log-probabilities for the backward, so they change
+    nothing (planner.specs.TrainingSpec.loss_chunks)."""
+    if loss_chunks == 1 or eager:
+        return unchunked
+    return unchunked - FP32_BYTES * (1.0 - 1.0 / loss_chunks)

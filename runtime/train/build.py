@@ -44,6 +44,8 @@ class ModelBuilder:
         else:
             with torch.device(self.device):
                 self.model = Transformer(cfg.model_config())
+        if self.precision == "bf16-pure":
+            to_pure_bf16(self.model)
         self.n_params = count_parameters(self.model)
         self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         if self.precision == "fp8":
@@ -142,3 +144,14 @@ class ModelBuilder:
         """The measured pipeline bubble of this rank's last step (pipelines only)."""
         bubble = self.pipeline.bubble_fraction if self.pipeline is not None else None
         return {} if bubble is None else {"bubble_fraction": round(bubble, 4)}
+
+
+def to_pure_bf16(model: torch.nn.Module) -> None:
+    """Precision bf16-pure: every fp32 parameter becomes bf16 before any parallelism, so
+    the gradients and the AdamW states (torch.optim keeps them in the parameter's dtype)
+    are bf16 too and no fp32 copy exists: torchtune's ``dtype: bf16``, Lightning's
+    ``bf16-true``. Buffers (rotary tables) stay fp32; quantised (NF4) and float8
+    parameters are left as they are."""
+    for param in model.parameters():
+        if param.dtype == torch.float32:
+            param.data = param.data.to(torch.bfloat16)

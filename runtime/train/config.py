@@ -116,8 +116,10 @@ class TrainConfig:
     recompute: str = "none"
     """Activation recomputation per block: none, selective (attention core) or full."""
     precision: str = "auto"
-    """fp32, bf16 (fp32 reductions; CUDA only), fp8 (torchao float8 GEMMs, bf16 elsewhere;
-    CUDA compute capability 8.9+, tp 1) or auto: bf16 on CUDA, fp32 on the CPU."""
+    """fp32, bf16 (fp32 master weights and reductions; CUDA only), bf16-pure (the model
+    trained in bf16: bf16 weights, gradients, reductions and AdamW states, no fp32 copy),
+    fp8 (torchao float8 GEMMs, bf16 elsewhere; CUDA compute capability 8.9+, tp 1) or
+    auto: bf16 on CUDA, fp32 on the CPU."""
     compile: bool = False
     """torch.compile each transformer block (inductor: a C++ compiler on the CPU, Triton on
     a GPU); exit 2 where it cannot."""

@@ -18,6 +18,11 @@ planner's MFU does not count). This is torchtune's ``CEWithChunkedOutputLoss``
 Liger-Kernel's fused linear cross-entropy (Hsu et al. 2024, arXiv:2410.10989) chunks the
 same way and also computes the gradient in the forward pass.
 
+The planner's ``TrainingSpec.loss_chunks`` describes a different chunking, torchtune's
+compiled one, which keeps the bf16 logits and no fp32 log-probabilities (2 + 4/n bytes):
+a plan for this trainer keeps 1 (``plan_fields`` refuses more), whose 6 bytes cover the
+5.3 measured here in 8 chunks (bench/RESULTS.md, "Trainer kernels: chunked loss memory").
+
 Under tensor parallelism the logits are already split over the vocabulary
 (``loss_parallel``: 1/tp of them per rank, as the planner counts), and the DTensor
 cross-entropy is not split along the sequence here: ``resolve_loss_chunks`` gives 1

@@ -294,12 +294,14 @@ def apply_recompute(model: nn.Module, recompute: str) -> None:
 def mixed_precision(precision: str, device: torch.device) -> MixedPrecisionPolicy | None:
     """fp32: none; bf16 (and fp8, whose GEMMs torchao runs in float8 from bf16 inputs):
     parameters gathered in bf16, gradients reduced in fp32 (the planner's "bf16 mixed
-    precision" with fp32 master weights)."""
-    if precision == "fp32":
+    precision" with fp32 master weights); bf16-pure: none, the parameters being bf16
+    already (``build.to_pure_bf16``), so FSDP2 gathers them and reduces their gradients
+    in bf16."""
+    if precision in ("fp32", "bf16-pure"):
         return None
     if precision in ("bf16", "fp8"):
         return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    raise LayoutError(f"--precision {precision!r}: use fp32, bf16 or fp8")
+    raise LayoutError(f"--precision {precision!r}: use fp32, bf16, bf16-pure or fp8")
 
 
 def apply_sharding(

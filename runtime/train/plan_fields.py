@@ -102,6 +102,14 @@ def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
             f"{flag} plan training.fsdp_version {fsdp_version}: the reference trainer shards "
             "with FSDP2 (fully_shard); plan fsdp_version 2"
         )
+    loss_chunks = getattr(training, "loss_chunks", None)
+    if loss_chunks not in (None, 1) and getattr(training, "kernels", None) != "eager":
+        raise ConfigError(
+            f"{flag} plan training.loss_chunks {loss_chunks}: the planner counts a compiled "
+            "chunked loss that keeps only bf16 logits; the reference trainer's chunks keep "
+            "their fp32 log-probabilities, which the planner counts with loss_chunks 1; "
+            "plan with --loss-chunks 1 (the trainer still chunks: --loss-chunks 0)"
+        )
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"

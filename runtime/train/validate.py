@@ -18,7 +18,7 @@ from runtime.train.plan_fields import ConfigError
 if TYPE_CHECKING:
     from runtime.train.config import TrainConfig
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp8")
+PRECISIONS = ("auto", "fp32", "bf16", "bf16-pure", "fp8")
 """Numerics the trainer applies (fp8 only where torchao's float8 training runs)."""
 
 

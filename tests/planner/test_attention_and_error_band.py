@@ -106,6 +106,25 @@ def test_error_band_by_regime_with_fallback() -> None:
     assert fallback.regime == "moe, no pp, seq>16k" and fallback.basis == "moe"
 
 
+def test_fine_tuning_memory_band_comes_from_its_own_rows() -> None:
+    from planner.catalog import read_data
+
+    data = read_data("error_bands.yaml")
+    model = planner.get_model("llama3-8b")
+    layout = planner.Layout(dp=1, recompute="full")
+
+    def band(**finetune: object) -> float:
+        training = planner.TrainingSpec(
+            seq_len=2048, global_batch_seqs=2, total_tokens=1e9, **finetune
+        )
+        return error_band(model, training, layout).memory_rel
+
+    assert band() == data["memory"]["rms_rel"]
+    assert band(finetune="lora") == band(finetune="qlora") == data["memory_finetune"]["rms_rel"]
+    assert band(finetune="full") == data["memory_finetune_full"]["rms_rel"]
+    assert len({band(), band(finetune="lora"), band(finetune="full")}) == 3
+
+
 def test_error_bands_file_is_generated_from_the_current_table() -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "error_bands.py"), "--check"],

@@ -198,6 +198,8 @@ def test_environment_megatron_asserts() -> None:
         ({"activation_offload": 0.25}, "layout.activation_offload 0.25"),
         ({"free_stage_outputs": False}, "layout.free_stage_outputs False"),
         ({"model": {"position_embedding": "alibi"}}, "model.position_embedding 'alibi'"),
+        ({"training": {"precision": "bf16-pure"}}, "training.precision 'bf16-pure'"),
+        ({"training": {"loss_chunks": 8}}, "training.loss_chunks 8"),
     ],
 )
 def test_refused_arguments_name_the_field(kw: dict[str, Any], field: str) -> None:

@@ -179,6 +179,8 @@ def test_toml_sections() -> None:
         ({"training": {"grad_reduce_dtype": "bf16"}}, "training.grad_reduce_dtype 'bf16'"),
         ({"training": {"overlap_grad_reduce": False}}, "training.overlap_grad_reduce False"),
         ({"training": {"fsdp_version": 1}}, "training.fsdp_version 1"),
+        ({"training": {"precision": "bf16-pure"}}, "training.precision 'bf16-pure'"),
+        ({"training": {"loss_chunks": 8}}, "training.loss_chunks 8"),
         (
             {"model": {"num_experts": 8}, "ep": 4, "expert_tp": 1, "sharding": "none"},
             "layout.ep 4",

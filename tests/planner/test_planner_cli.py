@@ -140,6 +140,8 @@ ERRORS = [
     (["--precision", "fp8", "--gpu", "A100"], "precision fp8 needs FP8 tensor cores"),
     (["--pp", "64"], "pp=64 exceeds the 32 layers"),
     (["--kernels", "jit"], "kernels: Input should be 'fused' or 'eager'"),
+    (["--loss-chunks", "0"], "loss_chunks: Input should be greater than or equal to 1"),
+    (["--precision", "bf16-true"], "precision: Input should be 'bf16', 'bf16-pure'"),
 ]
 
 

@@ -235,7 +235,7 @@ TINY = ["--layers", "1", "--hidden", "32", "--heads", "4", "--kv-heads", "2", "-
         (["--dp", "-2"], "--dp -2: must be 0 (derived) or more"),
         (["--sharding", "zero4"], "--sharding zero4: use one of none, zero1, zero2, zero3, hsdp"),
         (["--recompute", "some"], "--recompute some: use one of none, selective, full"),
-        (["--precision", "fp16"], "--precision fp16: use one of auto, fp32, bf16, fp8"),
+        (["--precision", "fp16"], "--precision fp16: use one of auto, fp32, bf16, bf16-pure, fp8"),
         (["--activation", "relu"], "--activation relu: use swiglu or gelu"),
         (["--norm", "batchnorm"], "--norm batchnorm: use rmsnorm or layernorm"),
         (["--head-dim", "7"], "--head-dim 7: must be even (rotary pairs)"),
@@ -287,6 +287,10 @@ def _plan_file(tmp_path: Path, **changes: Any) -> Path:
         (
             {"training__fsdp_version": 1},
             "plan training.fsdp_version 1: the reference trainer shards with FSDP2",
+        ),
+        (
+            {"training__loss_chunks": 8},
+            "plan training.loss_chunks 8: the planner counts a compiled chunked loss",
         ),
         ({"layout__dp": -2}, "plan layout.dp -2: must be 0 (derived) or more"),
         ({"top__schema_version": 2}, "plan schema_version 2: this scalectl reads version 1"),
