@@ -228,9 +228,17 @@ class Trainer(ModelBuilder, Checkpointing, Measurements, Evaluation):
             if cfg.grad_accum > 1:
                 # Reduce-scatter gradients only on the last micro-step.
                 self.model.set_requires_gradient_sync(micro == cfg.grad_accum - 1)  # type: ignore[operator]
+            # Context-parallel ranks hold different numbers of loss tokens when targets are
+            # masked (fine-tuning): each takes its sum over the micro-batch's count, times
+            # cp as the gradient average over the cp ranks divides it again.
+            counted = int((targets != batches.IGNORE_INDEX).sum()) if self.dims.cp > 1 else 0
             tokens, targets = self._inputs(tokens, targets)
             with self._loss_context():
-                loss = self.model(tokens, targets, self.loss_chunks)
+                if counted:
+                    summed = self.model(tokens, targets, self.loss_chunks, "sum")
+                    loss = summed * (self.dims.cp / counted)
+                else:
+                    loss = self.model(tokens, targets, self.loss_chunks)
                 (loss / cfg.grad_accum).backward()
             loss_sum += _local(loss.detach())
         max_norm = cfg.clip_grad_norm if cfg.clip_grad_norm > 0 else math.inf
