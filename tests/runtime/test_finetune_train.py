@@ -130,22 +130,23 @@ def test_lora_on_two_ranks_equals_one_process_and_exports(tmp_path: Path, tiny_h
 
 
 @pytest.mark.parametrize(
-    ("name", "layout", "accum"),
+    ("name", "layout", "accum", "ranks"),
     [
-        ("pp2", ["--pp", "2", "--dp", "1", "--grad-accum", "2"], "2"),
-        ("cp2 allgather", ["--cp", "2", "--cp-impl", "allgather", "--dp", "1"], "1"),
+        ("pp2", ["--pp", "2", "--dp", "1", "--grad-accum", "2"], "2", 2),
+        ("cp2 allgather", ["--cp", "2", "--cp-impl", "allgather", "--dp", "1"], "1", 2),
+        ("hsdp 2x2", ["--sharding", "hsdp", "--hsdp-shard-size", "2"], "4", 4),
     ],
 )
-def test_lora_under_pipeline_and_context_parallelism_equals_one_process(
-    tmp_path: Path, tiny_hf: Path, name: str, layout: list[str], accum: str
+def test_lora_under_pipeline_context_parallelism_and_hsdp_equals_one_process(
+    tmp_path: Path, tiny_hf: Path, name: str, layout: list[str], accum: str, ranks: int
 ) -> None:
     """The layouts of the other issues apply to adapters: two pipeline stages (one block
-    each, the schedule's micro-batches), or each sequence split over two context-parallel
-    ranks; the same global batch as one process."""
+    each, the schedule's micro-batches), each sequence split over two context-parallel
+    ranks, or two HSDP replicas; the same global batch as one process."""
     args = finetune("lora", tiny_hf, "--steps", "4")
     one = run_trainer(tmp_path / "one", 1, [*args, "--grad-accum", accum], shape=BATCH)
     assert one.returncode == 0, describe(one)
-    two = run_trainer(tmp_path / "two", 2, [*args, *layout], shape=BATCH)
+    two = run_trainer(tmp_path / "two", ranks, [*args, *layout], shape=BATCH)
     assert two.returncode == 0, describe(two)
     want = losses_by_step(progress(tmp_path / "one"))
     got = losses_by_step(progress(tmp_path / "two"))
