@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch.distributed.checkpoint as dcp
-from trainer_harness import REPO, describe, events, losses_by_step, progress, run_trainer
+from trainer_harness import (
+    REPO,
+    assert_refused,
+    describe,
+    events,
+    losses_by_step,
+    progress,
+    run_trainer,
+)
 
 from contract.events import read_events
 from contract.jobdir import JobDir
@@ -39,15 +46,6 @@ def finetune(kind: str, source: Path, *extra: str) -> list[str]:
     return ["--finetune", kind, "--from", str(source), "--data", str(SFT), *extra]
 
 
-def parse_error(args: list[str], tmp_path: Path) -> tuple[int, str, Path]:
-    job = tmp_path / "job"
-    proc = subprocess.run(
-        [sys.executable, "-m", "runtime.train", "--job-dir", str(job), *BATCH, *args],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
-    )  # fmt: skip
-    return proc.returncode, proc.stderr, job
-
-
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
@@ -67,39 +65,33 @@ def parse_error(args: list[str], tmp_path: Path) -> tuple[int, str, Path]:
     ],
 )  # fmt: skip
 def test_bad_finetune_input_exits_2_naming_it(
-    tmp_path: Path, tiny_hf: Path, args: list[str], fragment: str
+    tmp_path: Path, tiny_hf: Path, args: list[str], fragment: str, capsys: Any, monkeypatch: Any
 ) -> None:
-    code, err, job = parse_error([a.replace("{ckpt}", str(tiny_hf)) for a in args], tmp_path)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
-    assert not job.exists()
+    argv = [*BATCH, *(a.replace("{ckpt}", str(tiny_hf)) for a in args)]
+    assert_refused(argv, fragment, tmp_path / "job", capsys, monkeypatch)
 
 
 def test_weights_that_do_not_match_config_json_are_refused_before_anything_is_written(
-    tmp_path: Path, tiny_hf: Path
+    tmp_path: Path, tiny_hf: Path, capsys: Any, monkeypatch: Any
 ) -> None:
     other = tmp_path / "other-hf"
     shutil.copytree(tiny_hf, other)
     config = json.loads((other / "config.json").read_text())
     config["intermediate_size"] = 384
     (other / "config.json").write_text(json.dumps(config))
-    code, err, job = parse_error(
-        ["--finetune", "lora", "--from", str(other), "--data", str(SFT)], tmp_path
-    )
-    assert code == 2 and "has shape" in err and "config.json" in err, err
-    assert len(err.strip().splitlines()) == 1 and not job.exists()
+    argv = [*BATCH, "--finetune", "lora", "--from", str(other), "--data", str(SFT)]
+    assert_refused(argv, "has shape", tmp_path / "job", capsys, monkeypatch)
 
 
-def test_a_bad_instruction_record_names_its_line(tmp_path: Path, tiny_hf: Path) -> None:
+def test_a_bad_instruction_record_names_its_line(
+    tmp_path: Path, tiny_hf: Path, capsys: Any, monkeypatch: Any
+) -> None:
     bad = tmp_path / "bad.jsonl"
     lines = SFT.read_text().splitlines()[:20]
     lines[6] = '{"prompt": "no response here"}'
     bad.write_text("\n".join(lines) + "\n")
-    code, err, _ = parse_error(
-        ["--finetune", "lora", "--from", str(tiny_hf), "--data", str(bad)], tmp_path
-    )
-    assert code == 2 and f"{bad}:7" in err and "Traceback" not in err, err
+    argv = [*BATCH, "--finetune", "lora", "--from", str(tiny_hf), "--data", str(bad)]
+    assert_refused(argv, f"{bad}:7", tmp_path / "job", capsys, monkeypatch)
 
 
 def test_lora_on_two_ranks_equals_one_process_and_exports(tmp_path: Path, tiny_hf: Path) -> None:

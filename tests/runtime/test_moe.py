@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 import torch
-from trainer_harness import describe, events, losses_by_step, progress, run_trainer
+from trainer_harness import assert_refused, describe, events, losses_by_step, progress, run_trainer
 
 from runtime.train import moe
 from runtime.train.config import ConfigError, parse_config
-from runtime.train.loop import main
 from runtime.train.model import ModelConfig, SwiGLU, Transformer
 
 HIDDEN = 16
@@ -190,13 +189,7 @@ def test_moe_layouts_this_job_cannot_run_exit_2_before_any_file(
     argv: list[str],
     message: str,
 ) -> None:
-    for name in ("RANK", "WORLD_SIZE", "SCALECTL_JOB_DIR", "SCALECTL_PLAN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    job = tmp_path / "job"
-    assert main([*TINY_MOE, "--job-dir", str(job), *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
-    assert not job.exists()
+    assert_refused([*TINY_MOE, *argv], message, tmp_path / "job", capsys, monkeypatch)
 
 
 @pytest.mark.slow

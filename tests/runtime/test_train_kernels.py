@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 import torch
 from polling import run_to_end
-from trainer_harness import REPO, TINY, describe, trainer_env
+from trainer_harness import REPO, TINY, assert_refused, describe, trainer_env
 
 from runtime.train import kernels, parallel
 from runtime.train.config import parse_config
-from runtime.train.loop import main
 from runtime.train.loss import AUTO_CHUNKS, LiveBytes, LossChunksError, resolve_loss_chunks
 from runtime.train.model import ModelConfig, Transformer
 
@@ -162,13 +161,8 @@ def test_knobs_this_device_cannot_run_exit_2_before_any_file(
     argv: list[str],
     message: str,
 ) -> None:
-    for name in ("RANK", "WORLD_SIZE", "SCALECTL_JOB_DIR", "SCALECTL_PLAN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    job = tmp_path / "job"
-    assert main([*TINY, "--device", "cpu", "--job-dir", str(job), *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err, err
-    assert not job.exists()
+    argv = [*TINY, "--device", "cpu", *argv]
+    assert_refused(argv, message, tmp_path / "job", capsys, monkeypatch)
 
 
 # ---- fp8 -----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from polling import run_to_end
 from trainer_harness import (
     REPO,
     TORCHRUN,
+    assert_refused,
     describe,
     events,
     free_port,
@@ -51,7 +52,6 @@ from trainer_harness import trainer_env as harness_env
 
 from runtime.train import parallel
 from runtime.train.config import ConfigError, parse_config
-from runtime.train.loop import main
 
 STEPS = 10
 REL_TOL = 1e-4
@@ -334,13 +334,7 @@ def test_layouts_this_job_cannot_run_exit_2_before_any_file(
     argv: list[str],
     message: str,
 ) -> None:
-    for name in ("RANK", "WORLD_SIZE", "SCALECTL_JOB_DIR", "SCALECTL_PLAN_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    job = tmp_path / "job"
-    assert main([*TINY, "--job-dir", str(job), *argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
-    assert not job.exists()
+    assert_refused([*TINY, *argv], message, tmp_path / "job", capsys, monkeypatch)
 
 
 def test_parallel_dims_validate_their_product() -> None:

@@ -93,3 +93,22 @@ def progress(job_dir: Path, rank: int = 0) -> list[dict[str, Any]]:
 def losses_by_step(records: list[dict[str, Any]]) -> dict[int, float]:
     """Step → loss; when a step was run twice (before and after a resume) the later one wins."""
     return {int(r["step"]): float(r["loss"]) for r in records if "loss" in r}
+
+
+def assert_refused(
+    argv: list[str],
+    message: str,
+    job: Path,
+    capsys: Any,
+    monkeypatch: Any,
+) -> None:
+    """The trainer, run in this process with ``argv`` and ``--job-dir job``, exits 2 with
+    one stderr line that holds ``message``, and leaves no job directory behind."""
+    from runtime.train.loop import main
+
+    for name in ("RANK", "WORLD_SIZE", "SCALECTL_JOB_DIR", "SCALECTL_PLAN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert main([*argv, "--job-dir", str(job)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert not job.exists()
