@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_helpers import job_id_from
+from launcher_helpers import jobs_json_entry, launch_plan
 from tiny_plans import TINY_LLAMA, search_args
 
-from contract.jobdir import JobDir, read_all_jsonl
+from contract.jobdir import read_all_jsonl
 from launcher.store import Store
 
 SEARCH = search_args(gpus_per_node=4)
@@ -141,14 +141,8 @@ def test_flags_that_keep_the_layout_are_taken(cli: Any, plan_path: Path) -> None
 
 @pytest.mark.slow
 def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: Path) -> None:
-    run = cli("launch", "--plan", str(plan_path), "-f", "--", "--steps", "2", "--eval-every", "0")
-    assert run.code == 0, run.out + run.err
-    with Store() as store:
-        record = store.get(job_id_from(run.out))
-    assert record is not None
-    job = JobDir(record.job_dir)
+    record, job, applied = launch_plan(cli, plan_path, "--steps", "2", "--eval-every", "0")
     assert json.loads(job.plan_json.read_text()) == json.loads(plan_path.read_text())
-    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
     assert {k: applied[k] for k in ("dp_shard", "tp", "sharding", "world_size")} == {
         "dp_shard": 2, "tp": 2, "sharding": "zero3", "world_size": 4
     }  # fmt: skip
@@ -156,10 +150,7 @@ def test_plan_search_then_launch_trains_the_planned_layout(cli: Any, plan_path: 
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert [r["tokens"] for r in steps] == [256, 512]
     # What ran is what was planned, as `scalectl jobs --json` reports it.
-    shown = cli("jobs", "--json")
-    assert shown.code == 0, shown.err
-    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
-    check = mine["plan"]["layout_check"]
+    check = jobs_json_entry(cli, record.id)["plan"]["layout_check"]
     assert check["differs"] == [] and check["applied"]["grad_accum"] == 2
     assert check["planned"]["world_size"] == 4 and check["planned"]["dp_shard"] == 2
 
@@ -279,13 +270,7 @@ def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
     made = cli("plan", "estimate", "--model", str(config), *search_args(4), "--pp", "2",
                "--interleave", "2", "--dp", "2", "--out", str(plan))  # fmt: skip
     assert made.code == 0, made.err
-    run = cli("launch", "--plan", str(plan), "-f", "--", "--steps", "4", "--eval-every", "2")
-    assert run.code == 0, run.out + run.err
-    with Store() as store:
-        record = store.get(job_id_from(run.out))
-    assert record is not None
-    job = JobDir(record.job_dir)
-    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    record, job, applied = launch_plan(cli, plan, "--steps", "4", "--eval-every", "2")
     assert (applied["pp"], applied["interleave"], applied["schedule"]) == (2, 2, "1f1b")
     assert (applied["dp_shard"], applied["world_size"], applied["grad_accum"]) == (2, 4, 2)
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
@@ -294,8 +279,7 @@ def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
     assert [r["eval_loss"] for r in steps if "eval_loss" in r]  # evaluated through the stages
     # Each rank measures the share of its schedule it idled: the pipeline bubble.
     assert all(0.0 <= r["bubble_fraction"] < 1.0 for r in steps)
-    shown = cli("jobs", "--json")
-    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
+    mine = jobs_json_entry(cli, record.id)
     assert mine["plan"]["layout_check"]["differs"] == []
     planned, measured = mine["plan"]["bubble_fraction"], mine["plan"]["bubble_fraction_measured"]
     assert 0.0 < planned < 1.0 and measured is not None

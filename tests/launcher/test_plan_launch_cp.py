@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_helpers import job_id_from
+from launcher_helpers import jobs_json_entry, launch_plan
 from tiny_plans import TINY_LLAMA, search_args
 
-from contract.jobdir import JobDir, read_all_jsonl
-from launcher.store import Store
+from contract.jobdir import read_all_jsonl
 
 
 @pytest.fixture
@@ -31,13 +30,7 @@ def cp_plan(cli: Any, tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_cp2_dp2_plan_launches_and_trains_its_layout(cli: Any, cp_plan: Path) -> None:
-    run = cli("launch", "--plan", str(cp_plan), "-f", "--", "--steps", "2", "--eval-every", "0")
-    assert run.code == 0, run.out + run.err
-    with Store() as store:
-        record = store.get(job_id_from(run.out))
-    assert record is not None
-    job = JobDir(record.job_dir)
-    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    record, job, applied = launch_plan(cli, cp_plan, "--steps", "2", "--eval-every", "0")
     keys = ("cp", "cp_impl", "dp_shard", "tp", "pp", "sharding", "world_size")
     assert {k: applied[k] for k in keys} == {
         "cp": 2, "cp_impl": "allgather", "dp_shard": 2, "tp": 1, "pp": 1,
@@ -47,10 +40,7 @@ def test_a_cp2_dp2_plan_launches_and_trains_its_layout(cli: Any, cp_plan: Path) 
     assert (applied["global_batch_tokens"], applied["grad_accum"]) == (8 * 32, 2)
     steps = [r for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert [r["tokens"] for r in steps] == [256, 512]
-    shown = cli("jobs", "--json")
-    assert shown.code == 0, shown.err
-    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
-    check = mine["plan"]["layout_check"]
+    check = jobs_json_entry(cli, record.id)["plan"]["layout_check"]
     assert check["differs"] == [] and check["planned"]["cp_impl"] == "allgather"
     assert json.loads(cp_plan.read_text())["layout"]["cp_impl"] == "allgather"
 

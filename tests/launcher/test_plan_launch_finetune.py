@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-from launcher_helpers import job_id_from
+from launcher_helpers import launch_plan
 
 from contract.jobdir import JobDir, read_all_jsonl
-from launcher.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -50,16 +49,11 @@ def test_the_plan_carries_the_finetune(lora_plan: Path) -> None:
 def test_a_lora_plan_fine_tunes_and_exports_a_model_transformers_loads(
     cli: Any, lora_plan: Path, tiny_hf: Path
 ) -> None:
-    run = cli("launch", "--plan", str(lora_plan), "-f", "--", "--from", str(tiny_hf),
-              "--data", str(SFT), "--steps", "30", "--eval-every", "15", "--lr", "3e-3",
-              "--seq-len", "64")  # fmt: skip
-    assert run.code == 0, run.out + run.err
-    with Store() as store:
-        record = store.get(job_id_from(run.out))
-    assert record is not None
-    job = JobDir(record.job_dir)
+    record, job, applied = launch_plan(
+        cli, lora_plan, "--from", str(tiny_hf), "--data", str(SFT), "--steps", "30",
+        "--eval-every", "15", "--lr", "3e-3", "--seq-len", "64",
+    )  # fmt: skip
     records = read_all_jsonl(job.events)
-    (applied,) = [e for e in records if e.get("event") == "layout_applied"]
     assert applied["world_size"] == 2
     losses = [r["loss"] for r in read_all_jsonl(job.progress_file(0)) if "loss" in r]
     assert len(losses) == 30

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_helpers import job_id_from
+from launcher_helpers import jobs_json_entry, launch_plan
 from tiny_plans import TINY_LLAMA, search_args
 
-from contract.jobdir import JobDir, read_all_jsonl
-from launcher.store import Store
+from contract.jobdir import read_all_jsonl
 
 TINY_MOE = TINY_LLAMA | {
     "model_type": "mixtral", "num_hidden_layers": 4, "num_local_experts": 4,
@@ -46,13 +45,7 @@ def test_the_plan_carries_the_moe_model(moe_plan: Path) -> None:
 
 @pytest.mark.slow
 def test_an_ep2_plan_launches_and_trains_the_planned_layout(cli: Any, moe_plan: Path) -> None:
-    run = cli("launch", "--plan", str(moe_plan), "-f", "--", "--steps", "2", "--eval-every", "0")
-    assert run.code == 0, run.out + run.err
-    with Store() as store:
-        record = store.get(job_id_from(run.out))
-    assert record is not None
-    job = JobDir(record.job_dir)
-    (applied,) = [e for e in read_all_jsonl(job.events) if e.get("event") == "layout_applied"]
+    record, job, applied = launch_plan(cli, moe_plan, "--steps", "2", "--eval-every", "0")
     expected = {"dp_shard": 4, "tp": 1, "ep": 2, "experts": 4, "moe_capacity_factor": 0.0,
                 "sharding": "zero3", "world_size": 4}  # fmt: skip
     assert {k: applied[k] for k in expected} == expected
@@ -62,9 +55,7 @@ def test_an_ep2_plan_launches_and_trains_the_planned_layout(cli: Any, moe_plan: 
     for record_ in steps:
         assert sum(record_["moe_tokens_per_expert"]) == 8 * 32 * 2 * 3
         assert record_["moe_dropped_tokens"] == 0 and record_["moe_aux_loss"] > 0
-    shown = cli("jobs", "--json")
-    assert shown.code == 0, shown.err
-    (mine,) = [j for j in json.loads(shown.out) if j["id"] == record.id]
+    mine = jobs_json_entry(cli, record.id)
     check = mine["plan"]["layout_check"]
     assert check["differs"] == [] and check["applied"]["ep"] == check["planned"]["ep"] == 2
     # Routing and state memory as `scalectl jobs --json` and the TUI's detail pane show them.
