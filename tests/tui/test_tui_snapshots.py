@@ -30,6 +30,12 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ScalectlApp:
     home = tmp_path / "home"
     fx.build_home(home).close()
+    return snapshot_app(home, monkeypatch)
+
+
+def snapshot_app(home: Path, monkeypatch: pytest.MonkeyPatch) -> ScalectlApp:
+    """The app over ``home`` as every screenshot sees it: no refresh timer, the fixtures'
+    clock, no backend queries."""
     monkeypatch.setenv("SCALECTL_HOME", str(home))
     return ScalectlApp(
         registry=home / "registry.sqlite3",

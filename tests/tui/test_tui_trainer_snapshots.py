@@ -8,23 +8,17 @@ Update after an intended change with ``pytest tests/tui/test_tui_trainer_snapsho
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trainer_fixtures as tf
 import tui_fixtures as fx
-from test_tui_snapshots import SIZE, show
+from test_tui_snapshots import SIZE, show, snapshot_app
+from test_tui_snapshots import _utc as _utc  # autouse: the screenshots show times in UTC
 from textual.pilot import Pilot
 
 from tui.app import ScalectlApp
-
-
-@pytest.fixture(autouse=True)
-def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
 
 
 @pytest.fixture
@@ -33,14 +27,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ScalectlApp:
     store = fx.build_home(home)
     tf.add_trainer_jobs(store, home / "jobs")
     store.close()
-    monkeypatch.setenv("SCALECTL_HOME", str(home))
-    return ScalectlApp(
-        registry=home / "registry.sqlite3",
-        home=home,
-        refresh_s=0,
-        clock=lambda: fx.NOW,
-        refresh_backends=False,
-    )
+    return snapshot_app(home, monkeypatch)
 
 
 def test_moe_pipeline_job(app: ScalectlApp, snap_compare: Any) -> None:
