@@ -111,6 +111,24 @@ def adapter_width(model: ModelSpec, targets: tuple[str, ...]) -> tuple[float, fl
     return float(sum(a + b for a, b in dims)), float(len(dims))
 
 
+def describe(training: TrainingSpec, model: ModelSpec) -> str | None:
+    """One line for the plan's header: what a fine-tuning plan trains; None otherwise."""
+    if training.finetune is None:
+        return None
+    if training.finetune == "full":
+        return f"full fine-tuning: all {model.num_params:,.0f} parameters trained"
+    targets = resolve_targets(training.lora_targets)
+    rank = training.lora_rank or DEFAULT_RANK
+    width, _ = adapter_width(model, targets)
+    trained = rank * width * model.num_layers
+    base = f", base in {training.base_format or 'nf4-dq'}" if training.finetune == "qlora" else ""
+    return (
+        f"{training.finetune} fine-tuning, rank {rank} on {','.join(targets)}{base}: "
+        f"{trained:,.0f} of {model.num_params:,.0f} parameters trained "
+        f"({trained / model.num_params:.2%})"
+    )
+
+
 def finetune_inputs(
     training: TrainingSpec, model: ModelSpec, weight_bytes: float
 ) -> dict[str, float]:

@@ -45,6 +45,11 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         + (" cp_impl=allgather" if lo.cp > 1 and lo.cp_impl == "allgather" else "")
         + (f" microbatch_group={lo.microbatch_group}" if lo.microbatch_group else "")
     )
+    from planner.finetune import describe
+
+    tuned = describe(plan.training, plan.model)
+    if tuned:
+        console.print(tuned)
     mem = est.memory_gib
     rows: list[list[Cell]] = []
     for part in ("params", "grads", "optimizer", "activations", "other"):

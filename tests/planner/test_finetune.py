@@ -244,6 +244,10 @@ def test_estimate_lora_with_a_config_json(
     est = json.loads(out)
     adapters = 8 * (4 * (512 + 512) + 3 * (512 + 1376)) * 4
     assert est["memory_gib"]["grads"] == pytest.approx(4 * adapters / GIB, rel=1e-9)
+    # The table says what the plan trains, in the trainer's count (its start-up line).
+    code, out, err = _run([a for a in argv if a != "--json"], capsys)
+    assert code == 0, err
+    assert f"lora fine-tuning, rank 8 on q,k,v,o,gate,up,down: {adapters:,} of" in out
 
 
 def test_rank_check_names_the_smallest_dimension() -> None:
