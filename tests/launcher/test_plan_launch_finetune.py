@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from launcher_helpers import launch_plan
+from launcher_helpers import jobs_json_entry, launch_plan
 
 from contract.jobdir import JobDir, read_all_jsonl
 
@@ -51,7 +51,7 @@ def test_a_lora_plan_fine_tunes_and_exports_a_model_transformers_loads(
 ) -> None:
     record, job, applied = launch_plan(
         cli, lora_plan, "--from", str(tiny_hf), "--data", str(SFT), "--steps", "30",
-        "--eval-every", "15", "--lr", "3e-3", "--seq-len", "64",
+        "--eval-every", "15", "--lr", "3e-3",
     )  # fmt: skip
     records = read_all_jsonl(job.events)
     assert applied["world_size"] == 2
@@ -60,6 +60,10 @@ def test_a_lora_plan_fine_tunes_and_exports_a_model_transformers_loads(
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     print(f"lora fine-tune: loss {first:.3f} -> {last:.3f}")
     assert last < 0.8 * first
+    # The plan is the job: its sequence length, batch and layout, nothing differs.
+    mine = jobs_json_entry(cli, record.id)["plan"]
+    assert mine["layout_check"]["differs"] == [], mine["layout_check"]
+    assert mine["finetune"]["trained_params"] == 65_536
     (done,) = [e for e in records if e.get("event") == "training_complete"]
     export = Path(done["export"])
     _assert_same_logits(export / "merged", export / "adapter", tiny_hf, job)
