@@ -116,6 +116,7 @@ class Inputs(NamedTuple):
     lora_width: Any
     lora_matrices: Any
     dequant: Any
+    fp8_dynamic: Any
     # layout
     dp: Any
     tp: Any
@@ -255,6 +256,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "eager": _f(training.kernels == "eager"),
         "op_sac": _f(training.selective_recompute == "op"),
         "fsdp1": _f(training.fsdp_version == 1),
+        "fp8_dynamic": _f(training.precision == "fp8" and training.fp8_scaling == "dynamic"),
         **finetune_inputs(training, model, float(sizes["weight_bytes"])),
     }
 

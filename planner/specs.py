@@ -232,6 +232,15 @@ class TrainingSpec(BaseModel):
     base_format: Literal["bf16", "nf4", "nf4-dq", "int8"] | None = None
     """qlora: storage of the frozen block weights (default nf4-dq, the QLoRA paper's)."""
 
+    fp8_scaling: Literal["delayed", "dynamic"] = "delayed"
+    """How precision 'fp8' scales each GEMM input. 'delayed': the scale comes from earlier
+    steps' amax, so a cast reads the BF16 tensor once and writes FP8 (Transformer Engine's
+    DelayedScaling). 'dynamic': per-tensor scales from the tensor itself at every cast
+    (torchao Float8Linear tensorwise, torchtitan's float8 default in 2024-25): an amax
+    pass over each GEMM input and output gradient and the FP8 transposed copies
+    ``_scaled_mm`` needs for the weight gradient
+    (planner.formulas.kernels.fp8_dynamic_scaling_bytes). No effect outside 'fp8'."""
+
     @model_validator(mode="after")
     def _finetune_flags(self) -> TrainingSpec:
         lora = self.finetune in ("lora", "qlora")

@@ -107,6 +107,43 @@ def layer_elementwise_bytes_fwd(
     return norms + residual + rotary + activation + permute + casts
 
 
+def fp8_dynamic_scaling_bytes(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn_active: Num, gated: Num,
+    tp: Num, sp_share: Num, act_bytes: Num,
+) -> tuple[Num, Num]:  # fmt: skip
+    """(forward, backward) HBM bytes of one layer, one micro-batch, that dynamic per-tensor
+    FP8 scaling moves beyond the delayed-scaling casts of :func:`layer_elementwise_bytes_fwd`
+    (one read of the BF16 tensor, one FP8 write, with the scale from past steps' amax).
+
+    torchao's Float8Linear with dynamic tensorwise scaling (torchao eab345c, the torchtitan
+    2024-12 benchmark's: ``float8_scaling_utils.hp_tensor_to_float8_dynamic`` takes the
+    amax of the whole tensor, then casts with the scale it gives; ``float8_ops.
+    preprocess_addmm`` makes ``_scaled_mm``'s first operand row-major and its second
+    column-major with ``.contiguous()`` copies):
+
+    * forward: each GEMM input is read once more for its amax before the cast;
+    * backward: each GEMM output gradient is read for its amax, and it and the saved FP8
+      input are copied (read 1 byte, write 1) into the transposed layouts of the
+      weight-gradient GEMM (grad_out^T row-major, input column-major).
+
+    Per token, GEMM inputs: the two norm outputs and the attention and activation
+    outputs; output gradients: Q, K, V, gate/up (cut by tp) and the two row-parallel
+    outputs (hidden wide). Under sequence parallelism the amax and cast of a norm output
+    or row-parallel gradient run on the rank's sequence share before the FP8 all-gather
+    (torchao ``float8_tensor_parallel``: Float8ColwiseParallel casts its input,
+    Float8RowwiseParallel its output gradient, before redistributing), the layout
+    copies on the gathered tensor. The weights' casts are left out (once per
+    micro-batch, not per token).
+    """
+    column = (q_dim + ffn_active) / tp
+    inputs_cast, inputs_full = 2 * hidden * sp_share + column, 2 * hidden + column
+    column = (q_dim + 2 * kv_dim + (1 + gated) * ffn_active) / tp
+    grads_cast, grads_full = 2 * hidden * sp_share + column, 2 * hidden + column
+    fwd = act_bytes * tokens * inputs_cast
+    bwd = tokens * (act_bytes * grads_cast + 2.0 * grads_full + 2.0 * inputs_full)
+    return fwd, bwd
+
+
 def upcast_bytes(act_bytes: Num) -> Num:
     """HBM bytes per element of one dtype cast between the activation dtype and FP32
     (``x.float()`` or ``.type_as(x)``: read one, write the other); none when already FP32."""

@@ -124,7 +124,8 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
 
     Bytes moved over the achievable HBM bandwidth (Williams et al. 2009, roofline); the
     backward moves ``elementwise_bwd_ratio`` times the forward's bytes. Eager PyTorch
-    (TrainingSpec.kernels) adds what its unfused ops move beyond the fused kernels.
+    (TrainingSpec.kernels) adds what its unfused ops move beyond the fused kernels, and
+    dynamic FP8 scaling (TrainingSpec.fp8_scaling) its amax passes and layout copies.
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
@@ -139,9 +140,14 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.layernorm,
         x.tp, s.sp_share, s.ab,
     )  # fmt: skip
+    dyn_fwd, dyn_bwd = kernels.fp8_dynamic_scaling_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab
+    )
     ew_core_fwd = kernels.memory_bound_time(ew_core, s.mem_bw)
     ew_fwd = kernels.memory_bound_time(ew_layer + eager, s.mem_bw) + ew_core_fwd
     ew_bwd = c.elementwise_bwd_ratio * ew_fwd
+    ew_bwd = ew_bwd + x.fp8_dynamic * kernels.memory_bound_time(dyn_bwd, s.mem_bw)
+    ew_fwd = ew_fwd + x.fp8_dynamic * kernels.memory_bound_time(dyn_fwd, s.mem_bw)
     return ew_fwd, ew_core_fwd, ew_bwd
 
 

@@ -130,6 +130,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         cross_entropy_fusion=row.get("cross_entropy_fusion", True),
         grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
         overlap_grad_reduce=row.get("overlap_grad_reduce", True),
+        fp8_scaling=row.get("fp8_scaling", "delayed"),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model
