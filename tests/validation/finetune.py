@@ -58,12 +58,15 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         kernels=row["kernels"],
         precision=row["precision"],
         loss_chunks=row.get("loss_chunks", 1),
+        loss_kernels=row.get("loss_kernels"),
+        grad_lifetime=row.get("grad_lifetime", "step"),
     )
     layout = planner.Layout(
         dp=row["gpus"],
         micro_batch=row["micro_batch"],
         recompute=row["recompute"],
         sharding=row.get("sharding", "none"),
+        activation_offload=row.get("activation_offload", 0.0),
     )
     return planner.estimate(model, cluster, training, layout)
 
@@ -78,9 +81,10 @@ def describe(row: dict[str, Any]) -> str:
     recompute = "" if row["recompute"] == "none" else f" {row['recompute']} recompute"
     sharding = f" {row['sharding']}" if row.get("sharding", "none") != "none" else ""
     chunks = f" ce/{row['loss_chunks']}" if row.get("loss_chunks", 1) > 1 else ""
+    offload = f" offload {row['activation_offload']:g}" if row.get("activation_offload") else ""
     return (
         f"{row['gpus']}x {row['gpu']}{sharding} mb{row['micro_batch']} s{row['seq_len']} "
-        f"{method} {row['precision']} {row['kernels']}{recompute}{chunks}"
+        f"{method} {row['precision']} {row['kernels']}{recompute}{chunks}{offload}"
     )
 
 
