@@ -23,7 +23,11 @@ Precision: litgpt's ``bf16-true`` (Lightning's HalfPrecision plugin converts the
 parameters to BF16) and torchtune's ``dtype: bf16`` (the model built in BF16,
 torchtune/training/precision.py) both train without an FP32 master copy, so every row
 is planned with ``precision: bf16-pure``; a row's ``loss_chunks`` is its recipe's
-CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits).
+CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits),
+``loss_kernels`` how that loss runs where it differs from the blocks, ``grad_lifetime:
+backward`` a recipe that frees the gradients after each step without accumulation, and
+``activation_offload`` torchtune's ``enable_activation_offloading`` (1: every saved
+tensor of the layers).
 Throughput: the planner's tokens/s per GPU against the recipe's
 ``tokens_per_second_per_gpu``.
 """
