@@ -185,7 +185,7 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
         pipe, dp_comm_s, t_optimizer, offload,
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
-    peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b)
+    peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b, grads_b)
     host_gib = activations.node_host_gib(x, act)
     return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak, host_gib)
 
@@ -214,10 +214,10 @@ def _outputs(
         x, step_time, t.train_s, t.nodes
     )
     total_gib = peak.total / GIB
-    weights_b, grads_b, optimizer_b = states_b
+    weights_b, _, optimizer_b = states_b
     return Outputs(
         params_gib=weights_b * peak.scale / GIB,
-        grads_gib=grads_b * peak.scale / GIB,
+        grads_gib=peak.grads / GIB,
         optimizer_gib=optimizer_b * peak.scale / GIB,
         activations_gib=peak.activations / GIB,
         other_gib=peak.other / GIB,

@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 
 from planner.attention_rates import measured_attention
 from planner.cluster_inputs import cluster_inputs
-from planner.formulas import memory
 from planner.formulas.step import power_capped_clock_fraction
 from planner.model_spec import model_shape_args
 from planner.specs import AcceleratorSpec, ClusterSpec, Layout, ModelSpec, TrainingSpec
@@ -117,6 +116,7 @@ class Inputs(NamedTuple):
     lora_matrices: Any
     dequant: Any
     fp8_dynamic: Any
+    grads_freed: Any
     # layout
     dp: Any
     tp: Any
@@ -225,6 +225,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
     """The training spec's fields of :class:`Inputs` (the adapters' sizes need the model)."""
     from planner.catalog import constants_data
     from planner.finetune import finetune_inputs
+    from planner.loss_inputs import loss_inputs
 
     data = constants_data()
     fp32, pure = training.precision == "fp32", training.precision == "bf16-pure"
@@ -232,7 +233,6 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
     # Without an FP32 master copy the parameters are the optimizer's copy: its states
     # and step traffic are the fp32 tables' (or their BF16 halves), not mixed precision's.
     suffix = "_fp32" if fp32 else "_bf16-pure" if pure else ""
-    loss = "" if training.cross_entropy_fusion else "_unfused"
     return {
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
@@ -241,10 +241,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "fp32": _f(fp32),
         "weight_bytes": float(sizes["weight_bytes"]),
         "act_bytes": float(sizes["activation_bytes"]),
-        "logits_bytes": memory.chunked_logits_bytes(
-            float(sizes["logits_stored_bytes"]), training.loss_chunks, training.kernels == "eager"
-        ),
-        "loss_bytes": float(sizes["loss_traffic_bytes" + loss]),
+        **loss_inputs(training, sizes),
         "optimizer_state_bytes": float(data["optimizer_state_bytes" + suffix][training.optimizer]),
         "optimizer_step_bytes": float(data["optimizer_step_bytes" + suffix][training.optimizer]),
         "flash": _f(training.attention_kernel not in UNFUSED_KERNELS),
@@ -258,6 +255,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "fsdp1": _f(training.fsdp_version == 1),
         "fp8_dynamic": _f(training.precision == "fp8" and training.fp8_scaling == "dynamic"),
         **finetune_inputs(training, model, float(sizes["weight_bytes"])),
+        "grads_freed": _f(training.grad_lifetime == "backward"),
     }
 
 

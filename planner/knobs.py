@@ -105,9 +105,9 @@ def pinned_values(pinned: Mapping[str, Any] | None) -> dict[str, float]:
                 raise PlanInputError(f"pinned cp_impl {value!r}: use ring or allgather.")
             out[name] = 1.0 if value == "allgather" else 0.0
         elif name == "offload":
-            if isinstance(value, bool) or not 0.0 <= float(value) < 1.0:
+            if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
                 raise PlanInputError(
-                    f"pinned activation_offload: a fraction in [0, 1), got {value!r}."
+                    f"pinned activation_offload: a fraction in [0, 1], got {value!r}."
                 )
             out[name] = float(value)
         else:

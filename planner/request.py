@@ -321,8 +321,8 @@ def run_request(request: EstimateRequest) -> tuple[Plan, list[str]]:
     if sharding != "hsdp" and hsdp_shard is not None:
         raise PlanInputError("--hsdp-shard only applies with --zero hsdp.")
     offload = 0.0 if r.activation_offload is None else r.activation_offload
-    if not 0.0 <= offload < 1.0:
-        raise PlanInputError(f"--offload: a share of activations in [0, 1), got {offload}.")
+    if not 0.0 <= offload <= 1.0:
+        raise PlanInputError(f"--offload: a share of activations in [0, 1], got {offload}.")
     sequence_parallel = r.sequence_parallel if r.sequence_parallel is not None else tp > 1
 
     def layout(recompute: str) -> Layout:

@@ -42,12 +42,14 @@ class MemoryGiB(BaseModel):
     params: float
     """BF16 weights (plus FP8 copies in FP8 runs), after TP/PP/EP split and ZeRO-3 sharding."""
     grads: float
-    """Gradient buffers (FP32 or BF16), sharded under ZeRO-2 and up."""
+    """Gradient buffers (FP32 or BF16), sharded under ZeRO-2 and up; 0 when they are made
+    in the backward (TrainingSpec.grad_lifetime 'backward') and the peak is at its start."""
     optimizer: float
     """FP32 master weights and optimizer states (BF16 states, no master copy, under
     precision bf16-pure), sharded under ZeRO-1 and up."""
     activations: float
-    """Activations kept for backward over the micro-batches in flight, plus logits."""
+    """Activations kept for backward over the micro-batches in flight, plus logits; 0 when
+    the peak is at the end of a backward that makes the gradients."""
     other: float
     """CUDA context, NCCL buffers, FSDP gather buffers, recompute workspace, fragmentation."""
     total: float

@@ -231,6 +231,25 @@ class TrainingSpec(BaseModel):
     """Adapter scale numerator (alpha / r); recorded for the trainer, not costed."""
     base_format: Literal["bf16", "nf4", "nf4-dq", "int8"] | None = None
     """qlora: storage of the frozen block weights (default nf4-dq, the QLoRA paper's)."""
+    loss_kernels: Literal["fused", "eager"] | None = None
+    """How the cross-entropy runs when it differs from ``kernels`` (None: as ``kernels``).
+    'eager' in one piece holds three FP32 copies of the logits at the start of its
+    backward (planner.formulas.memory.EAGER_LOSS_PEAK_BYTES) and moves more bytes
+    (planner.formulas.kernels.eager_loss_extra_bytes). A description of a published run:
+    torchtune's recipes at 1814feb17a compile the blocks but call
+    ``training.compile_loss(self._loss_fn)`` without keeping the module it returns, and
+    for an ``nn.CrossEntropyLoss`` that is a new compiled wrapper, so the loss they run
+    stays eager (CEWithChunkedOutputLoss is compiled in place)."""
+    grad_lifetime: Literal["step", "backward"] = "step"
+    """'step': the gradients take their memory for the whole step (Megatron-LM's
+    contiguous grad buffer, DDP's buckets), counted on top of the activations' peak.
+    'backward': the optimizer step frees them (``zero_grad(set_to_none=True)``, torch's
+    default since 2.0; torchtune's single-device recipes), so with one micro-batch per
+    step on one GPU or under FSDP (sharded gradients made at each layer's
+    reduce-scatter) they appear during the backward as the activations it consumes are
+    freed: the peak is the larger of the two ends of the backward, not their sum
+    (planner.terms.activations.peak_memory). Gradient accumulation keeps them for the
+    whole step either way."""
 
     fp8_scaling: Literal["delayed", "dynamic"] = "delayed"
     """How precision 'fp8' scales each GEMM input. 'delayed': the scale comes from earlier
@@ -344,10 +363,13 @@ class Layout(BaseModel):
     node (Megatron-LM deallocate_pipeline_outputs / deallocate_output_tensor); False keeps
     every chunk's output until its backward (plain autograd), one hidden state per chunk
     in flight."""
-    activation_offload: float = Field(default=0.0, ge=0.0, lt=1.0)
+    activation_offload: float = Field(default=0.0, ge=0.0, le=1.0)
     """Fraction of each layer's saved activations copied to host memory after its forward
     and back before its backward, overlapped with compute (Megatron-LM fine-grained
-    activation offloading; torch.autograd.graph.save_on_cpu); 0 keeps all on the GPU."""
+    activation offloading; torch.autograd.graph.save_on_cpu); 0 keeps all on the GPU, 1
+    offloads every one (torchtune's OffloadActivations: each saved tensor of 1 KiB or
+    more, the output layer's and the loss's excepted, which stay on the GPU as the
+    planner's logits do)."""
 
     @model_validator(mode="after")
     def _self_consistent(self) -> Layout:

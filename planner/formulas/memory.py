@@ -37,7 +37,7 @@ and last stages, activation offload and kept stage outputs are applied per stage
 from __future__ import annotations
 
 from planner.formulas.kernels import FP32_BYTES
-from planner.formulas.ops import Num, minimum, where
+from planner.formulas.ops import Num, maximum, minimum, where
 
 RECOMPUTE_SELECTIVE = 1.0
 RECOMPUTE_FULL = 2.0
@@ -220,12 +220,65 @@ def model_state_bytes(
 def chunked_logits_bytes(unchunked: float, loss_chunks: int, eager: bool) -> float:
     """Bytes per logit the loss holds at once: ``unchunked`` (the logits in the compute
     dtype plus the FP32 copy the cross-entropy keeps, constants.yaml
-    ``logits_stored_bytes``), less the FP32 copy of all but one of ``loss_chunks`` chunks
-    when the loss is compiled: torchtune's CEWithChunkedOutputLoss
+    ``logits_stored_bytes``), or with ``loss_chunks`` compiled chunks the logits in the
+    compute dtype plus one chunk's gradient in it: torchtune's CEWithChunkedOutputLoss
     (torchtune/modules/loss/ce_chunked_output_loss.py, pytorch/torchtune#1390) keeps the
-    BF16 logits of every chunk for the backward and upcasts one chunk to FP32 at a time.
+    BF16 logits of every chunk for the backward and compiles each chunk's
+    ``cross_entropy(logits.float())``, whose generated kernels upcast in registers (the
+    forward keeps a log-sum-exp per row; the backward reads the BF16 chunk and writes its
+    BF16 gradient), so no FP32 chunk is materialised. torchtune's README (1814feb17a,
+    "Optimization flags") bears this out: its LoRA and QLoRA rows (8.5 and 4.6 GiB) leave
+    2.0 GiB beside the weights, adapters and their states, the BF16 logits of 2 x 4096
+    tokens (1.96 GiB) and no FP32 chunk (0.24 GiB in BF16 and 0.49 in FP32 for 8 chunks).
     Eager chunks save their FP32 log-probabilities for the backward, so they change
-    nothing (planner.specs.TrainingSpec.loss_chunks)."""
+    nothing (planner.specs.TrainingSpec.loss_chunks); an eager loss in one piece holds
+    :data:`EAGER_LOSS_PEAK_BYTES` at the start of its backward."""
+    if eager and loss_chunks == 1:
+        return EAGER_LOSS_PEAK_BYTES
     if loss_chunks == 1 or eager:
         return unchunked
-    return unchunked - FP32_BYTES * (1.0 - 1.0 / loss_chunks)
+    return (unchunked - FP32_BYTES) * (1.0 + 1.0 / loss_chunks)
+
+
+EAGER_LOSS_PEAK_BYTES = 3 * FP32_BYTES
+"""Bytes per logit an eager, unchunked ``F.cross_entropy(logits.float())`` holds at the
+start of its backward: the FP32 log-probabilities ``log_softmax`` saves, the dense FP32
+gradient ``nll_loss_backward`` writes, and the FP32 gradient
+``_log_softmax_backward_data`` writes before the engine frees the other two (PyTorch
+derivatives.yaml: both nodes save the log-probabilities, each writes a new logits-sized
+tensor). bench/loss_memory.py measured 12.27 bytes per logit in BF16 and 12.53 in FP32
+for the whole loss, forward and backward (bench/RESULTS.md, 2026-12-06)."""
+
+
+def eager_saved_extra_bytes(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn_active: Num, gated: Num,
+    layernorm: Num, trained_norms: Num, tp: Num, sp_share: Num, act_bytes: Num,
+) -> Num:  # fmt: skip
+    """Bytes one layer saves for backward in PyTorch eager mode beyond the fused count of
+    :func:`activation_rows`, per micro-batch. Autograd saves each op's inputs that its
+    backward formula reads (derivatives.yaml; a product with a constant, as rotary's
+    ``x * cos``, saves only the constant), in the Llama modules of torchtune
+    (rms_norm.py, attention.py, feed_forward.py at 1814feb17a), torchtitan and the
+    reference trainer alike:
+
+    * RMSNorm ``(x.float() * rsqrt(x.float().pow(2).mean(-1) + eps)).type_as(x) * w``:
+      ``pow`` and the first product save the FP32 input (4 bytes, not the compute-dtype
+      input the fused count has), the product with a trained ``w`` its normalised
+      operand; the output is the next matmul's input either way. LayerNorm is one eager
+      kernel (``F.layer_norm``, which saves its input): nothing beyond.
+    * SwiGLU ``w2(silu(w1 x) * w3 x)``: the product saves the silu output besides the
+      two matmul outputs.
+    * GQA: K and V copied to every query head (torchtune's ``expand().flatten()``,
+      torchtitan's ``repeat_kv``) are what the attention saves: q-wide, not kv-wide.
+
+    Not counted: the ``.contiguous()`` copy of the attention output the output
+    projection saves after torch SDPA or flex attention (layout ``[b, heads, s, d]``),
+    which kernels writing ``[b, s, heads, d]`` (flash-attn, llm-foundry's Triton
+    FlashAttention) do not make.
+    """
+    upcast = maximum(act_bytes, FP32_BYTES)
+    norm = (1.0 - layernorm) * (upcast + trained_norms * act_bytes - act_bytes)
+    norms = 2 * norm * tokens * hidden * sp_share
+    glu = gated * act_bytes * tokens * ffn_active / tp
+    gqa = 2 * act_bytes * tokens * maximum(q_dim - kv_dim, 0.0) / tp
+    return norms + glu + gqa

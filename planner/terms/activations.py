@@ -53,6 +53,11 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     # LoRA: each adapter saves its r-wide intermediate A·x for B's gradient (its input x
     # is the frozen matrix's, already saved: frozen layers still pass input gradients).
     act_none = act_none + s.ab * s.tokens * x.lora_rank * x.lora_matrices
+    # Eager PyTorch saves FP32 norm inputs, the silu output and head-expanded K and V.
+    act_none = act_none + x.eager * memory.eager_saved_extra_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.layernorm,
+        1.0 - x.frozen, x.tp, s.sp_share, s.ab,
+    )  # fmt: skip
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
         where(x.flash > 0, act_core, 0.0),
@@ -127,6 +132,8 @@ class StageActivations(NamedTuple):
     offloaded layer in flight to or from the host."""
     host: Any
     """Offloaded activations held in host memory at the fullest stage's peak, per GPU."""
+    logits: Any
+    """The loss's bytes within ``last`` (and ``first`` without pipeline parallelism)."""
 
 
 def stage_activations(
@@ -174,7 +181,7 @@ def stage_activations(
     # Every saved layer in flight leaves its offloaded share on the host until backward.
     in_flight = maximum(first_layers, maximum(last_layers, second_chunks * layers_per_chunk))
     host = x.offload * act.stored * in_flight
-    return StageActivations(act_first, act_second, act_last, workspace, host)
+    return StageActivations(act_first, act_second, act_last, workspace, host, logits)
 
 
 def node_host_gib(x: Inputs, act: StageActivations) -> Any:
@@ -192,15 +199,37 @@ class PeakMemory(NamedTuple):
     activations: Any
     other: Any
     total: Any
+    grads: Any
+    """Gradients held at the peak (none when they are made in the backward and the peak is
+    at its start)."""
+
+
+def grads_made_in_backward(x: Inputs, s: Shapes) -> Any:
+    """Above 0 when the gradients exist only from the backward on (TrainingSpec.grad_lifetime
+    'backward'): one micro-batch per step (accumulation keeps them from the first
+    micro-batch's backward), on one GPU or with FSDP's sharded gradients (DDP's buckets
+    and ZeRO-1/2's reduce buffers are allocated for the whole run)."""
+    alone = maximum(where(s.dp_size <= 1, 1.0, 0.0), where(x.sharding > SHARDS_WEIGHTS, 1.0, 0.0))
+    return x.grads_freed * where(s.micro_batches <= 1, 1.0, 0.0) * alone
 
 
 def peak_memory(
-    x: Inputs, c: Constants, s: Shapes, p: StageParams, act: StageActivations, states_b: Any
-) -> PeakMemory:
+    x: Inputs, c: Constants, s: Shapes, p: StageParams, act: StageActivations, states_b: Any,
+    grads_b: Any = 0.0,
+) -> PeakMemory:  # fmt: skip
     """Model states + activations + runtime, communicator buffers and allocator slack on
     the first, the second and the last stage; the largest is the job's peak (Megatron-LM's
     theoretical_memory_usage.py reports the first stage; the last holds the logits; with
-    uneven stages the second, full of layers, can exceed both)."""
+    uneven stages the second, full of layers, can exceed both).
+
+    Gradients made during the backward (:func:`grads_made_in_backward`; ``grads_b`` of
+    ``states_b``) are none at its start, when the saved activations and the loss's
+    buffers peak, and all at its end, when those are freed: each layer's backward frees
+    its activations and makes its gradients, so their sum runs linearly between the two
+    ends and the peak is the larger end (torchtune README 1814feb17a "Optimization
+    flags": 24.9 GiB
+    for Llama 3.2 3B with activation checkpointing, below its BF16 weights, gradients and
+    AdamW states' 23.9 GiB plus the 2.0 GiB of BF16 logits its chunked loss keeps)."""
     # One communicator (and its NCCL buffers) per parallel group of more than one rank.
     groups = (
         where(x.tp > 1, 1.0, 0.0) + where(x.cp > 1, 1.0, 0.0)
@@ -211,26 +240,27 @@ def peak_memory(
     frag = c.allocator_fragmentation
     workspace = act.workspace + dequant_buffer_bytes(x, p)
 
-    def stage(params: Any, activations: Any) -> tuple[Any, Any, Any]:
-        scale = params / p.dense
-        other = fixed_other + workspace + frag * (activations + workspace)
-        return scale, other, states_b * scale + activations + other
+    made_in_backward = grads_made_in_backward(x, s)
 
-    scale_first, other_first, total_first = stage(p.first, act.first)
-    scale_last, other_last, total_last = stage(p.last, act.last)
-    scale_second, other_second, total_second = stage(p.interior, act.second)
-    first_worse = total_first >= total_last
-    ends = PeakMemory(
-        where(first_worse, scale_first, scale_last),
-        where(first_worse, act.first, act.last),
-        where(first_worse, other_first, other_last),
-        where(first_worse, total_first, total_last),
-    )
+    def stage(params: Any, activations: Any, logits: Any) -> PeakMemory:
+        scale = params / p.dense
+        grads = grads_b * scale
+        # The backward frees the loss's buffers before it recomputes, gathers or brings
+        # back its first layer: the workspace counts beyond the logits only.
+        start_ws = maximum(workspace - logits, 0.0)
+        at_end = made_in_backward * where(grads + workspace > activations + start_ws, 1.0, 0.0)
+        held_grads = where(made_in_backward > 0, at_end * grads, grads)
+        held_act = (1.0 - at_end) * activations
+        held_ws = where(at_end > 0, workspace, start_ws)
+        other = fixed_other + held_ws + frag * (held_act + held_ws)
+        total = (states_b - grads_b) * scale + held_grads + held_act + other
+        return PeakMemory(scale, held_act, other, total, held_grads)
+
+    first = stage(p.first, act.first, where(x.pp == 1, act.logits, 0.0))
+    last = stage(p.last, act.last, act.logits)
+    second = stage(p.interior, act.second, 0.0)
+    first_worse = first.total >= last.total
+    ends = PeakMemory(*(where(first_worse, a, b) for a, b in zip(first, last, strict=True)))
     # The second stage is a third one only with more than two stages.
-    second_worse = (x.pp > 2) & (total_second > ends.total)
-    return PeakMemory(
-        where(second_worse, scale_second, ends.scale),
-        where(second_worse, act.second, ends.activations),
-        where(second_worse, other_second, ends.other),
-        where(second_worse, total_second, ends.total),
-    )
+    second_worse = (x.pp > 2) & (second.total > ends.total)
+    return PeakMemory(*(where(second_worse, a, b) for a, b in zip(second, ends, strict=True)))

@@ -164,9 +164,8 @@ def output_layer_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
         s.tokens, x.vocab / x.tp, x.hidden, 1.0, s.peak_bf16, x.gemm_eff, s.mem_bw, s.ab,
         x.gemm_mn_half, x.gemm_k_half,
     )  # fmt: skip
-    loss_bytes = x.loss_bytes + x.eager * kernels.eager_loss_extra_bytes(s.ab)
     loss_ew = kernels.memory_bound_time(
-        loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
+        x.loss_bytes * s.tokens * x.vocab / x.tp + 4 * s.ab * s.act_full * s.sp_share, s.mem_bw
     )
     return t_head, loss_ew
 

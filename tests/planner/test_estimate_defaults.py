@@ -54,7 +54,7 @@ def test_bad_memory_knob_flags_exit_2_with_one_line(capsys: pytest.CaptureFixtur
     base = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "64",
             "--seq-len", "8k", "--global-batch", "512"]  # fmt: skip
     for extra, message in (
-        (["--offload", "1.5"], "--offload: a share of activations in [0, 1)"),
+        (["--offload", "1.5"], "--offload: a share of activations in [0, 1]"),
         (["--schedule", "bogus"], "--schedule 'bogus': use 1f1b or gpipe"),
         (["--microbatch-group", "0"], "--microbatch-group: must be a positive whole number"),
         (["--pp", "1", "--uneven-stages"], "uneven_stages needs pipeline stages"),

@@ -81,7 +81,9 @@ def test_qlora_weights_by_hand() -> None:
     # One layer's weights dequantised to BF16: a transient workspace, counted in "other".
     lora = _one_gpu(_training(finetune="lora", lora_rank=64))
     grown = (est.memory_gib.other - lora.memory_gib.other) * GIB
-    assert grown >= 2 * layer
+    # ... beyond the loss's buffers (6 bytes per logit), which the backward frees before
+    # the first layer's backward dequantises its weights again.
+    assert grown >= 2 * layer - 6 * 512 * 32000
 
 
 def test_lora_under_zero3_shards_frozen_weights_and_adapters() -> None:

@@ -23,7 +23,9 @@ The same rules apply to every row (they are not tuned per row):
   (``fsdp_version: 1``: FlatParameter FSDP of torch 2.1, the sweep's image
   mosaicml/pytorch:2.1.0_cu121), its DEFAULT mixed precision reducing in FP32 (Composer
   >= 0.16.4, which llm-foundry pinned when the table was added). Composer runs PyTorch eager
-  (``kernels: eager``; with LayerNorm and GELU that changes only the loss). Attention is
+  (``kernels: eager``; with LayerNorm, GELU and no GQA nothing beyond the fused kernels)
+  and llm-foundry's ComposerMPTCausalLM takes ``loss_fn`` ``fused_crossentropy`` by default
+  (flash-attn's fused CrossEntropyLoss): ``loss_kernels: fused``. Attention is
   llm-foundry's ``attn_impl: triton`` (the Triton FlashAttention of flash-attn 1.x),
   timed as the planner's ``triton`` kernel: FlashAttention-2's measured H100 rate over
   FA2's speed-up on A100 (1.3-1.5x forward, 2x backward: Dao 2023, Sec. 4.1). extra.yaml
@@ -281,6 +283,7 @@ def _fsdp_throughput(section: dict[str, Any], label: str) -> Iterator[Check]:
             attention_kernel=MPT_ATTENTION_KERNEL,
             kernels="eager",
             fsdp_version=1,
+            loss_kernels="fused",
         )
         est = planner.estimate(
             model, ClusterSpec(gpu=common["gpu"], num_gpus=gpus), training, layout

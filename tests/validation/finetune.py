@@ -23,7 +23,11 @@ Precision: litgpt's ``bf16-true`` (Lightning's HalfPrecision plugin converts the
 parameters to BF16) and torchtune's ``dtype: bf16`` (the model built in BF16,
 torchtune/training/precision.py) both train without an FP32 master copy, so every row
 is planned with ``precision: bf16-pure``; a row's ``loss_chunks`` is its recipe's
-CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits).
+CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits),
+``loss_kernels`` how that loss runs where it differs from the blocks, ``grad_lifetime:
+backward`` a recipe that frees the gradients after each step without accumulation, and
+``activation_offload`` torchtune's ``enable_activation_offloading`` (1: every saved
+tensor of the layers).
 Throughput: the planner's tokens/s per GPU against the recipe's
 ``tokens_per_second_per_gpu``.
 """
@@ -58,12 +62,15 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         kernels=row["kernels"],
         precision=row["precision"],
         loss_chunks=row.get("loss_chunks", 1),
+        loss_kernels=row.get("loss_kernels"),
+        grad_lifetime=row.get("grad_lifetime", "step"),
     )
     layout = planner.Layout(
         dp=row["gpus"],
         micro_batch=row["micro_batch"],
         recompute=row["recompute"],
         sharding=row.get("sharding", "none"),
+        activation_offload=row.get("activation_offload", 0.0),
     )
     return planner.estimate(model, cluster, training, layout)
 
@@ -78,9 +85,10 @@ def describe(row: dict[str, Any]) -> str:
     recompute = "" if row["recompute"] == "none" else f" {row['recompute']} recompute"
     sharding = f" {row['sharding']}" if row.get("sharding", "none") != "none" else ""
     chunks = f" ce/{row['loss_chunks']}" if row.get("loss_chunks", 1) > 1 else ""
+    offload = f" offload {row['activation_offload']:g}" if row.get("activation_offload") else ""
     return (
         f"{row['gpus']}x {row['gpu']}{sharding} mb{row['micro_batch']} s{row['seq_len']} "
-        f"{method} {row['precision']} {row['kernels']}{recompute}{chunks}"
+        f"{method} {row['precision']} {row['kernels']}{recompute}{chunks}{offload}"
     )
 
 

@@ -23,21 +23,12 @@ _QLORA_GAP = (
     "llama-3-8b), plus the dequantised FP16 and BF16 copies of the 4-bit lm_head that "
     "Lightning's plugin also quantises; the planner models current bitsandbytes"
 )
-_LORA_GAP = (
-    "activation offloading moves the 28 checkpointed layer inputs (1.3 GiB) to host memory; "
-    "the planner's Layout.activation_offload is a fraction below 1 of each layer's "
-    "activations, not torchtune's offload of every saved tensor over 1 KiB, so it is not "
-    "set here. With it taken off the planner is still {rest}; not explained further (the "
-    "published peak leaves 1.85 GiB beyond weights, adapters and their states in both "
-    "rows, less than the BF16 logits alone, 1.96 GiB, that the chunked loss keeps, so the "
-    "source's peak may not include the whole logits tensor)"
-)
 _RESERVED_AT_INIT = (
     "the figure is max_memory_reserved, and the caching allocator keeps what it reserved "
     "while the recipe built the model on the GPU (each LoRALinear made as a BF16 nn.Linear, "
     "then to_nf4) and copied the BF16 checkpoint into the NF4 weights: the same table "
     "publishes 9.13 GB reserved after model init, before any training step, already above "
-    "the planner's training peak (5.1 GB: 3.9 GB of NF4 blocks and BF16 embedding and "
+    "the planner's training peak (4.9 GB: 3.9 GB of NF4 blocks and BF16 embedding and "
     "output); training adds 0.16 GB to it. The planner models the training step, not the "
     "loading transient"
 )
@@ -45,45 +36,7 @@ OUTSIDE = {
     "litgpt-finetune-llama-2-7b-qlora": _QLORA_GAP,
     "litgpt-finetune-llama-3-8b-qlora": _QLORA_GAP,
     "litgpt-finetune-mistral-7b-qlora": _QLORA_GAP,
-    "torchtune-flags-llama-3.2-3b-full-packed": (
-        "the uncompiled run holds 9.0 GiB more than the compiled one (the next row, which "
-        "the planner meets within 2 %), while the planner's saved activations do not depend "
-        "on kernels (50.3 GiB for both: its eager kernels cost time, not memory); eager "
-        "PyTorch keeps FP32 intermediates of RMSNorm, rotary and SwiGLU for the backward "
-        "that compiled kernels recompute; not modelled"
-    ),
-    "torchtune-flags-llama-3.2-3b-full-ac": (
-        "the planner is 3.7 GiB over (28.6 GiB: 23.9 of BF16 weights, gradients and AdamW "
-        "states, which the published no-checkpointing rows bear out, 3.8 of checkpointed "
-        "layer inputs and chunked-loss logits, 0.9 of workspace and fragmentation "
-        "allowance); not explained further"
-    ),
-    "torchtune-tutorials-llama-2-7b-lora-all-r8": (
-        "max_memory_reserved: the caching allocator's cached blocks on top of the step's "
-        "allocations; all four LoRA rows of the table are 9-10 % under the planner's "
-        "allocated peak, this one 10.1 % (the planner's fragmentation allowance is 5 % of "
-        "activations and workspace, constants.yaml allocator_fragmentation, not a share of "
-        "the weights' reservation); not modelled"
-    ),
     "torchtune-tutorials-llama-2-7b-qlora": _RESERVED_AT_INIT,
-    "torchtune-readme-llama-3.1-8b-lora-4090": (
-        "the published peak is below what the recipe must hold at the end of its forward: "
-        "the frozen BF16 weights (14.96 GiB), the BF16 logits the chunked loss keeps for its "
-        "backward (2 x 2048 x 128256 x 2 bytes, 0.98 GiB) and the checkpointed layer inputs "
-        "(32 x 4096 x 4096 x 2 bytes, 1.0 GiB) come to 16.9 GiB against 16.2 published; the "
-        "table does not say which logged peak it shows, and its stated settings cannot give "
-        "it"
-    ),
-    "torchtune-readme-llama-3.1-8b-qlora-4090": (
-        "the published 7.4 GiB is just what the recipe must hold at the end of its forward: "
-        "NF4 blocks with BF16 embedding and output (5.3 GiB), the BF16 logits the chunked "
-        "loss keeps (0.98 GiB), the checkpointed layer inputs (1.0 GiB) and the adapters' "
-        "BF16 gradients and states (0.1 GiB); the planner adds one chunk's FP32 logits "
-        "(0.25 GiB) and 1.1 GiB of dequantisation buffer, workspace and fragmentation "
-        "allowance that the run shows no room for; not explained further"
-    ),
-    "torchtune-flags-llama-3.2-3b-lora": _LORA_GAP.format(rest="18 % over (10.0 GiB)"),
-    "torchtune-flags-llama-3.2-3b-qlora": _LORA_GAP.format(rest="37 % over (6.3 GiB)"),
 }
 """Rows the planner models but misses by more than their tolerance: each is pinned to
 fail, so fixing one makes its test fail until it moves out of this list."""
