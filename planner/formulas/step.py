@@ -111,6 +111,22 @@ def fsdp1_predivide_time(layer_params: Num, grad_bytes: Num, mem_bw: Num) -> Num
     return 2.0 * grad_bytes * layer_params / mem_bw
 
 
+def fsdp_reduce_cast_time(layer_params: Num, param_bytes: Num, grad_bytes: Num, mem_bw: Num) -> Num:
+    """Seconds of FSDP's cast of one layer's unsharded gradient to the reduce dtype, per
+    micro-batch: autograd produces it in the parameter dtype, and when the reduce dtype
+    differs (a BF16 model reducing in FP32: Composer's ``mixed_precision: DEFAULT``,
+    torchtitan's ``mixed_precision_reduce: float32``) FSDP writes a reduce-dtype copy of
+    the whole of it before the reduce-scatter, reading the one and writing the other.
+    FSDP1 casts in its post-backward hook (PyTorch 2.1
+    torch/distributed/fsdp/_runtime_utils.py ``_post_backward_hook``:
+    ``flat_param.grad.data = flat_param.grad.to(handle._reduce_dtype)``); FSDP2 casts in
+    the copy-in to its reduce-scatter buffer, allocated in the reduce dtype
+    (torch/distributed/_composable/fsdp/_fsdp_collectives.py ``foreach_reduce``:
+    ``foreach_reduce_scatter_copy_in``). Counted in full, like the pre-divide."""
+    cast = where(grad_bytes != param_bytes, 1.0, 0.0)
+    return cast * (param_bytes + grad_bytes) * layer_params / mem_bw
+
+
 def power_capped_clock_fraction(limit_w: float, tdp_w: float, idle_w: float) -> float:
     """Sustained clock under a board power limit, relative to the clock at the TDP.
 

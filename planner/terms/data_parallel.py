@@ -61,6 +61,8 @@ def fsdp_time(
     fsdp_scatter = comm.all_gather_time(x.grad_bytes * trainable, s.shard_group, sh_bw, sh_alpha)
     fsdp1_divide = (
         x.fsdp1 * s.layers_stage * step.fsdp1_predivide_time(trainable, x.grad_bytes, s.mem_bw)
+    ) + s.layers_stage * step.fsdp_reduce_cast_time(
+        trainable, x.weight_bytes, x.grad_bytes, s.mem_bw
     )
     fsdp_mb = step.fsdp_exposed_per_micro_batch(
         s.layers_stage, fsdp_gather, fsdp_scatter, mb.layer_fwd, mb.layer_bwd, ov
