@@ -15,8 +15,9 @@ inter_network  the same, jobs on more than one node             inter_node_effic
 overhead       a constant per step                              step_overhead_s
 ============== ================================================ ==========================
 
-``recompute_s`` and ``pipeline_bubble_s`` repeat forward or whole micro-batch work, so
-they are spread over gemm/attention/memory in proportion to those three.
+``recompute_s`` and ``pipeline_bubble_s`` repeat forward or whole micro-batch work, and
+``dp_contention_s`` is compute slowed by the collectives beside it, so they are spread
+over gemm/attention/memory in proportion to those three.
 
 Measured step time of job j is modelled as ``sum_g f_g T_jg + o``: ``T_jg`` the planned
 seconds of group g, ``f_g`` how much slower than planned that group runs, ``o`` the
@@ -66,7 +67,7 @@ ITERATIONS = 4
 GROUPS: tuple[FactorName, ...] = ("gemm", "attention", "memory", "intra_network", "inter_network")
 _COMPUTE: tuple[FactorName, ...] = ("gemm", "attention", "memory")
 _NETWORK_TERMS = ("tp_comm_s", "cp_comm_s", "ep_comm_s", "pp_p2p_s", "dp_comm_s")
-_SPREAD_TERMS = ("recompute_s", "pipeline_bubble_s")
+_SPREAD_TERMS = ("recompute_s", "pipeline_bubble_s", "dp_contention_s")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ BREAKDOWN_KEYS = (
     "dp_comm_s",
     "optimizer_s",
     "offload_s",
+    "dp_contention_s",
 )
 """Components of the step time, in seconds per step; they add up to step_time_s."""
 
@@ -68,6 +69,7 @@ class Outputs(NamedTuple):
     dp_comm_s: Any
     optimizer_s: Any
     offload_s: Any
+    dp_contention_s: Any
     train_tokens: Any
     steps: Any
     days: Any
@@ -110,19 +112,23 @@ class Breakdown(NamedTuple):
     dp_comm_s: Any
     optimizer_s: Any
     offload_s: Any
+    dp_contention_s: Any
 
 
 def step_breakdown(
     s: Shapes, layer: tuple[Any, ...], head: tuple[Any, Any], mb: schedule.MicroBatch,
-    pipe: tuple[Any, Any], dp_comm_s: Any, t_optimizer: Any, offload: tuple[Any, Any],
+    pipe: tuple[Any, Any], dp_comm: tuple[Any, Any], t_optimizer: Any,
+    offload: tuple[Any, Any],
 ) -> Breakdown:  # fmt: skip
     """Each term times the micro-batches and layers it runs for on the slowest stage
     (Narayanan et al. 2021, Sec. 2.2: m micro-batches plus the bubble, then the
     data-parallel reduction and the optimizer step). ``layer``: GEMM forward, attention
     forward and backward, element-wise forward and backward, kernel launches, TP, CP and
     EP forward and backward exposed seconds of one layer; ``offload``: forward and backward
-    exposed seconds of a layer's activation offload. The output layer counts with its
-    weight on the critical path (:class:`planner.terms.schedule.MicroBatch`)."""
+    exposed seconds of a layer's activation offload; ``dp_comm``: the exposed data-parallel
+    seconds and the compute seconds its hidden collectives cost
+    (:func:`planner.terms.data_parallel.data_parallel_time`). The output layer counts with
+    its weight on the critical path (:class:`planner.terms.schedule.MicroBatch`)."""
     gemm_fwd, gemm_bwd, attn_fwd, attn_bwd, ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep = layer
     t_head, loss_ew = head
     bubble, p2p = pipe
@@ -137,9 +143,10 @@ def step_breakdown(
         ep_comm_s=m * layers_stage * (ep[0] + ep[1]),
         pp_p2p_s=p2p,
         pipeline_bubble_s=bubble,
-        dp_comm_s=dp_comm_s,
+        dp_comm_s=dp_comm[0],
         optimizer_s=t_optimizer,
         offload_s=m * layers_stage * (offload[0] + offload[1]),
+        dp_contention_s=dp_comm[1],
     )
 
 
@@ -176,13 +183,13 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     )  # fmt: skip
     pp_bw, pp_alpha = schedule.pipeline_link(x, c, s)
     pipe = schedule.pipeline_time(x, s, mb.total, pp_bw, pp_alpha)
-    dp_comm_s = data_parallel.data_parallel_time(x, c, s, p, mb)
+    dp_comm_s, dp_contention_s = data_parallel.data_parallel_time(x, c, s, p, mb)
     dp_comm_s = dp_comm_s + data_parallel.tied_embedding_sync_time(x, pp_bw, pp_alpha)
     weights_b, grads_b, optimizer_b, t_optimizer = states.model_states(x, c, s, p)
     b = step_breakdown(
         s, (gemm_fwd, gemm_bwd, attn[0], attn[1], ew_fwd, ew_bwd, kernel_fwd, tp, cp, ep),
         head, mb,
-        pipe, dp_comm_s, t_optimizer, offload,
+        pipe, (dp_comm_s, dp_contention_s), t_optimizer, offload,
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
     peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b, grads_b)
@@ -198,14 +205,14 @@ def _outputs(
     step_time = (
         b.gemm_s + b.attention_s + b.memory_bound_s + b.recompute_s + b.tp_comm_s
         + b.cp_comm_s + b.ep_comm_s + b.pp_p2p_s + b.pipeline_bubble_s + b.dp_comm_s
-        + b.optimizer_s + b.offload_s
+        + b.optimizer_s + b.offload_s + b.dp_contention_s
     )  # fmt: skip
     recompute_comm_s = s.micro_batches * s.layers_stage * mb.recompute_comm
     exposed_comm = (
         b.tp_comm_s + b.cp_comm_s + b.ep_comm_s + b.pp_p2p_s + b.dp_comm_s + recompute_comm_s
     )
     busy = (b.gemm_s + b.attention_s + b.memory_bound_s + b.optimizer_s) + (
-        b.recompute_s - recompute_comm_s
+        b.recompute_s - recompute_comm_s + b.dp_contention_s
     )
     step_tokens, model_flops, hardware_flops = run.step_flops(x, c)
     gpu_seconds = step_time * x.gpus

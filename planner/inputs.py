@@ -159,6 +159,7 @@ class Constants(NamedTuple):
     comm_power_fraction: float
     allocator_fragmentation: float
     host_copy_efficiency: float
+    overlap_contention_per_comm_s: float
 
 
 @lru_cache(maxsize=1)

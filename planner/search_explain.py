@@ -48,6 +48,7 @@ _WHY = {
     "dp_comm_s": "exposed DP comm",
     "optimizer_s": "optimizer step",
     "offload_s": "activation offload",
+    "dp_contention_s": "compute slowed by DP comm",
 }
 
 

@@ -53,6 +53,24 @@ def overlapped(t_comm: Num, t_min_exposed: Num, window: Num, overlap: Num) -> Nu
     return where(overlap > 0, maximum(t_comm - window, t_min_exposed), t_comm)
 
 
+def overlap_contention_time(t_hidden: Num, link_bw: Num, intra_bw: Num, per_comm_s: Num) -> Num:
+    """Compute seconds lost to an SM-driven NCCL collective that runs ``t_hidden`` seconds
+    beside compute on a link of bus bandwidth ``link_bw``.
+
+    While an NCCL kernel runs it holds SMs (one block per channel) and streams its bytes
+    through HBM, so the GEMMs and attention kernels beside it run slower; a GEMM sized
+    to fill every SM in one wave can take twice as long. Lee et al. 2025,
+    "Characterizing Compute-Communication Overlap in GPU-Accelerated Distributed Deep
+    Learning" (arXiv 2507.03114, abstract; GPT and LLaMA on 4 A100, H100, MI250, MI210,
+    inside one node) measured compute 18.9 % slower beside communication and the
+    sequential schedule only 10.2 % slower than the overlapped one: ``per_comm_s``
+    compute seconds lost per second of communication at the intra-node rate
+    (constants.yaml ``overlap_contention_per_comm_s``). A collective on a slower link
+    moves fewer bytes per second through the GPU and runs on fewer channels, so its
+    cost scales with ``link_bw / intra_bw`` (the bytes it moves beside compute)."""
+    return per_comm_s * t_hidden * minimum(link_bw / intra_bw, 1.0)
+
+
 def merged_micro_batch_exposed(
     t_comm: Num, t_compute: Num, micro_batches: Num, pp: Num, interleave: Num, overlap: Num
 ) -> Num:
@@ -91,6 +109,22 @@ def fsdp1_predivide_time(layer_params: Num, grad_bytes: Num, mem_bw: Num) -> Num
     two"). The kernel runs on FSDP1's post-backward stream beside the next layer's
     backward, sharing HBM with it; it is counted in full (an upper bound)."""
     return 2.0 * grad_bytes * layer_params / mem_bw
+
+
+def fsdp_reduce_cast_time(layer_params: Num, param_bytes: Num, grad_bytes: Num, mem_bw: Num) -> Num:
+    """Seconds of FSDP's cast of one layer's unsharded gradient to the reduce dtype, per
+    micro-batch: autograd produces it in the parameter dtype, and when the reduce dtype
+    differs (a BF16 model reducing in FP32: Composer's ``mixed_precision: DEFAULT``,
+    torchtitan's ``mixed_precision_reduce: float32``) FSDP writes a reduce-dtype copy of
+    the whole of it before the reduce-scatter, reading the one and writing the other.
+    FSDP1 casts in its post-backward hook (PyTorch 2.1
+    torch/distributed/fsdp/_runtime_utils.py ``_post_backward_hook``:
+    ``flat_param.grad.data = flat_param.grad.to(handle._reduce_dtype)``); FSDP2 casts in
+    the copy-in to its reduce-scatter buffer, allocated in the reduce dtype
+    (torch/distributed/_composable/fsdp/_fsdp_collectives.py ``foreach_reduce``:
+    ``foreach_reduce_scatter_copy_in``). Counted in full, like the pre-divide."""
+    cast = where(grad_bytes != param_bytes, 1.0, 0.0)
+    return cast * (param_bytes + grad_bytes) * layer_params / mem_bw
 
 
 def power_capped_clock_fraction(limit_w: float, tdp_w: float, idle_w: float) -> float:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import planner
 from planner import Estimate, Plan
 from planner.result import MemoryGiB, trusted
@@ -110,7 +112,7 @@ def test_energy_cost_and_co2_accounting() -> None:
     )
     t = est.train
     acc = planner.get_gpu("H100")
-    assert t.gpu_hours == 16 * t.days * 24
+    assert t.gpu_hours == pytest.approx(16 * t.days * 24, rel=1e-12)
     assert t.energy_mwh_tdp == t.gpu_hours * acc.tdp_w / 1e6
     assert t.cost_usd == t.gpu_hours * 2.0
     assert t.co2_t == t.energy_mwh * 0.5

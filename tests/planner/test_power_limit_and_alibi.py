@@ -122,11 +122,16 @@ def test_search_does_not_offload_where_cross_node_reductions_hold_the_link() -> 
         TrainingSpec(seq_len=8192, global_batch_seqs=512, total_tokens=1e12),
         top_k=10,
     )
+    # ZeRO-2 reduce-scatters every micro-batch's gradients, so a cross-node reduction holds
+    # the link under every layer; ZeRO-1 reduces under the last micro-batch only
+    # (activations.data_parallel_link_share), so its offload stays almost all hidden.
     assert result.ranked
     for est in result.ranked:
         lo = est.layout
-        if lo.activation_offload > 0 and lo.sharding in ("zero1", "zero2"):
+        if lo.activation_offload > 0 and lo.sharding == "zero2":
             assert lo.dp * lo.cp * lo.tp <= 8  # only when the reduction stays in a node
+        if lo.activation_offload > 0 and lo.sharding == "zero1":
+            assert est.step.breakdown["offload_s"] < 0.02 * est.step.time_s
 
 
 def test_expert_parallelism_may_span_tensor_parallel_ranks_when_folded() -> None:

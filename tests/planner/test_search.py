@@ -95,11 +95,11 @@ def test_deadline_budget_and_headroom_are_respected() -> None:
     model, cl, tr = planner.get_model(MODEL), cluster(64), training(batch=256)
     free = search(model, cl, tr, top_k=1)
     fastest = free.ranked[0].train.days / free.ranked[0].train.goodput
-    cons = SearchConstraints(deadline_days=fastest * 1.02, memory_headroom=0.3)
+    cons = SearchConstraints(deadline_days=fastest * 1.05, memory_headroom=0.3)
     result = search(model, cl, tr, top_k=50, constraints=cons)
     assert result.ranked and result.feasible < free.feasible
     for est in result.ranked:
-        assert est.train.days / est.train.goodput <= fastest * 1.02
+        assert est.train.days / est.train.goodput <= fastest * 1.05
         assert est.memory_gib.total <= 0.7 * est.memory_gib.capacity
     cheapest = search(model, cl, tr, objective="cost", top_k=1).ranked[0]
     cost = cheapest.train.cost_usd / cheapest.train.goodput
