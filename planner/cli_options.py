@@ -58,6 +58,30 @@ LossChunksOption = Annotated[
     ),
 ]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]
+LossKernelsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--loss-kernels",
+        help="How the cross-entropy runs when not as --kernels: eager (three FP32 copies of "
+        "the logits at its backward) or fused.",
+    ),
+]
+GradLifetimeOption = Annotated[
+    str,
+    typer.Option(
+        "--grad-lifetime",
+        help="step (gradients held all step: Megatron, DDP) or backward (freed by "
+        "zero_grad(set_to_none=True); one micro-batch on one GPU or under FSDP).",
+    ),
+]
+Fp8ScalingOption = Annotated[
+    str,
+    typer.Option(
+        "--fp8-scaling",
+        help="With --precision fp8: delayed (Transformer Engine) or dynamic (torchao "
+        "tensorwise, torchtitan's float8).",
+    ),
+]
 AttentionOption = Annotated[
     str,
     typer.Option(

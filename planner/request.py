@@ -58,6 +58,9 @@ class EstimateRequest:
     attention: str = "flash"
     kernels: str = "fused"
     loss_chunks: int = 1
+    loss_kernels: str | None = None
+    grad_lifetime: str = "step"
+    fp8_scaling: str = "delayed"
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
@@ -184,6 +187,9 @@ def specs_from_request(
         attention_kernel=r.attention,
         kernels=r.kernels,
         loss_chunks=r.loss_chunks,
+        loss_kernels=r.loss_kernels,
+        grad_lifetime=r.grad_lifetime,
+        fp8_scaling=r.fp8_scaling,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,
