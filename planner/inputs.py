@@ -117,6 +117,7 @@ class Inputs(NamedTuple):
     dequant: Any
     fp8_dynamic: Any
     grads_freed: Any
+    fp8_params: Any
     # layout
     dp: Any
     tp: Any
@@ -226,6 +227,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
     """The training spec's fields of :class:`Inputs` (the adapters' sizes need the model)."""
     from planner.catalog import constants_data
     from planner.finetune import finetune_inputs
+    from planner.fp8_inputs import fp8_inputs
     from planner.loss_inputs import loss_inputs
 
     data = constants_data()
@@ -238,7 +240,6 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "seq": float(training.seq_len),
         "batch_seqs": float(training.global_batch_seqs),
         "total_tokens": float(training.total_tokens),
-        "fp8": _f(training.precision == "fp8"),
         "fp32": _f(fp32),
         "weight_bytes": float(sizes["weight_bytes"]),
         "act_bytes": float(sizes["activation_bytes"]),
@@ -254,7 +255,7 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "eager": _f(training.kernels == "eager"),
         "op_sac": _f(training.selective_recompute == "op"),
         "fsdp1": _f(training.fsdp_version == 1),
-        "fp8_dynamic": _f(training.precision == "fp8" and training.fp8_scaling == "dynamic"),
+        **fp8_inputs(training),
         **finetune_inputs(training, model, float(sizes["weight_bytes"])),
         "grads_freed": _f(training.grad_lifetime == "backward"),
     }

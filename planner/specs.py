@@ -260,6 +260,13 @@ class TrainingSpec(BaseModel):
     ``_scaled_mm`` needs for the weight gradient
     (planner.formulas.kernels.fp8_dynamic_scaling_bytes). No effect outside 'fp8'."""
 
+    fp8_param_gather: bool = False
+    """Precision 'fp8': weights kept in FP8 between optimizer steps (Transformer Engine
+    ``fp8_model_init``; Megatron ``--fp8-param-gather``, Megatron Bridge's FP8-CS recipes),
+    so ZeRO-1/2's and FSDP's weight all-gathers move one byte per parameter (Megatron-FSDP's
+    FP8 weight buffers are ``torch.uint8``: Megatron-LM core_v0.15.0 megatron_fsdp/
+    param_and_grad_buffer.py); the FP8 weight and its transpose replace BF16 + FP8 cache."""
+
     @model_validator(mode="after")
     def _finetune_flags(self) -> TrainingSpec:
         lora = self.finetune in ("lora", "qlora")
@@ -273,6 +280,14 @@ class TrainingSpec(BaseModel):
             from planner.finetune import resolve_targets
 
             resolve_targets(self.lora_targets)
+        return self
+
+    @model_validator(mode="after")
+    def _fp8_params_need_fp8(self) -> TrainingSpec:
+        if self.fp8_param_gather and self.precision != "fp8":
+            raise PlanInputError(
+                "training: fp8_param_gather needs precision fp8; set it or drop it."
+            )
         return self
 
     @model_validator(mode="before")

@@ -55,7 +55,7 @@ def fsdp_time(
     trainable = where(x.frozen > 0, states.adapter_layer_params(x), per_layer)
     gather_b = where(
         x.frozen > 0, x.base_weight_bytes * per_layer + x.weight_bytes * trainable,
-        x.weight_bytes * per_layer,
+        gathered_weight_bytes(x, c) * per_layer,
     )  # fmt: skip
     fsdp_gather = comm.all_gather_time(gather_b, s.shard_group, sh_bw, sh_alpha)
     fsdp_scatter = comm.all_gather_time(x.grad_bytes * trainable, s.shard_group, sh_bw, sh_alpha)
@@ -85,6 +85,13 @@ def fsdp_time(
     return (fsdp_x, fsdp_c), (fsdp_x + replica_x, fsdp_c + replica_c)
 
 
+def gathered_weight_bytes(x: Inputs, c: Constants) -> Any:
+    """Bytes per parameter of the weights' all-gathers: the FP8 weight itself under
+    TrainingSpec.fp8_param_gather (Megatron ``--fp8-param-gather``: the distributed
+    optimizer and Megatron-FSDP gather FP8 weight buffers), else the compute copy."""
+    return where(x.fp8_params > 0, c.fp8_weight_cache_bytes, x.weight_bytes)
+
+
 def layer_params(s: Shapes, p: StageParams) -> Any:
     """Parameters of one layer of the stage on one GPU (FSDP's unit of gathering)."""
     return (p.dense + p.expert) / s.layers_stage
@@ -110,7 +117,8 @@ def data_parallel_time(
     dense = where(frozen, s.layers_stage * states.adapter_layer_params(x), p.dense)
     expert = where(frozen, 0.0, p.expert)
     g_dense, g_expert = x.grad_bytes * dense, x.grad_bytes * expert
-    w_dense, w_expert = x.weight_bytes * dense, x.weight_bytes * expert
+    w_bytes = where(frozen, x.weight_bytes, gathered_weight_bytes(x, c))
+    w_dense, w_expert = w_bytes * dense, w_bytes * expert
     window_bwd, window_fwd = mb.bwd * x.overlap_grad_reduce, mb.fwd * x.overlap_grad_reduce
     ov = x.overlap_grad_reduce
 

@@ -100,9 +100,11 @@ def model_states(x: Inputs, c: Constants, s: Shapes, p: StageParams) -> tuple[An
     weights_b, grads_b, optimizer_b = memory.model_state_bytes(
         where(frozen, s.layers_stage * adapter_layer_params(x), p.dense),
         where(frozen, 0.0, p.expert), x.sharding, s.shard_group, expert_shard,
-        x.weight_bytes, x.fp8 * c.fp8_weight_cache_bytes, x.grad_bytes,
+        x.weight_bytes, x.fp8 * (1.0 - x.fp8_params) * c.fp8_weight_cache_bytes, x.grad_bytes,
         x.optimizer_state_bytes,
     )  # fmt: skip
+    # FP8 parameters (TrainingSpec.fp8_param_gather): the FP8 weight and its transpose take
+    # the BF16 weight's two bytes, and there is no separate FP8 cache.
     weights_b = weights_b + where(frozen, frozen_weight_bytes(x, c, s, p, expert_shard), 0.0)
     local_opt_params = optimizer_b / x.optimizer_state_bytes
     t_optimizer = (

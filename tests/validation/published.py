@@ -131,6 +131,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         grad_reduce_dtype=row.get("grad_reduce_dtype", "fp32"),
         overlap_grad_reduce=row.get("overlap_grad_reduce", True),
         fp8_scaling=row.get("fp8_scaling", "delayed"),
+        fp8_param_gather=row.get("fp8_param_gather", False),
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model
