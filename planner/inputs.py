@@ -116,6 +116,8 @@ class Inputs(NamedTuple):
     lora_width: Any
     lora_matrices: Any
     dequant: Any
+    quant_inputs: Any
+    nf4_init_bytes: Any
     # layout
     dp: Any
     tp: Any

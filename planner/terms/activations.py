@@ -15,7 +15,7 @@ from planner.terms.shapes import (
     UNEVEN_LAYERS,
     Shapes,
 )
-from planner.terms.states import StageParams, dequant_buffer_bytes
+from planner.terms.states import StageParams, dequant_buffer_bytes, qlora_kept_input_bytes
 from planner.units import GIB
 
 OFFLOAD_BUFFERS = 2.0
@@ -53,6 +53,7 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     # LoRA: each adapter saves its r-wide intermediate A·x for B's gradient (its input x
     # is the frozen matrix's, already saved: frozen layers still pass input gradients).
     act_none = act_none + s.ab * s.tokens * x.lora_rank * x.lora_matrices
+    act_none = act_none + qlora_kept_input_bytes(x, s)
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
         where(x.flash > 0, act_core, 0.0),

@@ -23,7 +23,10 @@ Precision: litgpt's ``bf16-true`` (Lightning's HalfPrecision plugin converts the
 parameters to BF16) and torchtune's ``dtype: bf16`` (the model built in BF16,
 torchtune/training/precision.py) both train without an FP32 master copy, so every row
 is planned with ``precision: bf16-pure``; a row's ``loss_chunks`` is its recipe's
-CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits).
+CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all logits); a
+section's ``qlora_input_copies`` (micro-batches of its QLoRA rows' 4-bit matmul inputs
+held at the peak: bitsandbytes before 0.43.2) and ``nf4_init_unchunked`` (its QLoRA rows
+quantise each weight in one pass at init: torchao 0.1) apply to its qlora rows only.
 Throughput: the planner's tokens/s per GPU against the recipe's
 ``tokens_per_second_per_gpu``.
 """
@@ -55,6 +58,8 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         lora_rank=row["lora_rank"] if adapters else None,
         lora_targets=row["lora_targets"] if adapters else None,
         base_format=row["base_format"] if row["finetune"] == "qlora" else None,
+        qlora_input_copies=row.get("qlora_input_copies", 0) if row["finetune"] == "qlora" else 0,
+        nf4_init_unchunked=row.get("nf4_init_unchunked", False) and row["finetune"] == "qlora",
         kernels=row["kernels"],
         precision=row["precision"],
         loss_chunks=row.get("loss_chunks", 1),
