@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from planner.formulas.ops import where
+from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
 from planner.terms import activations, compute, data_parallel, layer_comm, run, schedule, states
 from planner.terms.shapes import Shapes, shapes
@@ -193,8 +193,16 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
     peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b, grads_b)
+    peak = with_init_peak(peak, states.init_peak_bytes(x, weights_b * peak.scale))
     host_gib = activations.node_host_gib(x, act)
     return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak, host_gib)
+
+
+def with_init_peak(peak: activations.PeakMemory, init_b: Any) -> activations.PeakMemory:
+    """The peak with model init's (:func:`planner.terms.states.init_peak_bytes`) where that
+    is the larger: the excess is a transient, counted in "other"."""
+    extra = maximum(init_b - peak.total, 0.0)
+    return peak._replace(other=peak.other + extra, total=peak.total + extra)
 
 
 def _outputs(

@@ -55,6 +55,15 @@ BASE_FORMAT_BYTES = {
 }
 """Bytes per frozen weight of a transformer block's linear layers, by storage format."""
 
+UNCHUNKED_NF4_INIT_BYTES = 70.0
+"""Bytes per element of the matrix being quantised at the peak of torchao 0.1's ``to_nf4``
+as torchtune's NF4 ``copy_`` calls it when loading a checkpoint
+(torchtune/utils/_register_nf4_dispatch_ops.py ``inplace_copy``, torchao 0.1
+torchao/dtypes/nf4tensor.py): the 16-bit checkpoint tensor moved to the GPU (2; Llama 2's
+Hugging Face checkpoint is FP16), its BF16 copy (``tensor.to(torch.bfloat16)``, 2), the
+scaled blocks (``blocks / scales``, 2), and ``value - nf4`` with its ``.abs()`` while both
+are alive (2 x 16 BF16 values, 64)."""
+
 
 def resolve_targets(text: str | None) -> tuple[str, ...]:
     """The projections ``--lora-targets`` names (groups expanded, order kept, no repeats)."""
@@ -135,13 +144,17 @@ def finetune_inputs(
     """The fine-tuning fields of :class:`planner.inputs.Inputs`: ``frozen`` (1: the base
     weights take no gradients or optimizer states), ``base_weight_bytes`` (bytes per frozen
     block weight), ``lora_rank``, ``lora_width`` (Σ d_in + d_out of the targeted matrices of
-    a block), ``lora_matrices`` (their number) and ``dequant`` (1: QLoRA dequantises each
-    layer's weights before its GEMMs). Pre-training and full fine-tuning give zeros and the
-    training precision's weight bytes."""
+    a block), ``lora_matrices`` (their number), ``dequant`` (1: QLoRA dequantises each
+    layer's weights before its GEMMs), ``quant_inputs`` (micro-batches whose quantised
+    matmul inputs are held, TrainingSpec.qlora_input_copies) and ``nf4_init_bytes`` (the transient
+    of quantising the largest block matrix at init, TrainingSpec.nf4_init_unchunked).
+    Pre-training and full fine-tuning give zeros and the training precision's weight
+    bytes."""
     if training.finetune not in ("lora", "qlora"):
         return {
             "frozen": 0.0, "base_weight_bytes": weight_bytes, "lora_rank": 0.0,
-            "lora_width": 0.0, "lora_matrices": 0.0, "dequant": 0.0,
+            "lora_width": 0.0, "lora_matrices": 0.0, "dequant": 0.0, "quant_inputs": 0.0,
+            "nf4_init_bytes": 0.0,
         }  # fmt: skip
     targets = resolve_targets(training.lora_targets)
     rank = training.lora_rank or DEFAULT_RANK
@@ -149,8 +162,12 @@ def finetune_inputs(
     width, matrices = adapter_width(model, targets)
     qlora = training.finetune == "qlora"
     base = BASE_FORMAT_BYTES[training.base_format or "nf4-dq"] if qlora else weight_bytes
+    dequant = qlora and base < BASE_FORMAT_BYTES["bf16"]
+    unchunked = dequant and training.nf4_init_unchunked
+    largest = float(max(a * b for a, b in matrix_dims(model).values()))
     return {
         "frozen": 1.0, "base_weight_bytes": base, "lora_rank": float(rank),
-        "lora_width": width, "lora_matrices": matrices,
-        "dequant": 1.0 if qlora and base < BASE_FORMAT_BYTES["bf16"] else 0.0,
+        "lora_width": width, "lora_matrices": matrices, "dequant": 1.0 if dequant else 0.0,
+        "quant_inputs": float(training.qlora_input_copies) if dequant else 0.0,
+        "nf4_init_bytes": UNCHUNKED_NF4_INIT_BYTES * largest if unchunked else 0.0,
     }  # fmt: skip

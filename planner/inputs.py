@@ -1,10 +1,7 @@
 """The numeric form of a planning problem: flat tuples of numbers the formulas consume.
-
-:class:`Inputs` holds one candidate as Python floats, or many candidates as numpy arrays
-of one shape (the vectorised search fills the layout fields with arrays and leaves the
-rest scalar, which broadcasts). Categorical choices are numeric codes (below), booleans
-0.0 / 1.0. :class:`Constants` holds the software constants of ``data/constants.yaml``.
-"""
+:class:`Inputs` holds one candidate as Python floats, or many as numpy arrays of one shape
+(the search fills the layout fields with arrays, the rest broadcast as scalars); choices are
+numeric codes (below), booleans 0.0 / 1.0; :class:`Constants`: ``data/constants.yaml``."""
 
 from __future__ import annotations
 
@@ -118,6 +115,8 @@ class Inputs(NamedTuple):
     fp8_dynamic: Any
     grads_freed: Any
     fp8_params: Any
+    quant_inputs: Any
+    nf4_init_bytes: Any
     # layout
     dp: Any
     tp: Any

@@ -267,6 +267,34 @@ class TrainingSpec(BaseModel):
     FP8 weight buffers are ``torch.uint8``: Megatron-LM core_v0.15.0 megatron_fsdp/
     param_and_grad_buffer.py); the FP8 weight and its transpose replace BF16 + FP8 cache."""
 
+    qlora_input_copies: int = Field(default=0, ge=0, le=2)
+    """qlora: micro-batches whose 4-bit matmul inputs are held at the peak besides what the
+    frozen BF16 path keeps. bitsandbytes before 0.43.2 keeps each matmul's input A although
+    its backward only uses the 4-bit weight (``MatMul4Bit.forward``: ``ctx.tensors = (A,
+    B)``; bitsandbytes#1270, "fix QLoRA mem bug: delete useless buffered activation",
+    0.43.2, keeps ``(None, B)``), and as a ``ctx`` attribute, not ``save_for_backward``, it
+    outlives the backward for as long as the micro-batch's graph does: 1 where the training
+    loop drops the step's outputs after the backward, 2 where it holds the previous
+    micro-batch's logits and loss (hence its graph) until the next forward and loss have
+    run, as litgpt's finetune loop does (``logits = model(...)``, ``loss = ...`` rebound
+    each iteration). 0: torchao's ``linear_nf4`` (torchtune, the reference trainer) and
+    bitsandbytes 0.43.2 or later, which keep only the 4-bit weight
+    (planner.terms.states.qlora_kept_input_bytes). A description of a published run; the
+    search never sets it."""
+    nf4_init_unchunked: bool = False
+    """qlora: each base weight is quantised to NF4 on the GPU at model init in one pass over
+    the whole tensor, as torchao before 0.2 does (torchtune pinned torchao==0.1 until May
+    2024): ``NF4Tensor.quantize_tensor_nearest`` takes ``(value - nf4).abs()`` against all
+    16 NF4 codes at once, 16 BF16 values per weight twice over, so model init briefly holds
+    the quantised model plus ``planner.finetune.UNCHUNKED_NF4_INIT_BYTES`` per element of
+    the largest block matrix (torchao#196, "perform in chunks", 2024-05-01, quantises 1M
+    elements at a time). The peak is then the larger of the training peak and this init
+    peak, as a figure that counts model init shows (a peak read from process start, or
+    ``max_memory_reserved``, whose caching allocator keeps init's blocks reserved unless
+    ``torch.cuda.empty_cache`` runs). False: chunked quantisation (torchao 0.2 or later,
+    the reference trainer), whose init peak stays below training's. A description of a
+    published run; the search never sets it."""
+
     @model_validator(mode="after")
     def _finetune_flags(self) -> TrainingSpec:
         lora = self.finetune in ("lora", "qlora")
@@ -276,6 +304,11 @@ class TrainingSpec(BaseModel):
             raise PlanInputError(f"{flag} needs --finetune lora or qlora; add it or drop {flag}.")
         if self.base_format is not None and self.finetune != "qlora":
             raise PlanInputError("--base-format needs --finetune qlora; add it or drop it.")
+        for flag in ("qlora_input_copies", "nf4_init_unchunked"):
+            if getattr(self, flag) and self.finetune != "qlora":
+                raise PlanInputError(
+                    f"training.{flag} needs finetune qlora; set finetune: qlora or drop it."
+                )
         if self.lora_targets is not None:
             from planner.finetune import resolve_targets
 

@@ -15,7 +15,7 @@ from planner.terms.shapes import (
     UNEVEN_LAYERS,
     Shapes,
 )
-from planner.terms.states import StageParams, dequant_buffer_bytes
+from planner.terms.states import StageParams, dequant_buffer_bytes, qlora_kept_input_bytes
 from planner.units import GIB
 
 OFFLOAD_BUFFERS = 2.0
@@ -58,6 +58,7 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.layernorm,
         1.0 - x.frozen, x.tp, s.sp_share, s.ab,
     )  # fmt: skip
+    act_none = act_none + qlora_kept_input_bytes(x, s)
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
         where(x.flash > 0, act_core, 0.0),

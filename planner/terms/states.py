@@ -9,6 +9,7 @@ from planner.formulas import kernels, memory, params
 from planner.formulas.ops import maximum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import SHARDS_GRADIENTS, UNEVEN_LAYERS, Shapes
+from planner.units import GIB
 
 
 class StageParams(NamedTuple):
@@ -140,3 +141,30 @@ def dequant_buffer_bytes(x: Inputs, p: StageParams) -> Any:
     2023, Sec. 3: "we dequantize the storage data type to the computation data type");
     0 for other runs. Transient, so part of the peak's workspace, not of the weights."""
     return x.dequant * x.act_bytes * (p.layer_dense + p.layer_expert)
+
+
+def qlora_kept_input_bytes(x: Inputs, s: Shapes) -> Any:
+    """Bytes per layer held at the peak by bitsandbytes' 4-bit matmuls before 0.43.2 beyond
+    the frozen BF16 path, for ``quant_inputs`` micro-batches
+    (TrainingSpec.qlora_input_copies; 0 otherwise).
+
+    ``MatMul4Bit.forward`` keeps ``ctx.tensors = (A, B)`` whenever its input needs a
+    gradient, though its backward only uses B (bitsandbytes 0.42.0
+    bitsandbytes/autograd/_functions.py; dropped by bitsandbytes#1270 in 0.43.2), while a
+    frozen ``F.linear`` keeps no input (autograd saves ``x`` for the weight's gradient only).
+    A block's quantised matmuls take four distinct inputs: the attention input (one tensor
+    for Q, K and V), the attention output before the output projection, the MLP input (one
+    for the gate and up matrices) and the down projection's input, in the compute dtype
+    (litgpt's and Hugging Face's Llama blocks; the LoRA branch's own input is the dropout's
+    output, another tensor). The output layer's input, one hidden state, is left out."""
+    per_token = 2 * x.hidden + (s.q_dim + s.ffn_active) / x.tp
+    return x.quant_inputs * s.ab * s.tokens * per_token
+
+
+def init_peak_bytes(x: Inputs, weights_b: Any) -> Any:
+    """Bytes on one GPU at the peak of model init: the CUDA context, the model's weights
+    and the transient of quantising the largest block matrix in one pass
+    (TrainingSpec.nf4_init_unchunked; this GPU's TP share); 0 extra otherwise, so the
+    training peak is the larger. NCCL buffers are not counted: PyTorch creates its
+    communicators at their first collective, after init."""
+    return x.runtime_reserved_gib * GIB + weights_b + x.nf4_init_bytes / x.tp

@@ -148,12 +148,14 @@ def _finetune_candidates() -> list[tuple]:  # type: ignore[type-arg]
     cluster = planner.ClusterSpec(gpu="H100", num_gpus=16)
     for name in ("llama3-8b", "llama2-70b", "mixtral-8x7b"):
         model = planner.get_model(name)
-        for ft, targets, fmt in (
-            ("lora", "attn", None),
-            ("qlora", "attn", "nf4-dq"),
-            ("qlora", "q,v", "int8"),
+        for ft, targets, fmt, run in (
+            ("lora", "attn", None, {}),
+            ("qlora", "attn", "nf4-dq", {}),
+            ("qlora", "q,v", "int8", {}),
+            # a published run's QLoRA implementation (tests/planner/test_qlora_runs.py)
+            ("qlora", "attn", "nf4", {"qlora_input_copies": 2, "nf4_init_unchunked": True}),
         ):
-            tr = _training(finetune=ft, lora_rank=16, lora_targets=targets, base_format=fmt)
+            tr = _training(finetune=ft, lora_rank=16, lora_targets=targets, base_format=fmt, **run)
             for sharding, recompute, tp, pp in (
                 ("zero3", "full", 1, 1), ("zero1", "selective", 4, 2), ("hsdp", "none", 2, 1),
             ):  # fmt: skip

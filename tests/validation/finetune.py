@@ -27,7 +27,10 @@ CEWithChunkedOutputLoss chunks (absent: one ``nn.CrossEntropyLoss`` over all log
 ``loss_kernels`` how that loss runs where it differs from the blocks, ``grad_lifetime:
 backward`` a recipe that frees the gradients after each step without accumulation, and
 ``activation_offload`` torchtune's ``enable_activation_offloading`` (1: every saved
-tensor of the layers).
+tensor of the layers); a
+section's ``qlora_input_copies`` (micro-batches of its QLoRA rows' 4-bit matmul inputs
+held at the peak: bitsandbytes before 0.43.2) and ``nf4_init_unchunked`` (its QLoRA rows
+quantise each weight in one pass at init: torchao 0.1) apply to its qlora rows only.
 Throughput: the planner's tokens/s per GPU against the recipe's
 ``tokens_per_second_per_gpu``.
 """
@@ -59,6 +62,8 @@ def estimate_row(row: dict[str, Any]) -> planner.Estimate:
         lora_rank=row["lora_rank"] if adapters else None,
         lora_targets=row["lora_targets"] if adapters else None,
         base_format=row["base_format"] if row["finetune"] == "qlora" else None,
+        qlora_input_copies=row.get("qlora_input_copies", 0) if row["finetune"] == "qlora" else 0,
+        nf4_init_unchunked=row.get("nf4_init_unchunked", False) and row["finetune"] == "qlora",
         kernels=row["kernels"],
         precision=row["precision"],
         loss_chunks=row.get("loss_chunks", 1),

@@ -12,30 +12,15 @@ from tests.validation.finetune import finetune_checks
 
 FINETUNE = list(finetune_checks())
 
-_QLORA_GAP = (
-    "measured with bitsandbytes 0.42.0 (litgpt's pin until d2ed13c3, 2024-12), whose "
-    "MatMul4Bit keeps every 4-bit layer's input as ctx.tensors although the frozen weight "
-    "needs no gradient (bitsandbytes PR #1270, fixed in 0.43.2); a ctx attribute is not "
-    "released by backward, and litgpt's loop still holds the previous micro-batch's logits "
-    "(hence its graph) during the next forward, so two micro-batches' inputs of the QKV, "
-    "output, FC and down projections, 2 x (3h + ffn) x 2 bytes per token and layer, sit on "
-    "top of what a current bitsandbytes run holds (3.1 GB llama-2-7b, 3.5 GB mistral-7b and "
-    "llama-3-8b), plus the dequantised FP16 and BF16 copies of the 4-bit lm_head that "
-    "Lightning's plugin also quantises; the planner models current bitsandbytes"
-)
 _RESERVED_AT_INIT = (
-    "the figure is max_memory_reserved, and the caching allocator keeps what it reserved "
-    "while the recipe built the model on the GPU (each LoRALinear made as a BF16 nn.Linear, "
-    "then to_nf4) and copied the BF16 checkpoint into the NF4 weights: the same table "
-    "publishes 9.13 GB reserved after model init, before any training step, already above "
-    "the planner's training peak (4.9 GB: 3.9 GB of NF4 blocks and BF16 embedding and "
-    "output); training adds 0.16 GB to it. The planner models the training step, not the "
-    "loading transient"
+    "the figure is max_memory_reserved: the same table publishes 9.13 GB reserved after "
+    "model init, before any training step, and training adds 0.16 GB to it. The planner "
+    "now counts init's allocations (training.nf4_init_unchunked: the NF4 model plus torchao "
+    "0.1's whole-tensor to_nf4 of the largest matrix, 7.1 GB), not the blocks the caching "
+    "allocator keeps reserved beyond them (about 2 GB), which depend on the order and sizes "
+    "of init's allocations; not modelled"
 )
 OUTSIDE = {
-    "litgpt-finetune-llama-2-7b-qlora": _QLORA_GAP,
-    "litgpt-finetune-llama-3-8b-qlora": _QLORA_GAP,
-    "litgpt-finetune-mistral-7b-qlora": _QLORA_GAP,
     "torchtune-tutorials-llama-2-7b-qlora": _RESERVED_AT_INIT,
 }
 """Rows the planner models but misses by more than their tolerance: each is pinned to
@@ -72,9 +57,11 @@ def test_rows_cover_every_method_and_outside_names_real_rows() -> None:
     assert {c.regime["finetune"] for c in FINETUNE} == {"full", "lora", "qlora"}
     assert {(c.kind, c.allowed) for c in FINETUNE} == {("memory", 0.10), ("throughput", 0.15)}
     by_id = {c.id: c for c in FINETUNE}
-    # QLoRA's NF4 base must come out smaller than the same model's BF16 LoRA run.
+    # QLoRA's NF4 base must come out smaller than the same model's BF16 LoRA run: 9.3 GB
+    # less of weights, less the two micro-batches of 4-bit matmul inputs that bitsandbytes
+    # 0.42 holds (3.2 GB llama-2-7b, 3.7 GB mistral-7b); published 6.1 and 6.4 GB apart.
     for model in ("litgpt-finetune-llama-2-7b", "litgpt-finetune-mistral-7b"):
-        assert by_id[f"{model}-qlora"].predicted < by_id[f"{model}-lora"].predicted - 8.0
+        assert by_id[f"{model}-qlora"].predicted < by_id[f"{model}-lora"].predicted - 5.0
     tt = "torchtune-flags-llama-3.2-3b"
     assert by_id[f"{tt}-qlora"].predicted < by_id[f"{tt}-lora"].predicted - 3.0
     # Activation checkpointing costs time and saves memory; LoRA skips the frozen weights'
