@@ -193,15 +193,16 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     )  # fmt: skip
     act = activations.stage_activations(x, s, act_layer, data_parallel.layer_params(s, p))
     peak = activations.peak_memory(x, c, s, p, act, weights_b + grads_b + optimizer_b, grads_b)
-    peak = with_init_peak(peak, states.init_peak_bytes(x, weights_b * peak.scale))
+    peak = with_init_peak(x, peak, states.init_peak_bytes(x, weights_b * peak.scale))
     host_gib = activations.node_host_gib(x, act)
     return _outputs(x, c, s, mb, b, (weights_b, grads_b, optimizer_b), peak, host_gib)
 
 
-def with_init_peak(peak: activations.PeakMemory, init_b: Any) -> activations.PeakMemory:
+def with_init_peak(x: Inputs, peak: activations.PeakMemory, init_b: Any) -> activations.PeakMemory:
     """The peak with model init's (:func:`planner.terms.states.init_peak_bytes`) where that
-    is the larger: the excess is a transient, counted in "other"."""
-    extra = maximum(init_b - peak.total, 0.0)
+    is the larger (only a one-pass NF4 init can be): the excess is a transient, counted in
+    "other"."""
+    extra = where(x.nf4_init_bytes > 0, maximum(init_b - peak.total, 0.0), 0.0)
     return peak._replace(other=peak.other + extra, total=peak.total + extra)
 
 

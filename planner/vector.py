@@ -34,6 +34,11 @@ FIXED = (
     "tp_comm_overlap",
     "ep_comm_overlap",
     "co2_tdp_basis",
+    "eager",
+    "fp8_dynamic",
+    "grads_freed",
+    "quant_inputs",
+    "nf4_init_bytes",
 )
 """Categorical inputs constant within one problem: fixed while compiling, so each ``where``
 on them keeps one side (a dense model also fixes ``experts`` = 1)."""

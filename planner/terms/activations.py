@@ -54,10 +54,12 @@ def layer_activations(x: Inputs, c: Constants, s: Shapes) -> LayerActivations:
     # is the frozen matrix's, already saved: frozen layers still pass input gradients).
     act_none = act_none + s.ab * s.tokens * x.lora_rank * x.lora_matrices
     # Eager PyTorch saves FP32 norm inputs, the silu output and head-expanded K and V.
-    act_none = act_none + x.eager * memory.eager_saved_extra_bytes(
+    # (A `where` on these per-problem flags, not a product: the compiled search then drops
+    # the term from problems without it.)
+    act_none = act_none + where(x.eager > 0, memory.eager_saved_extra_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.layernorm,
         1.0 - x.frozen, x.tp, s.sp_share, s.ab,
-    )  # fmt: skip
+    ), 0.0)  # fmt: skip
     act_none = act_none + qlora_kept_input_bytes(x, s)
     op_saved = x.op_sac * memory.op_policy_saved_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab,
@@ -211,7 +213,7 @@ def grads_made_in_backward(x: Inputs, s: Shapes) -> Any:
     micro-batch's backward), on one GPU or with FSDP's sharded gradients (DDP's buckets
     and ZeRO-1/2's reduce buffers are allocated for the whole run)."""
     alone = maximum(where(s.dp_size <= 1, 1.0, 0.0), where(x.sharding > SHARDS_WEIGHTS, 1.0, 0.0))
-    return x.grads_freed * where(s.micro_batches <= 1, 1.0, 0.0) * alone
+    return where(x.grads_freed > 0, where(s.micro_batches <= 1, 1.0, 0.0) * alone, 0.0)
 
 
 def peak_memory(
@@ -249,12 +251,16 @@ def peak_memory(
         # The backward frees the loss's buffers before it recomputes, gathers or brings
         # back its first layer: the workspace counts beyond the logits only.
         start_ws = maximum(workspace - logits, 0.0)
-        at_end = made_in_backward * where(grads + workspace > activations + start_ws, 1.0, 0.0)
+        later = where(grads + workspace > activations + start_ws, 1.0, 0.0)
+        at_end = where(made_in_backward > 0, later, 0.0)
         held_grads = where(made_in_backward > 0, at_end * grads, grads)
         held_act = (1.0 - at_end) * activations
         held_ws = where(at_end > 0, workspace, start_ws)
         other = fixed_other + held_ws + frag * (held_act + held_ws)
-        total = (states_b - grads_b) * scale + held_grads + held_act + other
+        states = where(
+            made_in_backward > 0, (states_b - grads_b) * scale + held_grads, states_b * scale
+        )
+        total = states + held_act + other
         return PeakMemory(scale, held_act, other, total, held_grads)
 
     first = stage(p.first, act.first, where(x.pp == 1, act.logits, 0.0))

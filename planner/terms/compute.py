@@ -136,18 +136,18 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
         s.tokens, x.seq, s.heads_local, s.q_dim / x.tp, x.attention_dropout, 1.0 - x.flash,
         s.ab, c.mask_bytes,
     )  # fmt: skip
-    eager = x.eager * kernels.eager_extra_bytes_fwd(
+    eager = where(x.eager > 0, kernels.eager_extra_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.layernorm,
         x.tp, s.sp_share, s.ab,
-    )  # fmt: skip
+    ), 0.0)  # fmt: skip
     dyn_fwd, dyn_bwd = kernels.fp8_dynamic_scaling_bytes(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab
     )
     ew_core_fwd = kernels.memory_bound_time(ew_core, s.mem_bw)
     ew_fwd = kernels.memory_bound_time(ew_layer + eager, s.mem_bw) + ew_core_fwd
     ew_bwd = c.elementwise_bwd_ratio * ew_fwd
-    ew_bwd = ew_bwd + x.fp8_dynamic * kernels.memory_bound_time(dyn_bwd, s.mem_bw)
-    ew_fwd = ew_fwd + x.fp8_dynamic * kernels.memory_bound_time(dyn_fwd, s.mem_bw)
+    ew_bwd = ew_bwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_bwd, s.mem_bw), 0.0)
+    ew_fwd = ew_fwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_fwd, s.mem_bw), 0.0)
     return ew_fwd, ew_core_fwd, ew_bwd
 
 

@@ -158,7 +158,7 @@ def qlora_kept_input_bytes(x: Inputs, s: Shapes) -> Any:
     (litgpt's and Hugging Face's Llama blocks; the LoRA branch's own input is the dropout's
     output, another tensor). The output layer's input, one hidden state, is left out."""
     per_token = 2 * x.hidden + (s.q_dim + s.ffn_active) / x.tp
-    return x.quant_inputs * s.ab * s.tokens * per_token
+    return where(x.quant_inputs > 0, x.quant_inputs * s.ab * s.tokens * per_token, 0.0)
 
 
 def init_peak_bytes(x: Inputs, weights_b: Any) -> Any:
