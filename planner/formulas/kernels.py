@@ -244,8 +244,9 @@ def backward_rates(fwd: list[float], fwd_bwd: list[float], bwd_flops_ratio: floa
 
 
 def ring_attention_merge_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Num, Num]:
-    """(forward, backward) HBM bytes one layer's ring attention moves beyond its kernels,
-    on the rank that sets the ring's pace.
+    """(forward, backward) HBM bytes one layer's ring attention moves beyond its kernels:
+    at each step the largest of the CP ranks' passes (each step's exchange makes the ranks
+    wait for the slowest).
 
     Transformer Engine's ``AttnFuncWithCPAndKVP2P`` (``AttnFuncWithCP`` in 1.x; read in
     ``transformer_engine/pytorch/attention.py`` at v1.4 and v1.8 and
@@ -253,8 +254,8 @@ def ring_attention_merge_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Nu
     attention of the local 2 of 2·cp sequence chunks into cp kernel calls and merges their
     partial results with element-wise passes; ``q_bytes`` is the local query (and output,
     and their gradients), ``kv_bytes`` the local K and V together. The last CP rank takes
-    the "q full, first half of K/V" branch at every step (``i <= rank``), so its passes
-    are the largest, and each step's P2P makes the others wait for it:
+    the "q full, first half of K/V" branch at every later step (``i <= rank``), so its
+    output and dQ passes are full-size; rank 0 accumulates the full dK/dV:
 
     * forward: K and V concatenated into the first send buffer (``torch.cat``, read and
       write: 2 KV); at each of the cp - 1 later steps the first half of the received K/V
