@@ -241,3 +241,36 @@ def backward_rates(fwd: list[float], fwd_bwd: list[float], bwd_flops_ratio: floa
         bwd_flops_ratio / ((1 + bwd_flops_ratio) / fb - 1 / f)
         for f, fb in zip(fwd, fwd_bwd, strict=True)
     ]
+
+
+def ring_attention_merge_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Num, Num]:
+    """(forward, backward) HBM bytes one layer's ring attention moves beyond its kernels:
+    at each step the largest of the CP ranks' passes (each step's exchange makes the ranks
+    wait for the slowest).
+
+    Transformer Engine's ``AttnFuncWithCPAndKVP2P`` (``AttnFuncWithCP`` in 1.x; read in
+    ``transformer_engine/pytorch/attention.py`` at v1.4 and v1.8 and
+    ``attention/dot_product_attention/context_parallel.py`` at v2.9) splits the causal
+    attention of the local 2 of 2·cp sequence chunks into cp kernel calls and merges their
+    partial results with element-wise passes; ``q_bytes`` is the local query (and output,
+    and their gradients), ``kv_bytes`` the local K and V together. The last CP rank takes
+    the "q full, first half of K/V" branch at every later step (``i <= rank``), so its
+    output and dQ passes are full-size; rank 0 accumulates the full dK/dV:
+
+    * forward: K and V concatenated into the first send buffer (``torch.cat``, read and
+      write: 2 KV); at each of the cp - 1 later steps the first half of the received K/V
+      made contiguous for the kernel (``kv[:, 0, ...].contiguous()``: KV); the outputs
+      merged by their log-sum-exp (``flash_attn_fwd_out_correction``: the first step read
+      and written, 2 Q, each later one read, the running output read and written, 3 Q);
+    * backward: K/V copied into the P2P buffer (``p2p_comm_buffers[0][0].copy_(kv)``:
+      2 KV), the same half copies (KV each later step), dQ copied then accumulated per step
+      (``dq.copy_`` 2 Q, ``dq.add_`` 3 Q), dK/dV likewise (2 KV, then 3 KV).
+
+    Not counted: the FP32 log-sum-exp merges (4 bytes per token and head against the
+    output's 2·head_dim), TE 1.x's zero-filled output and ``torch.cat`` of dK and dV (one
+    and two more passes), and the copies of Q, O and dO halves that the bshd layout needs
+    and Megatron-Core's sbhd layout does not (``q[1]`` is contiguous there)."""
+    later = cp - 1.0
+    fwd = 2.0 * kv_bytes + later * kv_bytes + 2.0 * q_bytes + 3.0 * later * q_bytes
+    bwd = (2.0 + later + 2.0 + 3.0 * later) * kv_bytes + (2.0 + 3.0 * later) * q_bytes
+    return where(cp > 1, fwd, 0.0), where(cp > 1, bwd, 0.0)

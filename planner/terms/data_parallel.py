@@ -12,6 +12,8 @@ charged so: Megatron's TP overlap runs on Transformer Engine's userbuffers (copy
 ring exchange, or a fixed 16-SM partition the GEMM is launched around: TE
 ``module/base.py`` ``initialize_ub``), and charging every hidden TP, CP and EP collective
 at the NVLink rate put the Megatron README 32b/70b and DeepSeek-V3 rows 18-33 % low.
+Context parallelism's ring P2P is an NCCL isend/irecv and is charged so in its own term
+(:func:`planner.terms.layer_comm.context_parallel`).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from planner.formulas import comm, step
-from planner.formulas.ops import maximum, where
+from planner.formulas import comm, kernels, step
+from planner.formulas.ops import maximum, minimum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import Shapes
 
@@ -46,23 +46,61 @@ def tensor_parallel(x: Inputs, c: Constants, s: Shapes, gemm_fwd: Any) -> Tensor
 def context_parallel(
     x: Inputs, c: Constants, s: Shapes, attn_fwd: Any, attn_bwd: Any
 ) -> tuple[Any, Any]:
-    """(forward, backward) exposed seconds of context parallelism.
+    """(forward, backward) seconds of context parallelism beyond the attention kernels.
 
-    Ring (``cp_impl`` ring): cp - 1 sends of the local K and V chunk, hidden under the
-    attention core (Liu et al. 2023, Ring Attention, Sec. 3); the backward sends K, V and
-    their gradients. All-gather (``cp_impl`` allgather; Dubey et al. 2024, "The Llama 3
-    Herd of Models", Sec. 3.3.2): the forward all-gathers the whole sequence's K and V
-    before the attention, on the critical path (the paper accepts it exposed: with GQA
-    K and V are small, and the gather grows as S against the attention's S^2); the
-    backward reduce-scatters their gradients, and recomputation (selective or full)
-    gathers them again."""
+    Ring (``cp_impl`` ring: Transformer Engine's ``AttnFuncWithCPAndKVP2P``, v1.4-v2.9,
+    ``transformer_engine/pytorch/attention.py`` / ``dot_product_attention/
+    context_parallel.py``): the attention runs as cp kernel calls, one per K/V chunk
+    (Liu et al. 2023, Ring Attention, Sec. 3); each step's P2P of the next chunk
+    (``flash_attn_p2p_communicate``: torch.distributed isend/irecv) hides under that
+    step's kernel only, so what a step's exchange takes beyond 1/cp of the attention
+    stays exposed. Forward: cp - 1 sends of K and V; backward: K and V at the first
+    step, K, V and their gradients at the cp - 2 middle ones, the gradients alone at the
+    last (``send_tensor[0]`` / ``send_tensor[1]``). Across a node boundary the ring's
+    node-crossing hop runs NIC to NIC. The hidden P2P still slows the kernels beside it
+    (NCCL kernels hold SMs: :func:`planner.formulas.step.overlap_contention_time`), and
+    the per-step merges of partial outputs and gradients are memory-bound passes
+    (:func:`planner.formulas.kernels.ring_attention_merge_bytes`).
+
+    All-gather (``cp_impl`` allgather; Dubey et al. 2024, "The Llama 3 Herd of Models",
+    Sec. 3.3.2): the forward all-gathers the whole sequence's K and V before the
+    attention, on the critical path (the paper accepts it exposed: with GQA K and V are
+    small, and the gather grows as S against the attention's S^2); the backward
+    reduce-scatters their gradients, and recomputation (selective or full) gathers them
+    again."""
     cp_bw, cp_alpha = comm.group_link(
         x.cp, x.tp, x.gpus_per_node, s.intra_bw, s.inter_bw, c.alpha_intra_s, c.alpha_inter_s
     )
+    spans = x.cp > comm.members_per_node(x.cp, x.tp, x.gpus_per_node)
+    ring_bw = where(spans, minimum(s.inter_bw, s.intra_bw), s.intra_bw)
     kv_chunk = s.ab * s.tokens * 2 * s.kv_dim / x.tp
-    cp_fwd = (x.cp - 1) * comm.p2p_time(kv_chunk, cp_bw, cp_alpha)
-    ring_fwd_x = maximum(cp_fwd - attn_fwd, 0.0)
-    ring_bwd_x = maximum(2 * cp_fwd - attn_bwd, 0.0)
+    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    send = comm.p2p_time(kv_chunk, ring_bw, cp_alpha)
+    send_both = comm.p2p_time(2 * kv_chunk, ring_bw, cp_alpha)
+    later = maximum(x.cp - 1, 0.0)
+    step_fwd, step_bwd = attn_fwd / x.cp, attn_bwd / x.cp
+    exposed_fwd = later * maximum(send - step_fwd, 0.0)
+    exposed_bwd = where(
+        x.cp > 1,
+        2 * maximum(send - step_bwd, 0.0)
+        + maximum(x.cp - 2, 0.0) * maximum(send_both - step_bwd, 0.0),
+        0.0,
+    )
+    hidden_fwd = later * send - exposed_fwd
+    hidden_bwd = where(x.cp > 1, 2 * send + maximum(x.cp - 2, 0.0) * send_both, 0.0)
+    hidden_bwd = hidden_bwd - exposed_bwd
+    k = c.overlap_contention_per_comm_s
+    merge_fwd_b, merge_bwd_b = kernels.ring_attention_merge_bytes(q_local, kv_chunk, x.cp)
+    ring_fwd_x = (
+        exposed_fwd
+        + step.overlap_contention_time(hidden_fwd, ring_bw, s.intra_bw, k)
+        + kernels.memory_bound_time(merge_fwd_b, s.mem_bw)
+    )
+    ring_bwd_x = (
+        exposed_bwd
+        + step.overlap_contention_time(hidden_bwd, ring_bw, s.intra_bw, k)
+        + kernels.memory_bound_time(merge_bwd_b, s.mem_bw)
+    )
     gather = comm.all_gather_time(kv_chunk * x.cp, x.cp, cp_bw, cp_alpha)
     gather_bwd = gather + where(x.recompute > 0, gather, 0.0)
     allgather = x.cp_allgather > 0

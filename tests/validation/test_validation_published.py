@@ -146,7 +146,7 @@ OUTSIDE = {
     "of q or of k/v), so the FLOPs are the planner's; its FP32 output merges and k/v exchange "
     "come to ~1 s of a 30.6 s step. The same table's rows at 32k (fsdp 8) and 64k (cp 2) keep "
     "32k local tokens per GPU: 8.42 s and 12.90 s per step, so attention linear in the "
-    "sequence gives 21.9 s at 128k (the planner: 21.6 s); the published 30.6 s is 8.7 s "
+    "sequence gives 21.9 s at 128k (the planner: 21.9 s); the published 30.6 s is 8.7 s "
     "beyond that, not explained by the source's algorithm. Without the 32k row: from cp 2 "
     "to cp 4 the per-GPU attention FLOPs double at the same kernel shapes (load-balanced "
     "chunks of s/(2 cp) = 16k keys in both), the rest of the step is unchanged, so even a "
