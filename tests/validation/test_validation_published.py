@@ -119,6 +119,11 @@ from tests.validation.published import published_checks  # noqa: E402
 PUBLISHED = list(published_checks())
 
 OUTSIDE = {
+    "megatron-bridge-25.11-llama3.1-405b": "planned as its performance config ran it (BF16 "
+    "gradient reduction and FP8 weight gathers: published.yaml), the planner is 16.8 % fast "
+    "(FP32 reduction and BF16 gathers, which the run did not use: +7.9 %); the same settings "
+    "put the 8b and 70b rows of the table at -3.1 and +4.2 %. What 405b at tp 8, pp 8, "
+    "cp 2, vp 8 on 128 nodes costs beyond the planner's terms is not found yet",
     "megatron-readme-gpt-32b": "tp 8, dp 48: each data-parallel ring has one GPU a node, so "
     "the planner reduce-scatters 4B FP32 gradients (16 GB) and gathers 8 GB of weights on "
     "one 400 Gb/s NIC per step (0.52 s), 0.17 s of it hidden under the last micro-batch's "
