@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from scalectl.cli import main
+from tests.planner.test_planner_cli import run
 
 # One micro-batch per step under FSDP: the only case where --grad-lifetime matters.
 BASE = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "8",
@@ -16,18 +16,8 @@ BASE = ["plan", "estimate", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "
         "--zero", "3", "--micro-batch", "1", "--recompute", "none", "--json"]  # fmt: skip
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def _estimate(flags: list[str], capsys: pytest.CaptureFixture[str]) -> dict:  # type: ignore[type-arg]
-    code, out, err = _run(BASE + flags, capsys)
+    code, out, err = run(BASE + flags, capsys)
     assert code == 0, err
     return json.loads(out)  # type: ignore[no-any-return]
 
@@ -70,7 +60,7 @@ def test_search_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None
             "--seq-len", "4k", "--global-batch", "8", "--tokens", "1e9", "--top", "1",
             "--grad-lifetime", "backward", "--loss-kernels", "fused", "--fp8-scaling",
             "dynamic", "--json"]  # fmt: skip
-    code, out, err = _run(argv, capsys)
+    code, out, err = run(argv, capsys)
     assert code == 0, err
     assert json.loads(out)[0]["fits"]
 
@@ -86,7 +76,7 @@ def test_search_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None
 def test_bad_values_name_the_field(
     flags: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _run(BASE + flags, capsys)
+    code, out, err = run(BASE + flags, capsys)
     assert code == 2
     assert needle in err
     assert len(err.strip().splitlines()) == 1

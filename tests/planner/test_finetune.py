@@ -18,7 +18,7 @@ from planner.formulas import flops
 from planner.inputs import build_inputs, constants, stack_inputs
 from planner.terms import run as run_terms
 from planner.units import GIB
-from scalectl.cli import main
+from tests.planner.test_planner_cli import run as run_cli
 
 LLAMA2_7B = planner.get_model("llama2-7b")
 # Llama 2 7B: h 4096, 32 heads of 128 (MHA), SwiGLU ffn 11008, 32 layers, vocab 32000.
@@ -192,16 +192,6 @@ def test_search_plans_a_lora_request() -> None:
     assert best.fits and best.memory_gib.grads < 1.0
 
 
-def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 BASE = ["plan", "estimate", "--model", "llama2-7b", "--gpu", "H100", "--gpus", "8",
         "--seq-len", "2k", "--global-batch", "64", "--tokens", "1e9"]  # fmt: skip
 
@@ -219,7 +209,7 @@ BASE = ["plan", "estimate", "--model", "llama2-7b", "--gpu", "H100", "--gpus", "
 def test_bad_finetune_flags_exit_2_with_one_line(
     flags: list[str], needle: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _run([*BASE, *flags], capsys)
+    code, _, err = run_cli([*BASE, *flags], capsys)
     assert code == 2
     assert needle in err and len(err.strip().splitlines()) == 1, err
 
@@ -243,13 +233,13 @@ def test_estimate_lora_with_a_config_json(
     argv = ["plan", "estimate", "--model", str(cfg), "--gpu", "H100", "--gpus", "1",
             "--seq-len", "512", "--global-batch", "8", "--tokens", "1e6", "--finetune",
             "lora", "--lora-rank", "8", "--lora-alpha", "16", "--json"]  # fmt: skip
-    code, out, err = _run(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     est = json.loads(out)
     adapters = 8 * (4 * (512 + 512) + 3 * (512 + 1376)) * 4
     assert est["memory_gib"]["grads"] == pytest.approx(4 * adapters / GIB, rel=1e-9)
     # The table says what the plan trains, in the trainer's count (its start-up line).
-    code, out, err = _run([a for a in argv if a != "--json"], capsys)
+    code, out, err = run_cli([a for a in argv if a != "--json"], capsys)
     assert code == 0, err
     assert f"lora fine-tuning, rank 8 on q,k,v,o,gate,up,down: {adapters:,} of" in out
 
