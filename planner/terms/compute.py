@@ -125,7 +125,8 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     Bytes moved over the achievable HBM bandwidth (Williams et al. 2009, roofline); the
     backward moves ``elementwise_bwd_ratio`` times the forward's bytes. Eager PyTorch
     (TrainingSpec.kernels) adds what its unfused ops move beyond the fused kernels, and
-    dynamic FP8 scaling (TrainingSpec.fp8_scaling) its amax passes and layout copies.
+    dynamic FP8 scaling (TrainingSpec.fp8_scaling) its amax passes and layout copies,
+    Transformer Engine's current scaling its amax passes.
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
@@ -148,6 +149,11 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     ew_bwd = c.elementwise_bwd_ratio * ew_fwd
     ew_bwd = ew_bwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_bwd, s.mem_bw), 0.0)
     ew_fwd = ew_fwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_fwd, s.mem_bw), 0.0)
+    cur_fwd, cur_bwd = kernels.fp8_amax_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab
+    )
+    ew_bwd = ew_bwd + where(x.fp8_current > 0, kernels.memory_bound_time(cur_bwd, s.mem_bw), 0.0)
+    ew_fwd = ew_fwd + where(x.fp8_current > 0, kernels.memory_bound_time(cur_fwd, s.mem_bw), 0.0)
     return ew_fwd, ew_core_fwd, ew_bwd
 
 
