@@ -78,8 +78,8 @@ Fp8ScalingOption = Annotated[
     str,
     typer.Option(
         "--fp8-scaling",
-        help="With --precision fp8: delayed (Transformer Engine) or dynamic (torchao "
-        "tensorwise, torchtitan's float8).",
+        help="With --precision fp8: delayed (Transformer Engine), dynamic (torchao "
+        "tensorwise, torchtitan's float8) or current (Transformer Engine current scaling).",
     ),
 ]
 AttentionOption = Annotated[

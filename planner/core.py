@@ -155,6 +155,8 @@ def evaluate(x: Inputs, c: Constants) -> Outputs:
     s = shapes(x)
     base_fwd, adapter_fwd = compute.layer_gemm_fwd(x, c, s), compute.adapter_gemm_fwd(x, c, s)
     gemm_fwd, gemm_bwd = base_fwd + adapter_fwd, compute.layer_gemm_bwd(x, base_fwd, adapter_fwd)
+    chunk_fwd, chunk_bwd = compute.tp_overlap_chunk_time(x, s)
+    gemm_fwd, gemm_bwd = gemm_fwd + chunk_fwd, gemm_bwd + chunk_bwd
     attn = compute.attention_time(x, c, s)
     ew_fwd, ew_core_fwd, ew_bwd = compute.elementwise_time(x, c, s)
     tp = layer_comm.tensor_parallel(x, c, s, gemm_fwd)

@@ -117,6 +117,7 @@ class Inputs(NamedTuple):
     fp8_params: Any
     quant_inputs: Any
     nf4_init_bytes: Any
+    fp8_current: Any
     # layout
     dp: Any
     tp: Any

@@ -251,14 +251,14 @@ class TrainingSpec(BaseModel):
     (planner.terms.activations.peak_memory). Gradient accumulation keeps them for the
     whole step either way."""
 
-    fp8_scaling: Literal["delayed", "dynamic"] = "delayed"
-    """How precision 'fp8' scales each GEMM input. 'delayed': the scale comes from earlier
-    steps' amax, so a cast reads the BF16 tensor once and writes FP8 (Transformer Engine's
-    DelayedScaling). 'dynamic': per-tensor scales from the tensor itself at every cast
-    (torchao Float8Linear tensorwise, torchtitan's float8 default in 2024-25): an amax
-    pass over each GEMM input and output gradient and the FP8 transposed copies
-    ``_scaled_mm`` needs for the weight gradient
-    (planner.formulas.kernels.fp8_dynamic_scaling_bytes). No effect outside 'fp8'."""
+    fp8_scaling: Literal["delayed", "dynamic", "current"] = "delayed"
+    """How precision 'fp8' scales GEMM inputs. 'delayed': from past steps' amax, a cast reads
+    BF16 once and writes FP8 (Transformer Engine DelayedScaling). 'dynamic': torchao's
+    tensorwise Float8Linear (torchtitan's float8): an amax pass over each GEMM input and
+    output gradient and ``_scaled_mm``'s transposed FP8 copies. 'current': Transformer
+    Engine's Float8CurrentScaling (Megatron Bridge FP8-CS): the amax passes alone, its cast
+    writes the transpose too (planner.formulas.kernels fp8_dynamic_scaling_bytes,
+    fp8_amax_bytes). No effect outside 'fp8'."""
 
     fp8_param_gather: bool = False
     """Precision 'fp8': weights kept in FP8 between optimizer steps (Transformer Engine

@@ -144,6 +144,30 @@ def fp8_dynamic_scaling_bytes(
     return fwd, bwd
 
 
+def fp8_amax_bytes(
+    tokens: Num, hidden: Num, q_dim: Num, kv_dim: Num, ffn_active: Num, gated: Num,
+    tp: Num, sp_share: Num, act_bytes: Num,
+) -> tuple[Num, Num]:  # fmt: skip
+    """(forward, backward) HBM bytes of one layer, one micro-batch, that Transformer
+    Engine's per-tensor current scaling moves beyond delayed scaling: one more BF16 read of
+    each GEMM input (forward) and output gradient (backward) for its amax.
+
+    Transformer Engine ``Float8CurrentScalingQuantizer::quantize_impl``
+    (transformer_engine/pytorch/csrc/quantizer.cpp, v2.x): ``nvte_compute_amax`` over the
+    input, the scale from that amax, then ``nvte_quantize_v2``, whose cast writes the
+    row-wise and the transposed column-wise FP8 data in one kernel, as the delayed-scaling
+    cast_transpose does, so unlike torchao (:func:`fp8_dynamic_scaling_bytes`) no layout
+    copies follow. The tensors are those of :func:`fp8_dynamic_scaling_bytes`; under
+    sequence parallelism the norm outputs and the row-parallel gradients are cast on the
+    rank's sequence share before the FP8 all-gather (the amax all-reduced over the TP group,
+    ``amax_reduction_group``: one float, not counted here)."""
+    column = (q_dim + ffn_active) / tp
+    inputs_cast = 2 * hidden * sp_share + column
+    column = (q_dim + 2 * kv_dim + (1 + gated) * ffn_active) / tp
+    grads_cast = 2 * hidden * sp_share + column
+    return act_bytes * tokens * inputs_cast, act_bytes * tokens * grads_cast
+
+
 def upcast_bytes(act_bytes: Num) -> Num:
     """HBM bytes per element of one dtype cast between the activation dtype and FP32
     (``x.float()`` or ``.type_as(x)``: read one, write the other); none when already FP32."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from planner.formulas import flops, kernels, params
-from planner.formulas.ops import maximum, where
+from planner.formulas.ops import maximum, minimum, where
 from planner.inputs import Constants, Inputs
 from planner.terms.shapes import Shapes
 
@@ -125,7 +125,8 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     Bytes moved over the achievable HBM bandwidth (Williams et al. 2009, roofline); the
     backward moves ``elementwise_bwd_ratio`` times the forward's bytes. Eager PyTorch
     (TrainingSpec.kernels) adds what its unfused ops move beyond the fused kernels, and
-    dynamic FP8 scaling (TrainingSpec.fp8_scaling) its amax passes and layout copies.
+    dynamic FP8 scaling (TrainingSpec.fp8_scaling) its amax passes and layout copies,
+    Transformer Engine's current scaling its amax passes.
     """
     ew_layer = kernels.layer_elementwise_bytes_fwd(
         s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, s.rope, x.tp,
@@ -148,6 +149,11 @@ def elementwise_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any, Any]
     ew_bwd = c.elementwise_bwd_ratio * ew_fwd
     ew_bwd = ew_bwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_bwd, s.mem_bw), 0.0)
     ew_fwd = ew_fwd + where(x.fp8_dynamic > 0, kernels.memory_bound_time(dyn_fwd, s.mem_bw), 0.0)
+    cur_fwd, cur_bwd = kernels.fp8_amax_bytes(
+        s.tokens, x.hidden, s.q_dim, s.kv_dim, s.ffn_active, x.gated, x.tp, s.sp_share, s.ab
+    )
+    ew_bwd = ew_bwd + where(x.fp8_current > 0, kernels.memory_bound_time(cur_bwd, s.mem_bw), 0.0)
+    ew_fwd = ew_fwd + where(x.fp8_current > 0, kernels.memory_bound_time(cur_fwd, s.mem_bw), 0.0)
     return ew_fwd, ew_core_fwd, ew_bwd
 
 
@@ -183,3 +189,38 @@ def op_recompute_gemm_fwd(x: Inputs, c: Constants, s: Shapes) -> Any:
         + gemm(x, s, tokens, x.hidden, s.q_dim / x.tp)
         + gemm(x, s, tokens, s.ffn_active / x.tp, x.hidden)
     )
+
+
+def tp_overlap_chunk_time(x: Inputs, s: Shapes) -> tuple[Any, Any]:
+    """(forward, backward) seconds that TP communication overlap adds to one layer's GEMMs
+    by running them in chunks (0 without ``tp_comm_overlap``, sequence parallelism or TP).
+
+    Transformer Engine's userbuffers overlap splits the all-gather-side GEMMs into tp ring
+    steps, one per sequence shard (``RingExchangeOverlapCfg``: qkv_fprop, fc1_fprop,
+    proj_dgrad, fc2_dgrad), and the reduce-scatter-side forward GEMMs (proj_fprop,
+    fc2_fprop) into ``num_splits`` = 4 pipelined chunks or tp ring steps, in every H100
+    configuration of Megatron-Bridge r0.2.0 (0ded2888b src/megatron/bridge/training/
+    comm_overlap.py: userbuffers_{bf16,fp8}_h100_h8192_tp4_mbs1_seqlen8192,
+    userbuffers_{bf16,fp8}_h100_h16384_tp8_cp2_mbs1_seqlen8192); torch's async TP
+    (``fused_all_gather_matmul`` / ``fused_matmul_reduce_scatter``) also runs one matmul
+    per rank's shard. Each chunk is a GEMM of tokens/chunks rows, timed with the same
+    shape factor as any GEMM (:func:`planner.formulas.kernels.gemm_shape_factor`); the
+    reduce-scatter side is charged at min(tp, 4) chunks, the fewer of the two. Weight
+    gradients and the bulk-overlapped qkv/fc1 input gradients run whole. MoE layers'
+    expert GEMMs are not split (their tokens move by all-to-all)."""
+    tokens, tp = s.tokens, x.tp
+    rs_chunks = minimum(tp, 4.0)
+
+    def extra(n: Any, k: Any, chunks: Any) -> Any:
+        return gemm(x, s, tokens / chunks, n, k, chunks) - gemm(x, s, tokens, n, k)
+
+    ffn_in = (1 + x.gated) * x.ffn / tp
+    dense = 1.0 - s.moe_share
+    fwd = (
+        extra((s.q_dim + 2 * s.kv_dim) / tp, x.hidden, tp)
+        + extra(x.hidden, s.q_dim / tp, rs_chunks)
+        + dense * (extra(ffn_in, x.hidden, tp) + extra(x.hidden, x.ffn / tp, rs_chunks))
+    )
+    bwd = extra(s.q_dim / tp, x.hidden, tp) + dense * extra(x.ffn / tp, x.hidden, tp)
+    on = (x.tp_comm_overlap > 0) & (x.sp > 0) & (tp > 1)
+    return where(on, fwd, 0.0), where(on, bwd, 0.0)

@@ -70,7 +70,10 @@ def test_search_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None
     [
         (["--grad-lifetime", "sometimes"], "grad_lifetime: Input should be 'step' or 'backward'"),
         (["--loss-kernels", "triton"], "loss_kernels: Input should be 'fused' or 'eager'"),
-        (["--fp8-scaling", "rowwise"], "fp8_scaling: Input should be 'delayed' or 'dynamic'"),
+        (
+            ["--fp8-scaling", "rowwise"],
+            "fp8_scaling: Input should be 'delayed', 'dynamic' or 'current'",
+        ),
     ],
 )
 def test_bad_values_name_the_field(

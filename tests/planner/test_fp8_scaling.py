@@ -69,3 +69,23 @@ def test_fp8_scaling_is_delayed_or_dynamic() -> None:
         planner.TrainingSpec(
             seq_len=2048, global_batch_seqs=8, total_tokens=1e9, fp8_scaling="rowwise"
         )
+
+
+def test_current_scaling_reads_each_tensor_once_more_and_copies_nothing() -> None:
+    # Transformer Engine's current scaling: the amax reads of torchao's dynamic scaling
+    # (GEMM inputs forward, output gradients backward), without its two layout copies.
+    fwd, bwd = kernels.fp8_amax_bytes(1, 4096, 4096, 1024, 14336, 1, 1, 1.0, 2)
+    assert (fwd, bwd) == (2 * 26624, 2 * 43008)
+    dyn_fwd, dyn_bwd = kernels.fp8_dynamic_scaling_bytes(1, 4096, 4096, 1024, 14336, 1, 1, 1.0, 2)
+    assert fwd == dyn_fwd and bwd < dyn_bwd
+
+
+def test_current_scaling_costs_between_delayed_and_dynamic() -> None:
+    delayed, current = _estimate("fp8", "delayed"), _estimate("fp8", "current")
+    dynamic = _estimate("fp8", "dynamic")
+    fwd, bwd = kernels.fp8_amax_bytes(8192, 4096, 4096, 1024, 14336, 1, 1, 1.0, 2)
+    bandwidth = H100.hbm_tb_s * 1e12 * H100.hbm_efficiency
+    extra = current.step.breakdown["memory_bound_s"] - delayed.step.breakdown["memory_bound_s"]
+    assert extra == pytest.approx(2 * LAYERS * (fwd + bwd) / bandwidth, rel=1e-9)
+    assert dynamic.step.tokens_per_s < current.step.tokens_per_s < delayed.step.tokens_per_s
+    assert _estimate("bf16", "current").step == _estimate("bf16", "delayed").step
