@@ -54,7 +54,8 @@ LossChunksOption = Annotated[
     typer.Option(
         "--loss-chunks",
         help="Chunks a compiled cross-entropy upcasts to FP32 one at a time (torchtune's "
-        "CEWithChunkedOutputLoss: 8); 1: all logits at once (the reference trainer's count).",
+        "CEWithChunkedOutputLoss: 8); 1: all logits at once (compiled: the reference "
+        "trainer's count; eager: three FP32 copies, so plan its eager chunks with 8).",
     ),
 ]
 OptimizerOption = Annotated[str, typer.Option("--optimizer", help="adamw or sgd_momentum.")]

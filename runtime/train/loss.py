@@ -20,8 +20,11 @@ same way and also computes the gradient in the forward pass.
 
 The planner's ``TrainingSpec.loss_chunks`` describes a different chunking, torchtune's
 compiled one, which keeps the bf16 logits and no fp32 log-probabilities (2 + 4/n bytes):
-a plan for this trainer keeps 1 (``plan_fields`` refuses more), whose 6 bytes cover the
-5.3 measured here in 8 chunks (bench/RESULTS.md, "Trainer kernels: chunked loss memory").
+a compiled plan for this trainer keeps 1 (``plan_fields`` refuses more), whose 6 bytes
+cover the 5.3 measured here in 8 chunks (bench/RESULTS.md, "Trainer kernels: chunked loss
+memory"). An eager plan (``--kernels eager``) counts an eager loss in one piece at 12
+bytes, torchtune's unchunked ``nn.CrossEntropyLoss``, so for this trainer's eager chunks
+it is planned with 2 or more chunks, which the planner counts at the same 6 bytes.
 
 Under tensor parallelism the logits are already split over the vocabulary
 (``loss_parallel``: 1/tp of them per rank, as the planner counts), and the DTensor
