@@ -36,6 +36,7 @@ FIXED = (
     "co2_tdp_basis",
     "eager",
     "fp8_dynamic",
+    "fp8_current",
     "grads_freed",
     "quant_inputs",
     "nf4_init_bytes",
