@@ -61,7 +61,7 @@ def fsdp_time(
     )  # fmt: skip
     fsdp_gather = comm.all_gather_time(gather_b, s.shard_group, sh_bw, sh_alpha)
     fsdp_scatter = comm.all_gather_time(x.grad_bytes * trainable, s.shard_group, sh_bw, sh_alpha)
-    fsdp1_divide = (
+    fsdp_grad_passes = (
         x.fsdp1 * s.layers_stage * step.fsdp1_predivide_time(trainable, x.grad_bytes, s.mem_bw)
     ) + s.layers_stage * step.fsdp_reduce_cast_time(
         trainable, x.weight_bytes, x.grad_bytes, s.mem_bw
@@ -69,7 +69,7 @@ def fsdp_time(
     fsdp_mb = step.fsdp_exposed_per_micro_batch(
         s.layers_stage, fsdp_gather, fsdp_scatter, mb.layer_fwd, mb.layer_bwd, ov
     )
-    fsdp_x = s.micro_batches * (fsdp_mb + fsdp1_divide)
+    fsdp_x = s.micro_batches * (fsdp_mb + fsdp_grad_passes)
     # What the layers' gathers and scatters do not leave exposed runs beside compute.
     fsdp_hidden = maximum(s.layers_stage * (2 * fsdp_gather + fsdp_scatter) - fsdp_mb, 0.0)
     fsdp_c = step.overlap_contention_time(
