@@ -135,13 +135,12 @@ def fp8_dynamic_scaling_bytes(
     copies on the gathered tensor. The weights' casts are left out (once per
     micro-batch, not per token).
     """
-    column = (q_dim + ffn_active) / tp
-    inputs_cast, inputs_full = 2 * hidden * sp_share + column, 2 * hidden + column
-    column = (q_dim + 2 * kv_dim + (1 + gated) * ffn_active) / tp
-    grads_cast, grads_full = 2 * hidden * sp_share + column, 2 * hidden + column
-    fwd = act_bytes * tokens * inputs_cast
-    bwd = tokens * (act_bytes * grads_cast + 2.0 * grads_full + 2.0 * inputs_full)
-    return fwd, bwd
+    amax_fwd, amax_bwd = fp8_amax_bytes(
+        tokens, hidden, q_dim, kv_dim, ffn_active, gated, tp, sp_share, act_bytes
+    )
+    inputs_full = 2 * hidden + (q_dim + ffn_active) / tp
+    grads_full = 2 * hidden + (q_dim + 2 * kv_dim + (1 + gated) * ffn_active) / tp
+    return amax_fwd, amax_bwd + tokens * (2.0 * grads_full + 2.0 * inputs_full)
 
 
 def fp8_amax_bytes(
