@@ -83,6 +83,14 @@ Fp8ScalingOption = Annotated[
         "tensorwise, torchtitan's float8) or current (Transformer Engine current scaling).",
     ),
 ]
+RingAttentionOption = Annotated[
+    str,
+    typer.Option(
+        "--ring-attention",
+        help="Whose ring attention --cp-impl ring runs: torch (context_parallel: scalectl's "
+        "trainer, torchtitan) or te (Transformer Engine: Megatron-LM, NeMo).",
+    ),
+]
 AttentionOption = Annotated[
     str,
     typer.Option(

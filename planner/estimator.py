@@ -92,7 +92,8 @@ _STATIC_INPUTS = Inputs._fields.index("dp")
 """Inputs before the layout's: the static stage of the compiled function."""
 SPECIALISED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
                "co2_tdp_basis", "sharding", "recompute", "sp", "eager", "fp8_dynamic",
-               "fp8_current", "grads_freed", "quant_inputs", "nf4_init_bytes")  # fmt: skip
+               "fp8_current", "grads_freed", "quant_inputs", "nf4_init_bytes",
+               "torch_ring")  # fmt: skip
 """Categorical inputs each compiled variant fixes, so it holds only the branches it takes."""
 _FIXED_AT = tuple(Inputs._fields.index(name) for name in SPECIALISED)
 _SHARDING, _RECOMPUTE, _SP = (Inputs._fields.index(n) - _STATIC_INPUTS

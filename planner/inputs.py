@@ -118,6 +118,7 @@ class Inputs(NamedTuple):
     quant_inputs: Any
     nf4_init_bytes: Any
     fp8_current: Any
+    torch_ring: Any
     # layout
     dp: Any
     tp: Any
@@ -227,8 +228,8 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
     """The training spec's fields of :class:`Inputs` (the adapters' sizes need the model)."""
     from planner.catalog import constants_data
     from planner.finetune import finetune_inputs
-    from planner.fp8_inputs import fp8_inputs
     from planner.loss_inputs import loss_inputs
+    from planner.training_flags import training_flags
 
     data = constants_data()
     fp32, pure = training.precision == "fp32", training.precision == "bf16-pure"
@@ -252,12 +253,8 @@ def training_inputs(training: TrainingSpec, model: ModelSpec) -> dict[str, float
         "ep_comm_overlap": _f(training.ep_comm_overlap),
         "grad_bytes": float(data["grad_bytes"]["bf16" if pure else training.grad_reduce_dtype]),
         "moe_capacity": float(training.moe_capacity_factor or 1.0),
-        "eager": _f(training.kernels == "eager"),
-        "op_sac": _f(training.selective_recompute == "op"),
-        "fsdp1": _f(training.fsdp_version == 1),
-        **fp8_inputs(training),
+        **training_flags(training),
         **finetune_inputs(training, model, float(sizes["weight_bytes"])),
-        "grads_freed": _f(training.grad_lifetime == "backward"),
     }
 
 

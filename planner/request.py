@@ -61,6 +61,7 @@ class EstimateRequest:
     loss_kernels: str | None = None
     grad_lifetime: str = "step"
     fp8_scaling: str = "delayed"
+    ring_attention: str = "torch"
     overlap_grad_reduce: bool = True
     grad_reduce_dtype: str = "fp32"
     moe_capacity_factor: float | None = None
@@ -190,6 +191,7 @@ def specs_from_request(
         loss_kernels=r.loss_kernels,
         grad_lifetime=r.grad_lifetime,
         fp8_scaling=r.fp8_scaling,
+        ring_attention=r.ring_attention,
         overlap_grad_reduce=r.overlap_grad_reduce,
         grad_reduce_dtype=r.grad_reduce_dtype,
         moe_capacity_factor=r.moe_capacity_factor,

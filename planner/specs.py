@@ -102,6 +102,12 @@ class TrainingSpec(BaseModel):
     RMSNorm as a chain of FP32 ops, the SwiGLU gate and product as separate kernels,
     rotary through complex FP32, GQA key/value heads copied to every query head, the
     logits upcast to FP32 for the loss (planner.formulas.kernels.eager_extra_bytes_fwd)."""
+    ring_attention: Literal["torch", "te"] = "torch"
+    """Whose ring attention a ``cp_impl`` ring layout runs. 'torch': torch's
+    ``context_parallel`` (scalectl's trainer, torchtitan): the K/V all-gathered once per
+    layer, partial outputs merged and dK/dV passed on in FP32 (planner.terms.layer_comm
+    .torch_ring). 'te': Transformer Engine's ``AttnFuncWithCPAndKVP2P`` (Megatron-LM,
+    NeMo): K/V passed by P2P under each step's kernel, merges in the activation dtype."""
     selective_recompute: Literal["attention", "op"] = "attention"
     """What Layout.recompute='selective' recomputes. 'attention': the attention core
     (Korthikanti et al. 2022, Sec. 5; Megatron-LM, and the reference trainer's only

@@ -40,6 +40,7 @@ FIXED = (
     "grads_freed",
     "quant_inputs",
     "nf4_init_bytes",
+    "torch_ring",
 )
 """Categorical inputs constant within one problem: fixed while compiling, so each ``where``
 on them keeps one side (a dense model also fixes ``experts`` = 1)."""

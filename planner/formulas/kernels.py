@@ -297,3 +297,46 @@ def ring_attention_merge_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Nu
     fwd = 2.0 * kv_bytes + later * kv_bytes + 2.0 * q_bytes + 3.0 * later * q_bytes
     bwd = (2.0 + later + 2.0 + 3.0 * later) * kv_bytes + (2.0 + 3.0 * later) * q_bytes
     return where(cp > 1, fwd, 0.0), where(cp > 1, bwd, 0.0)
+
+
+def torch_ring_attention_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Num, Num]:
+    """(forward, backward) HBM bytes one layer's ring attention moves beyond its kernels
+    under torch's ``context_parallel`` (``_templated_ring_attention`` and its backward, read
+    in ``torch/distributed/tensor/experimental/_attention.py`` at torch 2.6 and
+    ``_context_parallel/_attention.py`` at 2.13, the same code): what scalectl's trainer and
+    torchtitan run. ``q_bytes`` is the local query (and output, and their gradients) in
+    the activation dtype, ``kv_bytes`` the local K and V together as passed to SDPA (GQA
+    heads already repeated by the model). Unlike Transformer Engine's ring
+    (:func:`ring_attention_merge_bytes`) the partial results are merged and the gradients
+    accumulated in FP32 (``_cp_options.convert_to_f32``), and every half-size update is
+    written back through ``torch.cat`` of the whole tensor (``_partial_update``).
+
+    * forward, on the CP rank that takes the "q full, first half of K/V" branch at every
+      later step (the last, whose merges are full-size): step 0's output cast to FP32 (read
+      Q, write 2 Q) and the final cast back (3 Q); at each of the cp - 1 later steps the
+      block output cast (3 Q), ``out - block_out`` (6 Q), the sigmoid-weighted product
+      (4 Q) and the subtraction (6 Q): 19 Q; K and V concatenated into a send buffer at
+      each step but the last (``torch.cat``: 2 KV; the all-gather rotater uses only the
+      first);
+    * backward, per step the slower branch (the dK/dV ring makes every rank wait for its
+      neighbour): FP32 zeros for dQ, dK, dV (2 Q + 2 KV); step 0 the K/V send buffer
+      (2 KV), dK/dV accumulated (read FP32 and BF16, write FP32: 5 KV), concatenated for
+      the send (4 KV), dQ accumulated (5 Q); each later step the dK/dV send buffer (4 KV)
+      plus either a half dK/dV update and its ``torch.cat`` (6.5 KV) with a full dQ
+      update (5 Q), or a full dK/dV update (5 KV) with a half dQ update and its
+      ``torch.cat`` (6.5 Q); the K/V send buffer at all but the last step (2 KV); the
+      final casts of dQ and of dK/dV to the activation dtype (3 Q + 3 KV).
+
+    Not counted: the log-sum-exp merges (4 bytes per token and head against the output's
+    2·head_dim), copies a caller's non-contiguous K/V need (``key.contiguous()``), and
+    the flash backward's own copies of non-contiguous output and gradient halves."""
+    later = cp - 1.0
+    fwd = 6.0 * q_bytes + 19.0 * later * q_bytes + 2.0 * later * kv_bytes
+    half_kv = 6.5 * kv_bytes + 5.0 * q_bytes  # the half K/V branch (i <= rank)
+    half_q = 5.0 * kv_bytes + 6.5 * q_bytes  # the half query branch (i > rank)
+    per_step = 4.0 * kv_bytes + maximum(half_kv, half_q)
+    bwd = (
+        10.0 * q_bytes + 16.0 * kv_bytes + later * per_step
+        + 2.0 * maximum(later - 1.0, 0.0) * kv_bytes
+    )  # fmt: skip
+    return where(cp > 1, fwd, 0.0), where(cp > 1, bwd, 0.0)

@@ -48,7 +48,8 @@ def context_parallel(
 ) -> tuple[Any, Any]:
     """(forward, backward) seconds of context parallelism beyond the attention kernels.
 
-    Ring (``cp_impl`` ring: Transformer Engine's ``AttnFuncWithCPAndKVP2P``, v1.4-v2.9,
+    Ring (``cp_impl`` ring) as Transformer Engine runs it (``TrainingSpec.ring_attention``
+    te: Megatron-LM, NeMo; its ``AttnFuncWithCPAndKVP2P``, v1.4-v2.9,
     ``transformer_engine/pytorch/attention.py`` / ``dot_product_attention/
     context_parallel.py``): the attention runs as cp kernel calls, one per K/V chunk
     (Liu et al. 2023, Ring Attention, Sec. 3); each step's P2P of the next chunk
@@ -60,7 +61,9 @@ def context_parallel(
     node-crossing hop runs NIC to NIC. The hidden P2P still slows the kernels beside it
     (NCCL kernels hold SMs: :func:`planner.formulas.step.overlap_contention_time`), and
     the per-step merges of partial outputs and gradients are memory-bound passes
-    (:func:`planner.formulas.kernels.ring_attention_merge_bytes`).
+    (:func:`planner.formulas.kernels.ring_attention_merge_bytes`). As torch's
+    ``context_parallel`` runs it (ring_attention torch: scalectl's trainer, torchtitan):
+    :func:`torch_ring`.
 
     All-gather (``cp_impl`` allgather; Dubey et al. 2024, "The Llama 3 Herd of Models",
     Sec. 3.3.2): the forward all-gathers the whole sequence's K and V before the
@@ -101,10 +104,56 @@ def context_parallel(
         + step.overlap_contention_time(hidden_bwd, ring_bw, s.intra_bw, k)
         + kernels.memory_bound_time(merge_bwd_b, s.mem_bw)
     )
+    torch_fwd, torch_bwd = torch_ring(x, c, s, (step_fwd, step_bwd), (cp_bw, cp_alpha, ring_bw))
+    ring_fwd_x = where(x.torch_ring > 0, torch_fwd, ring_fwd_x)
+    ring_bwd_x = where(x.torch_ring > 0, torch_bwd, ring_bwd_x)
     gather = comm.all_gather_time(kv_chunk * x.cp, x.cp, cp_bw, cp_alpha)
     gather_bwd = gather + where(x.recompute > 0, gather, 0.0)
     allgather = x.cp_allgather > 0
     return where(allgather, gather, ring_fwd_x), where(allgather, gather_bwd, ring_bwd_x)
+
+
+def torch_ring(
+    x: Inputs, c: Constants, s: Shapes, step_s: tuple[Any, Any], link: tuple[Any, Any, Any]
+) -> tuple[Any, Any]:
+    """(forward, backward) seconds of torch's ring attention (``context_parallel``,
+    ``cp_impl`` ring with ``TrainingSpec.ring_attention`` torch; torch 2.6-2.13
+    ``_templated_ring_attention``) beyond its kernels, given one ring step's forward and
+    backward kernel seconds ``step_s`` and the (all-gather bandwidth, latency, ring
+    bandwidth) ``link``. K and V travel with every query head (the model repeats GQA
+    heads before SDPA). Forward: the default all-gather rotater gathers every rank's K/V
+    once, issued before step 0's kernel and awaited after it, so only step 0 hides it.
+    Backward: the same gather again, and the FP32 dK/dV sent one rank on
+    (``permute_tensor``) after each step, each hidden under the next step's kernel; the
+    last one, awaited after the loop, is exposed whole. Hidden traffic still slows the
+    kernels beside it (:func:`planner.formulas.step.overlap_contention_time`); the FP32
+    merges are memory-bound passes (:func:`planner.formulas.kernels.torch_ring_attention_bytes`)."""
+    step_fwd, step_bwd = step_s
+    cp_bw, cp_alpha, ring_bw = link
+    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    kv_local = 2 * q_local
+    gather = comm.all_gather_time(kv_local * x.cp, x.cp, cp_bw, cp_alpha)
+    dkv = comm.p2p_time(2 * kv_local, ring_bw, cp_alpha)
+    later = maximum(x.cp - 1, 0.0)
+    gather_fwd_x = maximum(gather - step_fwd, 0.0)
+    gather_bwd_x = maximum(gather - step_bwd, 0.0)
+    dkv_x = later * maximum(dkv - step_bwd, 0.0) + dkv
+    hidden_fwd = gather - gather_fwd_x
+    hidden_bwd = gather - gather_bwd_x + later * dkv + dkv - dkv_x
+    k = c.overlap_contention_per_comm_s
+    fwd_b, bwd_b = kernels.torch_ring_attention_bytes(q_local, kv_local, x.cp)
+    fwd = (
+        gather_fwd_x
+        + step.overlap_contention_time(hidden_fwd, ring_bw, s.intra_bw, k)
+        + kernels.memory_bound_time(fwd_b, s.mem_bw)
+    )
+    bwd = (
+        gather_bwd_x + dkv_x
+        + step.overlap_contention_time(hidden_bwd, ring_bw, s.intra_bw, k)
+        + kernels.memory_bound_time(bwd_b, s.mem_bw)
+    )  # fmt: skip
+    on = x.cp > 1
+    return where(on, fwd, 0.0), where(on, bwd, 0.0)
 
 
 def expert_parallel(x: Inputs, c: Constants, s: Shapes, compute: Any) -> tuple[Any, Any]:

@@ -1,5 +1,5 @@
 """`plan estimate` / `plan search` flags that describe how the run is implemented
-(--grad-lifetime, --loss-kernels, --fp8-scaling): each reaches the TrainingSpec and moves
+(--grad-lifetime, --loss-kernels, --fp8-scaling, --ring-attention): each reaches the TrainingSpec and moves
 the figure its docstring says; a bad value is one line naming the field, exit 2."""
 
 from __future__ import annotations
@@ -59,10 +59,20 @@ def test_search_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None
     argv = ["plan", "search", "--model", "llama3-8b", "--gpu", "H100", "--gpus", "8",
             "--seq-len", "4k", "--global-batch", "8", "--tokens", "1e9", "--top", "1",
             "--grad-lifetime", "backward", "--loss-kernels", "fused", "--fp8-scaling",
-            "dynamic", "--json"]  # fmt: skip
+            "dynamic", "--ring-attention", "te", "--json"]  # fmt: skip
     code, out, err = run(argv, capsys)
     assert code == 0, err
     assert json.loads(out)[0]["fits"]
+
+
+def test_ring_attention_prices_torchs_ring_or_transformer_engines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cp = ["--seq-len", "64k", "--dp", "4", "--cp", "2", "--recompute", "full"]
+    torch = _estimate(cp, capsys)["step"]
+    te = _estimate([*cp, "--ring-attention", "te"], capsys)["step"]
+    assert torch["breakdown"]["cp_comm_s"] > te["breakdown"]["cp_comm_s"] > 0.0
+    assert _estimate(["--ring-attention", "te"], capsys)["step"] == _estimate([], capsys)["step"]
 
 
 @pytest.mark.parametrize(
@@ -70,6 +80,7 @@ def test_search_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None
     [
         (["--grad-lifetime", "sometimes"], "grad_lifetime: Input should be 'step' or 'backward'"),
         (["--loss-kernels", "triton"], "loss_kernels: Input should be 'fused' or 'eager'"),
+        (["--ring-attention", "nccl"], "ring_attention: Input should be 'torch' or 'te'"),
         (
             ["--fp8-scaling", "rowwise"],
             "fp8_scaling: Input should be 'delayed', 'dynamic' or 'current'",

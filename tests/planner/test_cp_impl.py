@@ -14,7 +14,10 @@ import planner
 
 MODEL = planner.get_model("llama3-8b")
 CLUSTER = planner.ClusterSpec(gpu="H100-SXM-80GB", num_gpus=64)
-TRAINING = planner.TrainingSpec(seq_len=131072, global_batch_seqs=64, total_tokens=1e10)
+# Transformer Engine's ring (P2P under each step's kernel); torch's: test_torch_ring.py.
+TRAINING = planner.TrainingSpec(
+    seq_len=131072, global_batch_seqs=64, total_tokens=1e10, ring_attention="te"
+)
 
 
 def _estimate(cp_impl: str, cp: int = 8, recompute: str = "none") -> planner.Estimate:

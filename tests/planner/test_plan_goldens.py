@@ -64,7 +64,7 @@ def test_plan_search(
     words = " ".join(out.split())
     assert "assessed in 250 ms" in words
     # The layout column stays on one line; the codes it uses are explained under it.
-    assert "tp2 pp8 cp2 dp2 zero1 mb1 v2 sp offload50%" in out
+    assert "tp4 pp4 cp1 dp4 zero1 mb1 v2 sp offload50%" in out
     assert "vN: N virtual stages per pipeline rank (interleave)" in words
     check_golden(GOLDEN, f"plan_search_{width}.txt", out)
 

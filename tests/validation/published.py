@@ -132,6 +132,7 @@ def estimate_row(row: dict[str, Any]) -> tuple[planner.Estimate, ModelSpec]:
         overlap_grad_reduce=row.get("overlap_grad_reduce", True),
         fp8_scaling=row.get("fp8_scaling", "delayed"),
         fp8_param_gather=row.get("fp8_param_gather", False),
+        ring_attention=row["ring_attention"],
     )
     cluster = ClusterSpec(gpu=accelerator(row["gpu"]), num_gpus=row["gpus"])
     return planner.estimate(model, cluster, training, layout), model

@@ -118,6 +118,21 @@ from tests.validation.published import published_checks  # noqa: E402
 
 PUBLISHED = list(published_checks())
 
+_TORCH_RING = (
+    "torch ring attention at cp 4 and 8 (Table 2): the planner prices torch's "
+    "context_parallel from its source (ring_attention torch: FP32 merges and dK/dV ring, "
+    "the K/V all-gather hidden under step 0 only; 1.3 s of the 128k step, 2.7 s of 256k) "
+    "and its FLOPs exactly (round-robin load balance: step 0 causal on both local chunks, "
+    "each later step non-causal on half of q or of k/v). The table's 32k (fsdp 8) and 64k "
+    "(cp 2) rows keep 32k tokens a GPU, as these do (train.py at 9dec370 divides a dp "
+    "rank's tokens by cp); their steps, 8.42 and 12.90 s, put one more ring step at 4.5 s "
+    "at the same kernel shapes (chunks of 16k keys in every row), so 21.9 s at 128k and "
+    "39.8 s at 256k before the ring's own cost; the published 30.6 and 59.8 s take 7.4 s "
+    "a ring step at cp 4 and at cp 8 alike, 1.65x the cp 2 row's. Table 6 (405B, the CP "
+    "ring across nodes) grows alike after its cp 1 row (-1.8, +11.8, +12.1, +24.1 %). "
+    "What costs the extra 2.9 s a step is not in the source's algorithm; open"
+)
+
 OUTSIDE = {
     "megatron-readme-gpt-32b": "tp 8, dp 48: each data-parallel ring has one GPU a node, so "
     "the planner reduce-scatters 4B FP32 gradients (16 GB) and gathers 8 GB of weights on "
@@ -141,25 +156,8 @@ OUTSIDE = {
     "if 32b moved half the bytes (BF16 gradients: the planner then gives +2.0 %, but "
     "arguments.py forces FP32 under bf16) or had twice the bandwidth: the source gives "
     "neither, so the row is left here",
-    "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": "torch ring attention (cp 4): the source "
-    "(torch.distributed.tensor.experimental._attention, round-robin load balance on) runs the "
-    "causal half exactly (step 0 causal on both local chunks, later steps non-causal on half "
-    "of q or of k/v), so the FLOPs are the planner's; its FP32 output merges and k/v exchange "
-    "come to ~1 s of a 30.6 s step. The same table's rows at 32k (fsdp 8) and 64k (cp 2) keep "
-    "32k local tokens per GPU: 8.42 s and 12.90 s per step, so attention linear in the "
-    "sequence gives 21.9 s at 128k (the planner: 21.9 s); the published 30.6 s is 8.7 s "
-    "beyond that, not explained by the source's algorithm. Without the 32k row: from cp 2 "
-    "to cp 4 the per-GPU attention FLOPs double at the same kernel shapes (load-balanced "
-    "chunks of s/(2 cp) = 16k keys in both), the rest of the step is unchanged, so even a "
-    "step that were all attention would take at most 2 x 12.90 = 25.8 s: the 128k row is "
-    "at least 18 % slower than the 64k row of the same table allows. Not the token count "
-    "(train.py at 9dec370 divides the dp rank's tokens by cp·tp·pp: 32k per GPU in all "
-    "three) nor the "
-    "rotation (config_manager.py: rotate_method 'allgather', issued before step 0's kernel "
-    "and hidden under it, the planner's overlapped 'ring' exchange; even exposed in full, "
-    "its all-gather of K/V repeated to every head (4x the GQA bytes) adds 0.4 s). The "
-    "table's cp 8 row (262144: 548 TPS/GPU, 59.8 s) is 1.95x the 128k step, as attention-"
-    "dominated scaling from 128k gives: the unexplained cost appears between cp 2 and cp 4",
+    "torchtitan-2024-12-llama3-8b-128k-fsdp2-cp4": _TORCH_RING,
+    "torchtitan-2024-12-llama3-8b-256k-fsdp1-cp8": _TORCH_RING,
 }
 """Rows the planner models but misses by more than their tolerance (open, issue 17): each
 is pinned to fail, so fixing one makes its test fail until it moves out of this list."""
@@ -205,7 +203,7 @@ def test_outside_list_names_real_rows() -> None:
 
 
 def test_every_published_row_names_its_source_and_layout() -> None:
-    assert len(PUBLISHED) == 9 + 7 + 6 + 7 + 8  # sections in published.yaml order
+    assert len(PUBLISHED) == 9 + 7 + 6 + 7 + 13  # sections in published.yaml order
     for check in PUBLISHED:
         assert "/" in check.source and check.layout
         assert check.tolerance is not None and 0 < check.tolerance <= 0.25
