@@ -1,6 +1,7 @@
 """`plan estimate` / `plan search` flags that describe how the run is implemented
-(--grad-lifetime, --loss-kernels, --fp8-scaling, --ring-attention): each reaches the TrainingSpec and moves
-the figure its docstring says; a bad value is one line naming the field, exit 2."""
+(--grad-lifetime, --loss-kernels, --fp8-scaling, --ring-attention): each reaches the
+TrainingSpec and moves the figure its docstring says; a bad value is one line naming the
+field, exit 2."""
 
 from __future__ import annotations
 
