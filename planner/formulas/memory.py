@@ -282,3 +282,17 @@ def eager_saved_extra_bytes(
     glu = gated * act_bytes * tokens * ffn_active / tp
     gqa = 2 * act_bytes * tokens * maximum(q_dim - kv_dim, 0.0) / tp
     return norms + glu + gqa
+
+
+def torch_ring_workspace_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> Num:
+    """Bytes torch's ring attention backward (``_templated_ring_attention_backward``,
+    torch 2.6-2.13) holds beyond the layer's saved tensors while its loop runs, for the
+    local query ``q_bytes`` and K and V together ``kv_bytes`` in the activation dtype (GQA
+    heads repeated, as the ring receives them): the all-gathered K/V of every rank (the
+    default rotater gathers once and keeps the buffer for the loop: cp KV) and the send
+    copy of the current K/V (KV); dQ accumulated in FP32 (2 Q); dK/dV in FP32 three times
+    over at a step (the buffer received from the previous rank, its ``torch.cat`` update
+    and the concatenation in flight to the next rank: 6 KV); the kernel's BF16 gradients
+    of the step (Q + KV) and its own FP32 dQ accumulator (2 Q). The forward's gathered K/V
+    and FP32 merges are freed before the backward's peak."""
+    return where(cp > 1, (cp + 8.0) * kv_bytes + 5.0 * q_bytes, 0.0)

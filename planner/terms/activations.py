@@ -132,7 +132,8 @@ class StageActivations(NamedTuple):
     last: Any
     workspace: Any
     """Transient buffers of the backward: the recomputed layer, FSDP's gathered layer, the
-    offloaded layer in flight to or from the host."""
+    offloaded layer in flight to or from the host, torch's ring attention's gathered K/V
+    and FP32 gradient buffers."""
     host: Any
     """Offloaded activations held in host memory at the fullest stage's peak, per GPU."""
     logits: Any
@@ -178,6 +179,11 @@ def stage_activations(
         (x.sharding > SHARDS_WEIGHTS) & (s.shard_group > 1),
         (2 * x.weight_bytes + x.grad_bytes) * per_layer_params,
         0.0,
+    )
+    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    torch_ring = (x.torch_ring > 0) & (x.cp_allgather <= 0)
+    workspace = workspace + where(
+        torch_ring, memory.torch_ring_workspace_bytes(q_local, 2 * q_local, x.cp), 0.0
     )
     # Double-buffered: one layer's offloaded share leaving while the next is produced.
     workspace = workspace + OFFLOAD_BUFFERS * x.offload * act.stored

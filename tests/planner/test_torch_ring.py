@@ -82,3 +82,30 @@ def test_the_search_prices_the_ring_as_the_estimate_does(ring: str) -> None:
         alone = planner.estimate(MODEL, cluster, training, est.layout)
         assert est.step.time_s == pytest.approx(alone.step.time_s, rel=1e-9)
         assert est.step.breakdown["cp_comm_s"] > 0.0
+
+
+def test_the_backward_holds_the_gathered_keys_and_fp32_gradients() -> None:
+    """On a pipeline stage without the loss the ring's backward buffers add to the peak:
+    cp 4 all-gathered K/V of 32 heads plus FP32 dQ, dK/dV and the step's gradients
+    (memory.torch_ring_workspace_bytes: (cp + 8) KV + 5 Q, K and V twice the query)."""
+    from planner.formulas.memory import torch_ring_workspace_bytes
+
+    def total(ring: str, impl: str = "ring") -> float:
+        training = planner.TrainingSpec(
+            seq_len=131072,
+            global_batch_seqs=8,
+            total_tokens=1e10,
+            ring_attention=ring,  # type: ignore[arg-type]
+        )
+        layout = planner.Layout(dp=1, tp=8, pp=2, cp=4, sharding="zero1", recompute="full",
+                                cp_impl=impl)  # type: ignore[arg-type]  # fmt: skip
+        cluster = planner.ClusterSpec(gpu="H100-SXM-80GB", num_gpus=64)
+        return planner.estimate(MODEL, cluster, training, layout).memory_gib.total
+
+    q = 2 * (131072 // 4) * 4096 / 8  # bf16 x local tokens x query width / tp
+    held_gib = torch_ring_workspace_bytes(q, 2 * q, 4) / 2**30
+    assert held_gib == pytest.approx(29 * q / 2**30)
+    more = total("torch") - total("te")
+    assert held_gib <= more <= held_gib * 1.1  # plus the allocator's fragmentation
+    # The allgather implementation holds its own gathered K/V instead (test_cp_impl.py).
+    assert total("torch", "allgather") == total("te", "allgather")
