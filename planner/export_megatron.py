@@ -28,7 +28,7 @@ stay the user's.
 
 from __future__ import annotations
 
-from planner.export_plan import ExportPlan, common_refusals, refuse, stage_split
+from planner.export_plan import ExportPlan, common_refusals, refuse, ring_refusals, stage_split
 
 TARGET = "Megatron-LM"
 
@@ -312,6 +312,7 @@ def megatron_arguments(export: ExportPlan) -> list[str]:
     """The Megatron-LM arguments of a plan (to follow ``pretrain_gpt.py``; data, tokenizer,
     optimizer and checkpoint flags stay the user's)."""
     common_refusals(export, TARGET)
+    ring_refusals(export, TARGET, "te")
     return [
         *_parallel(export),
         *_recompute_and_sharding(export),

@@ -164,3 +164,23 @@ def common_refusals(export: ExportPlan, target: str) -> None:
             chunks,
             "has no chunked cross-entropy on its command line; plan with --loss-chunks 1",
         )
+
+
+def ring_refusals(export: ExportPlan, target: str, runs: str) -> None:
+    """A ring-attention plan priced as another framework's ring (``training
+    .ring_attention``: torch's ``context_parallel`` or Transformer Engine's) would not be
+    the job ``target`` runs: its ring is ``runs``. Plans written before the field, which
+    do not name it, pass."""
+    priced = export.training_value("ring_attention")
+    ring = export.degree("cp") > 1 and export.layout_value("cp_impl", "ring") == "ring"
+    if ring and priced is not None and priced != runs:
+        raise refuse(
+            target,
+            "training.ring_attention",
+            priced,
+            f"runs {RING_OWNERS[runs]}'s ring attention; plan with --ring-attention {runs}",
+        )
+
+
+RING_OWNERS = {"torch": "torch", "te": "Transformer Engine"}
+"""Whose ring each ``TrainingSpec.ring_attention`` value prices."""

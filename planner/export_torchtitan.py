@@ -41,7 +41,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.export_plan import ExportPlan, common_refusals, refuse, stage_split
+from planner.export_plan import ExportPlan, common_refusals, refuse, ring_refusals, stage_split
 
 TARGET_NEW = "torchtitan 0.3"
 TARGET_OLD = "torchtitan 0.2"
@@ -76,6 +76,7 @@ def _dp_split(export: ExportPlan, target: str) -> tuple[int, int, str]:
 
 def _checks(export: ExportPlan, target: str) -> None:
     common_refusals(export, target)
+    ring_refusals(export, target, "torch")
     if export.layout_value("microbatch_group") is not None:
         raise refuse(
             target,
