@@ -77,6 +77,14 @@ def _dp_split(export: ExportPlan, target: str) -> tuple[int, int, str]:
 def _checks(export: ExportPlan, target: str) -> None:
     common_refusals(export, target)
     ring_refusals(export, target, "torch")
+    if export.degree("cp") > 1 and export.layout_value("cp_impl", "ring") == "allgather":
+        raise refuse(
+            target,
+            "layout.cp_impl",
+            "allgather",
+            "runs context parallelism as torch's ring attention (context_parallel); plan "
+            "with --cp-impl ring",
+        )
     if export.layout_value("microbatch_group") is not None:
         raise refuse(
             target,

@@ -92,18 +92,9 @@ def context_parallel(
     hidden_fwd = later * send - exposed_fwd
     hidden_bwd = where(x.cp > 1, 2 * send + maximum(x.cp - 2, 0.0) * send_both, 0.0)
     hidden_bwd = hidden_bwd - exposed_bwd
-    k = c.overlap_contention_per_comm_s
     merge_fwd_b, merge_bwd_b = kernels.ring_attention_merge_bytes(q_local, kv_chunk, x.cp)
-    ring_fwd_x = (
-        exposed_fwd
-        + step.overlap_contention_time(hidden_fwd, ring_bw, s.intra_bw, k)
-        + kernels.memory_bound_time(merge_fwd_b, s.mem_bw)
-    )
-    ring_bwd_x = (
-        exposed_bwd
-        + step.overlap_contention_time(hidden_bwd, ring_bw, s.intra_bw, k)
-        + kernels.memory_bound_time(merge_bwd_b, s.mem_bw)
-    )
+    ring_fwd_x = ring_pass_time(c, s, ring_bw, (exposed_fwd, hidden_fwd, merge_fwd_b))
+    ring_bwd_x = ring_pass_time(c, s, ring_bw, (exposed_bwd, hidden_bwd, merge_bwd_b))
     torch_fwd, torch_bwd = torch_ring(x, c, s, (step_fwd, step_bwd), (cp_bw, cp_alpha, ring_bw))
     ring_fwd_x = where(x.torch_ring > 0, torch_fwd, ring_fwd_x)
     ring_bwd_x = where(x.torch_ring > 0, torch_bwd, ring_bwd_x)
@@ -111,6 +102,20 @@ def context_parallel(
     gather_bwd = gather + where(x.recompute > 0, gather, 0.0)
     allgather = x.cp_allgather > 0
     return where(allgather, gather, ring_fwd_x), where(allgather, gather_bwd, ring_bwd_x)
+
+
+def ring_pass_time(c: Constants, s: Shapes, ring_bw: Any, costs: tuple[Any, Any, Any]) -> Any:
+    """Seconds one pass (forward or backward) of ring attention adds to its kernels, from
+    its (exposed communication seconds, hidden communication seconds, merge HBM bytes):
+    the exposed part, the compute the hidden part slows
+    (:func:`planner.formulas.step.overlap_contention_time`) and the memory-bound merges."""
+    exposed, hidden, merge_bytes = costs
+    k = c.overlap_contention_per_comm_s
+    return (
+        exposed
+        + step.overlap_contention_time(hidden, ring_bw, s.intra_bw, k)
+        + kernels.memory_bound_time(merge_bytes, s.mem_bw)
+    )
 
 
 def torch_ring(
@@ -140,18 +145,9 @@ def torch_ring(
     dkv_x = later * maximum(dkv - step_bwd, 0.0) + dkv
     hidden_fwd = gather - gather_fwd_x
     hidden_bwd = gather - gather_bwd_x + later * dkv + dkv - dkv_x
-    k = c.overlap_contention_per_comm_s
     fwd_b, bwd_b = kernels.torch_ring_attention_bytes(q_local, kv_local, x.cp)
-    fwd = (
-        gather_fwd_x
-        + step.overlap_contention_time(hidden_fwd, ring_bw, s.intra_bw, k)
-        + kernels.memory_bound_time(fwd_b, s.mem_bw)
-    )
-    bwd = (
-        gather_bwd_x + dkv_x
-        + step.overlap_contention_time(hidden_bwd, ring_bw, s.intra_bw, k)
-        + kernels.memory_bound_time(bwd_b, s.mem_bw)
-    )  # fmt: skip
+    fwd = ring_pass_time(c, s, ring_bw, (gather_fwd_x, hidden_fwd, fwd_b))
+    bwd = ring_pass_time(c, s, ring_bw, (gather_bwd_x + dkv_x, hidden_bwd, bwd_b))
     on = x.cp > 1
     return where(on, fwd, 0.0), where(on, bwd, 0.0)
 

@@ -206,27 +206,3 @@ def test_refused_arguments_name_the_field(kw: dict[str, Any], field: str) -> Non
     with pytest.raises(ExportError) as info:
         megatron_arguments(export_of(**kw))
     assert str(info.value).startswith(f"plan {field}: Megatron-LM")
-
-
-@pytest.mark.parametrize(
-    ("training", "cp", "refused"),
-    [
-        ({"ring_attention": "torch"}, 2, True),
-        ({"ring_attention": "te"}, 2, False),
-        ({}, 2, False),  # a plan written before the field: priced as it was, exported
-        ({"ring_attention": "torch"}, 1, False),  # no context parallelism, no ring
-    ],
-)
-def test_a_ring_priced_as_torchs_is_not_megatrons_job(
-    training: dict[str, Any], cp: int, refused: bool
-) -> None:
-    export = export_of(training=training, cp=cp, dp=16 // cp, cp_impl="ring")
-    if not refused:
-        megatron_arguments(export)
-        return
-    with pytest.raises(
-        ExportError, match=r"training.ring_attention 'torch': .*--ring-attention te"
-    ):
-        megatron_arguments(export)
-    # The allgather implementation is the same job in either framework.
-    megatron_arguments(export_of(training=training, cp=cp, dp=8, cp_impl="allgather"))

@@ -205,18 +205,3 @@ def test_refused_toml_names_the_field() -> None:
         )
     flags = flag_values(torchtitan_overrides(export_of(sequence_parallel=False)))
     assert "--parallelism.no-enable-sequence-parallel" in flags
-
-
-@pytest.mark.parametrize(("priced", "refused"), [("te", True), ("torch", False), (None, False)])
-def test_a_ring_priced_as_transformer_engines_is_not_torchtitans_job(
-    priced: str | None, refused: bool
-) -> None:
-    training = {} if priced is None else {"ring_attention": priced}
-    export = export_of(training=training, cp=2, dp=8, cp_impl="ring")
-    if not refused:
-        torchtitan_overrides(export)
-        return
-    with pytest.raises(
-        ExportError, match=r"training.ring_attention 'te': .*--ring-attention torch"
-    ):
-        torchtitan_overrides(export)
