@@ -286,13 +286,23 @@ def eager_saved_extra_bytes(
 
 def torch_ring_workspace_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> Num:
     """Bytes torch's ring attention backward (``_templated_ring_attention_backward``,
-    torch 2.6-2.13) holds beyond the layer's saved tensors while its loop runs, for the
-    local query ``q_bytes`` and K and V together ``kv_bytes`` in the activation dtype (GQA
-    heads repeated, as the ring receives them): the all-gathered K/V of every rank (the
-    default rotater gathers once and keeps the buffer for the loop: cp KV) and the send
-    copy of the current K/V (KV); dQ accumulated in FP32 (2 Q); dK/dV in FP32 three times
-    over at a step (the buffer received from the previous rank, its ``torch.cat`` update
-    and the concatenation in flight to the next rank: 6 KV); the kernel's BF16 gradients
-    of the step (Q + KV) and its own FP32 dQ accumulator (2 Q). The forward's gathered K/V
-    and FP32 merges are freed before the backward's peak."""
-    return where(cp > 1, (cp + 8.0) * kv_bytes + 5.0 * q_bytes, 0.0)
+    torch 2.6-2.13) holds beyond the layer's saved tensors at its peak, on the last CP
+    rank (the full-size branch), for the local query ``q_bytes`` and K and V together
+    ``kv_bytes`` in the activation dtype (GQA heads repeated, as the ring receives them):
+
+    * the all-gathered K/V of every rank, kept for the whole loop (cp KV), and the send
+      copy of the current K/V (``torch.cat``: KV);
+    * dK/dV in FP32 up to five times over (2 KV each): the buffer received from the
+      previous rank, its half-update written back through ``torch.cat``, the
+      concatenation sent on, the receive buffer of the exchange in flight, and the
+      previous send, which stays allocated until its collective completes;
+    * dQ accumulated in FP32 (2 Q) and the step's kernel gradients (dQ, and dK/dV of the
+      half K/V: Q + KV / 2);
+    * the flash kernel's own FP32 dQ accumulator (2 Q; FlashAttention-2's ``dq_accum``).
+
+    Measured on torch 2.13's code on CPU (tests/planner/test_torch_ring_source.py), each
+    exchange awaited at once: the peak of the tensors it allocates, at cp 2, 4 and 8 and
+    on every rank, is all of this but the flash accumulator, or 2 KV less where gloo had
+    already let go of the previous send. The forward's gathered K/V and FP32 merges are
+    freed before the backward's peak."""
+    return where(cp > 1, (cp + 11.5) * kv_bytes + 5.0 * q_bytes, 0.0)

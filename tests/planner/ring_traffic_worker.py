@@ -1,6 +1,8 @@
 """One rank of torch's ring attention on CPU (gloo), counting the bytes its code moves
-outside the attention kernels: what ``planner.formulas.kernels.torch_ring_attention_bytes``
-prices. Run by tests/planner/test_torch_ring_source.py under torchrun.
+outside the attention kernels (what ``planner.formulas.kernels.torch_ring_attention_bytes``
+prices) and the peak of the tensors its backward allocates (what
+``planner.formulas.memory.torch_ring_workspace_bytes`` holds). Run by
+tests/planner/test_torch_ring_source.py under torchrun.
 
 torch's own ``_templated_ring_attention`` and its backward run unchanged (the rotaters,
 the FP32 merger, the dK/dV ring); only the attention op is ours (fp32 math in place of the
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +62,46 @@ class Traffic(TorchDispatchMode):
 MODE = Traffic()
 
 
+class Live(TorchDispatchMode):
+    """Bytes of the storages the ops inside the mode allocate while any tensor on them is
+    alive, and their peak; ``baseline`` storages (the caller's tensors) are not counted."""
+
+    def __init__(self, baseline: set[int]) -> None:
+        super().__init__()
+        self.live = self.peak = 0
+        self.refs: dict[int, list[int]] = {}
+        """Storage address: [tensors alive on it, its bytes]."""
+        self.baseline = baseline
+
+    def _release(self, key: int) -> None:
+        entry = self.refs[key]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.live -= entry[1]
+            del self.refs[key]
+
+    def _track(self, t: object) -> None:
+        if not isinstance(t, torch.Tensor):
+            return
+        storage = getattr(t, "elem", t).untyped_storage()  # a collective's result wraps it
+        key = storage.data_ptr()
+        if key in self.baseline:
+            return
+        entry = self.refs.get(key)
+        if entry is None:
+            entry = self.refs[key] = [0, storage.nbytes()]
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+        entry[0] += 1
+        weakref.finalize(t, self._release, key)
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            self._track(t)
+        return out
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, is_causal: bool = False,
               **_: Any) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Causal or full attention in fp32 math, returning (output, log-sum-exp) as flash."""
@@ -85,7 +128,24 @@ def attention_backward(query: torch.Tensor, key: torch.Tensor, value: torch.Tens
         MODE.paused = False
 
 
+def collectives_complete_at_once() -> None:
+    """Each K/V and dK/dV exchange awaited as soon as it is issued, so that at most the
+    previous dK/dV send outlives its step (gloo's thread may still hold it for a moment
+    after the wait; on the GPU it can still be in flight). Traffic does not depend on it."""
+    for rotater in (ring._AllToAllRotater, ring._AllGatherRotater):
+        issue = rotater.exchange_buffers
+
+        def exchange_and_wait(self: Any, curr_buffer: torch.Tensor, issue: Any = issue) -> None:
+            issue(self, curr_buffer)
+            for name in ("_buffer", "_aggregated_buffer"):
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, ring._maybe_wait(getattr(self, name)))
+
+        rotater.exchange_buffers = exchange_and_wait  # type: ignore[method-assign]
+
+
 def main() -> None:
+    collectives_complete_at_once()
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     seq_local, out_dir = int(sys.argv[1]), Path(sys.argv[2])
@@ -102,9 +162,17 @@ def main() -> None:
         ring._templated_ring_attention_backward(
             group, 2, attention_backward, grad_out, "grad_out", q, k, v, out, lse, True
         )
+    live = Live({x.untyped_storage().data_ptr() for x in (q, k, v, out, lse, grad_out)})
+    with live:
+        ring._templated_ring_attention_backward(
+            group, 2, attention_backward, grad_out, "grad_out", q, k, v, out, lse, True
+        )
     record = {"rank": rank, "q_bytes": _bytes(q), "kv_bytes": _bytes(k) + _bytes(v),
-              "fwd_bytes": fwd, "bwd_bytes": MODE.bytes}  # fmt: skip
+              "fwd_bytes": fwd, "bwd_bytes": MODE.bytes, "bwd_peak_bytes": live.peak}  # fmt: skip
     (out_dir / f"rank{rank}.json").write_text(json.dumps(record), encoding="utf-8")
+    # Tear gloo down only once every rank is done with it: a rank that leaves first closes
+    # the pairs the others' transport threads still read (std::terminate there).
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -87,7 +87,7 @@ def test_the_search_prices_the_ring_as_the_estimate_does(ring: str) -> None:
 def test_the_backward_holds_the_gathered_keys_and_fp32_gradients() -> None:
     """On a pipeline stage without the loss the ring's backward buffers add to the peak:
     cp 4 all-gathered K/V of 32 heads plus FP32 dQ, dK/dV and the step's gradients
-    (memory.torch_ring_workspace_bytes: (cp + 8) KV + 5 Q, K and V twice the query)."""
+    (memory.torch_ring_workspace_bytes: (cp + 11.5) KV + 5 Q, K and V twice the query)."""
     from planner.formulas.memory import torch_ring_workspace_bytes
 
     def total(ring: str, impl: str = "ring") -> float:
@@ -104,7 +104,7 @@ def test_the_backward_holds_the_gathered_keys_and_fp32_gradients() -> None:
 
     q = 2 * (131072 // 4) * 4096 / 8  # bf16 x local tokens x query width / tp
     held_gib = torch_ring_workspace_bytes(q, 2 * q, 4) / 2**30
-    assert held_gib == pytest.approx(29 * q / 2**30)
+    assert held_gib == pytest.approx(36 * q / 2**30)
     more = total("torch") - total("te")
     assert held_gib <= more <= held_gib * 1.1  # plus the allocator's fragmentation
     # The allgather implementation holds its own gathered K/V instead (test_cp_impl.py).
