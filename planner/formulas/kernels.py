@@ -331,9 +331,9 @@ def torch_ring_attention_bytes(q_bytes: Num, kv_bytes: Num, cp: Num) -> tuple[Nu
     2·head_dim), copies a caller's non-contiguous K/V need (``key.contiguous()``), and
     the flash backward's own copies of non-contiguous output and gradient halves.
     Checked against torch 2.13's code run on CPU with every op's bytes counted
-    (tests/planner/test_torch_ring_source.py): at cp 2 and 4 the last rank's backward is
-    this to the byte (68 Q, 128 Q), its forward 1.6-1.9 % above (the log-sum-exp ops), and
-    no rank moves more."""
+    (tests/planner/test_torch_ring_source.py): at cp 2, 4 and 8 the last rank's backward
+    is this to the byte (68, 128 and 248 Q), its forward 1.6-2.0 % above (the log-sum-exp
+    ops), and no rank moves more."""
     later = cp - 1.0
     fwd = 6.0 * q_bytes + 19.0 * later * q_bytes + 2.0 * later * kv_bytes
     half_kv = 6.5 * kv_bytes + 5.0 * q_bytes  # the half K/V branch (i <= rank)
