@@ -43,6 +43,7 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
         + (f" offload={lo.activation_offload:g}" if lo.activation_offload else "")
         + (" schedule=gpipe" if lo.schedule == "gpipe" else "")
         + (" cp_impl=allgather" if lo.cp > 1 and lo.cp_impl == "allgather" else "")
+        + (f" ring={plan.training.ring_attention}" if lo.cp > 1 and lo.cp_impl == "ring" else "")
         + (f" microbatch_group={lo.microbatch_group}" if lo.microbatch_group else "")
     )
     from planner.finetune import describe

@@ -96,3 +96,17 @@ def test_bad_values_name_the_field(
     assert needle in err
     assert len(err.strip().splitlines()) == 1
     assert out == ""
+
+
+@pytest.mark.parametrize("ring", ["torch", "te"])
+def test_the_estimate_says_whose_ring_it_priced(
+    ring: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [w for w in BASE if w != "--json"]
+    argv += ["--seq-len", "64k", "--dp", "4", "--cp", "2", "--recompute", "full"]
+    code, out, err = run([*argv, "--ring-attention", ring], capsys)
+    assert code == 0, err
+    assert f"ring={ring}" in " ".join(out.split())
+    code, out, err = run([*argv, "--cp-impl", "allgather"], capsys)
+    assert code == 0, err
+    assert "ring=" not in out and "cp_impl=allgather" in " ".join(out.split())
