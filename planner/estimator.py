@@ -90,11 +90,15 @@ def estimate(
 
 _STATIC_INPUTS = Inputs._fields.index("dp")
 """Inputs before the layout's: the static stage of the compiled function."""
-SPECIALISED = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
-               "co2_tdp_basis", "sharding", "recompute", "sp", "eager", "fp8_dynamic",
-               "fp8_current", "grads_freed", "quant_inputs", "nf4_init_bytes",
-               "torch_ring")  # fmt: skip
-"""Categorical inputs each compiled variant fixes, so it holds only the branches it takes."""
+PROBLEM_FLAGS = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
+                 "co2_tdp_basis", "eager", "fp8_dynamic", "fp8_current", "grads_freed",
+                 "quant_inputs", "nf4_init_bytes", "torch_ring")  # fmt: skip
+"""Categorical inputs constant within one planning problem (the model's, the training
+spec's): both compiled paths fix them, so each ``where`` on them keeps one side and a
+problem without an optional term runs none of its work."""
+SPECIALISED = (*PROBLEM_FLAGS, "sharding", "recompute", "sp")
+"""Categorical inputs each compiled variant fixes, so it holds only the branches it takes:
+the problem's flags and, one layout at a time, its sharding, recomputation and SP."""
 _FIXED_AT = tuple(Inputs._fields.index(name) for name in SPECIALISED)
 _SHARDING, _RECOMPUTE, _SP = (Inputs._fields.index(n) - _STATIC_INPUTS
                               for n in ("sharding", "recompute", "sp"))  # fmt: skip

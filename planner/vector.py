@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from planner.core import Outputs, evaluate
-from planner.estimator import to_estimate
+from planner.estimator import PROBLEM_FLAGS, to_estimate
 from planner.inputs import Inputs, build_inputs, constants
 from planner.layouts import LEVELS, CandidateTree
 from planner.levels import LevelProgram, compile_levels
@@ -27,23 +27,10 @@ DYNAMIC = tuple(name for names in LEVELS for name in names)
 """Inputs that vary between candidates: the layout's knobs and the GPU count."""
 
 
-FIXED = (
-    "flash",
-    "fp8",
-    "overlap_grad_reduce",
-    "tp_comm_overlap",
-    "ep_comm_overlap",
-    "co2_tdp_basis",
-    "eager",
-    "fp8_dynamic",
-    "fp8_current",
-    "grads_freed",
-    "quant_inputs",
-    "nf4_init_bytes",
-    "torch_ring",
-)
-"""Categorical inputs constant within one problem: fixed while compiling, so each ``where``
-on them keeps one side (a dense model also fixes ``experts`` = 1)."""
+FIXED = PROBLEM_FLAGS
+"""Categorical inputs constant within one problem (:data:`planner.estimator.PROBLEM_FLAGS`):
+fixed while compiling, so each ``where`` on them keeps one side (a dense model also fixes
+``experts`` = 1)."""
 
 CHUNK_ROWS = 8192
 """Candidates per call of the last stage (at most): its arrays then stay in the cache."""
