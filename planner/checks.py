@@ -40,6 +40,7 @@ class Problem(NamedTuple):
     moe: bool
     seq: int
     batch: int
+    windowed: bool
 
 
 def problem_of(model: ModelSpec, training: TrainingSpec) -> Problem:
@@ -61,6 +62,7 @@ def problem_of(model: ModelSpec, training: TrainingSpec) -> Problem:
         moe=model.is_moe,
         seq=training.seq_len,
         batch=training.global_batch_seqs,
+        windowed=model.windowed_layers > 0,
     )
     return problem
 
@@ -117,6 +119,14 @@ RULES: tuple[Rule, ...] = (
         lambda lo, p, gpus: (
             f"layout: cp={lo.cp} does not divide seq_len={p.seq}; "
             "choose a cp that divides the sequence length."
+        ),
+    ),
+    Rule(
+        ("cp",),
+        lambda v, p: (v["cp"] == 1) | (not p.windowed),
+        lambda lo, p, gpus: (
+            f"layout: cp={lo.cp} with the sliding-window layers of {p.model.name}: a ring "
+            "would pass K/V blocks the window never reads, and that is not priced; use cp 1."
         ),
     ),
     Rule(

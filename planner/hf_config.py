@@ -17,6 +17,12 @@ Two key families are understood:
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
 * GPT-NeoX (``model_type`` gpt_neox): the Llama-style keys, with LayerNorm, biases and
   ``hidden_dropout``.
+* Gemma (gemma, gemma2, gemma3_text): the Llama-style keys; the MLP is gated whatever
+  its activation (GemmaMLP: gate, up and down projections under GELU-tanh, GeGLU), read
+  from ``hidden_activation`` where ``hidden_act`` is absent.
+
+Sliding-window attention (``sliding_window``, ``layer_types`` and each family's pattern)
+is read by :mod:`planner.hf_window`.
 
 A key the planner reads that is missing takes its ``model_type``'s default in transformers
 (:mod:`planner.hf_defaults`: GPT-2's dropout is 0.1, Mistral's kv heads 8, ...).
@@ -31,9 +37,12 @@ from typing import Any
 
 from planner.errors import PlanInputError
 from planner.hf_defaults import with_defaults
+from planner.hf_window import sliding_window_of
 from planner.specs import ModelSpec
 
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
+_GATED_TYPES = {"gemma", "gemma2", "gemma3_text"}
+"""Families whose MLP is gated under any activation (transformers' GemmaMLP)."""
 
 
 def _need(cfg: dict[str, Any], key: str, path: Path, what: str) -> Any:
@@ -71,7 +80,10 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
     experts = (
         cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 1
     )
-    act = str(cfg["hidden_act"]).lower()
+    act = str(cfg.get("hidden_act") or cfg.get("hidden_activation") or "silu").lower()
+    gated = act in _GATED_ACTIVATIONS or cfg.get("model_type") in _GATED_TYPES
+    layers = _need(cfg, "num_hidden_layers", path, "number of layers")
+    window, full_every = sliding_window_of(cfg, int(layers), path)
     neox = cfg.get("model_type") == "gpt_neox"
     moe_ffn = cfg.get("moe_intermediate_size")
     shared = cfg.get("shared_expert_intermediate_size") or (
@@ -85,13 +97,13 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
             )
     return ModelSpec(
         name=name,
-        num_layers=_need(cfg, "num_hidden_layers", path, "number of layers"),
+        num_layers=layers,
         hidden_size=_need(cfg, "hidden_size", path, "hidden size"),
         num_attention_heads=heads,
         num_kv_heads=cfg.get("num_key_value_heads") or heads,
         head_dim=cfg.get("head_dim"),
         ffn_hidden_size=_need(cfg, "intermediate_size", path, "MLP width"),
-        activation="swiglu" if act in _GATED_ACTIVATIONS else "gelu",
+        activation="swiglu" if gated else "gelu",
         vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),
         tied_embeddings=bool(cfg["tie_word_embeddings"]),
         num_experts=int(experts),
@@ -104,6 +116,8 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         bias=bool(neox and cfg.get("attention_bias")),
         hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),
         attention_dropout=float(cfg.get("attention_dropout") or 0.0),
+        sliding_window=window,
+        full_attention_every=full_every,
     )
 
 

@@ -5,7 +5,8 @@ files, and hub configs that predate a key); ``from_pretrained`` then takes the d
 the model type's configuration class. The planner must read the same model, so a key it
 reads that is missing takes the value below. Source: the ``__init__`` defaults of
 transformers' configuration classes (``GPT2Config``, ``LlamaConfig``, ``MistralConfig``,
-``MixtralConfig``, ``Qwen2Config``, ``Qwen2MoeConfig``, ``GPTNeoXConfig`` in
+``MixtralConfig``, ``Qwen2Config``, ``Qwen2MoeConfig``, ``Qwen3Config``, ``GPTNeoXConfig``,
+``GemmaConfig``, ``Gemma2Config``, ``Gemma3TextConfig``, ``GptOssConfig``, ``Cohere2Config`` in
 ``src/transformers/models/<type>/configuration_<type>.py``), checked against transformers
 5.25 by ``tests/planner/test_planner_hf_config.py`` when transformers is installed.
 
@@ -34,6 +35,17 @@ _LLAMA_STYLE: dict[str, Any] = {
 }
 """Keys of the Llama family the planner reads, with LlamaConfig's defaults."""
 
+_QWEN_WINDOW: dict[str, Any] = {"use_sliding_window": False, "max_window_layers": 28}
+"""Qwen's window switch (its ``sliding_window`` counts only when this is true)."""
+_GEMMA: dict[str, Any] = {
+    **_LLAMA_STYLE,
+    "head_dim": 256,
+    "hidden_act": None,
+    "hidden_activation": "gelu_pytorch_tanh",
+    "tie_word_embeddings": True,
+}
+"""Gemma 1-3: 256-wide heads, tied embeddings, GELU-tanh (Gemma 1 names it hidden_act)."""
+
 HF_DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {
         "n_inner": None,
@@ -44,14 +56,15 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
         "embd_pdrop": 0.1,
     },
     "llama": dict(_LLAMA_STYLE),
-    "mistral": {**_LLAMA_STYLE, "num_key_value_heads": 8},
+    "mistral": {**_LLAMA_STYLE, "num_key_value_heads": 8, "sliding_window": 4096},
     "mixtral": {
         **_LLAMA_STYLE,
         "num_key_value_heads": 8,
         "num_local_experts": 8,
         "num_experts_per_tok": 2,
     },
-    "qwen2": {**_LLAMA_STYLE, "num_key_value_heads": 32},
+    "qwen2": {**_LLAMA_STYLE, "num_key_value_heads": 32, **_QWEN_WINDOW},
+    "qwen3": {**_LLAMA_STYLE, "num_key_value_heads": 32, "head_dim": 128, **_QWEN_WINDOW},
     "qwen2_moe": {
         **_LLAMA_STYLE,
         "num_key_value_heads": 16,
@@ -59,7 +72,25 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
         "num_experts_per_tok": 4,
         "moe_intermediate_size": 1408,
         "shared_expert_intermediate_size": 5632,
+        **_QWEN_WINDOW,
     },
+    "gemma": {
+        **_GEMMA,
+        "num_key_value_heads": 16,
+        "hidden_act": "gelu_pytorch_tanh",
+        "hidden_activation": None,
+    },
+    "gemma2": {**_GEMMA, "num_key_value_heads": 4, "sliding_window": 4096},
+    "gemma3_text": {**_GEMMA, "num_key_value_heads": 4, "sliding_window": 4096},
+    "gpt_oss": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 128,
+        "num_experts_per_tok": 4,
+        "sliding_window": 128,
+    },
+    "cohere2": {**_LLAMA_STYLE, "tie_word_embeddings": True, "sliding_window": 4096},
     "gpt_neox": {
         **_LLAMA_STYLE,
         "hidden_act": "gelu",

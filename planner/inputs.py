@@ -1,7 +1,6 @@
-"""The numeric form of a planning problem: flat tuples of numbers the formulas consume.
-:class:`Inputs` holds one candidate as Python floats, or many as numpy arrays of one shape
-(the search fills the layout fields with arrays, the rest broadcast as scalars); choices are
-numeric codes (below), booleans 0.0 / 1.0; :class:`Constants`: ``data/constants.yaml``."""
+"""A planning problem as flat tuples of numbers: :class:`Inputs`, one candidate in Python
+floats or many in numpy arrays of one shape (the search's layout fields; the rest broadcast),
+choices as numeric codes (below), booleans 0.0 / 1.0; :class:`Constants`: constants.yaml."""
 
 from __future__ import annotations
 
@@ -47,6 +46,8 @@ class Inputs(NamedTuple):
     hidden_dropout: Any
     attention_dropout: Any
     rope: Any
+    window: Any
+    windowed_share: Any
     # accelerator
     peak_flops: Any
     peak_fp8_flops: Any
@@ -185,6 +186,8 @@ def model_inputs(model: ModelSpec) -> dict[str, float]:
     out["hidden_dropout"] = _f(model.hidden_dropout > 0)
     out["attention_dropout"] = _f(model.attention_dropout > 0)
     out["rope"] = _f(model.position_embedding == "rope")
+    out["window"] = float(model.sliding_window or 0)
+    out["windowed_share"] = model.windowed_layers / model.num_layers
     return out
 
 

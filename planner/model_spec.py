@@ -75,6 +75,16 @@ class ModelSpec(BaseModel):
     """Dropout after attention and MLP; > 0 stores a byte mask per element (Korthikanti 2022)."""
     attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     """Dropout on attention probabilities; > 0 stores an s x s byte mask with unfused attention."""
+    sliding_window: int | None = Field(default=None, gt=0)
+    """Keys a query of a windowed layer attends to: itself and the w - 1 tokens before it
+    (Beltagy et al. 2020, Longformer, Sec. 3.1; Jiang et al. 2023, Mistral 7B, Sec. 2;
+    config.json ``sliding_window``, Megatron-LM ``--window-size w-1,0``); None: every layer
+    attends causally to the whole sequence."""
+    full_attention_every: int | None = Field(default=None, ge=2)
+    """With sliding_window: every k-th layer (0-based layers k-1, 2k-1, ...) attends to the
+    whole sequence and the others to the window (Gemma 2 and gpt-oss: 2, Cohere2: 4, Gemma
+    3: 6; transformers' ``layer_types``, Megatron-LM ``--window-attn-skip-freq k``); None:
+    every layer is windowed (Mistral 7B v0.1)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -106,6 +116,11 @@ class ModelSpec(BaseModel):
                 f"model {self.name}: dense_first_layers {self.dense_first_layers} needs an "
                 f"MoE model (num_experts > 1) and fewer than num_layers {self.num_layers}."
             )
+        if self.full_attention_every is not None and self.sliding_window is None:
+            raise PlanInputError(
+                f"model {self.name}: full_attention_every {self.full_attention_every} needs "
+                "sliding_window (the window of the other layers); set it or drop the key."
+            )
         if self.position_embedding == "learned" and self.max_position_embeddings is None:
             raise PlanInputError(
                 f"model {self.name}: learned position embeddings need max_position_embeddings."
@@ -121,6 +136,14 @@ class ModelSpec(BaseModel):
     def is_moe(self) -> bool:
         """True for a mixture-of-experts model."""
         return self.num_experts > 1
+
+    @property
+    def windowed_layers(self) -> int:
+        """Layers that attend to the sliding window (0 without one)."""
+        if self.sliding_window is None:
+            return 0
+        every = self.full_attention_every
+        return self.num_layers - (self.num_layers // every if every else 0)
 
     @property
     def num_params(self) -> float:

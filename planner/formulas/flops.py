@@ -14,6 +14,14 @@ matrix; fused causal kernels (FlashAttention) skip fully masked tiles and comput
 diagonal tiles in full, (s + block)/2s of the matrix. FlashAttention's backward
 recomputes QK^T, 2.5x the forward instead of 2x (Dao 2023, Sec. 3.1).
 
+Sliding-window layers (ModelSpec.sliding_window; Beltagy et al. 2020, Sec. 3.1) attend
+to at most w keys: Σ_i min(i, w) = w·s − w(w − 1)/2 pairs over s queries, which is the
+causal count when w ≥ s. A fused kernel with a window skips the tiles left of it as it
+skips those above the diagonal (flash-attn's ``window_size``): a row of query tiles
+computes the w keys plus one tile. Unfused attention masks the full matrix and computes
+all of it. A model mixing windowed and full layers counts each kind over its share of
+the layers.
+
 Recomputation (Korthikanti et al. 2022): full recompute reruns each layer's forward
 (matmuls and attention, not the output layer); selective reruns the attention core.
 With full recompute and unfused attention the hardware count equals Narayanan et al.
@@ -55,9 +63,31 @@ def causal_key_fraction(seq: Num) -> Num:
     return (seq + 1) / (2 * seq)
 
 
+def windowed_key_fraction(seq: Num, window: Num) -> Num:
+    """Mean fraction of the s keys a query attends to within a causal window of w keys
+    (itself and the w - 1 before it): (w·s - w(w - 1)/2) / s², (s + 1)/2s for w >= s."""
+    w = minimum(window, seq)
+    return (w * seq - w * (w - 1) / 2) / (seq * seq)
+
+
+def model_key_fraction(seq: Num, window: Num = 0.0, windowed_share: Num = 0.0) -> Num:
+    """Mean over the layers of the key fraction a query needs: causal layers and the
+    ``windowed_share`` of them that attend to a ``window`` of keys."""
+    windowed = windowed_share * windowed_key_fraction(seq, window)
+    return (1 - windowed_share) * causal_key_fraction(seq) + windowed
+
+
 def executed_key_fraction(seq: Num, flash: Num, causal_block: Num) -> Num:
-    """Fraction of the s x s score matrix the attention kernel computes."""
+    """Fraction of the s x s score matrix the attention kernel computes in a causal layer."""
     return where(flash > 0, minimum((seq + causal_block) / (2 * seq), 1.0), 1.0)
+
+
+def windowed_executed_key_fraction(seq: Num, flash: Num, causal_block: Num, window: Num) -> Num:
+    """Fraction of the s x s score matrix the attention kernel computes in a windowed layer:
+    a fused kernel the window's keys plus one tile per query (no more than causal), an
+    unfused one the whole matrix."""
+    causal = executed_key_fraction(seq, flash, causal_block)
+    return where(flash > 0, minimum((window + causal_block) / seq, causal), 1.0)
 
 
 def model_flops_per_token(
@@ -68,10 +98,14 @@ def model_flops_per_token(
     heads: Num,
     head_dim: Num,
     seq: Num,
+    window: Num = 0.0,
+    windowed_share: Num = 0.0,
 ) -> Num:
-    """Training FLOPs the model needs per token (forward + backward, no recompute)."""
+    """Training FLOPs the model needs per token (forward + backward, no recompute);
+    ``windowed_share`` of the layers attend to ``window`` keys (0: none)."""
     mm = matmul_flops_fwd_per_token(layers, layer_matmul_active, vocab, hidden)
-    attn = attention_flops_fwd_per_token(layers, heads, head_dim, seq, causal_key_fraction(seq))
+    fraction = model_key_fraction(seq, window, windowed_share)
+    attn = attention_flops_fwd_per_token(layers, heads, head_dim, seq, fraction)
     return 3 * (mm + attn)
 
 
@@ -88,12 +122,15 @@ def hardware_flops_per_token(
     causal_block: Num,
     flash_bwd_ratio: Num,
     op_recompute_matmul: Num = 0.0,
+    window: Num = 0.0,
+    windowed_share: Num = 0.0,
 ) -> Num:
     """FLOPs the GPUs execute per token, recomputation and masked-out scores included.
 
     ``op_recompute_matmul``: matmul parameters per layer that selective recomputation
     repeats instead of the attention core (torchtitan's op policy,
-    TrainingSpec.selective_recompute 'op'); 0 for the attention-core mode."""
+    TrainingSpec.selective_recompute 'op'); 0 for the attention-core mode.
+    ``windowed_share`` of the layers attend to ``window`` keys (0: none)."""
     mm = matmul_flops_fwd_per_token(layers, layer_matmul_active, vocab, hidden)
     op = where((recompute >= RECOMPUTE_SELECTIVE) & (op_recompute_matmul > 0), 1.0, 0.0)
     mm_recompute = where(
@@ -101,9 +138,10 @@ def hardware_flops_per_token(
         2 * layers * layer_matmul_active,
         op * 2 * layers * op_recompute_matmul,
     )
-    attn_fwd = attention_flops_fwd_per_token(
-        layers, heads, head_dim, seq, executed_key_fraction(seq, flash, causal_block)
-    )
+    executed = (1 - windowed_share) * executed_key_fraction(
+        seq, flash, causal_block
+    ) + windowed_share * windowed_executed_key_fraction(seq, flash, causal_block, window)
+    attn_fwd = attention_flops_fwd_per_token(layers, heads, head_dim, seq, executed)
     attn_bwd_ratio = where(flash > 0, flash_bwd_ratio, 2.0)
     attn_recompute = where(recompute >= RECOMPUTE_FULL, 1.0, where(op > 0, 0.0, 1.0))
     attn_recompute = where(recompute >= RECOMPUTE_SELECTIVE, attn_recompute, 0.0)

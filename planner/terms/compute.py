@@ -91,20 +91,31 @@ def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     backward ``flash_bwd_flops_ratio`` times that (Dao 2023, FlashAttention-2, Sec. 3).
     Unfused: the two batched GEMMs QKᵀ and PV per head, backward twice the forward.
     """
-    exec_fraction = flops.executed_key_fraction(x.seq, x.flash, c.flash_causal_block)
-    flash_flops = 4 * s.tokens * x.seq * s.heads_local * x.head_dim * exec_fraction
+    block = c.flash_causal_block
+
+    def fused(exec_fraction: Any, keys: Any) -> tuple[Any, Any]:
+        fwd_flops = 4 * s.tokens * x.seq * s.heads_local * x.head_dim * exec_fraction
+        fwd = kernels.fused_attention_time(
+            fwd_flops, s.peak_bf16, x.attn_fwd_eff, keys, x.attn_seq_half
+        )
+        bwd = kernels.fused_attention_time(
+            c.flash_bwd_flops_ratio * fwd_flops, s.peak_bf16, x.attn_bwd_eff, keys,
+            x.attn_seq_half,
+        )  # fmt: skip
+        return fwd, bwd
+
     # With context parallelism each ring step runs the kernel on s/cp keys (Liu 2023, Ring
     # Attention, Sec. 3): its efficiency is that of the shorter sequence.
-    attn_fwd_flash = kernels.fused_attention_time(
-        flash_flops, s.peak_bf16, x.attn_fwd_eff, s.seq_local, x.attn_seq_half
+    full_fwd, full_bwd = fused(flops.executed_key_fraction(x.seq, x.flash, block), s.seq_local)
+    # A windowed query tile loops over w + block keys, as a causal one of a 2w + block
+    # sequence does on average: the measured rate at that length.
+    win_fwd, win_bwd = fused(
+        flops.windowed_executed_key_fraction(x.seq, x.flash, block, x.window),
+        minimum(s.seq_local, 2 * x.window + block),
     )
-    attn_bwd_flash = kernels.fused_attention_time(
-        c.flash_bwd_flops_ratio * flash_flops,
-        s.peak_bf16,
-        x.attn_bwd_eff,
-        s.seq_local,
-        x.attn_seq_half,
-    )
+    share = x.windowed_share
+    attn_fwd_flash = (1 - share) * full_fwd + share * win_fwd
+    attn_bwd_flash = (1 - share) * full_bwd + share * win_bwd
     attn_count = x.micro_batch * s.heads_local
     seq_local, peak_bf16, mem_bw, ab = s.seq_local, s.peak_bf16, s.mem_bw, s.ab
     attn_fwd_unfused = kernels.gemm_time(

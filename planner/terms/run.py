@@ -32,7 +32,15 @@ def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
     lora = (x.frozen, mm_fwd, x.layers, x.lora_rank, x.lora_width)
     model_flops = step_tokens * (
         flops.model_flops_per_token(
-            x.layers, layer_mm, x.vocab, x.hidden, x.heads, x.head_dim, x.seq
+            x.layers,
+            layer_mm,
+            x.vocab,
+            x.hidden,
+            x.heads,
+            x.head_dim,
+            x.seq,
+            x.window,
+            x.windowed_share,
         )
         + flops.finetune_flops_per_token(*lora)
     )
@@ -41,6 +49,7 @@ def step_flops(x: Inputs, c: Constants) -> tuple[Any, Any, Any]:
         x.recompute, c.flash_causal_block, c.flash_bwd_flops_ratio,
         x.op_sac * params.op_recompute_matmul_params(x.hidden, x.kv_heads * x.head_dim,
                                                      x.heads * x.head_dim, x.ffn),
+        x.window, x.windowed_share,
     ) + step_tokens * flops.finetune_flops_per_token(*lora, x.recompute)  # fmt: skip
     return step_tokens, model_flops, hardware_flops
 
