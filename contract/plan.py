@@ -87,6 +87,10 @@ class PlanModel(_Section):
     """MoE: leading layers with a dense MLP instead of experts."""
     router_score: str | None = None
     """MoE: the router's score function, softmax or sigmoid."""
+    sliding_window: int | None = None
+    """Keys a query of a windowed layer attends to (None: every layer sees the sequence)."""
+    full_attention_every: int | None = None
+    """With sliding_window: every k-th layer attends to the whole sequence (None: none)."""
 
 
 class PlanGpu(_Section):

@@ -277,6 +277,14 @@ def _model(export: ExportPlan) -> list[str]:
         value = export.model_value(name)
         if value is not None:
             args += [flag, str(value)]
+    window = export.model_value("sliding_window")
+    if window is not None:
+        # TE/flash-attn window_size (left, right) spans i - left .. i + right: w keys, the
+        # model's own, are left = w - 1 (transformers: kv_idx > q_idx - sliding_window)
+        args += ["--window-size", f"{int(window) - 1},0"]
+        every = export.model_value("full_attention_every")
+        if every is not None:  # "(N-1):1", N-th layer full (arguments.py, core_v0.16.1)
+            args += ["--window-attn-skip-freq", str(every)]
     if export.has_experts:
         args += ["--num-experts", str(export.model_value("num_experts"))]
         args += ["--moe-router-topk", str(export.model_value("top_k", 1))]

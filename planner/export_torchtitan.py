@@ -92,6 +92,15 @@ def _checks(export: ExportPlan, target: str) -> None:
             export.layout_value("microbatch_group"),
             "has no knob for micro-batches per chunk; plan without --microbatch-group",
         )
+    window = export.model_value("sliding_window")
+    if window is not None:
+        raise refuse(
+            target,
+            "model.sliding_window",
+            window,
+            "builds Llama and DeepSeek models whose every layer attends to the whole "
+            "sequence; export with --to megatron instead, or plan a model without a window",
+        )
     capacity = export.training_value("moe_capacity_factor")
     if capacity is not None:
         raise refuse(

@@ -30,6 +30,10 @@ classes' ``(i + 1) % k`` rule (Gemma3TextConfig and Cohere2Config read k from
 ``sliding_window_pattern``, defaulting to 6 and 4)."""
 QWEN_TYPES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
 """Families whose ``sliding_window`` counts only with ``use_sliding_window``."""
+QWEN_WINDOW = 4096
+"""Their classes' ``sliding_window`` field default, taken when the switch is on and the
+key absent (the class sets the attribute to None while the switch is off, so the
+per-type defaults of :mod:`planner.hf_defaults` cannot hold it)."""
 
 
 def _sliding_layers(cfg: dict[str, Any], model_type: str, layers: int, path: Path) -> list[bool]:
@@ -60,8 +64,10 @@ def sliding_window_of(
     layer is windowed."""
     model_type = str(cfg.get("model_type") or "")
     window = cfg.get("sliding_window")
-    if model_type in QWEN_TYPES and not cfg.get("use_sliding_window"):
-        return None, None
+    if model_type in QWEN_TYPES:
+        if not cfg.get("use_sliding_window"):
+            return None, None
+        window = QWEN_WINDOW if window is None else window
     if not window:
         return None, None
     sliding = _sliding_layers(cfg, model_type, layers, path)

@@ -28,6 +28,21 @@ def _seconds(value: float) -> str:
     return f"{value * 1e6:.0f} µs"
 
 
+def window_line(model: ModelSpec, seq_len: int) -> str:
+    """The attention pattern of a model with sliding-window layers, in words."""
+    every = model.full_attention_every
+    full = f", every {every}th full" if every else ""
+    wider = (
+        " (no shorter than the sequence: full causal)"
+        if (model.sliding_window or 0) >= seq_len
+        else ""
+    )
+    return (
+        f"attention: a {model.sliding_window:,}-token sliding window in "
+        f"{model.windowed_layers} of {model.num_layers} layers{full}{wider}"
+    )
+
+
 def render_plan(plan: Plan, defaults: list[str], console: Console | None = None) -> None:
     """Memory against capacity, the step-time breakdown, and the run totals."""
     console = console or Console()
@@ -51,6 +66,8 @@ def render_plan(plan: Plan, defaults: list[str], console: Console | None = None)
     tuned = describe(plan.training, plan.model)
     if tuned:
         console.print(tuned)
+    if plan.model.windowed_layers:
+        console.print(window_line(plan.model, plan.training.seq_len))
     mem = est.memory_gib
     rows: list[list[Cell]] = []
     for part in ("params", "grads", "optimizer", "activations", "other"):

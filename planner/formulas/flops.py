@@ -18,7 +18,7 @@ Sliding-window layers (ModelSpec.sliding_window; Beltagy et al. 2020, Sec. 3.1) 
 to at most w keys: Σ_i min(i, w) = w·s − w(w − 1)/2 pairs over s queries, which is the
 causal count when w ≥ s. A fused kernel with a window skips the tiles left of it as it
 skips those above the diagonal (flash-attn's ``window_size``): a row of query tiles
-computes the w keys plus one tile. Unfused attention masks the full matrix and computes
+computes the tiles of its w keys plus one. Unfused attention masks the full matrix and computes
 all of it. A model mixing windowed and full layers counts each kind over its share of
 the layers.
 
@@ -83,11 +83,14 @@ def executed_key_fraction(seq: Num, flash: Num, causal_block: Num) -> Num:
 
 
 def windowed_executed_key_fraction(seq: Num, flash: Num, causal_block: Num, window: Num) -> Num:
-    """Fraction of the s x s score matrix the attention kernel computes in a windowed layer:
-    a fused kernel the window's keys plus one tile per query (no more than causal), an
-    unfused one the whole matrix."""
-    causal = executed_key_fraction(seq, flash, causal_block)
-    return where(flash > 0, minimum((window + causal_block) / seq, causal), 1.0)
+    """Fraction of the s x s score matrix the attention kernel computes in a windowed layer.
+
+    Fused: a row of query tiles runs the tiles of its window's w keys plus one, and the
+    first w/block rows fewer: (w + block)(s - w/2) / s² (w <= s, a multiple of the tile;
+    the causal (s + block)/2s at w = s). Unfused: the whole matrix."""
+    w = minimum(window, seq)
+    fused = minimum((w + causal_block) * (seq - w / 2) / (seq * seq), 1.0)
+    return where(flash > 0, fused, 1.0)
 
 
 def model_flops_per_token(

@@ -88,7 +88,9 @@ def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
     """(forward, backward) seconds of the attention core of one layer.
 
     Fused: 4·s_q·s_k·h FLOPs forward over the executed (causal-skipping) key blocks, the
-    backward ``flash_bwd_flops_ratio`` times that (Dao 2023, FlashAttention-2, Sec. 3).
+    backward ``flash_bwd_flops_ratio`` times that (Dao 2023, FlashAttention-2, Sec. 3);
+    sliding-window layers (ModelSpec.sliding_window) over their window's blocks, each kind
+    of layer weighted by its share of the layers.
     Unfused: the two batched GEMMs QKᵀ and PV per head, backward twice the forward.
     """
     block = c.flash_causal_block

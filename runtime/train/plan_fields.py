@@ -90,6 +90,13 @@ def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
             f"{flag} plan layout.expert_tp {expert_tp}: the reference trainer's experts run "
             "without tensor parallelism; plan expert_tp 1"
         )
+    window, seq_len = plan.model.sliding_window, training.seq_len
+    if window is not None and (seq_len is None or window < seq_len):
+        raise ConfigError(
+            f"{flag} plan model.sliding_window {window}: the reference trainer attends to "
+            "the whole sequence in every layer; export the plan to Megatron-LM (scalectl "
+            "plan export PLAN --to megatron), or plan a model without a window"
+        )
     policy = getattr(training, "selective_recompute", None)
     if layout.recompute == "selective" and policy not in (None, "attention"):
         raise ConfigError(

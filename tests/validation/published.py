@@ -93,7 +93,8 @@ def flops_per_token(model: ModelSpec, seq_len: int, convention: str) -> float:
     mm = flops.matmul_flops_fwd_per_token(
         model.num_layers, layer_mm, model.vocab_size, model.hidden_size
     )
-    fraction = 1.0 if convention == "full" else flops.causal_key_fraction(seq_len)
+    window, share = float(model.sliding_window or 0), model.windowed_layers / model.num_layers
+    fraction = 1.0 if convention == "full" else flops.model_key_fraction(seq_len, window, share)
     attn = flops.attention_flops_fwd_per_token(
         model.num_layers, model.num_attention_heads, head_dim, seq_len, fraction
     )
