@@ -92,7 +92,7 @@ _STATIC_INPUTS = Inputs._fields.index("dp")
 """Inputs before the layout's: the static stage of the compiled function."""
 PROBLEM_FLAGS = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
                  "co2_tdp_basis", "eager", "fp8_dynamic", "fp8_current", "grads_freed",
-                 "quant_inputs", "nf4_init_bytes", "torch_ring")  # fmt: skip
+                 "quant_inputs", "nf4_init_bytes", "torch_ring", "windowed_share")  # fmt: skip
 """Categorical inputs constant within one planning problem (the model's, the training
 spec's): both compiled paths fix them, so each ``where`` on them keeps one side and a
 problem without an optional term runs none of its work."""

@@ -73,8 +73,9 @@ def windowed_key_fraction(seq: Num, window: Num) -> Num:
 def model_key_fraction(seq: Num, window: Num = 0.0, windowed_share: Num = 0.0) -> Num:
     """Mean over the layers of the key fraction a query needs: causal layers and the
     ``windowed_share`` of them that attend to a ``window`` of keys."""
-    windowed = windowed_share * windowed_key_fraction(seq, window)
-    return (1 - windowed_share) * causal_key_fraction(seq) + windowed
+    causal = causal_key_fraction(seq)
+    windowed = (1 - windowed_share) * causal + windowed_share * windowed_key_fraction(seq, window)
+    return where(windowed_share > 0, windowed, causal)
 
 
 def executed_key_fraction(seq: Num, flash: Num, causal_block: Num) -> Num:
@@ -141,9 +142,11 @@ def hardware_flops_per_token(
         2 * layers * layer_matmul_active,
         op * 2 * layers * op_recompute_matmul,
     )
-    executed = (1 - windowed_share) * executed_key_fraction(
-        seq, flash, causal_block
-    ) + windowed_share * windowed_executed_key_fraction(seq, flash, causal_block, window)
+    causal = executed_key_fraction(seq, flash, causal_block)
+    windowed = windowed_executed_key_fraction(seq, flash, causal_block, window)
+    executed = where(
+        windowed_share > 0, (1 - windowed_share) * causal + windowed_share * windowed, causal
+    )
     attn_fwd = attention_flops_fwd_per_token(layers, heads, head_dim, seq, executed)
     attn_bwd_ratio = where(flash > 0, flash_bwd_ratio, 2.0)
     attn_recompute = where(recompute >= RECOMPUTE_FULL, 1.0, where(op > 0, 0.0, 1.0))

@@ -188,8 +188,12 @@ def test_context_parallelism_over_a_window_is_refused_and_never_searched() -> No
     assert result.ranked and {est.layout.cp for est in result.ranked} == {1}
     # The search's numpy path and the scalar estimate are one formula source.
     best = result.ranked[0]
-    again = planner.estimate(model, cluster, training, best.layout)
-    assert again.step.time_s == pytest.approx(best.step.time_s, rel=1e-9)
+    # The first estimates run uncompiled, later ones the compiled variant for this problem
+    # (planner.estimator.COMPILE_AFTER_USES): all of them the search's figure.
+    for _ in range(4):
+        again = planner.estimate(model, cluster, training, best.layout)
+        assert again.step.time_s == pytest.approx(best.step.time_s, rel=1e-9)
+        assert again.memory_gib.total == pytest.approx(best.memory_gib.total, rel=1e-9)
 
 
 def test_the_estimate_says_which_layers_are_windowed() -> None:
