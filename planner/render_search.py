@@ -8,6 +8,7 @@ from rich.console import Console
 
 from planner.error_band import error_band
 from planner.layout_search import SearchResult, describe_layout
+from planner.render import window_line
 from planner.render_table import print_dropped, print_line, print_table
 from planner.result import Estimate
 from planner.search_legend import Row, collapse, legend
@@ -56,6 +57,8 @@ def render_search(
         f"{result.seconds * 1e3:.0f} ms; {result.fitting:,} fit in memory, "
         f"{result.feasible:,} meet the constraints; objective: {result.objective}"
     )
+    if result.model.windowed_layers:
+        console.print(window_line(result.model, result.training.seq_len))
     many = bool(result.constraints.max_gpus)
     shown = [short_layout(e) for e in [*result.ranked, *result.pareto]]
     if result.nearest is not None:
