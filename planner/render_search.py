@@ -37,6 +37,15 @@ def short_layout(est: Estimate) -> str:
     return describe_layout(est.layout)
 
 
+RING_PRICED = {
+    "torch": "cp rings priced as torch's context_parallel (scalectl run, torchtitan); "
+    "--ring-attention te for Megatron-LM and NeMo",
+    "te": "cp rings priced as Transformer Engine's (Megatron-LM, NeMo); --ring-attention "
+    "torch for scalectl run and torchtitan",
+}
+"""What a search with ring layouts says about whose ring it priced."""
+
+
 def render_search(
     result: SearchResult,
     defaults: list[str],
@@ -59,6 +68,8 @@ def render_search(
     )
     if result.model.windowed_layers:
         console.print(window_line(result.model, result.training.seq_len))
+    if any(e.layout.cp > 1 and e.layout.cp_impl == "ring" for e in result.ranked):
+        console.print(f"[dim]{RING_PRICED[result.training.ring_attention]}[/]")
     many = bool(result.constraints.max_gpus)
     shown = [short_layout(e) for e in [*result.ranked, *result.pareto]]
     if result.nearest is not None:

@@ -180,7 +180,7 @@ def stage_activations(
         (2 * x.weight_bytes + x.grad_bytes) * per_layer_params,
         0.0,
     )
-    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    q_local = s.q_local
     torch_ring = (x.torch_ring > 0) & (x.cp_allgather <= 0)
     workspace = workspace + where(
         torch_ring, memory.torch_ring_workspace_bytes(q_local, 2 * q_local, x.cp), 0.0

@@ -77,7 +77,7 @@ def context_parallel(
     spans = x.cp > comm.members_per_node(x.cp, x.tp, x.gpus_per_node)
     ring_bw = where(spans, minimum(s.inter_bw, s.intra_bw), s.intra_bw)
     kv_chunk = s.ab * s.tokens * 2 * s.kv_dim / x.tp
-    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    q_local = s.q_local
     send = comm.p2p_time(kv_chunk, ring_bw, cp_alpha)
     send_both = comm.p2p_time(2 * kv_chunk, ring_bw, cp_alpha)
     later = maximum(x.cp - 1, 0.0)
@@ -135,7 +135,7 @@ def torch_ring(
     merges are memory-bound passes (:func:`planner.formulas.kernels.torch_ring_attention_bytes`)."""
     step_fwd, step_bwd = step_s
     cp_bw, cp_alpha, ring_bw = link
-    q_local = s.ab * s.tokens * s.q_dim / x.tp
+    q_local = s.q_local
     kv_local = 2 * q_local
     gather = comm.all_gather_time(kv_local * x.cp, x.cp, cp_bw, cp_alpha)
     dkv = comm.p2p_time(2 * kv_local, ring_bw, cp_alpha)

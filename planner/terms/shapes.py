@@ -50,6 +50,9 @@ class Shapes(NamedTuple):
     layers_stage: Any
     heads_local: Any
     act_full: Any
+    q_local: Any
+    """Bytes of one micro-batch's queries on one GPU: what ring attention's merges and
+    K/V passes scale with."""
     dp_size: Any
     shard_group: Any
     expert_tp: Any
@@ -101,6 +104,7 @@ def shapes(x: Inputs) -> Shapes:
         * x.interleave,
         heads_local=x.heads / x.tp,
         act_full=ab * tokens * x.hidden,
+        q_local=ab * tokens * x.heads * x.head_dim / x.tp,
         dp_size=dp_size,
         shard_group=where(x.sharding > SHARDING_HSDP, x.hsdp_shard * x.cp, dp_size),
         expert_tp=where(x.etp > 0, x.etp, x.tp),

@@ -109,3 +109,27 @@ def test_the_backward_holds_the_gathered_keys_and_fp32_gradients() -> None:
     assert held_gib <= more <= held_gib * 1.1  # plus the allocator's fragmentation
     # The allgather implementation holds its own gathered K/V instead (test_cp_impl.py).
     assert total("torch", "allgather") == total("te", "allgather")
+
+
+@pytest.mark.parametrize("ring", ["torch", "te"])
+def test_a_search_with_ring_layouts_says_whose_ring_it_priced(ring: str) -> None:
+    from rich.console import Console
+
+    from planner.render_search import RING_PRICED, render_search
+
+    cluster = planner.ClusterSpec(gpu="H100-SXM-80GB", num_gpus=64)
+
+    def shown(seq_len: int, **pinned: int) -> str:
+        training = planner.TrainingSpec(
+            seq_len=seq_len,
+            global_batch_seqs=64,
+            total_tokens=1e10,
+            ring_attention=ring,  # type: ignore[arg-type]
+        )
+        console = Console(record=True, width=200)
+        result = planner.search(MODEL, cluster, training, top_k=10, pinned=pinned)
+        render_search(result, [], console)
+        return console.export_text()
+
+    assert RING_PRICED[ring] in shown(131072)  # the fastest layouts split the sequence
+    assert "cp rings priced" not in shown(131072, cp=1)  # no ring, nothing to say
