@@ -10,7 +10,12 @@ import typer
 
 ModelOption = Annotated[
     str,
-    typer.Option("--model", "-m", help="Preset name (see `plan models`) or a config.json path."),
+    typer.Option(
+        "--model",
+        "-m",
+        help="Preset name (see `plan models`), a config.json path, or a YAML file of "
+        "ModelSpec fields.",
+    ),
 ]
 GpuOption = Annotated[str | None, typer.Option("--gpu", help="Catalog GPU (see `plan gpus`).")]
 GpuSpecOption = Annotated[

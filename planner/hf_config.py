@@ -14,10 +14,14 @@ Two key families are understood:
   ``moe_layer_freq``-th/``decoder_sparse_step``-th layer are not modelled and are refused.
 * GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
-  LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``.
+  LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``;
+  GPT-BigCode's ``multi_query`` (one key/value head).
+
+Only the families in :data:`planner.hf_families.READ` are read (each checked against the
+model transformers builds); any other ``model_type`` is refused by name.
 * GPT-NeoX (``model_type`` gpt_neox): the Llama-style keys, with LayerNorm, biases and
   ``hidden_dropout``.
-* Gemma (gemma, gemma2, gemma3_text): the Llama-style keys; the MLP is gated whatever
+* Gemma (gemma, gemma2, gemma3_text, vaultgemma): the Llama-style keys; the MLP is gated whatever
   its activation (GemmaMLP: gate, up and down projections under GELU-tanh, GeGLU), read
   from ``hidden_activation`` where ``hidden_act`` is absent.
 
@@ -37,11 +41,12 @@ from typing import Any
 
 from planner.errors import PlanInputError
 from planner.hf_defaults import with_defaults
+from planner.hf_families import GPT2_KEYS, check_family
 from planner.hf_window import sliding_window_of
 from planner.specs import ModelSpec
 
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
-_GATED_TYPES = {"gemma", "gemma2", "gemma3_text"}
+_GATED_TYPES = {"gemma", "gemma2", "gemma3_text", "vaultgemma"}
 """Families whose MLP is gated under any activation (transformers' GemmaMLP)."""
 
 
@@ -55,7 +60,8 @@ def _need(cfg: dict[str, Any], key: str, path: Path, what: str) -> Any:
 
 def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
     """Build a ModelSpec from an already-parsed config.json mapping."""
-    gpt2_keys = "n_embd" in cfg or cfg.get("model_type") == "gpt2"
+    model_type = check_family(cfg, path)
+    gpt2_keys = "n_embd" in cfg or model_type in GPT2_KEYS
     cfg = with_defaults(cfg, gpt2_keys)
     if gpt2_keys:
         hidden = _need(cfg, "n_embd", path, "hidden size")
@@ -64,7 +70,8 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
             num_layers=_need(cfg, "n_layer", path, "number of layers"),
             hidden_size=hidden,
             num_attention_heads=_need(cfg, "n_head", path, "attention heads"),
-            num_kv_heads=cfg["n_head"],
+            # GPT-BigCode's multi_query: one key/value head shared by all query heads
+            num_kv_heads=1 if cfg.get("multi_query") else cfg["n_head"],
             ffn_hidden_size=cfg.get("n_inner") or 4 * hidden,
             activation="gelu",
             vocab_size=_need(cfg, "vocab_size", path, "vocabulary size"),

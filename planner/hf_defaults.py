@@ -46,6 +46,9 @@ _GEMMA: dict[str, Any] = {
 }
 """Gemma 1-3: 256-wide heads, tied embeddings, GELU-tanh (Gemma 1 names it hidden_act)."""
 
+_DEEPSEEK_MOE: dict[str, Any] = {**_LLAMA_STYLE, "scoring_func": None}
+"""DeepSeek-MoE's key names (n_routed_experts, n_shared_experts, first_k_dense_replace)."""
+
 HF_DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {
         "n_inner": None,
@@ -54,6 +57,15 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
         "resid_pdrop": 0.1,
         "attn_pdrop": 0.1,
         "embd_pdrop": 0.1,
+    },
+    "gpt_bigcode": {
+        "n_inner": None,
+        "n_positions": 1024,
+        "tie_word_embeddings": True,
+        "resid_pdrop": 0.1,
+        "attn_pdrop": 0.1,
+        "embd_pdrop": 0.1,
+        "multi_query": True,
     },
     "llama": dict(_LLAMA_STYLE),
     "mistral": {**_LLAMA_STYLE, "num_key_value_heads": 8, "sliding_window": 4096},
@@ -91,6 +103,81 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
         "sliding_window": 128,
     },
     "cohere2": {**_LLAMA_STYLE, "tie_word_embeddings": True, "sliding_window": 4096},
+    "cohere": {**_LLAMA_STYLE, "tie_word_embeddings": True},
+    "smollm3": {**_LLAMA_STYLE, "num_key_value_heads": 4, "tie_word_embeddings": True},
+    "ernie4_5": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 2,
+        "head_dim": 128,
+        "tie_word_embeddings": True,
+    },
+    "apertus": {**_LLAMA_STYLE, "hidden_act": "xielu"},
+    "arcee": {**_LLAMA_STYLE, "hidden_act": "relu2"},
+    "nemotron": {**_LLAMA_STYLE, "hidden_act": "relu2"},
+    "phi": {**_LLAMA_STYLE, "hidden_act": "gelu_new"},
+    "starcoder2": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 2,
+        "hidden_act": "gelu_pytorch_tanh",
+        "tie_word_embeddings": True,
+    },
+    "vaultgemma": {**_GEMMA, "num_key_value_heads": 4, "sliding_window": 4096},
+    "olmo3": {**_LLAMA_STYLE, "sliding_window": 4096},
+    "exaone4": {**_LLAMA_STYLE, "sliding_window": 4096},
+    "ministral": {**_LLAMA_STYLE, "num_key_value_heads": 8, "sliding_window": 4096},
+    "ministral3": {**_LLAMA_STYLE, "num_key_value_heads": 8},
+    "qwen3_moe": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 4,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 768,
+        "use_sliding_window": False,
+    },
+    "olmoe": {**_LLAMA_STYLE, "num_experts": 64, "num_experts_per_tok": 8},
+    "flex_olmo": {**_LLAMA_STYLE, "num_experts": 7, "num_experts_per_tok": 5},
+    "granitemoe": {**_LLAMA_STYLE, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "granitemoeshared": {**_LLAMA_STYLE, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "phimoe": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 8,
+        "num_local_experts": 16,
+        "num_experts_per_tok": 2,
+    },
+    "minimax_m2": {
+        **_LLAMA_STYLE,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "num_local_experts": 256,
+        "num_experts_per_tok": 8,
+    },
+    "glm4_moe": {
+        **_DEEPSEEK_MOE,
+        "num_key_value_heads": 8,
+        "n_routed_experts": 128,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 1408,
+        "first_k_dense_replace": 1,
+    },
+    "deepseek_v2": {
+        **_DEEPSEEK_MOE,
+        "head_dim": 64,
+        "n_routed_experts": 64,
+        "n_shared_experts": 2,
+        "num_experts_per_tok": None,
+        "moe_intermediate_size": 1407,
+        "first_k_dense_replace": 0,
+    },
+    "deepseek_v3": {
+        **_DEEPSEEK_MOE,
+        "head_dim": 64,
+        "n_routed_experts": 256,
+        "n_shared_experts": 1,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 2048,
+        "first_k_dense_replace": 3,
+    },
     "gpt_neox": {
         **_LLAMA_STYLE,
         "hidden_act": "gelu",
@@ -107,6 +194,6 @@ FALLBACK_TYPE = "llama"
 def with_defaults(cfg: dict[str, Any], gpt2_keys: bool) -> dict[str, Any]:
     """``cfg`` with every missing key the planner reads set to its model_type's default;
     ``gpt2_keys``: the config uses GPT-2's key names (n_embd, n_layer, ...)."""
-    model_type = "gpt2" if gpt2_keys else str(cfg.get("model_type") or FALLBACK_TYPE)
-    defaults = HF_DEFAULTS.get(model_type, HF_DEFAULTS[FALLBACK_TYPE])
+    family = "gpt2" if gpt2_keys else FALLBACK_TYPE
+    defaults = HF_DEFAULTS.get(str(cfg.get("model_type") or family), HF_DEFAULTS[family])
     return {**defaults, **cfg}

@@ -5,9 +5,10 @@ weight (``src/transformers/models/<type>/configuration_<type>.py``, 5.25):
 
 * ``layer_types``: one entry a layer, ``"sliding_attention"`` or ``"full_attention"``
   (written by recent ``save_pretrained`` for Gemma 2/3, gpt-oss, Cohere2, Qwen2/3);
-* the family's fixed pattern when that list is absent: Gemma 2 and gpt-oss window every
-  layer but each second one, Gemma 3 all but each ``sliding_window_pattern``-th (6),
-  Cohere2 likewise (4); Qwen2/Qwen3 window the layers from ``max_window_layers`` on, and
+* the family's fixed pattern when that list is absent: Gemma 2, VaultGemma and gpt-oss
+  window every layer but each second one, OLMo 3 all but each fourth, Gemma 3 all but
+  each ``sliding_window_pattern``-th (6), Cohere2 and EXAONE 4 likewise (4); Qwen2/Qwen3
+  window the layers from ``max_window_layers`` on, and
   Qwen2-MoE the even layers below it, and only with ``use_sliding_window``;
 * otherwise a non-null ``sliding_window`` windows every layer (Mistral 7B v0.1, Qwen3-MoE
   with ``use_sliding_window``, Phi-3, Starcoder2).
@@ -24,10 +25,14 @@ from typing import Any
 
 from planner.errors import PlanInputError
 
-FULL_EVERY: dict[str, int] = {"gemma2": 2, "gpt_oss": 2, "gemma3_text": 6, "cohere2": 4}
+FULL_EVERY: dict[str, int] = {
+    "gemma2": 2, "vaultgemma": 2, "gpt_oss": 2, "gemma3_text": 6, "cohere2": 4, "olmo3": 4,
+    "exaone4": 4,
+}  # fmt: skip
 """model_type -> every k-th layer full, when the config has no ``layer_types``: the
-classes' ``(i + 1) % k`` rule (Gemma3TextConfig and Cohere2Config read k from
-``sliding_window_pattern``, defaulting to 6 and 4)."""
+classes' ``(i + 1) % k`` rule (Gemma3TextConfig, Cohere2Config and Exaone4Config read k
+from ``sliding_window_pattern``, defaulting to 6, 4 and 4; Exaone4's may also be a
+string such as "LLLG", L for a windowed layer)."""
 QWEN_TYPES = ("qwen2", "qwen3", "qwen2_moe", "qwen3_moe")
 """Families whose ``sliding_window`` counts only with ``use_sliding_window``."""
 QWEN_WINDOW = 4096
@@ -52,8 +57,10 @@ def _sliding_layers(cfg: dict[str, Any], model_type: str, layers: int, path: Pat
         return [bool((i + 1) % 2) and i < below for i in range(layers)]
     every = FULL_EVERY.get(model_type)
     if every is not None:
-        every = int(cfg.get("sliding_window_pattern") or every)
-        return [bool((i + 1) % every) for i in range(layers)]
+        pattern = cfg.get("sliding_window_pattern") or every
+        if isinstance(pattern, str):
+            return [pattern[i % len(pattern)].upper() == "L" for i in range(layers)]
+        return [bool((i + 1) % int(pattern)) for i in range(layers)]
     return [True] * layers
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec
+from pydantic import ValidationError
+
+from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec, read_yaml_mapping
 from planner.errors import PlanInputError
 from planner.estimator import estimate
 from planner.hf_config import load_hf_config
@@ -83,8 +85,20 @@ class EstimateRequest:
 
 
 def resolve_model(text: str) -> ModelSpec:
-    """A preset name, or a path to a config.json (or its directory)."""
+    """A preset name, a YAML file of ModelSpec fields, or a path to a config.json (or its
+    directory)."""
     path = Path(text)
+    if text.endswith((".yaml", ".yml")):
+        fields = read_yaml_mapping(text, "--model", "a mapping of ModelSpec fields")
+        try:
+            return ModelSpec(**{"name": path.stem, **fields})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "model"
+            raise PlanInputError(
+                f"--model {text}: {field}: {first['msg']} (the fields are ModelSpec's, as "
+                "in a preset of planner/data/models.yaml)."
+            ) from None
     if text.endswith(".json") or path.is_dir() or path.is_file() or "/" in text:
         return load_hf_config(path)
     return get_model(text)
