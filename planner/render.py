@@ -28,6 +28,19 @@ def _seconds(value: float) -> str:
     return f"{value * 1e6:.0f} µs"
 
 
+def _window_cell(model: ModelSpec) -> Cell:
+    """A preset's sliding window: its width, and which layers attend in full."""
+    if model.sliding_window is None:
+        return "-"
+    every = model.full_attention_every
+    if every is None:
+        return f"{model.sliding_window} (every layer)", f"{model.sliding_window}"
+    return (
+        f"{model.sliding_window} (1 layer in {every} full)",
+        f"{model.sliding_window} 1/{every} full",
+    )
+
+
 def window_line(model: ModelSpec, seq_len: int) -> str:
     """The attention pattern of a model with sliding-window layers, in words."""
     every = model.full_attention_every
@@ -205,6 +218,7 @@ def render_models(specs: list[ModelSpec], console: Console | None = None) -> Non
         Column("act", priority=3),
         Column("vocab", justify="right", priority=3),
         Column("experts", priority=1),
+        Column("window", priority=2),
     ]
     rows: list[list[Cell]] = [
         [
@@ -221,6 +235,7 @@ def render_models(specs: list[ModelSpec], console: Console | None = None) -> Non
             (f"{m.num_experts} (top {m.top_k})", f"{m.num_experts}/top{m.top_k}")
             if m.is_moe
             else "-",
+            _window_cell(m),
         ]
         for m in specs
     ]

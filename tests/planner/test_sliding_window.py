@@ -235,3 +235,23 @@ def test_the_trainer_refuses_a_window_it_would_not_run(tmp_path: Path) -> None:
     plan["training"]["seq_len"] = 8  # the window covers the sequence: causal attention
     path.write_text(json.dumps(plan))
     assert parse_config(["--plan", str(path)]).seq_len == 8
+
+
+GEMMA3_27B = {
+    "model_type": "gemma3_text", "hidden_size": 5376, "intermediate_size": 21504,
+    "num_attention_heads": 32, "num_hidden_layers": 62, "num_key_value_heads": 16,
+    "head_dim": 128, "vocab_size": 262208, "sliding_window": 1024,
+    "hidden_activation": "gelu_pytorch_tanh",
+}  # fmt: skip
+"""google/gemma-3-27b-pt's text_config (the keys the planner reads)."""
+
+
+@pytest.mark.parametrize(
+    ("preset", "config"), [("mistral-7b", MISTRAL), ("gemma3-27b", GEMMA3_27B)]
+)
+def test_windowed_presets_are_their_config_json(preset: str, config: dict[str, Any]) -> None:
+    """A preset and its published config.json are one model, window included."""
+    read = _read(config).model_dump(exclude={"name"})
+    assert planner.get_model(preset).model_dump(exclude={"name"}) == read
+    gpt_oss = planner.get_model("gpt-oss-120b")
+    assert (gpt_oss.windowed_layers, gpt_oss.sliding_window) == (18, 128)
