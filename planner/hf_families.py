@@ -70,6 +70,13 @@ def check_family(cfg: dict[str, Any], path: Path) -> str | None:
     if model_type is None:
         return None
     model_type = str(model_type)
+    text = cfg.get("text_config")
+    if model_type not in READ and isinstance(text, dict) and text.get("model_type") in READ:
+        raise PlanInputError(
+            f"{path}: model_type {model_type!r} wraps a {text['model_type']} language model "
+            "(text_config) with other towers the planner does not cost; to plan the "
+            "language model alone, save its text_config as a config.json and pass that."
+        )
     if model_type not in READ:
         why = WHY_NOT.get(model_type, "not yet checked against transformers")
         raise PlanInputError(

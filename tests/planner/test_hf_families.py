@@ -85,6 +85,13 @@ def test_an_unchecked_family_is_refused_and_one_without_a_type_reads_as_llama() 
     assert model_from_hf_dict(untyped, "m", Path("c.json")).activation == "swiglu"
 
 
+def test_a_multimodal_wrapper_points_at_its_language_model() -> None:
+    wrapper = {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **SHAPE}}
+    with pytest.raises(PlanInputError, match=r"wraps a gemma3_text language model \(text_config\)"):
+        model_from_hf_dict(wrapper, "m", Path("c.json"))
+    model_from_hf_dict(wrapper["text_config"], "m", Path("c.json"))  # the fix it names works
+
+
 def test_a_yaml_model_spec_plans_any_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
