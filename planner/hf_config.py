@@ -8,10 +8,11 @@ Two key families are understood:
   ``tie_word_embeddings`` (default false), ``head_dim`` (optional); MoE:
   ``num_local_experts``/``num_experts``, ``num_experts_per_tok``,
   ``moe_intermediate_size``, ``shared_expert_intermediate_size``; DeepSeek-MoE's names
-  (deepseek_v2/v3, kimi_k2 and look-alikes): ``n_routed_experts``, ``n_shared_experts``
-  (shared experts of ``moe_intermediate_size`` each), ``first_k_dense_replace`` (dense
-  leading layers), ``scoring_func`` (sigmoid router scores); MoE layers only every
-  ``moe_layer_freq``-th/``decoder_sparse_step``-th layer are not modelled and are refused.
+  (deepseek_v2/v3, glm4_moe): ``n_routed_experts``, ``n_shared_experts`` (shared experts
+  of ``moe_intermediate_size`` each), ``first_k_dense_replace`` (dense leading layers, as
+  Qwen-MoE's ``mlp_only_layers`` when they lead), ``scoring_func`` (sigmoid router
+  scores); MoE layers only every ``moe_layer_freq``-th/``decoder_sparse_step``-th layer
+  are not modelled and are refused.
 * GPT-2-style: ``n_embd``, ``n_layer``, ``n_head``, ``n_inner`` (default 4·n_embd, as
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``;
@@ -117,7 +118,7 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         top_k=int(cfg.get("num_experts_per_tok") or 1) if experts > 1 else 1,
         moe_ffn_hidden_size=moe_ffn if experts > 1 else None,
         shared_expert_ffn_hidden_size=int(shared) if experts > 1 else 0,
-        dense_first_layers=int(cfg.get("first_k_dense_replace") or 0) if experts > 1 else 0,
+        dense_first_layers=_dense_first_layers(cfg, experts, path),
         router_score="sigmoid" if cfg.get("scoring_func") == "sigmoid" else "softmax",
         norm="layernorm" if neox else "rmsnorm",
         bias=bool(neox and cfg.get("attention_bias")),
@@ -126,6 +127,20 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         sliding_window=window,
         full_attention_every=full_every,
     )
+
+
+def _dense_first_layers(cfg: dict[str, Any], experts: int, path: Path) -> int:
+    """Leading layers with a dense MLP: DeepSeek's ``first_k_dense_replace``, or Qwen-MoE's
+    ``mlp_only_layers`` when those are the first k (any other placement is refused)."""
+    if experts <= 1:
+        return 0
+    dense = sorted(int(i) for i in cfg.get("mlp_only_layers") or [])
+    if dense and dense != list(range(len(dense))):
+        raise PlanInputError(
+            f"{path}: mlp_only_layers {dense[:8]}{' ...' if len(dense) > 8 else ''}: dense "
+            "layers other than the first k are not modelled (ModelSpec dense_first_layers)."
+        )
+    return len(dense) or int(cfg.get("first_k_dense_replace") or 0)
 
 
 def load_hf_config(path: str | Path) -> ModelSpec:

@@ -85,6 +85,31 @@ def test_an_unchecked_family_is_refused_and_one_without_a_type_reads_as_llama() 
     assert model_from_hf_dict(untyped, "m", Path("c.json")).activation == "swiglu"
 
 
+@pytest.mark.parametrize(("dense", "first"), [([0, 1], 2), ([], 0), ([1, 3], None)])
+def test_qwen_moe_dense_layers_read_when_they_lead(dense: list[int], first: int | None) -> None:
+    """Qwen-MoE's mlp_only_layers against the model transformers builds from them."""
+    shape = {k: v for k, v in SHAPE.items() if k != "first_k_dense_replace"}  # DeepSeek's key
+    cfg = {"model_type": "qwen2_moe", **shape, "mlp_only_layers": dense}
+    if first is None:
+        with pytest.raises(PlanInputError, match=r"mlp_only_layers \[1, 3\]: dense layers"):
+            model_from_hf_dict(cfg, "m", Path("c.json"))
+        return
+    spec = model_from_hf_dict(cfg, "m", Path("c.json"))
+    assert spec.dense_first_layers == first
+    hf = transformers.CONFIG_MAPPING["qwen2_moe"](
+        **{
+            k: v
+            for k, v in cfg.items()
+            if k != "model_type" and hasattr(transformers.CONFIG_MAPPING["qwen2_moe"](), k)
+        }
+    )
+    with torch.device("meta"):
+        count = sum(
+            p.numel() for p in transformers.AutoModelForCausalLM.from_config(hf).parameters()
+        )
+    assert spec.num_params == pytest.approx(count, rel=TOLERANCE)
+
+
 def test_a_multimodal_wrapper_points_at_its_language_model() -> None:
     wrapper = {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", **SHAPE}}
     with pytest.raises(PlanInputError, match=r"wraps a gemma3_text language model \(text_config\)"):
