@@ -33,6 +33,7 @@ from contract.plan_layout import (
     read_document,
     resolve_layout,
 )
+from contract.plan_trainer import reference_trainer_refusal
 from launcher.errors import LaunchInputError
 from launcher.flags import LaunchFlags, build_mapping, default_name
 from launcher.spec import JobSpec, spec_from_mapping
@@ -294,7 +295,17 @@ def plan_job(
     prefix = "--plan " if name != "plan" else ""
     mapping, resolved = apply_plan_document(document, name, mapping, flags, prefix=prefix)
     spec = spec_from_mapping(mapping, source=source)
+    if spec.entrypoint.is_reference_trainer:
+        _refuse_what_the_trainer_would(parse_plan(document, name), prefix)
     return PlannedJob(spec, resolved, describe(resolved, mapping))
+
+
+def _refuse_what_the_trainer_would(plan: Plan, prefix: str) -> None:
+    """Refuse, before any job exists, a plan the reference trainer would refuse at start
+    on every rank (contract.plan_trainer)."""
+    refusal = reference_trainer_refusal(plan)
+    if refusal is not None:
+        raise LaunchInputError(f"{prefix}{refusal}")
 
 
 def check_embedded_plan(spec: Any) -> None:
@@ -312,6 +323,7 @@ def check_embedded_plan(spec: Any) -> None:
         raise LaunchInputError(str(exc)) from None
     if not spec.entrypoint.is_reference_trainer:
         return
+    _refuse_what_the_trainer_would(plan, "")
     nodes, procs = spec.nodes, spec.procs_per_node
     world = nodes.min * procs
     if nodes.min == nodes.max and world != resolved.world_size:

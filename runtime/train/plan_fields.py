@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.plan import PlanError, read_plan
+from contract.plan_trainer import reference_trainer_refusal
 
 
 class ConfigError(ValueError):
@@ -84,39 +85,9 @@ def read_plan_fields(path: Path, flag: str) -> dict[str, tuple[Any, str]]:
     if batch and seq and total:
         steps = max(1, math.ceil(total / (batch * seq)))
         found["steps"] = (steps, "plan training.total_tokens / global batch tokens")
-    expert_tp = getattr(layout, "expert_tp", None)
-    if expert_tp not in (None, 1):
-        raise ConfigError(
-            f"{flag} plan layout.expert_tp {expert_tp}: the reference trainer's experts run "
-            "without tensor parallelism; plan expert_tp 1"
-        )
-    window, seq_len = plan.model.sliding_window, training.seq_len
-    if window is not None and (seq_len is None or window < seq_len):
-        raise ConfigError(
-            f"{flag} plan model.sliding_window {window}: the reference trainer attends to "
-            "the whole sequence in every layer; export the plan to Megatron-LM (scalectl "
-            "plan export PLAN --to megatron), or plan a model without a window"
-        )
-    policy = getattr(training, "selective_recompute", None)
-    if layout.recompute == "selective" and policy not in (None, "attention"):
-        raise ConfigError(
-            f"{flag} plan training.selective_recompute {policy}: the reference trainer's "
-            "selective recompute is the attention core; plan selective_recompute attention"
-        )
-    fsdp_version = getattr(training, "fsdp_version", None)
-    if layout.sharding in ("zero3", "hsdp") and fsdp_version not in (None, 2):
-        raise ConfigError(
-            f"{flag} plan training.fsdp_version {fsdp_version}: the reference trainer shards "
-            "with FSDP2 (fully_shard); plan fsdp_version 2"
-        )
-    loss_chunks = getattr(training, "loss_chunks", None)
-    if loss_chunks not in (None, 1) and getattr(training, "kernels", None) != "eager":
-        raise ConfigError(
-            f"{flag} plan training.loss_chunks {loss_chunks}: the planner counts a compiled "
-            "chunked loss that keeps only bf16 logits; the reference trainer's chunks keep "
-            "their fp32 log-probabilities, which the planner counts with loss_chunks 1; "
-            "plan with --loss-chunks 1 (the trainer still chunks: --loss-chunks 0)"
-        )
+    refusal = reference_trainer_refusal(plan)
+    if refusal is not None:
+        raise ConfigError(f"{flag} {refusal}")
     if "hidden" not in found or "layers" not in found:
         raise ConfigError(
             f"{flag} {path}: no model.num_layers / model.hidden_size; is this a planner Plan?"

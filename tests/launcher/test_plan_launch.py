@@ -108,6 +108,31 @@ def test_bad_plans_exit_2_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        ("model", "sliding_window", 8, "plan model.sliding_window 8: the reference trainer"),
+        ("layout", "expert_tp", 2, "plan layout.expert_tp 2: the reference trainer's experts"),
+        ("training", "loss_chunks", 4, "plan training.loss_chunks 4: the planner counts"),
+    ],
+)
+def test_plans_the_trainer_would_refuse_are_refused_before_a_job_exists(
+    cli: Any, plan_path: Path, section: str, field: str, value: Any, message: str
+) -> None:
+    """The trainer refuses these on every rank at start (contract.plan_trainer); launch
+    refuses them first, with the same line, and records no job, dry run or not."""
+    edited = _edited(plan_path, section, field, value)
+    for dry in (["--dry-run"], []):
+        run = cli("launch", "--plan", str(edited), *dry, "--", "--steps", "1")
+        assert run.code == 2 and message in run.err, run.err
+        assert len(run.err.strip().splitlines()) == 1
+    with Store() as store:
+        assert store.list_jobs() == []
+    # Another program under the plan (not the reference trainer) is not the trainer's to refuse.
+    other = cli("launch", "--plan", str(edited), "--module", "my_trainer", "--dry-run")
+    assert other.code == 0, other.err
+
+
+@pytest.mark.parametrize(
     ("flags", "message"),
     [
         (["--nproc-per-node", "3"], "--nproc-per-node: 1 node(s) x 3 rank(s) = 3 ranks"),
@@ -295,3 +320,21 @@ def test_a_pipeline_plan_estimated_then_launched_trains_its_stages(
     )
     assert bubble.ratio.startswith("×") or measured == 0.0
     assert mine["plan"]["state_ratio"] > 0 and "params+grads+optim" in rows
+
+
+def test_a_job_specs_plan_block_the_trainer_would_refuse_is_refused_in_prepare(
+    plan_path: Path, tmp_path: Path
+) -> None:
+    """A job.yaml ``plan:`` block (and the TUI's launch) goes through launcher.api.prepare,
+    which checks the embedded plan as ``launch --plan`` does, before anything is written."""
+    from launcher.api import prepare
+    from launcher.errors import LaunchInputError
+    from launcher.spec import spec_from_mapping
+
+    document = json.loads(_edited(plan_path, "model", "sliding_window", 8).read_text())
+    job = {"name": "w", "entrypoint": {"module": "runtime.train"}, "nodes": 1,
+           "procs_per_node": 4, "plan": document}  # fmt: skip
+    with pytest.raises(LaunchInputError, match=r"^plan model\.sliding_window 8: "):
+        prepare(spec_from_mapping(job), cwd=tmp_path, environ={})
+    document["model"]["sliding_window"] = None
+    prepare(spec_from_mapping({**job, "plan": document}), cwd=tmp_path, environ={})
