@@ -48,6 +48,7 @@ from planner.specs import ModelSpec
 
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
 _GATED_TYPES = {"gemma", "gemma2", "gemma3_text", "vaultgemma"}
+_BIASED_TYPES = {"gpt_neox", "gpt_oss"}
 """Families whose MLP is gated under any activation (transformers' GemmaMLP)."""
 
 
@@ -121,7 +122,9 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         dense_first_layers=_dense_first_layers(cfg, experts, path),
         router_score="sigmoid" if cfg.get("scoring_func") == "sigmoid" else "softmax",
         norm="layernorm" if neox else "rmsnorm",
-        bias=bool(neox and cfg.get("attention_bias")),
+        # GPT-NeoX and gpt-oss put biases on every projection (gpt-oss's experts too);
+        # other families' attention_bias covers q/k/v only, left out as Qwen2's are
+        bias=bool(cfg.get("model_type") in _BIASED_TYPES and cfg.get("attention_bias")),
         hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),
         attention_dropout=float(cfg.get("attention_dropout") or 0.0),
         sliding_window=window,

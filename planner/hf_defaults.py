@@ -100,6 +100,7 @@ HF_DEFAULTS: dict[str, dict[str, Any]] = {
         num_local_experts=128,
         num_experts_per_tok=4,
         sliding_window=128,
+        attention_bias=True,
     ),
     "cohere2": _with(_LLAMA_STYLE, tie_word_embeddings=True, sliding_window=4096),
     "cohere": _with(_LLAMA_STYLE, tie_word_embeddings=True),

@@ -255,3 +255,11 @@ def test_windowed_presets_are_their_config_json(preset: str, config: dict[str, A
     assert planner.get_model(preset).model_dump(exclude={"name"}) == read
     gpt_oss = planner.get_model("gpt-oss-120b")
     assert (gpt_oss.windowed_layers, gpt_oss.sliding_window) == (18, 128)
+
+
+def test_the_gpt_oss_preset_is_transformers_default_config() -> None:
+    """GptOssConfig's defaults are gpt-oss-120b's; read from config.json, they are the
+    preset (biases on every projection and expert, the window on every other layer)."""
+    transformers = pytest.importorskip("transformers")
+    read = _read(transformers.GptOssConfig().to_dict()).model_dump(exclude={"name"})
+    assert planner.get_model("gpt-oss-120b").model_dump(exclude={"name"}) == read
