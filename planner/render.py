@@ -41,10 +41,16 @@ def _window_cell(model: ModelSpec) -> Cell:
     )
 
 
+def _ordinal(n: int) -> str:
+    """2nd, 3rd, 4th, 11th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def window_line(model: ModelSpec, seq_len: int) -> str:
     """The attention pattern of a model with sliding-window layers, in words."""
     every = model.full_attention_every
-    full = f", every {every}th full" if every else ""
+    full = f", every {_ordinal(every)} full" if every else ""
     wider = (
         " (no shorter than the sequence: full causal)"
         if (model.sliding_window or 0) >= seq_len

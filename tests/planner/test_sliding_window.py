@@ -203,6 +203,8 @@ def test_the_estimate_says_which_layers_are_windowed() -> None:
         "attention: a 1,024-token sliding window in 52 of 62 layers, every 6th full"
     )
     assert window_line(_read(MISTRAL), 4096).endswith("(no shorter than the sequence: full causal)")
+    gpt_oss = planner.get_model("gpt-oss-120b")
+    assert window_line(gpt_oss, 4096).endswith("in 18 of 36 layers, every 2nd full")
 
 
 def test_megatron_gets_the_window_and_torchtitan_refuses_it() -> None:
