@@ -18,8 +18,8 @@ Sliding-window layers (ModelSpec.sliding_window; Beltagy et al. 2020, Sec. 3.1) 
 to at most w keys: Σ_i min(i, w) = w·s − w(w − 1)/2 pairs over s queries, which is the
 causal count when w ≥ s. A fused kernel with a window skips the tiles left of it as it
 skips those above the diagonal (flash-attn's ``window_size``): a row of query tiles
-computes the tiles of its w keys plus one. Unfused attention masks the full matrix and computes
-all of it. A model mixing windowed and full layers counts each kind over its share of
+computes the tiles of its w keys plus one. Unfused attention masks the full matrix and
+computes all of it. A model mixing windowed and full layers counts each kind over its share of
 the layers.
 
 Recomputation (Korthikanti et al. 2022): full recompute reruns each layer's forward
@@ -70,12 +70,18 @@ def windowed_key_fraction(seq: Num, window: Num) -> Num:
     return (w * seq - w * (w - 1) / 2) / (seq * seq)
 
 
+def layer_mix(full: Num, windowed: Num, windowed_share: Num) -> Num:
+    """A per-layer quantity averaged over full-attention and windowed layers (exactly
+    ``full`` without windowed layers, so a window-free problem compiles ``windowed`` out)."""
+    mixed = (1 - windowed_share) * full + windowed_share * windowed
+    return where(windowed_share > 0, mixed, full)
+
+
 def model_key_fraction(seq: Num, window: Num = 0.0, windowed_share: Num = 0.0) -> Num:
     """Mean over the layers of the key fraction a query needs: causal layers and the
     ``windowed_share`` of them that attend to a ``window`` of keys."""
-    causal = causal_key_fraction(seq)
-    windowed = (1 - windowed_share) * causal + windowed_share * windowed_key_fraction(seq, window)
-    return where(windowed_share > 0, windowed, causal)
+    windowed = windowed_key_fraction(seq, window)
+    return layer_mix(causal_key_fraction(seq), windowed, windowed_share)
 
 
 def executed_key_fraction(seq: Num, flash: Num, causal_block: Num) -> Num:
@@ -144,9 +150,7 @@ def hardware_flops_per_token(
     )
     causal = executed_key_fraction(seq, flash, causal_block)
     windowed = windowed_executed_key_fraction(seq, flash, causal_block, window)
-    executed = where(
-        windowed_share > 0, (1 - windowed_share) * causal + windowed_share * windowed, causal
-    )
+    executed = layer_mix(causal, windowed, windowed_share)
     attn_fwd = attention_flops_fwd_per_token(layers, heads, head_dim, seq, executed)
     attn_bwd_ratio = where(flash > 0, flash_bwd_ratio, 2.0)
     attn_recompute = where(recompute >= RECOMPUTE_FULL, 1.0, where(op > 0, 0.0, 1.0))

@@ -115,9 +115,8 @@ def attention_time(x: Inputs, c: Constants, s: Shapes) -> tuple[Any, Any]:
         flops.windowed_executed_key_fraction(x.seq, x.flash, block, x.window),
         minimum(s.seq_local, 2 * x.window + block),
     )
-    share, windowed = x.windowed_share, x.windowed_share > 0
-    attn_fwd_flash = where(windowed, (1 - share) * full_fwd + share * win_fwd, full_fwd)
-    attn_bwd_flash = where(windowed, (1 - share) * full_bwd + share * win_bwd, full_bwd)
+    attn_fwd_flash = flops.layer_mix(full_fwd, win_fwd, x.windowed_share)
+    attn_bwd_flash = flops.layer_mix(full_bwd, win_bwd, x.windowed_share)
     attn_count = x.micro_batch * s.heads_local
     seq_local, peak_bf16, mem_bw, ab = s.seq_local, s.peak_bf16, s.mem_bw, s.ab
     attn_fwd_unfused = kernels.gemm_time(
