@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from planner.accelerator_spec import AcceleratorSpec
-from planner.errors import PlanInputError
+from planner.errors import PlanInputError, first_invalid
 from planner.model_spec import ModelSpec
 
 
@@ -107,6 +107,24 @@ def load_gpu_spec(path: str) -> AcceleratorSpec:
     """An AcceleratorSpec from a YAML (or JSON) file, for accelerators not in the catalog."""
     data = read_yaml_mapping(path, "--gpu-spec", "a mapping of AcceleratorSpec fields")
     return AcceleratorSpec(**data)
+
+
+def load_model_spec(path: str) -> ModelSpec:
+    """A ModelSpec from a YAML (or JSON) file of its fields, for a model neither a preset
+    nor a config.json family the planner reads; ``name`` defaults to the file's stem."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    data = read_yaml_mapping(path, "--model", "a mapping of ModelSpec fields")
+    try:
+        return ModelSpec(**{"name": Path(path).stem, **data})
+    except ValidationError as exc:
+        where, message = first_invalid(exc)
+        raise PlanInputError(
+            f"--model {path}: {where}: {message} (the fields are ModelSpec's, as in a preset "
+            "of planner/data/models.yaml)."
+        ) from None
 
 
 def read_yaml_mapping(path: str, flag: str, expected: str, missing_fix: str = "") -> dict[str, Any]:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.catalog import read_yaml_mapping
-from planner.errors import PlanInputError
+from planner.errors import PlanInputError, first_invalid
 from planner.specs import AcceleratorSpec
 
 SCHEMA_VERSION = 1
@@ -96,9 +96,8 @@ def load_profile(path: str) -> CalibrationProfile:
     try:
         return CalibrationProfile.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise PlanInputError(f"--profile {path}: field {where}: {first['msg']}.") from None
+        where, message = first_invalid(exc)
+        raise PlanInputError(f"--profile {path}: field {where}: {message}.") from None
 
 
 def dump_profile(profile: CalibrationProfile) -> str:

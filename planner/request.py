@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec, read_yaml_mapping
+from planner.catalog import constants_data, get_gpu, get_model, load_gpu_spec, load_model_spec
 from planner.errors import PlanInputError
 from planner.estimator import estimate
 from planner.hf_config import load_hf_config
@@ -89,16 +87,7 @@ def resolve_model(text: str) -> ModelSpec:
     directory)."""
     path = Path(text)
     if text.endswith((".yaml", ".yml")):
-        fields = read_yaml_mapping(text, "--model", "a mapping of ModelSpec fields")
-        try:
-            return ModelSpec(**{"name": path.stem, **fields})
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "model"
-            raise PlanInputError(
-                f"--model {text}: {field}: {first['msg']} (the fields are ModelSpec's, as "
-                "in a preset of planner/data/models.yaml)."
-            ) from None
+        return load_model_spec(text)
     if text.endswith(".json") or path.is_dir() or path.is_file() or "/" in text:
         return load_hf_config(path)
     return get_model(text)
