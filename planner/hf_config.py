@@ -1,6 +1,6 @@
 """Read a Hugging Face ``config.json`` into a :class:`~planner.specs.ModelSpec`.
 
-Two key families are understood:
+These key families are understood:
 
 * Llama-style (llama, mistral, mixtral, qwen2, qwen2_moe and look-alikes):
   ``hidden_size``, ``num_hidden_layers``, ``num_attention_heads``,
@@ -17,17 +17,16 @@ Two key families are understood:
   transformers' GPT2Config), ``vocab_size``, ``n_positions`` (default 1024); GELU, biases,
   LayerNorm, learned positions, tied embeddings, dropout from ``resid_pdrop``/``attn_pdrop``;
   GPT-BigCode's ``multi_query`` (one key/value head).
-
-Only the families in :data:`planner.hf_families.READ` are read (each checked against the
-model transformers builds); any other ``model_type`` is refused by name.
 * GPT-NeoX (``model_type`` gpt_neox): the Llama-style keys, with LayerNorm, biases and
   ``hidden_dropout``.
-* Gemma (gemma, gemma2, gemma3_text, vaultgemma): the Llama-style keys; the MLP is gated whatever
-  its activation (GemmaMLP: gate, up and down projections under GELU-tanh, GeGLU), read
-  from ``hidden_activation`` where ``hidden_act`` is absent.
+* Gemma (gemma, gemma2, gemma3_text, vaultgemma): the Llama-style keys; the MLP is gated
+  whatever its activation (GemmaMLP: gate, up and down projections under GELU-tanh,
+  GeGLU), read from ``hidden_activation`` where ``hidden_act`` is absent.
 
-Sliding-window attention (``sliding_window``, ``layer_types`` and each family's pattern)
-is read by :mod:`planner.hf_window`.
+Only the families in :data:`planner.hf_families.READ` are read (each checked against the
+model transformers builds); any other ``model_type`` is refused by name. Sliding-window
+attention (``sliding_window``, ``layer_types`` and each family's pattern) is read by
+:mod:`planner.hf_window`.
 
 A key the planner reads that is missing takes its ``model_type``'s default in transformers
 (:mod:`planner.hf_defaults`: GPT-2's dropout is 0.1, Mistral's kv heads 8, ...).
@@ -48,8 +47,10 @@ from planner.specs import ModelSpec
 
 _GATED_ACTIVATIONS = {"silu", "swish", "swiglu"}
 _GATED_TYPES = {"gemma", "gemma2", "gemma3_text", "vaultgemma"}
-_BIASED_TYPES = {"gpt_neox", "gpt_oss"}
 """Families whose MLP is gated under any activation (transformers' GemmaMLP)."""
+_BIASED_TYPES = {"gpt_neox", "gpt_oss"}
+"""Families whose ``attention_bias`` means biases on every projection (gpt-oss's experts
+too); elsewhere it covers q/k/v only, which the planner leaves out (as Qwen2's)."""
 
 
 def _need(cfg: dict[str, Any], key: str, path: Path, what: str) -> Any:
@@ -90,10 +91,10 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 1
     )
     act = str(cfg.get("hidden_act") or cfg.get("hidden_activation") or "silu").lower()
-    gated = act in _GATED_ACTIVATIONS or cfg.get("model_type") in _GATED_TYPES
+    gated = act in _GATED_ACTIVATIONS or model_type in _GATED_TYPES
     layers = _need(cfg, "num_hidden_layers", path, "number of layers")
     window, full_every = sliding_window_of(cfg, int(layers), path)
-    neox = cfg.get("model_type") == "gpt_neox"
+    neox = model_type == "gpt_neox"
     moe_ffn = cfg.get("moe_intermediate_size")
     shared = cfg.get("shared_expert_intermediate_size") or (
         int(cfg.get("n_shared_experts") or 0) * int(moe_ffn or 0)
@@ -122,9 +123,7 @@ def model_from_hf_dict(cfg: dict[str, Any], name: str, path: Path) -> ModelSpec:
         dense_first_layers=_dense_first_layers(cfg, experts, path),
         router_score="sigmoid" if cfg.get("scoring_func") == "sigmoid" else "softmax",
         norm="layernorm" if neox else "rmsnorm",
-        # GPT-NeoX and gpt-oss put biases on every projection (gpt-oss's experts too);
-        # other families' attention_bias covers q/k/v only, left out as Qwen2's are
-        bias=bool(cfg.get("model_type") in _BIASED_TYPES and cfg.get("attention_bias")),
+        bias=bool(model_type in _BIASED_TYPES and cfg.get("attention_bias")),
         hidden_dropout=float(cfg.get("hidden_dropout") or 0.0),
         attention_dropout=float(cfg.get("attention_dropout") or 0.0),
         sliding_window=window,
