@@ -62,8 +62,7 @@ def problem_of(model: ModelSpec, training: TrainingSpec) -> Problem:
         moe=model.is_moe,
         seq=training.seq_len,
         batch=training.global_batch_seqs,
-        # a window no shorter than the sequence is full causal attention
-        windowed=model.windowed_layers > 0 and (model.sliding_window or 0) < training.seq_len,
+        windowed=model.windows_at(training.seq_len),
     )
     return problem
 

@@ -145,6 +145,11 @@ class ModelSpec(BaseModel):
         every = self.full_attention_every
         return self.num_layers - (self.num_layers // every if every else 0)
 
+    def windows_at(self, seq_len: int) -> bool:
+        """True when some layer's window is shorter than ``seq_len`` (a window no shorter
+        than the sequence is full causal attention)."""
+        return self.windowed_layers > 0 and (self.sliding_window or 0) < seq_len
+
     @property
     def num_params(self) -> float:
         """Total parameters, embeddings included (every expert counted)."""

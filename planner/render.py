@@ -51,11 +51,7 @@ def window_line(model: ModelSpec, seq_len: int) -> str:
     """The attention pattern of a model with sliding-window layers, in words."""
     every = model.full_attention_every
     full = f", every {_ordinal(every)} full" if every else ""
-    wider = (
-        " (no shorter than the sequence: full causal)"
-        if (model.sliding_window or 0) >= seq_len
-        else ""
-    )
+    wider = "" if model.windows_at(seq_len) else " (no shorter than the sequence: full causal)"
     return (
         f"attention: a {model.sliding_window:,}-token sliding window in "
         f"{model.windowed_layers} of {model.num_layers} layers{full}{wider}"
