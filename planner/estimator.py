@@ -93,9 +93,10 @@ _STATIC_INPUTS = Inputs._fields.index("dp")
 PROBLEM_FLAGS = ("flash", "fp8", "overlap_grad_reduce", "tp_comm_overlap", "ep_comm_overlap",
                  "co2_tdp_basis", "eager", "fp8_dynamic", "fp8_current", "grads_freed",
                  "quant_inputs", "nf4_init_bytes", "torch_ring", "windowed_share")  # fmt: skip
-"""Categorical inputs constant within one planning problem (the model's, the training
-spec's): both compiled paths fix them, so each ``where`` on them keeps one side and a
-problem without an optional term runs none of its work."""
+"""Inputs constant within one planning problem (the model's, the training spec's): the
+categorical flags and ``windowed_share`` (a model's share of sliding-window layers). Both
+compiled paths fix them, so each ``where`` on them keeps one side and a problem without
+an optional term runs none of its work."""
 SPECIALISED = (*PROBLEM_FLAGS, "sharding", "recompute", "sp")
 """Categorical inputs each compiled variant fixes, so it holds only the branches it takes:
 the problem's flags and, one layout at a time, its sharding, recomputation and SP."""
